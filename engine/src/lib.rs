@@ -1,0 +1,12 @@
+//! esox: an External Secrets Operator whose transformations run in a WebAssembly sandbox.
+//!
+//! The data path reads top-down: an [`api::ExternalSecret`] names a store; the store's
+//! [`provider`] fetches remote data; [`pipeline`] turns it into Secret data (decoding,
+//! property extraction, rewrites, key conversion and validation); the
+//! [`controller`] applies it to a Kubernetes Secret and reports status, events and metrics.
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod pipeline;
+pub mod provider;
+pub mod secret;

@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", esox::api::crd::to_yaml());
+}

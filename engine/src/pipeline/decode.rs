@@ -1,0 +1,55 @@
+//! `decodingStrategy`: how fetched values are decoded before they reach the Secret.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+
+use crate::api::DecodingStrategy;
+
+/// Decoding failure (never carries the value).
+#[derive(Debug, thiserror::Error)]
+#[error("failed to decode value with strategy {strategy}: {reason}")]
+pub struct DecodeError {
+    strategy: &'static str,
+    reason: String,
+}
+
+/// Decodes `value` per ESO's rules: `Base64`/`Base64URL` must decode, `Auto` tries both and
+/// falls back to the raw bytes, `None` keeps the bytes.
+pub fn decode(strategy: DecodingStrategy, value: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    match strategy {
+        DecodingStrategy::None => Ok(value.to_vec()),
+        DecodingStrategy::Base64 => STANDARD.decode(value).map_err(|e| DecodeError {
+            strategy: "Base64",
+            reason: e.to_string(),
+        }),
+        DecodingStrategy::Base64Url => URL_SAFE.decode(value).map_err(|e| DecodeError {
+            strategy: "Base64URL",
+            reason: e.to_string(),
+        }),
+        DecodingStrategy::Auto => Ok(STANDARD
+            .decode(value)
+            .or_else(|_| URL_SAFE.decode(value))
+            .unwrap_or_else(|_| value.to_vec())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategies() {
+        assert_eq!(decode(DecodingStrategy::Base64, b"aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(decode(DecodingStrategy::Base64Url, b"Pz8_").unwrap(), b"???");
+        assert!(decode(DecodingStrategy::Base64, b"Pz8_").is_err());
+        assert_eq!(decode(DecodingStrategy::Auto, b"Pz8_").unwrap(), b"???");
+        assert_eq!(decode(DecodingStrategy::Auto, b"not base64!").unwrap(), b"not base64!");
+        assert_eq!(decode(DecodingStrategy::None, b"aGVsbG8=").unwrap(), b"aGVsbG8=");
+    }
+
+    #[test]
+    fn errors_do_not_leak_values() {
+        let err = decode(DecodingStrategy::Base64, b"sup3r-s3cret!").unwrap_err();
+        assert!(!err.to_string().contains("sup3r"));
+    }
+}

@@ -1,0 +1,271 @@
+//! From remote data to Secret data, without Kubernetes.
+//!
+//! The steps run in ESO's order: every `dataFrom` entry (fetch or find → rewrite, or key
+//! conversion when there is no rewrite → decode), then every `data` entry (fetch → property →
+//! decode), later keys overriding earlier ones so `data` wins over `dataFrom`; finally every
+//! key is validated. Everything here takes plain values and a [`DataSource`], so it is
+//! unit-tested without a cluster and reused by offline tools.
+
+pub mod decode;
+pub mod hash;
+pub mod keys;
+pub mod property;
+pub mod rewrite;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::api::{
+    DeletionPolicy, ExternalSecretDataRemoteRef, ExternalSecretSpec, NullBytePolicy, StoreSourceRef,
+};
+use crate::provider::{FindQuery, GetRequest, ProviderError};
+use crate::secret::{SecretBytes, SecretMap};
+
+/// Where an entry's data comes from: its own `sourceRef`, else the ExternalSecret's store.
+pub type Source<'a> = Option<&'a StoreSourceRef>;
+
+/// Fetches remote data for the pipeline (the controller resolves stores and providers).
+#[async_trait]
+pub trait DataSource: Send + Sync {
+    /// Fetches one remote secret.
+    async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError>;
+    /// Finds remote secrets.
+    async fn find(
+        &self,
+        source: Source<'_>,
+        query: &FindQuery,
+    ) -> Result<BTreeMap<String, SecretBytes>, SourceError>;
+}
+
+/// A data source failure: either the store could not be used, or its provider failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    /// The store is missing, not allowed, not ready or not supported.
+    #[error("{0}")]
+    Store(String),
+    /// The provider call failed.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+/// Why Secret data could not be built. Messages name keys and paths, never values.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A store could not be used.
+    #[error("{0}")]
+    Store(String),
+    /// A provider call failed.
+    #[error("error processing spec.{entry}, err: {source}")]
+    Provider {
+        /// Which entry, e.g. `data[0]`.
+        entry: String,
+        /// The provider error.
+        source: ProviderError,
+    },
+    /// A property was not found.
+    #[error("error processing spec.{entry}, err: key {property:?} does not exist in secret {key:?}")]
+    MissingProperty {
+        /// Which entry.
+        entry: String,
+        /// The remote key.
+        key: String,
+        /// The property.
+        property: String,
+    },
+    /// A value that must be a JSON object is not one.
+    #[error("error processing spec.{entry}, err: unable to unmarshal secret {key:?}: not a JSON object")]
+    NotJsonObject {
+        /// Which entry.
+        entry: String,
+        /// The remote key.
+        key: String,
+    },
+    /// Decoding failed.
+    #[error("error processing spec.{entry}, err: {source}")]
+    Decode {
+        /// Which entry.
+        entry: String,
+        /// The decoding error.
+        source: decode::DecodeError,
+    },
+    /// A rewrite failed.
+    #[error("error processing spec.{entry}, err: {source}")]
+    Rewrite {
+        /// Which entry.
+        entry: String,
+        /// The rewrite error.
+        source: rewrite::RewriteError,
+    },
+    /// A value contains a NUL byte and `nullBytePolicy` is `Fail`.
+    #[error("error processing spec.{entry}, err: secret value for key {key:?} contains a null byte and nullBytePolicy is Fail")]
+    NullByte {
+        /// Which entry.
+        entry: String,
+        /// The Secret key.
+        key: String,
+    },
+    /// An entry names neither `extract` nor `find` (or a generator, not yet supported).
+    #[error("error processing spec.{entry}, err: {reason}")]
+    InvalidEntry {
+        /// Which entry.
+        entry: String,
+        /// Why.
+        reason: String,
+    },
+    /// Some keys are not valid Secret keys.
+    #[error("{0}")]
+    InvalidKeys(String),
+}
+
+impl PipelineError {
+    /// Whether the error is (only) a missing remote secret.
+    pub fn is_no_secret(&self) -> bool {
+        matches!(self, PipelineError::Provider { source, .. } if source.is_no_secret())
+    }
+
+    fn from_source(entry: String, err: SourceError) -> Self {
+        match err {
+            SourceError::Store(msg) => PipelineError::Store(msg),
+            SourceError::Provider(source) => PipelineError::Provider { entry, source },
+        }
+    }
+}
+
+/// Builds Secret data for an ExternalSecret from its data source.
+///
+/// Under `deletionPolicy: Delete` or `Merge`, a remote secret that does not exist is skipped
+/// (so the deletion policy can act on the empty result); under `Retain` it is an error.
+pub async fn collect(
+    spec: &ExternalSecretSpec,
+    source: &dyn DataSource,
+) -> Result<SecretMap, PipelineError> {
+    let skip_missing = spec.target.deletion_policy != DeletionPolicy::Retain;
+    let mut out = SecretMap::new();
+
+    for (i, entry) in spec.data_from.iter().enumerate() {
+        let name = format!("dataFrom[{i}]");
+        let src = entry.source_ref.as_ref();
+        if src.is_some_and(|s| s.generator_ref.is_some()) {
+            return Err(PipelineError::InvalidEntry {
+                entry: name,
+                reason: "generators are not supported by this version of esox".to_string(),
+            });
+        }
+        let (map, conversion, decoding) = if let Some(extract) = &entry.extract {
+            let req = GetRequest::new(&extract.key, extract.version.as_deref(), extract.metadata_policy);
+            let raw = match source.get(src, &req).await {
+                Ok(v) => v,
+                Err(SourceError::Provider(e)) if skip_missing && e.is_no_secret() => continue,
+                Err(e) => return Err(PipelineError::from_source(name, e)),
+            };
+            let map = json_map(&name, extract, &raw)?;
+            (map, extract.conversion_strategy, extract.decoding_strategy)
+        } else if let Some(find) = &entry.find {
+            let query = FindQuery {
+                path: find.path.clone().filter(|p| !p.is_empty()),
+                name_regexp: find.name.as_ref().and_then(|n| n.regexp.clone()),
+                tags: find.tags.clone(),
+            };
+            let found = match source.find(src, &query).await {
+                Ok(v) => v,
+                Err(SourceError::Provider(e)) if skip_missing && e.is_no_secret() => continue,
+                Err(e) => return Err(PipelineError::from_source(name, e)),
+            };
+            (found, find.conversion_strategy, find.decoding_strategy)
+        } else {
+            return Err(PipelineError::InvalidEntry {
+                entry: name,
+                reason: "dataFrom entry must set extract, find or sourceRef.generatorRef".into(),
+            });
+        };
+        let map = if entry.rewrite.is_empty() {
+            map.into_iter().map(|(k, v)| (keys::convert(conversion, &k), v)).collect()
+        } else {
+            rewrite::apply(&entry.rewrite, map)
+                .map_err(|source| PipelineError::Rewrite { entry: name.clone(), source })?
+        };
+        for (k, v) in map {
+            let decoded = decode::decode(decoding, v.expose())
+                .map_err(|source| PipelineError::Decode { entry: name.clone(), source })?;
+            out.insert(k, SecretBytes::new(decoded));
+        }
+    }
+
+    for (i, entry) in spec.data.iter().enumerate() {
+        let name = format!("data[{i}]");
+        let src = entry.source_ref.as_ref();
+        if src.is_some_and(|s| s.generator_ref.is_some()) {
+            return Err(PipelineError::InvalidEntry {
+                entry: name,
+                reason: "generators are not supported in data[]; use dataFrom".to_string(),
+            });
+        }
+        let r = &entry.remote_ref;
+        let req = GetRequest::new(&r.key, r.version.as_deref(), r.metadata_policy);
+        let raw = match source.get(src, &req).await {
+            Ok(v) => v,
+            Err(SourceError::Provider(e)) if skip_missing && e.is_no_secret() => continue,
+            Err(e) => return Err(PipelineError::from_source(name, e)),
+        };
+        let value = match r.property.as_deref().filter(|p| !p.is_empty()) {
+            None => raw.expose().to_vec(),
+            Some(prop) => {
+                let doc: Value = serde_json::from_slice(raw.expose()).map_err(|_| {
+                    PipelineError::MissingProperty {
+                        entry: name.clone(),
+                        key: r.key.clone(),
+                        property: prop.to_string(),
+                    }
+                })?;
+                property::extract(&doc, prop).ok_or_else(|| PipelineError::MissingProperty {
+                    entry: name.clone(),
+                    key: r.key.clone(),
+                    property: prop.to_string(),
+                })?
+            }
+        };
+        let decoded = decode::decode(r.decoding_strategy, &value)
+            .map_err(|source| PipelineError::Decode { entry: name.clone(), source })?;
+        if r.null_byte_policy == NullBytePolicy::Fail && decoded.contains(&0) {
+            return Err(PipelineError::NullByte { entry: name, key: entry.secret_key.clone() });
+        }
+        out.insert(entry.secret_key.clone(), SecretBytes::new(decoded));
+    }
+
+    keys::validate(out.keys()).map_err(PipelineError::InvalidKeys)?;
+    Ok(out)
+}
+
+/// Parses a fetched secret (optionally one property of it) as a JSON object, ESO-style:
+/// string values unquoted, others as compact JSON.
+fn json_map(
+    entry: &str,
+    r: &ExternalSecretDataRemoteRef,
+    raw: &SecretBytes,
+) -> Result<SecretMap, PipelineError> {
+    let not_object = || PipelineError::NotJsonObject { entry: entry.to_string(), key: r.key.clone() };
+    let doc: Value = serde_json::from_slice(raw.expose()).map_err(|_| not_object())?;
+    let doc = match r.property.as_deref().filter(|p| !p.is_empty()) {
+        None => doc,
+        Some(prop) => {
+            let bytes = property::extract(&doc, prop).ok_or_else(|| PipelineError::MissingProperty {
+                entry: entry.to_string(),
+                key: r.key.clone(),
+                property: prop.to_string(),
+            })?;
+            serde_json::from_slice(&bytes).map_err(|_| not_object())?
+        }
+    };
+    let Value::Object(obj) = doc else {
+        return Err(not_object());
+    };
+    Ok(obj
+        .iter()
+        .map(|(k, v)| (k.clone(), SecretBytes::new(property::value_bytes(v))))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;

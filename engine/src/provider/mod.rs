@@ -1,0 +1,139 @@
+//! Providers: where remote secrets come from.
+//!
+//! A provider answers three questions — one secret by key and version, a search by name, path
+//! or tags, and "are my credentials and settings usable?" — and nothing more. Property
+//! extraction, decoding, rewrites and key handling are the same for every provider, so they
+//! live in [`crate::pipeline`], not here. Keeping the provider surface this small is what lets
+//! the [`fetch::FetchLayer`] coalesce identical requests from many ExternalSecrets into one
+//! call (and, for AWS, batch them): a request is fully described by a [`GetRequest`].
+
+pub mod fake;
+pub mod fetch;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::api::{MetadataPolicy, SecretStoreSpec};
+use crate::secret::SecretBytes;
+
+/// Provider errors. Messages name keys and causes, never values.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    /// The remote secret (or that version of it) does not exist.
+    #[error("Secret does not exist: key {key:?}{}", version.as_ref().map(|v| format!(", version {v:?}")).unwrap_or_default())]
+    NoSecret {
+        /// Remote key.
+        key: String,
+        /// Requested version.
+        version: Option<String>,
+    },
+    /// The provider refused the credentials or the action.
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    /// The provider asked us to slow down.
+    #[error("throttled by provider: {0}")]
+    Throttled(String),
+    /// The provider could not be reached or failed.
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+    /// The request cannot be served by this provider (e.g. find by tags on Fake).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The store's configuration is invalid.
+    #[error("invalid store configuration: {0}")]
+    InvalidConfig(String),
+}
+
+impl ProviderError {
+    /// Whether this is ESO's `NoSecretErr`, which deletion policies act on.
+    pub fn is_no_secret(&self) -> bool {
+        matches!(self, ProviderError::NoSecret { .. })
+    }
+}
+
+/// One remote secret to fetch. Fully describes the call, so equal requests can share it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GetRequest {
+    /// Remote key.
+    pub key: String,
+    /// Version (provider-specific syntax), if any.
+    pub version: Option<String>,
+    /// Fetch the value (`None`) or the metadata (`Fetch`).
+    pub metadata: bool,
+}
+
+impl GetRequest {
+    /// Builds a request from an ExternalSecret remote reference.
+    pub fn new(key: &str, version: Option<&str>, policy: MetadataPolicy) -> Self {
+        GetRequest {
+            key: key.to_string(),
+            version: version.filter(|v| !v.is_empty()).map(str::to_string),
+            metadata: policy == MetadataPolicy::Fetch,
+        }
+    }
+}
+
+/// A search for remote secrets (`dataFrom.find`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FindQuery {
+    /// Path prefix.
+    pub path: Option<String>,
+    /// Regular expression on names.
+    pub name_regexp: Option<String>,
+    /// Tags that must all match.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A connected provider for one store (and one identity).
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Fetches one remote secret.
+    async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError>;
+    /// Finds remote secrets; keys are the remote names.
+    async fn find(&self, query: &FindQuery) -> Result<BTreeMap<String, SecretBytes>, ProviderError>;
+    /// Checks that the store is usable.
+    async fn validate(&self) -> Result<(), ProviderError>;
+}
+
+/// Why no provider could be built for a store.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderBuildError {
+    /// The store names no provider.
+    #[error("store has no provider configured")]
+    NoProvider,
+    /// The store names more than one provider.
+    #[error("store must configure exactly one provider, found: {0}")]
+    MultipleProviders(String),
+    /// The store's provider exists in ESO but not (yet) in esox.
+    #[error("provider {0:?} is not supported by esox")]
+    Unsupported(String),
+    /// The provider's settings are invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ProviderBuildError {
+    /// Short reason for conditions and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProviderBuildError::Unsupported(_) => "UnsupportedProvider",
+            _ => "InvalidProviderConfig",
+        }
+    }
+}
+
+/// Builds the provider for a store spec.
+pub fn build(spec: &SecretStoreSpec) -> Result<Arc<dyn Provider>, ProviderBuildError> {
+    let names = spec.provider.names();
+    match names.len() {
+        0 => return Err(ProviderBuildError::NoProvider),
+        1 => {}
+        _ => return Err(ProviderBuildError::MultipleProviders(names.join(", "))),
+    }
+    if let Some(fake) = &spec.provider.fake {
+        return Ok(Arc::new(fake::FakeProvider::new(fake)));
+    }
+    Err(ProviderBuildError::Unsupported(names[0].clone()))
+}
