@@ -10,3 +10,7 @@ pub mod api;
 pub mod pipeline;
 pub mod provider;
 pub mod secret;
+pub mod controller;
+pub mod http;
+pub mod metrics;
+pub mod ratelimit;

@@ -1,3 +1,113 @@
-fn main() {
-    print!("{}", esox::api::crd::to_yaml());
+//! The `esox` command: run the controller, print the CRDs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use kube::client::ClientBuilder;
+use kube::runtime::events::Reporter;
+use prometheus_client::registry::Registry;
+
+use esox::controller::context::{Context, Settings};
+use esox::metrics::Metrics;
+use esox::provider::fetch::FetchLayer;
+use esox::ratelimit::{Limiter, RateLimitLayer};
+
+#[derive(Parser)]
+#[command(name = "esox", version, about = "External Secrets Operator for Kubernetes, with transformations sandboxed in WebAssembly")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller against the current kubeconfig (or in-cluster config).
+    Controller(ControllerArgs),
+    /// Print the CustomResourceDefinitions (v1 stored, v1beta1 served) as YAML.
+    Crds,
+}
+
+#[derive(clap::Args)]
+struct ControllerArgs {
+    /// Watch only this namespace (scoped mode); default: the whole cluster.
+    #[arg(long, env = "ESOX_NAMESPACE")]
+    namespace: Option<String>,
+    /// ExternalSecrets reconciled at once.
+    #[arg(long, default_value_t = 8, env = "ESOX_CONCURRENT")]
+    concurrent: u16,
+    /// Kubernetes API requests per second (client-side limit).
+    #[arg(long, default_value_t = 50.0, env = "ESOX_KUBE_QPS")]
+    kube_api_qps: f64,
+    /// Kubernetes API request burst.
+    #[arg(long, default_value_t = 100, env = "ESOX_KUBE_BURST")]
+    kube_api_burst: u32,
+    /// Default interval between store validations.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    store_requeue_interval: Duration,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "ESOX_METRICS_ADDR")]
+    metrics_addr: SocketAddr,
+    /// Log format: `text` or `json`.
+    #[arg(long, default_value = "text", env = "ESOX_LOG_FORMAT")]
+    log_format: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    esox::api::duration::parse(s).map_err(|e| e.to_string())
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Crds => {
+            print!("{}", esox::api::crd::to_yaml());
+            Ok(())
+        }
+        Command::Controller(args) => run_controller(args).await,
+    }
+}
+
+async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
+    init_tracing(&args.log_format);
+    let config = kube::Config::infer().await.context("could not load a kubeconfig or in-cluster configuration")?;
+    let limiter = Limiter::new(args.kube_api_qps, args.kube_api_burst);
+    let client = ClientBuilder::try_from(config)
+        .context("could not build the Kubernetes client")?
+        .with_layer(&RateLimitLayer(limiter))
+        .build();
+
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::new(&mut registry));
+    let registry = Arc::new(registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("could not listen on {}", args.metrics_addr))?;
+    tokio::spawn(esox::http::serve(listener, registry.clone(), ready.clone()));
+
+    let ctx = Arc::new(Context {
+        client,
+        reporter: Reporter { controller: "external-secrets".into(), instance: std::env::var("POD_NAME").ok() },
+        metrics,
+        fetch: FetchLayer::new(),
+        failures: Default::default(),
+        settings: Settings { namespace: args.namespace, store_requeue: args.store_requeue_interval, concurrency: args.concurrent },
+    });
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?ctx.settings.namespace, "starting esox controller");
+    esox::controller::run(ctx, ready).await;
+    Ok(())
 }

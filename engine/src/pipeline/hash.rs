@@ -37,6 +37,11 @@ pub fn data_hash<'a>(data: impl IntoIterator<Item = (&'a String, &'a [u8])>) -> 
     hex::encode(Sha3_224::digest(text.as_bytes()))
 }
 
+/// ESO's `ObjectHash` of a plain string (`%+v` of a string is the string itself).
+pub fn data_hash_text(text: &str) -> String {
+    hex::encode(Sha3_224::digest(text.as_bytes()))
+}
+
 /// The data-hash of a [`SecretMap`].
 pub fn secret_map_hash(data: &SecretMap) -> String {
     data_hash(data.iter().map(|(k, v)| (k, v.expose())))

@@ -137,3 +137,64 @@ pub fn build(spec: &SecretStoreSpec) -> Result<Arc<dyn Provider>, ProviderBuildE
     }
     Err(ProviderBuildError::Unsupported(names[0].clone()))
 }
+
+/// Counts real provider calls in `externalsecret_provider_api_calls_count`. Wraps a provider
+/// *inside* the fetch layer, so coalesced requests are counted once — as they are billed.
+pub struct Metered {
+    inner: Arc<dyn Provider>,
+    provider: &'static str,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Metered {
+    /// Wraps `inner`, labelling its calls with `provider`.
+    pub fn wrap(inner: Arc<dyn Provider>, provider: &'static str, metrics: Arc<crate::metrics::Metrics>) -> Arc<dyn Provider> {
+        Arc::new(Metered { inner, provider, metrics })
+    }
+
+    fn count<T>(&self, call: &str, r: &Result<T, ProviderError>) {
+        let status = match r {
+            Ok(_) => "success",
+            Err(ProviderError::NoSecret { .. }) => "not_found",
+            Err(_) => "error",
+        };
+        self.metrics
+            .provider_calls
+            .get_or_create(&crate::metrics::ProviderCallLabels {
+                provider: self.provider.to_string(),
+                call: call.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+}
+
+#[async_trait]
+impl Provider for Metered {
+    async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError> {
+        let r = self.inner.get(req).await;
+        self.count(if req.metadata { "GetSecretMetadata" } else { "GetSecret" }, &r);
+        r
+    }
+    async fn find(&self, query: &FindQuery) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
+        let r = self.inner.find(query).await;
+        self.count("GetAllSecrets", &r);
+        r
+    }
+    async fn validate(&self) -> Result<(), ProviderError> {
+        let r = self.inner.validate().await;
+        self.count("Validate", &r);
+        r
+    }
+}
+
+/// The provider's name for metrics, from a store spec.
+pub fn provider_label(spec: &SecretStoreSpec) -> &'static str {
+    if spec.provider.fake.is_some() {
+        "fake"
+    } else if spec.provider.aws.is_some() {
+        "aws"
+    } else {
+        "unknown"
+    }
+}

@@ -1,0 +1,499 @@
+//! The ExternalSecret reconciler: fetch → build data → apply the Secret → report.
+//!
+//! Steps, each named in the code: decide whether a refresh is due (ESO's rules: interval,
+//! spec/metadata change, Secret drift); fetch and build the data (the Kubernetes-free
+//! [`crate::pipeline`]); apply it under the creation and deletion policies; then write status
+//! only when it changed. A failure at any step leaves the existing Secret untouched
+//! (keep-last-good), sets `Ready=False` with a specific message, emits a Warning event, and
+//! retries with per-object exponential backoff.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use super::context::Context;
+use super::refresh::{self, RefreshState};
+use super::stores::StoreResolver;
+use crate::api::condition::{get_condition, set_condition};
+use crate::api::{Condition, CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretStatus, LocalObjectReference};
+use crate::api::duration;
+use crate::metrics::{ErrorLabels, Metrics, ObjectLabels};
+use crate::pipeline::{self, hash};
+use crate::secret::SecretMap;
+
+/// Label ESO puts on every Secret it manages (and that esox watches).
+pub const MANAGED_LABEL: &str = "reconcile.external-secrets.io/managed";
+/// Label naming (as a hash) the ExternalSecret that created a Secret under `Owner`.
+pub const CREATED_BY_LABEL: &str = "reconcile.external-secrets.io/created-by";
+/// Annotation holding the hash of the Secret data esox wrote.
+pub const DATA_HASH_ANNOTATION: &str = "reconcile.external-secrets.io/data-hash";
+/// Field manager for Secret writes; the same as ESO's so GitOps ignore rules keep working.
+pub const FIELD_MANAGER: &str = "external-secrets";
+
+/// Condition reasons, as ESO spells them.
+pub mod reason {
+    /// Data synced.
+    pub const SYNCED: &str = "SecretSynced";
+    /// Sync failed.
+    pub const SYNC_ERROR: &str = "SecretSyncedError";
+    /// Secret deleted by the deletion policy.
+    pub const DELETED: &str = "SecretDeleted";
+    /// `Merge` target does not exist.
+    pub const MISSING: &str = "SecretMissing";
+}
+
+/// Event reasons, as ESO spells them.
+pub mod event {
+    /// Secret created.
+    pub const CREATED: &str = "Created";
+    /// Secret updated.
+    pub const UPDATED: &str = "Updated";
+    /// Secret deleted.
+    pub const DELETED: &str = "Deleted";
+    /// A sync failed.
+    pub const UPDATE_FAILED: &str = "UpdateFailed";
+    /// A remote secret does not exist.
+    pub const MISSING_PROVIDER_SECRET: &str = "MissingProviderSecret";
+}
+
+/// Reconcile errors. Each variant is a metric label and names what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The ExternalSecret itself is invalid (retrying will not help).
+    #[error("invalid ExternalSecret: {0}")]
+    InvalidSpec(String),
+    /// Fetching or building the data failed.
+    #[error("could not get secret data from provider: {0}")]
+    Fetch(#[source] pipeline::PipelineError),
+    /// The target Secret cannot be written as asked.
+    #[error("{0}")]
+    Target(String),
+    /// A Kubernetes API call failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What we were doing.
+        action: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// Low-cardinality label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::InvalidSpec(_) => "invalid_spec",
+            Error::Fetch(e) if e.is_no_secret() => "missing_provider_secret",
+            Error::Fetch(_) => "fetch",
+            Error::Target(_) => "target",
+            Error::Kube { .. } => "kube",
+        }
+    }
+
+    fn event_reason(&self) -> &'static str {
+        match self {
+            Error::Fetch(e) if e.is_no_secret() => event::MISSING_PROVIDER_SECRET,
+            _ => event::UPDATE_FAILED,
+        }
+    }
+}
+
+fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let action = action.into();
+    move |source| Error::Kube { action, source }
+}
+
+/// The `syncedResourceVersion` of an ExternalSecret: its generation and a hash of its labels
+/// and annotations, so that editing either (ESO's force-sync annotation) triggers a refresh.
+pub fn resource_version(es: &ExternalSecret) -> String {
+    let meta = format!("labels={:?} annotations={:?}", es.labels(), es.annotations());
+    format!("{}-{}", es.metadata.generation.unwrap_or_default(), hash::data_hash_text(&meta))
+}
+
+/// Reconciles one ExternalSecret.
+#[instrument(skip_all, fields(namespace = %es.namespace().unwrap_or_default(), name = %es.name_any()))]
+pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = Instant::now();
+    let labels = ObjectLabels { name: es.name_any(), namespace: es.namespace().unwrap_or_default() };
+    ctx.metrics.sync_calls.get_or_create(&labels).inc();
+    let result = sync(&es, &ctx).await;
+    ctx.metrics.reconcile_duration.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.record_success(&object_key(&es));
+    }
+    result
+}
+
+/// Backs off per object after a failure. Status and events were written by the reconcile.
+pub fn error_policy(es: Arc<ExternalSecret>, err: &Error, ctx: Arc<Context>) -> Action {
+    let failures = ctx.record_failure(&object_key(&es));
+    ctx.metrics
+        .sync_errors
+        .get_or_create(&ErrorLabels {
+            name: es.name_any(),
+            namespace: es.namespace().unwrap_or_default(),
+            reason: err.metric_label().to_string(),
+        })
+        .inc();
+    let delay = refresh::backoff(failures.saturating_sub(1));
+    warn!(error = %err, reason = err.metric_label(), failures, retry_in = ?delay, "sync failed");
+    Action::requeue(delay)
+}
+
+fn object_key(es: &ExternalSecret) -> String {
+    format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any())
+}
+
+async fn sync(es: &ExternalSecret, ctx: &Context) -> Result<Action, Error> {
+    let ns = es.namespace().unwrap_or_default();
+    let target = es.target_name();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+
+    // Step 1: validate what cannot be fixed by retrying.
+    let interval = match es.spec.refresh_interval.as_deref() {
+        None | Some("") => Duration::ZERO,
+        Some(s) => match duration::parse(s) {
+            Ok(d) => d,
+            Err(e) => return fail_permanently(es, ctx, &recorder, Error::InvalidSpec(format!("spec.refreshInterval: {e}"))).await,
+        },
+    };
+    if let Some(problem) = unsupported_template(es) {
+        return fail_permanently(es, ctx, &recorder, Error::InvalidSpec(problem)).await;
+    }
+
+    // Step 2: is a refresh due?
+    let status = es.status.clone().unwrap_or_default();
+    let current_version = resource_version(es);
+    let state = RefreshState {
+        policy: es.spec.refresh_policy.unwrap_or_default(),
+        interval,
+        last_refresh: status.refresh_time.as_ref().map(|t| t.0),
+        synced_version: status.synced_resource_version.as_deref(),
+        current_version: &current_version,
+    };
+    let existing = secrets.get_opt(&target).await.map_err(kube_err(format!("could not get Secret {target:?}")))?;
+    let now = jiff::Timestamp::now();
+    let policy = es.spec.target.creation_policy;
+    if !refresh::should_refresh(&state, now) && secret_is_valid(existing.as_ref(), policy) {
+        return Ok(requeue(&state, now));
+    }
+
+    // Step 3: fetch and build the data.
+    let resolver = StoreResolver::new(ctx, &ns, es.spec.secret_store_ref.as_ref());
+    let data = match pipeline::collect(&es.spec, &resolver).await {
+        Ok(d) => d,
+        Err(e) => return Err(fail(es, ctx, &recorder, Error::Fetch(e)).await),
+    };
+
+    // Step 4: apply under the deletion and creation policies.
+    let outcome = if data.is_empty() && es.spec.target.deletion_policy != DeletionPolicy::Merge {
+        match es.spec.target.deletion_policy {
+            DeletionPolicy::Delete => delete_target(es, &secrets, existing.as_ref()).await,
+            _ => Ok(Outcome::Retained),
+        }
+    } else {
+        apply(es, &secrets, existing.as_ref(), data).await
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return Err(fail(es, ctx, &recorder, e).await),
+    };
+
+    // Step 5: report.
+    let (ready, cond_reason, message) = match outcome {
+        Outcome::Created => (true, reason::SYNCED, "secret synced"),
+        Outcome::Updated | Outcome::Unchanged | Outcome::NotManaged => (true, reason::SYNCED, "secret synced"),
+        Outcome::Retained => (true, reason::SYNCED, "secret retained due to DeletionPolicy=Retain"),
+        Outcome::Deleted => (true, reason::DELETED, "secret deleted due to DeletionPolicy"),
+        Outcome::Missing => (false, reason::MISSING, "secret will not be created: creationPolicy is Merge and the target Secret does not exist"),
+    };
+    match outcome {
+        Outcome::Created => publish(&recorder, es, EventType::Normal, event::CREATED, "Created Secret").await,
+        Outcome::Updated => publish(&recorder, es, EventType::Normal, event::UPDATED, "Updated Secret").await,
+        Outcome::Deleted => publish(&recorder, es, EventType::Normal, event::DELETED, "secret deleted due to DeletionPolicy").await,
+        Outcome::Missing => publish(&recorder, es, EventType::Warning, event::UPDATE_FAILED, message).await,
+        _ => {}
+    }
+    if matches!(outcome, Outcome::Created | Outcome::Updated | Outcome::Deleted) {
+        info!(secret = %target, outcome = ?outcome, "secret applied");
+    }
+    let mut new_status = status.clone();
+    set_condition(&mut new_status.conditions, Condition::new("Ready", ready, cond_reason, message));
+    new_status.refresh_time = Some(Time(now));
+    new_status.synced_resource_version = Some(current_version.clone());
+    new_status.binding = Some(LocalObjectReference { name: target });
+    write_status(es, ctx, &status, new_status).await?;
+    Ok(requeue(&state, now).max_with(&outcome, interval))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+    Retained,
+    Deleted,
+    Missing,
+    NotManaged,
+}
+
+trait ActionExt {
+    fn max_with(self, outcome: &Outcome, interval: Duration) -> Action;
+}
+
+impl ActionExt for Action {
+    /// A `Merge` target that does not exist yet is retried at the refresh interval (ESO
+    /// behaviour), and at least every minute so a Secret created later is picked up.
+    fn max_with(self, outcome: &Outcome, interval: Duration) -> Action {
+        if *outcome == Outcome::Missing {
+            let d = if interval.is_zero() { Duration::from_secs(60) } else { interval.min(Duration::from_secs(60)) };
+            return Action::requeue(d);
+        }
+        self
+    }
+}
+
+fn requeue(state: &RefreshState<'_>, now: jiff::Timestamp) -> Action {
+    match refresh::next_refresh(state, now) {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    }
+}
+
+/// ESO's `isSecretValid`: the Secret exists, carries our marker, and its data still hashes to
+/// what we wrote. Anything else is drift and triggers an immediate refresh.
+fn secret_is_valid(secret: Option<&Secret>, policy: CreationPolicy) -> bool {
+    if policy == CreationPolicy::None {
+        return true;
+    }
+    let Some(secret) = secret else { return false };
+    let managed = secret.labels().get(MANAGED_LABEL).is_some_and(|v| v == "true");
+    let hash = secret.annotations().get(DATA_HASH_ANNOTATION);
+    managed && hash.is_some_and(|h| *h == secret_hash(secret))
+}
+
+fn secret_hash(secret: &Secret) -> String {
+    let data = secret.data.clone().unwrap_or_default();
+    hash::data_hash(data.iter().map(|(k, v)| (k, v.0.as_slice())))
+}
+
+/// Template features that need the Wasm template engines, which this build does not have yet.
+/// `type` and `mergePolicy` alone need no rendering.
+fn unsupported_template(es: &ExternalSecret) -> Option<String> {
+    let t = es.spec.target.template.as_ref()?;
+    let needs_engine = !t.data.is_empty()
+        || !t.template_from.is_empty()
+        || t.metadata.as_ref().is_some_and(|m| !m.labels.is_empty() || !m.annotations.is_empty());
+    needs_engine.then(|| {
+        "spec.target.template: rendering templates (data, templateFrom, metadata) needs the template engine plugins, which are not part of this esox build yet".to_string()
+    })
+}
+
+fn owned_by_other(es: &ExternalSecret, secret: &Secret) -> Option<String> {
+    secret
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "ExternalSecret" && o.uid != es.uid().unwrap_or_default())
+        .map(|o| o.name.clone())
+}
+
+async fn delete_target(es: &ExternalSecret, secrets: &Api<Secret>, existing: Option<&Secret>) -> Result<Outcome, Error> {
+    if es.spec.target.creation_policy != CreationPolicy::Owner {
+        return Err(Error::Target(format!(
+            "unable to delete secret: deletionPolicy=Delete requires creationPolicy=Owner, got {:?}",
+            es.spec.target.creation_policy
+        )));
+    }
+    let Some(secret) = existing else { return Ok(Outcome::Deleted) };
+    if let Some(other) = owned_by_other(es, secret) {
+        return Err(Error::Target(format!("target secret {:?} is owned by another ExternalSecret {other:?}; not deleting it", secret.name_any())));
+    }
+    match secrets.delete(&secret.name_any(), &DeleteParams::default()).await {
+        Ok(_) => Ok(Outcome::Deleted),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(Outcome::Deleted),
+        Err(e) => Err(kube_err(format!("could not delete Secret {:?}", secret.name_any()))(e)),
+    }
+}
+
+async fn apply(es: &ExternalSecret, secrets: &Api<Secret>, existing: Option<&Secret>, data: SecretMap) -> Result<Outcome, Error> {
+    let target = es.target_name();
+    let policy = es.spec.target.creation_policy;
+    let data: BTreeMap<String, ByteString> = data.iter().map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec()))).collect();
+    match policy {
+        CreationPolicy::None => Ok(Outcome::NotManaged),
+        CreationPolicy::Merge | CreationPolicy::CreateOrMerge => {
+            if existing.is_none() && policy == CreationPolicy::Merge {
+                return Ok(Outcome::Missing);
+            }
+            if existing.is_some_and(|s| s.immutable == Some(true)) {
+                return Err(Error::Target(format!("target secret {target:?} is immutable; esox cannot merge into it")));
+            }
+            // The hash covers the whole Secret as it will be after the merge, as ESO's does.
+            let mut merged = existing.and_then(|s| s.data.clone()).unwrap_or_default();
+            merged.extend(data.clone());
+            let hash_value = hash::data_hash(merged.iter().map(|(k, v)| (k, v.0.as_slice())));
+            if existing.is_some_and(|s| secret_is_valid(Some(s), policy) && s.data.as_ref() == Some(&merged)) {
+                return Ok(Outcome::Unchanged);
+            }
+            let mut patch = json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": target,
+                    "labels": { MANAGED_LABEL: "true" },
+                    "annotations": { DATA_HASH_ANNOTATION: hash_value },
+                },
+                "data": data,
+            });
+            if existing.is_none() {
+                if let Some(t) = es.spec.target.template.as_ref().and_then(|t| t.type_.clone()) {
+                    patch["type"] = json!(t);
+                }
+                if es.spec.target.immutable {
+                    patch["immutable"] = json!(true);
+                }
+            }
+            secrets
+                .patch(&target, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+                .await
+                .map_err(kube_err(format!("could not apply Secret {target:?}")))?;
+            Ok(if existing.is_some() { Outcome::Updated } else { Outcome::Created })
+        }
+        CreationPolicy::Owner | CreationPolicy::Orphan => {
+            if let Some(s) = existing
+                && let Some(other) = owned_by_other(es, s)
+            {
+                return Err(Error::Target(format!("target secret {target:?} is already owned by ExternalSecret {other:?}")));
+            }
+            let desired = desired_secret(es, existing, data);
+            match existing {
+                None => {
+                    secrets.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &desired).await.map_err(kube_err(format!("could not create Secret {target:?}")))?;
+                    Ok(Outcome::Created)
+                }
+                Some(current) => {
+                    if same_secret(current, &desired) {
+                        return Ok(Outcome::Unchanged);
+                    }
+                    if current.immutable == Some(true) {
+                        return Err(Error::Target(format!("target secret {target:?} is immutable; esox will not overwrite it")));
+                    }
+                    secrets
+                        .replace(&target, &PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &desired)
+                        .await
+                        .map_err(kube_err(format!("could not update Secret {target:?}")))?;
+                    Ok(Outcome::Updated)
+                }
+            }
+        }
+    }
+}
+
+/// The Secret as `Owner`/`Orphan` want it: exactly the fetched data, existing labels and
+/// annotations kept, our markers set, and an owner reference under `Owner` (adopting an
+/// unowned Secret, as ESO does).
+fn desired_secret(es: &ExternalSecret, existing: Option<&Secret>, data: BTreeMap<String, ByteString>) -> Secret {
+    let mut meta = existing.map(|s| s.metadata.clone()).unwrap_or_else(|| ObjectMeta {
+        name: Some(es.target_name()),
+        namespace: es.namespace(),
+        ..Default::default()
+    });
+    meta.managed_fields = None;
+    let labels = meta.labels.get_or_insert_default();
+    labels.insert(MANAGED_LABEL.into(), "true".into());
+    let annotations = meta.annotations.get_or_insert_default();
+    annotations.insert(DATA_HASH_ANNOTATION.into(), hash::data_hash(data.iter().map(|(k, v)| (k, v.0.as_slice()))));
+    if es.spec.target.creation_policy == CreationPolicy::Owner {
+        let created_by = hash::data_hash_text(&format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any()));
+        meta.labels.get_or_insert_default().insert(CREATED_BY_LABEL.into(), created_by);
+        let owner: Option<OwnerReference> = es.controller_owner_ref(&());
+        let refs = meta.owner_references.get_or_insert_default();
+        if let Some(owner) = owner
+            && !refs.iter().any(|r| r.uid == owner.uid)
+        {
+            refs.push(owner);
+        }
+    }
+    let type_ = es
+        .spec
+        .target
+        .template
+        .as_ref()
+        .and_then(|t| t.type_.clone())
+        .or_else(|| existing.and_then(|s| s.type_.clone()))
+        .or_else(|| Some("Opaque".to_string()));
+    Secret {
+        metadata: meta,
+        data: Some(data),
+        type_,
+        immutable: if es.spec.target.immutable { Some(true) } else { existing.and_then(|s| s.immutable) },
+        ..Default::default()
+    }
+}
+
+fn same_secret(current: &Secret, desired: &Secret) -> bool {
+    current.data.clone().unwrap_or_default() == desired.data.clone().unwrap_or_default()
+        && current.string_data.is_none()
+        && current.metadata.labels == desired.metadata.labels
+        && current.metadata.annotations == desired.metadata.annotations
+        && current.metadata.owner_references == desired.metadata.owner_references
+        && current.type_ == desired.type_
+        && current.immutable == desired.immutable
+}
+
+async fn write_status(es: &ExternalSecret, ctx: &Context, old: &ExternalSecretStatus, new: ExternalSecretStatus) -> Result<(), Error> {
+    let ready = get_condition(&new.conditions, "Ready").is_some_and(|c| c.status == "True");
+    Metrics::set_condition(&ctx.metrics.status_condition, &es.name_any(), &es.namespace().unwrap_or_default(), "Ready", ready);
+    if *old == new {
+        return Ok(());
+    }
+    let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
+    api.patch_status(&es.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "status": new })))
+        .await
+        .map_err(kube_err("could not update ExternalSecret status"))?;
+    Ok(())
+}
+
+/// Marks the ExternalSecret failed (status + Warning event); the caller returns the error so
+/// the controller backs off and retries. The existing Secret is not touched.
+async fn fail(es: &ExternalSecret, ctx: &Context, recorder: &Recorder, err: Error) -> Error {
+    let message = err.to_string();
+    publish(recorder, es, EventType::Warning, err.event_reason(), &message).await;
+    let old = es.status.clone().unwrap_or_default();
+    let mut new = old.clone();
+    set_condition(&mut new.conditions, Condition::new("Ready", false, reason::SYNC_ERROR, message));
+    if let Err(e) = write_status(es, ctx, &old, new).await {
+        warn!(error = %e, "could not record failure in status");
+    }
+    err
+}
+
+/// Like [`fail`], for errors retrying cannot fix: waits for the user to change the object.
+async fn fail_permanently(es: &ExternalSecret, ctx: &Context, recorder: &Recorder, err: Error) -> Result<Action, Error> {
+    let err = fail(es, ctx, recorder, err).await;
+    ctx.metrics
+        .sync_errors
+        .get_or_create(&ErrorLabels { name: es.name_any(), namespace: es.namespace().unwrap_or_default(), reason: err.metric_label().into() })
+        .inc();
+    warn!(error = %err, "invalid ExternalSecret; waiting for a change");
+    Ok(Action::await_change())
+}
+
+async fn publish(recorder: &Recorder, es: &ExternalSecret, type_: EventType, reason: &str, note: &str) {
+    let ev = Event { type_, reason: reason.into(), note: Some(note.chars().take(1000).collect()), action: "Sync".into(), secondary: None };
+    if let Err(e) = recorder.publish(&ev, &es.object_ref(&())).await {
+        warn!(error = %e, "could not publish event");
+    }
+}

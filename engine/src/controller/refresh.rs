@@ -1,0 +1,124 @@
+//! When to refresh and when to come back: ESO's refresh rules, plus jitter.
+//!
+//! ESO requeues every ExternalSecret exactly `refreshInterval` after its last sync, so after a
+//! controller restart every object refreshes in the same instant and hammers the provider. We
+//! keep ESO's decision rules (refresh when the interval elapsed, when the spec, labels or
+//! annotations changed — which is how force-sync works — or when the Secret drifted) and add
+//! up to 10% of positive jitter (capped at 5 minutes) to every periodic requeue.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rand::RngExt as _;
+
+use crate::api::RefreshPolicy;
+
+/// What the reconciler knows about the last sync.
+#[derive(Debug, Clone)]
+pub struct RefreshState<'a> {
+    /// `spec.refreshPolicy` (default Periodic).
+    pub policy: RefreshPolicy,
+    /// Parsed `spec.refreshInterval`.
+    pub interval: Duration,
+    /// `status.refreshTime`.
+    pub last_refresh: Option<Timestamp>,
+    /// `status.syncedResourceVersion`.
+    pub synced_version: Option<&'a str>,
+    /// The version string of the ExternalSecret now (generation + metadata hash).
+    pub current_version: &'a str,
+}
+
+/// Whether the data must be fetched again from the provider (ESO's `shouldRefresh`).
+pub fn should_refresh(s: &RefreshState<'_>, now: Timestamp) -> bool {
+    let changed = s.synced_version != Some(s.current_version);
+    match s.policy {
+        RefreshPolicy::CreatedOnce => s.synced_version.is_none() || s.last_refresh.is_none(),
+        RefreshPolicy::OnChange => changed,
+        RefreshPolicy::Periodic => {
+            if changed || s.last_refresh.is_none() {
+                return true;
+            }
+            if s.interval.is_zero() {
+                return false;
+            }
+            let last = s.last_refresh.expect("checked above");
+            let due = last + jiff::SignedDuration::try_from(s.interval).unwrap_or(jiff::SignedDuration::MAX);
+            due <= now
+        }
+    }
+}
+
+/// How long until the next periodic refresh, with jitter; `None` when there is none.
+pub fn next_refresh(s: &RefreshState<'_>, now: Timestamp) -> Option<Duration> {
+    if s.policy != RefreshPolicy::Periodic || s.interval.is_zero() {
+        return None;
+    }
+    let elapsed = s
+        .last_refresh
+        .map(|t| now.duration_since(t).unsigned_abs())
+        .unwrap_or_default();
+    let remaining = s.interval.saturating_sub(elapsed);
+    Some(remaining + jitter(s.interval))
+}
+
+/// Random extra delay: up to 10% of the interval, at most 5 minutes.
+pub fn jitter(interval: Duration) -> Duration {
+    let max = (interval / 10).min(Duration::from_secs(300));
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    let ms = rand::rng().random_range(0..=max.as_millis() as u64);
+    Duration::from_millis(ms)
+}
+
+/// Exponential backoff for an object that failed `failures` times in a row (1s, 2s, 4s, …
+/// capped at 5 minutes), with jitter so failing objects do not retry in lockstep.
+pub fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_secs(1).saturating_mul(1u32 << failures.min(9));
+    let capped = base.min(Duration::from_secs(300));
+    capped + jitter(capped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state<'a>(policy: RefreshPolicy, interval: u64, last: Option<Timestamp>, synced: Option<&'a str>) -> RefreshState<'a> {
+        RefreshState { policy, interval: Duration::from_secs(interval), last_refresh: last, synced_version: synced, current_version: "1-abc" }
+    }
+
+    #[test]
+    fn periodic() {
+        let now = Timestamp::now();
+        let recent = now - jiff::SignedDuration::from_secs(10);
+        let old = now - jiff::SignedDuration::from_secs(4000);
+        assert!(!should_refresh(&state(RefreshPolicy::Periodic, 3600, Some(recent), Some("1-abc")), now));
+        assert!(should_refresh(&state(RefreshPolicy::Periodic, 3600, Some(old), Some("1-abc")), now));
+        assert!(should_refresh(&state(RefreshPolicy::Periodic, 3600, Some(recent), Some("2-abc")), now), "spec change");
+        assert!(should_refresh(&state(RefreshPolicy::Periodic, 3600, None, None), now));
+        assert!(!should_refresh(&state(RefreshPolicy::Periodic, 0, Some(old), Some("1-abc")), now), "0 syncs once");
+    }
+
+    #[test]
+    fn created_once_and_on_change() {
+        let now = Timestamp::now();
+        let old = now - jiff::SignedDuration::from_secs(99999);
+        assert!(!should_refresh(&state(RefreshPolicy::CreatedOnce, 1, Some(old), Some("0-x")), now));
+        assert!(should_refresh(&state(RefreshPolicy::CreatedOnce, 1, None, None), now));
+        assert!(!should_refresh(&state(RefreshPolicy::OnChange, 1, Some(old), Some("1-abc")), now));
+        assert!(should_refresh(&state(RefreshPolicy::OnChange, 1, Some(old), Some("0-abc")), now));
+    }
+
+    #[test]
+    fn requeue_has_bounded_positive_jitter() {
+        let now = Timestamp::now();
+        let s = state(RefreshPolicy::Periodic, 3600, Some(now), Some("1-abc"));
+        for _ in 0..100 {
+            let d = next_refresh(&s, now).unwrap();
+            assert!(d >= Duration::from_secs(3600) && d <= Duration::from_secs(3600 + 300), "{d:?}");
+        }
+        assert!(next_refresh(&state(RefreshPolicy::OnChange, 3600, Some(now), None), now).is_none());
+        assert!(backoff(0) >= Duration::from_secs(1) && backoff(0) < Duration::from_secs(2));
+        assert!(backoff(30) <= Duration::from_secs(330));
+    }
+}

@@ -1,0 +1,141 @@
+//! Prometheus metrics under ESO's names, so existing dashboards and alerts keep working.
+//!
+//! One [`Registry`] is built at start and passed down in the controller context (never a
+//! global), as in kube-rs/controller-rs.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels identifying one object.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    /// Object name.
+    pub name: String,
+    /// Object namespace (empty for cluster-scoped objects).
+    pub namespace: String,
+}
+
+/// Labels of a status-condition gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    /// Object name.
+    pub name: String,
+    /// Object namespace.
+    pub namespace: String,
+    /// Condition type.
+    pub condition: String,
+    /// Condition status (`True`/`False`).
+    pub status: String,
+}
+
+/// Labels of a provider API call counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderCallLabels {
+    /// Provider, e.g. `fake`, `AWS/SecretsManager`.
+    pub provider: String,
+    /// Operation, e.g. `GetSecret`.
+    pub call: String,
+    /// `success` or `error`.
+    pub status: String,
+}
+
+/// Labels of an error counter that also say why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Object name.
+    pub name: String,
+    /// Object namespace.
+    pub namespace: String,
+    /// Short error category (the same word as the Event reason).
+    pub reason: String,
+}
+
+/// All metrics esox exports.
+pub struct Metrics {
+    /// `externalsecret_sync_calls_total`.
+    pub sync_calls: Family<ObjectLabels, Counter>,
+    /// `externalsecret_sync_calls_error`.
+    pub sync_errors: Family<ErrorLabels, Counter>,
+    /// `externalsecret_status_condition`.
+    pub status_condition: Family<ConditionLabels, Gauge>,
+    /// `externalsecret_reconcile_duration` (seconds).
+    pub reconcile_duration: Family<ObjectLabels, Histogram>,
+    /// `externalsecret_provider_api_calls_count`.
+    pub provider_calls: Family<ProviderCallLabels, Counter>,
+    /// `secretstore_status_condition` / `clustersecretstore_status_condition`.
+    pub store_condition: Family<ConditionLabels, Gauge>,
+    /// `clustersecretstore_status_condition`.
+    pub cluster_store_condition: Family<ConditionLabels, Gauge>,
+    /// `secretstore_reconcile_duration` (seconds).
+    pub store_reconcile_duration: Family<ObjectLabels, Histogram>,
+}
+
+fn histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Metrics {
+            sync_calls: Family::default(),
+            sync_errors: Family::default(),
+            status_condition: Family::default(),
+            reconcile_duration: Family::new_with_constructor(histogram),
+            provider_calls: Family::default(),
+            store_condition: Family::default(),
+            cluster_store_condition: Family::default(),
+            store_reconcile_duration: Family::new_with_constructor(histogram),
+        };
+        // prometheus-client appends `_total` to counters itself.
+        registry.register("externalsecret_sync_calls", "Total number of ExternalSecret reconciles", m.sync_calls.clone());
+        registry.register("externalsecret_sync_calls_error", "Total number of ExternalSecret reconcile errors", m.sync_errors.clone());
+        registry.register("externalsecret_status_condition", "The status condition of an ExternalSecret", m.status_condition.clone());
+        registry.register("externalsecret_reconcile_duration", "ExternalSecret reconcile duration in seconds", m.reconcile_duration.clone());
+        registry.register("externalsecret_provider_api_calls_count", "Number of provider API calls", m.provider_calls.clone());
+        registry.register("secretstore_status_condition", "The status condition of a SecretStore", m.store_condition.clone());
+        registry.register("clustersecretstore_status_condition", "The status condition of a ClusterSecretStore", m.cluster_store_condition.clone());
+        registry.register("secretstore_reconcile_duration", "SecretStore reconcile duration in seconds", m.store_reconcile_duration.clone());
+        m
+    }
+
+    /// Sets a condition gauge: the given status to 1 and its opposite to 0, as ESO does.
+    pub fn set_condition(family: &Family<ConditionLabels, Gauge>, name: &str, namespace: &str, condition: &str, status: bool) {
+        for (s, v) in [("True", status), ("False", !status)] {
+            family
+                .get_or_create(&ConditionLabels {
+                    name: name.to_string(),
+                    namespace: namespace.to_string(),
+                    condition: condition.to_string(),
+                    status: s.to_string(),
+                })
+                .set(i64::from(v));
+        }
+    }
+
+    /// Forgets an object's series (on deletion), so the exporter does not grow forever.
+    pub fn forget(&self, name: &str, namespace: &str) {
+        let labels = ObjectLabels { name: name.to_string(), namespace: namespace.to_string() };
+        self.sync_calls.remove(&labels);
+        self.reconcile_duration.remove(&labels);
+        for s in ["True", "False"] {
+            self.status_condition.remove(&ConditionLabels {
+                name: name.to_string(),
+                namespace: namespace.to_string(),
+                condition: "Ready".to_string(),
+                status: s.to_string(),
+            });
+        }
+    }
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry).expect("writing to a String cannot fail");
+    out
+}
