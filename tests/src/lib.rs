@@ -1,1 +1,296 @@
-//! Shared helpers for the integration tests.
+//! Harness for esox's integration tests against the real local control plane.
+//!
+//! Start the stack first (`scripts/stack.sh up`); the harness reads its env file
+//! (`$ESOX_STACK_ENV`, else `<repo>/.stack/env`). Each test gets its own namespace and its own
+//! esox controller scoped to that namespace, running in the test's runtime, so tests are
+//! hermetic and run in parallel. Tests that need the cluster-wide controller (for
+//! ClusterSecretStore status) take [`cluster_lock`] so only one runs at a time.
+#![allow(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use esox::controller::context::{Context, Settings};
+use esox::metrics::Metrics;
+use esox::provider::fetch::FetchLayer;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::GroupVersionKind;
+use kube::discovery::pinned_kind;
+use kube::runtime::events::Reporter;
+use kube::{Api, Client, ResourceExt};
+use prometheus_client::registry::Registry;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Variables from the stack's env file.
+pub fn stack_env() -> anyhow::Result<BTreeMap<String, String>> {
+    let path = std::env::var("ESOX_STACK_ENV").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".stack/env"));
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("no local control plane: {} is missing. Start it with `scripts/stack.sh up` (or run `scripts/test.sh`)", path.display())
+    })?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches(|c| c == '"' || c == '\'').to_string()))
+        .collect())
+}
+
+/// A client for the local apiserver as cluster admin.
+pub async fn admin_client() -> anyhow::Result<Client> {
+    let env = stack_env()?;
+    let kubeconfig = env.get("KUBECONFIG").context("env file has no KUBECONFIG")?;
+    let kc = Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {kubeconfig}"))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// Captured controller logs of this test process (to check no secret value is ever logged).
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
+
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+static TRACING: OnceLock<()> = OnceLock::new();
+
+struct Capture;
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        if std::env::var_os("ESOX_TEST_LOGS").is_some() {
+            std::io::stderr().write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_tracing() {
+    TRACING.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace,hyper=info,h2=info,rustls=info,tower=info,kube_client=debug"))
+            .with_writer(|| Capture)
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
+/// Installs the CRDs (server-side apply) and waits until they are established.
+pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in esox::api::crd::all() {
+        let name = crd.name_any();
+        api.patch(&name, &PatchParams::apply("esox-tests").force(), &Patch::Apply(&crd)).await.with_context(|| format!("applying CRD {name}"))?;
+        wait_for(Duration::from_secs(30), &format!("CRD {name} established"), || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let crd = api.get(&name).await.ok()?;
+                crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// One test's world: a fresh namespace and an esox controller watching it.
+pub struct TestEnv {
+    pub client: Client,
+    pub ns: String,
+    pub registry: Arc<Registry>,
+    controller: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Options for [`TestEnv`].
+#[derive(Default)]
+pub struct Options {
+    /// Run the controller cluster-wide (also reconciles ClusterSecretStores).
+    pub cluster_wide: bool,
+    /// Do not start a controller.
+    pub no_controller: bool,
+    /// Labels for the namespace.
+    pub namespace_labels: BTreeMap<String, String>,
+}
+
+/// Serialises tests that run a cluster-wide controller.
+pub fn cluster_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl TestEnv {
+    /// A namespaced test environment with a controller scoped to it.
+    pub async fn new(test: &str) -> TestEnv {
+        Self::with(test, Options::default()).await
+    }
+
+    /// A test environment with options.
+    pub async fn with(test: &str, opts: Options) -> TestEnv {
+        init_tracing();
+        let client = admin_client().await.expect("connect to the local apiserver");
+        install_crds(&client).await.expect("install CRDs");
+        let suffix: u32 = rand::random::<u32>() % 100_000;
+        let ns = format!("{}-{suffix}", test.replace('_', "-"));
+        let nsapi: Api<Namespace> = Api::all(client.clone());
+        let mut nsobj = Namespace::default();
+        nsobj.metadata.name = Some(ns.clone());
+        nsobj.metadata.labels = Some(opts.namespace_labels.clone());
+        nsapi.create(&PostParams::default(), &nsobj).await.expect("create test namespace");
+        let mut registry = Registry::default();
+        let metrics = Arc::new(Metrics::new(&mut registry));
+        let registry = Arc::new(registry);
+        let controller = (!opts.no_controller).then(|| {
+            let ctx = Arc::new(Context {
+                client: client.clone(),
+                reporter: Reporter { controller: "external-secrets".into(), instance: None },
+                metrics,
+                fetch: FetchLayer::new(),
+                failures: Default::default(),
+                settings: Settings {
+                    namespace: if opts.cluster_wide { None } else { Some(ns.clone()) },
+                    store_requeue: Duration::from_secs(300),
+                    concurrency: 4,
+                },
+            });
+            tokio::spawn(esox::controller::run(ctx, Arc::new(AtomicBool::new(false))))
+        });
+        TestEnv { client, ns, registry, controller }
+    }
+
+    /// Stops the controller (the namespace is left for inspection; names are unique).
+    pub fn stop_controller(&mut self) {
+        if let Some(h) = self.controller.take() {
+            h.abort();
+        }
+    }
+
+    /// Applies a multi-document YAML manifest as written (any apiVersion), in this namespace
+    /// unless a document says otherwise or is cluster-scoped.
+    pub async fn apply(&self, yaml: &str) -> anyhow::Result<()> {
+        for doc in serde_yaml::Deserializer::from_str(yaml) {
+            let value: serde_json::Value = serde::Deserialize::deserialize(doc)?;
+            if value.is_null() {
+                continue;
+            }
+            let obj: DynamicObject = serde_json::from_value(value.clone())?;
+            let tm = obj.types.clone().context("manifest without apiVersion/kind")?;
+            let (group, version) = tm.api_version.rsplit_once('/').unwrap_or(("", &tm.api_version));
+            let gvk = GroupVersionKind::gvk(group, version, &tm.kind);
+            let (ar, caps) = pinned_kind(&self.client, &gvk).await.with_context(|| format!("discovering {gvk:?}"))?;
+            let api: Api<DynamicObject> = if caps.scope == kube::discovery::Scope::Cluster {
+                Api::all_with(self.client.clone(), &ar)
+            } else {
+                Api::namespaced_with(self.client.clone(), obj.namespace().as_deref().unwrap_or(&self.ns), &ar)
+            };
+            api.patch(&obj.name_any(), &PatchParams::apply("esox-tests").force(), &Patch::Apply(&value))
+                .await
+                .with_context(|| format!("applying {} {}", tm.kind, obj.name_any()))?;
+        }
+        Ok(())
+    }
+
+    /// The Secret API of this namespace.
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// The ExternalSecret API of this namespace.
+    pub fn external_secrets(&self) -> Api<esox::api::ExternalSecret> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Waits until Secret `name` exists and `check` accepts it.
+    pub async fn wait_secret(&self, name: &str, what: &str, check: impl Fn(&Secret) -> bool) -> Secret {
+        let api = self.secrets();
+        wait_for(Duration::from_secs(30), what, || {
+            let api = api.clone();
+            let check = &check;
+            async move { api.get_opt(name).await.ok().flatten().filter(|s| check(s)) }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Waits until ExternalSecret `name`'s Ready condition has `status` and `reason`; returns
+    /// the condition message.
+    pub async fn wait_ready(&self, name: &str, status: &str, reason: &str) -> String {
+        let api = self.external_secrets();
+        let what = format!("ExternalSecret {name} Ready={status} reason={reason}");
+        let last = Mutex::new(String::new());
+        let r = wait_for(Duration::from_secs(30), &what, || {
+            let api = api.clone();
+            let last = &last;
+            async move {
+                let es = api.get_opt(name).await.ok().flatten()?;
+                let cond = es.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+                *last.lock().unwrap() = format!("{cond:?}");
+                (cond.status == status && cond.reason.as_deref() == Some(reason)).then(|| cond.message.unwrap_or_default())
+            }
+        })
+        .await;
+        r.unwrap_or_else(|e| panic!("{e}; last condition: {}", last.lock().unwrap()))
+    }
+
+    /// Events recorded for an object in this namespace, as `reason: note` lines.
+    pub async fn events_for(&self, name: &str) -> Vec<String> {
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
+        let list = api.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+        list.into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| format!("{}: {}", e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    /// The value of a metric sample line (`name{labels}`) from this test's registry.
+    pub fn metrics(&self) -> String {
+        esox::metrics::render(&self.registry)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.stop_controller();
+    }
+}
+
+/// A Secret's data as strings.
+pub fn secret_strings(s: &Secret) -> BTreeMap<String, String> {
+    s.data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}

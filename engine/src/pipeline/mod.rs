@@ -141,6 +141,8 @@ pub async fn collect(
     spec: &ExternalSecretSpec,
     source: &dyn DataSource,
 ) -> Result<SecretMap, PipelineError> {
+    let memo = Memo { inner: source, seen: Default::default() };
+    let source: &dyn DataSource = &memo;
     let skip_missing = spec.target.deletion_policy != DeletionPolicy::Retain;
     let mut out = SecretMap::new();
 
@@ -236,6 +238,31 @@ pub async fn collect(
 
     keys::validate(out.keys()).map_err(PipelineError::InvalidKeys)?;
     Ok(out)
+}
+
+/// Remembers each remote secret fetched during one `collect`, so entries that read different
+/// properties of the same secret (the seeds' template example reads one secret four times)
+/// cost one provider call.
+struct Memo<'a> {
+    inner: &'a dyn DataSource,
+    seen: std::sync::Mutex<BTreeMap<(String, GetRequest), Result<SecretBytes, SourceError>>>,
+}
+
+#[async_trait]
+impl DataSource for Memo<'_> {
+    async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
+        let key = (format!("{source:?}"), req.clone());
+        if let Some(hit) = self.seen.lock().expect("memo lock poisoned").get(&key) {
+            return hit.clone();
+        }
+        let result = self.inner.get(source, req).await;
+        self.seen.lock().expect("memo lock poisoned").insert(key, result.clone());
+        result
+    }
+
+    async fn find(&self, source: Source<'_>, query: &FindQuery) -> Result<BTreeMap<String, SecretBytes>, SourceError> {
+        self.inner.find(source, query).await
+    }
 }
 
 /// Parses a fetched secret (optionally one property of it) as a JSON object, ESO-style:

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The demo: start the local control plane, run esox against it, apply examples/fake, and print
+# what esox synced. `scripts/demo.sh stop` stops esox and the control plane.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+cd "$root"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/esox/target}
+state=${ESOX_STACK_DIR:-$root/.stack}
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+if [ "${1:-}" = stop ]; then
+  if [ -f "$state/esox.pid" ]; then kill "$(cat "$state/esox.pid")" 2>/dev/null || true; rm -f "$state/esox.pid"; fi
+  bash "$here/stack.sh" down
+  exit 0
+fi
+
+command -v kubectl >/dev/null || { echo "kubectl is missing: install it (Debian: apt-get install kubectl, or build k8s.io/kubernetes/cmd/kubectl)" >&2; exit 1; }
+
+say "Starting a local kube-apiserver + etcd (first run builds them: several minutes)"
+bash "$here/stack.sh" up
+# shellcheck disable=SC1091
+source "$state/env"
+
+say "Building esox"
+cargo build -q -p esox
+esox="$CARGO_TARGET_DIR/debug/esox"
+
+say "Installing the external-secrets.io CRDs (v1 stored, v1beta1 served)"
+"$esox" crds | kubectl apply --server-side -f - >/dev/null
+kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+
+say "Starting the esox controller (log: $state/esox.log)"
+if [ -f "$state/esox.pid" ] && kill -0 "$(cat "$state/esox.pid")" 2>/dev/null; then
+  kill "$(cat "$state/esox.pid")"; sleep 1
+fi
+"$esox" controller --metrics-addr 127.0.0.1:0 >"$state/esox.log" 2>&1 &
+echo $! >"$state/esox.pid"
+
+say "Applying examples/fake (the seeds' manifests, served by a Fake store)"
+kubectl apply -f examples/fake/ >/dev/null
+kubectl wait --for=condition=Ready externalsecrets --all -A --timeout=60s >/dev/null || true
+
+say "ExternalSecrets"
+kubectl get externalsecrets -A
+say "Stores"
+kubectl get clustersecretstores
+
+for ref in production-apps/db-credentials-native my-app/api-credentials dev-apps/dev-services; do
+  ns=${ref%%/*}; name=${ref#*/}
+  say "Secret $ref (decoded)"
+  kubectl get secret "$name" -n "$ns" -o go-template='{{range $k, $v := .data}}{{printf "  %s = %s\n" $k ($v | base64decode)}}{{end}}'
+  kubectl get secret "$name" -n "$ns" -o jsonpath='  labels: {.metadata.labels}{"\n"}  owner: {.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}{"\n"}'
+done
+
+cat <<TXT
+
+esox keeps running in the background (pid $(cat "$state/esox.pid")). Try:
+  source $state/env
+  kubectl delete secret db-credentials-native -n production-apps   # esox recreates it at once
+  kubectl describe externalsecret db-credentials-es -n production-apps
+Stop everything with: scripts/demo.sh stop
+TXT
