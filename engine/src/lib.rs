@@ -7,10 +7,10 @@
 #![warn(missing_docs)]
 
 pub mod api;
-pub mod pipeline;
-pub mod provider;
-pub mod secret;
 pub mod controller;
 pub mod http;
 pub mod metrics;
+pub mod pipeline;
+pub mod provider;
 pub mod ratelimit;
+pub mod secret;

@@ -17,7 +17,11 @@ use esox::provider::fetch::FetchLayer;
 use esox::ratelimit::{Limiter, RateLimitLayer};
 
 #[derive(Parser)]
-#[command(name = "esox", version, about = "External Secrets Operator for Kubernetes, with transformations sandboxed in WebAssembly")]
+#[command(
+    name = "esox",
+    version,
+    about = "External Secrets Operator for Kubernetes, with transformations sandboxed in WebAssembly"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,8 +65,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -83,7 +90,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
-    let config = kube::Config::infer().await.context("could not load a kubeconfig or in-cluster configuration")?;
+    let config = kube::Config::infer()
+        .await
+        .context("could not load a kubeconfig or in-cluster configuration")?;
     let limiter = Limiter::new(args.kube_api_qps, args.kube_api_burst);
     let client = ClientBuilder::try_from(config)
         .context("could not build the Kubernetes client")?
@@ -101,11 +110,18 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
 
     let ctx = Arc::new(Context {
         client,
-        reporter: Reporter { controller: "external-secrets".into(), instance: std::env::var("POD_NAME").ok() },
+        reporter: Reporter {
+            controller: "external-secrets".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
         metrics,
         fetch: FetchLayer::new(),
         failures: Default::default(),
-        settings: Settings { namespace: args.namespace, store_requeue: args.store_requeue_interval, concurrency: args.concurrent },
+        settings: Settings {
+            namespace: args.namespace,
+            store_requeue: args.store_requeue_interval,
+            concurrency: args.concurrent,
+        },
     });
     tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?ctx.settings.namespace, "starting esox controller");
     esox::controller::run(ctx, ready).await;

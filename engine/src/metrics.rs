@@ -92,19 +92,57 @@ impl Metrics {
             store_reconcile_duration: Family::new_with_constructor(histogram),
         };
         // prometheus-client appends `_total` to counters itself.
-        registry.register("externalsecret_sync_calls", "Total number of ExternalSecret reconciles", m.sync_calls.clone());
-        registry.register("externalsecret_sync_calls_error", "Total number of ExternalSecret reconcile errors", m.sync_errors.clone());
-        registry.register("externalsecret_status_condition", "The status condition of an ExternalSecret", m.status_condition.clone());
-        registry.register("externalsecret_reconcile_duration", "ExternalSecret reconcile duration in seconds", m.reconcile_duration.clone());
-        registry.register("externalsecret_provider_api_calls_count", "Number of provider API calls", m.provider_calls.clone());
-        registry.register("secretstore_status_condition", "The status condition of a SecretStore", m.store_condition.clone());
-        registry.register("clustersecretstore_status_condition", "The status condition of a ClusterSecretStore", m.cluster_store_condition.clone());
-        registry.register("secretstore_reconcile_duration", "SecretStore reconcile duration in seconds", m.store_reconcile_duration.clone());
+        registry.register(
+            "externalsecret_sync_calls",
+            "Total number of ExternalSecret reconciles",
+            m.sync_calls.clone(),
+        );
+        registry.register(
+            "externalsecret_sync_calls_error",
+            "Total number of ExternalSecret reconcile errors",
+            m.sync_errors.clone(),
+        );
+        registry.register(
+            "externalsecret_status_condition",
+            "The status condition of an ExternalSecret",
+            m.status_condition.clone(),
+        );
+        registry.register(
+            "externalsecret_reconcile_duration",
+            "ExternalSecret reconcile duration in seconds",
+            m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "externalsecret_provider_api_calls_count",
+            "Number of provider API calls",
+            m.provider_calls.clone(),
+        );
+        registry.register(
+            "secretstore_status_condition",
+            "The status condition of a SecretStore",
+            m.store_condition.clone(),
+        );
+        registry.register(
+            "clustersecretstore_status_condition",
+            "The status condition of a ClusterSecretStore",
+            m.cluster_store_condition.clone(),
+        );
+        registry.register(
+            "secretstore_reconcile_duration",
+            "SecretStore reconcile duration in seconds",
+            m.store_reconcile_duration.clone(),
+        );
         m
     }
 
     /// Sets a condition gauge: the given status to 1 and its opposite to 0, as ESO does.
-    pub fn set_condition(family: &Family<ConditionLabels, Gauge>, name: &str, namespace: &str, condition: &str, status: bool) {
+    pub fn set_condition(
+        family: &Family<ConditionLabels, Gauge>,
+        name: &str,
+        namespace: &str,
+        condition: &str,
+        status: bool,
+    ) {
         for (s, v) in [("True", status), ("False", !status)] {
             family
                 .get_or_create(&ConditionLabels {
@@ -119,7 +157,10 @@ impl Metrics {
 
     /// Forgets an object's series (on deletion), so the exporter does not grow forever.
     pub fn forget(&self, name: &str, namespace: &str) {
-        let labels = ObjectLabels { name: name.to_string(), namespace: namespace.to_string() };
+        let labels = ObjectLabels {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        };
         self.sync_calls.remove(&labels);
         self.reconcile_duration.remove(&labels);
         for s in ["True", "False"] {
@@ -136,6 +177,7 @@ impl Metrics {
 /// Renders the registry in the Prometheus text format.
 pub fn render(registry: &Registry) -> String {
     let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry).expect("writing to a String cannot fail");
+    prometheus_client::encoding::text::encode(&mut out, registry)
+        .expect("writing to a String cannot fail");
     out
 }

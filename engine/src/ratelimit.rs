@@ -24,7 +24,11 @@ impl Limiter {
     /// A limiter allowing `qps` requests per second with bursts of `burst`.
     pub fn new(qps: f64, burst: u32) -> Arc<Self> {
         let interval = Duration::from_secs_f64(1.0 / qps.max(0.001));
-        Arc::new(Limiter { interval, burst_window: interval * burst.max(1), tat: Mutex::new(Instant::now()) })
+        Arc::new(Limiter {
+            interval,
+            burst_window: interval * burst.max(1),
+            tat: Mutex::new(Instant::now()),
+        })
     }
 
     /// Waits for a slot.
@@ -49,7 +53,10 @@ pub struct RateLimitLayer(pub Arc<Limiter>);
 impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimited<S>;
     fn layer(&self, inner: S) -> RateLimited<S> {
-        RateLimited { inner, limiter: self.0.clone() }
+        RateLimited {
+            inner,
+            limiter: self.0.clone(),
+        }
     }
 }
 
@@ -97,11 +104,17 @@ mod tests {
         for _ in 0..5 {
             l.acquire().await;
         }
-        assert!(start.elapsed() < Duration::from_millis(5), "burst is immediate");
+        assert!(
+            start.elapsed() < Duration::from_millis(5),
+            "burst is immediate"
+        );
         for _ in 0..10 {
             l.acquire().await;
         }
         let took = start.elapsed();
-        assert!(took >= Duration::from_millis(900) && took <= Duration::from_millis(1100), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(900) && took <= Duration::from_millis(1100),
+            "{took:?}"
+        );
     }
 }

@@ -73,7 +73,10 @@ mod tests {
     #[test]
     fn debug_never_shows_the_value() {
         let s = SecretBytes::from("canary-value-123");
-        let printed = format!("{s:?} {:?}", SecretMap::from([("k".to_string(), s.clone())]));
+        let printed = format!(
+            "{s:?} {:?}",
+            SecretMap::from([("k".to_string(), s.clone())])
+        );
         assert!(!printed.contains("canary"), "{printed}");
         assert!(printed.contains("redacted"));
     }

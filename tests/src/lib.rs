@@ -30,12 +30,17 @@ use prometheus_client::registry::Registry;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// Variables from the stack's env file.
 pub fn stack_env() -> anyhow::Result<BTreeMap<String, String>> {
-    let path = std::env::var("ESOX_STACK_ENV").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".stack/env"));
+    let path = std::env::var("ESOX_STACK_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".stack/env"));
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!("no local control plane: {} is missing. Start it with `scripts/stack.sh up` (or run `scripts/test.sh`)", path.display())
     })?;
@@ -43,14 +48,21 @@ pub fn stack_env() -> anyhow::Result<BTreeMap<String, String>> {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("export "))
         .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches(|c| c == '"' || c == '\'').to_string()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.trim_matches(|c| c == '"' || c == '\'').to_string(),
+            )
+        })
         .collect())
 }
 
 /// A client for the local apiserver as cluster admin.
 pub async fn admin_client() -> anyhow::Result<Client> {
     let env = stack_env()?;
-    let kubeconfig = env.get("KUBECONFIG").context("env file has no KUBECONFIG")?;
+    let kubeconfig = env
+        .get("KUBECONFIG")
+        .context("env file has no KUBECONFIG")?;
     let kc = Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {kubeconfig}"))?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     Ok(Client::try_from(config)?)
@@ -81,7 +93,9 @@ impl Write for Capture {
 fn init_tracing() {
     TRACING.get_or_init(|| {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace,hyper=info,h2=info,rustls=info,tower=info,kube_client=debug"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "trace,hyper=info,h2=info,rustls=info,tower=info,kube_client=debug",
+            ))
             .with_writer(|| Capture)
             .with_ansi(false)
             .try_init();
@@ -93,15 +107,29 @@ pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in esox::api::crd::all() {
         let name = crd.name_any();
-        api.patch(&name, &PatchParams::apply("esox-tests").force(), &Patch::Apply(&crd)).await.with_context(|| format!("applying CRD {name}"))?;
-        wait_for(Duration::from_secs(30), &format!("CRD {name} established"), || {
-            let api = api.clone();
-            let name = name.clone();
-            async move {
-                let crd = api.get(&name).await.ok()?;
-                crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
-            }
-        })
+        api.patch(
+            &name,
+            &PatchParams::apply("esox-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("applying CRD {name}"))?;
+        wait_for(
+            Duration::from_secs(30),
+            &format!("CRD {name} established"),
+            || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = api.get(&name).await.ok()?;
+                    crd.status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                        .then_some(())
+                }
+            },
+        )
         .await?;
     }
     Ok(())
@@ -145,9 +173,9 @@ pub struct Options {
 }
 
 /// Serialises tests that run a cluster-wide controller.
-pub fn cluster_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+pub async fn cluster_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 impl TestEnv {
@@ -159,7 +187,9 @@ impl TestEnv {
     /// A test environment with options.
     pub async fn with(test: &str, opts: Options) -> TestEnv {
         init_tracing();
-        let client = admin_client().await.expect("connect to the local apiserver");
+        let client = admin_client()
+            .await
+            .expect("connect to the local apiserver");
         install_crds(&client).await.expect("install CRDs");
         let suffix: u32 = rand::random::<u32>() % 100_000;
         let ns = format!("{}-{suffix}", test.replace('_', "-"));
@@ -167,26 +197,41 @@ impl TestEnv {
         let mut nsobj = Namespace::default();
         nsobj.metadata.name = Some(ns.clone());
         nsobj.metadata.labels = Some(opts.namespace_labels.clone());
-        nsapi.create(&PostParams::default(), &nsobj).await.expect("create test namespace");
+        nsapi
+            .create(&PostParams::default(), &nsobj)
+            .await
+            .expect("create test namespace");
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::new(&mut registry));
         let registry = Arc::new(registry);
         let controller = (!opts.no_controller).then(|| {
             let ctx = Arc::new(Context {
                 client: client.clone(),
-                reporter: Reporter { controller: "external-secrets".into(), instance: None },
+                reporter: Reporter {
+                    controller: "external-secrets".into(),
+                    instance: None,
+                },
                 metrics,
                 fetch: FetchLayer::new(),
                 failures: Default::default(),
                 settings: Settings {
-                    namespace: if opts.cluster_wide { None } else { Some(ns.clone()) },
+                    namespace: if opts.cluster_wide {
+                        None
+                    } else {
+                        Some(ns.clone())
+                    },
                     store_requeue: Duration::from_secs(300),
                     concurrency: 4,
                 },
             });
             tokio::spawn(esox::controller::run(ctx, Arc::new(AtomicBool::new(false))))
         });
-        TestEnv { client, ns, registry, controller }
+        TestEnv {
+            client,
+            ns,
+            registry,
+            controller,
+        }
     }
 
     /// Stops the controller (the namespace is left for inspection; names are unique).
@@ -205,18 +250,34 @@ impl TestEnv {
                 continue;
             }
             let obj: DynamicObject = serde_json::from_value(value.clone())?;
-            let tm = obj.types.clone().context("manifest without apiVersion/kind")?;
-            let (group, version) = tm.api_version.rsplit_once('/').unwrap_or(("", &tm.api_version));
+            let tm = obj
+                .types
+                .clone()
+                .context("manifest without apiVersion/kind")?;
+            let (group, version) = tm
+                .api_version
+                .rsplit_once('/')
+                .unwrap_or(("", &tm.api_version));
             let gvk = GroupVersionKind::gvk(group, version, &tm.kind);
-            let (ar, caps) = pinned_kind(&self.client, &gvk).await.with_context(|| format!("discovering {gvk:?}"))?;
+            let (ar, caps) = pinned_kind(&self.client, &gvk)
+                .await
+                .with_context(|| format!("discovering {gvk:?}"))?;
             let api: Api<DynamicObject> = if caps.scope == kube::discovery::Scope::Cluster {
                 Api::all_with(self.client.clone(), &ar)
             } else {
-                Api::namespaced_with(self.client.clone(), obj.namespace().as_deref().unwrap_or(&self.ns), &ar)
+                Api::namespaced_with(
+                    self.client.clone(),
+                    obj.namespace().as_deref().unwrap_or(&self.ns),
+                    &ar,
+                )
             };
-            api.patch(&obj.name_any(), &PatchParams::apply("esox-tests").force(), &Patch::Apply(&value))
-                .await
-                .with_context(|| format!("applying {} {}", tm.kind, obj.name_any()))?;
+            api.patch(
+                &obj.name_any(),
+                &PatchParams::apply("esox-tests").force(),
+                &Patch::Apply(&value),
+            )
+            .await
+            .with_context(|| format!("applying {} {}", tm.kind, obj.name_any()))?;
         }
         Ok(())
     }
@@ -232,7 +293,12 @@ impl TestEnv {
     }
 
     /// Waits until Secret `name` exists and `check` accepts it.
-    pub async fn wait_secret(&self, name: &str, what: &str, check: impl Fn(&Secret) -> bool) -> Secret {
+    pub async fn wait_secret(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&Secret) -> bool,
+    ) -> Secret {
         let api = self.secrets();
         wait_for(Duration::from_secs(30), what, || {
             let api = api.clone();
@@ -254,9 +320,14 @@ impl TestEnv {
             let last = &last;
             async move {
                 let es = api.get_opt(name).await.ok().flatten()?;
-                let cond = es.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+                let cond = es
+                    .status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready")?;
                 *last.lock().unwrap() = format!("{cond:?}");
-                (cond.status == status && cond.reason.as_deref() == Some(reason)).then(|| cond.message.unwrap_or_default())
+                (cond.status == status && cond.reason.as_deref() == Some(reason))
+                    .then(|| cond.message.unwrap_or_default())
             }
         })
         .await;
@@ -265,11 +336,22 @@ impl TestEnv {
 
     /// Events recorded for an object in this namespace, as `reason: note` lines.
     pub async fn events_for(&self, name: &str) -> Vec<String> {
-        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
-        let list = api.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        let list = api
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
         list.into_iter()
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .map(|e| format!("{}: {}", e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default()
+                )
+            })
             .collect()
     }
 

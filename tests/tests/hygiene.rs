@@ -21,20 +21,36 @@ async fn secret_values_never_reach_logs_events_or_status() {
     .await
     .unwrap();
     env.wait_secret("ok", "synced", |s| s.data.is_some()).await;
-    env.wait_ready("failing", "False", "SecretSyncedError").await;
-    env.wait_ready("failing-decode", "False", "SecretSyncedError").await;
+    env.wait_ready("failing", "False", "SecretSyncedError")
+        .await;
+    env.wait_ready("failing-decode", "False", "SecretSyncedError")
+        .await;
     // Let a few refresh cycles and retries run at trace level.
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     let logs = logs();
-    assert!(logs.len() > 1000, "trace logs were captured ({} bytes)", logs.len());
+    assert!(
+        logs.len() > 1000,
+        "trace logs were captured ({} bytes)",
+        logs.len()
+    );
     assert!(!logs.contains("CANARY"), "a secret value reached the logs");
     for name in ["ok", "failing", "failing-decode"] {
         let events = env.events_for(name).await;
-        assert!(!events.iter().any(|e| e.contains("CANARY")), "a secret value reached an event: {events:?}");
+        assert!(
+            !events.iter().any(|e| e.contains("CANARY")),
+            "a secret value reached an event: {events:?}"
+        );
         let es = env.external_secrets().get(name).await.unwrap();
         let status = serde_json::to_string(&es.status).unwrap();
-        assert!(!status.contains("CANARY"), "a secret value reached the status: {status}");
+        assert!(
+            !status.contains("CANARY"),
+            "a secret value reached the status: {status}"
+        );
     }
-    wait_for(Duration::from_secs(5), "events exist", || async { (!env.events_for("failing").await.is_empty()).then_some(()) }).await.unwrap();
+    wait_for(Duration::from_secs(5), "events exist", || async {
+        (!env.events_for("failing").await.is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
 }

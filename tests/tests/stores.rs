@@ -8,21 +8,37 @@ use std::time::Duration;
 
 async fn store_ready(env: &TestEnv, kind: &str, name: &str) -> (String, String, String) {
     let ns = env.ns.clone();
-    wait_for(Duration::from_secs(30), &format!("{kind} {name} status"), || {
-        let client = env.client.clone();
-        let ns = ns.clone();
-        let kind = kind.to_string();
-        let name = name.to_string();
-        async move {
-            let status = if kind == "SecretStore" {
-                kube::Api::<esox::api::SecretStore>::namespaced(client, &ns).get(&name).await.ok()?.status?
-            } else {
-                kube::Api::<esox::api::ClusterSecretStore>::all(client).get(&name).await.ok()?.status?
-            };
-            let c = status.conditions.into_iter().find(|c| c.type_ == "Ready")?;
-            Some((c.status, c.reason.unwrap_or_default(), c.message.unwrap_or_default()))
-        }
-    })
+    wait_for(
+        Duration::from_secs(30),
+        &format!("{kind} {name} status"),
+        || {
+            let client = env.client.clone();
+            let ns = ns.clone();
+            let kind = kind.to_string();
+            let name = name.to_string();
+            async move {
+                let status = if kind == "SecretStore" {
+                    kube::Api::<esox::api::SecretStore>::namespaced(client, &ns)
+                        .get(&name)
+                        .await
+                        .ok()?
+                        .status?
+                } else {
+                    kube::Api::<esox::api::ClusterSecretStore>::all(client)
+                        .get(&name)
+                        .await
+                        .ok()?
+                        .status?
+                };
+                let c = status.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+                Some((
+                    c.status,
+                    c.reason.unwrap_or_default(),
+                    c.message.unwrap_or_default(),
+                ))
+            }
+        },
+    )
     .await
     .unwrap()
 }
@@ -54,19 +70,39 @@ spec:
     )
     .await
     .unwrap();
-    assert_eq!(store_ready(&env, "SecretStore", "fake").await, ("True".into(), "Valid".into(), "store validated".into()));
+    assert_eq!(
+        store_ready(&env, "SecretStore", "fake").await,
+        ("True".into(), "Valid".into(), "store validated".into())
+    );
     let (status, reason, message) = store_ready(&env, "SecretStore", "vault-backend").await;
-    assert_eq!((status.as_str(), reason.as_str()), ("False", "UnsupportedProvider"));
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "UnsupportedProvider")
+    );
     assert!(message.contains("\"vault\""), "{message}");
     // The unknown provider's fields are kept verbatim, not pruned.
-    let raw = kube::Api::<esox::api::SecretStore>::namespaced(env.client.clone(), &env.ns).get("vault-backend").await.unwrap();
-    assert_eq!(raw.spec.provider.other["vault"]["auth"]["kubernetes"]["role"], "my-role");
+    let raw = kube::Api::<esox::api::SecretStore>::namespaced(env.client.clone(), &env.ns)
+        .get("vault-backend")
+        .await
+        .unwrap();
+    assert_eq!(
+        raw.spec.provider.other["vault"]["auth"]["kubernetes"]["role"],
+        "my-role"
+    );
 }
 
 #[tokio::test]
 async fn cluster_store_conditions_allow_and_deny_namespaces() {
-    let _guard = cluster_lock();
-    let env = TestEnv::with("css-conditions", Options { cluster_wide: true, namespace_labels: BTreeMap::from([("team".into(), "a".into())]), ..Default::default() }).await;
+    let _guard = cluster_lock().await;
+    let env = TestEnv::with(
+        "css-conditions",
+        Options {
+            cluster_wide: true,
+            namespace_labels: BTreeMap::from([("team".into(), "a".into())]),
+            ..Default::default()
+        },
+    )
+    .await;
     let css = format!("css-{}", env.ns);
     env.apply(&format!(
         "apiVersion: external-secrets.io/v1beta1\nkind: ClusterSecretStore\nmetadata: {{name: {css}-open}}\nspec:\n  conditions:\n  - namespaceSelector: {{matchLabels: {{team: a}}}}\n  provider:\n    fake:\n      data: [{{key: k, value: shared}}]\n---\napiVersion: external-secrets.io/v1beta1\nkind: ClusterSecretStore\nmetadata: {{name: {css}-closed}}\nspec:\n  conditions:\n  - namespaces: [somewhere-else]\n  - namespaceRegexes: ['^prod-']\n  provider:\n    fake:\n      data: [{{key: k, value: shared}}]\n"
@@ -78,17 +114,31 @@ async fn cluster_store_conditions_allow_and_deny_namespaces() {
     ))
     .await
     .unwrap();
-    let s = env.wait_secret("allowed", "synced from cluster store", |s| s.data.is_some()).await;
+    let s = env
+        .wait_secret("allowed", "synced from cluster store", |s| s.data.is_some())
+        .await;
     assert_eq!(secret_strings(&s)["v"], "shared");
     let msg = env.wait_ready("denied", "False", "SecretSyncedError").await;
     assert!(msg.contains(&format!("using cluster store \"{css}-closed\" is not allowed from namespace \"{}\": denied by spec.condition", env.ns)), "{msg}");
     assert!(env.secrets().get_opt("denied").await.unwrap().is_none());
-    assert_eq!(store_ready(&env, "ClusterSecretStore", &format!("{css}-open")).await.1, "Valid");
+    assert_eq!(
+        store_ready(&env, "ClusterSecretStore", &format!("{css}-open"))
+            .await
+            .1,
+        "Valid"
+    );
 }
 
 #[tokio::test]
 async fn seeds_aws_store_manifests_apply_as_written() {
-    let env = TestEnv::with("seed-stores", Options { no_controller: true, ..Default::default() }).await;
+    let env = TestEnv::with(
+        "seed-stores",
+        Options {
+            no_controller: true,
+            ..Default::default()
+        },
+    )
+    .await;
     let name = format!("aws-secrets-manager-{}", env.ns);
     env.apply(&format!(
         r#"
@@ -110,9 +160,15 @@ spec:
     ))
     .await
     .unwrap();
-    let css = kube::Api::<esox::api::ClusterSecretStore>::all(env.client.clone()).get(&name).await.unwrap();
+    let css = kube::Api::<esox::api::ClusterSecretStore>::all(env.client.clone())
+        .get(&name)
+        .await
+        .unwrap();
     let aws = css.spec.provider.aws.clone().unwrap();
     assert_eq!(aws.region, "us-east-1");
     let sa = aws.auth.unwrap().jwt.unwrap().service_account_ref.unwrap();
-    assert_eq!((sa.name.as_str(), sa.namespace.as_deref()), ("external-secrets-sa", Some("external-secrets")));
+    assert_eq!(
+        (sa.name.as_str(), sa.namespace.as_deref()),
+        ("external-secrets-sa", Some("external-secrets"))
+    );
 }

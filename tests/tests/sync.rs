@@ -6,15 +6,18 @@ use std::time::Duration;
 
 use esox_tests::{TestEnv, secret_strings, wait_for};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const CREDS: &str = r#"{"username":"admin","password":"superSecretPassword123","host":"rds-prod-01.aws.com","port":"5432"}"#;
 
 /// A Fake SecretStore named `name` serving `entries` (key, value).
 fn fake_store(name: &str, entries: &[(&str, &str)]) -> String {
-    let data: Vec<_> = entries.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+    let data: Vec<_> = entries
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
     serde_yaml::to_string(&json!({
         "apiVersion": "external-secrets.io/v1beta1",
         "kind": "SecretStore",
@@ -27,7 +30,12 @@ fn fake_store(name: &str, entries: &[(&str, &str)]) -> String {
 #[tokio::test]
 async fn seed_extract_flow_v1beta1() {
     let env = TestEnv::new("seed-extract").await;
-    env.apply(&fake_store("aws-secrets-manager", &[("production/db/credentials", CREDS)])).await.unwrap();
+    env.apply(&fake_store(
+        "aws-secrets-manager",
+        &[("production/db/credentials", CREDS)],
+    ))
+    .await
+    .unwrap();
     // The seeds' ExternalSecret, as written (only the store kind differs: a namespaced Fake store).
     env.apply(
         r#"
@@ -50,35 +58,85 @@ spec:
     )
     .await
     .unwrap();
-    let secret = env.wait_secret("db-credentials-native", "synced secret", |s| s.data.is_some()).await;
+    let secret = env
+        .wait_secret("db-credentials-native", "synced secret", |s| {
+            s.data.is_some()
+        })
+        .await;
     let data = secret_strings(&secret);
     assert_eq!(data["username"], "admin");
     assert_eq!(data["password"], "superSecretPassword123");
     assert_eq!(data["port"], "5432");
-    assert_eq!(secret.labels()["reconcile.external-secrets.io/managed"], "true");
-    assert!(secret.labels().contains_key("reconcile.external-secrets.io/created-by"));
-    assert_eq!(secret.annotations()["reconcile.external-secrets.io/data-hash"].len(), 56);
+    assert_eq!(
+        secret.labels()["reconcile.external-secrets.io/managed"],
+        "true"
+    );
+    assert!(
+        secret
+            .labels()
+            .contains_key("reconcile.external-secrets.io/created-by")
+    );
+    assert_eq!(
+        secret.annotations()["reconcile.external-secrets.io/data-hash"].len(),
+        56
+    );
     let owner = &secret.owner_references()[0];
-    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("ExternalSecret", "db-credentials-es", Some(true)));
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("ExternalSecret", "db-credentials-es", Some(true))
+    );
     assert_eq!(secret.type_.as_deref(), Some("Opaque"));
 
-    let msg = env.wait_ready("db-credentials-es", "True", "SecretSynced").await;
+    let msg = env
+        .wait_ready("db-credentials-es", "True", "SecretSynced")
+        .await;
     assert_eq!(msg, "secret synced");
-    let es = env.external_secrets().get("db-credentials-es").await.unwrap();
+    let es = env
+        .external_secrets()
+        .get("db-credentials-es")
+        .await
+        .unwrap();
     let status = es.status.unwrap();
     assert_eq!(status.binding.unwrap().name, "db-credentials-native");
     assert!(status.refresh_time.is_some());
     assert!(status.synced_resource_version.unwrap().starts_with("1-"));
-    assert!(env.events_for("db-credentials-es").await.iter().any(|e| e.starts_with("Created")));
+    assert!(
+        env.events_for("db-credentials-es")
+            .await
+            .iter()
+            .any(|e| e.starts_with("Created"))
+    );
 
     // The printer columns users see in `kubectl get externalsecrets`.
     let out = kubectl(&["get", "externalsecrets", "-n", &env.ns]);
     let header: Vec<_> = out.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "STORE", "REFRESH", "INTERVAL", "STATUS", "READY"], "{out}");
+    assert_eq!(
+        header,
+        ["NAME", "STORE", "REFRESH", "INTERVAL", "STATUS", "READY"],
+        "{out}"
+    );
     let row: Vec<_> = out.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(row, ["db-credentials-es", "aws-secrets-manager", "1h", "SecretSynced", "True"], "{out}");
+    assert_eq!(
+        row,
+        [
+            "db-credentials-es",
+            "aws-secrets-manager",
+            "1h",
+            "SecretSynced",
+            "True"
+        ],
+        "{out}"
+    );
     // The same object read through v1.
-    let v1 = kubectl(&["get", "externalsecrets.v1.external-secrets.io", "db-credentials-es", "-n", &env.ns, "-o", "jsonpath={.apiVersion}"]);
+    let v1 = kubectl(&[
+        "get",
+        "externalsecrets.v1.external-secrets.io",
+        "db-credentials-es",
+        "-n",
+        &env.ns,
+        "-o",
+        "jsonpath={.apiVersion}",
+    ]);
     assert_eq!(v1, "external-secrets.io/v1");
 }
 
@@ -89,14 +147,26 @@ fn kubectl(args: &[&str]) -> String {
         .env("KUBECONFIG", &env["KUBECONFIG"])
         .output()
         .expect("kubectl runs");
-    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 #[tokio::test]
 async fn seed_property_flow_and_v1_manifest() {
     let env = TestEnv::new("seed-property").await;
-    env.apply(&fake_store("aws-secretsmgr", &[("/production/api-key", r#"{"api_token_value":"tok-123"}"#), ("prod/db/credentials", CREDS)])).await.unwrap();
+    env.apply(&fake_store(
+        "aws-secretsmgr",
+        &[
+            ("/production/api-key", r#"{"api_token_value":"tok-123"}"#),
+            ("prod/db/credentials", CREDS),
+        ],
+    ))
+    .await
+    .unwrap();
     env.apply(
         r#"
 apiVersion: external-secrets.io/v1beta1
@@ -139,11 +209,25 @@ spec:
     )
     .await
     .unwrap();
-    let s = env.wait_secret("api-credentials", "api token", |s| s.data.is_some()).await;
-    assert_eq!(secret_strings(&s), [("API_TOKEN".to_string(), "tok-123".to_string())].into());
-    let s = env.wait_secret("db-v1", "db secret", |s| s.data.is_some()).await;
+    let s = env
+        .wait_secret("api-credentials", "api token", |s| s.data.is_some())
+        .await;
+    assert_eq!(
+        secret_strings(&s),
+        [("API_TOKEN".to_string(), "tok-123".to_string())].into()
+    );
+    let s = env
+        .wait_secret("db-v1", "db secret", |s| s.data.is_some())
+        .await;
     let d = secret_strings(&s);
-    assert_eq!((d["db_user"].as_str(), d["db_host"].as_str(), d["db_port"].as_str()), ("admin", "rds-prod-01.aws.com", "5432"));
+    assert_eq!(
+        (
+            d["db_user"].as_str(),
+            d["db_host"].as_str(),
+            d["db_port"].as_str()
+        ),
+        ("admin", "rds-prod-01.aws.com", "5432")
+    );
     // Defaults applied by the CRD, as ESO's: 1h refresh, Owner, Retain.
     let es = env.external_secrets().get("db-v1").await.unwrap();
     assert_eq!(es.spec.refresh_interval.as_deref(), Some("1h"));
@@ -155,7 +239,16 @@ spec:
 #[tokio::test]
 async fn find_by_name_with_rewrite_and_path_convention() {
     let env = TestEnv::new("find").await;
-    env.apply(&fake_store("store", &[("dev/app/backend-api", "b"), ("dev/app/worker", "w"), ("prod/app/worker", "p")])).await.unwrap();
+    env.apply(&fake_store(
+        "store",
+        &[
+            ("dev/app/backend-api", "b"),
+            ("dev/app/worker", "w"),
+            ("prod/app/worker", "p"),
+        ],
+    ))
+    .await
+    .unwrap();
     env.apply(
         r#"
 apiVersion: external-secrets.io/v1beta1
@@ -179,110 +272,210 @@ spec:
     )
     .await
     .unwrap();
-    let s = env.wait_secret("dev-apps", "found secrets", |s| s.data.is_some()).await;
+    let s = env
+        .wait_secret("dev-apps", "found secrets", |s| s.data.is_some())
+        .await;
     assert_eq!(
         secret_strings(&s),
-        [("backend-api", "b"), ("prod_app_worker", "p"), ("worker", "p")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        [
+            ("backend-api", "b"),
+            ("prod_app_worker", "p"),
+            ("worker", "p")
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     );
 }
 
 #[tokio::test]
 async fn periodic_refresh_and_update_event() {
     let env = TestEnv::new("refresh").await;
-    env.apply(&fake_store("store", &[("k", "v1")])).await.unwrap();
+    env.apply(&fake_store("store", &[("k", "v1")]))
+        .await
+        .unwrap();
     env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
-    env.wait_secret("es", "v1", |s| secret_strings(s).get("value").map(String::as_str) == Some("v1")).await;
-    env.apply(&fake_store("store", &[("k", "v2")])).await.unwrap();
-    env.wait_secret("es", "refreshed to v2", |s| secret_strings(s).get("value").map(String::as_str) == Some("v2")).await;
-    wait_for(Duration::from_secs(10), "Updated event", || async { env.events_for("es").await.iter().any(|e| e.starts_with("Updated")).then_some(()) }).await.unwrap();
+    env.wait_secret("es", "v1", |s| {
+        secret_strings(s).get("value").map(String::as_str) == Some("v1")
+    })
+    .await;
+    env.apply(&fake_store("store", &[("k", "v2")]))
+        .await
+        .unwrap();
+    env.wait_secret("es", "refreshed to v2", |s| {
+        secret_strings(s).get("value").map(String::as_str) == Some("v2")
+    })
+    .await;
+    wait_for(Duration::from_secs(10), "Updated event", || async {
+        env.events_for("es")
+            .await
+            .iter()
+            .any(|e| e.starts_with("Updated"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
 async fn refresh_interval_zero_syncs_once_until_forced() {
     let env = TestEnv::new("once").await;
-    env.apply(&fake_store("store", &[("k", "v1")])).await.unwrap();
-    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: \"0\"\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
-    env.wait_secret("es", "v1", |s| secret_strings(s).get("value").map(String::as_str) == Some("v1")).await;
-    env.apply(&fake_store("store", &[("k", "v2")])).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(secret_strings(&env.secrets().get("es").await.unwrap())["value"], "v1", "refreshInterval 0 must not refresh");
-    // Force-sync, as ESO documents it: change an annotation.
-    env.external_secrets()
-        .patch("es", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"force-sync": "1"}}})))
+    env.apply(&fake_store("store", &[("k", "v1")]))
         .await
         .unwrap();
-    env.wait_secret("es", "force-synced to v2", |s| secret_strings(s).get("value").map(String::as_str) == Some("v2")).await;
+    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: \"0\"\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
+    env.wait_secret("es", "v1", |s| {
+        secret_strings(s).get("value").map(String::as_str) == Some("v1")
+    })
+    .await;
+    env.apply(&fake_store("store", &[("k", "v2")]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        secret_strings(&env.secrets().get("es").await.unwrap())["value"],
+        "v1",
+        "refreshInterval 0 must not refresh"
+    );
+    // Force-sync, as ESO documents it: change an annotation.
+    env.external_secrets()
+        .patch(
+            "es",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"force-sync": "1"}}})),
+        )
+        .await
+        .unwrap();
+    env.wait_secret("es", "force-synced to v2", |s| {
+        secret_strings(s).get("value").map(String::as_str) == Some("v2")
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn self_heals_deleted_and_edited_secrets_at_once() {
     let env = TestEnv::new("selfheal").await;
-    env.apply(&fake_store("store", &[("k", "good")])).await.unwrap();
+    env.apply(&fake_store("store", &[("k", "good")]))
+        .await
+        .unwrap();
     env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {name: store}\n  target: {name: healed}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
-    let first = env.wait_secret("healed", "synced", |s| s.data.is_some()).await;
+    let first = env
+        .wait_secret("healed", "synced", |s| s.data.is_some())
+        .await;
 
-    env.secrets().delete("healed", &DeleteParams::default()).await.unwrap();
-    let recreated = env.wait_secret("healed", "recreated", |s| s.uid() != first.uid() && s.data.is_some()).await;
+    env.secrets()
+        .delete("healed", &DeleteParams::default())
+        .await
+        .unwrap();
+    let recreated = env
+        .wait_secret("healed", "recreated", |s| {
+            s.uid() != first.uid() && s.data.is_some()
+        })
+        .await;
     assert_eq!(secret_strings(&recreated)["value"], "good");
 
     env.secrets()
-        .patch("healed", &PatchParams::default(), &Patch::Merge(json!({"data": {"value": "dGFtcGVyZWQ=", "extra": "eA=="}})))
+        .patch(
+            "healed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"value": "dGFtcGVyZWQ=", "extra": "eA=="}})),
+        )
         .await
         .unwrap();
-    let restored = env.wait_secret("healed", "restored", |s| secret_strings(s).get("value").map(String::as_str) == Some("good")).await;
-    assert!(!secret_strings(&restored).contains_key("extra"), "Owner replaces the whole data");
+    let restored = env
+        .wait_secret("healed", "restored", |s| {
+            secret_strings(s).get("value").map(String::as_str) == Some("good")
+        })
+        .await;
+    assert!(
+        !secret_strings(&restored).contains_key("extra"),
+        "Owner replaces the whole data"
+    );
 }
 
 #[tokio::test]
 async fn keep_last_good_on_provider_failure_and_recover() {
     let env = TestEnv::new("lastgood").await;
-    env.apply(&fake_store("store", &[("k", "good")])).await.unwrap();
+    env.apply(&fake_store("store", &[("k", "good")]))
+        .await
+        .unwrap();
     env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
     let synced = env.wait_secret("es", "synced", |s| s.data.is_some()).await;
     env.wait_ready("es", "True", "SecretSynced").await;
 
     // The provider loses the secret: the Kubernetes Secret must stay exactly as it was.
-    env.apply(&fake_store("store", &[("other", "x")])).await.unwrap();
+    env.apply(&fake_store("store", &[("other", "x")]))
+        .await
+        .unwrap();
     let msg = env.wait_ready("es", "False", "SecretSyncedError").await;
-    assert!(msg.contains("could not get secret data from provider"), "{msg}");
+    assert!(
+        msg.contains("could not get secret data from provider"),
+        "{msg}"
+    );
     assert!(msg.contains("\"k\""), "names the missing key: {msg}");
     let after = env.secrets().get("es").await.unwrap();
     assert_eq!(after.resource_version(), synced.resource_version());
     assert_eq!(secret_strings(&after)["value"], "good");
     wait_for(Duration::from_secs(10), "warning event", || async {
-        env.events_for("es").await.iter().any(|e| e.starts_with("MissingProviderSecret") || e.starts_with("UpdateFailed")).then_some(())
+        env.events_for("es")
+            .await
+            .iter()
+            .any(|e| e.starts_with("MissingProviderSecret") || e.starts_with("UpdateFailed"))
+            .then_some(())
     })
     .await
     .unwrap();
 
     // The store breaks differently: a provider esox does not serve.
     env.apply("apiVersion: external-secrets.io/v1beta1\nkind: SecretStore\nmetadata: {name: store}\nspec:\n  provider:\n    vault: {server: 'https://vault.example.com', path: secret, version: v2}\n").await.unwrap();
-    wait_for(Duration::from_secs(20), "unsupported provider message", || async {
-        let es = env.external_secrets().get("es").await.ok()?;
-        let c = es.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
-        c.message.filter(|m| m.contains("vault")).map(|_| ())
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "unsupported provider message",
+        || async {
+            let es = env.external_secrets().get("es").await.ok()?;
+            let c = es
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            c.message.filter(|m| m.contains("vault")).map(|_| ())
+        },
+    )
     .await
     .unwrap();
-    assert_eq!(secret_strings(&env.secrets().get("es").await.unwrap())["value"], "good");
+    assert_eq!(
+        secret_strings(&env.secrets().get("es").await.unwrap())["value"],
+        "good"
+    );
 
     // Recovery.
-    env.apply(&fake_store("store", &[("k", "good")])).await.unwrap();
+    env.apply(&fake_store("store", &[("k", "good")]))
+        .await
+        .unwrap();
     env.wait_ready("es", "True", "SecretSynced").await;
 }
 
 #[tokio::test]
 async fn creation_policies() {
     let env = TestEnv::new("creation").await;
-    env.apply(&fake_store("store", &[("k", "managed")])).await.unwrap();
+    env.apply(&fake_store("store", &[("k", "managed")]))
+        .await
+        .unwrap();
     let es = |name: &str, policy: &str, target: &str| {
-        format!("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: store}}\n  target: {{name: {target}, creationPolicy: {policy}}}\n  data:\n  - {{secretKey: value, remoteRef: {{key: k}}}}\n")
+        format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: store}}\n  target: {{name: {target}, creationPolicy: {policy}}}\n  data:\n  - {{secretKey: value, remoteRef: {{key: k}}}}\n"
+        )
     };
     // Orphan: created without an owner reference.
     env.apply(&es("orphan", "Orphan", "orphan")).await.unwrap();
-    let s = env.wait_secret("orphan", "orphan secret", |s| s.data.is_some()).await;
+    let s = env
+        .wait_secret("orphan", "orphan secret", |s| s.data.is_some())
+        .await;
     assert!(s.owner_references().is_empty());
-    assert!(!s.labels().contains_key("reconcile.external-secrets.io/created-by"));
+    assert!(
+        !s.labels()
+            .contains_key("reconcile.external-secrets.io/created-by")
+    );
 
     // Merge into a missing Secret: nothing is created, the status says why.
     env.apply(&es("merge", "Merge", "merged")).await.unwrap();
@@ -293,19 +486,42 @@ async fn creation_policies() {
     let mut target = Secret::default();
     target.metadata.name = Some("merged".into());
     target.string_data = Some([("app-owned".to_string(), "keep-me".to_string())].into());
-    env.secrets().create(&PostParams::default(), &target).await.unwrap();
-    let s = env.wait_secret("merged", "merged secret", |s| secret_strings(s).contains_key("value")).await;
+    env.secrets()
+        .create(&PostParams::default(), &target)
+        .await
+        .unwrap();
+    let s = env
+        .wait_secret("merged", "merged secret", |s| {
+            secret_strings(s).contains_key("value")
+        })
+        .await;
     assert_eq!(secret_strings(&s)["app-owned"], "keep-me");
     assert_eq!(secret_strings(&s)["value"], "managed");
     assert!(s.owner_references().is_empty());
     // Self-healing under Merge: editing our key restores it, without touching the foreign key.
-    env.secrets().patch("merged", &PatchParams::default(), &Patch::Merge(json!({"data": {"value": "YmFk"}}))).await.unwrap();
-    let s = env.wait_secret("merged", "merge restored", |s| secret_strings(s).get("value").map(String::as_str) == Some("managed")).await;
+    env.secrets()
+        .patch(
+            "merged",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"value": "YmFk"}})),
+        )
+        .await
+        .unwrap();
+    let s = env
+        .wait_secret("merged", "merge restored", |s| {
+            secret_strings(s).get("value").map(String::as_str) == Some("managed")
+        })
+        .await;
     assert_eq!(secret_strings(&s)["app-owned"], "keep-me");
 
     // CreateOrMerge creates when missing.
-    env.apply(&es("com", "CreateOrMerge", "created-or-merged")).await.unwrap();
-    env.wait_secret("created-or-merged", "created", |s| secret_strings(s).get("value").map(String::as_str) == Some("managed")).await;
+    env.apply(&es("com", "CreateOrMerge", "created-or-merged"))
+        .await
+        .unwrap();
+    env.wait_secret("created-or-merged", "created", |s| {
+        secret_strings(s).get("value").map(String::as_str) == Some("managed")
+    })
+    .await;
 
     // None: status synced, no Secret.
     env.apply(&es("none", "None", "never")).await.unwrap();
@@ -316,16 +532,32 @@ async fn creation_policies() {
 #[tokio::test]
 async fn owner_adopts_unowned_secret_and_refuses_a_foreign_owner() {
     let env = TestEnv::new("owner").await;
-    env.apply(&fake_store("store", &[("k", "v")])).await.unwrap();
+    env.apply(&fake_store("store", &[("k", "v")]))
+        .await
+        .unwrap();
     let mut pre = Secret::default();
     pre.metadata.name = Some("pre-existing".into());
     pre.string_data = Some([("old".to_string(), "x".to_string())].into());
-    env.secrets().create(&PostParams::default(), &pre).await.unwrap();
-    let es = |name: &str| format!("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: store}}\n  target: {{name: pre-existing}}\n  data:\n  - {{secretKey: value, remoteRef: {{key: k}}}}\n");
+    env.secrets()
+        .create(&PostParams::default(), &pre)
+        .await
+        .unwrap();
+    let es = |name: &str| {
+        format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: store}}\n  target: {{name: pre-existing}}\n  data:\n  - {{secretKey: value, remoteRef: {{key: k}}}}\n"
+        )
+    };
     env.apply(&es("first")).await.unwrap();
-    let s = env.wait_secret("pre-existing", "adopted", |s| !s.owner_references().is_empty()).await;
+    let s = env
+        .wait_secret("pre-existing", "adopted", |s| {
+            !s.owner_references().is_empty()
+        })
+        .await;
     assert_eq!(s.owner_references()[0].name, "first");
-    assert_eq!(secret_strings(&s), [("value".to_string(), "v".to_string())].into());
+    assert_eq!(
+        secret_strings(&s),
+        [("value".to_string(), "v".to_string())].into()
+    );
 
     env.apply(&es("second")).await.unwrap();
     let msg = env.wait_ready("second", "False", "SecretSyncedError").await;
@@ -337,10 +569,13 @@ async fn owner_adopts_unowned_secret_and_refuses_a_foreign_owner() {
 #[tokio::test]
 async fn deletion_policy_delete_and_retain() {
     let env = TestEnv::new("deletion").await;
-    env.apply(&fake_store("store", &[("k", "v"), ("j", "w")])).await.unwrap();
+    env.apply(&fake_store("store", &[("k", "v"), ("j", "w")]))
+        .await
+        .unwrap();
     env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: del}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store}\n  target: {deletionPolicy: Delete}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: keep}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store}\n  dataFrom:\n  - find: {name: {regexp: '^j$'}}\n").await.unwrap();
     env.wait_secret("del", "synced", |s| s.data.is_some()).await;
-    env.wait_secret("keep", "synced", |s| s.data.is_some()).await;
+    env.wait_secret("keep", "synced", |s| s.data.is_some())
+        .await;
     env.apply(&fake_store("store", &[])).await.unwrap();
     let msg = env.wait_ready("del", "True", "SecretDeleted").await;
     assert!(msg.contains("DeletionPolicy"), "{msg}");
@@ -349,47 +584,108 @@ async fn deletion_policy_delete_and_retain() {
     let msg = env.wait_ready("keep", "True", "SecretSynced").await;
     wait_for(Duration::from_secs(10), "retain message", || async {
         let es = env.external_secrets().get("keep").await.ok()?;
-        es.status?.conditions.into_iter().find(|c| c.message.as_deref().is_some_and(|m| m.contains("Retain"))).map(|_| ())
+        es.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.message.as_deref().is_some_and(|m| m.contains("Retain")))
+            .map(|_| ())
     })
     .await
     .unwrap_or_else(|e| panic!("{e}: {msg}"));
-    assert_eq!(secret_strings(&env.secrets().get("keep").await.unwrap())["j"], "w");
+    assert_eq!(
+        secret_strings(&env.secrets().get("keep").await.unwrap())["j"],
+        "w"
+    );
 }
 
 #[tokio::test]
 async fn no_writes_when_nothing_changed() {
     let env = TestEnv::new("nowrite").await;
-    env.apply(&fake_store("store", &[("k", "v")])).await.unwrap();
+    env.apply(&fake_store("store", &[("k", "v")]))
+        .await
+        .unwrap();
     env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
     env.wait_secret("es", "synced", |s| s.data.is_some()).await;
     env.wait_ready("es", "True", "SecretSynced").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let es_rv = env.external_secrets().get("es").await.unwrap().resource_version();
+    let es_rv = env
+        .external_secrets()
+        .get("es")
+        .await
+        .unwrap()
+        .resource_version();
     // Touch the Secret's metadata: this triggers a reconcile through the Secret watch.
-    let touched = env.secrets()
-        .patch("es", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"touched": "yes"}}})))
+    let touched = env
+        .secrets()
+        .patch(
+            "es",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"touched": "yes"}}})),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(env.secrets().get("es").await.unwrap().resource_version(), touched.resource_version(), "no Secret write");
-    assert_eq!(env.external_secrets().get("es").await.unwrap().resource_version(), es_rv, "no status write");
+    assert_eq!(
+        env.secrets().get("es").await.unwrap().resource_version(),
+        touched.resource_version(),
+        "no Secret write"
+    );
+    assert_eq!(
+        env.external_secrets()
+            .get("es")
+            .await
+            .unwrap()
+            .resource_version(),
+        es_rv,
+        "no status write"
+    );
 }
 
 #[tokio::test]
 async fn invalid_input_gets_specific_status_and_event() {
     let env = TestEnv::new("invalid").await;
-    env.apply(&fake_store("store", &[("dir/a b", "v"), ("k", "v")])).await.unwrap();
+    env.apply(&fake_store("store", &[("dir/a b", "v"), ("k", "v")]))
+        .await
+        .unwrap();
     env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: badkeys}\nspec:\n  secretStoreRef: {name: store}\n  dataFrom:\n  - find: {name: {regexp: '^dir/'}}\n    rewrite:\n    - regexp: {source: 'dir/', target: 'x/'}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: badinterval}\nspec:\n  refreshInterval: 1d\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: v, remoteRef: {key: k}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: nostore}\nspec:\n  secretStoreRef: {name: missing-store}\n  data:\n  - {secretKey: v, remoteRef: {key: k}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: badprop}\nspec:\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: v, remoteRef: {key: k, property: nope}}\n").await.unwrap();
-    let msg = env.wait_ready("badkeys", "False", "SecretSyncedError").await;
-    assert!(msg.contains("invalid secret keys") && msg.contains("x/a b"), "{msg}");
-    let msg = env.wait_ready("badinterval", "False", "SecretSyncedError").await;
-    assert!(msg.contains("spec.refreshInterval") && msg.contains("1d"), "{msg}");
-    let msg = env.wait_ready("nostore", "False", "SecretSyncedError").await;
-    assert!(msg.contains("SecretStore \"missing-store\" not found"), "{msg}");
-    let msg = env.wait_ready("badprop", "False", "SecretSyncedError").await;
-    assert!(msg.contains("key \"nope\" does not exist in secret \"k\""), "{msg}");
+    let msg = env
+        .wait_ready("badkeys", "False", "SecretSyncedError")
+        .await;
+    assert!(
+        msg.contains("invalid secret keys") && msg.contains("x/a b"),
+        "{msg}"
+    );
+    let msg = env
+        .wait_ready("badinterval", "False", "SecretSyncedError")
+        .await;
+    assert!(
+        msg.contains("spec.refreshInterval") && msg.contains("1d"),
+        "{msg}"
+    );
+    let msg = env
+        .wait_ready("nostore", "False", "SecretSyncedError")
+        .await;
+    assert!(
+        msg.contains("SecretStore \"missing-store\" not found"),
+        "{msg}"
+    );
+    let msg = env
+        .wait_ready("badprop", "False", "SecretSyncedError")
+        .await;
+    assert!(
+        msg.contains("key \"nope\" does not exist in secret \"k\""),
+        "{msg}"
+    );
     for name in ["badkeys", "badinterval", "nostore", "badprop"] {
-        wait_for(Duration::from_secs(10), "warning event", || async { env.events_for(name).await.iter().any(|e| e.starts_with("UpdateFailed")).then_some(()) }).await.unwrap();
+        wait_for(Duration::from_secs(10), "warning event", || async {
+            env.events_for(name)
+                .await
+                .iter()
+                .any(|e| e.starts_with("UpdateFailed"))
+                .then_some(())
+        })
+        .await
+        .unwrap();
         assert!(env.secrets().get_opt(name).await.unwrap().is_none());
     }
 }

@@ -68,7 +68,10 @@ mod tests {
 
     #[test]
     fn checked_in_crds_are_current() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/crds/external-secrets.yaml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/crds/external-secrets.yaml"
+        );
         let on_disk = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             on_disk == to_yaml(),

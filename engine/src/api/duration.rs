@@ -177,7 +177,10 @@ mod tests {
     #[test]
     fn rejects_what_go_rejects() {
         assert!(matches!(parse("10"), Err(DurationError::MissingUnit(_))));
-        assert!(matches!(parse("1d"), Err(DurationError::UnknownUnit { .. })));
+        assert!(matches!(
+            parse("1d"),
+            Err(DurationError::UnknownUnit { .. })
+        ));
         assert!(matches!(parse(""), Err(DurationError::Empty)));
         assert!(matches!(parse("h"), Err(DurationError::Invalid(_))));
         assert!(matches!(parse("-1h"), Err(DurationError::Negative(_))));

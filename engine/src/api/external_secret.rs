@@ -4,6 +4,10 @@
 //! that ESO manifests apply unchanged. The same schema is also served as `v1beta1` (see
 //! [`crate::api::crd`]), which is what most ESO manifests in the wild still say.
 
+// kube-derive takes one `printcolumn(...)` per column; clippy reads repeated `type_ = "string"`
+// inside them as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -23,8 +27,16 @@ use super::condition::Condition;
     status = "ExternalSecretStatus",
     shortname = "es",
     category = "external-secrets",
-    printcolumn(name = "Store", type_ = "string", json_path = ".spec.secretStoreRef.name"),
-    printcolumn(name = "Refresh Interval", type_ = "string", json_path = ".spec.refreshInterval"),
+    printcolumn(
+        name = "Store",
+        type_ = "string",
+        json_path = ".spec.secretStoreRef.name"
+    ),
+    printcolumn(
+        name = "Refresh Interval",
+        type_ = "string",
+        json_path = ".spec.refreshInterval"
+    ),
     printcolumn(
         name = "Status",
         type_ = "string",

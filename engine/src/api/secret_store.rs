@@ -5,6 +5,10 @@
 //! `x-kubernetes-preserve-unknown-fields`, so ESO manifests apply as written and the store
 //! reports which provider it cannot serve instead of the apiserver rejecting it.
 
+// kube-derive takes one `printcolumn(...)` per column; clippy reads repeated `type_ = "string"`
+// inside them as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
@@ -23,13 +27,21 @@ use super::condition::Condition;
     status = "SecretStoreStatus",
     shortname = "ss",
     category = "external-secrets",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(
         name = "Status",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
-    printcolumn(name = "Capabilities", type_ = "string", json_path = ".status.capabilities"),
+    printcolumn(
+        name = "Capabilities",
+        type_ = "string",
+        json_path = ".status.capabilities"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -64,13 +76,21 @@ pub struct SecretStoreSpec {
     status = "SecretStoreStatus",
     shortname = "css",
     category = "external-secrets",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(
         name = "Status",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
-    printcolumn(name = "Capabilities", type_ = "string", json_path = ".status.capabilities"),
+    printcolumn(
+        name = "Capabilities",
+        type_ = "string",
+        json_path = ".status.capabilities"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -191,7 +211,11 @@ pub struct AwsProvider {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub additional_roles: Vec<String>,
     /// External ID for AssumeRole.
-    #[serde(default, rename = "externalID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "externalID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
     /// Session tags for AssumeRole.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -247,7 +271,11 @@ pub struct AwsAuth {
 #[serde(rename_all = "camelCase")]
 pub struct AwsAuthSecretRef {
     /// Access key id.
-    #[serde(default, rename = "accessKeyIDSecretRef", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "accessKeyIDSecretRef",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_key_id_secret_ref: Option<SecretKeySelector>,
     /// Secret access key.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -49,6 +49,9 @@ impl Context {
 
     /// Forgets failures for `key` after a success.
     pub fn record_success(&self, key: &str) {
-        self.failures.lock().expect("failure map lock poisoned").remove(key);
+        self.failures
+            .lock()
+            .expect("failure map lock poisoned")
+            .remove(key);
     }
 }

@@ -25,8 +25,11 @@ use super::context::Context;
 use super::refresh::{self, RefreshState};
 use super::stores::StoreResolver;
 use crate::api::condition::{get_condition, set_condition};
-use crate::api::{Condition, CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretStatus, LocalObjectReference};
 use crate::api::duration;
+use crate::api::{
+    Condition, CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretStatus,
+    LocalObjectReference,
+};
 use crate::metrics::{ErrorLabels, Metrics, ObjectLabels};
 use crate::pipeline::{self, hash};
 use crate::secret::SecretMap;
@@ -117,18 +120,32 @@ fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
 /// The `syncedResourceVersion` of an ExternalSecret: its generation and a hash of its labels
 /// and annotations, so that editing either (ESO's force-sync annotation) triggers a refresh.
 pub fn resource_version(es: &ExternalSecret) -> String {
-    let meta = format!("labels={:?} annotations={:?}", es.labels(), es.annotations());
-    format!("{}-{}", es.metadata.generation.unwrap_or_default(), hash::data_hash_text(&meta))
+    let meta = format!(
+        "labels={:?} annotations={:?}",
+        es.labels(),
+        es.annotations()
+    );
+    format!(
+        "{}-{}",
+        es.metadata.generation.unwrap_or_default(),
+        hash::data_hash_text(&meta)
+    )
 }
 
 /// Reconciles one ExternalSecret.
 #[instrument(skip_all, fields(namespace = %es.namespace().unwrap_or_default(), name = %es.name_any()))]
 pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = Instant::now();
-    let labels = ObjectLabels { name: es.name_any(), namespace: es.namespace().unwrap_or_default() };
+    let labels = ObjectLabels {
+        name: es.name_any(),
+        namespace: es.namespace().unwrap_or_default(),
+    };
     ctx.metrics.sync_calls.get_or_create(&labels).inc();
     let result = sync(&es, &ctx).await;
-    ctx.metrics.reconcile_duration.get_or_create(&labels).observe(start.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&labels)
+        .observe(start.elapsed().as_secs_f64());
     if result.is_ok() {
         ctx.record_success(&object_key(&es));
     }
@@ -166,7 +183,15 @@ async fn sync(es: &ExternalSecret, ctx: &Context) -> Result<Action, Error> {
         None | Some("") => Duration::ZERO,
         Some(s) => match duration::parse(s) {
             Ok(d) => d,
-            Err(e) => return fail_permanently(es, ctx, &recorder, Error::InvalidSpec(format!("spec.refreshInterval: {e}"))).await,
+            Err(e) => {
+                return fail_permanently(
+                    es,
+                    ctx,
+                    &recorder,
+                    Error::InvalidSpec(format!("spec.refreshInterval: {e}")),
+                )
+                .await;
+            }
         },
     };
     if let Some(problem) = unsupported_template(es) {
@@ -183,7 +208,10 @@ async fn sync(es: &ExternalSecret, ctx: &Context) -> Result<Action, Error> {
         synced_version: status.synced_resource_version.as_deref(),
         current_version: &current_version,
     };
-    let existing = secrets.get_opt(&target).await.map_err(kube_err(format!("could not get Secret {target:?}")))?;
+    let existing = secrets
+        .get_opt(&target)
+        .await
+        .map_err(kube_err(format!("could not get Secret {target:?}")))?;
     let now = jiff::Timestamp::now();
     let policy = es.spec.target.creation_policy;
     if !refresh::should_refresh(&state, now) && secret_is_valid(existing.as_ref(), policy) {
@@ -214,23 +242,79 @@ async fn sync(es: &ExternalSecret, ctx: &Context) -> Result<Action, Error> {
     // Step 5: report.
     let (ready, cond_reason, message) = match outcome {
         Outcome::Created => (true, reason::SYNCED, "secret synced"),
-        Outcome::Updated | Outcome::Unchanged | Outcome::NotManaged => (true, reason::SYNCED, "secret synced"),
-        Outcome::Retained => (true, reason::SYNCED, "secret retained due to DeletionPolicy=Retain"),
-        Outcome::Deleted => (true, reason::DELETED, "secret deleted due to DeletionPolicy"),
-        Outcome::Missing => (false, reason::MISSING, "secret will not be created: creationPolicy is Merge and the target Secret does not exist"),
+        Outcome::Updated | Outcome::Unchanged | Outcome::NotManaged => {
+            (true, reason::SYNCED, "secret synced")
+        }
+        Outcome::Retained => (
+            true,
+            reason::SYNCED,
+            "secret retained due to DeletionPolicy=Retain",
+        ),
+        Outcome::Deleted => (
+            true,
+            reason::DELETED,
+            "secret deleted due to DeletionPolicy",
+        ),
+        Outcome::Missing => (
+            false,
+            reason::MISSING,
+            "secret will not be created: creationPolicy is Merge and the target Secret does not exist",
+        ),
     };
     match outcome {
-        Outcome::Created => publish(&recorder, es, EventType::Normal, event::CREATED, "Created Secret").await,
-        Outcome::Updated => publish(&recorder, es, EventType::Normal, event::UPDATED, "Updated Secret").await,
-        Outcome::Deleted => publish(&recorder, es, EventType::Normal, event::DELETED, "secret deleted due to DeletionPolicy").await,
-        Outcome::Missing => publish(&recorder, es, EventType::Warning, event::UPDATE_FAILED, message).await,
+        Outcome::Created => {
+            publish(
+                &recorder,
+                es,
+                EventType::Normal,
+                event::CREATED,
+                "Created Secret",
+            )
+            .await
+        }
+        Outcome::Updated => {
+            publish(
+                &recorder,
+                es,
+                EventType::Normal,
+                event::UPDATED,
+                "Updated Secret",
+            )
+            .await
+        }
+        Outcome::Deleted => {
+            publish(
+                &recorder,
+                es,
+                EventType::Normal,
+                event::DELETED,
+                "secret deleted due to DeletionPolicy",
+            )
+            .await
+        }
+        Outcome::Missing => {
+            publish(
+                &recorder,
+                es,
+                EventType::Warning,
+                event::UPDATE_FAILED,
+                message,
+            )
+            .await
+        }
         _ => {}
     }
-    if matches!(outcome, Outcome::Created | Outcome::Updated | Outcome::Deleted) {
+    if matches!(
+        outcome,
+        Outcome::Created | Outcome::Updated | Outcome::Deleted
+    ) {
         info!(secret = %target, outcome = ?outcome, "secret applied");
     }
     let mut new_status = status.clone();
-    set_condition(&mut new_status.conditions, Condition::new("Ready", ready, cond_reason, message));
+    set_condition(
+        &mut new_status.conditions,
+        Condition::new("Ready", ready, cond_reason, message),
+    );
     new_status.refresh_time = Some(Time(now));
     new_status.synced_resource_version = Some(current_version.clone());
     new_status.binding = Some(LocalObjectReference { name: target });
@@ -258,7 +342,11 @@ impl ActionExt for Action {
     /// behaviour), and at least every minute so a Secret created later is picked up.
     fn max_with(self, outcome: &Outcome, interval: Duration) -> Action {
         if *outcome == Outcome::Missing {
-            let d = if interval.is_zero() { Duration::from_secs(60) } else { interval.min(Duration::from_secs(60)) };
+            let d = if interval.is_zero() {
+                Duration::from_secs(60)
+            } else {
+                interval.min(Duration::from_secs(60))
+            };
             return Action::requeue(d);
         }
         self
@@ -279,7 +367,10 @@ fn secret_is_valid(secret: Option<&Secret>, policy: CreationPolicy) -> bool {
         return true;
     }
     let Some(secret) = secret else { return false };
-    let managed = secret.labels().get(MANAGED_LABEL).is_some_and(|v| v == "true");
+    let managed = secret
+        .labels()
+        .get(MANAGED_LABEL)
+        .is_some_and(|v| v == "true");
     let hash = secret.annotations().get(DATA_HASH_ANNOTATION);
     managed && hash.is_some_and(|h| *h == secret_hash(secret))
 }
@@ -295,7 +386,9 @@ fn unsupported_template(es: &ExternalSecret) -> Option<String> {
     let t = es.spec.target.template.as_ref()?;
     let needs_engine = !t.data.is_empty()
         || !t.template_from.is_empty()
-        || t.metadata.as_ref().is_some_and(|m| !m.labels.is_empty() || !m.annotations.is_empty());
+        || t.metadata
+            .as_ref()
+            .is_some_and(|m| !m.labels.is_empty() || !m.annotations.is_empty());
     needs_engine.then(|| {
         "spec.target.template: rendering templates (data, templateFrom, metadata) needs the template engine plugins, which are not part of this esox build yet".to_string()
     })
@@ -305,32 +398,59 @@ fn owned_by_other(es: &ExternalSecret, secret: &Secret) -> Option<String> {
     secret
         .owner_references()
         .iter()
-        .find(|o| o.controller == Some(true) && o.kind == "ExternalSecret" && o.uid != es.uid().unwrap_or_default())
+        .find(|o| {
+            o.controller == Some(true)
+                && o.kind == "ExternalSecret"
+                && o.uid != es.uid().unwrap_or_default()
+        })
         .map(|o| o.name.clone())
 }
 
-async fn delete_target(es: &ExternalSecret, secrets: &Api<Secret>, existing: Option<&Secret>) -> Result<Outcome, Error> {
+async fn delete_target(
+    es: &ExternalSecret,
+    secrets: &Api<Secret>,
+    existing: Option<&Secret>,
+) -> Result<Outcome, Error> {
     if es.spec.target.creation_policy != CreationPolicy::Owner {
         return Err(Error::Target(format!(
             "unable to delete secret: deletionPolicy=Delete requires creationPolicy=Owner, got {:?}",
             es.spec.target.creation_policy
         )));
     }
-    let Some(secret) = existing else { return Ok(Outcome::Deleted) };
+    let Some(secret) = existing else {
+        return Ok(Outcome::Deleted);
+    };
     if let Some(other) = owned_by_other(es, secret) {
-        return Err(Error::Target(format!("target secret {:?} is owned by another ExternalSecret {other:?}; not deleting it", secret.name_any())));
+        return Err(Error::Target(format!(
+            "target secret {:?} is owned by another ExternalSecret {other:?}; not deleting it",
+            secret.name_any()
+        )));
     }
-    match secrets.delete(&secret.name_any(), &DeleteParams::default()).await {
+    match secrets
+        .delete(&secret.name_any(), &DeleteParams::default())
+        .await
+    {
         Ok(_) => Ok(Outcome::Deleted),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(Outcome::Deleted),
-        Err(e) => Err(kube_err(format!("could not delete Secret {:?}", secret.name_any()))(e)),
+        Err(e) => Err(kube_err(format!(
+            "could not delete Secret {:?}",
+            secret.name_any()
+        ))(e)),
     }
 }
 
-async fn apply(es: &ExternalSecret, secrets: &Api<Secret>, existing: Option<&Secret>, data: SecretMap) -> Result<Outcome, Error> {
+async fn apply(
+    es: &ExternalSecret,
+    secrets: &Api<Secret>,
+    existing: Option<&Secret>,
+    data: SecretMap,
+) -> Result<Outcome, Error> {
     let target = es.target_name();
     let policy = es.spec.target.creation_policy;
-    let data: BTreeMap<String, ByteString> = data.iter().map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec()))).collect();
+    let data: BTreeMap<String, ByteString> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec())))
+        .collect();
     match policy {
         CreationPolicy::None => Ok(Outcome::NotManaged),
         CreationPolicy::Merge | CreationPolicy::CreateOrMerge => {
@@ -338,13 +458,17 @@ async fn apply(es: &ExternalSecret, secrets: &Api<Secret>, existing: Option<&Sec
                 return Ok(Outcome::Missing);
             }
             if existing.is_some_and(|s| s.immutable == Some(true)) {
-                return Err(Error::Target(format!("target secret {target:?} is immutable; esox cannot merge into it")));
+                return Err(Error::Target(format!(
+                    "target secret {target:?} is immutable; esox cannot merge into it"
+                )));
             }
             // The hash covers the whole Secret as it will be after the merge, as ESO's does.
             let mut merged = existing.and_then(|s| s.data.clone()).unwrap_or_default();
             merged.extend(data.clone());
             let hash_value = hash::data_hash(merged.iter().map(|(k, v)| (k, v.0.as_slice())));
-            if existing.is_some_and(|s| secret_is_valid(Some(s), policy) && s.data.as_ref() == Some(&merged)) {
+            if existing.is_some_and(|s| {
+                secret_is_valid(Some(s), policy) && s.data.as_ref() == Some(&merged)
+            }) {
                 return Ok(Outcome::Unchanged);
             }
             let mut patch = json!({
@@ -358,7 +482,13 @@ async fn apply(es: &ExternalSecret, secrets: &Api<Secret>, existing: Option<&Sec
                 "data": data,
             });
             if existing.is_none() {
-                if let Some(t) = es.spec.target.template.as_ref().and_then(|t| t.type_.clone()) {
+                if let Some(t) = es
+                    .spec
+                    .target
+                    .template
+                    .as_ref()
+                    .and_then(|t| t.type_.clone())
+                {
                     patch["type"] = json!(t);
                 }
                 if es.spec.target.immutable {
@@ -366,21 +496,40 @@ async fn apply(es: &ExternalSecret, secrets: &Api<Secret>, existing: Option<&Sec
                 }
             }
             secrets
-                .patch(&target, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+                .patch(
+                    &target,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
                 .await
                 .map_err(kube_err(format!("could not apply Secret {target:?}")))?;
-            Ok(if existing.is_some() { Outcome::Updated } else { Outcome::Created })
+            Ok(if existing.is_some() {
+                Outcome::Updated
+            } else {
+                Outcome::Created
+            })
         }
         CreationPolicy::Owner | CreationPolicy::Orphan => {
             if let Some(s) = existing
                 && let Some(other) = owned_by_other(es, s)
             {
-                return Err(Error::Target(format!("target secret {target:?} is already owned by ExternalSecret {other:?}")));
+                return Err(Error::Target(format!(
+                    "target secret {target:?} is already owned by ExternalSecret {other:?}"
+                )));
             }
             let desired = desired_secret(es, existing, data);
             match existing {
                 None => {
-                    secrets.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &desired).await.map_err(kube_err(format!("could not create Secret {target:?}")))?;
+                    secrets
+                        .create(
+                            &PostParams {
+                                field_manager: Some(FIELD_MANAGER.into()),
+                                ..Default::default()
+                            },
+                            &desired,
+                        )
+                        .await
+                        .map_err(kube_err(format!("could not create Secret {target:?}")))?;
                     Ok(Outcome::Created)
                 }
                 Some(current) => {
@@ -388,10 +537,19 @@ async fn apply(es: &ExternalSecret, secrets: &Api<Secret>, existing: Option<&Sec
                         return Ok(Outcome::Unchanged);
                     }
                     if current.immutable == Some(true) {
-                        return Err(Error::Target(format!("target secret {target:?} is immutable; esox will not overwrite it")));
+                        return Err(Error::Target(format!(
+                            "target secret {target:?} is immutable; esox will not overwrite it"
+                        )));
                     }
                     secrets
-                        .replace(&target, &PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &desired)
+                        .replace(
+                            &target,
+                            &PostParams {
+                                field_manager: Some(FIELD_MANAGER.into()),
+                                ..Default::default()
+                            },
+                            &desired,
+                        )
                         .await
                         .map_err(kube_err(format!("could not update Secret {target:?}")))?;
                     Ok(Outcome::Updated)
@@ -404,20 +562,35 @@ async fn apply(es: &ExternalSecret, secrets: &Api<Secret>, existing: Option<&Sec
 /// The Secret as `Owner`/`Orphan` want it: exactly the fetched data, existing labels and
 /// annotations kept, our markers set, and an owner reference under `Owner` (adopting an
 /// unowned Secret, as ESO does).
-fn desired_secret(es: &ExternalSecret, existing: Option<&Secret>, data: BTreeMap<String, ByteString>) -> Secret {
-    let mut meta = existing.map(|s| s.metadata.clone()).unwrap_or_else(|| ObjectMeta {
-        name: Some(es.target_name()),
-        namespace: es.namespace(),
-        ..Default::default()
-    });
+fn desired_secret(
+    es: &ExternalSecret,
+    existing: Option<&Secret>,
+    data: BTreeMap<String, ByteString>,
+) -> Secret {
+    let mut meta = existing
+        .map(|s| s.metadata.clone())
+        .unwrap_or_else(|| ObjectMeta {
+            name: Some(es.target_name()),
+            namespace: es.namespace(),
+            ..Default::default()
+        });
     meta.managed_fields = None;
     let labels = meta.labels.get_or_insert_default();
     labels.insert(MANAGED_LABEL.into(), "true".into());
     let annotations = meta.annotations.get_or_insert_default();
-    annotations.insert(DATA_HASH_ANNOTATION.into(), hash::data_hash(data.iter().map(|(k, v)| (k, v.0.as_slice()))));
+    annotations.insert(
+        DATA_HASH_ANNOTATION.into(),
+        hash::data_hash(data.iter().map(|(k, v)| (k, v.0.as_slice()))),
+    );
     if es.spec.target.creation_policy == CreationPolicy::Owner {
-        let created_by = hash::data_hash_text(&format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any()));
-        meta.labels.get_or_insert_default().insert(CREATED_BY_LABEL.into(), created_by);
+        let created_by = hash::data_hash_text(&format!(
+            "{}/{}",
+            es.namespace().unwrap_or_default(),
+            es.name_any()
+        ));
+        meta.labels
+            .get_or_insert_default()
+            .insert(CREATED_BY_LABEL.into(), created_by);
         let owner: Option<OwnerReference> = es.controller_owner_ref(&());
         let refs = meta.owner_references.get_or_insert_default();
         if let Some(owner) = owner
@@ -438,7 +611,11 @@ fn desired_secret(es: &ExternalSecret, existing: Option<&Secret>, data: BTreeMap
         metadata: meta,
         data: Some(data),
         type_,
-        immutable: if es.spec.target.immutable { Some(true) } else { existing.and_then(|s| s.immutable) },
+        immutable: if es.spec.target.immutable {
+            Some(true)
+        } else {
+            existing.and_then(|s| s.immutable)
+        },
         ..Default::default()
     }
 }
@@ -453,16 +630,32 @@ fn same_secret(current: &Secret, desired: &Secret) -> bool {
         && current.immutable == desired.immutable
 }
 
-async fn write_status(es: &ExternalSecret, ctx: &Context, old: &ExternalSecretStatus, new: ExternalSecretStatus) -> Result<(), Error> {
+async fn write_status(
+    es: &ExternalSecret,
+    ctx: &Context,
+    old: &ExternalSecretStatus,
+    new: ExternalSecretStatus,
+) -> Result<(), Error> {
     let ready = get_condition(&new.conditions, "Ready").is_some_and(|c| c.status == "True");
-    Metrics::set_condition(&ctx.metrics.status_condition, &es.name_any(), &es.namespace().unwrap_or_default(), "Ready", ready);
+    Metrics::set_condition(
+        &ctx.metrics.status_condition,
+        &es.name_any(),
+        &es.namespace().unwrap_or_default(),
+        "Ready",
+        ready,
+    );
     if *old == new {
         return Ok(());
     }
-    let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
-    api.patch_status(&es.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "status": new })))
-        .await
-        .map_err(kube_err("could not update ExternalSecret status"))?;
+    let api: Api<ExternalSecret> =
+        Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
+    api.patch_status(
+        &es.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": new })),
+    )
+    .await
+    .map_err(kube_err("could not update ExternalSecret status"))?;
     Ok(())
 }
 
@@ -470,10 +663,20 @@ async fn write_status(es: &ExternalSecret, ctx: &Context, old: &ExternalSecretSt
 /// the controller backs off and retries. The existing Secret is not touched.
 async fn fail(es: &ExternalSecret, ctx: &Context, recorder: &Recorder, err: Error) -> Error {
     let message = err.to_string();
-    publish(recorder, es, EventType::Warning, err.event_reason(), &message).await;
+    publish(
+        recorder,
+        es,
+        EventType::Warning,
+        err.event_reason(),
+        &message,
+    )
+    .await;
     let old = es.status.clone().unwrap_or_default();
     let mut new = old.clone();
-    set_condition(&mut new.conditions, Condition::new("Ready", false, reason::SYNC_ERROR, message));
+    set_condition(
+        &mut new.conditions,
+        Condition::new("Ready", false, reason::SYNC_ERROR, message),
+    );
     if let Err(e) = write_status(es, ctx, &old, new).await {
         warn!(error = %e, "could not record failure in status");
     }
@@ -481,18 +684,39 @@ async fn fail(es: &ExternalSecret, ctx: &Context, recorder: &Recorder, err: Erro
 }
 
 /// Like [`fail`], for errors retrying cannot fix: waits for the user to change the object.
-async fn fail_permanently(es: &ExternalSecret, ctx: &Context, recorder: &Recorder, err: Error) -> Result<Action, Error> {
+async fn fail_permanently(
+    es: &ExternalSecret,
+    ctx: &Context,
+    recorder: &Recorder,
+    err: Error,
+) -> Result<Action, Error> {
     let err = fail(es, ctx, recorder, err).await;
     ctx.metrics
         .sync_errors
-        .get_or_create(&ErrorLabels { name: es.name_any(), namespace: es.namespace().unwrap_or_default(), reason: err.metric_label().into() })
+        .get_or_create(&ErrorLabels {
+            name: es.name_any(),
+            namespace: es.namespace().unwrap_or_default(),
+            reason: err.metric_label().into(),
+        })
         .inc();
     warn!(error = %err, "invalid ExternalSecret; waiting for a change");
     Ok(Action::await_change())
 }
 
-async fn publish(recorder: &Recorder, es: &ExternalSecret, type_: EventType, reason: &str, note: &str) {
-    let ev = Event { type_, reason: reason.into(), note: Some(note.chars().take(1000).collect()), action: "Sync".into(), secondary: None };
+async fn publish(
+    recorder: &Recorder,
+    es: &ExternalSecret,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Sync".into(),
+        secondary: None,
+    };
     if let Err(e) = recorder.publish(&ev, &es.object_ref(&())).await {
         warn!(error = %e, "could not publish event");
     }

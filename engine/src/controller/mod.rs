@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::core::PartialObjectMeta;
 use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
@@ -52,7 +52,12 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         .default_backoff()
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(predicates::generation.combine(predicates::labels).combine(predicates::annotations), Default::default());
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::labels)
+                .combine(predicates::annotations),
+            Default::default(),
+        );
 
     let secret_api: Api<PartialObjectMeta<Secret>> = match ns.as_deref() {
         Some(n) => Api::namespaced(client.clone(), n),
@@ -74,12 +79,18 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
             lookup
                 .state()
                 .into_iter()
-                .filter(|es| es.namespace().as_deref() == Some(ns.as_str()) && es.target_name() == name)
+                .filter(|es| {
+                    es.namespace().as_deref() == Some(ns.as_str()) && es.target_name() == name
+                })
                 .map(|es| ObjectRef::from_obj(es.as_ref()))
                 .collect::<Vec<_>>()
         })
         .shutdown_on_signal()
-        .run(external_secret::reconcile, external_secret::error_policy, ctx.clone())
+        .run(
+            external_secret::reconcile,
+            external_secret::error_policy,
+            ctx.clone(),
+        )
         .for_each(|res| async move {
             if let Err(e) = res {
                 match e {
@@ -89,11 +100,14 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
             }
         });
 
-    let store_controller = Controller::new(api::<SecretStore>(&client, ns.as_deref()), watcher::Config::default().any_semantic())
-        .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
-        .shutdown_on_signal()
-        .run(store::reconcile_store, store::error_policy, ctx.clone())
-        .for_each(|_| async {});
+    let store_controller = Controller::new(
+        api::<SecretStore>(&client, ns.as_deref()),
+        watcher::Config::default().any_semantic(),
+    )
+    .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
+    .shutdown_on_signal()
+    .run(store::reconcile_store, store::error_policy, ctx.clone())
+    .for_each(|_| async {});
 
     let ready_flag = async move {
         if reader.wait_until_ready().await.is_ok() {
@@ -103,11 +117,18 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     };
 
     if ns.is_none() {
-        let css_controller = Controller::new(Api::<ClusterSecretStore>::all(client.clone()), watcher::Config::default().any_semantic())
-            .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
-            .shutdown_on_signal()
-            .run(store::reconcile_cluster_store, store::error_policy, ctx.clone())
-            .for_each(|_| async {});
+        let css_controller = Controller::new(
+            Api::<ClusterSecretStore>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+        )
+        .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
+        .shutdown_on_signal()
+        .run(
+            store::reconcile_cluster_store,
+            store::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
         tokio::join!(es_controller, store_controller, css_controller, ready_flag);
     } else {
         tokio::join!(es_controller, store_controller, ready_flag);

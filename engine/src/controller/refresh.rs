@@ -42,7 +42,8 @@ pub fn should_refresh(s: &RefreshState<'_>, now: Timestamp) -> bool {
                 return false;
             }
             let last = s.last_refresh.expect("checked above");
-            let due = last + jiff::SignedDuration::try_from(s.interval).unwrap_or(jiff::SignedDuration::MAX);
+            let due = last
+                + jiff::SignedDuration::try_from(s.interval).unwrap_or(jiff::SignedDuration::MAX);
             due <= now
         }
     }
@@ -83,8 +84,19 @@ pub fn backoff(failures: u32) -> Duration {
 mod tests {
     use super::*;
 
-    fn state<'a>(policy: RefreshPolicy, interval: u64, last: Option<Timestamp>, synced: Option<&'a str>) -> RefreshState<'a> {
-        RefreshState { policy, interval: Duration::from_secs(interval), last_refresh: last, synced_version: synced, current_version: "1-abc" }
+    fn state<'a>(
+        policy: RefreshPolicy,
+        interval: u64,
+        last: Option<Timestamp>,
+        synced: Option<&'a str>,
+    ) -> RefreshState<'a> {
+        RefreshState {
+            policy,
+            interval: Duration::from_secs(interval),
+            last_refresh: last,
+            synced_version: synced,
+            current_version: "1-abc",
+        }
     }
 
     #[test]
@@ -92,21 +104,54 @@ mod tests {
         let now = Timestamp::now();
         let recent = now - jiff::SignedDuration::from_secs(10);
         let old = now - jiff::SignedDuration::from_secs(4000);
-        assert!(!should_refresh(&state(RefreshPolicy::Periodic, 3600, Some(recent), Some("1-abc")), now));
-        assert!(should_refresh(&state(RefreshPolicy::Periodic, 3600, Some(old), Some("1-abc")), now));
-        assert!(should_refresh(&state(RefreshPolicy::Periodic, 3600, Some(recent), Some("2-abc")), now), "spec change");
-        assert!(should_refresh(&state(RefreshPolicy::Periodic, 3600, None, None), now));
-        assert!(!should_refresh(&state(RefreshPolicy::Periodic, 0, Some(old), Some("1-abc")), now), "0 syncs once");
+        assert!(!should_refresh(
+            &state(RefreshPolicy::Periodic, 3600, Some(recent), Some("1-abc")),
+            now
+        ));
+        assert!(should_refresh(
+            &state(RefreshPolicy::Periodic, 3600, Some(old), Some("1-abc")),
+            now
+        ));
+        assert!(
+            should_refresh(
+                &state(RefreshPolicy::Periodic, 3600, Some(recent), Some("2-abc")),
+                now
+            ),
+            "spec change"
+        );
+        assert!(should_refresh(
+            &state(RefreshPolicy::Periodic, 3600, None, None),
+            now
+        ));
+        assert!(
+            !should_refresh(
+                &state(RefreshPolicy::Periodic, 0, Some(old), Some("1-abc")),
+                now
+            ),
+            "0 syncs once"
+        );
     }
 
     #[test]
     fn created_once_and_on_change() {
         let now = Timestamp::now();
         let old = now - jiff::SignedDuration::from_secs(99999);
-        assert!(!should_refresh(&state(RefreshPolicy::CreatedOnce, 1, Some(old), Some("0-x")), now));
-        assert!(should_refresh(&state(RefreshPolicy::CreatedOnce, 1, None, None), now));
-        assert!(!should_refresh(&state(RefreshPolicy::OnChange, 1, Some(old), Some("1-abc")), now));
-        assert!(should_refresh(&state(RefreshPolicy::OnChange, 1, Some(old), Some("0-abc")), now));
+        assert!(!should_refresh(
+            &state(RefreshPolicy::CreatedOnce, 1, Some(old), Some("0-x")),
+            now
+        ));
+        assert!(should_refresh(
+            &state(RefreshPolicy::CreatedOnce, 1, None, None),
+            now
+        ));
+        assert!(!should_refresh(
+            &state(RefreshPolicy::OnChange, 1, Some(old), Some("1-abc")),
+            now
+        ));
+        assert!(should_refresh(
+            &state(RefreshPolicy::OnChange, 1, Some(old), Some("0-abc")),
+            now
+        ));
     }
 
     #[test]
@@ -115,9 +160,14 @@ mod tests {
         let s = state(RefreshPolicy::Periodic, 3600, Some(now), Some("1-abc"));
         for _ in 0..100 {
             let d = next_refresh(&s, now).unwrap();
-            assert!(d >= Duration::from_secs(3600) && d <= Duration::from_secs(3600 + 300), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(3600) && d <= Duration::from_secs(3600 + 300),
+                "{d:?}"
+            );
         }
-        assert!(next_refresh(&state(RefreshPolicy::OnChange, 3600, Some(now), None), now).is_none());
+        assert!(
+            next_refresh(&state(RefreshPolicy::OnChange, 3600, Some(now), None), now).is_none()
+        );
         assert!(backoff(0) >= Duration::from_secs(1) && backoff(0) < Duration::from_secs(2));
         assert!(backoff(30) <= Duration::from_secs(330));
     }

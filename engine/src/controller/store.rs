@@ -43,35 +43,68 @@ async fn validate(spec: &SecretStoreSpec) -> (bool, &'static str, String) {
         Err(e) => (false, e.reason(), e.to_string()),
         Ok(p) => match p.validate().await {
             Ok(()) => (true, "Valid", "store validated".to_string()),
-            Err(e) => (false, "ValidationFailed", format!("unable to validate store: {e}")),
+            Err(e) => (
+                false,
+                "ValidationFailed",
+                format!("unable to validate store: {e}"),
+            ),
         },
     }
 }
 
 fn requeue(spec: &SecretStoreSpec, ctx: &Context) -> Action {
     let secs = spec.refresh_interval.filter(|s| *s > 0).map(|s| s as u64);
-    Action::requeue(secs.map(Duration::from_secs).unwrap_or(ctx.settings.store_requeue))
+    Action::requeue(
+        secs.map(Duration::from_secs)
+            .unwrap_or(ctx.settings.store_requeue),
+    )
 }
 
-async fn report<K>(obj: &K, api: Api<K>, ctx: &Context, status: Option<&SecretStoreStatus>, result: (bool, &'static str, String)) -> Result<(), Error>
+async fn report<K>(
+    obj: &K,
+    api: Api<K>,
+    ctx: &Context,
+    status: Option<&SecretStoreStatus>,
+    result: (bool, &'static str, String),
+) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let (ready, reason, message) = result;
     let old = status.cloned().unwrap_or_default();
     let mut new = old.clone();
-    set_condition(&mut new.conditions, Condition::new("Ready", ready, reason, message.clone()));
+    set_condition(
+        &mut new.conditions,
+        Condition::new("Ready", ready, reason, message.clone()),
+    );
     new.capabilities = Some("ReadOnly".to_string());
-    let was_ready = old.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.status.clone(), c.reason.clone()));
+    let was_ready = old
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone()));
     if new != old {
-        api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "status": new })))
-            .await
-            .map_err(Error::Status)?;
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": new })),
+        )
+        .await
+        .map_err(Error::Status)?;
     }
-    if was_ready != Some(((if ready { "True" } else { "False" }).to_string(), Some(reason.to_string()))) {
+    if was_ready
+        != Some((
+            (if ready { "True" } else { "False" }).to_string(),
+            Some(reason.to_string()),
+        ))
+    {
         let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
         let ev = Event {
-            type_: if ready { EventType::Normal } else { EventType::Warning },
+            type_: if ready {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
             reason: reason.to_string(),
             note: Some(message),
             action: "Validate".into(),
@@ -90,21 +123,39 @@ pub async fn reconcile_store(store: Arc<SecretStore>, ctx: Arc<Context>) -> Resu
     let start = Instant::now();
     let ns = store.namespace().unwrap_or_default();
     let result = validate(&store.spec).await;
-    Metrics::set_condition(&ctx.metrics.store_condition, &store.name_any(), &ns, "Ready", result.0);
+    Metrics::set_condition(
+        &ctx.metrics.store_condition,
+        &store.name_any(),
+        &ns,
+        "Ready",
+        result.0,
+    );
     let api: Api<SecretStore> = Api::namespaced(ctx.client.clone(), &ns);
     report(store.as_ref(), api, &ctx, store.status.as_ref(), result).await?;
     ctx.metrics
         .store_reconcile_duration
-        .get_or_create(&ObjectLabels { name: store.name_any(), namespace: ns })
+        .get_or_create(&ObjectLabels {
+            name: store.name_any(),
+            namespace: ns,
+        })
         .observe(start.elapsed().as_secs_f64());
     Ok(requeue(&store.spec, &ctx))
 }
 
 /// Reconciles a ClusterSecretStore.
 #[instrument(skip_all, fields(name = %store.name_any()))]
-pub async fn reconcile_cluster_store(store: Arc<ClusterSecretStore>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile_cluster_store(
+    store: Arc<ClusterSecretStore>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let result = validate(&store.spec).await;
-    Metrics::set_condition(&ctx.metrics.cluster_store_condition, &store.name_any(), "", "Ready", result.0);
+    Metrics::set_condition(
+        &ctx.metrics.cluster_store_condition,
+        &store.name_any(),
+        "",
+        "Ready",
+        result.0,
+    );
     let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
     report(store.as_ref(), api, &ctx, store.status.as_ref(), result).await?;
     Ok(requeue(&store.spec, &ctx))

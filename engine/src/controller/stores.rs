@@ -14,7 +14,10 @@ use kube::Api;
 use regex::Regex;
 
 use super::context::Context;
-use crate::api::{ClusterSecretStore, ClusterSecretStoreCondition, SecretStore, SecretStoreRef, SecretStoreSpec, StoreKind};
+use crate::api::{
+    ClusterSecretStore, ClusterSecretStoreCondition, SecretStore, SecretStoreRef, SecretStoreSpec,
+    StoreKind,
+};
 use crate::pipeline::{DataSource, Source, SourceError};
 use crate::provider::fetch::StoreIdentity;
 use crate::provider::{self, FindQuery, GetRequest, Metered, Provider};
@@ -40,59 +43,130 @@ pub struct StoreResolver<'a> {
 
 impl<'a> StoreResolver<'a> {
     /// A resolver for an ExternalSecret in `namespace` whose default store is `default_ref`.
-    pub fn new(ctx: &'a Context, namespace: &'a str, default_ref: Option<&'a SecretStoreRef>) -> Self {
-        StoreResolver { ctx, namespace, default_ref, cache: Mutex::new(HashMap::new()) }
+    pub fn new(
+        ctx: &'a Context,
+        namespace: &'a str,
+        default_ref: Option<&'a SecretStoreRef>,
+    ) -> Self {
+        StoreResolver {
+            ctx,
+            namespace,
+            default_ref,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     async fn resolve(&self, source: Source<'_>) -> Result<ResolvedStore, SourceError> {
         let store_ref = source
             .and_then(|s| s.store_ref.as_ref())
             .or(self.default_ref)
-            .ok_or_else(|| SourceError::Store("spec.secretStoreRef is required when an entry has no sourceRef.storeRef".into()))?
+            .ok_or_else(|| {
+                SourceError::Store(
+                    "spec.secretStoreRef is required when an entry has no sourceRef.storeRef"
+                        .into(),
+                )
+            })?
             .clone();
-        if let Some(found) = self.cache.lock().expect("resolver lock poisoned").get(&store_ref) {
+        if let Some(found) = self
+            .cache
+            .lock()
+            .expect("resolver lock poisoned")
+            .get(&store_ref)
+        {
             return Ok(found.clone());
         }
         let (spec, identity) = match store_ref.kind() {
             StoreKind::SecretStore => {
-                let api: Api<SecretStore> = Api::namespaced(self.ctx.client.clone(), self.namespace);
-                let store = api.get_opt(&store_ref.name).await.map_err(|e| SourceError::Store(format!("could not get SecretStore {:?}: {e}", store_ref.name)))?.ok_or_else(|| {
-                    SourceError::Store(format!("SecretStore {:?} not found in namespace {:?}", store_ref.name, self.namespace))
-                })?;
-                let id = format!("SecretStore/{}/{}/{}", self.namespace, store_ref.name, store.metadata.generation.unwrap_or_default());
+                let api: Api<SecretStore> =
+                    Api::namespaced(self.ctx.client.clone(), self.namespace);
+                let store = api
+                    .get_opt(&store_ref.name)
+                    .await
+                    .map_err(|e| {
+                        SourceError::Store(format!(
+                            "could not get SecretStore {:?}: {e}",
+                            store_ref.name
+                        ))
+                    })?
+                    .ok_or_else(|| {
+                        SourceError::Store(format!(
+                            "SecretStore {:?} not found in namespace {:?}",
+                            store_ref.name, self.namespace
+                        ))
+                    })?;
+                let id = format!(
+                    "SecretStore/{}/{}/{}",
+                    self.namespace,
+                    store_ref.name,
+                    store.metadata.generation.unwrap_or_default()
+                );
                 (store.spec, id)
             }
             StoreKind::ClusterSecretStore => {
                 let api: Api<ClusterSecretStore> = Api::all(self.ctx.client.clone());
-                let store = api.get_opt(&store_ref.name).await.map_err(|e| SourceError::Store(format!("could not get ClusterSecretStore {:?}: {e}", store_ref.name)))?.ok_or_else(|| {
-                    SourceError::Store(format!("ClusterSecretStore {:?} not found", store_ref.name))
-                })?;
-                self.check_cluster_conditions(&store_ref.name, &store.spec.conditions).await?;
-                let id = format!("ClusterSecretStore/{}/{}", store_ref.name, store.metadata.generation.unwrap_or_default());
+                let store = api
+                    .get_opt(&store_ref.name)
+                    .await
+                    .map_err(|e| {
+                        SourceError::Store(format!(
+                            "could not get ClusterSecretStore {:?}: {e}",
+                            store_ref.name
+                        ))
+                    })?
+                    .ok_or_else(|| {
+                        SourceError::Store(format!(
+                            "ClusterSecretStore {:?} not found",
+                            store_ref.name
+                        ))
+                    })?;
+                self.check_cluster_conditions(&store_ref.name, &store.spec.conditions)
+                    .await?;
+                let id = format!(
+                    "ClusterSecretStore/{}/{}",
+                    store_ref.name,
+                    store.metadata.generation.unwrap_or_default()
+                );
                 (store.spec.0, id)
             }
         };
         let resolved = self.connect(&spec, identity)?;
-        self.cache.lock().expect("resolver lock poisoned").insert(store_ref, resolved.clone());
+        self.cache
+            .lock()
+            .expect("resolver lock poisoned")
+            .insert(store_ref, resolved.clone());
         Ok(resolved)
     }
 
-    fn connect(&self, spec: &SecretStoreSpec, identity: String) -> Result<ResolvedStore, SourceError> {
+    fn connect(
+        &self,
+        spec: &SecretStoreSpec,
+        identity: String,
+    ) -> Result<ResolvedStore, SourceError> {
         let inner = provider::build(spec).map_err(|e| SourceError::Store(e.to_string()))?;
         Ok(ResolvedStore {
             identity: StoreIdentity(identity),
-            provider: Metered::wrap(inner, provider::provider_label(spec), self.ctx.metrics.clone()),
+            provider: Metered::wrap(
+                inner,
+                provider::provider_label(spec),
+                self.ctx.metrics.clone(),
+            ),
         })
     }
 
-    async fn check_cluster_conditions(&self, store: &str, conditions: &[ClusterSecretStoreCondition]) -> Result<(), SourceError> {
+    async fn check_cluster_conditions(
+        &self,
+        store: &str,
+        conditions: &[ClusterSecretStoreCondition],
+    ) -> Result<(), SourceError> {
         if conditions.is_empty() {
             return Ok(());
         }
         let needs_labels = conditions.iter().any(|c| c.namespace_selector.is_some());
         let labels = if needs_labels {
             let api: Api<Namespace> = Api::all(self.ctx.client.clone());
-            let ns = api.get(self.namespace).await.map_err(|e| SourceError::Store(format!("could not get namespace {:?}: {e}", self.namespace)))?;
+            let ns = api.get(self.namespace).await.map_err(|e| {
+                SourceError::Store(format!("could not get namespace {:?}: {e}", self.namespace))
+            })?;
             ns.metadata.labels.unwrap_or_default()
         } else {
             BTreeMap::new()
@@ -112,10 +186,18 @@ impl<'a> StoreResolver<'a> {
 impl DataSource for StoreResolver<'_> {
     async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
         let store = self.resolve(source).await?;
-        Ok(self.ctx.fetch.get(&store.identity, store.provider, req).await?)
+        Ok(self
+            .ctx
+            .fetch
+            .get(&store.identity, store.provider, req)
+            .await?)
     }
 
-    async fn find(&self, source: Source<'_>, query: &FindQuery) -> Result<BTreeMap<String, SecretBytes>, SourceError> {
+    async fn find(
+        &self,
+        source: Source<'_>,
+        query: &FindQuery,
+    ) -> Result<BTreeMap<String, SecretBytes>, SourceError> {
         let store = self.resolve(source).await?;
         Ok(store.provider.find(query).await?)
     }
@@ -123,22 +205,34 @@ impl DataSource for StoreResolver<'_> {
 
 /// ESO's ClusterSecretStore condition check: allowed when any condition matches; a condition
 /// matches when every field it sets matches the namespace.
-pub fn namespace_allowed(conditions: &[ClusterSecretStoreCondition], namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+pub fn namespace_allowed(
+    conditions: &[ClusterSecretStoreCondition],
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     if conditions.is_empty() {
         return true;
     }
     conditions.iter().any(|c| {
         let names_ok = c.namespaces.is_empty() || c.namespaces.iter().any(|n| n == namespace);
         let regex_ok = c.namespace_regexes.is_empty()
-            || c.namespace_regexes.iter().any(|r| Regex::new(r).is_ok_and(|re| re.is_match(namespace)));
-        let selector_ok = c.namespace_selector.as_ref().is_none_or(|s| selector_matches(s, labels));
+            || c.namespace_regexes
+                .iter()
+                .any(|r| Regex::new(r).is_ok_and(|re| re.is_match(namespace)));
+        let selector_ok = c
+            .namespace_selector
+            .as_ref()
+            .is_none_or(|s| selector_matches(s, labels));
         names_ok && regex_ok && selector_ok
     })
 }
 
 /// Whether a label selector matches a label set.
 pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_ok = selector.match_labels.as_ref().is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let labels_ok = selector
+        .match_labels
+        .as_ref()
+        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
     let exprs_ok = selector.match_expressions.as_ref().is_none_or(|exprs| {
         exprs.iter().all(|e| {
             let values = e.values.clone().unwrap_or_default();
@@ -163,20 +257,50 @@ mod tests {
     #[test]
     fn cluster_store_conditions() {
         let labels: BTreeMap<String, String> = [("team".to_string(), "a".to_string())].into();
-        let by_name = ClusterSecretStoreCondition { namespaces: vec!["prod".into()], ..Default::default() };
-        assert!(namespace_allowed(&[by_name.clone()], "prod", &labels));
-        assert!(!namespace_allowed(&[by_name.clone()], "dev", &labels));
-        let by_regex = ClusterSecretStoreCondition { namespace_regexes: vec!["^team-.*".into()], ..Default::default() };
-        assert!(namespace_allowed(&[by_name.clone(), by_regex.clone()], "team-x", &labels));
+        let by_name = ClusterSecretStoreCondition {
+            namespaces: vec!["prod".into()],
+            ..Default::default()
+        };
+        assert!(namespace_allowed(
+            std::slice::from_ref(&by_name),
+            "prod",
+            &labels
+        ));
+        assert!(!namespace_allowed(
+            std::slice::from_ref(&by_name),
+            "dev",
+            &labels
+        ));
+        let by_regex = ClusterSecretStoreCondition {
+            namespace_regexes: vec!["^team-.*".into()],
+            ..Default::default()
+        };
+        assert!(namespace_allowed(
+            &[by_name.clone(), by_regex.clone()],
+            "team-x",
+            &labels
+        ));
         let by_selector = ClusterSecretStoreCondition {
             namespace_selector: Some(LabelSelector {
-                match_expressions: Some(vec![LabelSelectorRequirement { key: "team".into(), operator: "In".into(), values: Some(vec!["a".into()]) }]),
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "team".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["a".into()]),
+                }]),
                 ..Default::default()
             }),
             ..Default::default()
         };
-        assert!(namespace_allowed(&[by_selector.clone()], "anything", &labels));
-        assert!(!namespace_allowed(&[by_selector], "anything", &BTreeMap::new()));
+        assert!(namespace_allowed(
+            std::slice::from_ref(&by_selector),
+            "anything",
+            &labels
+        ));
+        assert!(!namespace_allowed(
+            &[by_selector],
+            "anything",
+            &BTreeMap::new()
+        ));
         assert!(namespace_allowed(&[], "x", &labels));
     }
 }

@@ -39,12 +39,24 @@ mod tests {
 
     #[test]
     fn strategies() {
-        assert_eq!(decode(DecodingStrategy::Base64, b"aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(decode(DecodingStrategy::Base64Url, b"Pz8_").unwrap(), b"???");
+        assert_eq!(
+            decode(DecodingStrategy::Base64, b"aGVsbG8=").unwrap(),
+            b"hello"
+        );
+        assert_eq!(
+            decode(DecodingStrategy::Base64Url, b"Pz8_").unwrap(),
+            b"???"
+        );
         assert!(decode(DecodingStrategy::Base64, b"Pz8_").is_err());
         assert_eq!(decode(DecodingStrategy::Auto, b"Pz8_").unwrap(), b"???");
-        assert_eq!(decode(DecodingStrategy::Auto, b"not base64!").unwrap(), b"not base64!");
-        assert_eq!(decode(DecodingStrategy::None, b"aGVsbG8=").unwrap(), b"aGVsbG8=");
+        assert_eq!(
+            decode(DecodingStrategy::Auto, b"not base64!").unwrap(),
+            b"not base64!"
+        );
+        assert_eq!(
+            decode(DecodingStrategy::None, b"aGVsbG8=").unwrap(),
+            b"aGVsbG8="
+        );
     }
 
     #[test]

@@ -51,6 +51,27 @@ pub fn secret_map_hash(data: &SecretMap) -> String {
 mod tests {
     use super::*;
 
+    /// Expected values computed with Go: `fmt.Sprintf("%x", sha3.Sum224([]byte(fmt.Sprintf("%+v", m))))`
+    /// for `m := map[string][]byte{"username": []byte("admin"), "password": []byte("s3cr3t"), "empty": {}}`
+    /// and for an empty map — exactly what ESO's `ObjectHash(secret.Data)` computes.
+    #[test]
+    fn matches_eso_object_hash_computed_by_go() {
+        let data: SecretMap = [
+            ("username".to_string(), "admin".into()),
+            ("password".to_string(), "s3cr3t".into()),
+            ("empty".to_string(), "".into()),
+        ]
+        .into();
+        assert_eq!(
+            secret_map_hash(&data),
+            "b2b25e8c317c9cfd2ef0d3e766343c628878d8ca897907aa868807d0"
+        );
+        assert_eq!(
+            secret_map_hash(&SecretMap::new()),
+            "74a974446e359fb3e6baff9bd0058950e6edd0f040888d9989b0a11b"
+        );
+    }
+
     #[test]
     fn matches_go_formatting() {
         // sha3-224("map[]")

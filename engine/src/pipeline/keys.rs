@@ -70,9 +70,18 @@ mod tests {
 
     #[test]
     fn conversion() {
-        assert_eq!(convert(ConversionStrategy::Default, "dev/app/db"), "dev_app_db");
-        assert_eq!(convert(ConversionStrategy::Unicode, "a/b c"), "a_U002f_b_U0020_c");
-        assert_eq!(convert(ConversionStrategy::Default, "ok-key_1.x"), "ok-key_1.x");
+        assert_eq!(
+            convert(ConversionStrategy::Default, "dev/app/db"),
+            "dev_app_db"
+        );
+        assert_eq!(
+            convert(ConversionStrategy::Unicode, "a/b c"),
+            "a_U002f_b_U0020_c"
+        );
+        assert_eq!(
+            convert(ConversionStrategy::Default, "ok-key_1.x"),
+            "ok-key_1.x"
+        );
     }
 
     #[test]

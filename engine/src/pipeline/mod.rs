@@ -65,7 +65,9 @@ pub enum PipelineError {
         source: ProviderError,
     },
     /// A property was not found.
-    #[error("error processing spec.{entry}, err: key {property:?} does not exist in secret {key:?}")]
+    #[error(
+        "error processing spec.{entry}, err: key {property:?} does not exist in secret {key:?}"
+    )]
     MissingProperty {
         /// Which entry.
         entry: String,
@@ -75,7 +77,9 @@ pub enum PipelineError {
         property: String,
     },
     /// A value that must be a JSON object is not one.
-    #[error("error processing spec.{entry}, err: unable to unmarshal secret {key:?}: not a JSON object")]
+    #[error(
+        "error processing spec.{entry}, err: unable to unmarshal secret {key:?}: not a JSON object"
+    )]
     NotJsonObject {
         /// Which entry.
         entry: String,
@@ -99,7 +103,9 @@ pub enum PipelineError {
         source: rewrite::RewriteError,
     },
     /// A value contains a NUL byte and `nullBytePolicy` is `Fail`.
-    #[error("error processing spec.{entry}, err: secret value for key {key:?} contains a null byte and nullBytePolicy is Fail")]
+    #[error(
+        "error processing spec.{entry}, err: secret value for key {key:?} contains a null byte and nullBytePolicy is Fail"
+    )]
     NullByte {
         /// Which entry.
         entry: String,
@@ -141,7 +147,10 @@ pub async fn collect(
     spec: &ExternalSecretSpec,
     source: &dyn DataSource,
 ) -> Result<SecretMap, PipelineError> {
-    let memo = Memo { inner: source, seen: Default::default() };
+    let memo = Memo {
+        inner: source,
+        seen: Default::default(),
+    };
     let source: &dyn DataSource = &memo;
     let skip_missing = spec.target.deletion_policy != DeletionPolicy::Retain;
     let mut out = SecretMap::new();
@@ -156,7 +165,11 @@ pub async fn collect(
             });
         }
         let (map, conversion, decoding) = if let Some(extract) = &entry.extract {
-            let req = GetRequest::new(&extract.key, extract.version.as_deref(), extract.metadata_policy);
+            let req = GetRequest::new(
+                &extract.key,
+                extract.version.as_deref(),
+                extract.metadata_policy,
+            );
             let raw = match source.get(src, &req).await {
                 Ok(v) => v,
                 Err(SourceError::Provider(e)) if skip_missing && e.is_no_secret() => continue,
@@ -183,14 +196,21 @@ pub async fn collect(
             });
         };
         let map = if entry.rewrite.is_empty() {
-            map.into_iter().map(|(k, v)| (keys::convert(conversion, &k), v)).collect()
+            map.into_iter()
+                .map(|(k, v)| (keys::convert(conversion, &k), v))
+                .collect()
         } else {
-            rewrite::apply(&entry.rewrite, map)
-                .map_err(|source| PipelineError::Rewrite { entry: name.clone(), source })?
+            rewrite::apply(&entry.rewrite, map).map_err(|source| PipelineError::Rewrite {
+                entry: name.clone(),
+                source,
+            })?
         };
         for (k, v) in map {
-            let decoded = decode::decode(decoding, v.expose())
-                .map_err(|source| PipelineError::Decode { entry: name.clone(), source })?;
+            let decoded =
+                decode::decode(decoding, v.expose()).map_err(|source| PipelineError::Decode {
+                    entry: name.clone(),
+                    source,
+                })?;
             out.insert(k, SecretBytes::new(decoded));
         }
     }
@@ -228,10 +248,17 @@ pub async fn collect(
                 })?
             }
         };
-        let decoded = decode::decode(r.decoding_strategy, &value)
-            .map_err(|source| PipelineError::Decode { entry: name.clone(), source })?;
+        let decoded = decode::decode(r.decoding_strategy, &value).map_err(|source| {
+            PipelineError::Decode {
+                entry: name.clone(),
+                source,
+            }
+        })?;
         if r.null_byte_policy == NullBytePolicy::Fail && decoded.contains(&0) {
-            return Err(PipelineError::NullByte { entry: name, key: entry.secret_key.clone() });
+            return Err(PipelineError::NullByte {
+                entry: name,
+                key: entry.secret_key.clone(),
+            });
         }
         out.insert(entry.secret_key.clone(), SecretBytes::new(decoded));
     }
@@ -256,11 +283,18 @@ impl DataSource for Memo<'_> {
             return hit.clone();
         }
         let result = self.inner.get(source, req).await;
-        self.seen.lock().expect("memo lock poisoned").insert(key, result.clone());
+        self.seen
+            .lock()
+            .expect("memo lock poisoned")
+            .insert(key, result.clone());
         result
     }
 
-    async fn find(&self, source: Source<'_>, query: &FindQuery) -> Result<BTreeMap<String, SecretBytes>, SourceError> {
+    async fn find(
+        &self,
+        source: Source<'_>,
+        query: &FindQuery,
+    ) -> Result<BTreeMap<String, SecretBytes>, SourceError> {
         self.inner.find(source, query).await
     }
 }
@@ -272,16 +306,20 @@ fn json_map(
     r: &ExternalSecretDataRemoteRef,
     raw: &SecretBytes,
 ) -> Result<SecretMap, PipelineError> {
-    let not_object = || PipelineError::NotJsonObject { entry: entry.to_string(), key: r.key.clone() };
+    let not_object = || PipelineError::NotJsonObject {
+        entry: entry.to_string(),
+        key: r.key.clone(),
+    };
     let doc: Value = serde_json::from_slice(raw.expose()).map_err(|_| not_object())?;
     let doc = match r.property.as_deref().filter(|p| !p.is_empty()) {
         None => doc,
         Some(prop) => {
-            let bytes = property::extract(&doc, prop).ok_or_else(|| PipelineError::MissingProperty {
-                entry: entry.to_string(),
-                key: r.key.clone(),
-                property: prop.to_string(),
-            })?;
+            let bytes =
+                property::extract(&doc, prop).ok_or_else(|| PipelineError::MissingProperty {
+                    entry: entry.to_string(),
+                    key: r.key.clone(),
+                    property: prop.to_string(),
+                })?;
             serde_json::from_slice(&bytes).map_err(|_| not_object())?
         }
     };

@@ -30,7 +30,10 @@ pub enum RewriteError {
 }
 
 /// Applies the rewrites in order to the keys of `data`.
-pub fn apply(rewrites: &[ExternalSecretRewrite], data: SecretMap) -> Result<SecretMap, RewriteError> {
+pub fn apply(
+    rewrites: &[ExternalSecretRewrite],
+    data: SecretMap,
+) -> Result<SecretMap, RewriteError> {
     let mut data = data;
     for rewrite in rewrites {
         if let Some(re) = &rewrite.regexp {
@@ -60,15 +63,21 @@ mod tests {
 
     fn rw(source: &str, target: &str) -> ExternalSecretRewrite {
         ExternalSecretRewrite {
-            regexp: Some(RewriteRegexp { source: source.into(), target: target.into() }),
+            regexp: Some(RewriteRegexp {
+                source: source.into(),
+                target: target.into(),
+            }),
             ..Default::default()
         }
     }
 
     #[test]
     fn regexp_rewrites_apply_in_order() {
-        let data: SecretMap =
-            [("dev/app/db".to_string(), "1".into()), ("dev/app/api".to_string(), "2".into())].into();
+        let data: SecretMap = [
+            ("dev/app/db".to_string(), "1".into()),
+            ("dev/app/api".to_string(), "2".into()),
+        ]
+        .into();
         let out = apply(&[rw("^dev/app/", ""), rw("(.*)", "APP_$1")], data).unwrap();
         let keys: Vec<_> = out.keys().cloned().collect();
         assert_eq!(keys, ["APP_api", "APP_db"]);

@@ -26,7 +26,11 @@ fn store(entries: &[(&str, &str)]) -> Fake {
     Fake(FakeProvider::new(&FakeSpec {
         data: entries
             .iter()
-            .map(|(k, v)| FakeProviderData { key: k.to_string(), value: v.to_string(), ..Default::default() })
+            .map(|(k, v)| FakeProviderData {
+                key: k.to_string(),
+                value: v.to_string(),
+                ..Default::default()
+            })
             .collect(),
     }))
 }
@@ -44,24 +48,41 @@ fn data(key: &str, remote: &str, property: Option<&str>) -> ExternalSecretData {
 }
 
 fn strings(m: &SecretMap) -> Vec<(String, String)> {
-    m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect()
+    m.iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect()
 }
 
 const CREDS: &str = r#"{"username":"admin","password":"superSecretPassword123","host":"rds-prod-01.aws.com","port":"5432"}"#;
 
 #[tokio::test]
 async fn seed_properties_and_extract() {
-    let src = store(&[("prod/db/credentials", CREDS), ("/production/api-key", r#"{"api_token_value":"tok"}"#)]);
+    let src = store(&[
+        ("prod/db/credentials", CREDS),
+        ("/production/api-key", r#"{"api_token_value":"tok"}"#),
+    ]);
     let spec = ExternalSecretSpec {
-        data: vec![data("db_user", "prod/db/credentials", Some("username")), data("API_TOKEN", "/production/api-key", Some("api_token_value"))],
+        data: vec![
+            data("db_user", "prod/db/credentials", Some("username")),
+            data("API_TOKEN", "/production/api-key", Some("api_token_value")),
+        ],
         ..Default::default()
     };
     let out = collect(&spec, &src).await.unwrap();
-    assert_eq!(strings(&out), [("API_TOKEN".into(), "tok".into()), ("db_user".into(), "admin".into())]);
+    assert_eq!(
+        strings(&out),
+        [
+            ("API_TOKEN".into(), "tok".into()),
+            ("db_user".into(), "admin".into())
+        ]
+    );
 
     let spec = ExternalSecretSpec {
         data_from: vec![ExternalSecretDataFromRemoteRef {
-            extract: Some(ExternalSecretDataRemoteRef { key: "prod/db/credentials".into(), ..Default::default() }),
+            extract: Some(ExternalSecretDataRemoteRef {
+                key: "prod/db/credentials".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         }],
         ..Default::default()
@@ -73,11 +94,17 @@ async fn seed_properties_and_extract() {
 
 #[tokio::test]
 async fn data_overrides_data_from_and_find_converts_keys() {
-    let src = store(&[("dev/app/backend-api", "b"), ("dev/app/worker", "w"), ("prod/app/worker", "p")]);
+    let src = store(&[
+        ("dev/app/backend-api", "b"),
+        ("dev/app/worker", "w"),
+        ("prod/app/worker", "p"),
+    ]);
     let spec = ExternalSecretSpec {
         data_from: vec![ExternalSecretDataFromRemoteRef {
             find: Some(ExternalSecretFind {
-                name: Some(FindName { regexp: Some("^dev/app/.*".into()) }),
+                name: Some(FindName {
+                    regexp: Some("^dev/app/.*".into()),
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -86,25 +113,46 @@ async fn data_overrides_data_from_and_find_converts_keys() {
         ..Default::default()
     };
     let out = collect(&spec, &src).await.unwrap();
-    assert_eq!(strings(&out), [("dev_app_backend-api".into(), "b".into()), ("dev_app_worker".into(), "p".into())]);
+    assert_eq!(
+        strings(&out),
+        [
+            ("dev_app_backend-api".into(), "b".into()),
+            ("dev_app_worker".into(), "p".into())
+        ]
+    );
 }
 
 #[tokio::test]
 async fn rewrite_replaces_conversion_and_invalid_keys_fail() {
     let src = store(&[("dev/app/worker", "w")]);
     let mut entry = ExternalSecretDataFromRemoteRef {
-        find: Some(ExternalSecretFind { path: Some("dev/".into()), ..Default::default() }),
+        find: Some(ExternalSecretFind {
+            path: Some("dev/".into()),
+            ..Default::default()
+        }),
         rewrite: vec![ExternalSecretRewrite {
-            regexp: Some(RewriteRegexp { source: "dev/app/(.*)".into(), target: "$1".into() }),
+            regexp: Some(RewriteRegexp {
+                source: "dev/app/(.*)".into(),
+                target: "$1".into(),
+            }),
             ..Default::default()
         }],
         ..Default::default()
     };
-    let spec = ExternalSecretSpec { data_from: vec![entry.clone()], ..Default::default() };
-    assert_eq!(strings(&collect(&spec, &src).await.unwrap()), [("worker".into(), "w".into())]);
+    let spec = ExternalSecretSpec {
+        data_from: vec![entry.clone()],
+        ..Default::default()
+    };
+    assert_eq!(
+        strings(&collect(&spec, &src).await.unwrap()),
+        [("worker".into(), "w".into())]
+    );
 
     entry.rewrite[0].regexp.as_mut().unwrap().target = "x/$1".into();
-    let spec = ExternalSecretSpec { data_from: vec![entry], ..Default::default() };
+    let spec = ExternalSecretSpec {
+        data_from: vec![entry],
+        ..Default::default()
+    };
     let err = collect(&spec, &src).await.unwrap_err();
     assert!(matches!(err, PipelineError::InvalidKeys(_)), "{err}");
 }
@@ -112,12 +160,21 @@ async fn rewrite_replaces_conversion_and_invalid_keys_fail() {
 #[tokio::test]
 async fn missing_property_and_missing_secret_errors() {
     let src = store(&[("k", r#"{"a":"1"}"#)]);
-    let spec = ExternalSecretSpec { data: vec![data("x", "k", Some("nope"))], ..Default::default() };
+    let spec = ExternalSecretSpec {
+        data: vec![data("x", "k", Some("nope"))],
+        ..Default::default()
+    };
     let err = collect(&spec, &src).await.unwrap_err().to_string();
-    assert!(err.contains(r#"key "nope" does not exist in secret "k""#), "{err}");
+    assert!(
+        err.contains(r#"key "nope" does not exist in secret "k""#),
+        "{err}"
+    );
     assert!(!err.contains("\"1\""));
 
-    let spec = ExternalSecretSpec { data: vec![data("x", "gone", None)], ..Default::default() };
+    let spec = ExternalSecretSpec {
+        data: vec![data("x", "gone", None)],
+        ..Default::default()
+    };
     let err = collect(&spec, &src).await.unwrap_err();
     assert!(err.is_no_secret());
 
@@ -145,5 +202,11 @@ async fn decoding_strategies_apply_per_entry() {
         ..Default::default()
     };
     let out = collect(&spec, &src).await.unwrap();
-    assert_eq!(strings(&out), [("plain".into(), "hello".into()), ("x".into(), "world".into())]);
+    assert_eq!(
+        strings(&out),
+        [
+            ("plain".into(), "hello".into()),
+            ("x".into(), "world".into())
+        ]
+    );
 }

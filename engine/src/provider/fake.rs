@@ -30,7 +30,11 @@ impl FakeProvider {
                 } else {
                     SecretBytes::new(serde_json::to_vec(&d.value_map).unwrap_or_default())
                 };
-                (d.key.clone(), d.version.clone().filter(|v| !v.is_empty()), value)
+                (
+                    d.key.clone(),
+                    d.version.clone().filter(|v| !v.is_empty()),
+                    value,
+                )
             })
             .collect();
         FakeProvider { entries }
@@ -55,7 +59,10 @@ impl Provider for FakeProvider {
             })
     }
 
-    async fn find(&self, query: &FindQuery) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
+    async fn find(
+        &self,
+        query: &FindQuery,
+    ) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
         if !query.tags.is_empty() {
             return Err(ProviderError::Unsupported(
                 "find by tags is not supported by the fake provider".to_string(),
@@ -90,14 +97,22 @@ mod tests {
     fn provider() -> FakeProvider {
         FakeProvider::new(&FakeSpec {
             data: vec![
-                FakeProviderData { key: "/a".into(), value: "v0".into(), ..Default::default() },
+                FakeProviderData {
+                    key: "/a".into(),
+                    value: "v0".into(),
+                    ..Default::default()
+                },
                 FakeProviderData {
                     key: "/a".into(),
                     value: "v1".into(),
                     version: Some("1".into()),
                     ..Default::default()
                 },
-                FakeProviderData { key: "/b/x".into(), value: "bx".into(), ..Default::default() },
+                FakeProviderData {
+                    key: "/b/x".into(),
+                    value: "bx".into(),
+                    ..Default::default()
+                },
             ],
         })
     }
@@ -108,16 +123,32 @@ mod tests {
         let get = |k: &str, v: Option<&str>| GetRequest::new(k, v, Default::default());
         assert_eq!(p.get(&get("/a", None)).await.unwrap().expose(), b"v0");
         assert_eq!(p.get(&get("/a", Some("1"))).await.unwrap().expose(), b"v1");
-        assert!(p.get(&get("/a", Some("2"))).await.unwrap_err().is_no_secret());
+        assert!(
+            p.get(&get("/a", Some("2")))
+                .await
+                .unwrap_err()
+                .is_no_secret()
+        );
         assert!(p.get(&get("/zzz", None)).await.unwrap_err().is_no_secret());
     }
 
     #[tokio::test]
     async fn find_by_name_and_path() {
         let p = provider();
-        let q = FindQuery { path: Some("/b".into()), name_regexp: None, tags: Default::default() };
-        assert_eq!(p.find(&q).await.unwrap().keys().collect::<Vec<_>>(), ["/b/x"]);
-        let q = FindQuery { path: None, name_regexp: Some("^/a$".into()), tags: Default::default() };
+        let q = FindQuery {
+            path: Some("/b".into()),
+            name_regexp: None,
+            tags: Default::default(),
+        };
+        assert_eq!(
+            p.find(&q).await.unwrap().keys().collect::<Vec<_>>(),
+            ["/b/x"]
+        );
+        let q = FindQuery {
+            path: None,
+            name_regexp: Some("^/a$".into()),
+            tags: Default::default(),
+        };
         assert_eq!(p.find(&q).await.unwrap().len(), 1);
     }
 }

@@ -47,8 +47,7 @@ impl FetchLayer {
                 Some(f) => (f.clone(), false),
                 None => {
                     let r = req.clone();
-                    let f: BoxFuture<'static, _> =
-                        async move { provider.get(&r).await }.boxed();
+                    let f: BoxFuture<'static, _> = async move { provider.get(&r).await }.boxed();
                     let shared = f.shared();
                     map.insert(key.clone(), shared.clone());
                     (shared, true)
@@ -57,14 +56,20 @@ impl FetchLayer {
         };
         let result = fut.await;
         if leader {
-            self.in_flight.lock().expect("fetch layer lock poisoned").remove(&key);
+            self.in_flight
+                .lock()
+                .expect("fetch layer lock poisoned")
+                .remove(&key);
         }
         result
     }
 
     /// Number of calls currently in flight (for tests and metrics).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.lock().expect("fetch layer lock poisoned").len()
+        self.in_flight
+            .lock()
+            .expect("fetch layer lock poisoned")
+            .len()
     }
 }
 
@@ -85,7 +90,10 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             Ok("v".into())
         }
-        async fn find(&self, _: &FindQuery) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
+        async fn find(
+            &self,
+            _: &FindQuery,
+        ) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
             Ok(BTreeMap::new())
         }
         async fn validate(&self) -> Result<(), ProviderError> {

@@ -92,7 +92,8 @@ pub trait Provider: Send + Sync {
     /// Fetches one remote secret.
     async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError>;
     /// Finds remote secrets; keys are the remote names.
-    async fn find(&self, query: &FindQuery) -> Result<BTreeMap<String, SecretBytes>, ProviderError>;
+    async fn find(&self, query: &FindQuery)
+    -> Result<BTreeMap<String, SecretBytes>, ProviderError>;
     /// Checks that the store is usable.
     async fn validate(&self) -> Result<(), ProviderError>;
 }
@@ -148,8 +149,16 @@ pub struct Metered {
 
 impl Metered {
     /// Wraps `inner`, labelling its calls with `provider`.
-    pub fn wrap(inner: Arc<dyn Provider>, provider: &'static str, metrics: Arc<crate::metrics::Metrics>) -> Arc<dyn Provider> {
-        Arc::new(Metered { inner, provider, metrics })
+    pub fn wrap(
+        inner: Arc<dyn Provider>,
+        provider: &'static str,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<dyn Provider> {
+        Arc::new(Metered {
+            inner,
+            provider,
+            metrics,
+        })
     }
 
     fn count<T>(&self, call: &str, r: &Result<T, ProviderError>) {
@@ -173,10 +182,20 @@ impl Metered {
 impl Provider for Metered {
     async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError> {
         let r = self.inner.get(req).await;
-        self.count(if req.metadata { "GetSecretMetadata" } else { "GetSecret" }, &r);
+        self.count(
+            if req.metadata {
+                "GetSecretMetadata"
+            } else {
+                "GetSecret"
+            },
+            &r,
+        );
         r
     }
-    async fn find(&self, query: &FindQuery) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
+    async fn find(
+        &self,
+        query: &FindQuery,
+    ) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
         let r = self.inner.find(query).await;
         self.count("GetAllSecrets", &r);
         r
