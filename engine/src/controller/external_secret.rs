@@ -146,9 +146,6 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         .reconcile_duration
         .get_or_create(&labels)
         .observe(start.elapsed().as_secs_f64());
-    if result.is_ok() {
-        ctx.record_success(&object_key(&es));
-    }
     result
 }
 
@@ -215,6 +212,7 @@ async fn sync(es: &ExternalSecret, ctx: &Context) -> Result<Action, Error> {
     let now = jiff::Timestamp::now();
     let policy = es.spec.target.creation_policy;
     if !refresh::should_refresh(&state, now) && secret_is_valid(existing.as_ref(), policy) {
+        ctx.record_success(&object_key(es));
         return Ok(requeue(&state, now));
     }
 
@@ -319,7 +317,21 @@ async fn sync(es: &ExternalSecret, ctx: &Context) -> Result<Action, Error> {
     new_status.synced_resource_version = Some(current_version.clone());
     new_status.binding = Some(LocalObjectReference { name: target });
     write_status(es, ctx, &status, new_status).await?;
-    Ok(requeue(&state, now).max_with(&outcome, interval))
+    if outcome == Outcome::Missing {
+        // A Merge target nobody has created yet is not watched (it has no managed label), so
+        // poll for it: quickly at first, backing off to the refresh interval (5 min at most).
+        let n = ctx.record_failure(&object_key(es));
+        let cap = if interval.is_zero() {
+            Duration::from_secs(300)
+        } else {
+            interval.min(Duration::from_secs(300))
+        };
+        return Ok(Action::requeue(
+            refresh::backoff(n.saturating_sub(1)).min(cap),
+        ));
+    }
+    ctx.record_success(&object_key(es));
+    Ok(requeue(&state, now))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,26 +343,6 @@ enum Outcome {
     Deleted,
     Missing,
     NotManaged,
-}
-
-trait ActionExt {
-    fn max_with(self, outcome: &Outcome, interval: Duration) -> Action;
-}
-
-impl ActionExt for Action {
-    /// A `Merge` target that does not exist yet is retried at the refresh interval (ESO
-    /// behaviour), and at least every minute so a Secret created later is picked up.
-    fn max_with(self, outcome: &Outcome, interval: Duration) -> Action {
-        if *outcome == Outcome::Missing {
-            let d = if interval.is_zero() {
-                Duration::from_secs(60)
-            } else {
-                interval.min(Duration::from_secs(60))
-            };
-            return Action::requeue(d);
-        }
-        self
-    }
 }
 
 fn requeue(state: &RefreshState<'_>, now: jiff::Timestamp) -> Action {
