@@ -40,10 +40,12 @@ echo $! >"$state/esox.pid"
 
 say "Applying examples/fake (the seeds' manifests, served by a Fake store)"
 kubectl apply -f examples/fake/ >/dev/null
-kubectl wait --for=condition=Ready externalsecrets --all -A --timeout=60s >/dev/null || true
+for ns in production-apps my-app dev-apps; do
+  kubectl wait --for=condition=Ready externalsecrets --all -n "$ns" --timeout=60s >/dev/null || true
+done
 
 say "ExternalSecrets"
-kubectl get externalsecrets -A
+for ns in production-apps my-app dev-apps; do kubectl get externalsecrets -n "$ns"; echo; done
 say "Stores"
 kubectl get clustersecretstores
 
