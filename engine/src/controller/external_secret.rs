@@ -141,7 +141,7 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         namespace: es.namespace().unwrap_or_default(),
     };
     ctx.metrics.sync_calls.get_or_create(&labels).inc();
-    let result = sync(&es, &ctx).await;
+    let result = sync(&es, &ctx, false).await;
     ctx.metrics
         .reconcile_duration
         .get_or_create(&labels)
@@ -169,7 +169,7 @@ fn object_key(es: &ExternalSecret) -> String {
     format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any())
 }
 
-async fn sync(es: &ExternalSecret, ctx: &Context) -> Result<Action, Error> {
+async fn sync(es: &ExternalSecret, ctx: &Context, live: bool) -> Result<Action, Error> {
     let ns = es.namespace().unwrap_or_default();
     let target = es.target_name();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -214,6 +214,23 @@ async fn sync(es: &ExternalSecret, ctx: &Context) -> Result<Action, Error> {
     if !refresh::should_refresh(&state, now) && secret_is_valid(existing.as_ref(), policy) {
         ctx.record_success(&object_key(es));
         return Ok(requeue(&state, now));
+    }
+    if !live {
+        // Our status writes are filtered out of the watch, so the cached copy can predate the
+        // last sync (a Secret event right after it would otherwise sync twice). Confirm
+        // against the live object before paying for a provider call.
+        let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), &ns);
+        match api
+            .get_opt(&es.name_any())
+            .await
+            .map_err(kube_err("could not get ExternalSecret"))?
+        {
+            None => return Ok(Action::await_change()),
+            Some(fresh) if fresh.resource_version() != es.resource_version() => {
+                return Box::pin(sync(&fresh, ctx, true)).await;
+            }
+            Some(_) => {}
+        }
     }
 
     // Step 3: fetch and build the data.
