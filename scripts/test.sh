@@ -39,4 +39,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (unit and integration tests)"
 # Integration tests each run a namespaced controller; two test threads keep a 2-core machine
 # responsive enough for the apiserver.
-cargo test --workspace -- --test-threads="${ESOX_TEST_THREADS:-4}"
+log=$(mktemp)
+set +e
+cargo test --workspace -- --test-threads="${ESOX_TEST_THREADS:-4}" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) s += $(i-1) } }
+     END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+rm -f "$log"
+exit "$rc"
