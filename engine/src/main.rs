@@ -117,6 +117,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         metrics,
         fetch: FetchLayer::new(),
         failures: Default::default(),
+        providers: Default::default(),
         settings: Settings {
             namespace: args.namespace,
             store_requeue: args.store_requeue_interval,

@@ -214,6 +214,8 @@ impl TestEnv {
                 metrics,
                 fetch: FetchLayer::new(),
                 failures: Default::default(),
+                providers: Default::default(),
+        providers: Default::default(),
                 settings: Settings {
                     namespace: if opts.cluster_wide {
                         None

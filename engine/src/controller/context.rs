@@ -34,8 +34,30 @@ pub struct Context {
     /// Consecutive failures per object, for exponential backoff (kube-runtime has none: kube
     /// issue 1916). Reset on success.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// Connected providers per store and identity, so credentials (and their STS calls and
+    /// TokenRequests) are reused until they expire instead of renewed on every sync.
+    pub providers: ProviderCache,
     /// Command-line settings.
     pub settings: Settings,
+}
+
+/// Connected providers keyed by store identity (kind, namespace, name, generation) and
+/// credential identity.
+#[derive(Default)]
+pub struct ProviderCache(Mutex<HashMap<String, Arc<dyn crate::provider::Provider>>>);
+
+impl ProviderCache {
+    /// Entries kept before the cache is flushed (stale generations accumulate otherwise).
+    const MAX: usize = 4096;
+
+    /// The cached provider for `key`, or `fresh` (which is then cached).
+    pub fn get_or_insert(&self, key: String, fresh: Arc<dyn crate::provider::Provider>) -> Arc<dyn crate::provider::Provider> {
+        let mut map = self.0.lock().expect("provider cache lock poisoned");
+        if map.len() >= Self::MAX && !map.contains_key(&key) {
+            map.clear();
+        }
+        map.entry(key).or_insert(fresh).clone()
+    }
 }
 
 impl Context {

@@ -16,7 +16,7 @@ use tracing::{instrument, warn};
 
 use super::context::Context;
 use crate::api::condition::set_condition;
-use crate::api::{ClusterSecretStore, Condition, SecretStore, SecretStoreSpec, SecretStoreStatus};
+use crate::api::{ClusterSecretStore, Condition, SecretStore, SecretStoreSpec, SecretStoreStatus, StoreKind};
 use crate::metrics::{Metrics, ObjectLabels};
 use crate::provider;
 
@@ -38,10 +38,11 @@ impl Error {
 }
 
 /// Validates a spec; returns (ready, reason, message).
-async fn validate(spec: &SecretStoreSpec) -> (bool, &'static str, String) {
-    match provider::build(spec) {
+async fn validate(spec: &SecretStoreSpec, ctx: &Context, kind: StoreKind, namespace: &str) -> (bool, &'static str, String) {
+    let bctx = provider::BuildContext { client: &ctx.client, store_kind: kind, namespace };
+    match provider::build(spec, &bctx).await {
         Err(e) => (false, e.reason(), e.to_string()),
-        Ok(p) => match p.validate().await {
+        Ok((p, _)) => match p.validate().await {
             Ok(()) => (true, "Valid", "store validated".to_string()),
             Err(e) => (
                 false,
@@ -122,7 +123,7 @@ where
 pub async fn reconcile_store(store: Arc<SecretStore>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = Instant::now();
     let ns = store.namespace().unwrap_or_default();
-    let result = validate(&store.spec).await;
+    let result = validate(&store.spec, &ctx, StoreKind::SecretStore, &ns).await;
     Metrics::set_condition(
         &ctx.metrics.store_condition,
         &store.name_any(),
@@ -148,7 +149,9 @@ pub async fn reconcile_cluster_store(
     store: Arc<ClusterSecretStore>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let result = validate(&store.spec).await;
+    // References without a namespace resolve in the ExternalSecret's namespace, which a
+    // cluster-wide validation does not have; they resolve in `default` here.
+    let result = validate(&store.spec, &ctx, StoreKind::ClusterSecretStore, "default").await;
     Metrics::set_condition(
         &ctx.metrics.cluster_store_condition,
         &store.name_any(),

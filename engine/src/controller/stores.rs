@@ -20,7 +20,7 @@ use crate::api::{
 };
 use crate::pipeline::{DataSource, Source, SourceError};
 use crate::provider::fetch::StoreIdentity;
-use crate::provider::{self, FindQuery, GetRequest, Metered, Provider};
+use crate::provider::{self, BuildContext, FindQuery, GetRequest, Metered, Provider};
 use crate::secret::SecretBytes;
 
 /// A store resolved for one ExternalSecret.
@@ -129,7 +129,7 @@ impl<'a> StoreResolver<'a> {
                 (store.spec.0, id)
             }
         };
-        let resolved = self.connect(&spec, identity)?;
+        let resolved = self.connect(&spec, store_ref.kind(), identity).await?;
         self.cache
             .lock()
             .expect("resolver lock poisoned")
@@ -137,20 +137,18 @@ impl<'a> StoreResolver<'a> {
         Ok(resolved)
     }
 
-    fn connect(
+    async fn connect(
         &self,
         spec: &SecretStoreSpec,
-        identity: String,
+        kind: StoreKind,
+        store_id: String,
     ) -> Result<ResolvedStore, SourceError> {
-        let inner = provider::build(spec).map_err(|e| SourceError::Store(e.to_string()))?;
-        Ok(ResolvedStore {
-            identity: StoreIdentity(identity),
-            provider: Metered::wrap(
-                inner,
-                provider::provider_label(spec),
-                self.ctx.metrics.clone(),
-            ),
-        })
+        let bctx = BuildContext { client: &self.ctx.client, store_kind: kind, namespace: self.namespace };
+        let (inner, auth_id) = provider::build(spec, &bctx).await.map_err(|e| SourceError::Store(e.to_string()))?;
+        let identity = format!("{store_id} as {auth_id}");
+        let metered = Metered::wrap(inner, provider::provider_label(spec), self.ctx.metrics.clone());
+        let provider = self.ctx.providers.get_or_insert(identity.clone(), metered);
+        Ok(ResolvedStore { identity: StoreIdentity(identity), provider })
     }
 
     async fn check_cluster_conditions(

@@ -7,6 +7,7 @@
 //! the [`fetch::FetchLayer`] coalesce identical requests from many ExternalSecrets into one
 //! call (and, for AWS, batch them): a request is fully described by a [`GetRequest`].
 
+pub mod aws;
 pub mod fake;
 pub mod fetch;
 
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::api::{MetadataPolicy, SecretStoreSpec};
+use crate::api::{MetadataPolicy, SecretStoreSpec, StoreKind};
 use crate::secret::SecretBytes;
 
 /// Provider errors. Messages name keys and causes, never values.
@@ -125,8 +126,20 @@ impl ProviderBuildError {
     }
 }
 
-/// Builds the provider for a store spec.
-pub fn build(spec: &SecretStoreSpec) -> Result<Arc<dyn Provider>, ProviderBuildError> {
+/// What building a provider may need from the cluster.
+pub struct BuildContext<'a> {
+    /// Kubernetes client (to read Secrets and request ServiceAccount tokens).
+    pub client: &'a kube::Client,
+    /// Kind of the store being built.
+    pub store_kind: StoreKind,
+    /// Namespace references resolve in: the store's for a SecretStore, the ExternalSecret's
+    /// (unless a reference names one) for a ClusterSecretStore.
+    pub namespace: &'a str,
+}
+
+/// Builds the provider for a store spec. Returns it with a string naming the identity it
+/// authenticates as, so callers can cache connected providers per store and identity.
+pub async fn build(spec: &SecretStoreSpec, ctx: &BuildContext<'_>) -> Result<(Arc<dyn Provider>, String), ProviderBuildError> {
     let names = spec.provider.names();
     match names.len() {
         0 => return Err(ProviderBuildError::NoProvider),
@@ -134,7 +147,10 @@ pub fn build(spec: &SecretStoreSpec) -> Result<Arc<dyn Provider>, ProviderBuildE
         _ => return Err(ProviderBuildError::MultipleProviders(names.join(", "))),
     }
     if let Some(fake) = &spec.provider.fake {
-        return Ok(Arc::new(fake::FakeProvider::new(fake)));
+        return Ok((Arc::new(fake::FakeProvider::new(fake)), "static".to_string()));
+    }
+    if let Some(aws) = &spec.provider.aws {
+        return aws::connect(aws, ctx).await;
     }
     Err(ProviderBuildError::Unsupported(names[0].clone()))
 }
@@ -211,8 +227,11 @@ impl Provider for Metered {
 pub fn provider_label(spec: &SecretStoreSpec) -> &'static str {
     if spec.provider.fake.is_some() {
         "fake"
-    } else if spec.provider.aws.is_some() {
-        "aws"
+    } else if let Some(aws) = &spec.provider.aws {
+        match aws.service {
+            crate::api::AwsService::SecretsManager => "AWS/SecretsManager",
+            crate::api::AwsService::ParameterStore => "AWS/ParameterStore",
+        }
     } else {
         "unknown"
     }

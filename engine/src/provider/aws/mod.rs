@@ -1,0 +1,68 @@
+//! The AWS provider (`spec.provider.aws`): Secrets Manager and Parameter Store.
+//!
+//! A connected provider owns SDK clients whose credentials come from the store's `auth`
+//! ([`auth`]) and whose identity cache keeps them until they expire: the controller caches the
+//! connected provider per store and identity ([`crate::controller::stores`]), so a sync costs
+//! no STS call and no TokenRequest — unlike ESO, which makes both on every reconcile.
+//!
+//! Endpoints: the SDK honours `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`; we also
+//! honour ESO's `AWS_SECRETSMANAGER_ENDPOINT`, `AWS_SSM_ENDPOINT` and `AWS_STS_ENDPOINT`.
+
+pub mod auth;
+pub mod errors;
+pub mod parameter_store;
+pub mod secrets_manager;
+
+use std::sync::Arc;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use super::{BuildContext, Provider, ProviderBuildError};
+use crate::api::{AwsProvider, AwsService};
+
+/// An ESO-specific endpoint override, if set.
+pub(crate) fn endpoint_env(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.is_empty())
+}
+
+/// Base SDK configuration for a store: region, retries with adaptive client-side pacing (so
+/// throttling slows this store down instead of failing its syncs), and the credentials.
+pub(crate) async fn sdk_config(region: &str, creds: Option<aws_credential_types::provider::SharedCredentialsProvider>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .retry_config(RetryConfig::adaptive().with_max_attempts(4));
+    if let Some(c) = creds {
+        loader = loader.credentials_provider(c);
+    }
+    loader.load().await
+}
+
+/// Connects to AWS for one store (and one identity).
+pub async fn connect(spec: &AwsProvider, ctx: &BuildContext<'_>) -> Result<(Arc<dyn Provider>, String), ProviderBuildError> {
+    if spec.region.is_empty() {
+        return Err(ProviderBuildError::Invalid("spec.provider.aws.region is required".into()));
+    }
+    let (creds, identity) = auth::credentials(spec, ctx).await?;
+    let conf = sdk_config(&spec.region, Some(creds)).await;
+    let prefix = spec.prefix.clone().unwrap_or_default();
+    let provider: Arc<dyn Provider> = match spec.service {
+        AwsService::SecretsManager => Arc::new(secrets_manager::SecretsManager::new(&conf, prefix)),
+        AwsService::ParameterStore => Arc::new(parameter_store::ParameterStore::new(&conf, prefix)),
+    };
+    Ok((provider, identity))
+}
+
+/// An STS client for `conf`, honouring `AWS_STS_ENDPOINT`.
+pub(crate) fn sts_client(conf: &SdkConfig) -> aws_sdk_sts::Client {
+    let mut b = aws_sdk_sts::config::Builder::from(conf);
+    if let Some(url) = endpoint_env("AWS_STS_ENDPOINT") {
+        b = b.endpoint_url(url);
+    }
+    aws_sdk_sts::Client::from_conf(b.build())
+}
+
+/// Checks the credentials with STS `GetCallerIdentity` (needs no permission, costs nothing).
+pub(crate) async fn check_identity(sts: &aws_sdk_sts::Client) -> Result<(), super::ProviderError> {
+    sts.get_caller_identity().send().await.map(|_| ()).map_err(|e| errors::classify(e, "sts:GetCallerIdentity"))
+}
