@@ -8,11 +8,13 @@
 #   scripts/stack.sh down      stop everything and remove the state directory
 #   scripts/stack.sh status    exit 0 when the stack answers, print what runs
 #   scripts/stack.sh env       print the env file path
+#   scripts/stack.sh stop-service moto | start-service moto   (outage tests)
 #
 # State (certs, data, logs, env file): ${ESOX_STACK_DIR:-<repo>/.stack}
 # Binaries: ${ESOX_CACHE:-$HOME/.cache/esox}/bin/<name>-<version>
-# The env file exports KUBECONFIG, ESOX_APISERVER_URL, ESOX_STACK_DIR; each service adds its
-# own variables from its start function, so adding a service is one more function.
+# The env file exports KUBECONFIG, ESOX_APISERVER_URL, ESOX_STACK_DIR, ESOX_ETCD_URL,
+# ESOX_MOTO_URL and AWS_ENDPOINT_URL; each service adds its own variables from its start
+# function, so adding a service is one more function.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,8 +25,10 @@ bin=$cache/bin
 
 KUBE_VERSION=v1.36.3
 ETCD_VERSION=v3.6.8
+MOTO_VERSION=5.2.1
 apiserver_bin=$bin/kube-apiserver-$KUBE_VERSION
 etcd_bin=$bin/etcd-$ETCD_VERSION
+moto_venv=$cache/moto-$MOTO_VERSION
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -53,7 +57,15 @@ install() {
   need python3 "install python3"
   [ -x "$etcd_bin" ] || go_build "$here/stack/etcd" go.etcd.io/etcd/server/v3 "$etcd_bin"
   [ -x "$apiserver_bin" ] || go_build "$here/stack/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$apiserver_bin"
-  log "etcd $ETCD_VERSION and kube-apiserver $KUBE_VERSION ready in $bin"
+  if [ ! -x "$moto_venv/bin/moto_server" ]; then
+    log "installing moto[server]==$MOTO_VERSION (AWS API emulator) from PyPI into $moto_venv"
+    python3 -m venv "$moto_venv.tmp" || die "python3 -m venv failed: install python3-venv (Debian: apt-get install python3-venv)"
+    "$moto_venv.tmp/bin/pip" install -q "moto[server]==$MOTO_VERSION" || die "pip install moto[server] failed"
+    rm -rf "$moto_venv"; mv "$moto_venv.tmp" "$moto_venv"
+    # venvs hard-code their path in script shebangs; recreate the entry point after the move.
+    sed -i "1s|.*|#!$moto_venv/bin/python3|" "$moto_venv/bin/moto_server"
+  fi
+  log "etcd $ETCD_VERSION, kube-apiserver $KUBE_VERSION and moto $MOTO_VERSION ready in $cache"
 }
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -175,6 +187,33 @@ KC
   } >>"$state/env.new"
 }
 
+# moto: AWS Secrets Manager, Parameter Store and STS on loopback. The port is kept in the state
+# directory so `stop-service moto` / `start-service moto` (outage tests) reuse it.
+start_moto() {
+  local port
+  if [ -f "$state/moto.port" ]; then port=$(cat "$state/moto.port"); else port=$(free_port); echo "$port" >"$state/moto.port"; fi
+  start_bg moto "$state/moto.log" "$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$port"
+  wait_until 60 "moto" "$state/moto.log" curl -sf "http://127.0.0.1:$port/moto-api/"
+  if [ -f "$state/env.new" ]; then
+    {
+      echo "export ESOX_MOTO_URL=http://127.0.0.1:$port"
+      echo "export AWS_ENDPOINT_URL=http://127.0.0.1:$port"
+      # moto accepts any keys; these make the SDK's default chain resolve locally.
+      echo "export AWS_ACCESS_KEY_ID=esox-local AWS_SECRET_ACCESS_KEY=esox-local AWS_REGION=us-east-1"
+    } >>"$state/env.new"
+  fi
+}
+
+stop_service() {
+  local name=$1
+  if running "$name"; then
+    kill "$(cat "$state/$name.pid")" 2>/dev/null || true
+    for _ in $(seq 1 50); do running "$name" || break; sleep 0.1; done
+    running "$name" && kill -9 "$(cat "$state/$name.pid")" 2>/dev/null || true
+  fi
+  rm -f "$state/$name.pid"
+}
+
 # --- commands --------------------------------------------------------------------------------
 
 up() {
@@ -191,6 +230,7 @@ up() {
   make_pki
   start_etcd
   start_apiserver
+  start_moto
   mv "$state/env.new" "$state/env"
   trap - ERR
   log "up: source $state/env   (KUBECONFIG=$state/kubeconfig)"
@@ -198,12 +238,8 @@ up() {
 
 down_quiet() {
   local name
-  for name in kube-apiserver etcd; do
-    if running "$name"; then
-      kill "$(cat "$state/$name.pid")" 2>/dev/null || true
-      for _ in $(seq 1 50); do running "$name" || break; sleep 0.1; done
-      running "$name" && kill -9 "$(cat "$state/$name.pid")" 2>/dev/null || true
-    fi
+  for name in moto kube-apiserver etcd; do
+    stop_service "$name"
   done
   # Only remove a directory this script made (it holds pki/ or env files).
   if [ -d "$state" ] && { [ -d "$state/pki" ] || [ -f "$state/env" ] || [ -f "$state/env.new" ]; }; then
@@ -218,7 +254,7 @@ down() {
 
 status() {
   local ok=0
-  for name in etcd kube-apiserver; do
+  for name in etcd kube-apiserver moto; do
     if running "$name"; then echo "$name: running (pid $(cat "$state/$name.pid"))"; else echo "$name: stopped"; ok=1; fi
   done
   if healthy; then echo "apiserver: ready at $ESOX_APISERVER_URL"; else echo "apiserver: not ready"; ok=1; fi
@@ -231,5 +267,7 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   env) echo "$state/env" ;;
-  *) echo "usage: $0 install|up|down|status|env" >&2; exit 2 ;;
+  stop-service) [ "${2:-}" = moto ] || die "only moto can be stopped alone"; stop_service moto ;;
+  start-service) [ "${2:-}" = moto ] || die "only moto can be started alone"; running moto || start_moto ;;
+  *) echo "usage: $0 install|up|down|status|env|stop-service moto|start-service moto" >&2; exit 2 ;;
 esac

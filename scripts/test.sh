@@ -26,6 +26,9 @@ if ! bash "$here/stack.sh" status >/dev/null 2>&1; then
   started_here=1
 fi
 bash "$here/stack.sh" up
+# The tests (and the controllers they run) read KUBECONFIG, AWS_ENDPOINT_URL, … from here.
+# shellcheck disable=SC1091
+source "$(bash "$here/stack.sh" env)"
 cleanup() {
   if [ "$started_here" = 1 ] && [ "${ESOX_KEEP_STACK:-0}" != 1 ]; then
     bash "$here/stack.sh" down || true

@@ -215,7 +215,6 @@ impl TestEnv {
                 fetch: FetchLayer::new(),
                 failures: Default::default(),
                 providers: Default::default(),
-        providers: Default::default(),
                 settings: Settings {
                     namespace: if opts.cluster_wide {
                         None
@@ -377,4 +376,51 @@ pub fn secret_strings(s: &Secret) -> BTreeMap<String, String> {
         .into_iter()
         .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
         .collect()
+}
+
+/// AWS SDK configuration for the stack's moto server (from the environment `scripts/test.sh`
+/// sources: `AWS_ENDPOINT_URL` and keys moto accepts).
+pub async fn aws_config() -> aws_config::SdkConfig {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL is not set: run the tests through scripts/test.sh, or `source .stack/env` first"
+    );
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .load()
+        .await
+}
+
+/// Creates or updates a Secrets Manager secret in moto; returns the new version id.
+pub async fn put_aws_secret(name: &str, value: &str, tags: &[(&str, &str)]) -> String {
+    let sm = aws_sdk_secretsmanager::Client::new(&aws_config().await);
+    let tags: Vec<_> = tags
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .build()
+        })
+        .collect();
+    match sm
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .set_tags(Some(tags))
+        .send()
+        .await
+    {
+        Ok(out) => out.version_id().unwrap_or_default().to_string(),
+        Err(_) => {
+            let out = sm
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(value)
+                .send()
+                .await
+                .expect("put_secret_value");
+            out.version_id().unwrap_or_default().to_string()
+        }
+    }
 }

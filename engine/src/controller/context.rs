@@ -51,7 +51,11 @@ impl ProviderCache {
     const MAX: usize = 4096;
 
     /// The cached provider for `key`, or `fresh` (which is then cached).
-    pub fn get_or_insert(&self, key: String, fresh: Arc<dyn crate::provider::Provider>) -> Arc<dyn crate::provider::Provider> {
+    pub fn get_or_insert(
+        &self,
+        key: String,
+        fresh: Arc<dyn crate::provider::Provider>,
+    ) -> Arc<dyn crate::provider::Provider> {
         let mut map = self.0.lock().expect("provider cache lock poisoned");
         if map.len() >= Self::MAX && !map.contains_key(&key) {
             map.clear();

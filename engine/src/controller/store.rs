@@ -16,7 +16,9 @@ use tracing::{instrument, warn};
 
 use super::context::Context;
 use crate::api::condition::set_condition;
-use crate::api::{ClusterSecretStore, Condition, SecretStore, SecretStoreSpec, SecretStoreStatus, StoreKind};
+use crate::api::{
+    ClusterSecretStore, Condition, SecretStore, SecretStoreSpec, SecretStoreStatus, StoreKind,
+};
 use crate::metrics::{Metrics, ObjectLabels};
 use crate::provider;
 
@@ -38,8 +40,17 @@ impl Error {
 }
 
 /// Validates a spec; returns (ready, reason, message).
-async fn validate(spec: &SecretStoreSpec, ctx: &Context, kind: StoreKind, namespace: &str) -> (bool, &'static str, String) {
-    let bctx = provider::BuildContext { client: &ctx.client, store_kind: kind, namespace };
+async fn validate(
+    spec: &SecretStoreSpec,
+    ctx: &Context,
+    kind: StoreKind,
+    namespace: &str,
+) -> (bool, &'static str, String) {
+    let bctx = provider::BuildContext {
+        client: &ctx.client,
+        store_kind: kind,
+        namespace,
+    };
     match provider::build(spec, &bctx).await {
         Err(e) => (false, e.reason(), e.to_string()),
         Ok((p, _)) => match p.validate().await {

@@ -143,12 +143,25 @@ impl<'a> StoreResolver<'a> {
         kind: StoreKind,
         store_id: String,
     ) -> Result<ResolvedStore, SourceError> {
-        let bctx = BuildContext { client: &self.ctx.client, store_kind: kind, namespace: self.namespace };
-        let (inner, auth_id) = provider::build(spec, &bctx).await.map_err(|e| SourceError::Store(e.to_string()))?;
+        let bctx = BuildContext {
+            client: &self.ctx.client,
+            store_kind: kind,
+            namespace: self.namespace,
+        };
+        let (inner, auth_id) = provider::build(spec, &bctx)
+            .await
+            .map_err(|e| SourceError::Store(e.to_string()))?;
         let identity = format!("{store_id} as {auth_id}");
-        let metered = Metered::wrap(inner, provider::provider_label(spec), self.ctx.metrics.clone());
+        let metered = Metered::wrap(
+            inner,
+            provider::provider_label(spec),
+            self.ctx.metrics.clone(),
+        );
         let provider = self.ctx.providers.get_or_insert(identity.clone(), metered);
-        Ok(ResolvedStore { identity: StoreIdentity(identity), provider })
+        Ok(ResolvedStore {
+            identity: StoreIdentity(identity),
+            provider,
+        })
     }
 
     async fn check_cluster_conditions(

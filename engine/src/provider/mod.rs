@@ -139,7 +139,10 @@ pub struct BuildContext<'a> {
 
 /// Builds the provider for a store spec. Returns it with a string naming the identity it
 /// authenticates as, so callers can cache connected providers per store and identity.
-pub async fn build(spec: &SecretStoreSpec, ctx: &BuildContext<'_>) -> Result<(Arc<dyn Provider>, String), ProviderBuildError> {
+pub async fn build(
+    spec: &SecretStoreSpec,
+    ctx: &BuildContext<'_>,
+) -> Result<(Arc<dyn Provider>, String), ProviderBuildError> {
     let names = spec.provider.names();
     match names.len() {
         0 => return Err(ProviderBuildError::NoProvider),
@@ -147,7 +150,10 @@ pub async fn build(spec: &SecretStoreSpec, ctx: &BuildContext<'_>) -> Result<(Ar
         _ => return Err(ProviderBuildError::MultipleProviders(names.join(", "))),
     }
     if let Some(fake) = &spec.provider.fake {
-        return Ok((Arc::new(fake::FakeProvider::new(fake)), "static".to_string()));
+        return Ok((
+            Arc::new(fake::FakeProvider::new(fake)),
+            "static".to_string(),
+        ));
     }
     if let Some(aws) = &spec.provider.aws {
         return aws::connect(aws, ctx).await;

@@ -39,39 +39,73 @@ const SESSION_NAME: &str = "esox";
 
 /// Builds the credentials provider for a store; returns it with a string naming the identity
 /// (what the provider cache is keyed by besides the store).
-pub async fn credentials(spec: &AwsProvider, ctx: &BuildContext<'_>) -> Result<(SharedCredentialsProvider, String), ProviderBuildError> {
+pub async fn credentials(
+    spec: &AwsProvider,
+    ctx: &BuildContext<'_>,
+) -> Result<(SharedCredentialsProvider, String), ProviderBuildError> {
     let auth = spec.auth.clone().unwrap_or_default();
     let (mut provider, mut identity) = if let Some(secret_ref) = &auth.secret_ref {
         static_keys(secret_ref, ctx).await?
     } else if let Some(jwt) = &auth.jwt {
-        let sa = jwt
-            .service_account_ref
-            .as_ref()
-            .ok_or_else(|| ProviderBuildError::Invalid("spec.provider.aws.auth.jwt.serviceAccountRef is required".into()))?;
+        let sa = jwt.service_account_ref.as_ref().ok_or_else(|| {
+            ProviderBuildError::Invalid(
+                "spec.provider.aws.auth.jwt.serviceAccountRef is required".into(),
+            )
+        })?;
         let ns = ref_namespace(ctx, sa.namespace.as_deref());
-        web_identity(ctx.client.clone(), &ns, &sa.name, &sa.audiences, &spec.region).await?
+        web_identity(
+            ctx.client.clone(),
+            &ns,
+            &sa.name,
+            &sa.audiences,
+            &spec.region,
+        )
+        .await?
     } else {
         let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
             .region(aws_config::Region::new(spec.region.clone()))
             .build()
             .await;
-        (SharedCredentialsProvider::new(chain), "default-chain".to_string())
+        (
+            SharedCredentialsProvider::new(chain),
+            "default-chain".to_string(),
+        )
     };
 
     let chain: Vec<(&String, bool)> = spec
         .additional_roles
         .iter()
         .map(|r| (r, false))
-        .chain(spec.role.iter().filter(|r| !r.is_empty()).map(|r| (r, true)))
+        .chain(
+            spec.role
+                .iter()
+                .filter(|r| !r.is_empty())
+                .map(|r| (r, true)),
+        )
         .collect();
     for (role, is_final) in chain {
         let conf = sdk_config(&spec.region, Some(provider.clone())).await;
         let assume = AssumeRole {
             sts: sts_client(&conf),
             role: role.clone(),
-            external_id: if is_final { spec.external_id.clone() } else { None },
-            tags: if is_final { spec.session_tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect() } else { vec![] },
-            transitive: if is_final { spec.transitive_tag_keys.clone() } else { vec![] },
+            external_id: if is_final {
+                spec.external_id.clone()
+            } else {
+                None
+            },
+            tags: if is_final {
+                spec.session_tags
+                    .iter()
+                    .map(|t| (t.key.clone(), t.value.clone()))
+                    .collect()
+            } else {
+                vec![]
+            },
+            transitive: if is_final {
+                spec.transitive_tag_keys.clone()
+            } else {
+                vec![]
+            },
         };
         provider = SharedCredentialsProvider::new(assume);
         identity.push_str(" -> ");
@@ -87,35 +121,74 @@ fn ref_namespace(ctx: &BuildContext<'_>, explicit: Option<&str>) -> String {
     }
 }
 
-async fn read_key(ctx: &BuildContext<'_>, sel: &SecretKeySelector, field: &str) -> Result<(String, String), ProviderBuildError> {
+async fn read_key(
+    ctx: &BuildContext<'_>,
+    sel: &SecretKeySelector,
+    field: &str,
+) -> Result<(String, String), ProviderBuildError> {
     let ns = ref_namespace(ctx, sel.namespace.as_deref());
-    let key = sel
-        .key
-        .clone()
-        .ok_or_else(|| ProviderBuildError::Invalid(format!("spec.provider.aws.auth.secretRef.{field}.key is required")))?;
+    let key = sel.key.clone().ok_or_else(|| {
+        ProviderBuildError::Invalid(format!(
+            "spec.provider.aws.auth.secretRef.{field}.key is required"
+        ))
+    })?;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let secret = api
         .get_opt(&sel.name)
         .await
-        .map_err(|e| ProviderBuildError::Invalid(format!("could not read Secret {ns}/{} for {field}: {e}", sel.name)))?
-        .ok_or_else(|| ProviderBuildError::Invalid(format!("Secret {ns}/{} for {field} not found", sel.name)))?;
+        .map_err(|e| {
+            ProviderBuildError::Invalid(format!(
+                "could not read Secret {ns}/{} for {field}: {e}",
+                sel.name
+            ))
+        })?
+        .ok_or_else(|| {
+            ProviderBuildError::Invalid(format!("Secret {ns}/{} for {field} not found", sel.name))
+        })?;
     let value = secret
         .data
         .as_ref()
         .and_then(|d| d.get(&key))
-        .ok_or_else(|| ProviderBuildError::Invalid(format!("Secret {ns}/{} has no key {key:?} ({field})", sel.name)))?;
-    let value = String::from_utf8(value.0.clone())
-        .map_err(|_| ProviderBuildError::Invalid(format!("Secret {ns}/{} key {key:?} ({field}) is not UTF-8", sel.name)))?;
-    let version = format!("{ns}/{}@{}", sel.name, secret.metadata.resource_version.unwrap_or_default());
+        .ok_or_else(|| {
+            ProviderBuildError::Invalid(format!(
+                "Secret {ns}/{} has no key {key:?} ({field})",
+                sel.name
+            ))
+        })?;
+    let value = String::from_utf8(value.0.clone()).map_err(|_| {
+        ProviderBuildError::Invalid(format!(
+            "Secret {ns}/{} key {key:?} ({field}) is not UTF-8",
+            sel.name
+        ))
+    })?;
+    let version = format!(
+        "{ns}/{}@{}",
+        sel.name,
+        secret.metadata.resource_version.unwrap_or_default()
+    );
     Ok((value.trim().to_string(), version))
 }
 
-async fn static_keys(r: &crate::api::AwsAuthSecretRef, ctx: &BuildContext<'_>) -> Result<(SharedCredentialsProvider, String), ProviderBuildError> {
-    let missing = |f: &str| ProviderBuildError::Invalid(format!("spec.provider.aws.auth.secretRef.{f} is required"));
-    let (akid, v1) = read_key(ctx, r.access_key_id_secret_ref.as_ref().ok_or_else(|| missing("accessKeyIDSecretRef"))?, "accessKeyIDSecretRef").await?;
+async fn static_keys(
+    r: &crate::api::AwsAuthSecretRef,
+    ctx: &BuildContext<'_>,
+) -> Result<(SharedCredentialsProvider, String), ProviderBuildError> {
+    let missing = |f: &str| {
+        ProviderBuildError::Invalid(format!("spec.provider.aws.auth.secretRef.{f} is required"))
+    };
+    let (akid, v1) = read_key(
+        ctx,
+        r.access_key_id_secret_ref
+            .as_ref()
+            .ok_or_else(|| missing("accessKeyIDSecretRef"))?,
+        "accessKeyIDSecretRef",
+    )
+    .await?;
     let (secret, v2) = read_key(
         ctx,
-        r.secret_access_key_secret_ref.as_ref().ok_or_else(|| missing("secretAccessKeySecretRef"))?,
+        r.secret_access_key_secret_ref
+            .as_ref()
+            .ok_or_else(|| missing("secretAccessKeySecretRef"))?,
         "secretAccessKeySecretRef",
     )
     .await?;
@@ -128,28 +201,65 @@ async fn static_keys(r: &crate::api::AwsAuthSecretRef, ctx: &BuildContext<'_>) -
     };
     // The identity names the Secrets' resource versions, so rotated keys get a new client.
     let identity = format!("secret-ref {v1} {v2} {v3}");
-    Ok((SharedCredentialsProvider::new(Credentials::new(akid, secret, token, None, "esox-secret-ref")), identity))
+    Ok((
+        SharedCredentialsProvider::new(Credentials::new(
+            akid,
+            secret,
+            token,
+            None,
+            "esox-secret-ref",
+        )),
+        identity,
+    ))
 }
 
-async fn web_identity(client: Client, ns: &str, name: &str, audiences: &[String], region: &str) -> Result<(SharedCredentialsProvider, String), ProviderBuildError> {
+async fn web_identity(
+    client: Client,
+    ns: &str,
+    name: &str,
+    audiences: &[String],
+    region: &str,
+) -> Result<(SharedCredentialsProvider, String), ProviderBuildError> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let sa = api
         .get_opt(name)
         .await
-        .map_err(|e| ProviderBuildError::Invalid(format!("could not get ServiceAccount {ns}/{name}: {e}")))?
-        .ok_or_else(|| ProviderBuildError::Invalid(format!("ServiceAccount {ns}/{name} not found")))?;
+        .map_err(|e| {
+            ProviderBuildError::Invalid(format!("could not get ServiceAccount {ns}/{name}: {e}"))
+        })?
+        .ok_or_else(|| {
+            ProviderBuildError::Invalid(format!("ServiceAccount {ns}/{name} not found"))
+        })?;
     let annotations = sa.metadata.annotations.unwrap_or_default();
     let role = annotations
         .get(ROLE_ARN_ANNOTATION)
         .cloned()
-        .ok_or_else(|| ProviderBuildError::Invalid(format!("ServiceAccount {ns}/{name} has no {ROLE_ARN_ANNOTATION} annotation")))?;
+        .ok_or_else(|| {
+            ProviderBuildError::Invalid(format!(
+                "ServiceAccount {ns}/{name} has no {ROLE_ARN_ANNOTATION} annotation"
+            ))
+        })?;
     let mut auds: Vec<String> = audiences.to_vec();
     if auds.is_empty() {
-        auds.push(annotations.get(AUDIENCE_ANNOTATION).cloned().unwrap_or_else(|| DEFAULT_AUDIENCE.to_string()));
+        auds.push(
+            annotations
+                .get(AUDIENCE_ANNOTATION)
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_AUDIENCE.to_string()),
+        );
     }
     let conf = sdk_config(region, None).await;
-    let provider = WebIdentity { sts: sts_client(&conf), api, name: name.to_string(), audiences: auds, role: role.clone() };
-    Ok((SharedCredentialsProvider::new(provider), format!("jwt {ns}/{name} -> {role}")))
+    let provider = WebIdentity {
+        sts: sts_client(&conf),
+        api,
+        name: name.to_string(),
+        audiences: auds,
+        role: role.clone(),
+    };
+    Ok((
+        SharedCredentialsProvider::new(provider),
+        format!("jwt {ns}/{name} -> {role}"),
+    ))
 }
 
 fn expiry(t: &aws_smithy_types::DateTime) -> Option<SystemTime> {
@@ -169,14 +279,23 @@ struct WebIdentity {
 impl WebIdentity {
     async fn fetch(&self) -> Result<Credentials, CredentialsError> {
         let request = TokenRequest {
-            spec: TokenRequestSpec { audiences: self.audiences.clone(), expiration_seconds: Some(3600), bound_object_ref: None },
+            spec: TokenRequestSpec {
+                audiences: self.audiences.clone(),
+                expiration_seconds: Some(3600),
+                bound_object_ref: None,
+            },
             ..Default::default()
         };
         let response: TokenRequest = self
             .api
             .create_subresource("token", &self.name, &PostParams::default(), &request)
             .await
-            .map_err(|e| CredentialsError::provider_error(format!("TokenRequest for ServiceAccount {:?} failed: {e}", self.name)))?;
+            .map_err(|e| {
+                CredentialsError::provider_error(format!(
+                    "TokenRequest for ServiceAccount {:?} failed: {e}",
+                    self.name
+                ))
+            })?;
         let token = response
             .status
             .map(|s| s.token)
@@ -189,9 +308,22 @@ impl WebIdentity {
             .web_identity_token(token)
             .send()
             .await
-            .map_err(|e| CredentialsError::provider_error(super::errors::classify(e, "sts:AssumeRoleWithWebIdentity")))?;
-        let c = out.credentials.ok_or_else(|| CredentialsError::provider_error("AssumeRoleWithWebIdentity returned no credentials"))?;
-        Ok(Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), expiry(&c.expiration), "esox-web-identity"))
+            .map_err(|e| {
+                CredentialsError::provider_error(super::errors::classify(
+                    e,
+                    "sts:AssumeRoleWithWebIdentity",
+                ))
+            })?;
+        let c = out.credentials.ok_or_else(|| {
+            CredentialsError::provider_error("AssumeRoleWithWebIdentity returned no credentials")
+        })?;
+        Ok(Credentials::new(
+            c.access_key_id,
+            c.secret_access_key,
+            Some(c.session_token),
+            expiry(&c.expiration),
+            "esox-web-identity",
+        ))
     }
 }
 
@@ -216,24 +348,43 @@ struct AssumeRole {
 
 impl AssumeRole {
     async fn fetch(&self) -> Result<Credentials, CredentialsError> {
-        let mut req = self.sts.assume_role().role_arn(&self.role).role_session_name(SESSION_NAME).set_external_id(self.external_id.clone());
+        let mut req = self
+            .sts
+            .assume_role()
+            .role_arn(&self.role)
+            .role_session_name(SESSION_NAME)
+            .set_external_id(self.external_id.clone());
         for (k, v) in &self.tags {
             let tag = aws_sdk_sts::types::Tag::builder()
                 .key(k)
                 .value(v)
                 .build()
-                .map_err(|e| CredentialsError::invalid_configuration(format!("invalid session tag {k:?}: {e}")))?;
+                .map_err(|e| {
+                    CredentialsError::invalid_configuration(format!(
+                        "invalid session tag {k:?}: {e}"
+                    ))
+                })?;
             req = req.tags(tag);
         }
         for k in &self.transitive {
             req = req.transitive_tag_keys(k);
         }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| CredentialsError::provider_error(super::errors::classify(e, &format!("sts:AssumeRole {}", self.role))))?;
-        let c = out.credentials.ok_or_else(|| CredentialsError::provider_error("AssumeRole returned no credentials"))?;
-        Ok(Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), expiry(&c.expiration), "esox-assume-role"))
+        let out = req.send().await.map_err(|e| {
+            CredentialsError::provider_error(super::errors::classify(
+                e,
+                &format!("sts:AssumeRole {}", self.role),
+            ))
+        })?;
+        let c = out.credentials.ok_or_else(|| {
+            CredentialsError::provider_error("AssumeRole returned no credentials")
+        })?;
+        Ok(Credentials::new(
+            c.access_key_id,
+            c.secret_access_key,
+            Some(c.session_token),
+            expiry(&c.expiration),
+            "esox-assume-role",
+        ))
     }
 }
 

@@ -17,16 +17,26 @@ where
     let message = err.message().unwrap_or_default().to_string();
     let detail = if code.is_empty() {
         // Dispatch failures (no connection, DNS, TLS) and credential failures have no code.
-        format!("{call}: {}", aws_smithy_types::error::display::DisplayErrorContext(&err))
+        format!(
+            "{call}: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(&err)
+        )
     } else {
         format!("{call}: {code}: {message}")
     };
     match code.as_str() {
-        "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" | "InvalidClientTokenId"
-        | "ExpiredTokenException" | "ExpiredToken" | "SignatureDoesNotMatch" | "InvalidSignatureException" => {
-            ProviderError::AccessDenied(detail)
-        }
-        "ThrottlingException" | "Throttling" | "TooManyRequestsException" | "RequestLimitExceeded" => ProviderError::Throttled(detail),
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "ExpiredTokenException"
+        | "ExpiredToken"
+        | "SignatureDoesNotMatch"
+        | "InvalidSignatureException" => ProviderError::AccessDenied(detail),
+        "ThrottlingException"
+        | "Throttling"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded" => ProviderError::Throttled(detail),
         _ => ProviderError::Unavailable(detail),
     }
 }
@@ -36,5 +46,8 @@ pub fn is_not_found<E, R>(err: &SdkError<E, R>) -> bool
 where
     E: ProvideErrorMetadata,
 {
-    matches!(err.code(), Some("ResourceNotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound"))
+    matches!(
+        err.code(),
+        Some("ResourceNotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound")
+    )
 }

@@ -28,7 +28,10 @@ pub(crate) fn endpoint_env(var: &str) -> Option<String> {
 
 /// Base SDK configuration for a store: region, retries with adaptive client-side pacing (so
 /// throttling slows this store down instead of failing its syncs), and the credentials.
-pub(crate) async fn sdk_config(region: &str, creds: Option<aws_credential_types::provider::SharedCredentialsProvider>) -> SdkConfig {
+pub(crate) async fn sdk_config(
+    region: &str,
+    creds: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .retry_config(RetryConfig::adaptive().with_max_attempts(4));
@@ -39,9 +42,14 @@ pub(crate) async fn sdk_config(region: &str, creds: Option<aws_credential_types:
 }
 
 /// Connects to AWS for one store (and one identity).
-pub async fn connect(spec: &AwsProvider, ctx: &BuildContext<'_>) -> Result<(Arc<dyn Provider>, String), ProviderBuildError> {
+pub async fn connect(
+    spec: &AwsProvider,
+    ctx: &BuildContext<'_>,
+) -> Result<(Arc<dyn Provider>, String), ProviderBuildError> {
     if spec.region.is_empty() {
-        return Err(ProviderBuildError::Invalid("spec.provider.aws.region is required".into()));
+        return Err(ProviderBuildError::Invalid(
+            "spec.provider.aws.region is required".into(),
+        ));
     }
     let (creds, identity) = auth::credentials(spec, ctx).await?;
     let conf = sdk_config(&spec.region, Some(creds)).await;
@@ -64,5 +72,9 @@ pub(crate) fn sts_client(conf: &SdkConfig) -> aws_sdk_sts::Client {
 
 /// Checks the credentials with STS `GetCallerIdentity` (needs no permission, costs nothing).
 pub(crate) async fn check_identity(sts: &aws_sdk_sts::Client) -> Result<(), super::ProviderError> {
-    sts.get_caller_identity().send().await.map(|_| ()).map_err(|e| errors::classify(e, "sts:GetCallerIdentity"))
+    sts.get_caller_identity()
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| errors::classify(e, "sts:GetCallerIdentity"))
 }

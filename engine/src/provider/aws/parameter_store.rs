@@ -33,7 +33,11 @@ impl ParameterStore {
         if let Some(url) = endpoint_env("AWS_SSM_ENDPOINT") {
             b = b.endpoint_url(url);
         }
-        ParameterStore { client: Client::from_conf(b.build()), sts: sts_client(conf), prefix }
+        ParameterStore {
+            client: Client::from_conf(b.build()),
+            sts: sts_client(conf),
+            prefix,
+        }
     }
 
     fn id(&self, key: &str) -> String {
@@ -58,31 +62,57 @@ impl Provider for ParameterStore {
                 .await
                 .map_err(|e| {
                     if is_not_found(&e) || e.code() == Some("InvalidResourceId") {
-                        ProviderError::NoSecret { key: req.key.clone(), version: None }
+                        ProviderError::NoSecret {
+                            key: req.key.clone(),
+                            version: None,
+                        }
                     } else {
                         classify(e, "ssm:ListTagsForResource")
                     }
                 })?;
-            let tags: BTreeMap<&str, &str> = out.tag_list().iter().map(|t| (t.key(), t.value())).collect();
-            return Ok(SecretBytes::new(serde_json::to_vec(&tags).unwrap_or_default()));
+            let tags: BTreeMap<&str, &str> = out
+                .tag_list()
+                .iter()
+                .map(|t| (t.key(), t.value()))
+                .collect();
+            return Ok(SecretBytes::new(
+                serde_json::to_vec(&tags).unwrap_or_default(),
+            ));
         }
         let name = match &req.version {
             Some(v) => format!("{}:{v}", self.id(&req.key)),
             None => self.id(&req.key),
         };
-        let out = self.client.get_parameter().name(name).with_decryption(true).send().await.map_err(|e| {
-            if is_not_found(&e) {
-                ProviderError::NoSecret { key: req.key.clone(), version: req.version.clone() }
-            } else {
-                classify(e, "ssm:GetParameter")
-            }
-        })?;
-        Ok(SecretBytes::from(out.parameter().and_then(|p| p.value()).unwrap_or_default()))
+        let out = self
+            .client
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| {
+                if is_not_found(&e) {
+                    ProviderError::NoSecret {
+                        key: req.key.clone(),
+                        version: req.version.clone(),
+                    }
+                } else {
+                    classify(e, "ssm:GetParameter")
+                }
+            })?;
+        Ok(SecretBytes::from(
+            out.parameter().and_then(|p| p.value()).unwrap_or_default(),
+        ))
     }
 
-    async fn find(&self, query: &FindQuery) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
+    async fn find(
+        &self,
+        query: &FindQuery,
+    ) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
         let regex = match &query.name_regexp {
-            Some(r) => Some(Regex::new(r).map_err(|e| ProviderError::InvalidConfig(format!("invalid find.name.regexp {r:?}: {e}")))?),
+            Some(r) => Some(Regex::new(r).map_err(|e| {
+                ProviderError::InvalidConfig(format!("invalid find.name.regexp {r:?}: {e}"))
+            })?),
             None => None,
         };
         let mut out = BTreeMap::new();
@@ -101,7 +131,10 @@ impl Provider for ParameterStore {
                     .map_err(|e| classify(e, "ssm:GetParametersByPath"))?;
                 for p in resp.parameters() {
                     if let Some(name) = p.name() {
-                        out.insert(self.strip(name).to_string(), SecretBytes::from(p.value().unwrap_or_default()));
+                        out.insert(
+                            self.strip(name).to_string(),
+                            SecretBytes::from(p.value().unwrap_or_default()),
+                        );
                     }
                 }
                 token = resp.next_token().map(str::to_string);
@@ -113,10 +146,24 @@ impl Provider for ParameterStore {
         }
         let mut filters = Vec::new();
         for (k, v) in &query.tags {
-            filters.push(ParameterStringFilter::builder().key(format!("tag:{k}")).option("Equals").values(v).build().map_err(|e| ProviderError::InvalidConfig(e.to_string()))?);
+            filters.push(
+                ParameterStringFilter::builder()
+                    .key(format!("tag:{k}"))
+                    .option("Equals")
+                    .values(v)
+                    .build()
+                    .map_err(|e| ProviderError::InvalidConfig(e.to_string()))?,
+            );
         }
         if let Some(path) = &query.path {
-            filters.push(ParameterStringFilter::builder().key("Path").option("Recursive").values(self.id(path)).build().map_err(|e| ProviderError::InvalidConfig(e.to_string()))?);
+            filters.push(
+                ParameterStringFilter::builder()
+                    .key("Path")
+                    .option("Recursive")
+                    .values(self.id(path))
+                    .build()
+                    .map_err(|e| ProviderError::InvalidConfig(e.to_string()))?,
+            );
         }
         let mut names = Vec::new();
         let mut token = None;
@@ -152,7 +199,10 @@ impl Provider for ParameterStore {
                 .map_err(|e| classify(e, "ssm:GetParameters"))?;
             for p in resp.parameters() {
                 if let Some(name) = p.name() {
-                    out.insert(self.strip(name).to_string(), SecretBytes::from(p.value().unwrap_or_default()));
+                    out.insert(
+                        self.strip(name).to_string(),
+                        SecretBytes::from(p.value().unwrap_or_default()),
+                    );
                 }
             }
         }

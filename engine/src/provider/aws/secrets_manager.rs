@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, SecretValueEntry};
-use aws_sdk_secretsmanager::Client;
 use aws_config::SdkConfig;
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, SecretValueEntry};
 use regex::Regex;
 
 use super::errors::{classify, is_not_found};
@@ -33,7 +33,11 @@ impl SecretsManager {
         if let Some(url) = endpoint_env("AWS_SECRETSMANAGER_ENDPOINT") {
             b = b.endpoint_url(url);
         }
-        SecretsManager { client: Client::from_conf(b.build()), sts: sts_client(conf), prefix }
+        SecretsManager {
+            client: Client::from_conf(b.build()),
+            sts: sts_client(conf),
+            prefix,
+        }
     }
 
     fn id(&self, key: &str) -> String {
@@ -45,19 +49,42 @@ impl SecretsManager {
     }
 
     async fn tags_json(&self, key: &str) -> Result<SecretBytes, ProviderError> {
-        let out = self.client.describe_secret().secret_id(self.id(key)).send().await.map_err(|e| {
-            if is_not_found(&e) {
-                ProviderError::NoSecret { key: key.to_string(), version: None }
-            } else {
-                classify(e, "secretsmanager:DescribeSecret")
-            }
-        })?;
-        let tags: BTreeMap<String, String> =
-            out.tags().iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect();
-        Ok(SecretBytes::new(serde_json::to_vec(&tags).unwrap_or_default()))
+        let out = self
+            .client
+            .describe_secret()
+            .secret_id(self.id(key))
+            .send()
+            .await
+            .map_err(|e| {
+                if is_not_found(&e) {
+                    ProviderError::NoSecret {
+                        key: key.to_string(),
+                        version: None,
+                    }
+                } else {
+                    classify(e, "secretsmanager:DescribeSecret")
+                }
+            })?;
+        let tags: BTreeMap<String, String> = out
+            .tags()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        Ok(SecretBytes::new(
+            serde_json::to_vec(&tags).unwrap_or_default(),
+        ))
     }
 
-    async fn batch_by_ids(&self, ids: Vec<String>, out: &mut BTreeMap<String, SecretBytes>) -> Result<(), ProviderError> {
+    async fn batch_by_ids(
+        &self,
+        ids: Vec<String>,
+        out: &mut BTreeMap<String, SecretBytes>,
+    ) -> Result<(), ProviderError> {
         for chunk in ids.chunks(20) {
             let resp = self
                 .client
@@ -75,7 +102,13 @@ impl SecretsManager {
 
     fn insert(&self, entry: &SecretValueEntry, out: &mut BTreeMap<String, SecretBytes>) {
         let Some(name) = entry.name() else { return };
-        out.insert(self.strip(name).to_string(), value_of(entry.secret_string(), entry.secret_binary().map(|b| b.as_ref())));
+        out.insert(
+            self.strip(name).to_string(),
+            value_of(
+                entry.secret_string(),
+                entry.secret_binary().map(|b| b.as_ref()),
+            ),
+        );
     }
 }
 
@@ -87,8 +120,14 @@ fn value_of(string: Option<&str>, binary: Option<&[u8]>) -> SecretBytes {
     }
 }
 
-fn tags_match(have: &[aws_sdk_secretsmanager::types::Tag], want: &BTreeMap<String, String>) -> bool {
-    want.iter().all(|(k, v)| have.iter().any(|t| t.key() == Some(k.as_str()) && t.value() == Some(v.as_str())))
+fn tags_match(
+    have: &[aws_sdk_secretsmanager::types::Tag],
+    want: &BTreeMap<String, String>,
+) -> bool {
+    want.iter().all(|(k, v)| {
+        have.iter()
+            .any(|t| t.key() == Some(k.as_str()) && t.value() == Some(v.as_str()))
+    })
 }
 
 #[async_trait]
@@ -107,27 +146,53 @@ impl Provider for SecretsManager {
         };
         let out = call.send().await.map_err(|e| {
             if is_not_found(&e) {
-                ProviderError::NoSecret { key: req.key.clone(), version: req.version.clone() }
+                ProviderError::NoSecret {
+                    key: req.key.clone(),
+                    version: req.version.clone(),
+                }
             } else {
                 classify(e, "secretsmanager:GetSecretValue")
             }
         })?;
-        Ok(value_of(out.secret_string(), out.secret_binary().map(|b| b.as_ref())))
+        Ok(value_of(
+            out.secret_string(),
+            out.secret_binary().map(|b| b.as_ref()),
+        ))
     }
 
-    async fn find(&self, query: &FindQuery) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
+    async fn find(
+        &self,
+        query: &FindQuery,
+    ) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
         let path = query.path.as_ref().map(|p| self.id(p));
         let regex = match &query.name_regexp {
-            Some(r) => Some(Regex::new(r).map_err(|e| ProviderError::InvalidConfig(format!("invalid find.name.regexp {r:?}: {e}")))?),
+            Some(r) => Some(Regex::new(r).map_err(|e| {
+                ProviderError::InvalidConfig(format!("invalid find.name.regexp {r:?}: {e}"))
+            })?),
             None => None,
         };
         let mut filters = Vec::new();
         if let Some(p) = &path {
-            filters.push(Filter::builder().key(FilterNameStringType::Name).values(p).build());
+            filters.push(
+                Filter::builder()
+                    .key(FilterNameStringType::Name)
+                    .values(p)
+                    .build(),
+            );
         }
         for (k, v) in &query.tags {
-            filters.push(Filter::builder().key(FilterNameStringType::TagKey).values(k).build());
-            filters.push(Filter::builder().key(FilterNameStringType::TagValue).values(v).build());
+            filters.push(
+                Filter::builder()
+                    .key(FilterNameStringType::TagKey)
+                    .values(k)
+                    .build(),
+            );
+            filters.push(
+                Filter::builder()
+                    .key(FilterNameStringType::TagValue)
+                    .values(v)
+                    .build(),
+            );
         }
         let mut out = BTreeMap::new();
         if regex.is_none() && !filters.is_empty() && query.tags.is_empty() {
@@ -144,7 +209,10 @@ impl Provider for SecretsManager {
                     .await
                     .map_err(|e| classify(e, "secretsmanager:BatchGetSecretValue"))?;
                 for entry in resp.secret_values() {
-                    if path.as_deref().is_none_or(|p| entry.name().is_some_and(|n| n.starts_with(p))) {
+                    if path
+                        .as_deref()
+                        .is_none_or(|p| entry.name().is_some_and(|n| n.starts_with(p)))
+                    {
                         self.insert(entry, &mut out);
                     }
                 }

@@ -1,0 +1,350 @@
+//! The AWS provider against moto (Secrets Manager, Parameter Store, STS) and the real
+//! apiserver (TokenRequest for IRSA-style `jwt` auth).
+
+use std::time::Duration;
+
+use esox_tests::{TestEnv, aws_config, put_aws_secret, secret_strings, wait_for};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
+
+const CREDS: &str = r#"{"username":"admin","password":"superSecretPassword123","host":"rds-prod-01.aws.com","port":"5432"}"#;
+
+async fn irsa_service_account(env: &TestEnv, name: &str) {
+    let api: Api<ServiceAccount> = Api::namespaced(env.client.clone(), &env.ns);
+    let mut sa = ServiceAccount::default();
+    sa.metadata.name = Some(name.into());
+    sa.metadata.annotations = Some(
+        [(
+            "eks.amazonaws.com/role-arn".to_string(),
+            "arn:aws:iam::123456789012:role/esox-irsa".to_string(),
+        )]
+        .into(),
+    );
+    api.create(&PostParams::default(), &sa).await.unwrap();
+}
+
+fn static_store(name: &str, service: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds}}\nstringData: {{access-key: AKIDESOXTEST, secret-key: esox-test-secret}}\n---\napiVersion: external-secrets.io/v1beta1\nkind: SecretStore\nmetadata: {{name: {name}}}\nspec:\n  provider:\n    aws:\n      service: {service}\n      region: us-east-1\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-creds, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-creds, key: secret-key}}\n"
+    )
+}
+
+#[tokio::test]
+async fn seeds_with_irsa_cluster_store() {
+    let env = TestEnv::new("aws-irsa").await;
+    put_aws_secret("production/db/credentials", CREDS, &[]).await;
+    put_aws_secret(
+        "/production/api-key",
+        r#"{"api_token_value":"tok-aws"}"#,
+        &[],
+    )
+    .await;
+    irsa_service_account(&env, "external-secrets-sa").await;
+    let css = format!("aws-secrets-manager-{}", env.ns);
+    // The seeds' ClusterSecretStore (name and ServiceAccount namespace made unique for the test).
+    env.apply(&format!(
+        r#"
+apiVersion: external-secrets.io/v1beta1
+kind: ClusterSecretStore
+metadata:
+  name: {css}
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: us-east-1
+      auth:
+        jwt:
+          serviceAccountRef:
+            name: external-secrets-sa
+            namespace: {ns}
+---
+apiVersion: external-secrets.io/v1beta1
+kind: ExternalSecret
+metadata:
+  name: db-credentials-es
+spec:
+  refreshInterval: "1h" # The critical rotation interval
+  secretStoreRef:
+    name: {css}
+    kind: ClusterSecretStore
+  target:
+    name: db-credentials-native # Name of the standard K8s Secret it will create
+    creationPolicy: Owner
+  dataFrom:
+  - extract:
+      key: production/db/credentials
+---
+apiVersion: external-secrets.io/v1beta1
+kind: ExternalSecret
+metadata:
+  name: api-key-sync
+spec:
+  refreshInterval: 1h
+  secretStoreRef:
+    name: {css}
+    kind: ClusterSecretStore
+  target:
+    name: api-credentials
+    creationPolicy: Owner
+  data:
+  - secretKey: API_TOKEN
+    remoteRef:
+      key: /production/api-key
+      property: api_token_value
+"#,
+        ns = env.ns
+    ))
+    .await
+    .unwrap();
+    let s = env
+        .wait_secret("db-credentials-native", "synced from AWS", |s| {
+            s.data.is_some()
+        })
+        .await;
+    let d = secret_strings(&s);
+    assert_eq!(
+        (d["username"].as_str(), d["password"].as_str()),
+        ("admin", "superSecretPassword123")
+    );
+    let s = env
+        .wait_secret("api-credentials", "api token from AWS", |s| {
+            s.data.is_some()
+        })
+        .await;
+    assert_eq!(secret_strings(&s)["API_TOKEN"], "tok-aws");
+    env.wait_ready("db-credentials-es", "True", "SecretSynced")
+        .await;
+
+    // A ServiceAccount without the role annotation gives a precise error.
+    let api: Api<ServiceAccount> = Api::namespaced(env.client.clone(), &env.ns);
+    let mut bare = ServiceAccount::default();
+    bare.metadata.name = Some("no-role".into());
+    api.create(&PostParams::default(), &bare).await.unwrap();
+    env.apply(&format!(
+        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: norole}}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth: {{jwt: {{serviceAccountRef: {{name: no-role}}}}}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: norole}}\nspec:\n  secretStoreRef: {{name: norole}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: production/db/credentials}}}}\n"
+    ))
+    .await
+    .unwrap();
+    let msg = env.wait_ready("norole", "False", "SecretSyncedError").await;
+    assert!(
+        msg.contains(&format!(
+            "ServiceAccount {}/no-role has no eks.amazonaws.com/role-arn annotation",
+            env.ns
+        )),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn secrets_manager_find_versions_decoding_and_deletion() {
+    let env = TestEnv::new("aws-sm").await;
+    let p = env.ns.clone();
+    put_aws_secret(
+        &format!("{p}/dev/app/backend-api"),
+        r#"{"URL":"https://dev"}"#,
+        &[("env", "dev"), ("owner", &p)],
+    )
+    .await;
+    put_aws_secret(
+        &format!("{p}/dev/app/worker"),
+        "dev-worker",
+        &[("env", "dev"), ("owner", &p)],
+    )
+    .await;
+    put_aws_secret(
+        &format!("{p}/prod/app/worker"),
+        "prod-worker",
+        &[("env", "prod"), ("owner", &p)],
+    )
+    .await;
+    put_aws_secret(
+        &format!("{p}/nested"),
+        r#"{"a":{"b":{"c":"deep"}},"b64":"aGVsbG8="}"#,
+        &[],
+    )
+    .await;
+    let v1 = put_aws_secret(&format!("{p}/rotating"), "first", &[]).await;
+    put_aws_secret(&format!("{p}/rotating"), "second", &[]).await;
+    put_aws_secret(&format!("{p}/doomed"), "short-lived", &[]).await;
+
+    env.apply(&static_store("aws", "SecretsManager"))
+        .await
+        .unwrap();
+    env.apply(&format!(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: by-name}}
+spec:
+  secretStoreRef: {{name: aws}}
+  dataFrom:
+  - find: {{name: {{regexp: "^{p}/dev/app/.*"}}}}
+    rewrite: [{{regexp: {{source: "^{p}/dev/app/(.*)", target: "$1"}}}}]
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: by-tags}}
+spec:
+  secretStoreRef: {{name: aws}}
+  dataFrom:
+  - find: {{tags: {{owner: "{p}", env: prod}}}}
+    rewrite: [{{regexp: {{source: "^{p}/prod/app/", target: "prod-"}}}}]
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: by-path}}
+spec:
+  secretStoreRef: {{name: aws}}
+  dataFrom:
+  - find: {{path: "{p}/dev/"}}
+    rewrite: [{{regexp: {{source: "^{p}/dev/app/", target: ""}}}}]
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: props}}
+spec:
+  secretStoreRef: {{name: aws}}
+  data:
+  - {{secretKey: deep, remoteRef: {{key: "{p}/nested", property: a.b.c}}}}
+  - {{secretKey: decoded, remoteRef: {{key: "{p}/nested", property: b64, decodingStrategy: Base64}}}}
+  - {{secretKey: current, remoteRef: {{key: "{p}/rotating"}}}}
+  - {{secretKey: previous, remoteRef: {{key: "{p}/rotating", version: AWSPREVIOUS}}}}
+  - {{secretKey: by-id, remoteRef: {{key: "{p}/rotating", version: "uuid/{v1}"}}}}
+  dataFrom:
+  - extract: {{key: "{p}/nested", property: a}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: doomed}}
+spec:
+  refreshInterval: 1s
+  secretStoreRef: {{name: aws}}
+  target: {{deletionPolicy: Delete}}
+  data:
+  - {{secretKey: v, remoteRef: {{key: "{p}/doomed"}}}}
+"#
+    ))
+    .await
+    .unwrap();
+    let get = |name: &'static str| {
+        let env = &env;
+        async move { secret_strings(&env.wait_secret(name, name, |s| s.data.is_some()).await) }
+    };
+    let by_name = get("by-name").await;
+    assert_eq!(
+        by_name.keys().collect::<Vec<_>>(),
+        ["backend-api", "worker"]
+    );
+    assert_eq!(by_name["worker"], "dev-worker");
+    let by_tags = get("by-tags").await;
+    assert_eq!(
+        by_tags.keys().collect::<Vec<_>>(),
+        ["prod-worker"],
+        "only secrets with both exact tag pairs match"
+    );
+    let by_path = get("by-path").await;
+    assert_eq!(
+        by_path.keys().collect::<Vec<_>>(),
+        ["backend-api", "worker"]
+    );
+    let props = get("props").await;
+    assert_eq!(props["deep"], "deep");
+    assert_eq!(props["decoded"], "hello");
+    assert_eq!(
+        (
+            props["current"].as_str(),
+            props["previous"].as_str(),
+            props["by-id"].as_str()
+        ),
+        ("second", "first", "first")
+    );
+    assert_eq!(props["b"], r#"{"c":"deep"}"#);
+
+    get("doomed").await;
+    let sm = aws_sdk_secretsmanager::Client::new(&aws_config().await);
+    sm.delete_secret()
+        .secret_id(format!("{p}/doomed"))
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    env.wait_ready("doomed", "True", "SecretDeleted").await;
+    assert!(env.secrets().get_opt("doomed").await.unwrap().is_none());
+
+    // A missing remote secret under Retain: a precise message, nothing written.
+    env.apply(&format!("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: missing}}\nspec:\n  secretStoreRef: {{name: aws}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: \"{p}/nope\"}}}}\n")).await.unwrap();
+    let msg = env
+        .wait_ready("missing", "False", "SecretSyncedError")
+        .await;
+    assert!(
+        msg.contains(&format!("Secret does not exist: key \"{p}/nope\"")),
+        "{msg}"
+    );
+    // The store validated its credentials with STS.
+    wait_for(Duration::from_secs(20), "store Valid", || async {
+        let s = Api::<esox::api::SecretStore>::namespaced(env.client.clone(), &env.ns)
+            .get("aws")
+            .await
+            .ok()?;
+        s.status?
+            .conditions
+            .iter()
+            .any(|c| c.reason.as_deref() == Some("Valid"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let m = env.metrics();
+    assert!(
+        m.contains(r#"provider="AWS/SecretsManager",call="GetAllSecrets",status="success""#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn parameter_store_get_and_path() {
+    let env = TestEnv::new("aws-ssm").await;
+    // Names under /aws are reserved by Parameter Store.
+    let p = format!("/esox-test/{}", env.ns);
+    let ssm = aws_sdk_ssm::Client::new(&aws_config().await);
+    for (name, value) in [
+        ("app/db-url", "postgres://db"),
+        ("app/api-key", "k-123"),
+        ("other/x", "no"),
+    ] {
+        ssm.put_parameter()
+            .name(format!("{p}/{name}"))
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap();
+    }
+    env.apply(&static_store("ssm", "ParameterStore"))
+        .await
+        .unwrap();
+    env.apply(&format!(
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: params}}\nspec:\n  secretStoreRef: {{name: ssm}}\n  data:\n  - {{secretKey: DB_URL, remoteRef: {{key: \"{p}/app/db-url\"}}}}\n  dataFrom:\n  - find: {{path: \"{p}/app\"}}\n    rewrite: [{{regexp: {{source: \"^{p}/app/\", target: \"\"}}}}]\n"
+    ))
+    .await
+    .unwrap();
+    let s = env
+        .wait_secret("params", "parameters", |s| s.data.is_some())
+        .await;
+    let d = secret_strings(&s);
+    assert_eq!(d["DB_URL"], "postgres://db");
+    assert_eq!(d["api-key"], "k-123");
+    assert!(!d.contains_key("x"));
+    let _ = env
+        .external_secrets()
+        .patch(
+            "params",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"force-sync": "1"}}})),
+        )
+        .await;
+}
