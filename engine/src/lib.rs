@@ -14,3 +14,4 @@ pub mod pipeline;
 pub mod provider;
 pub mod ratelimit;
 pub mod secret;
+pub mod telemetry;

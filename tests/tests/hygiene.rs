@@ -20,7 +20,16 @@ async fn secret_values_never_reach_logs_events_or_status() {
     )
     .await
     .unwrap();
+    // The same through the AWS provider: the SDK's own logging must not leak either.
+    esox_tests::put_aws_secret(&format!("{}/canary", env.ns), &doc, &[]).await;
+    env.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds}}\nstringData: {{id: AKID, secret: s}}\n---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: aws}}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth: {{secretRef: {{accessKeyIDSecretRef: {{name: aws-creds, key: id}}, secretAccessKeySecretRef: {{name: aws-creds, key: secret}}}}}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: aws-ok}}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {{name: aws}}\n  dataFrom:\n  - extract: {{key: \"{}/canary\"}}\n",
+        env.ns
+    ))
+    .await
+    .unwrap();
     env.wait_secret("ok", "synced", |s| s.data.is_some()).await;
+    env.wait_secret("aws-ok", "synced from AWS", |s| s.data.is_some()).await;
     env.wait_ready("failing", "False", "SecretSyncedError")
         .await;
     env.wait_ready("failing-decode", "False", "SecretSyncedError")
@@ -35,7 +44,7 @@ async fn secret_values_never_reach_logs_events_or_status() {
         logs.len()
     );
     assert!(!logs.contains("CANARY"), "a secret value reached the logs");
-    for name in ["ok", "failing", "failing-decode"] {
+    for name in ["ok", "aws-ok", "failing", "failing-decode"] {
         let events = env.events_for(name).await;
         assert!(
             !events.iter().any(|e| e.contains("CANARY")),
