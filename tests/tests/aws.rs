@@ -348,3 +348,35 @@ async fn parameter_store_get_and_path() {
         )
         .await;
 }
+
+/// Reads one counter sample from the Prometheus text output.
+fn sample(metrics: &str, prefix: &str) -> u64 {
+    metrics.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+}
+
+#[tokio::test]
+async fn many_external_secrets_on_one_key_share_one_call_per_refresh_cycle() {
+    let env = TestEnv::new("aws-shared").await;
+    let key = format!("{}/shared", env.ns);
+    put_aws_secret(&key, r#"{"token":"shared"}"#, &[]).await;
+    env.apply(&static_store("aws", "SecretsManager")).await.unwrap();
+    let mut docs = String::new();
+    for i in 0..6 {
+        docs.push_str(&format!(
+            "---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: es-{i}}}\nspec:\n  refreshInterval: 6s\n  secretStoreRef: {{name: aws}}\n  dataFrom:\n  - extract: {{key: \"{key}\"}}\n"
+        ));
+    }
+    env.apply(&docs).await.unwrap();
+    for i in 0..6 {
+        env.wait_secret(&format!("es-{i}"), "synced", |s| s.data.is_some()).await;
+    }
+    let calls = r#"externalsecret_provider_api_calls_count_total{provider="AWS/SecretsManager",call="GetSecret""#;
+    let syncs = "externalsecret_sync_calls_total{";
+    let before = env.metrics();
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let after = env.metrics();
+    let (d_calls, d_syncs) = (sample(&after, calls) - sample(&before, calls), sample(&after, syncs) - sample(&before, syncs));
+    // Two refresh cycles of six ExternalSecrets: twelve syncs, about two provider calls.
+    assert!(d_syncs >= 10, "ExternalSecrets kept refreshing: {d_syncs} syncs");
+    assert!(d_calls <= 4, "{d_calls} GetSecretValue calls for {d_syncs} syncs of one key");
+}

@@ -234,9 +234,20 @@ async fn sync(es: &ExternalSecret, ctx: &Context, live: bool) -> Result<Action, 
     }
 
     // Step 3: fetch and build the data.
-    let resolver = StoreResolver::new(ctx, &ns, es.spec.secret_store_ref.as_ref());
+    // Values other ExternalSecrets fetched within this one's jitter window are as fresh as its
+    // own refresh timing promises; a change of spec, labels or annotations (force-sync) wants
+    // fresh data.
+    let changed = state.synced_version.is_some_and(|v| v != state.current_version);
+    let max_age = if changed { Duration::ZERO } else { (interval / 10).min(Duration::from_secs(300)) };
+    let resolver = StoreResolver::new(ctx, &ns, es.spec.secret_store_ref.as_ref(), max_age);
     let data = match pipeline::collect(&es.spec, &resolver).await {
         Ok(d) => d,
+        // Throttling is the provider pacing us, not a broken sync: a Secret that is in sync
+        // stays Ready (no status flap, no event) while the per-object backoff slows us down.
+        Err(e) if e.is_throttled() && secret_is_valid(existing.as_ref(), policy) => {
+            warn!(error = %e, "provider throttled; keeping the synced Secret and backing off");
+            return Err(Error::Fetch(e));
+        }
         Err(e) => return Err(fail(es, ctx, &recorder, Error::Fetch(e)).await),
     };
 

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Namespace;
@@ -38,22 +39,14 @@ pub struct StoreResolver<'a> {
     ctx: &'a Context,
     namespace: &'a str,
     default_ref: Option<&'a SecretStoreRef>,
+    max_age: Duration,
     cache: Mutex<HashMap<SecretStoreRef, ResolvedStore>>,
 }
 
 impl<'a> StoreResolver<'a> {
     /// A resolver for an ExternalSecret in `namespace` whose default store is `default_ref`.
-    pub fn new(
-        ctx: &'a Context,
-        namespace: &'a str,
-        default_ref: Option<&'a SecretStoreRef>,
-    ) -> Self {
-        StoreResolver {
-            ctx,
-            namespace,
-            default_ref,
-            cache: Mutex::new(HashMap::new()),
-        }
+    pub fn new(ctx: &'a Context, namespace: &'a str, default_ref: Option<&'a SecretStoreRef>, max_age: Duration) -> Self {
+        StoreResolver { ctx, namespace, default_ref, max_age, cache: Mutex::new(HashMap::new()) }
     }
 
     async fn resolve(&self, source: Source<'_>) -> Result<ResolvedStore, SourceError> {
@@ -200,7 +193,7 @@ impl DataSource for StoreResolver<'_> {
         Ok(self
             .ctx
             .fetch
-            .get(&store.identity, store.provider, req)
+            .get(&store.identity, store.provider, req, self.max_age)
             .await?)
     }
 

@@ -131,6 +131,11 @@ impl PipelineError {
         matches!(self, PipelineError::Provider { source, .. } if source.is_no_secret())
     }
 
+    /// Whether the provider asked us to slow down.
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, PipelineError::Provider { source: ProviderError::Throttled(_), .. })
+    }
+
     fn from_source(entry: String, err: SourceError) -> Self {
         match err {
             SourceError::Store(msg) => PipelineError::Store(msg),

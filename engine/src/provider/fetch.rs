@@ -2,12 +2,19 @@
 //!
 //! Hundreds of ExternalSecrets often point at the same few remote keys (the seeds' template
 //! example alone reads `prod/db/credentials` four times). Every `get` goes through here, keyed
-//! by the store's identity and the full [`GetRequest`]; a request that arrives while an
-//! identical one is in flight waits for that call instead of making its own. The map only
-//! holds in-flight calls, so no secret value outlives the requests that asked for it.
+//! by the store's identity and the full [`GetRequest`]:
+//!
+//! - a request that arrives while an identical one is in flight waits for that call;
+//! - a request may accept a result fetched at most `max_age` ago. The controller passes a tenth
+//!   of the ExternalSecret's refresh interval (at most 5 minutes) — exactly the jitter it adds
+//!   to periodic requeues — so N ExternalSecrets on one key cost one call per refresh cycle,
+//!   and no value is older than the refresh timing already allows. Force-syncs pass zero.
+//!
+//! Cached values are [`SecretBytes`] (zeroized on drop) and expire with their window.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -21,11 +28,17 @@ type SharedGet = Shared<BoxFuture<'static, Result<SecretBytes, ProviderError>>>;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StoreIdentity(pub String);
 
-/// Coalesces identical in-flight provider requests.
+type Key = (StoreIdentity, GetRequest);
+
+/// Coalesces identical provider requests (in flight, and recent ones).
 #[derive(Default, Clone)]
 pub struct FetchLayer {
-    in_flight: Arc<Mutex<HashMap<(StoreIdentity, GetRequest), SharedGet>>>,
+    in_flight: Arc<Mutex<HashMap<Key, SharedGet>>>,
+    recent: Arc<Mutex<HashMap<Key, (Instant, SecretBytes)>>>,
 }
+
+/// Longest time a fetched value is kept for reuse.
+const MAX_WINDOW: Duration = Duration::from_secs(300);
 
 impl FetchLayer {
     /// A new, empty fetch layer.
@@ -33,14 +46,24 @@ impl FetchLayer {
         Self::default()
     }
 
-    /// Fetches `req` from `provider`, sharing the call with identical concurrent requests.
+    /// Fetches `req` from `provider`, sharing the call with identical concurrent requests and
+    /// accepting a value fetched at most `max_age` ago.
     pub async fn get(
         &self,
         store: &StoreIdentity,
         provider: Arc<dyn Provider>,
         req: &GetRequest,
+        max_age: Duration,
     ) -> Result<SecretBytes, ProviderError> {
         let key = (store.clone(), req.clone());
+        if !max_age.is_zero() {
+            let recent = self.recent.lock().expect("fetch layer lock poisoned");
+            if let Some((at, value)) = recent.get(&key)
+                && at.elapsed() <= max_age
+            {
+                return Ok(value.clone());
+            }
+        }
         let (fut, leader) = {
             let mut map = self.in_flight.lock().expect("fetch layer lock poisoned");
             match map.get(&key) {
@@ -56,12 +79,24 @@ impl FetchLayer {
         };
         let result = fut.await;
         if leader {
-            self.in_flight
-                .lock()
-                .expect("fetch layer lock poisoned")
-                .remove(&key);
+            self.in_flight.lock().expect("fetch layer lock poisoned").remove(&key);
+            let mut recent = self.recent.lock().expect("fetch layer lock poisoned");
+            recent.retain(|_, (at, _)| at.elapsed() <= MAX_WINDOW);
+            match &result {
+                Ok(value) => {
+                    recent.insert(key, (Instant::now(), value.clone()));
+                }
+                Err(_) => {
+                    recent.remove(&key);
+                }
+            }
         }
         result
+    }
+
+    /// Number of values kept for reuse (for tests and metrics).
+    pub fn cached(&self) -> usize {
+        self.recent.lock().expect("fetch layer lock poisoned").len()
     }
 
     /// Number of calls currently in flight (for tests and metrics).
@@ -107,10 +142,29 @@ mod tests {
         let layer = FetchLayer::new();
         let store = StoreIdentity("ns/store".into());
         let req = GetRequest::new("k", None, Default::default());
-        let calls = (0..10).map(|_| layer.get(&store, p.clone(), &req));
+        let calls = (0..10).map(|_| layer.get(&store, p.clone(), &req, Duration::ZERO));
         let results = futures::future::join_all(calls).await;
         assert!(results.iter().all(|r| r.as_ref().unwrap().expose() == b"v"));
         assert_eq!(p.0.load(Ordering::SeqCst), 1);
         assert_eq!(layer.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn recent_values_are_reused_within_the_window_only() {
+        let p = Arc::new(Slow(AtomicUsize::new(0)));
+        let layer = FetchLayer::new();
+        let store = StoreIdentity("ns/store".into());
+        let req = GetRequest::new("k", None, Default::default());
+        layer.get(&store, p.clone(), &req, Duration::ZERO).await.unwrap();
+        layer.get(&store, p.clone(), &req, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(p.0.load(Ordering::SeqCst), 1, "reused within the window");
+        layer.get(&store, p.clone(), &req, Duration::ZERO).await.unwrap();
+        assert_eq!(p.0.load(Ordering::SeqCst), 2, "max_age zero always fetches");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        layer.get(&store, p.clone(), &req, Duration::from_millis(10)).await.unwrap();
+        assert_eq!(p.0.load(Ordering::SeqCst), 3, "expired values are fetched again");
+        let other = StoreIdentity("ns/other-store".into());
+        layer.get(&other, p.clone(), &req, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(p.0.load(Ordering::SeqCst), 4, "never shared across stores or identities");
     }
 }
