@@ -351,7 +351,11 @@ async fn parameter_store_get_and_path() {
 
 /// Reads one counter sample from the Prometheus text output.
 fn sample(metrics: &str, prefix: &str) -> u64 {
-    metrics.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 #[tokio::test]
@@ -359,7 +363,9 @@ async fn many_external_secrets_on_one_key_share_one_call_per_refresh_cycle() {
     let env = TestEnv::new("aws-shared").await;
     let key = format!("{}/shared", env.ns);
     put_aws_secret(&key, r#"{"token":"shared"}"#, &[]).await;
-    env.apply(&static_store("aws", "SecretsManager")).await.unwrap();
+    env.apply(&static_store("aws", "SecretsManager"))
+        .await
+        .unwrap();
     let mut docs = String::new();
     for i in 0..6 {
         docs.push_str(&format!(
@@ -368,15 +374,59 @@ async fn many_external_secrets_on_one_key_share_one_call_per_refresh_cycle() {
     }
     env.apply(&docs).await.unwrap();
     for i in 0..6 {
-        env.wait_secret(&format!("es-{i}"), "synced", |s| s.data.is_some()).await;
+        env.wait_secret(&format!("es-{i}"), "synced", |s| s.data.is_some())
+            .await;
     }
     let calls = r#"externalsecret_provider_api_calls_count_total{provider="AWS/SecretsManager",call="GetSecret""#;
     let syncs = "externalsecret_sync_calls_total{";
     let before = env.metrics();
     tokio::time::sleep(Duration::from_secs(13)).await;
     let after = env.metrics();
-    let (d_calls, d_syncs) = (sample(&after, calls) - sample(&before, calls), sample(&after, syncs) - sample(&before, syncs));
+    let (d_calls, d_syncs) = (
+        sample(&after, calls) - sample(&before, calls),
+        sample(&after, syncs) - sample(&before, syncs),
+    );
     // Two refresh cycles of six ExternalSecrets: twelve syncs, about two provider calls.
-    assert!(d_syncs >= 10, "ExternalSecrets kept refreshing: {d_syncs} syncs");
-    assert!(d_calls <= 4, "{d_calls} GetSecretValue calls for {d_syncs} syncs of one key");
+    assert!(
+        d_syncs >= 10,
+        "ExternalSecrets kept refreshing: {d_syncs} syncs"
+    );
+    assert!(
+        d_calls <= 4,
+        "{d_calls} GetSecretValue calls for {d_syncs} syncs of one key"
+    );
+}
+
+#[tokio::test]
+async fn role_chain_with_external_id() {
+    let env = TestEnv::new("aws-roles").await;
+    let key = format!("{}/chained", env.ns);
+    put_aws_secret(&key, "via-role-chain", &[]).await;
+    env.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds}}\nstringData: {{id: AKIDBASE, secret: s}}\n---\napiVersion: external-secrets.io/v1beta1\nkind: SecretStore\nmetadata: {{name: chained}}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      additionalRoles: ['arn:aws:iam::123456789012:role/hop']\n      role: arn:aws:iam::123456789012:role/final\n      externalID: ext-123\n      sessionTags: [{{key: team, value: payments}}]\n      transitiveTagKeys: [team]\n      auth: {{secretRef: {{accessKeyIDSecretRef: {{name: aws-creds, key: id}}, secretAccessKeySecretRef: {{name: aws-creds, key: secret}}}}}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: chained}}\nspec:\n  secretStoreRef: {{name: chained}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: \"{key}\"}}}}\n"
+    ))
+    .await
+    .unwrap();
+    let s = env
+        .wait_secret("chained", "synced through the role chain", |s| {
+            s.data.is_some()
+        })
+        .await;
+    assert_eq!(secret_strings(&s)["v"], "via-role-chain");
+    // STS says who we are after the chain: the final role, assumed by esox. (moto keeps data
+    // per account, so the roles live in the account the secret was created in.)
+    let msg = wait_for(Duration::from_secs(20), "store validated", || async {
+        let s = Api::<esox::api::SecretStore>::namespaced(env.client.clone(), &env.ns)
+            .get("chained")
+            .await
+            .ok()?;
+        s.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.reason.as_deref() == Some("Valid"))
+            .and_then(|c| c.message)
+    })
+    .await
+    .unwrap();
+    assert!(msg.contains("assumed-role/final/esox"), "{msg}");
 }

@@ -29,7 +29,8 @@ async fn secret_values_never_reach_logs_events_or_status() {
     .await
     .unwrap();
     env.wait_secret("ok", "synced", |s| s.data.is_some()).await;
-    env.wait_secret("aws-ok", "synced from AWS", |s| s.data.is_some()).await;
+    env.wait_secret("aws-ok", "synced from AWS", |s| s.data.is_some())
+        .await;
     env.wait_ready("failing", "False", "SecretSyncedError")
         .await;
     env.wait_ready("failing-decode", "False", "SecretSyncedError")

@@ -237,8 +237,14 @@ async fn sync(es: &ExternalSecret, ctx: &Context, live: bool) -> Result<Action, 
     // Values other ExternalSecrets fetched within this one's jitter window are as fresh as its
     // own refresh timing promises; a change of spec, labels or annotations (force-sync) wants
     // fresh data.
-    let changed = state.synced_version.is_some_and(|v| v != state.current_version);
-    let max_age = if changed { Duration::ZERO } else { (interval / 10).min(Duration::from_secs(300)) };
+    let changed = state
+        .synced_version
+        .is_some_and(|v| v != state.current_version);
+    let max_age = if changed {
+        Duration::ZERO
+    } else {
+        (interval / 10).min(Duration::from_secs(300))
+    };
     let resolver = StoreResolver::new(ctx, &ns, es.spec.secret_store_ref.as_ref(), max_age);
     let data = match pipeline::collect(&es.spec, &resolver).await {
         Ok(d) => d,

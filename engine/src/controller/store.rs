@@ -54,7 +54,14 @@ async fn validate(
     match provider::build(spec, &bctx).await {
         Err(e) => (false, e.reason(), e.to_string()),
         Ok((p, _)) => match p.validate().await {
-            Ok(()) => (true, "Valid", "store validated".to_string()),
+            Ok(identity) => (
+                true,
+                "Valid",
+                match identity {
+                    Some(id) => format!("store validated (authenticated as {id})"),
+                    None => "store validated".to_string(),
+                },
+            ),
             Err(e) => (
                 false,
                 "ValidationFailed",

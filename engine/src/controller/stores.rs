@@ -45,8 +45,19 @@ pub struct StoreResolver<'a> {
 
 impl<'a> StoreResolver<'a> {
     /// A resolver for an ExternalSecret in `namespace` whose default store is `default_ref`.
-    pub fn new(ctx: &'a Context, namespace: &'a str, default_ref: Option<&'a SecretStoreRef>, max_age: Duration) -> Self {
-        StoreResolver { ctx, namespace, default_ref, max_age, cache: Mutex::new(HashMap::new()) }
+    pub fn new(
+        ctx: &'a Context,
+        namespace: &'a str,
+        default_ref: Option<&'a SecretStoreRef>,
+        max_age: Duration,
+    ) -> Self {
+        StoreResolver {
+            ctx,
+            namespace,
+            default_ref,
+            max_age,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     async fn resolve(&self, source: Source<'_>) -> Result<ResolvedStore, SourceError> {

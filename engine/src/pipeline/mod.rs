@@ -133,7 +133,13 @@ impl PipelineError {
 
     /// Whether the provider asked us to slow down.
     pub fn is_throttled(&self) -> bool {
-        matches!(self, PipelineError::Provider { source: ProviderError::Throttled(_), .. })
+        matches!(
+            self,
+            PipelineError::Provider {
+                source: ProviderError::Throttled(_),
+                ..
+            }
+        )
     }
 
     fn from_source(entry: String, err: SourceError) -> Self {

@@ -84,8 +84,8 @@ impl Provider for FakeProvider {
             .collect())
     }
 
-    async fn validate(&self) -> Result<(), ProviderError> {
-        Ok(())
+    async fn validate(&self) -> Result<Option<String>, ProviderError> {
+        Ok(None)
     }
 }
 

@@ -79,7 +79,10 @@ impl FetchLayer {
         };
         let result = fut.await;
         if leader {
-            self.in_flight.lock().expect("fetch layer lock poisoned").remove(&key);
+            self.in_flight
+                .lock()
+                .expect("fetch layer lock poisoned")
+                .remove(&key);
             let mut recent = self.recent.lock().expect("fetch layer lock poisoned");
             recent.retain(|_, (at, _)| at.elapsed() <= MAX_WINDOW);
             match &result {
@@ -131,8 +134,8 @@ mod tests {
         ) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
             Ok(BTreeMap::new())
         }
-        async fn validate(&self) -> Result<(), ProviderError> {
-            Ok(())
+        async fn validate(&self) -> Result<Option<String>, ProviderError> {
+            Ok(None)
         }
     }
 
@@ -155,16 +158,39 @@ mod tests {
         let layer = FetchLayer::new();
         let store = StoreIdentity("ns/store".into());
         let req = GetRequest::new("k", None, Default::default());
-        layer.get(&store, p.clone(), &req, Duration::ZERO).await.unwrap();
-        layer.get(&store, p.clone(), &req, Duration::from_secs(60)).await.unwrap();
+        layer
+            .get(&store, p.clone(), &req, Duration::ZERO)
+            .await
+            .unwrap();
+        layer
+            .get(&store, p.clone(), &req, Duration::from_secs(60))
+            .await
+            .unwrap();
         assert_eq!(p.0.load(Ordering::SeqCst), 1, "reused within the window");
-        layer.get(&store, p.clone(), &req, Duration::ZERO).await.unwrap();
+        layer
+            .get(&store, p.clone(), &req, Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(p.0.load(Ordering::SeqCst), 2, "max_age zero always fetches");
         tokio::time::sleep(Duration::from_millis(30)).await;
-        layer.get(&store, p.clone(), &req, Duration::from_millis(10)).await.unwrap();
-        assert_eq!(p.0.load(Ordering::SeqCst), 3, "expired values are fetched again");
+        layer
+            .get(&store, p.clone(), &req, Duration::from_millis(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            p.0.load(Ordering::SeqCst),
+            3,
+            "expired values are fetched again"
+        );
         let other = StoreIdentity("ns/other-store".into());
-        layer.get(&other, p.clone(), &req, Duration::from_secs(60)).await.unwrap();
-        assert_eq!(p.0.load(Ordering::SeqCst), 4, "never shared across stores or identities");
+        layer
+            .get(&other, p.clone(), &req, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            p.0.load(Ordering::SeqCst),
+            4,
+            "never shared across stores or identities"
+        );
     }
 }

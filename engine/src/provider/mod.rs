@@ -95,8 +95,8 @@ pub trait Provider: Send + Sync {
     /// Finds remote secrets; keys are the remote names.
     async fn find(&self, query: &FindQuery)
     -> Result<BTreeMap<String, SecretBytes>, ProviderError>;
-    /// Checks that the store is usable.
-    async fn validate(&self) -> Result<(), ProviderError>;
+    /// Checks that the store is usable; returns the identity it authenticates as, if known.
+    async fn validate(&self) -> Result<Option<String>, ProviderError>;
 }
 
 /// Why no provider could be built for a store.
@@ -222,7 +222,7 @@ impl Provider for Metered {
         self.count("GetAllSecrets", &r);
         r
     }
-    async fn validate(&self) -> Result<(), ProviderError> {
+    async fn validate(&self) -> Result<Option<String>, ProviderError> {
         let r = self.inner.validate().await;
         self.count("Validate", &r);
         r

@@ -70,11 +70,15 @@ pub(crate) fn sts_client(conf: &SdkConfig) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::from_conf(b.build())
 }
 
-/// Checks the credentials with STS `GetCallerIdentity` (needs no permission, costs nothing).
-pub(crate) async fn check_identity(sts: &aws_sdk_sts::Client) -> Result<(), super::ProviderError> {
-    sts.get_caller_identity()
+/// Checks the credentials with STS `GetCallerIdentity` (needs no permission, costs nothing)
+/// and returns the caller's ARN — after a role chain, the assumed role's.
+pub(crate) async fn check_identity(
+    sts: &aws_sdk_sts::Client,
+) -> Result<Option<String>, super::ProviderError> {
+    let out = sts
+        .get_caller_identity()
         .send()
         .await
-        .map(|_| ())
-        .map_err(|e| errors::classify(e, "sts:GetCallerIdentity"))
+        .map_err(|e| errors::classify(e, "sts:GetCallerIdentity"))?;
+    Ok(out.arn().map(str::to_string))
 }

@@ -209,7 +209,7 @@ impl Provider for ParameterStore {
         Ok(out)
     }
 
-    async fn validate(&self) -> Result<(), ProviderError> {
+    async fn validate(&self) -> Result<Option<String>, ProviderError> {
         check_identity(&self.sts).await
     }
 }

@@ -254,7 +254,7 @@ impl Provider for SecretsManager {
         Ok(out)
     }
 
-    async fn validate(&self) -> Result<(), ProviderError> {
+    async fn validate(&self) -> Result<Option<String>, ProviderError> {
         check_identity(&self.sts).await
     }
 }
