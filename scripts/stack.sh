@@ -12,7 +12,7 @@
 #
 # State (certs, data, logs, env file): ${ESOX_STACK_DIR:-<repo>/.stack}
 # Binaries: ${ESOX_CACHE:-$HOME/.cache/esox}/bin/<name>-<version>
-# The env file exports KUBECONFIG, ESOX_APISERVER_URL, ESOX_STACK_DIR, ESOX_ETCD_URL,
+# The env file exports KUBECONFIG, ESOX_APISERVER_URL, ESOX_AUDIT_LOG, ESOX_STACK_DIR, ESOX_ETCD_URL,
 # ESOX_MOTO_URL and AWS_ENDPOINT_URL; each service adds its own variables from its start
 # function, so adding a service is one more function.
 set -euo pipefail
@@ -147,6 +147,16 @@ start_etcd() {
 start_apiserver() {
   local port pki=$state/pki
   port=$(free_port)
+  # Audit only TokenRequests (tests assert esox does not request a token per sync).
+  cat >"$state/audit-policy.yaml" <<AUDIT
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  resources: [{group: "", resources: ["serviceaccounts/token"]}]
+- level: None
+AUDIT
   start_bg kube-apiserver "$state/kube-apiserver.log" "$apiserver_bin" \
     --etcd-servers "$ETCD_URL" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \
@@ -159,6 +169,7 @@ start_apiserver() {
     --authorization-mode RBAC \
     --allow-privileged=true \
     --enable-priority-and-fairness=false \
+    --audit-policy-file "$state/audit-policy.yaml" --audit-log-path "$state/audit.log" \
     --cert-dir "$pki"
   local url=https://127.0.0.1:$port
   wait_until 90 "kube-apiserver /readyz" "$state/kube-apiserver.log" \
@@ -184,6 +195,7 @@ KC
   {
     echo "export KUBECONFIG=$state/kubeconfig"
     echo "export ESOX_APISERVER_URL=$url"
+    echo "export ESOX_AUDIT_LOG=$state/audit.log"
   } >>"$state/env.new"
 }
 
