@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The demo: start the local control plane, run esox against it, apply examples/fake, and print
-# what esox synced. `scripts/demo.sh stop` stops esox and the control plane.
+# The demo: start the local control plane, run esox against it, apply the seeds' manifests from
+# examples/, and print what esox synced.
+#   scripts/demo.sh        stores served by the Fake provider
+#   scripts/demo.sh aws    the seeds' AWS stores (IRSA via TokenRequest + STS) against moto
+#   scripts/demo.sh stop   stop esox and the control plane
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -10,7 +13,9 @@ state=${ESOX_STACK_DIR:-$root/.stack}
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-if [ "${1:-}" = stop ]; then
+mode=${1:-fake}
+case "$mode" in fake|aws|stop) ;; *) echo "usage: $0 [fake|aws|stop]" >&2; exit 2 ;; esac
+if [ "$mode" = stop ]; then
   if [ -f "$state/esox.pid" ]; then kill "$(cat "$state/esox.pid")" 2>/dev/null || true; rm -f "$state/esox.pid"; fi
   bash "$here/stack.sh" down
   exit 0
@@ -38,8 +43,23 @@ fi
 "$esox" controller --metrics-addr 127.0.0.1:0 >"$state/esox.log" 2>&1 &
 echo $! >"$state/esox.pid"
 
-say "Applying examples/fake (the seeds' manifests, served by a Fake store)"
-kubectl apply -f examples/fake/ >/dev/null
+kubectl apply -f examples/namespaces.yaml >/dev/null
+if [ "$mode" = aws ]; then
+  say "Publishing the seeds' secrets to AWS Secrets Manager (moto at $AWS_ENDPOINT_URL)"
+  "${ESOX_CACHE:-$HOME/.cache/esox}/moto-5.2.1/bin/python3" - examples/stores/aws-seed-data.json <<'PY'
+import json, os, sys, boto3
+sm = boto3.client("secretsmanager", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+for name, value in json.load(open(sys.argv[1])).items():
+    try:
+        sm.create_secret(Name=name, SecretString=value)
+    except sm.exceptions.ResourceExistsException:
+        sm.put_secret_value(SecretId=name, SecretString=value)
+    print("  " + name)
+PY
+fi
+say "Applying the seeds' stores (examples/stores/$mode.yaml) and ExternalSecrets"
+kubectl apply -f "examples/stores/$mode.yaml" >/dev/null
+kubectl apply -f examples/external-secrets/ >/dev/null
 for ns in production-apps my-app dev-apps; do
   kubectl wait --for=condition=Ready externalsecrets --all -n "$ns" --timeout=60s >/dev/null || true
 done
