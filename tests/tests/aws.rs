@@ -123,9 +123,9 @@ spec:
     let mut bare = ServiceAccount::default();
     bare.metadata.name = Some("no-role".into());
     api.create(&PostParams::default(), &bare).await.unwrap();
-    env.apply(&format!(
-        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: norole}}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth: {{jwt: {{serviceAccountRef: {{name: no-role}}}}}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: norole}}\nspec:\n  secretStoreRef: {{name: norole}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: production/db/credentials}}}}\n"
-    ))
+    env.apply(
+        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: norole}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth: {jwt: {serviceAccountRef: {name: no-role}}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: norole}\nspec:\n  secretStoreRef: {name: norole}\n  data:\n  - {secretKey: v, remoteRef: {key: production/db/credentials}}\n"
+    )
     .await
     .unwrap();
     let msg = env.wait_ready("norole", "False", "SecretSyncedError").await;
