@@ -299,7 +299,7 @@ spec:
     .unwrap();
     let m = env.metrics();
     assert!(
-        m.contains(r#"provider="AWS/SecretsManager",call="GetAllSecrets",status="success""#),
+        m.contains(r#"provider="AWS/SecretsManager",call="ListSecrets",status="success""#),
         "{m}"
     );
 }
@@ -377,7 +377,7 @@ async fn many_external_secrets_on_one_key_share_one_call_per_refresh_cycle() {
         env.wait_secret(&format!("es-{i}"), "synced", |s| s.data.is_some())
             .await;
     }
-    let calls = r#"externalsecret_provider_api_calls_count_total{provider="AWS/SecretsManager",call="GetSecret""#;
+    let calls = r#"externalsecret_provider_api_calls_count_total{provider="AWS/SecretsManager",call="GetSecretValue""#;
     let syncs = "externalsecret_sync_calls_total{";
     let before = env.metrics();
     tokio::time::sleep(Duration::from_secs(13)).await;
@@ -429,4 +429,41 @@ async fn role_chain_with_external_id() {
     .await
     .unwrap();
     assert!(msg.contains("assumed-role/final/esox"), "{msg}");
+}
+
+#[tokio::test]
+async fn single_gets_issued_together_are_batched() {
+    let env = TestEnv::new("aws-batch").await;
+    let mut data = String::new();
+    for i in 0..12 {
+        put_aws_secret(&format!("{}/key-{i}", env.ns), &format!("value-{i}"), &[]).await;
+        data.push_str(&format!(
+            "  - {{secretKey: k{i}, remoteRef: {{key: \"{}/key-{i}\"}}}}\n",
+            env.ns
+        ));
+    }
+    env.apply(&static_store("aws", "SecretsManager"))
+        .await
+        .unwrap();
+    env.apply(&format!("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: many-keys}}\nspec:\n  secretStoreRef: {{name: aws}}\n  data:\n{data}")).await.unwrap();
+    let s = env
+        .wait_secret("many-keys", "twelve keys", |s| {
+            s.data.as_ref().is_some_and(|d| d.len() == 12)
+        })
+        .await;
+    assert_eq!(secret_strings(&s)["k7"], "value-7");
+    let m = env.metrics();
+    let batch = sample(
+        &m,
+        r#"externalsecret_provider_api_calls_count_total{provider="AWS/SecretsManager",call="BatchGetSecretValue",status="success"}"#,
+    );
+    let single = sample(
+        &m,
+        r#"externalsecret_provider_api_calls_count_total{provider="AWS/SecretsManager",call="GetSecretValue""#,
+    );
+    assert_eq!(
+        (batch, single),
+        (1, 0),
+        "twelve keys in one BatchGetSecretValue call:\n{m}"
+    );
 }

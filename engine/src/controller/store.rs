@@ -50,6 +50,7 @@ async fn validate(
         client: &ctx.client,
         store_kind: kind,
         namespace,
+        metrics: &ctx.metrics,
     };
     match provider::build(spec, &bctx).await {
         Err(e) => (false, e.reason(), e.to_string()),

@@ -5,7 +5,7 @@
 //! when its `spec.conditions` allow it (any entry matching: names, regexes, label selector).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,7 +21,7 @@ use crate::api::{
 };
 use crate::pipeline::{DataSource, Source, SourceError};
 use crate::provider::fetch::StoreIdentity;
-use crate::provider::{self, BuildContext, FindQuery, GetRequest, Metered, Provider};
+use crate::provider::{self, BuildContext, FindQuery, GetRequest, Provider};
 use crate::secret::SecretBytes;
 
 /// A store resolved for one ExternalSecret.
@@ -40,7 +40,9 @@ pub struct StoreResolver<'a> {
     namespace: &'a str,
     default_ref: Option<&'a SecretStoreRef>,
     max_age: Duration,
-    cache: Mutex<HashMap<SecretStoreRef, ResolvedStore>>,
+    /// Held while a store is resolved, so entries fetched concurrently resolve it once (and
+    /// then reach the provider together, where they can be batched).
+    cache: tokio::sync::Mutex<HashMap<SecretStoreRef, Result<ResolvedStore, SourceError>>>,
 }
 
 impl<'a> StoreResolver<'a> {
@@ -56,7 +58,7 @@ impl<'a> StoreResolver<'a> {
             namespace,
             default_ref,
             max_age,
-            cache: Mutex::new(HashMap::new()),
+            cache: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -71,14 +73,19 @@ impl<'a> StoreResolver<'a> {
                 )
             })?
             .clone();
-        if let Some(found) = self
-            .cache
-            .lock()
-            .expect("resolver lock poisoned")
-            .get(&store_ref)
-        {
-            return Ok(found.clone());
+        let mut cache = self.cache.lock().await;
+        if let Some(found) = cache.get(&store_ref) {
+            return found.clone();
         }
+        let resolved = self.resolve_uncached(&store_ref).await;
+        cache.insert(store_ref, resolved.clone());
+        resolved
+    }
+
+    async fn resolve_uncached(
+        &self,
+        store_ref: &SecretStoreRef,
+    ) -> Result<ResolvedStore, SourceError> {
         let (spec, identity) = match store_ref.kind() {
             StoreKind::SecretStore => {
                 let api: Api<SecretStore> =
@@ -133,12 +140,7 @@ impl<'a> StoreResolver<'a> {
                 (store.spec.0, id)
             }
         };
-        let resolved = self.connect(&spec, store_ref.kind(), identity).await?;
-        self.cache
-            .lock()
-            .expect("resolver lock poisoned")
-            .insert(store_ref, resolved.clone());
-        Ok(resolved)
+        self.connect(&spec, store_ref.kind(), identity).await
     }
 
     async fn connect(
@@ -151,17 +153,13 @@ impl<'a> StoreResolver<'a> {
             client: &self.ctx.client,
             store_kind: kind,
             namespace: self.namespace,
+            metrics: &self.ctx.metrics,
         };
-        let (inner, auth_id) = provider::build(spec, &bctx)
+        let (fresh, auth_id) = provider::build(spec, &bctx)
             .await
             .map_err(|e| SourceError::Store(e.to_string()))?;
         let identity = format!("{store_id} as {auth_id}");
-        let metered = Metered::wrap(
-            inner,
-            provider::provider_label(spec),
-            self.ctx.metrics.clone(),
-        );
-        let provider = self.ctx.providers.get_or_insert(identity.clone(), metered);
+        let provider = self.ctx.providers.get_or_insert(identity.clone(), fresh);
         Ok(ResolvedStore {
             identity: StoreIdentity(identity),
             provider,

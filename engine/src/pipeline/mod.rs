@@ -162,6 +162,28 @@ pub async fn collect(
         inner: source,
         seen: Default::default(),
     };
+    // Issue every single-secret fetch at once: providers batch requests that arrive together
+    // (AWS: one BatchGetSecretValue for up to 20 keys). The entries below then read the
+    // memoized results in ESO's order, so precedence and error reporting are unchanged.
+    let extracts = spec.data_from.iter().filter_map(|e| {
+        let x = e.extract.as_ref()?;
+        Some((
+            e.source_ref.as_ref(),
+            GetRequest::new(&x.key, x.version.as_deref(), x.metadata_policy),
+        ))
+    });
+    let singles = spec.data.iter().map(|d| {
+        let r = &d.remote_ref;
+        (
+            d.source_ref.as_ref(),
+            GetRequest::new(&r.key, r.version.as_deref(), r.metadata_policy),
+        )
+    });
+    let all: Vec<_> = extracts
+        .chain(singles)
+        .filter(|(s, _)| s.is_none_or(|s| s.generator_ref.is_none()))
+        .collect();
+    futures::future::join_all(all.iter().map(|(src, req)| memo.get(*src, req))).await;
     let source: &dyn DataSource = &memo;
     let skip_missing = spec.target.deletion_policy != DeletionPolicy::Retain;
     let mut out = SecretMap::new();

@@ -135,6 +135,8 @@ pub struct BuildContext<'a> {
     /// Namespace references resolve in: the store's for a SecretStore, the ExternalSecret's
     /// (unless a reference names one) for a ClusterSecretStore.
     pub namespace: &'a str,
+    /// Where providers count their API calls.
+    pub metrics: &'a Arc<crate::metrics::Metrics>,
 }
 
 /// Builds the provider for a store spec. Returns it with a string naming the identity it
@@ -150,10 +152,9 @@ pub async fn build(
         _ => return Err(ProviderBuildError::MultipleProviders(names.join(", "))),
     }
     if let Some(fake) = &spec.provider.fake {
-        return Ok((
-            Arc::new(fake::FakeProvider::new(fake)),
-            "static".to_string(),
-        ));
+        let inner = Arc::new(fake::FakeProvider::new(fake));
+        let metered = Metered::wrap(inner, "fake", ctx.metrics.clone());
+        return Ok((metered, "static".to_string()));
     }
     if let Some(aws) = &spec.provider.aws {
         return aws::connect(aws, ctx).await;
@@ -161,7 +162,9 @@ pub async fn build(
     Err(ProviderBuildError::Unsupported(names[0].clone()))
 }
 
-/// Counts real provider calls in `externalsecret_provider_api_calls_count`. Wraps a provider
+/// Counts calls of a provider that has no API calls of its own to count (the Fake provider)
+/// in `externalsecret_provider_api_calls_count`. Providers with a remote API (AWS) count each
+/// API call themselves, under the API's own call names, as ESO does. Either way the count sits
 /// *inside* the fetch layer, so coalesced requests are counted once — as they are billed.
 pub struct Metered {
     inner: Arc<dyn Provider>,
@@ -184,11 +187,7 @@ impl Metered {
     }
 
     fn count<T>(&self, call: &str, r: &Result<T, ProviderError>) {
-        let status = match r {
-            Ok(_) => "success",
-            Err(ProviderError::NoSecret { .. }) => "not_found",
-            Err(_) => "error",
-        };
+        let status = if r.is_ok() { "success" } else { "error" };
         self.metrics
             .provider_calls
             .get_or_create(&crate::metrics::ProviderCallLabels {
@@ -226,19 +225,5 @@ impl Provider for Metered {
         let r = self.inner.validate().await;
         self.count("Validate", &r);
         r
-    }
-}
-
-/// The provider's name for metrics, from a store spec.
-pub fn provider_label(spec: &SecretStoreSpec) -> &'static str {
-    if spec.provider.fake.is_some() {
-        "fake"
-    } else if let Some(aws) = &spec.provider.aws {
-        match aws.service {
-            crate::api::AwsService::SecretsManager => "AWS/SecretsManager",
-            crate::api::AwsService::ParameterStore => "AWS/ParameterStore",
-        }
-    } else {
-        "unknown"
     }
 }

@@ -55,8 +55,20 @@ pub async fn connect(
     let conf = sdk_config(&spec.region, Some(creds)).await;
     let prefix = spec.prefix.clone().unwrap_or_default();
     let provider: Arc<dyn Provider> = match spec.service {
-        AwsService::SecretsManager => Arc::new(secrets_manager::SecretsManager::new(&conf, prefix)),
-        AwsService::ParameterStore => Arc::new(parameter_store::ParameterStore::new(&conf, prefix)),
+        AwsService::SecretsManager => {
+            let calls = Calls {
+                metrics: ctx.metrics.clone(),
+                provider: "AWS/SecretsManager",
+            };
+            Arc::new(secrets_manager::SecretsManager::new(&conf, prefix, calls))
+        }
+        AwsService::ParameterStore => {
+            let calls = Calls {
+                metrics: ctx.metrics.clone(),
+                provider: "AWS/ParameterStore",
+            };
+            Arc::new(parameter_store::ParameterStore::new(&conf, prefix, calls))
+        }
     };
     Ok((provider, identity))
 }
@@ -81,4 +93,38 @@ pub(crate) async fn check_identity(
         .await
         .map_err(|e| errors::classify(e, "sts:GetCallerIdentity"))?;
     Ok(out.arn().map(str::to_string))
+}
+
+/// Records an SDK call's outcome in the provider-call metric, inline.
+pub(crate) trait Recorded: Sized {
+    fn recorded(self, calls: &Calls, call: &str) -> Self;
+}
+
+impl<T, E> Recorded for Result<T, E> {
+    fn recorded(self, calls: &Calls, call: &str) -> Self {
+        calls.record(call, &self);
+        self
+    }
+}
+
+/// Counts AWS API calls in `externalsecret_provider_api_calls_count`, with the API's own call
+/// names (`GetSecretValue`, `BatchGetSecretValue`, …) as ESO labels them.
+#[derive(Clone)]
+pub(crate) struct Calls {
+    metrics: Arc<crate::metrics::Metrics>,
+    provider: &'static str,
+}
+
+impl Calls {
+    /// Records one call and its outcome.
+    pub(crate) fn record<T, E>(&self, call: &str, result: &Result<T, E>) {
+        self.metrics
+            .provider_calls
+            .get_or_create(&crate::metrics::ProviderCallLabels {
+                provider: self.provider.to_string(),
+                call: call.to_string(),
+                status: if result.is_ok() { "success" } else { "error" }.to_string(),
+            })
+            .inc();
+    }
 }

@@ -15,26 +15,28 @@ use aws_sdk_ssm::types::ParameterStringFilter;
 use regex::Regex;
 
 use super::errors::{classify, is_not_found};
-use super::{check_identity, endpoint_env, sts_client};
+use super::{Calls, Recorded, check_identity, endpoint_env, sts_client};
 use crate::provider::{FindQuery, GetRequest, Provider, ProviderError};
 use crate::secret::SecretBytes;
 
 /// Parameter Store provider.
 pub struct ParameterStore {
     client: Client,
+    calls: Calls,
     sts: aws_sdk_sts::Client,
     prefix: String,
 }
 
 impl ParameterStore {
     /// Builds clients from the store's SDK configuration.
-    pub fn new(conf: &SdkConfig, prefix: String) -> Self {
+    pub(crate) fn new(conf: &SdkConfig, prefix: String, calls: Calls) -> Self {
         let mut b = aws_sdk_ssm::config::Builder::from(conf);
         if let Some(url) = endpoint_env("AWS_SSM_ENDPOINT") {
             b = b.endpoint_url(url);
         }
         ParameterStore {
             client: Client::from_conf(b.build()),
+            calls,
             sts: sts_client(conf),
             prefix,
         }
@@ -60,6 +62,7 @@ impl Provider for ParameterStore {
                 .resource_id(self.id(&req.key))
                 .send()
                 .await
+                .recorded(&self.calls, "ListTagsForResource")
                 .map_err(|e| {
                     if is_not_found(&e) || e.code() == Some("InvalidResourceId") {
                         ProviderError::NoSecret {
@@ -90,6 +93,7 @@ impl Provider for ParameterStore {
             .with_decryption(true)
             .send()
             .await
+            .recorded(&self.calls, "GetParameter")
             .map_err(|e| {
                 if is_not_found(&e) {
                     ProviderError::NoSecret {
@@ -128,6 +132,7 @@ impl Provider for ParameterStore {
                     .set_next_token(token)
                     .send()
                     .await
+                    .recorded(&self.calls, "GetParametersByPath")
                     .map_err(|e| classify(e, "ssm:GetParametersByPath"))?;
                 for p in resp.parameters() {
                     if let Some(name) = p.name() {
@@ -175,6 +180,7 @@ impl Provider for ParameterStore {
                 .set_next_token(token)
                 .send()
                 .await
+                .recorded(&self.calls, "DescribeParameters")
                 .map_err(|e| classify(e, "ssm:DescribeParameters"))?;
             for p in resp.parameters() {
                 if let Some(name) = p.name()
@@ -196,6 +202,7 @@ impl Provider for ParameterStore {
                 .with_decryption(true)
                 .send()
                 .await
+                .recorded(&self.calls, "GetParameters")
                 .map_err(|e| classify(e, "ssm:GetParameters"))?;
             for p in resp.parameters() {
                 if let Some(name) = p.name() {

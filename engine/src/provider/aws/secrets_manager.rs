@@ -1,42 +1,74 @@
 //! AWS Secrets Manager.
 //!
-//! `get` is one `GetSecretValue` (version stage, or `uuid/<versionId>` as ESO spells version
-//! ids). `find` by path or tags is one paginated `BatchGetSecretValue` with filters (values
-//! included, 20 per page); by name regexp — which no AWS filter expresses — it lists names with
-//! `ListSecrets` and fetches the matches with `BatchGetSecretValue`, 20 per call. AWS filters
-//! match keys and values separately, so exact tag pairs and path prefixes are checked here.
+//! - `get` of the current version: single gets issued within a few milliseconds of each other
+//!   (many ExternalSecrets refreshing together, or one with many keys) are sent as one
+//!   `BatchGetSecretValue` of up to 20 ids; a lone get is a plain `GetSecretValue`. If the
+//!   identity may not call `BatchGetSecretValue` (the seeds' IAM policy grants only
+//!   `GetSecretValue`), the provider says so once in the log and stops batching.
+//! - `get` of a version: `GetSecretValue` with the stage, or the id for `uuid/<versionId>` (ESO's
+//!   spelling).
+//! - `find` by path: one paginated `BatchGetSecretValue` with a name filter (values included).
+//!   By name regexp or tags — which AWS filters do not express exactly (they match tag keys and
+//!   values separately) — names come from `ListSecrets` and values from `BatchGetSecretValue`,
+//!   20 per call; exact tag pairs and path prefixes are checked here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, SecretValueEntry};
 use regex::Regex;
+use tokio::sync::oneshot;
+use tracing::warn;
 
 use super::errors::{classify, is_not_found};
-use super::{check_identity, endpoint_env, sts_client};
+use super::{Calls, check_identity, endpoint_env, sts_client};
 use crate::provider::{FindQuery, GetRequest, Provider, ProviderError};
 use crate::secret::SecretBytes;
 
+/// How long a single get waits for others to batch with.
+const BATCH_WINDOW: Duration = Duration::from_millis(5);
+/// `BatchGetSecretValue` takes at most 20 ids.
+const BATCH_MAX: usize = 20;
+
+type Reply = oneshot::Sender<Result<SecretBytes, ProviderError>>;
+
 /// Secrets Manager provider.
 pub struct SecretsManager {
-    client: Client,
+    api: Api,
     sts: aws_sdk_sts::Client,
     prefix: String,
+    pending: Arc<Mutex<Vec<(String, String, Reply)>>>,
+}
+
+/// The SDK client with call counting, shared with the batch flush task.
+#[derive(Clone)]
+struct Api {
+    client: Client,
+    calls: Calls,
+    batch_denied: Arc<AtomicBool>,
 }
 
 impl SecretsManager {
     /// Builds clients from the store's SDK configuration.
-    pub fn new(conf: &SdkConfig, prefix: String) -> Self {
+    pub(crate) fn new(conf: &SdkConfig, prefix: String, calls: Calls) -> Self {
         let mut b = aws_sdk_secretsmanager::config::Builder::from(conf);
         if let Some(url) = endpoint_env("AWS_SECRETSMANAGER_ENDPOINT") {
             b = b.endpoint_url(url);
         }
         SecretsManager {
-            client: Client::from_conf(b.build()),
+            api: Api {
+                client: Client::from_conf(b.build()),
+                calls,
+                batch_denied: Arc::new(AtomicBool::new(false)),
+            },
             sts: sts_client(conf),
             prefix,
+            pending: Arc::default(),
         }
     }
 
@@ -49,22 +81,24 @@ impl SecretsManager {
     }
 
     async fn tags_json(&self, key: &str) -> Result<SecretBytes, ProviderError> {
-        let out = self
+        let r = self
+            .api
             .client
             .describe_secret()
             .secret_id(self.id(key))
             .send()
-            .await
-            .map_err(|e| {
-                if is_not_found(&e) {
-                    ProviderError::NoSecret {
-                        key: key.to_string(),
-                        version: None,
-                    }
-                } else {
-                    classify(e, "secretsmanager:DescribeSecret")
+            .await;
+        self.api.calls.record("DescribeSecret", &r);
+        let out = r.map_err(|e| {
+            if is_not_found(&e) {
+                ProviderError::NoSecret {
+                    key: key.to_string(),
+                    version: None,
                 }
-            })?;
+            } else {
+                classify(e, "secretsmanager:DescribeSecret")
+            }
+        })?;
         let tags: BTreeMap<String, String> = out
             .tags()
             .iter()
@@ -80,24 +114,31 @@ impl SecretsManager {
         ))
     }
 
-    async fn batch_by_ids(
-        &self,
-        ids: Vec<String>,
-        out: &mut BTreeMap<String, SecretBytes>,
-    ) -> Result<(), ProviderError> {
-        for chunk in ids.chunks(20) {
-            let resp = self
-                .client
-                .batch_get_secret_value()
-                .set_secret_id_list(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| classify(e, "secretsmanager:BatchGetSecretValue"))?;
-            for entry in resp.secret_values() {
-                self.insert(entry, out);
-            }
+    /// Queues a get of the current version for the next batch.
+    async fn get_current(&self, key: &str) -> Result<SecretBytes, ProviderError> {
+        if self.api.batch_denied.load(Ordering::Relaxed) {
+            return self.api.get_one(key.to_string(), self.id(key), None).await;
         }
-        Ok(())
+        let (tx, rx) = oneshot::channel();
+        let first = {
+            let mut pending = self.pending.lock().expect("batch lock poisoned");
+            pending.push((key.to_string(), self.id(key), tx));
+            pending.len() == 1
+        };
+        if first {
+            let api = self.api.clone();
+            let pending = self.pending.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(BATCH_WINDOW).await;
+                let batch = std::mem::take(&mut *pending.lock().expect("batch lock poisoned"));
+                api.flush(batch).await;
+            });
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(ProviderError::Unavailable(
+                "secretsmanager: batched request was dropped".into(),
+            ))
+        })
     }
 
     fn insert(&self, entry: &SecretValueEntry, out: &mut BTreeMap<String, SecretBytes>) {
@@ -109,6 +150,148 @@ impl SecretsManager {
                 entry.secret_binary().map(|b| b.as_ref()),
             ),
         );
+    }
+
+    async fn batch_by_ids(
+        &self,
+        ids: Vec<String>,
+        out: &mut BTreeMap<String, SecretBytes>,
+    ) -> Result<(), ProviderError> {
+        for chunk in ids.chunks(BATCH_MAX) {
+            let r = self
+                .api
+                .client
+                .batch_get_secret_value()
+                .set_secret_id_list(Some(chunk.to_vec()))
+                .send()
+                .await;
+            self.api.calls.record("BatchGetSecretValue", &r);
+            let resp = r.map_err(|e| classify(e, "secretsmanager:BatchGetSecretValue"))?;
+            for entry in resp.secret_values() {
+                self.insert(entry, out);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Api {
+    async fn get_one(
+        &self,
+        key: String,
+        id: String,
+        version: Option<String>,
+    ) -> Result<SecretBytes, ProviderError> {
+        let mut call = self.client.get_secret_value().secret_id(id);
+        call = match version.as_deref() {
+            None => call.version_stage("AWSCURRENT"),
+            Some(v) => match v.strip_prefix("uuid/") {
+                Some(vid) => call.version_id(vid),
+                None => call.version_stage(v),
+            },
+        };
+        let r = call.send().await;
+        self.calls.record("GetSecretValue", &r);
+        let out = r.map_err(|e| {
+            if is_not_found(&e) {
+                ProviderError::NoSecret {
+                    key: key.clone(),
+                    version: version.clone(),
+                }
+            } else {
+                classify(e, "secretsmanager:GetSecretValue")
+            }
+        })?;
+        Ok(value_of(
+            out.secret_string(),
+            out.secret_binary().map(|b| b.as_ref()),
+        ))
+    }
+
+    /// Answers a batch of queued gets: one `GetSecretValue` for a lone id, else
+    /// `BatchGetSecretValue` per 20 ids (falling back to single gets when it is denied).
+    async fn flush(&self, batch: Vec<(String, String, Reply)>) {
+        let mut waiting: HashMap<String, Vec<(String, Reply)>> = HashMap::new();
+        for (key, id, reply) in batch {
+            waiting.entry(id).or_default().push((key, reply));
+        }
+        let ids: Vec<String> = waiting.keys().cloned().collect();
+        if ids.len() == 1 || self.batch_denied.load(Ordering::Relaxed) {
+            self.answer_singly(waiting).await;
+            return;
+        }
+        for chunk in ids.chunks(BATCH_MAX) {
+            let r = self
+                .client
+                .batch_get_secret_value()
+                .set_secret_id_list(Some(chunk.to_vec()))
+                .send()
+                .await;
+            self.calls.record("BatchGetSecretValue", &r);
+            match r {
+                Ok(resp) => {
+                    for entry in resp.secret_values() {
+                        let value = value_of(
+                            entry.secret_string(),
+                            entry.secret_binary().map(|b| b.as_ref()),
+                        );
+                        for id in [entry.name(), entry.arn()].into_iter().flatten() {
+                            for (_, reply) in waiting.remove(id).unwrap_or_default() {
+                                let _ = reply.send(Ok(value.clone()));
+                            }
+                        }
+                    }
+                    for err in resp.errors() {
+                        let Some(id) = err.secret_id() else { continue };
+                        let not_found = err.error_code() == Some("ResourceNotFoundException");
+                        for (key, reply) in waiting.remove(id).unwrap_or_default() {
+                            let e = if not_found {
+                                ProviderError::NoSecret { key, version: None }
+                            } else {
+                                ProviderError::Unavailable(format!(
+                                    "secretsmanager:BatchGetSecretValue: {}: {}",
+                                    err.error_code().unwrap_or_default(),
+                                    err.message().unwrap_or_default()
+                                ))
+                            };
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+                Err(e) => {
+                    let err = classify(e, "secretsmanager:BatchGetSecretValue");
+                    if matches!(err, ProviderError::AccessDenied(_)) {
+                        warn!(error = %err, "BatchGetSecretValue is denied for this identity; fetching secrets one by one from now on");
+                        self.batch_denied.store(true, Ordering::Relaxed);
+                        let rest: HashMap<_, _> = chunk
+                            .iter()
+                            .filter_map(|id| waiting.remove_entry(id))
+                            .collect();
+                        self.answer_singly(rest).await;
+                    } else {
+                        for id in chunk {
+                            for (_, reply) in waiting.remove(id).unwrap_or_default() {
+                                let _ = reply.send(Err(err.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Ids the batch answered neither way (should not happen): ask for them one by one.
+        self.answer_singly(waiting).await;
+    }
+
+    async fn answer_singly(&self, waiting: HashMap<String, Vec<(String, Reply)>>) {
+        for (id, replies) in waiting {
+            let Some((key, _)) = replies.first() else {
+                continue;
+            };
+            let result = self.get_one(key.clone(), id, None).await;
+            for (_, reply) in replies {
+                let _ = reply.send(result.clone());
+            }
+        }
     }
 }
 
@@ -136,28 +319,14 @@ impl Provider for SecretsManager {
         if req.metadata {
             return self.tags_json(&req.key).await;
         }
-        let mut call = self.client.get_secret_value().secret_id(self.id(&req.key));
-        call = match req.version.as_deref() {
-            None => call.version_stage("AWSCURRENT"),
-            Some(v) => match v.strip_prefix("uuid/") {
-                Some(id) => call.version_id(id),
-                None => call.version_stage(v),
-            },
-        };
-        let out = call.send().await.map_err(|e| {
-            if is_not_found(&e) {
-                ProviderError::NoSecret {
-                    key: req.key.clone(),
-                    version: req.version.clone(),
-                }
-            } else {
-                classify(e, "secretsmanager:GetSecretValue")
+        match &req.version {
+            None => self.get_current(&req.key).await,
+            Some(_) => {
+                self.api
+                    .get_one(req.key.clone(), self.id(&req.key), req.version.clone())
+                    .await
             }
-        })?;
-        Ok(value_of(
-            out.secret_string(),
-            out.secret_binary().map(|b| b.as_ref()),
-        ))
+        }
     }
 
     async fn find(
@@ -195,19 +364,21 @@ impl Provider for SecretsManager {
             );
         }
         let mut out = BTreeMap::new();
-        if regex.is_none() && !filters.is_empty() && query.tags.is_empty() {
+        if regex.is_none() && path.is_some() && query.tags.is_empty() {
             // Path only: the batch call filters and returns values in one paginated call.
             let mut token = None;
             loop {
-                let resp = self
+                let r = self
+                    .api
                     .client
                     .batch_get_secret_value()
                     .set_filters(Some(filters.clone()))
-                    .max_results(20)
+                    .max_results(BATCH_MAX as i32)
                     .set_next_token(token)
                     .send()
-                    .await
-                    .map_err(|e| classify(e, "secretsmanager:BatchGetSecretValue"))?;
+                    .await;
+                self.api.calls.record("BatchGetSecretValue", &r);
+                let resp = r.map_err(|e| classify(e, "secretsmanager:BatchGetSecretValue"))?;
                 for entry in resp.secret_values() {
                     if path
                         .as_deref()
@@ -223,20 +394,20 @@ impl Provider for SecretsManager {
             }
             return Ok(out);
         }
-        // Names (and tags, which batch results do not carry) come from ListSecrets; values
-        // from BatchGetSecretValue, 20 per call.
         let mut ids = Vec::new();
         let mut token = None;
         loop {
-            let resp = self
+            let r = self
+                .api
                 .client
                 .list_secrets()
                 .set_filters((!filters.is_empty()).then(|| filters.clone()))
                 .max_results(100)
                 .set_next_token(token)
                 .send()
-                .await
-                .map_err(|e| classify(e, "secretsmanager:ListSecrets"))?;
+                .await;
+            self.api.calls.record("ListSecrets", &r);
+            let resp = r.map_err(|e| classify(e, "secretsmanager:ListSecrets"))?;
             for s in resp.secret_list() {
                 let Some(name) = s.name() else { continue };
                 let path_ok = path.as_deref().is_none_or(|p| name.starts_with(p));
