@@ -689,3 +689,45 @@ async fn invalid_input_gets_specific_status_and_event() {
         assert!(env.secrets().get_opt(name).await.unwrap().is_none());
     }
 }
+
+#[tokio::test]
+async fn deletion_policy_merge_removes_only_our_keys() {
+    let env = TestEnv::new("delmerge").await;
+    env.apply(&fake_store("store", &[("a", "1"), ("b", "2")]))
+        .await
+        .unwrap();
+    let mut target = Secret::default();
+    target.metadata.name = Some("shared".into());
+    target.string_data = Some([("app-owned".to_string(), "keep-me".to_string())].into());
+    env.secrets()
+        .create(&PostParams::default(), &target)
+        .await
+        .unwrap();
+    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store}\n  target: {name: shared, creationPolicy: Merge, deletionPolicy: Merge}\n  dataFrom:\n  - find: {name: {regexp: '^[ab]$'}}\n").await.unwrap();
+    env.wait_secret("shared", "merged a and b", |s| secret_strings(s).len() == 3)
+        .await;
+    // The provider loses `b`, then everything: only our keys go, the app's key stays.
+    env.apply(&fake_store("store", &[("a", "1")]))
+        .await
+        .unwrap();
+    let s = env
+        .wait_secret("shared", "b removed", |s| {
+            !secret_strings(s).contains_key("b")
+        })
+        .await;
+    assert_eq!(
+        secret_strings(&s).keys().collect::<Vec<_>>(),
+        ["a", "app-owned"]
+    );
+    env.apply(&fake_store("store", &[])).await.unwrap();
+    let s = env
+        .wait_secret("shared", "a removed", |s| {
+            !secret_strings(s).contains_key("a")
+        })
+        .await;
+    assert_eq!(
+        secret_strings(&s),
+        [("app-owned".to_string(), "keep-me".to_string())].into()
+    );
+    env.wait_ready("es", "True", "SecretSynced").await;
+}

@@ -117,13 +117,15 @@ fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Kube { action, source }
 }
 
-/// The `syncedResourceVersion` of an ExternalSecret: its generation and a hash of its labels
-/// and annotations, so that editing either (ESO's force-sync annotation) triggers a refresh.
+/// The `syncedResourceVersion` of an ExternalSecret, exactly as ESO computes it: the
+/// generation and ESO's `ObjectHash` of its labels and annotations (so editing either — ESO's
+/// force-sync annotation — triggers a refresh). Matching ESO's format means a cluster moving
+/// from ESO does not refresh every ExternalSecret on esox's first pass.
 pub fn resource_version(es: &ExternalSecret) -> String {
     let meta = format!(
-        "labels={:?} annotations={:?}",
-        es.labels(),
-        es.annotations()
+        "{{annotations:{} labels:{}}}",
+        hash::go_string_map(es.annotations()),
+        hash::go_string_map(es.labels())
     );
     format!(
         "{}-{}",
@@ -285,12 +287,12 @@ async fn sync(es: &ExternalSecret, ctx: &Context, live: bool) -> Result<Action, 
         Outcome::Deleted => (
             true,
             reason::DELETED,
-            "secret deleted due to DeletionPolicy",
+            "secret deleted due to DeletionPolicy=Delete",
         ),
         Outcome::Missing => (
             false,
             reason::MISSING,
-            "secret will not be created: creationPolicy is Merge and the target Secret does not exist",
+            "secret will not be created due to CreationPolicy=Merge",
         ),
     };
     match outcome {
@@ -300,7 +302,7 @@ async fn sync(es: &ExternalSecret, ctx: &Context, live: bool) -> Result<Action, 
                 es,
                 EventType::Normal,
                 event::CREATED,
-                "Created Secret",
+                "secret created",
             )
             .await
         }
@@ -310,7 +312,7 @@ async fn sync(es: &ExternalSecret, ctx: &Context, live: bool) -> Result<Action, 
                 es,
                 EventType::Normal,
                 event::UPDATED,
-                "Updated Secret",
+                "secret updated",
             )
             .await
         }
@@ -320,7 +322,7 @@ async fn sync(es: &ExternalSecret, ctx: &Context, live: bool) -> Result<Action, 
                 es,
                 EventType::Normal,
                 event::DELETED,
-                "secret deleted due to DeletionPolicy",
+                "secret deleted due to DeletionPolicy=Delete",
             )
             .await
         }
@@ -420,6 +422,29 @@ fn unsupported_template(es: &ExternalSecret) -> Option<String> {
     })
 }
 
+/// Data keys esox last applied to a Secret (its server-side-apply field set).
+fn applied_data_keys(secret: &Secret) -> Vec<String> {
+    let mut keys = Vec::new();
+    for entry in secret.metadata.managed_fields.iter().flatten() {
+        if entry.manager.as_deref() != Some(FIELD_MANAGER)
+            || entry.operation.as_deref() != Some("Apply")
+        {
+            continue;
+        }
+        let Some(fields) = entry.fields_v1.as_ref() else {
+            continue;
+        };
+        if let Some(data) = fields.0.get("f:data").and_then(|d| d.as_object()) {
+            keys.extend(
+                data.keys()
+                    .filter_map(|k| k.strip_prefix("f:"))
+                    .map(str::to_string),
+            );
+        }
+    }
+    keys
+}
+
 fn owned_by_other(es: &ExternalSecret, secret: &Secret) -> Option<String> {
     secret
         .owner_references()
@@ -439,7 +464,8 @@ async fn delete_target(
 ) -> Result<Outcome, Error> {
     if es.spec.target.creation_policy != CreationPolicy::Owner {
         return Err(Error::Target(format!(
-            "unable to delete secret: deletionPolicy=Delete requires creationPolicy=Owner, got {:?}",
+            "could not delete secret: unable to delete secret {}: creationPolicy={:?} is not Owner",
+            es.target_name(),
             es.spec.target.creation_policy
         )));
     }
@@ -488,8 +514,17 @@ async fn apply(
                     "target secret {target:?} is immutable; esox cannot merge into it"
                 )));
             }
-            // The hash covers the whole Secret as it will be after the merge, as ESO's does.
+            // Server-side apply removes the keys we applied before and apply no longer (that
+            // is deletionPolicy Merge on an empty result) and keeps everyone else's. Predict
+            // that result: the hash covers the whole Secret as it will be, as ESO's does.
             let mut merged = existing.and_then(|s| s.data.clone()).unwrap_or_default();
+            if let Some(s) = existing {
+                for key in applied_data_keys(s) {
+                    if !data.contains_key(&key) {
+                        merged.remove(&key);
+                    }
+                }
+            }
             merged.extend(data.clone());
             let hash_value = hash::data_hash(merged.iter().map(|(k, v)| (k, v.0.as_slice())));
             if existing.is_some_and(|s| {
@@ -540,7 +575,7 @@ async fn apply(
                 && let Some(other) = owned_by_other(es, s)
             {
                 return Err(Error::Target(format!(
-                    "target secret {target:?} is already owned by ExternalSecret {other:?}"
+                    "target is owned by another ExternalSecret: secret {target:?} is owned by ExternalSecret {other:?}"
                 )));
             }
             let desired = desired_secret(es, existing, data);

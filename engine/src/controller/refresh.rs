@@ -42,6 +42,10 @@ pub fn should_refresh(s: &RefreshState<'_>, now: Timestamp) -> bool {
                 return false;
             }
             let last = s.last_refresh.expect("checked above");
+            // A refresh time in the future (clock skew, a restored backup) is not trusted.
+            if last > now {
+                return true;
+            }
             let due = last
                 + jiff::SignedDuration::try_from(s.interval).unwrap_or(jiff::SignedDuration::MAX);
             due <= now

@@ -37,6 +37,12 @@ pub fn data_hash<'a>(data: impl IntoIterator<Item = (&'a String, &'a [u8])>) -> 
     hex::encode(Sha3_224::digest(text.as_bytes()))
 }
 
+/// Go's `%+v` rendering of a `map[string]string`: `map[k1:v1 k2:v2]`, keys sorted.
+pub fn go_string_map(m: &std::collections::BTreeMap<String, String>) -> String {
+    let entries: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    format!("map[{}]", entries.join(" "))
+}
+
 /// ESO's `ObjectHash` of a plain string (`%+v` of a string is the string itself).
 pub fn data_hash_text(text: &str) -> String {
     hex::encode(Sha3_224::digest(text.as_bytes()))
@@ -69,6 +75,36 @@ mod tests {
         assert_eq!(
             secret_map_hash(&SecretMap::new()),
             "74a974446e359fb3e6baff9bd0058950e6edd0f040888d9989b0a11b"
+        );
+    }
+
+    /// Computed with Go: `ObjectHash(meta{annotations: {"force-sync": "1", "a": "b"}})` and of
+    /// an empty `meta{}`, the struct ESO hashes for `syncedResourceVersion`.
+    #[test]
+    fn matches_eso_meta_hash_computed_by_go() {
+        let ann: std::collections::BTreeMap<String, String> = [
+            ("force-sync".to_string(), "1".to_string()),
+            ("a".to_string(), "b".to_string()),
+        ]
+        .into();
+        let text = format!(
+            "{{annotations:{} labels:{}}}",
+            go_string_map(&ann),
+            go_string_map(&Default::default())
+        );
+        assert_eq!(text, "{annotations:map[a:b force-sync:1] labels:map[]}");
+        assert_eq!(
+            data_hash_text(&text),
+            "eac1bdd903a102baf057725c83a95ecf1ba1c050bd6e678979c700b9"
+        );
+        let empty = format!(
+            "{{annotations:{} labels:{}}}",
+            go_string_map(&Default::default()),
+            go_string_map(&Default::default())
+        );
+        assert_eq!(
+            data_hash_text(&empty),
+            "f47fe3c0b255b6dd8047cdffa772587bb829efe7a1cb70febeda2eb2"
         );
     }
 

@@ -58,7 +58,7 @@ pub fn validate<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<(), St
         Ok(())
     } else {
         Err(format!(
-            "invalid secret keys (TIP: use rewrite or conversionStrategy to change it): {}",
+            "invalid secret keys (TIP: use rewrite or conversionStrategy to change keys): {}",
             bad.join("; ")
         ))
     }
