@@ -209,6 +209,8 @@ spec:
   secretStoreRef: {{name: aws}}
   data:
   - {{secretKey: deep, remoteRef: {{key: "{p}/nested", property: a.b.c}}}}
+  - {{secretKey: tags, remoteRef: {{key: "{p}/dev/app/worker", metadataPolicy: Fetch}}}}
+  - {{secretKey: env-tag, remoteRef: {{key: "{p}/dev/app/worker", metadataPolicy: Fetch, property: env}}}}
   - {{secretKey: decoded, remoteRef: {{key: "{p}/nested", property: b64, decodingStrategy: Base64}}}}
   - {{secretKey: current, remoteRef: {{key: "{p}/rotating"}}}}
   - {{secretKey: previous, remoteRef: {{key: "{p}/rotating", version: AWSPREVIOUS}}}}
@@ -252,6 +254,12 @@ spec:
     );
     let props = get("props").await;
     assert_eq!(props["deep"], "deep");
+    assert_eq!(
+        props["tags"],
+        format!(r#"{{"env":"dev","owner":"{p}"}}"#),
+        "metadataPolicy Fetch serves the tags as JSON"
+    );
+    assert_eq!(props["env-tag"], "dev");
     assert_eq!(props["decoded"], "hello");
     assert_eq!(
         (
@@ -465,5 +473,52 @@ async fn single_gets_issued_together_are_batched() {
         (batch, single),
         (1, 0),
         "twelve keys in one BatchGetSecretValue call:\n{m}"
+    );
+}
+
+#[tokio::test]
+async fn store_validation_gives_clear_reasons() {
+    let env = TestEnv::new("aws-validate").await;
+    env.apply(
+        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: bad-region}\nspec:\n  provider:\n    aws: {service: SecretsManager, region: moon-base}\n---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: no-creds-secret}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth: {secretRef: {accessKeyIDSecretRef: {name: missing, key: id}, secretAccessKeySecretRef: {name: missing, key: secret}}}\n",
+    )
+    .await
+    .unwrap();
+    let status = |name: &'static str| {
+        let env = &env;
+        wait_for(Duration::from_secs(20), name, move || async move {
+            let s = Api::<esox::api::SecretStore>::namespaced(env.client.clone(), &env.ns)
+                .get(name)
+                .await
+                .ok()?;
+            let c = s
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            Some((
+                c.status,
+                c.reason.unwrap_or_default(),
+                c.message.unwrap_or_default(),
+            ))
+        })
+    };
+    let (ready, reason, msg) = status("bad-region").await.unwrap();
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "InvalidProviderConfig")
+    );
+    assert!(msg.contains("invalid AWS region \"moon-base\""), "{msg}");
+    let (ready, reason, msg) = status("no-creds-secret").await.unwrap();
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "InvalidProviderConfig")
+    );
+    assert!(
+        msg.contains(&format!(
+            "Secret {}/missing for accessKeyIDSecretRef not found",
+            env.ns
+        )),
+        "{msg}"
     );
 }
