@@ -216,6 +216,39 @@ start_moto() {
   fi
 }
 
+# moto-iam: a second moto that enforces IAM (after the three unauthenticated setup calls that
+# create an admin), with a `reader` user allowed only GetSecretValue/DescribeSecret and a
+# `no-access` user allowed nothing. Access-denied tests run against it; their keys are in the
+# env file (they are moto's, valid nowhere else).
+start_moto_iam() {
+  local port
+  port=$(free_port)
+  INITIAL_NO_AUTH_ACTION_COUNT=3 start_bg moto-iam "$state/moto-iam.log" "$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$port"
+  wait_until 60 "moto-iam" "$state/moto-iam.log" curl -sf "http://127.0.0.1:$port/moto-api/"
+  "$moto_venv/bin/python3" - "http://127.0.0.1:$port" >>"$state/env.new" <<'PY'
+import json, sys, boto3
+ep = sys.argv[1]
+def client(service, key_id="setup", secret="setup"):
+    return boto3.client(service, endpoint_url=ep, region_name="us-east-1", aws_access_key_id=key_id, aws_secret_access_key=secret)
+def policy(actions):
+    return json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]})
+iam = client("iam")
+iam.create_user(UserName="admin")
+iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=policy("*"))
+admin = iam.create_access_key(UserName="admin")["AccessKey"]
+iam = client("iam", admin["AccessKeyId"], admin["SecretAccessKey"])
+keys = {}
+for user, actions in [("reader", ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret", "sts:GetCallerIdentity"]), ("no-access", ["sts:GetCallerIdentity"])]:
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=policy(actions))
+    keys[user] = iam.create_access_key(UserName=user)["AccessKey"]
+print(f"export ESOX_MOTO_IAM_URL={ep}")
+print(f"export ESOX_MOTO_IAM_ADMIN_KEY={admin['AccessKeyId']}:{admin['SecretAccessKey']}")
+print(f"export ESOX_MOTO_IAM_READER_KEY={keys['reader']['AccessKeyId']}:{keys['reader']['SecretAccessKey']}")
+print(f"export ESOX_MOTO_IAM_NO_ACCESS_KEY={keys['no-access']['AccessKeyId']}:{keys['no-access']['SecretAccessKey']}")
+PY
+}
+
 stop_service() {
   local name=$1
   if running "$name"; then
@@ -243,6 +276,7 @@ up() {
   start_etcd
   start_apiserver
   start_moto
+  start_moto_iam
   mv "$state/env.new" "$state/env"
   trap - ERR
   log "up: source $state/env   (KUBECONFIG=$state/kubeconfig)"
@@ -250,7 +284,7 @@ up() {
 
 down_quiet() {
   local name
-  for name in moto kube-apiserver etcd; do
+  for name in moto-iam moto kube-apiserver etcd; do
     stop_service "$name"
   done
   # Only remove a directory this script made (it holds pki/ or env files).
@@ -266,7 +300,7 @@ down() {
 
 status() {
   local ok=0
-  for name in etcd kube-apiserver moto; do
+  for name in etcd kube-apiserver moto moto-iam; do
     if running "$name"; then echo "$name: running (pid $(cat "$state/$name.pid"))"; else echo "$name: stopped"; ok=1; fi
   done
   if healthy; then echo "apiserver: ready at $ESOX_APISERVER_URL"; else echo "apiserver: not ready"; ok=1; fi

@@ -39,6 +39,9 @@ trap cleanup EXIT
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "cargo build (the esox binary some integration tests run as a process)"
+cargo build -p esox
+
 step "cargo test (unit and integration tests)"
 # Integration tests each run a namespaced controller; two test threads keep a 2-core machine
 # responsive enough for the apiserver.

@@ -424,3 +424,97 @@ pub async fn put_aws_secret(name: &str, value: &str, tags: &[(&str, &str)]) -> S
         }
     }
 }
+
+/// The `esox` binary of this build (tests that need a controller with its own environment,
+/// such as a different AWS endpoint, run it as a process).
+pub fn esox_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ESOX_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target"));
+    let bin = target.join("debug/esox");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p esox` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// An `esox controller` process scoped to one namespace; killed on drop.
+pub struct ControllerProcess {
+    child: std::process::Child,
+    /// Base URL of its metrics and probe endpoint.
+    pub http: String,
+}
+
+impl ControllerProcess {
+    /// Fetches `/metrics` from the process.
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.http.trim_start_matches("http://").to_string();
+        let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
+            return String::new();
+        };
+        let _ = s
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        out
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestEnv {
+    /// Runs the `esox` binary against this namespace with extra environment variables.
+    pub fn spawn_controller(&self, extra_env: &[(&str, &str)]) -> ControllerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let env = stack_env().unwrap();
+        let mut cmd = std::process::Command::new(esox_bin());
+        cmd.args([
+            "controller",
+            "--namespace",
+            &self.ns,
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("KUBECONFIG", &env["KUBECONFIG"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start esox controller");
+        ControllerProcess {
+            child,
+            http: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// An AWS SDK configuration for an explicit endpoint and key pair (`id:secret`).
+pub async fn aws_config_for(endpoint: &str, key: &str) -> aws_config::SdkConfig {
+    let (id, secret) = key.split_once(':').expect("key is id:secret");
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_credential_types::Credentials::new(
+            id, secret, None, None, "test",
+        ))
+        .load()
+        .await
+}

@@ -1,44 +1,78 @@
 //! Turning AWS SDK errors into provider errors users can act on.
 //!
-//! AWS error messages name resources and principals, never secret values, so they are safe to
-//! put in a status; we keep the service's error code and message and add which call failed.
+//! AWS error codes and messages name resources and principals, never secret values, so they
+//! are safe in a status. We never put a raw response body there: for an error response
+//! without a parsable code (some emulators and proxies answer JSON APIs with XML) we extract
+//! `<Code>` and `<Message>` and otherwise report the HTTP status alone.
 
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::http::Response;
 
 use crate::provider::ProviderError;
 
 /// Classifies an SDK error from `call` (e.g. `secretsmanager:GetSecretValue`).
-pub fn classify<E, R>(err: SdkError<E, R>, call: &str) -> ProviderError
+pub fn classify<E>(err: SdkError<E, Response>, call: &str) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let code = err.code().unwrap_or_default().to_string();
-    let message = err.message().unwrap_or_default().to_string();
-    let detail = if code.is_empty() {
-        // Dispatch failures (no connection, DNS, TLS) and credential failures have no code.
-        format!(
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let (code, message) = match (err.code(), err.raw_response()) {
+        (Some(code), _) => (
+            code.to_string(),
+            err.message().unwrap_or_default().to_string(),
+        ),
+        (None, Some(raw)) => {
+            let body = raw
+                .body()
+                .bytes()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            match (xml_tag(&body, "Code"), xml_tag(&body, "Message")) {
+                (Some(c), m) => (c, m.unwrap_or_default()),
+                _ => (String::new(), String::new()),
+            }
+        }
+        (None, None) => (String::new(), String::new()),
+    };
+    let detail = match (code.is_empty(), status) {
+        (false, _) => format!("{call}: {code}: {message}"),
+        (true, Some(s)) => format!("{call}: HTTP {s}"),
+        // No response at all: connection refused, DNS, TLS, timeouts, credentials.
+        (true, None) => format!(
             "{call}: {}",
             aws_smithy_types::error::display::DisplayErrorContext(&err)
-        )
-    } else {
-        format!("{call}: {code}: {message}")
+        ),
     };
-    match code.as_str() {
-        "AccessDeniedException"
-        | "AccessDenied"
-        | "UnrecognizedClientException"
-        | "InvalidClientTokenId"
-        | "ExpiredTokenException"
-        | "ExpiredToken"
-        | "SignatureDoesNotMatch"
-        | "InvalidSignatureException" => ProviderError::AccessDenied(detail),
-        "ThrottlingException"
-        | "Throttling"
-        | "TooManyRequestsException"
-        | "RequestLimitExceeded" => ProviderError::Throttled(detail),
+    match (code.as_str(), status) {
+        (
+            "AccessDeniedException"
+            | "AccessDenied"
+            | "UnrecognizedClientException"
+            | "InvalidClientTokenId"
+            | "ExpiredTokenException"
+            | "ExpiredToken"
+            | "SignatureDoesNotMatch"
+            | "InvalidSignatureException",
+            _,
+        )
+        | (_, Some(401 | 403)) => ProviderError::AccessDenied(detail),
+        (
+            "ThrottlingException"
+            | "Throttling"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded",
+            _,
+        )
+        | (_, Some(429)) => ProviderError::Throttled(detail),
         _ => ProviderError::Unavailable(detail),
     }
+}
+
+/// The text of the first `<tag>…</tag>` in `body`.
+fn xml_tag(body: &str, tag: &str) -> Option<String> {
+    let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = body[start..].find(&format!("</{tag}>"))? + start;
+    Some(body[start..end].to_string())
 }
 
 /// Whether an SDK error says the resource does not exist.
@@ -50,4 +84,21 @@ where
         err.code(),
         Some("ResourceNotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn xml_error_bodies() {
+        let body = "<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>User: x is not authorized</Message></Error></Errors></ErrorResponse>";
+        assert_eq!(
+            super::xml_tag(body, "Code").as_deref(),
+            Some("AccessDenied")
+        );
+        assert_eq!(
+            super::xml_tag(body, "Message").as_deref(),
+            Some("User: x is not authorized")
+        );
+        assert_eq!(super::xml_tag("{}", "Code"), None);
+    }
 }
