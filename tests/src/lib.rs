@@ -492,7 +492,10 @@ impl TestEnv {
             &format!("127.0.0.1:{port}"),
         ])
         .env("KUBECONFIG", &env["KUBECONFIG"])
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("ESOX_TEST_CONTROLLER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit());
         for (k, v) in extra_env {

@@ -347,6 +347,53 @@ async fn parameter_store_get_and_path() {
     assert_eq!(d["DB_URL"], "postgres://db");
     assert_eq!(d["api-key"], "k-123");
     assert!(!d.contains_key("x"));
+
+    // Tags (exact pairs) and a version.
+    ssm.add_tags_to_resource()
+        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+        .resource_id(format!("{p}/other/x"))
+        .tags(
+            aws_sdk_ssm::types::Tag::builder()
+                .key("team")
+                .value(&env.ns)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    ssm.put_parameter()
+        .name(format!("{p}/app/api-key"))
+        .value("k-456")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    env.apply(&format!(
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: tagged}}\nspec:\n  secretStoreRef: {{name: ssm}}\n  data:\n  - {{secretKey: first, remoteRef: {{key: \"{p}/app/api-key\", version: \"1\"}}}}\n  - {{secretKey: latest, remoteRef: {{key: \"{p}/app/api-key\"}}}}\n  dataFrom:\n  - find: {{tags: {{team: \"{}\"}}}}\n    rewrite: [{{regexp: {{source: \"^{p}/other/\", target: \"tagged-\"}}}}]\n",
+        env.ns
+    ))
+    .await
+    .unwrap();
+    let d = secret_strings(
+        &env.wait_secret("tagged", "tags and versions", |s| s.data.is_some())
+            .await,
+    );
+    assert_eq!(
+        (
+            d["first"].as_str(),
+            d["latest"].as_str(),
+            d["tagged-x"].as_str()
+        ),
+        ("k-123", "k-456", "no")
+    );
+    assert_eq!(
+        d.len(),
+        3,
+        "only the tagged parameter was found: {:?}",
+        d.keys()
+    );
     let _ = env
         .external_secrets()
         .patch(
