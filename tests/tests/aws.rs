@@ -204,6 +204,24 @@ spec:
 ---
 apiVersion: external-secrets.io/v1
 kind: ExternalSecret
+metadata: {{name: by-name-and-path}}
+spec:
+  secretStoreRef: {{name: aws}}
+  dataFrom:
+  - find: {{path: "{p}/dev/", name: {{regexp: "worker$"}}}}
+    rewrite: [{{regexp: {{source: "^{p}/dev/app/", target: ""}}}}]
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: by-tags-and-path}}
+spec:
+  secretStoreRef: {{name: aws}}
+  dataFrom:
+  - find: {{path: "{p}/dev/", tags: {{env: dev}}}}
+    rewrite: [{{regexp: {{source: "^{p}/dev/app/", target: ""}}}}]
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
 metadata: {{name: props}}
 spec:
   secretStoreRef: {{name: aws}}
@@ -217,6 +235,7 @@ spec:
   - {{secretKey: by-id, remoteRef: {{key: "{p}/rotating", version: "uuid/{v1}"}}}}
   dataFrom:
   - extract: {{key: "{p}/nested", property: a}}
+    rewrite: [{{regexp: {{source: "^(.*)$", target: "nested-$1"}}}}]
 ---
 apiVersion: external-secrets.io/v1
 kind: ExternalSecret
@@ -247,6 +266,10 @@ spec:
         ["prod-worker"],
         "only secrets with both exact tag pairs match"
     );
+    let both = get("by-name-and-path").await;
+    assert_eq!(both.keys().collect::<Vec<_>>(), ["worker"]);
+    let both = get("by-tags-and-path").await;
+    assert_eq!(both.keys().collect::<Vec<_>>(), ["backend-api", "worker"]);
     let by_path = get("by-path").await;
     assert_eq!(
         by_path.keys().collect::<Vec<_>>(),
@@ -269,7 +292,7 @@ spec:
         ),
         ("second", "first", "first")
     );
-    assert_eq!(props["b"], r#"{"c":"deep"}"#);
+    assert_eq!(props["nested-b"], r#"{"c":"deep"}"#, "extract with rewrite");
 
     get("doomed").await;
     let sm = aws_sdk_secretsmanager::Client::new(&aws_config().await);
