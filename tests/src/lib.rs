@@ -310,6 +310,51 @@ impl TestEnv {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Waits until Secret `name` holds `value` under `key`.
+    pub async fn wait_value(&self, name: &str, key: &str, value: &str) -> Secret {
+        let what = format!("Secret {name} with {key}={value}");
+        self.wait_secret(name, &what, |s| {
+            secret_strings(s).get(key).map(String::as_str) == Some(value)
+        })
+        .await
+    }
+
+    /// Waits until SecretStore `name`'s Ready condition satisfies `check`; returns
+    /// (status, reason, message).
+    pub async fn wait_store(
+        &self,
+        name: &str,
+        check: impl Fn(&str, &str, &str) -> bool,
+    ) -> (String, String, String) {
+        let api: Api<esox::api::SecretStore> = Api::namespaced(self.client.clone(), &self.ns);
+        let check = &check;
+        wait_for(
+            Duration::from_secs(30),
+            &format!("SecretStore {name} status"),
+            || {
+                let api = api.clone();
+                async move {
+                    let c = api
+                        .get_opt(name)
+                        .await
+                        .ok()??
+                        .status?
+                        .conditions
+                        .into_iter()
+                        .find(|c| c.type_ == "Ready")?;
+                    let (s, r, m) = (
+                        c.status,
+                        c.reason.unwrap_or_default(),
+                        c.message.unwrap_or_default(),
+                    );
+                    check(&s, &r, &m).then_some((s, r, m))
+                }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Waits until ExternalSecret `name`'s Ready condition has `status` and `reason`; returns
     /// the condition message.
     pub async fn wait_ready(&self, name: &str, status: &str, reason: &str) -> String {

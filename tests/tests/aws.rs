@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use esox_tests::{TestEnv, aws_config, put_aws_secret, secret_strings, wait_for};
+use esox_tests::{TestEnv, aws_config, put_aws_secret, secret_strings};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -315,19 +315,8 @@ spec:
         "{msg}"
     );
     // The store validated its credentials with STS.
-    wait_for(Duration::from_secs(20), "store Valid", || async {
-        let s = Api::<esox::api::SecretStore>::namespaced(env.client.clone(), &env.ns)
-            .get("aws")
-            .await
-            .ok()?;
-        s.status?
-            .conditions
-            .iter()
-            .any(|c| c.reason.as_deref() == Some("Valid"))
-            .then_some(())
-    })
-    .await
-    .unwrap();
+    env.wait_store("aws", |_, reason, _| reason == "Valid")
+        .await;
     let m = env.metrics();
     assert!(
         m.contains(r#"provider="AWS/SecretsManager",call="ListSecrets",status="success""#),
@@ -493,19 +482,9 @@ async fn role_chain_with_external_id() {
     assert_eq!(secret_strings(&s)["v"], "via-role-chain");
     // STS says who we are after the chain: the final role, assumed by esox. (moto keeps data
     // per account, so the roles live in the account the secret was created in.)
-    let msg = wait_for(Duration::from_secs(20), "store validated", || async {
-        let s = Api::<esox::api::SecretStore>::namespaced(env.client.clone(), &env.ns)
-            .get("chained")
-            .await
-            .ok()?;
-        s.status?
-            .conditions
-            .into_iter()
-            .find(|c| c.reason.as_deref() == Some("Valid"))
-            .and_then(|c| c.message)
-    })
-    .await
-    .unwrap();
+    let (_, _, msg) = env
+        .wait_store("chained", |_, reason, _| reason == "Valid")
+        .await;
     assert!(msg.contains("assumed-role/final/esox"), "{msg}");
 }
 
@@ -554,32 +533,13 @@ async fn store_validation_gives_clear_reasons() {
     )
     .await
     .unwrap();
-    let status = |name: &'static str| {
-        let env = &env;
-        wait_for(Duration::from_secs(20), name, move || async move {
-            let s = Api::<esox::api::SecretStore>::namespaced(env.client.clone(), &env.ns)
-                .get(name)
-                .await
-                .ok()?;
-            let c = s
-                .status?
-                .conditions
-                .into_iter()
-                .find(|c| c.type_ == "Ready")?;
-            Some((
-                c.status,
-                c.reason.unwrap_or_default(),
-                c.message.unwrap_or_default(),
-            ))
-        })
-    };
-    let (ready, reason, msg) = status("bad-region").await.unwrap();
+    let (ready, reason, msg) = env.wait_store("bad-region", |_, _, _| true).await;
     assert_eq!(
         (ready.as_str(), reason.as_str()),
         ("False", "InvalidProviderConfig")
     );
     assert!(msg.contains("invalid AWS region \"moon-base\""), "{msg}");
-    let (ready, reason, msg) = status("no-creds-secret").await.unwrap();
+    let (ready, reason, msg) = env.wait_store("no-creds-secret", |_, _, _| true).await;
     assert_eq!(
         (ready.as_str(), reason.as_str()),
         ("False", "InvalidProviderConfig")

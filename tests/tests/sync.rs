@@ -295,17 +295,11 @@ async fn periodic_refresh_and_update_event() {
         .await
         .unwrap();
     env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
-    env.wait_secret("es", "v1", |s| {
-        secret_strings(s).get("value").map(String::as_str) == Some("v1")
-    })
-    .await;
+    env.wait_value("es", "value", "v1").await;
     env.apply(&fake_store("store", &[("k", "v2")]))
         .await
         .unwrap();
-    env.wait_secret("es", "refreshed to v2", |s| {
-        secret_strings(s).get("value").map(String::as_str) == Some("v2")
-    })
-    .await;
+    env.wait_value("es", "value", "v2").await;
     wait_for(Duration::from_secs(10), "Updated event", || async {
         env.events_for("es")
             .await
@@ -324,10 +318,7 @@ async fn refresh_interval_zero_syncs_once_until_forced() {
         .await
         .unwrap();
     env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: \"0\"\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
-    env.wait_secret("es", "v1", |s| {
-        secret_strings(s).get("value").map(String::as_str) == Some("v1")
-    })
-    .await;
+    env.wait_value("es", "value", "v1").await;
     env.apply(&fake_store("store", &[("k", "v2")]))
         .await
         .unwrap();
@@ -346,10 +337,7 @@ async fn refresh_interval_zero_syncs_once_until_forced() {
         )
         .await
         .unwrap();
-    env.wait_secret("es", "force-synced to v2", |s| {
-        secret_strings(s).get("value").map(String::as_str) == Some("v2")
-    })
-    .await;
+    env.wait_value("es", "value", "v2").await;
 }
 
 #[tokio::test]
@@ -382,11 +370,7 @@ async fn self_heals_deleted_and_edited_secrets_at_once() {
         )
         .await
         .unwrap();
-    let restored = env
-        .wait_secret("healed", "restored", |s| {
-            secret_strings(s).get("value").map(String::as_str) == Some("good")
-        })
-        .await;
+    let restored = env.wait_value("healed", "value", "good").await;
     assert!(
         !secret_strings(&restored).contains_key("extra"),
         "Owner replaces the whole data"
@@ -507,21 +491,15 @@ async fn creation_policies() {
         )
         .await
         .unwrap();
-    let s = env
-        .wait_secret("merged", "merge restored", |s| {
-            secret_strings(s).get("value").map(String::as_str) == Some("managed")
-        })
-        .await;
+    let s = env.wait_value("merged", "value", "managed").await;
     assert_eq!(secret_strings(&s)["app-owned"], "keep-me");
 
     // CreateOrMerge creates when missing.
     env.apply(&es("com", "CreateOrMerge", "created-or-merged"))
         .await
         .unwrap();
-    env.wait_secret("created-or-merged", "created", |s| {
-        secret_strings(s).get("value").map(String::as_str) == Some("managed")
-    })
-    .await;
+    env.wait_value("created-or-merged", "value", "managed")
+        .await;
 
     // None: status synced, no Secret.
     env.apply(&es("none", "None", "never")).await.unwrap();

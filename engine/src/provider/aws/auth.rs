@@ -262,8 +262,24 @@ async fn web_identity(
     ))
 }
 
-fn expiry(t: &aws_smithy_types::DateTime) -> Option<SystemTime> {
-    SystemTime::try_from(*t).ok()
+/// Credentials from an STS answer, expiring when STS says (so the SDK's identity cache renews
+/// them in time).
+fn from_sts(
+    c: Option<aws_sdk_sts::types::Credentials>,
+    call: &str,
+    provider: &'static str,
+) -> Result<Credentials, CredentialsError> {
+    let c = c.ok_or_else(|| {
+        CredentialsError::provider_error(format!("{call} returned no credentials"))
+    })?;
+    let expires = SystemTime::try_from(c.expiration).ok();
+    Ok(Credentials::new(
+        c.access_key_id,
+        c.secret_access_key,
+        Some(c.session_token),
+        expires,
+        provider,
+    ))
 }
 
 /// `AssumeRoleWithWebIdentity` with a ServiceAccount token from the TokenRequest API.
@@ -314,16 +330,11 @@ impl WebIdentity {
                     "sts:AssumeRoleWithWebIdentity",
                 ))
             })?;
-        let c = out.credentials.ok_or_else(|| {
-            CredentialsError::provider_error("AssumeRoleWithWebIdentity returned no credentials")
-        })?;
-        Ok(Credentials::new(
-            c.access_key_id,
-            c.secret_access_key,
-            Some(c.session_token),
-            expiry(&c.expiration),
+        from_sts(
+            out.credentials,
+            "AssumeRoleWithWebIdentity",
             "esox-web-identity",
-        ))
+        )
     }
 }
 
@@ -375,16 +386,7 @@ impl AssumeRole {
                 &format!("sts:AssumeRole {}", self.role),
             ))
         })?;
-        let c = out.credentials.ok_or_else(|| {
-            CredentialsError::provider_error("AssumeRole returned no credentials")
-        })?;
-        Ok(Credentials::new(
-            c.access_key_id,
-            c.secret_access_key,
-            Some(c.session_token),
-            expiry(&c.expiration),
-            "esox-assume-role",
-        ))
+        from_sts(out.credentials, "AssumeRole", "esox-assume-role")
     }
 }
 
