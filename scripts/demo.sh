@@ -28,6 +28,9 @@ bash "$here/stack.sh" up
 # shellcheck disable=SC1091
 source "$state/env"
 
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2
+fi
 say "Building esox"
 cargo build -q -p esox
 esox="$CARGO_TARGET_DIR/debug/esox"

@@ -12,10 +12,18 @@ root=$(dirname "$here")
 cd "$root"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/esox/target}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+# The Wasm plugins engine/build.rs builds, kept outside the clone like the cargo target dir.
+export ESOX_WASM_TARGET_DIR=${ESOX_WASM_TARGET_DIR:-$HOME/.cache/esox/wasm-target}
 
 step() { printf '\n[test] %s\n' "$*"; }
 
 command -v cargo >/dev/null || { echo "[test] cargo is missing: install Rust with rustup (https://rustup.rs), stable toolchain" >&2; exit 1; }
+
+# Plugins are WebAssembly components built for wasm32-wasip2 (by engine/build.rs).
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  step "rustup target add wasm32-wasip2"
+  rustup target add wasm32-wasip2
+fi
 
 step "cargo fmt --check"
 cargo fmt --all --check

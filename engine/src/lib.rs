@@ -11,6 +11,7 @@ pub mod controller;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod plugin;
 pub mod provider;
 pub mod ratelimit;
 pub mod secret;
