@@ -110,7 +110,10 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("could not listen on {}", args.metrics_addr))?;
     tokio::spawn(esox::http::serve(listener, registry.clone(), ready.clone()));
 
+    let plugins = esox::plugin::PluginHost::new(esox::plugin::Limits::default())
+        .context("could not start the Wasm plugin runtime")?;
     let ctx = Arc::new(Context {
+        plugins,
         client,
         reporter: Reporter {
             controller: "external-secrets".into(),

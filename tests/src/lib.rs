@@ -161,6 +161,15 @@ pub struct TestEnv {
     controller: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// The process's plugin host: one Wasm engine per process, as in the controller.
+pub fn plugin_host() -> Arc<esox::plugin::PluginHost> {
+    static HOST: OnceLock<Arc<esox::plugin::PluginHost>> = OnceLock::new();
+    HOST.get_or_init(|| {
+        esox::plugin::PluginHost::new(esox::plugin::Limits::default()).expect("plugin runtime")
+    })
+    .clone()
+}
+
 /// Options for [`TestEnv`].
 #[derive(Default)]
 pub struct Options {
@@ -206,6 +215,7 @@ impl TestEnv {
         let registry = Arc::new(registry);
         let controller = (!opts.no_controller).then(|| {
             let ctx = Arc::new(Context {
+                plugins: plugin_host(),
                 client: client.clone(),
                 reporter: Reporter {
                     controller: "external-secrets".into(),

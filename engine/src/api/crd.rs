@@ -37,6 +37,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         with_served_versions(ExternalSecret::crd()),
         with_served_versions(SecretStore::crd()),
         with_served_versions(ClusterSecretStore::crd()),
+        super::generators::Password::crd(),
     ]
 }
 
@@ -56,7 +57,10 @@ mod tests {
 
     #[test]
     fn serves_v1_and_v1beta1_with_v1_stored() {
-        for crd in all() {
+        for crd in all()
+            .into_iter()
+            .filter(|c| c.spec.group == super::super::GROUP)
+        {
             let names: Vec<_> = crd.spec.versions.iter().map(|v| v.name.as_str()).collect();
             assert_eq!(names, ["v1", "v1beta1"]);
             let stored: Vec<_> = crd.spec.versions.iter().filter(|v| v.storage).collect();

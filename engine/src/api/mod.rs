@@ -6,6 +6,7 @@ pub mod condition;
 pub mod crd;
 pub mod duration;
 pub mod external_secret;
+pub mod generators;
 pub mod secret_store;
 
 pub use condition::Condition;

@@ -37,6 +37,8 @@ pub struct Context {
     /// Connected providers per store and identity, so credentials (and their STS calls and
     /// TokenRequests) are reused until they expire instead of renewed on every sync.
     pub providers: ProviderCache,
+    /// The Wasm plugin host (one engine per process).
+    pub plugins: Arc<crate::plugin::PluginHost>,
     /// Command-line settings.
     pub settings: Settings,
 }

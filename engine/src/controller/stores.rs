@@ -15,14 +15,15 @@ use kube::Api;
 use regex::Regex;
 
 use super::context::Context;
+use crate::api::generators::{GENERATORS_GROUP, Password};
 use crate::api::{
-    ClusterSecretStore, ClusterSecretStoreCondition, SecretStore, SecretStoreRef, SecretStoreSpec,
-    StoreKind,
+    ClusterSecretStore, ClusterSecretStoreCondition, GeneratorRef, SecretStore, SecretStoreRef,
+    SecretStoreSpec, StoreKind,
 };
 use crate::pipeline::{DataSource, Source, SourceError};
 use crate::provider::fetch::StoreIdentity;
 use crate::provider::{self, BuildContext, FindQuery, GetRequest, Provider};
-use crate::secret::SecretBytes;
+use crate::secret::{SecretBytes, SecretMap};
 
 /// A store resolved for one ExternalSecret.
 #[derive(Clone)]
@@ -197,6 +198,51 @@ impl<'a> StoreResolver<'a> {
 
 #[async_trait]
 impl DataSource for StoreResolver<'_> {
+    async fn generate(&self, generator: &GeneratorRef) -> Result<SecretMap, SourceError> {
+        let group = generator
+            .api_version
+            .as_deref()
+            .unwrap_or_default()
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        if group != GENERATORS_GROUP || generator.kind != "Password" {
+            return Err(SourceError::Store(format!(
+                "error using generator: {} {}/{:?} is not supported by this version of esox",
+                generator.api_version.as_deref().unwrap_or_default(),
+                generator.kind,
+                generator.name
+            )));
+        }
+        let api: Api<Password> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        let spec = api
+            .get_opt(&generator.name)
+            .await
+            .map_err(|e| {
+                SourceError::Store(format!(
+                    "error using generator: could not get Password {:?}: {e}",
+                    generator.name
+                ))
+            })?
+            .ok_or_else(|| {
+                SourceError::Store(format!(
+                    "error using generator: Password {:?} not found in namespace {:?}",
+                    generator.name, self.namespace
+                ))
+            })?
+            .spec;
+        let config = serde_json::to_string(&spec).expect("a Password spec serializes");
+        let plugins = &self.ctx.plugins;
+        let plugin = plugins
+            .password()
+            .map_err(|e| SourceError::Store(format!("error using generator: {e}")))?;
+        let out = plugins
+            .generate(plugin, config)
+            .await
+            .map_err(|e| SourceError::Store(format!("error using generator: {e}")))?;
+        Ok(out.data)
+    }
+
     async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
         let store = self.resolve(source).await?;
         Ok(self

@@ -18,7 +18,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::api::{
-    DeletionPolicy, ExternalSecretDataRemoteRef, ExternalSecretSpec, NullBytePolicy, StoreSourceRef,
+    DeletionPolicy, ExternalSecretDataRemoteRef, ExternalSecretSpec, GeneratorRef, NullBytePolicy,
+    StoreSourceRef,
 };
 use crate::provider::{FindQuery, GetRequest, ProviderError};
 use crate::secret::{SecretBytes, SecretMap};
@@ -37,6 +38,14 @@ pub trait DataSource: Send + Sync {
         source: Source<'_>,
         query: &FindQuery,
     ) -> Result<BTreeMap<String, SecretBytes>, SourceError>;
+
+    /// Runs a generator (`dataFrom[].sourceRef.generatorRef`) and returns its data.
+    async fn generate(&self, generator: &GeneratorRef) -> Result<SecretMap, SourceError> {
+        Err(SourceError::Store(format!(
+            "generator {} {:?} is not available here",
+            generator.kind, generator.name
+        )))
+    }
 }
 
 /// A data source failure: either the store could not be used, or its provider failed.
@@ -191,13 +200,14 @@ pub async fn collect(
     for (i, entry) in spec.data_from.iter().enumerate() {
         let name = format!("dataFrom[{i}]");
         let src = entry.source_ref.as_ref();
-        if src.is_some_and(|s| s.generator_ref.is_some()) {
-            return Err(PipelineError::InvalidEntry {
-                entry: name,
-                reason: "generators are not supported by this version of esox".to_string(),
-            });
-        }
-        let (map, conversion, decoding) = if let Some(extract) = &entry.extract {
+        let generator = src.and_then(|s| s.generator_ref.as_ref());
+        let (map, conversion, decoding) = if let Some(generator) = generator {
+            let map = source
+                .generate(generator)
+                .await
+                .map_err(|e| PipelineError::from_source(name.clone(), e))?;
+            (map, Default::default(), Default::default())
+        } else if let Some(extract) = &entry.extract {
             let req = GetRequest::new(
                 &extract.key,
                 extract.version.as_deref(),
@@ -329,6 +339,10 @@ impl DataSource for Memo<'_> {
         query: &FindQuery,
     ) -> Result<BTreeMap<String, SecretBytes>, SourceError> {
         self.inner.find(source, query).await
+    }
+
+    async fn generate(&self, generator: &GeneratorRef) -> Result<SecretMap, SourceError> {
+        self.inner.generate(generator).await
     }
 }
 

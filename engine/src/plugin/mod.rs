@@ -410,3 +410,49 @@ impl Runtime {
 
 #[cfg(test)]
 mod tests;
+
+/// The plugins a controller process uses: one runtime, built-ins compiled on first use.
+pub struct PluginHost {
+    runtime: Arc<Runtime>,
+    password: std::sync::OnceLock<Result<GeneratorPlugin, PluginError>>,
+}
+
+impl PluginHost {
+    /// A host with its own runtime.
+    pub fn new(limits: Limits) -> Result<Arc<Self>, PluginError> {
+        Ok(Arc::new(PluginHost {
+            runtime: Runtime::new(limits)?,
+            password: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// The built-in Password generator.
+    pub fn password(&self) -> Result<GeneratorPlugin, PluginError> {
+        self.password
+            .get_or_init(|| self.runtime.load_generator("password", builtin::PASSWORD))
+            .clone()
+    }
+
+    /// Runs a generator off the async reactor (plugin calls are CPU-bound and synchronous).
+    pub async fn generate(
+        self: &Arc<Self>,
+        plugin: GeneratorPlugin,
+        config: String,
+    ) -> Result<Generated, PluginError> {
+        let host = self.clone();
+        let name = plugin.name.clone();
+        tokio::task::spawn_blocking(move || host.runtime.generate(&plugin, &config, None))
+            .await
+            .unwrap_or_else(|e| {
+                Err(PluginError::Trap {
+                    plugin: name,
+                    reason: format!("plugin thread failed: {e}"),
+                })
+            })
+    }
+}

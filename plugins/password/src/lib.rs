@@ -144,6 +144,7 @@ pub fn encode(encoding: Option<&str>, password: &str) -> Result<Vec<u8>, String>
     })
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Password;
 
 impl Guest for Password {
@@ -171,6 +172,9 @@ impl Guest for Password {
     }
 }
 
+// The component exports exist only in the Wasm build; host builds (unit tests, clippy) link
+// the crate as an ordinary library.
+#[cfg(target_arch = "wasm32")]
 esox_plugin_sdk::generator::export_generator!(Password);
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use esox_plugin_sdk::generator::{Generated, Guest, PluginError, entry, error};
 
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Hostile;
 
 impl Guest for Hostile {
@@ -50,4 +51,7 @@ impl Guest for Hostile {
     }
 }
 
+// The component exports exist only in the Wasm build; host builds (unit tests, clippy) link
+// the crate as an ordinary library.
+#[cfg(target_arch = "wasm32")]
 esox_plugin_sdk::generator::export_generator!(Hostile);

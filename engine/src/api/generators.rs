@@ -1,0 +1,52 @@
+//! `generators.external-secrets.io`: generators referenced from
+//! `dataFrom[].sourceRef.generatorRef`, as in ESO. Each runs as a Wasm plugin.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The generators API group.
+pub const GENERATORS_GROUP: &str = "generators.external-secrets.io";
+
+/// ESO's Password generator. The spec is handed to the Password plugin as JSON.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[kube(
+    group = "generators.external-secrets.io",
+    version = "v1alpha1",
+    kind = "Password",
+    namespaced,
+    category = "external-secrets",
+    category = "external-secrets-generators",
+    doc = "Password generates a random password on every refresh of the ExternalSecrets that use it."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordSpec {
+    /// Password length (default 24).
+    #[serde(default = "default_length")]
+    pub length: usize,
+    /// Number of digits (default: a quarter of the length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digits: Option<usize>,
+    /// Number of symbols (default: a quarter of the length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbols: Option<usize>,
+    /// Symbols to choose from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol_characters: Option<String>,
+    /// Exclude upper-case letters.
+    #[serde(default)]
+    pub no_upper: bool,
+    /// Allow repeated characters.
+    #[serde(default)]
+    pub allow_repeat: bool,
+    /// Keys to generate a password for (default `password`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_keys: Vec<String>,
+    /// Output encoding: `raw` (default), `base64`, `base64url`, `base32`, `hex`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+}
+
+fn default_length() -> usize {
+    24
+}

@@ -1,0 +1,73 @@
+//! Generators: ESO's Password generator, run by the Wasm plugin runtime, referenced from
+//! `dataFrom[].sourceRef.generatorRef` as ESO manifests do.
+
+use std::time::Duration;
+
+use esox_tests::{TestEnv, secret_strings, wait_for};
+
+const GENERATOR: &str = "apiVersion: generators.external-secrets.io/v1alpha1\nkind: Password\nmetadata: {name: db-password}\nspec:\n  length: 20\n  digits: 4\n  symbols: 2\n  noUpper: true\n  allowRepeat: false\n";
+
+fn es(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: external-secrets.io/v1beta1\nkind: ExternalSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: 1s\n{extra}  target: {{name: {name}}}\n  dataFrom:\n  - sourceRef:\n      generatorRef:\n        apiVersion: generators.external-secrets.io/v1alpha1\n        kind: Password\n        name: db-password\n"
+    )
+}
+
+fn password_of(env: &TestEnv, s: &k8s_openapi::api::core::v1::Secret) -> String {
+    let _ = env;
+    secret_strings(s)["password"].clone()
+}
+
+#[tokio::test]
+async fn password_generator_rotates_on_refresh_and_holds_under_created_once() {
+    let env = TestEnv::new("gen-password").await;
+    env.apply(GENERATOR).await.unwrap();
+    env.apply(&es("rotating", "")).await.unwrap();
+    env.apply(&es("fixed", "  refreshPolicy: CreatedOnce\n"))
+        .await
+        .unwrap();
+
+    let first = env
+        .wait_secret("rotating", "generated", |s| s.data.is_some())
+        .await;
+    let p1 = password_of(&env, &first);
+    assert_eq!(p1.chars().count(), 20);
+    assert_eq!(p1.chars().filter(|c| c.is_ascii_digit()).count(), 4);
+    assert!(!p1.chars().any(|c| c.is_ascii_uppercase()), "noUpper");
+    let mut seen = std::collections::HashSet::new();
+    assert!(p1.chars().all(|c| seen.insert(c)), "no repeats");
+
+    // Rotation on refreshInterval.
+    let rotated = wait_for(Duration::from_secs(20), "a rotated password", || async {
+        let s = env.secrets().get("rotating").await.ok()?;
+        let p = secret_strings(&s)["password"].clone();
+        (p != p1).then_some(p)
+    })
+    .await
+    .unwrap();
+    assert_eq!(rotated.chars().count(), 20);
+
+    // CreatedOnce keeps the first value.
+    let fixed = password_of(
+        &env,
+        &env.wait_secret("fixed", "generated once", |s| s.data.is_some())
+            .await,
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        password_of(&env, &env.secrets().get("fixed").await.unwrap()),
+        fixed,
+        "CreatedOnce does not rotate"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_generator_is_reported() {
+    let env = TestEnv::new("gen-missing").await;
+    env.apply(&es("orphan", "")).await.unwrap();
+    let msg = env.wait_ready("orphan", "False", "SecretSyncedError").await;
+    assert!(
+        msg.contains("error using generator: Password \"db-password\" not found"),
+        "{msg}"
+    );
+}
