@@ -23,6 +23,13 @@ pub const CAPPED_TARGETS: &[&str] = &[
     "tower=info",
     "tower_http=info",
     "kube_client=debug",
+    // Not about secrets but about cost: the Wasm compiler traces every function it compiles,
+    // which turns a sub-second component compile into a minute at `trace`.
+    "cranelift=info",
+    "regalloc2=info",
+    "wasmtime=info",
+    "wasmparser=info",
+    "wit_parser=info",
 ];
 
 /// Builds the log filter from `spec` (a `RUST_LOG`-style string), with the wire-logging

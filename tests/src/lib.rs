@@ -93,8 +93,10 @@ impl Write for Capture {
 fn init_tracing() {
     TRACING.get_or_init(|| {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "trace,hyper=info,h2=info,rustls=info,tower=info,kube_client=debug",
+            // The controller's own filter (wire-logging targets capped), at trace level, so the
+            // hygiene test sees everything a user could turn on.
+            .with_env_filter(esox::telemetry::filter(
+                &std::env::var("ESOX_TEST_LOG_FILTER").unwrap_or_else(|_| "trace".into()),
             ))
             .with_writer(|| Capture)
             .with_ansi(false)

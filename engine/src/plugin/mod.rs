@@ -279,8 +279,10 @@ impl Runtime {
             plugin: name.to_string(),
             reason,
         };
+        let started = Instant::now();
         let component =
             Component::new(&self.engine, bytes).map_err(|e| load_err(format!("{e:#}")))?;
+        tracing::info!(plugin = name, bytes = bytes.len(), elapsed = ?started.elapsed(), "compiled plugin component");
         let pre = self
             .linker
             .instantiate_pre(&component)
