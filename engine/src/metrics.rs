@@ -54,6 +54,22 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+/// Labels of a plugin call counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginCallLabels {
+    /// Plugin name.
+    pub plugin: String,
+    /// `ok`, or the error category (`timeout`, `trap`, `out_of_memory`, …).
+    pub outcome: String,
+}
+
+/// Labels of a plugin duration histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    /// Plugin name.
+    pub plugin: String,
+}
+
 /// All metrics esox exports.
 pub struct Metrics {
     /// `externalsecret_sync_calls_total`.
@@ -72,6 +88,10 @@ pub struct Metrics {
     pub cluster_store_condition: Family<ConditionLabels, Gauge>,
     /// `secretstore_reconcile_duration` (seconds).
     pub store_reconcile_duration: Family<ObjectLabels, Histogram>,
+    /// `esox_plugin_calls_total{plugin,outcome}`: invocations, traps, timeouts, ….
+    pub plugin_calls: Family<PluginCallLabels, Counter>,
+    /// `esox_plugin_call_duration_seconds{plugin}`.
+    pub plugin_duration: Family<PluginLabels, Histogram>,
 }
 
 fn histogram() -> Histogram {
@@ -90,6 +110,10 @@ impl Metrics {
             store_condition: Family::default(),
             cluster_store_condition: Family::default(),
             store_reconcile_duration: Family::new_with_constructor(histogram),
+            plugin_calls: Family::default(),
+            plugin_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
         };
         // prometheus-client appends `_total` to counters itself.
         registry.register(
@@ -131,6 +155,16 @@ impl Metrics {
             "secretstore_reconcile_duration",
             "SecretStore reconcile duration in seconds",
             m.store_reconcile_duration.clone(),
+        );
+        registry.register(
+            "esox_plugin_calls",
+            "Wasm plugin calls by outcome",
+            m.plugin_calls.clone(),
+        );
+        registry.register(
+            "esox_plugin_call_duration_seconds",
+            "Wasm plugin call duration, instantiation included",
+            m.plugin_duration.clone(),
         );
         m
     }

@@ -59,6 +59,16 @@ async fn password_generator_rotates_on_refresh_and_holds_under_created_once() {
         fixed,
         "CreatedOnce does not rotate"
     );
+    // Every generation is a plugin call, counted with its outcome.
+    let m = env.metrics();
+    assert!(
+        m.contains(r#"esox_plugin_calls_total{plugin="password",outcome="ok"}"#),
+        "{m}"
+    );
+    assert!(
+        m.contains("esox_plugin_call_duration_seconds_count{plugin=\"password\"}"),
+        "{m}"
+    );
 }
 
 #[tokio::test]

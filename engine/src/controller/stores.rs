@@ -237,7 +237,7 @@ impl DataSource for StoreResolver<'_> {
             .password()
             .map_err(|e| SourceError::Store(format!("error using generator: {e}")))?;
         let out = plugins
-            .generate(plugin, config)
+            .generate(plugin, config, &self.ctx.metrics)
             .await
             .map_err(|e| SourceError::Store(format!("error using generator: {e}")))?;
         Ok(out.data)

@@ -440,21 +440,42 @@ impl PluginHost {
             .clone()
     }
 
-    /// Runs a generator off the async reactor (plugin calls are CPU-bound and synchronous).
+    /// Runs a generator off the async reactor (plugin calls are CPU-bound and synchronous),
+    /// counting the call, its outcome and its duration in `metrics`.
     pub async fn generate(
         self: &Arc<Self>,
         plugin: GeneratorPlugin,
         config: String,
+        metrics: &crate::metrics::Metrics,
     ) -> Result<Generated, PluginError> {
         let host = self.clone();
         let name = plugin.name.clone();
-        tokio::task::spawn_blocking(move || host.runtime.generate(&plugin, &config, None))
-            .await
-            .unwrap_or_else(|e| {
-                Err(PluginError::Trap {
-                    plugin: name,
-                    reason: format!("plugin thread failed: {e}"),
-                })
+        let thread_name = name.clone();
+        let started = Instant::now();
+        let result =
+            tokio::task::spawn_blocking(move || host.runtime.generate(&plugin, &config, None))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(PluginError::Trap {
+                        plugin: thread_name,
+                        reason: format!("plugin thread failed: {e}"),
+                    })
+                });
+        let outcome = result
+            .as_ref()
+            .err()
+            .map_or("ok", PluginError::metric_label);
+        metrics
+            .plugin_calls
+            .get_or_create(&crate::metrics::PluginCallLabels {
+                plugin: name.clone(),
+                outcome: outcome.to_string(),
             })
+            .inc();
+        metrics
+            .plugin_duration
+            .get_or_create(&crate::metrics::PluginLabels { plugin: name })
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 }
