@@ -205,6 +205,19 @@ impl Metrics {
                 status: s.to_string(),
             });
         }
+        for reason in [
+            "invalid_spec",
+            "missing_provider_secret",
+            "fetch",
+            "target",
+            "kube",
+        ] {
+            self.sync_errors.remove(&ErrorLabels {
+                name: name.to_string(),
+                namespace: namespace.to_string(),
+                reason: reason.to_string(),
+            });
+        }
     }
 }
 

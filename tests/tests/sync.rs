@@ -709,3 +709,23 @@ async fn deletion_policy_merge_removes_only_our_keys() {
     );
     env.wait_ready("es", "True", "SecretSynced").await;
 }
+
+#[tokio::test]
+async fn deleted_external_secrets_leave_no_metric_series() {
+    let env = TestEnv::new("forget").await;
+    env.apply(&fake_store("store", &[("k", "v")]))
+        .await
+        .unwrap();
+    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: short-lived}\nspec:\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
+    env.wait_ready("short-lived", "True", "SecretSynced").await;
+    assert!(env.metrics().contains(r#"name="short-lived""#));
+    env.external_secrets()
+        .delete("short-lived", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(20), "metric series dropped", || async {
+        (!env.metrics().contains(r#"name="short-lived""#)).then_some(())
+    })
+    .await
+    .unwrap();
+}

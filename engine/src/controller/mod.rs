@@ -48,9 +48,19 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
 
     let es_api: Api<ExternalSecret> = api(&client, ns.as_deref());
     let (reader, writer) = reflector::store();
+    let forget_ctx = ctx.clone();
     let es_stream = watcher(es_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)
+        .inspect(move |event| {
+            // Deleted ExternalSecrets are never reconciled again: drop their metric series
+            // and backoff state here, or both grow for the life of the process.
+            if let Ok(watcher::Event::Delete(es)) = event {
+                let (name, ns) = (es.name_any(), es.namespace().unwrap_or_default());
+                forget_ctx.metrics.forget(&name, &ns);
+                forget_ctx.record_success(&format!("{ns}/{name}"));
+            }
+        })
         .applied_objects()
         .predicate_filter(
             predicates::generation
