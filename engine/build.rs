@@ -8,7 +8,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PLUGINS: &[&str] = &["esox-plugin-password", "esox-plugin-hostile"];
+const PLUGINS: &[&str] = &[
+    "esox-plugin-password",
+    "esox-plugin-uuid",
+    "esox-plugin-hostile",
+];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

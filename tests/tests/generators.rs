@@ -81,3 +81,17 @@ async fn a_missing_generator_is_reported() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn uuid_generator_from_an_eso_manifest() {
+    let env = TestEnv::new("gen-uuid").await;
+    env.apply("apiVersion: generators.external-secrets.io/v1alpha1\nkind: UUID\nmetadata: {name: instance-id}\nspec: {}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: ids}\nspec:\n  refreshInterval: \"0\"\n  target: {name: ids}\n  dataFrom:\n  - sourceRef:\n      generatorRef: {apiVersion: generators.external-secrets.io/v1alpha1, kind: UUID, name: instance-id}\n    rewrite:\n    - regexp: {source: '^uuid$', target: INSTANCE_ID}\n").await.unwrap();
+    let s = env.wait_secret("ids", "uuid", |s| s.data.is_some()).await;
+    let id = secret_strings(&s)["INSTANCE_ID"].clone();
+    assert_eq!(id.len(), 36);
+    assert_eq!(&id[14..15], "4", "version 4: {id}");
+    assert!(
+        id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'),
+        "{id}"
+    );
+}

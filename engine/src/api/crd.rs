@@ -38,6 +38,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         with_served_versions(SecretStore::crd()),
         with_served_versions(ClusterSecretStore::crd()),
         super::generators::Password::crd(),
+        super::generators::UUID::crd(),
     ]
 }
 

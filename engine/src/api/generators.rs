@@ -50,3 +50,17 @@ pub struct PasswordSpec {
 fn default_length() -> usize {
     24
 }
+
+/// ESO's UUID generator: one random UUID under the key `uuid`. It has no settings.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[kube(
+    group = "generators.external-secrets.io",
+    version = "v1alpha1",
+    kind = "UUID",
+    plural = "uuids",
+    namespaced,
+    category = "external-secrets",
+    category = "external-secrets-generators",
+    doc = "UUID generates a random UUID on every refresh of the ExternalSecrets that use it."
+)]
+pub struct UUIDSpec {}

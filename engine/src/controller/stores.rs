@@ -15,7 +15,7 @@ use kube::Api;
 use regex::Regex;
 
 use super::context::Context;
-use crate::api::generators::{GENERATORS_GROUP, Password};
+use crate::api::generators::{GENERATORS_GROUP, Password, UUID};
 use crate::api::{
     ClusterSecretStore, ClusterSecretStoreCondition, GeneratorRef, SecretStore, SecretStoreRef,
     SecretStoreSpec, StoreKind,
@@ -61,6 +61,32 @@ impl<'a> StoreResolver<'a> {
             max_age,
             cache: tokio::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Reads a generator object from the ExternalSecret's namespace.
+    async fn generator_spec<K>(&self, generator: &GeneratorRef) -> Result<K, SourceError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.ctx.client.clone(), self.namespace);
+        let kind = &generator.kind;
+        api.get_opt(&generator.name)
+            .await
+            .map_err(|e| {
+                SourceError::Store(format!(
+                    "error using generator: could not get {kind} {:?}: {e}",
+                    generator.name
+                ))
+            })?
+            .ok_or_else(|| {
+                SourceError::Store(format!(
+                    "error using generator: {kind} {:?} not found in namespace {:?}",
+                    generator.name, self.namespace
+                ))
+            })
     }
 
     async fn resolve(&self, source: Source<'_>) -> Result<ResolvedStore, SourceError> {
@@ -199,6 +225,7 @@ impl<'a> StoreResolver<'a> {
 #[async_trait]
 impl DataSource for StoreResolver<'_> {
     async fn generate(&self, generator: &GeneratorRef) -> Result<SecretMap, SourceError> {
+        let fail = |msg: String| SourceError::Store(format!("error using generator: {msg}"));
         let group = generator
             .api_version
             .as_deref()
@@ -206,40 +233,33 @@ impl DataSource for StoreResolver<'_> {
             .split('/')
             .next()
             .unwrap_or_default();
-        if group != GENERATORS_GROUP || generator.kind != "Password" {
-            return Err(SourceError::Store(format!(
-                "error using generator: {} {}/{:?} is not supported by this version of esox",
-                generator.api_version.as_deref().unwrap_or_default(),
-                generator.kind,
-                generator.name
-            )));
-        }
-        let api: Api<Password> = Api::namespaced(self.ctx.client.clone(), self.namespace);
-        let spec = api
-            .get_opt(&generator.name)
-            .await
-            .map_err(|e| {
-                SourceError::Store(format!(
-                    "error using generator: could not get Password {:?}: {e}",
-                    generator.name
-                ))
-            })?
-            .ok_or_else(|| {
-                SourceError::Store(format!(
-                    "error using generator: Password {:?} not found in namespace {:?}",
-                    generator.name, self.namespace
-                ))
-            })?
-            .spec;
-        let config = serde_json::to_string(&spec).expect("a Password spec serializes");
         let plugins = &self.ctx.plugins;
-        let plugin = plugins
-            .password()
-            .map_err(|e| SourceError::Store(format!("error using generator: {e}")))?;
+        let (config, plugin) = match (group, generator.kind.as_str()) {
+            (GENERATORS_GROUP, "Password") => {
+                let spec = self.generator_spec::<Password>(generator).await?.spec;
+                (
+                    serde_json::to_string(&spec).expect("a Password spec serializes"),
+                    plugins.password(),
+                )
+            }
+            (GENERATORS_GROUP, "UUID") => {
+                self.generator_spec::<UUID>(generator).await?;
+                ("{}".to_string(), plugins.uuid())
+            }
+            _ => {
+                return Err(fail(format!(
+                    "{} {}/{:?} is not supported by this version of esox",
+                    generator.api_version.as_deref().unwrap_or_default(),
+                    generator.kind,
+                    generator.name
+                )));
+            }
+        };
+        let plugin = plugin.map_err(|e| fail(e.to_string()))?;
         let out = plugins
             .generate(plugin, config, &self.ctx.metrics)
             .await
-            .map_err(|e| SourceError::Store(format!("error using generator: {e}")))?;
+            .map_err(|e| fail(e.to_string()))?;
         Ok(out.data)
     }
 

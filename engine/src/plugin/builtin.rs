@@ -9,6 +9,9 @@ pub const PASSWORD: &[u8] = include_bytes!(concat!(
     "/esox_plugin_password.wasm"
 ));
 
+/// The UUID generator.
+pub const UUID: &[u8] = include_bytes!(concat!(env!("ESOX_PLUGIN_DIR"), "/esox_plugin_uuid.wasm"));
+
 /// Path of a component built alongside the built-ins (test fixtures such as `esox_plugin_hostile`).
 pub fn component_path(name: &str) -> std::path::PathBuf {
     std::path::Path::new(PLUGIN_DIR).join(format!("{name}.wasm"))

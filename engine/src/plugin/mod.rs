@@ -417,6 +417,7 @@ mod tests;
 pub struct PluginHost {
     runtime: Arc<Runtime>,
     password: std::sync::OnceLock<Result<GeneratorPlugin, PluginError>>,
+    uuid: std::sync::OnceLock<Result<GeneratorPlugin, PluginError>>,
 }
 
 impl PluginHost {
@@ -425,12 +426,20 @@ impl PluginHost {
         Ok(Arc::new(PluginHost {
             runtime: Runtime::new(limits)?,
             password: std::sync::OnceLock::new(),
+            uuid: std::sync::OnceLock::new(),
         }))
     }
 
     /// The runtime.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// The built-in UUID generator.
+    pub fn uuid(&self) -> Result<GeneratorPlugin, PluginError> {
+        self.uuid
+            .get_or_init(|| self.runtime.load_generator("uuid", builtin::UUID))
+            .clone()
     }
 
     /// The built-in Password generator.
