@@ -11,6 +11,7 @@ use std::process::Command;
 const PLUGINS: &[&str] = &[
     "esox-plugin-password",
     "esox-plugin-uuid",
+    "esox-plugin-fake",
     "esox-plugin-hostile",
 ];
 

@@ -95,3 +95,20 @@ async fn uuid_generator_from_an_eso_manifest() {
         "{id}"
     );
 }
+
+#[tokio::test]
+async fn fake_generator_returns_its_data() {
+    let env = TestEnv::new("gen-fake").await;
+    env.apply("apiVersion: generators.external-secrets.io/v1alpha1\nkind: Fake\nmetadata: {name: static}\nspec:\n  data: {username: app, region: eu-west-1}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: from-fake}\nspec:\n  refreshInterval: 1h\n  target: {name: from-fake}\n  dataFrom:\n  - sourceRef:\n      generatorRef: {apiVersion: generators.external-secrets.io/v1alpha1, kind: Fake, name: static}\n").await.unwrap();
+    let s = env
+        .wait_secret("from-fake", "fake data", |s| s.data.is_some())
+        .await;
+    assert_eq!(
+        secret_strings(&s),
+        [
+            ("region".to_string(), "eu-west-1".to_string()),
+            ("username".to_string(), "app".to_string())
+        ]
+        .into()
+    );
+}

@@ -39,6 +39,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         with_served_versions(ClusterSecretStore::crd()),
         super::generators::Password::crd(),
         super::generators::UUID::crd(),
+        super::generators::Fake::crd(),
     ]
 }
 

@@ -64,3 +64,23 @@ fn default_length() -> usize {
     doc = "UUID generates a random UUID on every refresh of the ExternalSecrets that use it."
 )]
 pub struct UUIDSpec {}
+
+/// ESO's Fake generator: returns the static `data` of its spec.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[kube(
+    group = "generators.external-secrets.io",
+    version = "v1alpha1",
+    kind = "Fake",
+    namespaced,
+    category = "external-secrets",
+    category = "external-secrets-generators",
+    doc = "Fake returns static data, for testing generator pipelines."
+)]
+pub struct FakeSpec {
+    /// The data to return.
+    #[serde(default)]
+    pub data: std::collections::BTreeMap<String, String>,
+    /// Only the controller whose class matches uses this generator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
+}

@@ -15,7 +15,7 @@ use kube::Api;
 use regex::Regex;
 
 use super::context::Context;
-use crate::api::generators::{GENERATORS_GROUP, Password, UUID};
+use crate::api::generators::{Fake as FakeGenerator, GENERATORS_GROUP, Password, UUID};
 use crate::api::{
     ClusterSecretStore, ClusterSecretStoreCondition, GeneratorRef, SecretStore, SecretStoreRef,
     SecretStoreSpec, StoreKind,
@@ -240,6 +240,13 @@ impl DataSource for StoreResolver<'_> {
                 (
                     serde_json::to_string(&spec).expect("a Password spec serializes"),
                     plugins.password(),
+                )
+            }
+            (GENERATORS_GROUP, "Fake") => {
+                let spec = self.generator_spec::<FakeGenerator>(generator).await?.spec;
+                (
+                    serde_json::to_string(&spec).expect("a Fake spec serializes"),
+                    plugins.fake(),
                 )
             }
             (GENERATORS_GROUP, "UUID") => {

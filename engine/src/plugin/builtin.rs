@@ -12,6 +12,9 @@ pub const PASSWORD: &[u8] = include_bytes!(concat!(
 /// The UUID generator.
 pub const UUID: &[u8] = include_bytes!(concat!(env!("ESOX_PLUGIN_DIR"), "/esox_plugin_uuid.wasm"));
 
+/// The Fake generator.
+pub const FAKE: &[u8] = include_bytes!(concat!(env!("ESOX_PLUGIN_DIR"), "/esox_plugin_fake.wasm"));
+
 /// Path of a component built alongside the built-ins (test fixtures such as `esox_plugin_hostile`).
 pub fn component_path(name: &str) -> std::path::PathBuf {
     std::path::Path::new(PLUGIN_DIR).join(format!("{name}.wasm"))

@@ -418,6 +418,7 @@ pub struct PluginHost {
     runtime: Arc<Runtime>,
     password: std::sync::OnceLock<Result<GeneratorPlugin, PluginError>>,
     uuid: std::sync::OnceLock<Result<GeneratorPlugin, PluginError>>,
+    fake: std::sync::OnceLock<Result<GeneratorPlugin, PluginError>>,
 }
 
 impl PluginHost {
@@ -427,12 +428,20 @@ impl PluginHost {
             runtime: Runtime::new(limits)?,
             password: std::sync::OnceLock::new(),
             uuid: std::sync::OnceLock::new(),
+            fake: std::sync::OnceLock::new(),
         }))
     }
 
     /// The runtime.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// The built-in Fake generator.
+    pub fn fake(&self) -> Result<GeneratorPlugin, PluginError> {
+        self.fake
+            .get_or_init(|| self.runtime.load_generator("fake", builtin::FAKE))
+            .clone()
     }
 
     /// The built-in UUID generator.
