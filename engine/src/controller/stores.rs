@@ -21,6 +21,7 @@ use crate::api::{
     SecretStoreSpec, StoreKind,
 };
 use crate::pipeline::{DataSource, Source, SourceError};
+use crate::plugin::builtin::Generator;
 use crate::provider::fetch::StoreIdentity;
 use crate::provider::{self, BuildContext, FindQuery, GetRequest, Provider};
 use crate::secret::{SecretBytes, SecretMap};
@@ -239,19 +240,19 @@ impl DataSource for StoreResolver<'_> {
                 let spec = self.generator_spec::<Password>(generator).await?.spec;
                 (
                     serde_json::to_string(&spec).expect("a Password spec serializes"),
-                    plugins.password(),
+                    plugins.generator(Generator::Password),
                 )
             }
             (GENERATORS_GROUP, "Fake") => {
                 let spec = self.generator_spec::<FakeGenerator>(generator).await?.spec;
                 (
                     serde_json::to_string(&spec).expect("a Fake spec serializes"),
-                    plugins.fake(),
+                    plugins.generator(Generator::Fake),
                 )
             }
             (GENERATORS_GROUP, "UUID") => {
                 self.generator_spec::<UUID>(generator).await?;
-                ("{}".to_string(), plugins.uuid())
+                ("{}".to_string(), plugins.generator(Generator::Uuid))
             }
             _ => {
                 return Err(fail(format!(

@@ -416,9 +416,8 @@ mod tests;
 /// The plugins a controller process uses: one runtime, built-ins compiled on first use.
 pub struct PluginHost {
     runtime: Arc<Runtime>,
-    password: std::sync::OnceLock<Result<GeneratorPlugin, PluginError>>,
-    uuid: std::sync::OnceLock<Result<GeneratorPlugin, PluginError>>,
-    fake: std::sync::OnceLock<Result<GeneratorPlugin, PluginError>>,
+    generators:
+        [std::sync::OnceLock<Result<GeneratorPlugin, PluginError>>; builtin::Generator::ALL.len()],
 }
 
 impl PluginHost {
@@ -426,9 +425,7 @@ impl PluginHost {
     pub fn new(limits: Limits) -> Result<Arc<Self>, PluginError> {
         Ok(Arc::new(PluginHost {
             runtime: Runtime::new(limits)?,
-            password: std::sync::OnceLock::new(),
-            uuid: std::sync::OnceLock::new(),
-            fake: std::sync::OnceLock::new(),
+            generators: Default::default(),
         }))
     }
 
@@ -437,24 +434,10 @@ impl PluginHost {
         &self.runtime
     }
 
-    /// The built-in Fake generator.
-    pub fn fake(&self) -> Result<GeneratorPlugin, PluginError> {
-        self.fake
-            .get_or_init(|| self.runtime.load_generator("fake", builtin::FAKE))
-            .clone()
-    }
-
-    /// The built-in UUID generator.
-    pub fn uuid(&self) -> Result<GeneratorPlugin, PluginError> {
-        self.uuid
-            .get_or_init(|| self.runtime.load_generator("uuid", builtin::UUID))
-            .clone()
-    }
-
-    /// The built-in Password generator.
-    pub fn password(&self) -> Result<GeneratorPlugin, PluginError> {
-        self.password
-            .get_or_init(|| self.runtime.load_generator("password", builtin::PASSWORD))
+    /// A built-in generator, compiled on first use.
+    pub fn generator(&self, which: builtin::Generator) -> Result<GeneratorPlugin, PluginError> {
+        self.generators[which as usize]
+            .get_or_init(|| self.runtime.load_generator(which.name(), which.component()))
             .clone()
     }
 
