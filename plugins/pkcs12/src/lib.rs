@@ -1,0 +1,133 @@
+//! PKCS#12 extraction as a transformer plugin: reads a `.p12` from one key of the fetched
+//! data and adds the private key (PKCS#8 PEM) and the certificate chain (PEM, leaf →
+//! intermediates → root) under new keys, before templating.
+//!
+//! Declared in an ExternalSecret template as
+//! `plugins: [{ref: {kind: Builtin, name: pkcs12}, config: {key: keystore}}]`.
+//! Config (JSON): `key` (required), `password` or `passwordKey` (a key of the data holding
+//! it), `inputEncoding` (`none`, the default, or `base64`), `keyOutput` (default `tls.key`),
+//! `certOutput` (default `tls.crt`), `removeInput` (default false).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use esox_plugin_sdk::transformer::{Entry, Guest, PluginError};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Config {
+    key: String,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    password_key: Option<String>,
+    #[serde(default)]
+    input_encoding: Encoding,
+    #[serde(default = "default_key_output")]
+    key_output: String,
+    #[serde(default = "default_cert_output")]
+    cert_output: String,
+    #[serde(default)]
+    remove_input: bool,
+}
+
+#[derive(Deserialize, Default, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Encoding {
+    #[default]
+    None,
+    Base64,
+}
+
+fn default_key_output() -> String {
+    "tls.key".into()
+}
+
+fn default_cert_output() -> String {
+    "tls.crt".into()
+}
+
+fn error(message: impl Into<String>, key: Option<&str>) -> PluginError {
+    PluginError {
+        message: message.into(),
+        key: key.map(str::to_string),
+    }
+}
+
+/// Extracts key and chain as configured; the rest of the data passes through.
+pub fn transform(mut data: Vec<Entry>, config: &str) -> Result<Vec<Entry>, PluginError> {
+    let config: Config = serde_json::from_str(config)
+        .map_err(|e| error(format!("pkcs12: invalid config: {e}"), None))?;
+    let find = |k: &str| data.iter().position(|e| e.key == k);
+    let Some(at) = find(&config.key) else {
+        return Err(error(
+            format!("pkcs12: key {:?} is not in the data", config.key),
+            Some(&config.key),
+        ));
+    };
+    let password = match (&config.password, &config.password_key) {
+        (Some(_), Some(_)) => {
+            return Err(error("pkcs12: set password or passwordKey, not both", None));
+        }
+        (Some(p), None) => p.clone(),
+        (None, Some(k)) => {
+            let i = find(k).ok_or_else(|| {
+                error(format!("pkcs12: passwordKey {k:?} is not in the data"), Some(k))
+            })?;
+            String::from_utf8(data[i].value.clone())
+                .map_err(|_| error("pkcs12: the password is not UTF-8", Some(k)))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string()
+        }
+        (None, None) => String::new(),
+    };
+    let der = match config.input_encoding {
+        Encoding::None => data[at].value.clone(),
+        Encoding::Base64 => STANDARD
+            .decode(data[at].value.trim_ascii())
+            .map_err(|_| error("pkcs12: input is not valid base64", Some(&config.key)))?,
+    };
+    let key = esox_pem::pkcs12_key(&der, &password).map_err(|e| error(e.to_string(), Some(&config.key)))?;
+    let cert = esox_pem::pkcs12_cert(&der, &password).map_err(|e| error(e.to_string(), Some(&config.key)))?;
+    if config.remove_input {
+        data.remove(at);
+    }
+    for (k, v) in [(config.key_output, key), (config.cert_output, cert)] {
+        data.retain(|e| e.key != k);
+        data.push(Entry {
+            key: k,
+            value: v.into_bytes(),
+        });
+    }
+    Ok(data)
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+struct Pkcs12;
+
+impl Guest for Pkcs12 {
+    fn transform(input: Vec<Entry>, config: String) -> Result<Vec<Entry>, PluginError> {
+        transform(input, &config)
+    }
+}
+
+// The component exports exist only in the Wasm build.
+#[cfg(target_arch = "wasm32")]
+esox_plugin_sdk::transformer::export_transformer!(Pkcs12);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_and_input_errors_name_keys() {
+        let data = vec![Entry { key: "ks".into(), value: b"junk".to_vec() }];
+        let e = transform(data.clone(), r#"{"key":"missing"}"#).unwrap_err();
+        assert!(e.message.contains("\"missing\" is not in the data"));
+        let e = transform(data.clone(), r#"{"key":"ks"}"#).unwrap_err();
+        assert_eq!(e.message, "pkcs12: input is not a PKCS#12 file");
+        assert_eq!(e.key.as_deref(), Some("ks"));
+        let e = transform(data, r#"{"key":"ks","colour":"red"}"#).unwrap_err();
+        assert!(e.message.contains("unknown field"), "{}", e.message);
+    }
+}
