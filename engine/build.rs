@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 const PLUGINS: &[&str] = &[
+    "esox-plugin-minijinja",
+    "esox-plugin-pkcs12",
     "esox-plugin-password",
     "esox-plugin-uuid",
     "esox-plugin-fake",

@@ -16,3 +16,4 @@ pub mod provider;
 pub mod ratelimit;
 pub mod secret;
 pub mod telemetry;
+pub mod template;

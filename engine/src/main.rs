@@ -58,6 +58,35 @@ struct ControllerArgs {
     /// Log format: `text` or `json`.
     #[arg(long, default_value = "text", env = "ESOX_LOG_FORMAT")]
     log_format: String,
+    /// Directory for compiled plugin components (must be private to esox; an emptyDir in a
+    /// pod). Default: `$XDG_CACHE_HOME/esox/plugins` or `~/.cache/esox/plugins`.
+    #[arg(long, env = "ESOX_PLUGIN_CACHE_DIR")]
+    plugin_cache_dir: Option<std::path::PathBuf>,
+    /// Compile plugins at every start instead of caching them on disk.
+    #[arg(long)]
+    no_plugin_cache: bool,
+    /// Wall-clock limit for one plugin call.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "ESOX_PLUGIN_TIMEOUT")]
+    plugin_timeout: Duration,
+    /// Linear-memory limit for one plugin instance, in MiB.
+    #[arg(long, default_value_t = 64, env = "ESOX_PLUGIN_MEMORY_MIB")]
+    plugin_memory_mib: usize,
+}
+
+impl ControllerArgs {
+    fn plugin_cache(&self) -> Option<std::path::PathBuf> {
+        if self.no_plugin_cache {
+            return None;
+        }
+        self.plugin_cache_dir.clone().or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache"))
+                })?;
+            Some(base.join("esox").join("plugins"))
+        })
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -110,8 +139,21 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("could not listen on {}", args.metrics_addr))?;
     tokio::spawn(esox::http::serve(listener, registry.clone(), ready.clone()));
 
-    let plugins = esox::plugin::PluginHost::new(esox::plugin::Limits::default())
+    let limits = esox::plugin::Limits {
+        deadline: args.plugin_timeout,
+        max_memory: args.plugin_memory_mib << 20,
+        ..Default::default()
+    };
+    let cache_dir = args.plugin_cache();
+    let plugins = esox::plugin::PluginHost::with_cache(limits, cache_dir.as_deref())
         .context("could not start the Wasm plugin runtime")?;
+    {
+        // Compile (or load from the cache) the built-ins before the first reconcile needs them.
+        let plugins = plugins.clone();
+        tokio::task::spawn_blocking(move || plugins.preload())
+            .await
+            .context("loading the built-in plugins")?;
+    }
     let ctx = Arc::new(Context {
         plugins,
         client,

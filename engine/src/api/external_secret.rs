@@ -209,6 +209,46 @@ pub struct ExternalSecretTemplate {
     /// Templates read from ConfigMaps, Secrets or literals.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub template_from: Vec<TemplateFrom>,
+    /// esox extension: transformer plugins applied in order to the fetched data before
+    /// templating (each sees the previous one's output).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<TemplatePlugin>,
+}
+
+/// One transformer in a template's plugin pipeline.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplatePlugin {
+    /// Which plugin.
+    #[serde(rename = "ref")]
+    pub plugin_ref: PluginRef,
+    /// The plugin's configuration, handed to it as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::preserve_unknown_object")]
+    pub config: Option<serde_json::Value>,
+}
+
+/// A reference to a plugin: a built-in, or a plugin object (`WasmPlugin` in the
+/// ExternalSecret's namespace, `ClusterWasmPlugin` cluster-wide).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginRef {
+    /// `Builtin`, `WasmPlugin` or `ClusterWasmPlugin`.
+    pub kind: PluginKind,
+    /// The plugin's name.
+    pub name: String,
+}
+
+/// Where a referenced plugin comes from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, JsonSchema, PartialEq, Eq)]
+pub enum PluginKind {
+    /// Built into esox (`pkcs12`, ...).
+    #[default]
+    Builtin,
+    /// A `WasmPlugin` object in the ExternalSecret's namespace.
+    WasmPlugin,
+    /// A `ClusterWasmPlugin` object approved by the platform team.
+    ClusterWasmPlugin,
 }
 
 fn default_engine_version() -> Option<String> {

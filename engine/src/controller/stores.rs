@@ -21,7 +21,7 @@ use crate::api::{
     SecretStoreSpec, StoreKind,
 };
 use crate::pipeline::{DataSource, Source, SourceError};
-use crate::plugin::builtin::Generator;
+use crate::plugin::builtin::Builtin;
 use crate::provider::fetch::StoreIdentity;
 use crate::provider::{self, BuildContext, FindQuery, GetRequest, Provider};
 use crate::secret::{SecretBytes, SecretMap};
@@ -240,19 +240,19 @@ impl DataSource for StoreResolver<'_> {
                 let spec = self.generator_spec::<Password>(generator).await?.spec;
                 (
                     serde_json::to_string(&spec).expect("a Password spec serializes"),
-                    plugins.generator(Generator::Password),
+                    plugins.builtin(Builtin::Password),
                 )
             }
             (GENERATORS_GROUP, "Fake") => {
                 let spec = self.generator_spec::<FakeGenerator>(generator).await?.spec;
                 (
                     serde_json::to_string(&spec).expect("a Fake spec serializes"),
-                    plugins.generator(Generator::Fake),
+                    plugins.builtin(Builtin::Fake),
                 )
             }
             (GENERATORS_GROUP, "UUID") => {
                 self.generator_spec::<UUID>(generator).await?;
-                ("{}".to_string(), plugins.generator(Generator::Uuid))
+                ("{}".to_string(), plugins.builtin(Builtin::Uuid))
             }
             _ => {
                 return Err(fail(format!(

@@ -15,6 +15,8 @@ pub mod transformer {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "transformer-plugin",
+        // One set of contract types for every world.
+        with: { "esox:plugin/types": super::generator::esox::plugin::types },
     });
 }
 
@@ -23,5 +25,10 @@ pub mod template {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "template-plugin",
+        // One set of contract types for every world.
+        with: { "esox:plugin/types": super::generator::esox::plugin::types },
     });
 }
+
+/// The contract's entry record (the same type in every world; the generator's is used).
+pub type Entry = generator::esox::plugin::types::Entry;

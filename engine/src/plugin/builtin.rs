@@ -1,51 +1,75 @@
 //! Plugins built into the `esox` binary, compiled by `engine/build.rs` from `plugins/`.
 
+use super::Kind;
+
 /// Where the build put the plugin components (built-ins and test fixtures).
 pub const PLUGIN_DIR: &str = env!("ESOX_PLUGIN_DIR");
 
-/// The Password generator (ESO's Password spec).
-pub const PASSWORD: &[u8] = include_bytes!(concat!(
-    env!("ESOX_PLUGIN_DIR"),
-    "/esox_plugin_password.wasm"
-));
+macro_rules! component {
+    ($file:literal) => {
+        include_bytes!(concat!(env!("ESOX_PLUGIN_DIR"), "/", $file, ".wasm"))
+    };
+}
 
-/// The UUID generator.
-pub const UUID: &[u8] = include_bytes!(concat!(env!("ESOX_PLUGIN_DIR"), "/esox_plugin_uuid.wasm"));
-
-/// The Fake generator.
-pub const FAKE: &[u8] = include_bytes!(concat!(env!("ESOX_PLUGIN_DIR"), "/esox_plugin_fake.wasm"));
-
-/// The built-in generators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Generator {
+/// The built-in plugins: one table, so adding one is one variant and three match arms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Builtin {
     /// ESO's Password generator.
     Password,
     /// ESO's UUID generator.
     Uuid,
     /// ESO's Fake generator.
     Fake,
+    /// The minijinja template engine (`engineVersion: minijinja`).
+    Minijinja,
+    /// PKCS#12 extraction (a transformer).
+    Pkcs12,
 }
 
-impl Generator {
-    /// Every built-in generator, in discriminant order.
-    pub const ALL: [Generator; 3] = [Generator::Password, Generator::Uuid, Generator::Fake];
+impl Builtin {
+    /// Every built-in, in discriminant order.
+    pub const ALL: [Builtin; 5] = [
+        Builtin::Password,
+        Builtin::Uuid,
+        Builtin::Fake,
+        Builtin::Minijinja,
+        Builtin::Pkcs12,
+    ];
 
-    /// The plugin name used in errors and metrics.
+    /// The plugin name used in declarations, errors and metrics.
     pub fn name(self) -> &'static str {
         match self {
-            Generator::Password => "password",
-            Generator::Uuid => "uuid",
-            Generator::Fake => "fake",
+            Builtin::Password => "password",
+            Builtin::Uuid => "uuid",
+            Builtin::Fake => "fake",
+            Builtin::Minijinja => "minijinja",
+            Builtin::Pkcs12 => "pkcs12",
+        }
+    }
+
+    /// The world it implements.
+    pub fn kind(self) -> Kind {
+        match self {
+            Builtin::Password | Builtin::Uuid | Builtin::Fake => Kind::Generator,
+            Builtin::Minijinja => Kind::Template,
+            Builtin::Pkcs12 => Kind::Transformer,
         }
     }
 
     /// The embedded component.
     pub fn component(self) -> &'static [u8] {
         match self {
-            Generator::Password => PASSWORD,
-            Generator::Uuid => UUID,
-            Generator::Fake => FAKE,
+            Builtin::Password => component!("esox_plugin_password"),
+            Builtin::Uuid => component!("esox_plugin_uuid"),
+            Builtin::Fake => component!("esox_plugin_fake"),
+            Builtin::Minijinja => component!("esox_plugin_minijinja"),
+            Builtin::Pkcs12 => component!("esox_plugin_pkcs12"),
         }
+    }
+
+    /// The built-in called `name`, if any.
+    pub fn by_name(name: &str) -> Option<Builtin> {
+        Builtin::ALL.into_iter().find(|b| b.name() == name)
     }
 }
 
@@ -56,12 +80,13 @@ pub fn component_path(name: &str) -> std::path::PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::Generator;
+    use super::Builtin;
 
     #[test]
-    fn all_is_in_discriminant_order() {
-        for (i, g) in Generator::ALL.iter().enumerate() {
-            assert_eq!(*g as usize, i, "{g:?}");
+    fn all_is_in_discriminant_order_with_unique_names() {
+        for (i, b) in Builtin::ALL.iter().enumerate() {
+            assert_eq!(*b as usize, i, "{b:?}");
+            assert_eq!(Builtin::by_name(b.name()), Some(*b));
         }
     }
 }

@@ -22,6 +22,7 @@
 
 pub mod bindings;
 pub mod builtin;
+pub mod cache;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -210,14 +211,52 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     limits: Limits,
+    cache: Option<cache::Cache>,
 }
 
-/// A loaded generator plugin, ready to instantiate.
-#[derive(Clone)]
-pub struct GeneratorPlugin {
-    name: String,
-    pre: Arc<bindings::generator::GeneratorPluginPre<HostState>>,
+/// The three plugin worlds of `wit/plugin.wit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `generator-plugin`.
+    Generator,
+    /// `transformer-plugin`.
+    Transformer,
+    /// `template-plugin`.
+    Template,
 }
+
+#[derive(Clone)]
+enum Pre {
+    Generator(Arc<bindings::generator::GeneratorPluginPre<HostState>>),
+    Transformer(Arc<bindings::transformer::TransformerPluginPre<HostState>>),
+    Template(Arc<bindings::template::TemplatePluginPre<HostState>>),
+}
+
+/// A compiled and linked plugin, ready to instantiate (cheap to clone).
+#[derive(Clone)]
+pub struct Plugin {
+    name: Arc<str>,
+    pre: Pre,
+}
+
+impl Plugin {
+    /// The name used in errors and metrics.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The world the plugin implements.
+    pub fn kind(&self) -> Kind {
+        match self.pre {
+            Pre::Generator(_) => Kind::Generator,
+            Pre::Transformer(_) => Kind::Transformer,
+            Pre::Template(_) => Kind::Template,
+        }
+    }
+}
+
+/// A loaded generator plugin (kept as a name for readability at call sites).
+pub type GeneratorPlugin = Plugin;
 
 /// What a generator produced.
 #[derive(Debug)]
@@ -228,9 +267,32 @@ pub struct Generated {
     pub state: Option<Vec<u8>>,
 }
 
+/// One template to render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateRequest {
+    /// The target key (`Values`) or a name for errors (`KeysAndValues`).
+    pub name: String,
+    /// The template text.
+    pub text: String,
+    /// Whether the output is one value or a YAML map of keys and values.
+    pub keys_and_values: bool,
+}
+
+/// One template's output: keys and values, or that template's own error.
+pub type TemplateOutput = Result<Vec<(String, SecretBytes)>, PluginError>;
+
 impl Runtime {
-    /// Builds the engine (and starts its epoch ticker).
+    /// Builds the engine (and starts its epoch ticker); no compiled-component cache.
     pub fn new(limits: Limits) -> Result<Arc<Self>, PluginError> {
+        Self::with_cache(limits, None)
+    }
+
+    /// Builds the engine with compiled components cached under `cache_dir`
+    /// (see [`cache`] for what makes an entry valid).
+    pub fn with_cache(
+        limits: Limits,
+        cache_dir: Option<&std::path::Path>,
+    ) -> Result<Arc<Self>, PluginError> {
         let load_err = |reason: String| PluginError::Load {
             plugin: "(runtime)".into(),
             reason,
@@ -261,10 +323,12 @@ impl Runtime {
                 }
             })
             .map_err(|e| load_err(format!("could not start the epoch thread: {e}")))?;
+        let cache = cache_dir.map(|d| cache::Cache::new(&engine, d));
         Ok(Arc::new(Runtime {
             engine,
             linker,
             limits,
+            cache,
         }))
     }
 
@@ -273,26 +337,61 @@ impl Runtime {
         &self.limits
     }
 
-    /// Compiles and links a generator component.
-    pub fn load_generator(&self, name: &str, bytes: &[u8]) -> Result<GeneratorPlugin, PluginError> {
+    /// Compiles (or loads from the cache) and links a component for `kind`'s world.
+    pub fn load(&self, name: &str, kind: Kind, bytes: &[u8]) -> Result<Plugin, PluginError> {
+        self.load_traced(name, kind, bytes).map(|(p, _)| p)
+    }
+
+    /// [`load`](Self::load), also telling whether the compiled cache served it.
+    pub fn load_traced(
+        &self,
+        name: &str,
+        kind: Kind,
+        bytes: &[u8],
+    ) -> Result<(Plugin, cache::Source), PluginError> {
         let load_err = |reason: String| PluginError::Load {
             plugin: name.to_string(),
             reason,
         };
         let started = Instant::now();
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| load_err(format!("{e:#}")))?;
-        tracing::info!(plugin = name, bytes = bytes.len(), elapsed = ?started.elapsed(), "compiled plugin component");
+        let (component, source) = match &self.cache {
+            Some(c) => c.load_or_compile(&self.engine, bytes),
+            None => Component::new(&self.engine, bytes).map(|c| (c, cache::Source::Compiled)),
+        }
+        .map_err(|e| load_err(format!("{e:#}")))?;
+        tracing::info!(plugin = name, bytes = bytes.len(), ?source, elapsed = ?started.elapsed(), "loaded plugin component");
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| load_err(format!("{e:#}")))?;
-        let pre = bindings::generator::GeneratorPluginPre::new(pre)
-            .map_err(|e| load_err(format!("{e:#}")))?;
-        Ok(GeneratorPlugin {
-            name: name.to_string(),
-            pre: Arc::new(pre),
-        })
+        let world = |e: wasmtime::Error| {
+            load_err(format!(
+                "not a {kind:?} plugin (the component does not implement that world of esox:plugin@0.1.0): {e:#}"
+            ))
+        };
+        let pre = match kind {
+            Kind::Generator => Pre::Generator(Arc::new(
+                bindings::generator::GeneratorPluginPre::new(pre).map_err(world)?,
+            )),
+            Kind::Transformer => Pre::Transformer(Arc::new(
+                bindings::transformer::TransformerPluginPre::new(pre).map_err(world)?,
+            )),
+            Kind::Template => Pre::Template(Arc::new(
+                bindings::template::TemplatePluginPre::new(pre).map_err(world)?,
+            )),
+        };
+        Ok((
+            Plugin {
+                name: name.into(),
+                pre,
+            },
+            source,
+        ))
+    }
+
+    /// Compiles and links a generator component.
+    pub fn load_generator(&self, name: &str, bytes: &[u8]) -> Result<Plugin, PluginError> {
+        self.load(name, Kind::Generator, bytes)
     }
 
     fn store(&self) -> Store<HostState> {
@@ -345,69 +444,234 @@ impl Runtime {
         }
     }
 
-    /// Runs a generator in a fresh instance.
-    pub fn generate(
-        &self,
-        plugin: &GeneratorPlugin,
-        config: &str,
-        state: Option<&[u8]>,
-    ) -> Result<Generated, PluginError> {
-        let name = plugin.name.as_str();
-        let size = config.len() + state.map_or(0, <[u8]>::len);
+    fn check_input(&self, plugin: &str, size: usize) -> Result<(), PluginError> {
         if size > self.limits.max_input {
             return Err(PluginError::InputTooLarge {
-                plugin: name.into(),
+                plugin: plugin.into(),
                 size,
                 limit: self.limits.max_input,
             });
         }
+        Ok(())
+    }
+
+    fn wrong_kind(plugin: &Plugin, want: Kind) -> PluginError {
+        PluginError::Load {
+            plugin: plugin.name().to_string(),
+            reason: format!("it is a {:?} plugin, used as a {want:?}", plugin.kind()),
+        }
+    }
+
+    /// Runs a generator in a fresh instance.
+    pub fn generate(
+        &self,
+        plugin: &Plugin,
+        config: &str,
+        state: Option<&[u8]>,
+    ) -> Result<Generated, PluginError> {
+        let name = plugin.name();
+        let Pre::Generator(pre) = &plugin.pre else {
+            return Err(Self::wrong_kind(plugin, Kind::Generator));
+        };
+        self.check_input(name, config.len() + state.map_or(0, <[u8]>::len))?;
         let started = Instant::now();
         let mut store = self.store();
-        let instance = match plugin.pre.instantiate(&mut store) {
-            Ok(i) => i,
-            Err(e) => return Err(self.classify(name, &store, e)),
-        };
-        let result = instance
-            .esox_plugin_generator()
-            .call_generate(&mut store, config, state);
+        let result = pre.instantiate(&mut store).and_then(|instance| {
+            instance
+                .esox_plugin_generator()
+                .call_generate(&mut store, config, state)
+        });
         let generated = match result {
             Err(e) => return Err(self.classify(name, &store, e)),
-            Ok(Err(e)) => {
-                return Err(PluginError::Failed {
-                    plugin: name.into(),
-                    message: e.message,
-                    key: e.key,
-                });
-            }
+            Ok(Err(e)) => return Err(failed(name, e.message, e.key)),
             Ok(Ok(g)) => g,
         };
-        let mut data = SecretMap::new();
-        let mut total = 0usize;
-        for entry in generated.data {
-            total += entry.key.len() + entry.value.len();
-            if total > self.limits.max_output {
-                return Err(PluginError::OutputTooLarge {
-                    plugin: name.into(),
-                    size: total,
-                    limit: self.limits.max_output,
-                });
-            }
-            if data
-                .insert(entry.key.clone(), SecretBytes::new(entry.value))
-                .is_some()
-            {
-                return Err(PluginError::Malformed {
-                    plugin: name.into(),
-                    reason: format!("duplicate key {:?}", entry.key),
-                });
-            }
-        }
+        let mut budget = self.limits.max_output;
+        let data = collect_entries(name, generated.data, &mut budget)?;
         tracing::debug!(plugin = name, elapsed = ?started.elapsed(), keys = data.len(), "plugin call done");
         Ok(Generated {
             data,
             state: generated.state,
         })
     }
+
+    /// Runs a transformer over `data` in a fresh instance.
+    pub fn transform(
+        &self,
+        plugin: &Plugin,
+        data: &SecretMap,
+        config: &str,
+    ) -> Result<SecretMap, PluginError> {
+        let name = plugin.name();
+        let Pre::Transformer(pre) = &plugin.pre else {
+            return Err(Self::wrong_kind(plugin, Kind::Transformer));
+        };
+        self.check_input(name, config.len() + map_size(data))?;
+        let input = entries(data);
+        let mut store = self.store();
+        let result = pre.instantiate(&mut store).and_then(|instance| {
+            instance
+                .esox_plugin_transformer()
+                .call_transform(&mut store, &input.0, config)
+        });
+        drop(input);
+        let out = match result {
+            Err(e) => return Err(self.classify(name, &store, e)),
+            Ok(Err(e)) => return Err(failed(name, e.message, e.key)),
+            Ok(Ok(d)) => d,
+        };
+        let mut budget = self.limits.max_output;
+        collect_entries(name, out, &mut budget)
+    }
+
+    /// Renders `templates` over `context` in one fresh instance; each template succeeds or
+    /// fails on its own, in request order.
+    pub fn render(
+        &self,
+        plugin: &Plugin,
+        templates: &[TemplateRequest],
+        context: &SecretMap,
+        options: &str,
+    ) -> Result<Vec<(String, TemplateOutput)>, PluginError> {
+        use bindings::template::exports::esox::plugin::template_engine::{Scope, Template};
+        let name = plugin.name();
+        let Pre::Template(pre) = &plugin.pre else {
+            return Err(Self::wrong_kind(plugin, Kind::Template));
+        };
+        let text_size: usize = templates.iter().map(|t| t.name.len() + t.text.len()).sum();
+        self.check_input(name, options.len() + map_size(context) + text_size)?;
+        let input = entries(context);
+        let wit_templates: Vec<Template> = templates
+            .iter()
+            .map(|t| Template {
+                name: t.name.clone(),
+                text: t.text.clone(),
+                scope: if t.keys_and_values {
+                    Scope::KeysAndValues
+                } else {
+                    Scope::Values
+                },
+            })
+            .collect();
+        let mut store = self.store();
+        let result = pre.instantiate(&mut store).and_then(|instance| {
+            instance.esox_plugin_template_engine().call_render(
+                &mut store,
+                &wit_templates,
+                &input.0,
+                options,
+            )
+        });
+        drop(input);
+        let rendered = result.map_err(|e| self.classify(name, &store, e))?;
+        if rendered.len() != templates.len() {
+            return Err(PluginError::Malformed {
+                plugin: name.into(),
+                reason: format!(
+                    "{} results for {} templates",
+                    rendered.len(),
+                    templates.len()
+                ),
+            });
+        }
+        let mut budget = self.limits.max_output;
+        let mut out = Vec::with_capacity(rendered.len());
+        for (r, t) in rendered.into_iter().zip(templates) {
+            if r.name != t.name {
+                return Err(PluginError::Malformed {
+                    plugin: name.into(),
+                    reason: format!("result {:?} answers template {:?}", r.name, t.name),
+                });
+            }
+            let output = match r.output {
+                Ok(entries) => {
+                    collect_entries(name, entries, &mut budget).map(|m| m.into_iter().collect())
+                }
+                Err(e) => Err(failed(name, e.message, e.key)),
+            };
+            if let Err(e @ PluginError::OutputTooLarge { .. }) = &output {
+                return Err(e.clone());
+            }
+            out.push((r.name, output));
+        }
+        Ok(out)
+    }
+}
+
+fn failed(plugin: &str, message: String, key: Option<String>) -> PluginError {
+    PluginError::Failed {
+        plugin: plugin.into(),
+        message,
+        key,
+    }
+}
+
+fn map_size(data: &SecretMap) -> usize {
+    data.iter().map(|(k, v)| k.len() + v.expose().len()).sum()
+}
+
+/// The data as WIT entries. The copies live only for the call (and are zeroized on drop by
+/// the wrapper type the caller keeps).
+fn entries(data: &SecretMap) -> WitEntries {
+    WitEntries(
+        data.iter()
+            .map(|(k, v)| bindings::Entry {
+                key: k.clone(),
+                value: v.expose().to_vec(),
+            })
+            .collect(),
+    )
+}
+
+/// WIT entries that zeroize their values when dropped.
+struct WitEntries(Vec<bindings::Entry>);
+
+impl std::ops::Deref for WitEntries {
+    type Target = [bindings::Entry];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for WitEntries {
+    fn drop(&mut self) {
+        for e in &mut self.0 {
+            zeroize::Zeroize::zeroize(&mut e.value);
+        }
+    }
+}
+
+/// Checks a plugin's output: the byte budget (shared across one call's outputs) and unique,
+/// valid keys.
+fn collect_entries(
+    plugin: &str,
+    entries: Vec<bindings::Entry>,
+    budget: &mut usize,
+) -> Result<SecretMap, PluginError> {
+    let mut data = SecretMap::new();
+    let limit = *budget;
+    let mut used = 0usize;
+    for entry in entries {
+        used += entry.key.len() + entry.value.len();
+        if used > limit {
+            return Err(PluginError::OutputTooLarge {
+                plugin: plugin.into(),
+                size: used,
+                limit,
+            });
+        }
+        if data
+            .insert(entry.key.clone(), SecretBytes::new(entry.value))
+            .is_some()
+        {
+            return Err(PluginError::Malformed {
+                plugin: plugin.into(),
+                reason: format!("duplicate key {:?}", entry.key),
+            });
+        }
+    }
+    *budget -= used;
+    Ok(data)
 }
 
 #[cfg(test)]
@@ -416,16 +680,23 @@ mod tests;
 /// The plugins a controller process uses: one runtime, built-ins compiled on first use.
 pub struct PluginHost {
     runtime: Arc<Runtime>,
-    generators:
-        [std::sync::OnceLock<Result<GeneratorPlugin, PluginError>>; builtin::Generator::ALL.len()],
+    builtins: [std::sync::OnceLock<Result<Plugin, PluginError>>; builtin::Builtin::ALL.len()],
 }
 
 impl PluginHost {
-    /// A host with its own runtime.
+    /// A host with its own runtime and no compiled-component cache.
     pub fn new(limits: Limits) -> Result<Arc<Self>, PluginError> {
+        Self::with_cache(limits, None)
+    }
+
+    /// A host whose compiled components are cached under `cache_dir`.
+    pub fn with_cache(
+        limits: Limits,
+        cache_dir: Option<&std::path::Path>,
+    ) -> Result<Arc<Self>, PluginError> {
         Ok(Arc::new(PluginHost {
-            runtime: Runtime::new(limits)?,
-            generators: Default::default(),
+            runtime: Runtime::with_cache(limits, cache_dir)?,
+            builtins: Default::default(),
         }))
     }
 
@@ -434,34 +705,45 @@ impl PluginHost {
         &self.runtime
     }
 
-    /// A built-in generator, compiled on first use.
-    pub fn generator(&self, which: builtin::Generator) -> Result<GeneratorPlugin, PluginError> {
-        self.generators[which as usize]
-            .get_or_init(|| self.runtime.load_generator(which.name(), which.component()))
+    /// A built-in plugin, compiled (or loaded from the cache) on first use.
+    pub fn builtin(&self, which: builtin::Builtin) -> Result<Plugin, PluginError> {
+        self.builtins[which as usize]
+            .get_or_init(|| {
+                self.runtime
+                    .load(which.name(), which.kind(), which.component())
+            })
             .clone()
     }
 
-    /// Runs a generator off the async reactor (plugin calls are CPU-bound and synchronous),
+    /// Loads every built-in now, so the first ExternalSecret does not wait for compilation.
+    pub fn preload(&self) {
+        for b in builtin::Builtin::ALL {
+            if let Err(e) = self.builtin(b) {
+                tracing::error!(error = %e, "could not load a built-in plugin");
+            }
+        }
+    }
+
+    /// Runs `call` off the async reactor (plugin calls are CPU-bound and synchronous),
     /// counting the call, its outcome and its duration in `metrics`.
-    pub async fn generate(
+    async fn run<T: Send + 'static>(
         self: &Arc<Self>,
-        plugin: GeneratorPlugin,
-        config: String,
+        plugin: &Plugin,
         metrics: &crate::metrics::Metrics,
-    ) -> Result<Generated, PluginError> {
+        call: impl FnOnce(&Runtime) -> Result<T, PluginError> + Send + 'static,
+    ) -> Result<T, PluginError> {
         let host = self.clone();
-        let name = plugin.name.clone();
-        let thread_name = name.clone();
+        let name = plugin.name().to_string();
+        let span = tracing::Span::current();
         let started = Instant::now();
-        let result =
-            tokio::task::spawn_blocking(move || host.runtime.generate(&plugin, &config, None))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(PluginError::Trap {
-                        plugin: thread_name,
-                        reason: format!("plugin thread failed: {e}"),
-                    })
-                });
+        let result = tokio::task::spawn_blocking(move || span.in_scope(|| call(&host.runtime)))
+            .await
+            .unwrap_or_else(|e| {
+                Err(PluginError::Trap {
+                    plugin: name.clone(),
+                    reason: format!("plugin thread failed: {e}"),
+                })
+            });
         let outcome = result
             .as_ref()
             .err()
@@ -469,14 +751,57 @@ impl PluginHost {
         metrics
             .plugin_calls
             .get_or_create(&crate::metrics::PluginCallLabels {
-                plugin: name.clone(),
+                plugin: plugin.name().to_string(),
                 outcome: outcome.to_string(),
             })
             .inc();
         metrics
             .plugin_duration
-            .get_or_create(&crate::metrics::PluginLabels { plugin: name })
+            .get_or_create(&crate::metrics::PluginLabels {
+                plugin: plugin.name().to_string(),
+            })
             .observe(started.elapsed().as_secs_f64());
         result
+    }
+
+    /// Runs a generator.
+    pub async fn generate(
+        self: &Arc<Self>,
+        plugin: GeneratorPlugin,
+        config: String,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<Generated, PluginError> {
+        let p = plugin.clone();
+        self.run(&plugin, metrics, move |rt| rt.generate(&p, &config, None))
+            .await
+    }
+
+    /// Runs a transformer.
+    pub async fn transform(
+        self: &Arc<Self>,
+        plugin: Plugin,
+        data: SecretMap,
+        config: String,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<SecretMap, PluginError> {
+        let p = plugin.clone();
+        self.run(&plugin, metrics, move |rt| rt.transform(&p, &data, &config))
+            .await
+    }
+
+    /// Renders templates.
+    pub async fn render(
+        self: &Arc<Self>,
+        plugin: Plugin,
+        templates: Vec<TemplateRequest>,
+        context: SecretMap,
+        options: String,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<Vec<(String, TemplateOutput)>, PluginError> {
+        let p = plugin.clone();
+        self.run(&plugin, metrics, move |rt| {
+            rt.render(&p, &templates, &context, &options)
+        })
+        .await
     }
 }

@@ -28,7 +28,7 @@ fn hostile() -> GeneratorPlugin {
 
 fn password() -> GeneratorPlugin {
     runtime()
-        .load_generator("password", builtin::PASSWORD)
+        .load_generator("password", builtin::Builtin::Password.component())
         .unwrap()
 }
 

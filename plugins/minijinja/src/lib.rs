@@ -38,7 +38,11 @@ pub fn render(templates: Vec<Template>, context: Vec<Entry>, _options: &str) -> 
         .collect()
 }
 
-fn render_one(env: &Environment<'_>, t: &Template, root: &Value) -> Result<Vec<Entry>, PluginError> {
+fn render_one(
+    env: &Environment<'_>,
+    t: &Template,
+    root: &Value,
+) -> Result<Vec<Entry>, PluginError> {
     let text = env
         .render_str(&t.text, root)
         .map_err(|e| template_error(&t.name, &e))?;
@@ -167,23 +171,35 @@ fn environment() -> Environment<'static> {
     env.add_filter("pkcs12key", |v: Value| -> Result<String, Error> {
         esox_pem::pkcs12_key(&input_bytes(&v)?, "").map_err(failed)
     });
-    env.add_filter("pkcs12keyPass", |v: Value, pass: String| -> Result<String, Error> {
-        esox_pem::pkcs12_key(&input_bytes(&v)?, &pass).map_err(failed)
-    });
+    env.add_filter(
+        "pkcs12keyPass",
+        |v: Value, pass: String| -> Result<String, Error> {
+            esox_pem::pkcs12_key(&input_bytes(&v)?, &pass).map_err(failed)
+        },
+    );
     env.add_filter("pkcs12cert", |v: Value| -> Result<String, Error> {
         esox_pem::pkcs12_cert(&input_bytes(&v)?, "").map_err(failed)
     });
-    env.add_filter("pkcs12certPass", |v: Value, pass: String| -> Result<String, Error> {
-        esox_pem::pkcs12_cert(&input_bytes(&v)?, &pass).map_err(failed)
-    });
-    env.add_filter("filterPEM", |v: Value, kind: String| -> Result<String, Error> {
-        let raw = input_bytes(&v)?;
-        esox_pem::pem::filter(&kind, &String::from_utf8_lossy(&raw)).map_err(failed)
-    });
-    env.add_filter("filterCertChain", |v: Value, kind: String| -> Result<String, Error> {
-        let raw = input_bytes(&v)?;
-        esox_pem::chain::filter(&kind, &String::from_utf8_lossy(&raw)).map_err(failed)
-    });
+    env.add_filter(
+        "pkcs12certPass",
+        |v: Value, pass: String| -> Result<String, Error> {
+            esox_pem::pkcs12_cert(&input_bytes(&v)?, &pass).map_err(failed)
+        },
+    );
+    env.add_filter(
+        "filterPEM",
+        |v: Value, kind: String| -> Result<String, Error> {
+            let raw = input_bytes(&v)?;
+            esox_pem::pem::filter(&kind, &String::from_utf8_lossy(&raw)).map_err(failed)
+        },
+    );
+    env.add_filter(
+        "filterCertChain",
+        |v: Value, kind: String| -> Result<String, Error> {
+            let raw = input_bytes(&v)?;
+            esox_pem::chain::filter(&kind, &String::from_utf8_lossy(&raw)).map_err(failed)
+        },
+    );
     // `string` on bytes would print a byte list; make it the text users expect.
     env.add_filter("str", |v: Value| -> Result<String, Error> {
         match v.kind() {
@@ -239,7 +255,12 @@ mod tests {
         let out = one(
             "DB_USERNAME={{ db_user }}\nDB_PASSWORD={{ db_pass }}\nCONNECTION_STRING=jdbc:postgresql://{{ db_host }}:{{ db_port }}/main_db\n",
             Scope::Values,
-            &[("db_user", "app"), ("db_pass", "s3cr3t"), ("db_host", "db.example.com"), ("db_port", "5432")],
+            &[
+                ("db_user", "app"),
+                ("db_pass", "s3cr3t"),
+                ("db_host", "db.example.com"),
+                ("db_port", "5432"),
+            ],
         );
         assert_eq!(
             text(out),
@@ -252,7 +273,11 @@ mod tests {
         let out = one(
             "{{ data['db-user'] | upper }} {{ blob | b64dec }} {{ (js | fromJson).a.b }} {{ 'x' | b64enc }} {{ 'abc' | sha256sum }}",
             Scope::Values,
-            &[("db-user", "app"), ("blob", "aGk="), ("js", r#"{"a":{"b":7}}"#)],
+            &[
+                ("db-user", "app"),
+                ("blob", "aGk="),
+                ("js", r#"{"a":{"b":7}}"#),
+            ],
         );
         assert_eq!(
             text(out),
@@ -262,7 +287,12 @@ mod tests {
 
     #[test]
     fn keys_and_values_parse_yaml() {
-        let out = one("{% for k in ['a','b'] %}{{ k }}_key: {{ v }}\n{% endfor %}", Scope::KeysAndValues, &[("v", "1")]).unwrap();
+        let out = one(
+            "{% for k in ['a','b'] %}{{ k }}_key: {{ v }}\n{% endfor %}",
+            Scope::KeysAndValues,
+            &[("v", "1")],
+        )
+        .unwrap();
         let keys: Vec<_> = out.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["a_key", "b_key"]);
     }
@@ -279,7 +309,11 @@ mod tests {
 
     #[test]
     fn bad_templates_fail_alone() {
-        let t = |n: &str, text: &str| Template { name: n.into(), text: text.into(), scope: Scope::Values };
+        let t = |n: &str, text: &str| Template {
+            name: n.into(),
+            text: text.into(),
+            scope: Scope::Values,
+        };
         let out = render(vec![t("bad", "{{ x "), t("good", "ok")], vec![], "{}");
         assert!(out[0].output.is_err());
         assert_eq!(out[1].output.as_ref().unwrap()[0].value, b"ok");

@@ -72,7 +72,10 @@ pub fn transform(mut data: Vec<Entry>, config: &str) -> Result<Vec<Entry>, Plugi
         (Some(p), None) => p.clone(),
         (None, Some(k)) => {
             let i = find(k).ok_or_else(|| {
-                error(format!("pkcs12: passwordKey {k:?} is not in the data"), Some(k))
+                error(
+                    format!("pkcs12: passwordKey {k:?} is not in the data"),
+                    Some(k),
+                )
             })?;
             String::from_utf8(data[i].value.clone())
                 .map_err(|_| error("pkcs12: the password is not UTF-8", Some(k)))?
@@ -87,8 +90,10 @@ pub fn transform(mut data: Vec<Entry>, config: &str) -> Result<Vec<Entry>, Plugi
             .decode(data[at].value.trim_ascii())
             .map_err(|_| error("pkcs12: input is not valid base64", Some(&config.key)))?,
     };
-    let key = esox_pem::pkcs12_key(&der, &password).map_err(|e| error(e.to_string(), Some(&config.key)))?;
-    let cert = esox_pem::pkcs12_cert(&der, &password).map_err(|e| error(e.to_string(), Some(&config.key)))?;
+    let key = esox_pem::pkcs12_key(&der, &password)
+        .map_err(|e| error(e.to_string(), Some(&config.key)))?;
+    let cert = esox_pem::pkcs12_cert(&der, &password)
+        .map_err(|e| error(e.to_string(), Some(&config.key)))?;
     if config.remove_input {
         data.remove(at);
     }
@@ -121,7 +126,10 @@ mod tests {
 
     #[test]
     fn config_and_input_errors_name_keys() {
-        let data = vec![Entry { key: "ks".into(), value: b"junk".to_vec() }];
+        let data = vec![Entry {
+            key: "ks".into(),
+            value: b"junk".to_vec(),
+        }];
         let e = transform(data.clone(), r#"{"key":"missing"}"#).unwrap_err();
         assert!(e.message.contains("\"missing\" is not in the data"));
         let e = transform(data.clone(), r#"{"key":"ks"}"#).unwrap_err();

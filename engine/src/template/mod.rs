@@ -1,0 +1,415 @@
+//! `spec.target.template`: from fetched data to the Secret's data, labels, annotations and
+//! type, with ESO's precedence — and every transformation inside Wasm.
+//!
+//! The order is ESO's `ApplyTemplate`, plus esox's plugin pipeline in front:
+//!
+//! 1. the template's transformer `plugins`, in order, over the fetched data;
+//! 2. the (transformed) data itself when `mergePolicy: Merge` or when there are no data
+//!    templates at all;
+//! 3. `templateFrom` entries in order (ConfigMap items, Secret items, literals), each into
+//!    `Data`, `Labels` or `Annotations`;
+//! 4. `template.data` (so explicit data templates win over `templateFrom`);
+//! 5. `metadata.labels` and `metadata.annotations`, rendered as templates too.
+//!
+//! All templates of one ExternalSecret go to the engine in a single call (one fresh
+//! instance), and are applied in the order above; the first failing template fails the
+//! whole template, leaving the Secret as it was. Nothing here talks to Kubernetes: the
+//! controller resolves `templateFrom` objects into [`Sources`] and plugins through a
+//! [`Runner`], so this is unit-tested against the real plugins without a cluster.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::api::{
+    ExternalSecretTemplate, PluginKind, PluginRef, TemplateMergePolicy, TemplateScope,
+    TemplateTarget,
+};
+use crate::metrics::Metrics;
+use crate::plugin::builtin::Builtin;
+use crate::plugin::{Kind, Plugin, PluginError, PluginHost, TemplateOutput, TemplateRequest};
+use crate::secret::SecretMap;
+
+/// The template engines an ExternalSecret can select with `engineVersion`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// ESO's Go `text/template` with sprig (`v2`, the default).
+    GoTemplate,
+    /// minijinja (`minijinja`).
+    Minijinja,
+}
+
+impl Engine {
+    /// The engine `engineVersion` selects.
+    pub fn for_version(version: Option<&str>) -> Result<Engine, TemplateError> {
+        match version.unwrap_or("v2") {
+            "" | "v2" => Ok(Engine::GoTemplate),
+            "minijinja" => Ok(Engine::Minijinja),
+            other => Err(TemplateError::Invalid(format!(
+                "unsupported template engine version: {other} (supported: v2, minijinja)"
+            ))),
+        }
+    }
+}
+
+/// The objects `templateFrom` names, already read by the caller.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// ConfigMap name → its `data`.
+    pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
+    /// Secret name → its `data`.
+    pub secrets: BTreeMap<String, SecretMap>,
+}
+
+/// What the template produced.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// The Secret's data.
+    pub data: SecretMap,
+    /// Labels to set.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations to set.
+    pub annotations: BTreeMap<String, String>,
+    /// The Secret type, when the template sets one.
+    pub type_: Option<String>,
+    /// Finalizers to add.
+    pub finalizers: Vec<String>,
+}
+
+/// Runs plugins for the template step (the controller's plugin host, or a test's).
+#[async_trait]
+pub trait Runner: Send + Sync {
+    /// Runs one transformer of the pipeline.
+    async fn transform(
+        &self,
+        plugin: &PluginRef,
+        data: SecretMap,
+        config: String,
+    ) -> Result<SecretMap, TemplateError>;
+    /// Renders templates with `engine`.
+    async fn render(
+        &self,
+        engine: Engine,
+        templates: Vec<TemplateRequest>,
+        context: SecretMap,
+    ) -> Result<Vec<(String, TemplateOutput)>, TemplateError>;
+}
+
+/// Why the template step failed. Messages follow ESO's where ESO has one, and never contain
+/// values.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TemplateError {
+    /// The template itself is not allowed or not understood.
+    #[error("could not apply template: {0}")]
+    Invalid(String),
+    /// A `templateFrom` object or key is missing.
+    #[error("could not apply template: error fetching templateFrom data: {0}")]
+    Source(String),
+    /// A plugin could not be found or loaded.
+    #[error("could not apply template: {0}")]
+    Plugin(String),
+    /// A template did not render.
+    #[error("could not apply template: could not execute template: {0}")]
+    Render(String),
+    /// The sandbox stopped a plugin (timeout, memory, trap, output size).
+    #[error("could not apply template: {0}")]
+    Sandbox(#[source] PluginError),
+}
+
+impl TemplateError {
+    /// From a plugin call's error: the plugin's own message for its errors, the sandbox's
+    /// verdict otherwise.
+    pub fn from_plugin(e: PluginError) -> TemplateError {
+        match e {
+            PluginError::Failed { message, .. } => TemplateError::Render(message),
+            PluginError::Load { .. } => TemplateError::Plugin(e.to_string()),
+            other => TemplateError::Sandbox(other),
+        }
+    }
+}
+
+/// ESO's `validatePrivilegedTemplate`: templates must not mint long-lived tokens.
+fn validate(tpl: &ExternalSecretTemplate) -> Result<(), TemplateError> {
+    match tpl.type_.as_deref() {
+        Some("kubernetes.io/service-account-token") => {
+            let annotated = tpl.metadata.as_ref().is_some_and(|m| {
+                m.annotations
+                    .contains_key("kubernetes.io/service-account.name")
+            });
+            if annotated {
+                return Err(TemplateError::Invalid(
+                    "template.type=\"kubernetes.io/service-account-token\" with annotation \"kubernetes.io/service-account.name\" is not allowed".into(),
+                ));
+            }
+            if tpl
+                .template_from
+                .iter()
+                .any(|t| t.target == Some(TemplateTarget::Annotations))
+            {
+                return Err(TemplateError::Invalid(
+                    "template.type=\"kubernetes.io/service-account-token\" with templateFrom target=\"Annotations\" is not allowed".into(),
+                ));
+            }
+        }
+        Some("bootstrap.kubernetes.io/token") => {
+            return Err(TemplateError::Invalid(
+                "template.type=\"bootstrap.kubernetes.io/token\" is not allowed".into(),
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Does this template render anything (as opposed to only setting `type`/`mergePolicy`)?
+pub fn renders(tpl: &ExternalSecretTemplate) -> bool {
+    !tpl.data.is_empty()
+        || !tpl.template_from.is_empty()
+        || tpl
+            .metadata
+            .as_ref()
+            .is_some_and(|m| !m.labels.is_empty() || !m.annotations.is_empty())
+}
+
+/// One rendered template's destination.
+struct Slot {
+    target: TemplateTarget,
+}
+
+/// Applies `tpl` (or ESO's no-template behaviour when `None`: the data as is, with the
+/// ExternalSecret's own labels and annotations).
+pub async fn apply(
+    tpl: Option<&ExternalSecretTemplate>,
+    es_labels: &BTreeMap<String, String>,
+    es_annotations: &BTreeMap<String, String>,
+    data: SecretMap,
+    sources: &Sources,
+    runner: &dyn Runner,
+) -> Result<Output, TemplateError> {
+    let Some(tpl) = tpl else {
+        return Ok(Output {
+            data,
+            labels: es_labels.clone(),
+            annotations: es_annotations.clone(),
+            ..Default::default()
+        });
+    };
+    validate(tpl)?;
+    let mut data = data;
+    for p in &tpl.plugins {
+        let config = p
+            .config
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "{}".into());
+        data = runner.transform(&p.plugin_ref, data, config).await?;
+    }
+
+    let mut out = Output {
+        type_: tpl.type_.clone().filter(|t| !t.is_empty()),
+        finalizers: tpl
+            .metadata
+            .as_ref()
+            .map(|m| m.finalizers.clone())
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    if let Some(m) = &tpl.metadata {
+        // ESO sets the template's metadata first; rendering below replaces these values.
+        out.labels.extend(m.labels.clone());
+        out.annotations.extend(m.annotations.clone());
+    }
+    let no_data_templates = tpl.data.is_empty() && tpl.template_from.is_empty();
+    if tpl.merge_policy == TemplateMergePolicy::Merge || no_data_templates {
+        out.data = data.clone();
+    }
+    if !renders(tpl) {
+        return Ok(out);
+    }
+
+    let (requests, slots) = requests(tpl, sources)?;
+    let engine = Engine::for_version(tpl.engine_version.as_deref())?;
+    let results = runner.render(engine, requests, data).await?;
+    for ((_, result), slot) in results.into_iter().zip(slots) {
+        let entries = result.map_err(TemplateError::from_plugin)?;
+        for (key, value) in entries {
+            match slot.target {
+                TemplateTarget::Data => {
+                    out.data.insert(key, value);
+                }
+                TemplateTarget::Labels | TemplateTarget::Annotations => {
+                    let text = String::from_utf8(value.expose().to_vec()).map_err(|_| {
+                        TemplateError::Render(format!(
+                            "the rendered value for {:?} key {key:?} is not UTF-8 text",
+                            slot.target
+                        ))
+                    })?;
+                    let map = if slot.target == TemplateTarget::Labels {
+                        &mut out.labels
+                    } else {
+                        &mut out.annotations
+                    };
+                    map.insert(key, text);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every template of `tpl`, in application order, with where its output goes.
+fn requests(
+    tpl: &ExternalSecretTemplate,
+    sources: &Sources,
+) -> Result<(Vec<TemplateRequest>, Vec<Slot>), TemplateError> {
+    let mut reqs = Vec::new();
+    let mut slots = Vec::new();
+    let mut push = |name: &str, text: String, kv: bool, target: TemplateTarget| {
+        reqs.push(TemplateRequest {
+            name: name.to_string(),
+            text,
+            keys_and_values: kv,
+        });
+        slots.push(Slot { target });
+    };
+    for from in &tpl.template_from {
+        let target = from.target.unwrap_or_default();
+        if let Some(cm) = &from.config_map {
+            let obj = sources.config_maps.get(&cm.name).ok_or_else(|| {
+                TemplateError::Source(format!("configmap {:?} not found", cm.name))
+            })?;
+            for item in &cm.items {
+                let text = obj.get(&item.key).ok_or_else(|| {
+                    TemplateError::Source(format!(
+                        "error in configmap {}: missing key {}",
+                        cm.name, item.key
+                    ))
+                })?;
+                let kv = item.template_as == Some(TemplateScope::KeysAndValues);
+                push(&item.key, text.clone(), kv, target);
+            }
+        }
+        if let Some(sec) = &from.secret {
+            let obj = sources
+                .secrets
+                .get(&sec.name)
+                .ok_or_else(|| TemplateError::Source(format!("secret {:?} not found", sec.name)))?;
+            for item in &sec.items {
+                let value = obj.get(&item.key).ok_or_else(|| {
+                    TemplateError::Source(format!(
+                        "error in secret {}: missing key {}",
+                        sec.name, item.key
+                    ))
+                })?;
+                let text = String::from_utf8(value.expose().to_vec()).map_err(|_| {
+                    TemplateError::Source(format!(
+                        "error in secret {}: key {} is not UTF-8 template text",
+                        sec.name, item.key
+                    ))
+                })?;
+                let kv = item.template_as == Some(TemplateScope::KeysAndValues);
+                push(&item.key, text, kv, target);
+            }
+        }
+        if let Some(literal) = &from.literal {
+            push("literal", literal.clone(), true, target);
+        }
+    }
+    for (key, text) in &tpl.data {
+        push(key, text.clone(), false, TemplateTarget::Data);
+    }
+    if let Some(m) = &tpl.metadata {
+        for (key, text) in &m.labels {
+            push(key, text.clone(), false, TemplateTarget::Labels);
+        }
+        for (key, text) in &m.annotations {
+            push(key, text.clone(), false, TemplateTarget::Annotations);
+        }
+    }
+    Ok((reqs, slots))
+}
+
+/// Runs built-in plugins on a [`PluginHost`]: the engines and the built-in transformers.
+/// Plugin objects (`WasmPlugin`, `ClusterWasmPlugin`) need a cluster and are resolved by the
+/// controller's runner, which delegates the rest here.
+pub struct BuiltinRunner<'a> {
+    /// The host.
+    pub host: &'a Arc<PluginHost>,
+    /// Where plugin calls are counted.
+    pub metrics: &'a Metrics,
+}
+
+impl BuiltinRunner<'_> {
+    /// The plugin for an engine.
+    pub fn engine_plugin(&self, engine: Engine) -> Result<Plugin, TemplateError> {
+        let builtin = match engine {
+            Engine::Minijinja => Builtin::Minijinja,
+            Engine::GoTemplate => {
+                return Err(TemplateError::Plugin(
+                    "the Go template engine (engineVersion v2) is not part of this esox build yet; use engineVersion: minijinja".into(),
+                ));
+            }
+        };
+        self.host
+            .builtin(builtin)
+            .map_err(TemplateError::from_plugin)
+    }
+
+    /// A built-in transformer by reference.
+    pub fn transformer(&self, plugin: &PluginRef) -> Result<Plugin, TemplateError> {
+        if plugin.kind != PluginKind::Builtin {
+            return Err(TemplateError::Plugin(format!(
+                "{:?} plugins are not available here",
+                plugin.kind
+            )));
+        }
+        let b = Builtin::by_name(&plugin.name)
+            .filter(|b| b.kind() == Kind::Transformer)
+            .ok_or_else(|| {
+                let names: Vec<_> = Builtin::ALL
+                    .iter()
+                    .filter(|b| b.kind() == Kind::Transformer)
+                    .map(|b| b.name())
+                    .collect();
+                TemplateError::Plugin(format!(
+                    "there is no built-in transformer plugin {:?} (built-in transformers: {})",
+                    plugin.name,
+                    names.join(", ")
+                ))
+            })?;
+        self.host.builtin(b).map_err(TemplateError::from_plugin)
+    }
+}
+
+#[async_trait]
+impl Runner for BuiltinRunner<'_> {
+    async fn transform(
+        &self,
+        plugin: &PluginRef,
+        data: SecretMap,
+        config: String,
+    ) -> Result<SecretMap, TemplateError> {
+        let p = self.transformer(plugin)?;
+        self.host
+            .transform(p, data, config, self.metrics)
+            .await
+            .map_err(TemplateError::from_plugin)
+    }
+
+    async fn render(
+        &self,
+        engine: Engine,
+        templates: Vec<TemplateRequest>,
+        context: SecretMap,
+    ) -> Result<Vec<(String, TemplateOutput)>, TemplateError> {
+        let p = self.engine_plugin(engine)?;
+        self.host
+            .render(p, templates, context, "{}".into(), self.metrics)
+            .await
+            .map_err(TemplateError::from_plugin)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,212 @@
+//! The template step against the real built-in plugins (minijinja, pkcs12), no cluster.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use super::*;
+use crate::api::{ExternalSecretTemplateMetadata, TemplateFrom, TemplateRef, TemplateRefItem};
+use crate::secret::SecretBytes;
+
+fn host() -> &'static Arc<PluginHost> {
+    static HOST: OnceLock<Arc<PluginHost>> = OnceLock::new();
+    HOST.get_or_init(|| PluginHost::new(Default::default()).unwrap())
+}
+
+fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(|| Metrics::new(&mut prometheus_client::registry::Registry::default()))
+}
+
+fn data(pairs: &[(&str, &str)]) -> SecretMap {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), SecretBytes::new(v.as_bytes().to_vec())))
+        .collect()
+}
+
+fn text(out: &Output, key: &str) -> String {
+    String::from_utf8(out.data[key].expose().to_vec()).unwrap()
+}
+
+async fn run(
+    tpl: &ExternalSecretTemplate,
+    input: SecretMap,
+    sources: &Sources,
+) -> Result<Output, TemplateError> {
+    let runner = BuiltinRunner {
+        host: host(),
+        metrics: metrics(),
+    };
+    apply(
+        Some(tpl),
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        input,
+        sources,
+        &runner,
+    )
+    .await
+}
+
+fn jinja() -> ExternalSecretTemplate {
+    ExternalSecretTemplate {
+        engine_version: Some("minijinja".into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn data_templates_replace_the_fetched_data() {
+    let mut tpl = jinja();
+    tpl.type_ = Some("kubernetes.io/basic-auth".into());
+    tpl.data
+        .insert("username".into(), "{{ user | upper }}".into());
+    let out = run(
+        &tpl,
+        data(&[("user", "app"), ("other", "x")]),
+        &Sources::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.data.keys().collect::<Vec<_>>(), ["username"]);
+    assert_eq!(text(&out, "username"), "APP");
+    assert_eq!(out.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+}
+
+#[tokio::test]
+async fn merge_policy_keeps_fetched_keys_and_templates_win() {
+    let mut tpl = jinja();
+    tpl.merge_policy = TemplateMergePolicy::Merge;
+    tpl.data
+        .insert("user".into(), "{{ user }}-templated".into());
+    let out = run(
+        &tpl,
+        data(&[("user", "app"), ("other", "x")]),
+        &Sources::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(text(&out, "user"), "app-templated");
+    assert_eq!(text(&out, "other"), "x");
+}
+
+#[tokio::test]
+async fn precedence_template_from_then_data_then_metadata() {
+    let mut tpl = jinja();
+    tpl.template_from = vec![
+        TemplateFrom {
+            config_map: Some(TemplateRef {
+                name: "tpl".into(),
+                items: vec![
+                    TemplateRefItem {
+                        key: "conf".into(),
+                        template_as: Some(TemplateScope::Values),
+                    },
+                    TemplateRefItem {
+                        key: "many".into(),
+                        template_as: Some(TemplateScope::KeysAndValues),
+                    },
+                ],
+            }),
+            target: Some(TemplateTarget::Data),
+            ..Default::default()
+        },
+        TemplateFrom {
+            literal: Some("team: {{ team }}".into()),
+            target: Some(TemplateTarget::Labels),
+            ..Default::default()
+        },
+    ];
+    tpl.data.insert("conf".into(), "explicit wins".into());
+    tpl.metadata = Some(ExternalSecretTemplateMetadata {
+        annotations: [("owner".to_string(), "{{ team }}-owners".to_string())].into(),
+        ..Default::default()
+    });
+    let mut sources = Sources::default();
+    sources.config_maps.insert(
+        "tpl".into(),
+        [
+            ("conf".to_string(), "from configmap".to_string()),
+            ("many".to_string(), "a: '{{ team }}'\nb: two".to_string()),
+        ]
+        .into(),
+    );
+    let out = run(&tpl, data(&[("team", "payments")]), &sources)
+        .await
+        .unwrap();
+    assert_eq!(text(&out, "conf"), "explicit wins");
+    assert_eq!(text(&out, "a"), "payments");
+    assert_eq!(text(&out, "b"), "two");
+    assert_eq!(out.labels["team"], "payments");
+    assert_eq!(out.annotations["owner"], "payments-owners");
+}
+
+#[tokio::test]
+async fn errors_are_specific_and_leak_nothing() {
+    let mut tpl = jinja();
+    tpl.data.insert("x".into(), "{{ missing }}".into());
+    let err = run(&tpl, data(&[("pw", "hunter2")]), &Sources::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("could not apply template: could not execute template: unable to execute template at key x"), "{err}");
+    assert!(!err.contains("hunter2"));
+
+    let mut tpl = jinja();
+    tpl.template_from = vec![TemplateFrom {
+        config_map: Some(TemplateRef {
+            name: "tpl".into(),
+            items: vec![TemplateRefItem {
+                key: "nope".into(),
+                template_as: None,
+            }],
+        }),
+        ..Default::default()
+    }];
+    let mut sources = Sources::default();
+    sources.config_maps.insert("tpl".into(), BTreeMap::new());
+    let err = run(&tpl, data(&[]), &sources)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "could not apply template: error fetching templateFrom data: error in configmap tpl: missing key nope"
+    );
+
+    let mut tpl = jinja();
+    tpl.engine_version = Some("v9".into());
+    tpl.data.insert("x".into(), "y".into());
+    let err = run(&tpl, data(&[]), &Sources::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unsupported template engine version: v9"),
+        "{err}"
+    );
+
+    let mut tpl = jinja();
+    tpl.type_ = Some("bootstrap.kubernetes.io/token".into());
+    assert!(run(&tpl, data(&[]), &Sources::default()).await.is_err());
+}
+
+#[tokio::test]
+async fn unknown_builtin_transformer_is_named() {
+    let mut tpl = jinja();
+    tpl.plugins = vec![crate::api::TemplatePlugin {
+        plugin_ref: PluginRef {
+            kind: PluginKind::Builtin,
+            name: "nope".into(),
+        },
+        config: None,
+    }];
+    let err = run(&tpl, data(&[]), &Sources::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no built-in transformer plugin \"nope\"") && err.contains("pkcs12"),
+        "{err}"
+    );
+}
