@@ -11,6 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 cd "$root"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/esox/target}
+export ESOX_PLUGIN_CACHE_DIR=${ESOX_PLUGIN_CACHE_DIR:-$HOME/.cache/esox/plugin-cache}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 # The Wasm plugins engine/build.rs builds, kept outside the clone like the cargo target dir.
 export ESOX_WASM_TARGET_DIR=${ESOX_WASM_TARGET_DIR:-$HOME/.cache/esox/wasm-target}

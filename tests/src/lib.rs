@@ -167,7 +167,13 @@ pub struct TestEnv {
 pub fn plugin_host() -> Arc<esox::plugin::PluginHost> {
     static HOST: OnceLock<Arc<esox::plugin::PluginHost>> = OnceLock::new();
     HOST.get_or_init(|| {
-        esox::plugin::PluginHost::new(esox::plugin::Limits::default()).expect("plugin runtime")
+        // Compiled components are cached across test binaries, as the controller caches them
+        // across restarts.
+        let cache = std::env::var_os("ESOX_PLUGIN_CACHE_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("esox-plugin-cache"));
+        esox::plugin::PluginHost::with_cache(esox::plugin::Limits::default(), Some(&cache))
+            .expect("plugin runtime")
     })
     .clone()
 }

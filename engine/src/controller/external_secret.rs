@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -32,7 +32,8 @@ use crate::api::{
 };
 use crate::metrics::{ErrorLabels, Metrics, ObjectLabels};
 use crate::pipeline::{self, hash};
-use crate::secret::SecretMap;
+use crate::secret::{SecretBytes, SecretMap};
+use crate::template;
 
 /// Label ESO puts on every Secret it manages (and that esox watches).
 pub const MANAGED_LABEL: &str = "reconcile.external-secrets.io/managed";
@@ -78,6 +79,10 @@ pub enum Error {
     /// Fetching or building the data failed.
     #[error("could not get secret data from provider: {0}")]
     Fetch(#[source] pipeline::PipelineError),
+    /// The template could not be applied (render error, missing template source, plugin
+    /// stopped by the sandbox).
+    #[error("{0}")]
+    Template(#[source] crate::template::TemplateError),
     /// The target Secret cannot be written as asked.
     #[error("{0}")]
     Target(String),
@@ -99,6 +104,7 @@ impl Error {
             Error::InvalidSpec(_) => "invalid_spec",
             Error::Fetch(e) if e.is_no_secret() => "missing_provider_secret",
             Error::Fetch(_) => "fetch",
+            Error::Template(_) => "template",
             Error::Target(_) => "target",
             Error::Kube { .. } => "kube",
         }
@@ -193,10 +199,6 @@ async fn sync(es: &ExternalSecret, ctx: &Context, live: bool) -> Result<Action, 
             }
         },
     };
-    if let Some(problem) = unsupported_template(es) {
-        return fail_permanently(es, ctx, &recorder, Error::InvalidSpec(problem)).await;
-    }
-
     // Step 2: is a refresh due?
     let status = es.status.clone().unwrap_or_default();
     let current_version = resource_version(es);
@@ -266,7 +268,10 @@ async fn sync(es: &ExternalSecret, ctx: &Context, live: bool) -> Result<Action, 
             _ => Ok(Outcome::Retained),
         }
     } else {
-        apply(es, &secrets, existing.as_ref(), data).await
+        match render(es, ctx, &ns, data).await {
+            Ok(output) => apply(es, &secrets, existing.as_ref(), output).await,
+            Err(e) => Err(e),
+        }
     };
     let outcome = match outcome {
         Ok(o) => o,
@@ -408,18 +413,31 @@ fn secret_hash(secret: &Secret) -> String {
     hash::data_hash(data.iter().map(|(k, v)| (k, v.0.as_slice())))
 }
 
-/// Template features that need the Wasm template engines, which this build does not have yet.
-/// `type` and `mergePolicy` alone need no rendering.
-fn unsupported_template(es: &ExternalSecret) -> Option<String> {
-    let t = es.spec.target.template.as_ref()?;
-    let needs_engine = !t.data.is_empty()
-        || !t.template_from.is_empty()
-        || t.metadata
-            .as_ref()
-            .is_some_and(|m| !m.labels.is_empty() || !m.annotations.is_empty());
-    needs_engine.then(|| {
-        "spec.target.template: rendering templates (data, templateFrom, metadata) needs the template engine plugins, which are not part of this esox build yet".to_string()
-    })
+/// Label or annotation keys (`section` is `f:labels` or `f:annotations`) owned by esox's
+/// field manager, whether written by update or apply.
+fn managed_meta_keys(secret: &Secret, section: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    for entry in secret.metadata.managed_fields.iter().flatten() {
+        if entry.manager.as_deref() != Some(FIELD_MANAGER) {
+            continue;
+        }
+        let Some(fields) = entry.fields_v1.as_ref() else {
+            continue;
+        };
+        if let Some(map) = fields
+            .0
+            .get("f:metadata")
+            .and_then(|m| m.get(section))
+            .and_then(|d| d.as_object())
+        {
+            keys.extend(
+                map.keys()
+                    .filter_map(|k| k.strip_prefix("f:"))
+                    .map(str::to_string),
+            );
+        }
+    }
+    keys
 }
 
 /// Data keys esox last applied to a Secret (its server-side-apply field set).
@@ -491,15 +509,75 @@ async fn delete_target(
     }
 }
 
+/// The template step: reads the `templateFrom` objects and runs the plugins (every
+/// transformation happens in Wasm), or ESO's no-template behaviour.
+async fn render(
+    es: &ExternalSecret,
+    ctx: &Context,
+    ns: &str,
+    data: SecretMap,
+) -> Result<template::Output, Error> {
+    let tpl = es.spec.target.template.as_ref();
+    let sources = match tpl {
+        Some(t) => template_sources(ctx, ns, t).await?,
+        None => template::Sources::default(),
+    };
+    let runner = super::plugins::ControllerRunner::new(ctx, ns);
+    template::apply(tpl, es.labels(), es.annotations(), data, &sources, &runner)
+        .await
+        .map_err(Error::Template)
+}
+
+/// Reads the ConfigMaps and Secrets `templateFrom` names (in the ExternalSecret's namespace).
+async fn template_sources(
+    ctx: &Context,
+    ns: &str,
+    tpl: &crate::api::ExternalSecretTemplate,
+) -> Result<template::Sources, Error> {
+    let mut sources = template::Sources::default();
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    for from in &tpl.template_from {
+        if let Some(r) = &from.config_map
+            && !sources.config_maps.contains_key(&r.name)
+            && let Some(cm) = config_maps
+                .get_opt(&r.name)
+                .await
+                .map_err(kube_err(format!("could not get ConfigMap {:?}", r.name)))?
+        {
+            sources
+                .config_maps
+                .insert(r.name.clone(), cm.data.unwrap_or_default());
+        }
+        if let Some(r) = &from.secret
+            && !sources.secrets.contains_key(&r.name)
+            && let Some(sec) = secrets
+                .get_opt(&r.name)
+                .await
+                .map_err(kube_err(format!("could not get Secret {:?}", r.name)))?
+        {
+            let data = sec
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, SecretBytes::new(v.0)))
+                .collect();
+            sources.secrets.insert(r.name.clone(), data);
+        }
+    }
+    Ok(sources)
+}
+
 async fn apply(
     es: &ExternalSecret,
     secrets: &Api<Secret>,
     existing: Option<&Secret>,
-    data: SecretMap,
+    output: template::Output,
 ) -> Result<Outcome, Error> {
     let target = es.target_name();
     let policy = es.spec.target.creation_policy;
-    let data: BTreeMap<String, ByteString> = data
+    let data: BTreeMap<String, ByteString> = output
+        .data
         .iter()
         .map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec())))
         .collect();
@@ -532,24 +610,25 @@ async fn apply(
             }) {
                 return Ok(Outcome::Unchanged);
             }
+            let mut labels = output.labels.clone();
+            labels.insert(MANAGED_LABEL.into(), "true".into());
+            let mut annotations = output.annotations.clone();
+            annotations.insert(DATA_HASH_ANNOTATION.into(), hash_value);
             let mut patch = json!({
                 "apiVersion": "v1",
                 "kind": "Secret",
                 "metadata": {
                     "name": target,
-                    "labels": { MANAGED_LABEL: "true" },
-                    "annotations": { DATA_HASH_ANNOTATION: hash_value },
+                    "labels": labels,
+                    "annotations": annotations,
                 },
                 "data": data,
             });
+            if !output.finalizers.is_empty() {
+                patch["metadata"]["finalizers"] = json!(output.finalizers);
+            }
             if existing.is_none() {
-                if let Some(t) = es
-                    .spec
-                    .target
-                    .template
-                    .as_ref()
-                    .and_then(|t| t.type_.clone())
-                {
+                if let Some(t) = &output.type_ {
                     patch["type"] = json!(t);
                 }
                 if es.spec.target.immutable {
@@ -578,7 +657,7 @@ async fn apply(
                     "target is owned by another ExternalSecret: secret {target:?} is owned by ExternalSecret {other:?}"
                 )));
             }
-            let desired = desired_secret(es, existing, data);
+            let desired = desired_secret(es, existing, data, &output);
             match existing {
                 None => {
                     secrets
@@ -627,6 +706,7 @@ fn desired_secret(
     es: &ExternalSecret,
     existing: Option<&Secret>,
     data: BTreeMap<String, ByteString>,
+    output: &template::Output,
 ) -> Secret {
     let mut meta = existing
         .map(|s| s.metadata.clone())
@@ -635,10 +715,33 @@ fn desired_secret(
             namespace: es.namespace(),
             ..Default::default()
         });
+    // Labels and annotations esox set last time and no longer sets go away (ESO tracks
+    // them the same way, through the field manager's managed fields).
+    if let Some(s) = existing {
+        let labels = meta.labels.get_or_insert_default();
+        for key in managed_meta_keys(s, "f:labels") {
+            labels.remove(&key);
+        }
+        let annotations = meta.annotations.get_or_insert_default();
+        for key in managed_meta_keys(s, "f:annotations") {
+            annotations.remove(&key);
+        }
+    }
     meta.managed_fields = None;
     let labels = meta.labels.get_or_insert_default();
+    labels.extend(output.labels.clone());
     labels.insert(MANAGED_LABEL.into(), "true".into());
+    let finalizers = meta.finalizers.get_or_insert_default();
+    for f in &output.finalizers {
+        if !finalizers.contains(f) {
+            finalizers.push(f.clone());
+        }
+    }
+    if finalizers.is_empty() {
+        meta.finalizers = None;
+    }
     let annotations = meta.annotations.get_or_insert_default();
+    annotations.extend(output.annotations.clone());
     annotations.insert(
         DATA_HASH_ANNOTATION.into(),
         hash::data_hash(data.iter().map(|(k, v)| (k, v.0.as_slice()))),
@@ -660,12 +763,9 @@ fn desired_secret(
             refs.push(owner);
         }
     }
-    let type_ = es
-        .spec
-        .target
-        .template
-        .as_ref()
-        .and_then(|t| t.type_.clone())
+    let type_ = output
+        .type_
+        .clone()
         .or_else(|| existing.and_then(|s| s.type_.clone()))
         .or_else(|| Some("Opaque".to_string()));
     Secret {
@@ -687,6 +787,7 @@ fn same_secret(current: &Secret, desired: &Secret) -> bool {
         && current.metadata.labels == desired.metadata.labels
         && current.metadata.annotations == desired.metadata.annotations
         && current.metadata.owner_references == desired.metadata.owner_references
+        && current.metadata.finalizers == desired.metadata.finalizers
         && current.type_ == desired.type_
         && current.immutable == desired.immutable
 }

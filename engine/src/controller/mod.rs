@@ -9,6 +9,7 @@
 
 pub mod context;
 pub mod external_secret;
+pub mod plugins;
 pub mod refresh;
 pub mod store;
 pub mod stores;

@@ -142,3 +142,39 @@ fn a_component_for_another_world_or_garbage_is_refused() {
         .unwrap();
     assert!(matches!(err, PluginError::Load { .. }), "{err}");
 }
+
+#[test]
+fn compiled_cache_serves_valid_entries_and_recompiles_corrupt_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::with_cache(Limits::default(), Some(dir.path())).unwrap();
+    let bytes = builtin::Builtin::Uuid.component();
+    let (_, first) = rt.load_traced("uuid", Kind::Generator, bytes).unwrap();
+    assert_eq!(first, cache::Source::Compiled);
+    let (plugin, second) = rt.load_traced("uuid", Kind::Generator, bytes).unwrap();
+    assert_eq!(second, cache::Source::Cache);
+    // The cached component works.
+    let out = rt.generate(&plugin, "{}", None).unwrap();
+    assert_eq!(out.data["uuid"].len(), 36);
+
+    // Flip a byte of the compiled code: the digest no longer matches, so it is recompiled.
+    let entry = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .unwrap();
+    let mut file = std::fs::read(&entry).unwrap();
+    let last = file.len() - 1;
+    file[last] ^= 0xff;
+    std::fs::write(&entry, file).unwrap();
+    let (_, third) = rt.load_traced("uuid", Kind::Generator, bytes).unwrap();
+    assert_eq!(third, cache::Source::Compiled);
+
+    // A generator is not a template engine.
+    let err = rt
+        .load("uuid", Kind::Template, bytes)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("not a Template plugin"), "{err}");
+}
