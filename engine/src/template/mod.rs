@@ -118,8 +118,18 @@ pub enum TemplateError {
 }
 
 impl TemplateError {
-    /// From a plugin call's error: the plugin's own message for its errors, the sandbox's
-    /// verdict otherwise.
+    /// From a transformer's error: its message names the plugin (it is not a template).
+    pub fn from_transformer(e: PluginError) -> TemplateError {
+        match e {
+            PluginError::Failed { .. } | PluginError::Load { .. } => {
+                TemplateError::Plugin(e.to_string())
+            }
+            other => TemplateError::Sandbox(other),
+        }
+    }
+
+    /// From a template engine's error: the engine's own message for its errors, the
+    /// sandbox's verdict otherwise.
     pub fn from_plugin(e: PluginError) -> TemplateError {
         match e {
             PluginError::Failed { message, .. } => TemplateError::Render(message),
@@ -394,7 +404,7 @@ impl Runner for BuiltinRunner<'_> {
         self.host
             .transform(p, data, config, self.metrics)
             .await
-            .map_err(TemplateError::from_plugin)
+            .map_err(TemplateError::from_transformer)
     }
 
     async fn render(
