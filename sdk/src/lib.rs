@@ -55,12 +55,14 @@ pub mod transformer {
     wit_bindgen::generate!({
         path: "../wit",
         world: "transformer-plugin",
+        // One set of contract types (Entry, PluginError) for every world.
+        with: { "esox:plugin/types@0.1.0": crate::generator::esox::plugin::types },
         pub_export_macro: true,
         export_macro_name: "export_transformer",
         default_bindings_module: "esox_plugin_sdk::transformer",
     });
 
-    pub use self::esox::plugin::types::{Entry, PluginError};
+    pub use crate::generator::{Entry, PluginError, entry, error};
     pub use self::exports::esox::plugin::transformer::Guest;
 }
 
@@ -69,11 +71,13 @@ pub mod template {
     wit_bindgen::generate!({
         path: "../wit",
         world: "template-plugin",
+        // One set of contract types (Entry, PluginError) for every world.
+        with: { "esox:plugin/types@0.1.0": crate::generator::esox::plugin::types },
         pub_export_macro: true,
         export_macro_name: "export_template_engine",
         default_bindings_module: "esox_plugin_sdk::template",
     });
 
-    pub use self::esox::plugin::types::{Entry, PluginError};
+    pub use crate::generator::{Entry, PluginError, entry, error};
     pub use self::exports::esox::plugin::template_engine::{Guest, Rendered, Scope, Template};
 }

@@ -149,27 +149,31 @@ struct Password;
 
 impl Guest for Password {
     fn generate(config: String, _state: Option<Vec<u8>>) -> Result<Generated, PluginError> {
-        let spec: Spec = if config.trim().is_empty() {
-            Spec::default()
-        } else {
-            serde_json::from_str(&config)
-                .map_err(|e| error(format!("invalid Password spec: {e}")))?
-        };
-        let keys = if spec.secret_keys.is_empty() {
-            vec!["password".to_string()]
-        } else {
-            spec.secret_keys.clone()
-        };
-        let mut data = Vec::with_capacity(keys.len());
-        for key in keys {
-            let p = password(&spec, &mut HostRandom).map_err(error)?;
-            data.push(entry(
-                &key,
-                &encode(spec.encoding.as_deref(), &p).map_err(error)?,
-            ));
-        }
-        Ok(Generated { data, state: None })
+        generate(&config)
     }
+}
+
+/// The generator's whole call: the spec as JSON in, the keys out.
+pub fn generate(config: &str) -> Result<Generated, PluginError> {
+    let spec: Spec = if config.trim().is_empty() {
+        Spec::default()
+    } else {
+        serde_json::from_str(config).map_err(|e| error(format!("invalid Password spec: {e}")))?
+    };
+    let keys = if spec.secret_keys.is_empty() {
+        vec!["password".to_string()]
+    } else {
+        spec.secret_keys.clone()
+    };
+    let mut data = Vec::with_capacity(keys.len());
+    for key in keys {
+        let p = password(&spec, &mut HostRandom).map_err(error)?;
+        data.push(entry(
+            &key,
+            &encode(spec.encoding.as_deref(), &p).map_err(error)?,
+        ));
+    }
+    Ok(Generated { data, state: None })
 }
 
 // The component exports exist only in the Wasm build; host builds (unit tests, clippy) link
