@@ -177,7 +177,10 @@ fn main() {
     row("(c) 32-character password", &wasm, &native);
 
     // Cold start: a new runtime loading every built-in, compiling vs from the cache.
-    println!("\n| cold start: new engine + all {} built-ins | ms |", Builtin::ALL.len());
+    println!(
+        "\n| cold start: new engine + all {} built-ins | ms |",
+        Builtin::ALL.len()
+    );
     println!("|---|---|");
     let cache = tempfile::tempdir().unwrap();
     let load_all = |dir: Option<&Path>| {
@@ -189,7 +192,10 @@ fn main() {
         t.elapsed()
     };
     let compiled = load_all(None);
-    println!("| compiled (no cache) | {:.1} |", compiled.as_secs_f64() * 1e3);
+    println!(
+        "| compiled (no cache) | {:.1} |",
+        compiled.as_secs_f64() * 1e3
+    );
     load_all(Some(cache.path())); // fills the cache
     let mut from_cache: Vec<Duration> = (0..5).map(|_| load_all(Some(cache.path()))).collect();
     from_cache.sort();

@@ -62,8 +62,8 @@ pub mod transformer {
         default_bindings_module: "esox_plugin_sdk::transformer",
     });
 
-    pub use crate::generator::{Entry, PluginError, entry, error};
     pub use self::exports::esox::plugin::transformer::Guest;
+    pub use crate::generator::{Entry, PluginError, entry, error};
 }
 
 /// The `template-plugin` world: render templates.
@@ -78,6 +78,6 @@ pub mod template {
         default_bindings_module: "esox_plugin_sdk::template",
     });
 
-    pub use crate::generator::{Entry, PluginError, entry, error};
     pub use self::exports::esox::plugin::template_engine::{Guest, Rendered, Scope, Template};
+    pub use crate::generator::{Entry, PluginError, entry, error};
 }

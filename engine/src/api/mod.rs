@@ -7,6 +7,7 @@ pub mod crd;
 pub mod duration;
 pub mod external_secret;
 pub mod generators;
+pub mod plugins;
 pub mod secret_store;
 
 pub use condition::Condition;

@@ -15,7 +15,9 @@ use kube::Api;
 use regex::Regex;
 
 use super::context::Context;
+use crate::api::PluginKind;
 use crate::api::generators::{Fake as FakeGenerator, GENERATORS_GROUP, Password, UUID};
+use crate::api::plugins::PluginWorld;
 use crate::api::{
     ClusterSecretStore, ClusterSecretStoreCondition, GeneratorRef, SecretStore, SecretStoreRef,
     SecretStoreSpec, StoreKind,
@@ -253,6 +255,23 @@ impl DataSource for StoreResolver<'_> {
             (GENERATORS_GROUP, "UUID") => {
                 self.generator_spec::<UUID>(generator).await?;
                 ("{}".to_string(), plugins.builtin(Builtin::Uuid))
+            }
+            (crate::api::plugins::PLUGINS_GROUP, kind @ ("WasmPlugin" | "ClusterWasmPlugin")) => {
+                let kind = if kind == "WasmPlugin" {
+                    PluginKind::WasmPlugin
+                } else {
+                    PluginKind::ClusterWasmPlugin
+                };
+                let user = super::plugins::user_plugin(
+                    self.ctx,
+                    self.namespace,
+                    kind,
+                    &generator.name,
+                    PluginWorld::Generator,
+                )
+                .await
+                .map_err(fail)?;
+                (user.config, Ok(user.plugin))
             }
             _ => {
                 return Err(fail(format!(

@@ -681,6 +681,9 @@ mod tests;
 pub struct PluginHost {
     runtime: Arc<Runtime>,
     builtins: [std::sync::OnceLock<Result<Plugin, PluginError>>; builtin::Builtin::ALL.len()],
+    /// User plugins by (name, world, sha256): compiled once per digest, so editing the
+    /// plugin object to a new digest loads the new component and nothing else does.
+    user: std::sync::Mutex<std::collections::HashMap<(String, u8, String), Plugin>>,
 }
 
 impl PluginHost {
@@ -697,6 +700,7 @@ impl PluginHost {
         Ok(Arc::new(PluginHost {
             runtime: Runtime::with_cache(limits, cache_dir)?,
             builtins: Default::default(),
+            user: Default::default(),
         }))
     }
 
@@ -713,6 +717,39 @@ impl PluginHost {
                     .load(which.name(), which.kind(), which.component())
             })
             .clone()
+    }
+
+    /// A user plugin whose bytes were already checked against `sha256`: compiled (off the
+    /// async reactor) the first time this name, world and digest are seen.
+    pub async fn user_plugin(
+        self: &Arc<Self>,
+        name: &str,
+        kind: Kind,
+        sha256: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Plugin, PluginError> {
+        let key = (name.to_string(), kind as u8, sha256.to_string());
+        if let Some(p) = self
+            .user
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let host = self.clone();
+        let label = name.to_string();
+        let plugin = tokio::task::spawn_blocking(move || host.runtime.load(&label, kind, &bytes))
+            .await
+            .map_err(|e| PluginError::Load {
+                plugin: name.to_string(),
+                reason: format!("compiler thread failed: {e}"),
+            })??;
+        let mut user = self.user.lock().unwrap_or_else(|e| e.into_inner());
+        // Older digests of the same plugin are no longer reachable.
+        user.retain(|(n, k, _), _| !(n == name && *k == kind as u8));
+        user.insert(key, plugin.clone());
+        Ok(plugin)
     }
 
     /// Loads every built-in now, so the first ExternalSecret does not wait for compilation.

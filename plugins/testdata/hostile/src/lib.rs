@@ -8,8 +8,16 @@ struct Hostile;
 
 impl Guest for Hostile {
     fn generate(config: String, _state: Option<Vec<u8>>) -> Result<Generated, PluginError> {
-        let behaviour = config.trim().trim_matches('"');
-        let data = match behaviour {
+        // `"loop"` or `{"behaviour": "loop"}` (plugin objects carry their config as a map).
+        let behaviour = match serde_json::from_str::<serde_json::Value>(&config) {
+            Ok(serde_json::Value::Object(m)) => m
+                .get("behaviour")
+                .and_then(|b| b.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            _ => config.trim().trim_matches('"').to_string(),
+        };
+        let data = match behaviour.as_str() {
             "ok" => vec![entry("value", b"fine")],
             "loop" => {
                 let mut n: u64 = 0;
@@ -26,6 +34,8 @@ impl Guest for Hostile {
                 vec![entry("len", v.len().to_string().as_bytes())]
             }
             "output" => vec![entry("big", &vec![b'x'; 100 << 20])],
+            // Over the 1 MiB output limit while well inside the memory limit.
+            "output2m" => vec![entry("big", &vec![b'x'; 2 << 20])],
             "trap" => panic!("hostile plugin panics on purpose"),
             "file" => match std::fs::read("/etc/hostname") {
                 Ok(bytes) => vec![entry("stolen", &bytes)],

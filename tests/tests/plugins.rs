@@ -1,0 +1,231 @@
+//! User plugins (`plugins.esox.dev`) on the real apiserver: components stored in ConfigMaps,
+//! pinned by digest, scoped by namespace — and hostile components driven through
+//! ExternalSecrets, each stopped by the sandbox while the other ExternalSecrets keep syncing.
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use esox_tests::{Options, TestEnv, secret_strings};
+
+fn hostile() -> Vec<u8> {
+    std::fs::read(esox::plugin::builtin::component_path("esox_plugin_hostile"))
+        .expect("the hostile fixture is built with the engine")
+}
+
+fn component_configmap(name: &str, bytes: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\nbinaryData:\n  plugin.wasm: {b64}\n"
+    )
+}
+
+fn generator_es(name: &str, kind: &str, plugin: &str) -> String {
+    format!(
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: 1h\n  target: {{name: {name}}}\n  dataFrom:\n  - sourceRef:\n      generatorRef: {{apiVersion: plugins.esox.dev/v1alpha1, kind: {kind}, name: {plugin}}}\n"
+    )
+}
+
+#[tokio::test]
+async fn hostile_plugins_are_contained_and_others_keep_syncing() {
+    let env = TestEnv::new("plugin-hostile").await;
+    let bytes = hostile();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    env.apply(&component_configmap("hostile", &bytes))
+        .await
+        .unwrap();
+    let behaviours = [
+        "ok", "loop", "alloc", "output", "output2m", "trap", "file", "socket",
+    ];
+    for b in behaviours {
+        env.apply(&format!(
+            "apiVersion: plugins.esox.dev/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: hostile-{b}}}\nspec:\n  world: Generator\n  source:\n    configMap: {{name: hostile, key: plugin.wasm}}\n  sha256: {sha}\n  config: {{behaviour: {b}}}\n"
+        ))
+        .await
+        .unwrap();
+        env.apply(&generator_es(
+            &format!("es-{b}"),
+            "WasmPlugin",
+            &format!("hostile-{b}"),
+        ))
+        .await
+        .unwrap();
+    }
+    // A healthy ExternalSecret beside them.
+    env.apply("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: store}\nspec:\n  provider:\n    fake:\n      data:\n      - {key: k, value: v1}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: healthy}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store, kind: SecretStore}\n  data:\n  - secretKey: k\n    remoteRef: {key: k}\n").await.unwrap();
+
+    let ns = env.ns.clone();
+    let expect = [
+        (
+            "loop",
+            format!("plugin WasmPlugin/{ns}/hostile-loop timed out after 2s"),
+        ),
+        (
+            "alloc",
+            format!(
+                "plugin WasmPlugin/{ns}/hostile-alloc ran out of memory (limit 67108864 bytes)"
+            ),
+        ),
+        // 100 MiB cannot even be built inside the 64 MiB memory limit.
+        (
+            "output",
+            format!("plugin WasmPlugin/{ns}/hostile-output ran out of memory"),
+        ),
+        (
+            "output2m",
+            format!(
+                "plugin WasmPlugin/{ns}/hostile-output2m output is 2097155 bytes, over the 1048576-byte limit"
+            ),
+        ),
+        (
+            "trap",
+            format!("plugin WasmPlugin/{ns}/hostile-trap crashed"),
+        ),
+        (
+            "file",
+            format!("plugin WasmPlugin/{ns}/hostile-file: file access failed"),
+        ),
+        (
+            "socket",
+            format!("plugin WasmPlugin/{ns}/hostile-socket: socket failed"),
+        ),
+    ];
+    for (b, text) in &expect {
+        let msg = env
+            .wait_ready(&format!("es-{b}"), "False", "SecretSyncedError")
+            .await;
+        assert!(msg.contains(text.as_str()), "{b}: {msg}");
+        assert!(
+            env.secrets()
+                .get_opt(&format!("es-{b}"))
+                .await
+                .unwrap()
+                .is_none(),
+            "{b}: no Secret"
+        );
+    }
+    // The well-behaved plugin and the provider-backed ExternalSecret are unaffected.
+    let ok = env
+        .wait_secret("es-ok", "ok plugin", |s| s.data.is_some())
+        .await;
+    assert_eq!(secret_strings(&ok)["value"], "fine");
+    env.wait_value("healthy", "k", "v1").await;
+    env.apply("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: store}\nspec:\n  provider:\n    fake:\n      data:\n      - {key: k, value: v2}\n").await.unwrap();
+    env.wait_value("healthy", "k", "v2").await;
+
+    let m = env.metrics();
+    for outcome in [
+        "timeout",
+        "out_of_memory",
+        "trap",
+        "output_too_large",
+        "plugin_error",
+        "ok",
+    ] {
+        assert!(
+            m.contains(&format!("outcome=\"{outcome}\"")),
+            "{outcome}: {m}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn digests_and_namespaces_are_enforced() {
+    let env = TestEnv::new("plugin-trust").await;
+    let other = TestEnv::with(
+        "plugin-other",
+        Options {
+            no_controller: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let bytes = hostile();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    env.apply(&component_configmap("hostile", &bytes))
+        .await
+        .unwrap();
+    other
+        .apply(&component_configmap("hostile", &bytes))
+        .await
+        .unwrap();
+    let plugin = |name: &str, digest: &str, source_ns: Option<&str>| {
+        let ns = source_ns
+            .map(|n| format!(", namespace: {n}"))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: plugins.esox.dev/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: {name}}}\nspec:\n  world: Generator\n  source:\n    configMap: {{name: hostile, key: plugin.wasm{ns}}}\n  sha256: {digest}\n  config: {{behaviour: ok}}\n"
+        )
+    };
+    // Good digest: works. Then the same name with a wrong digest: refused, Secret kept.
+    env.apply(&plugin("pinned", &sha, None)).await.unwrap();
+    env.apply(&generator_es("pinned", "WasmPlugin", "pinned"))
+        .await
+        .unwrap();
+    env.wait_value("pinned", "value", "fine").await;
+    let wrong = "0".repeat(64);
+    env.apply(&plugin("pinned", &wrong, None)).await.unwrap();
+    // Force a refresh (ESO's force-sync annotation).
+    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: pinned, annotations: {force-sync: '1'}}\nspec:\n  refreshInterval: 1h\n  target: {name: pinned}\n  dataFrom:\n  - sourceRef:\n      generatorRef: {apiVersion: plugins.esox.dev/v1alpha1, kind: WasmPlugin, name: pinned}\n").await.unwrap();
+    let msg = env.wait_ready("pinned", "False", "SecretSyncedError").await;
+    assert!(
+        msg.contains(&format!("component digest mismatch: the component has sha256 {sha}, the plugin declares {wrong}; refusing to load it")),
+        "{msg}"
+    );
+    assert_eq!(
+        secret_strings(&env.secrets().get("pinned").await.unwrap())["value"],
+        "fine"
+    );
+
+    // A WasmPlugin in another namespace is invisible here.
+    other.apply(&plugin("theirs", &sha, None)).await.unwrap();
+    env.apply(&generator_es("borrowed", "WasmPlugin", "theirs"))
+        .await
+        .unwrap();
+    let msg = env
+        .wait_ready("borrowed", "False", "SecretSyncedError")
+        .await;
+    assert!(
+        msg.contains(&format!(
+            "WasmPlugin \"theirs\" not found in namespace \"{}\"",
+            env.ns
+        )),
+        "{msg}"
+    );
+
+    // A WasmPlugin may not read a component from another namespace.
+    env.apply(&plugin("reaching", &sha, Some(&other.ns)))
+        .await
+        .unwrap();
+    env.apply(&generator_es("reaching", "WasmPlugin", "reaching"))
+        .await
+        .unwrap();
+    let msg = env
+        .wait_ready("reaching", "False", "SecretSyncedError")
+        .await;
+    assert!(
+        msg.contains("a WasmPlugin may only use its own namespace"),
+        "{msg}"
+    );
+
+    // A ClusterWasmPlugin (platform-approved) may, and works from any namespace.
+    let cluster_name = format!("{}-approved", env.ns);
+    env.apply(&format!("apiVersion: plugins.esox.dev/v1alpha1\nkind: ClusterWasmPlugin\nmetadata: {{name: {cluster_name}}}\nspec:\n  world: Generator\n  source:\n    configMap: {{name: hostile, namespace: {}, key: plugin.wasm}}\n  sha256: 'sha256:{}'\n  config: {{behaviour: ok}}\n", other.ns, sha.to_uppercase())).await.unwrap();
+    env.apply(&generator_es(
+        "approved",
+        "ClusterWasmPlugin",
+        &cluster_name,
+    ))
+    .await
+    .unwrap();
+    env.wait_value("approved", "value", "fine").await;
+
+    // A generator is not a transformer.
+    env.apply(&format!("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: store}}\nspec:\n  provider:\n    fake:\n      data:\n      - {{key: k, value: v}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: misused}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: store, kind: SecretStore}}\n  target:\n    template:\n      engineVersion: minijinja\n      plugins:\n      - ref: {{kind: ClusterWasmPlugin, name: {cluster_name}}}\n  data:\n  - secretKey: k\n    remoteRef: {{key: k}}\n")).await.unwrap();
+    let msg = env
+        .wait_ready("misused", "False", "SecretSyncedError")
+        .await;
+    assert!(
+        msg.contains("is a Generator plugin, used here as a Transformer"),
+        "{msg}"
+    );
+}
