@@ -1,0 +1,144 @@
+// Command conformance renders the cases in cases.json with Go's text/template and sprig,
+// configured the way ESO configures them (missingkey=error, sprig without env/expandenv,
+// ESO's toYaml/fromYaml and pkcs12 helpers), and writes golden.json. The Rust engine's
+// tests compare their output with it byte for byte.
+//
+// Regenerate after adding cases: (cd plugins/gotemplate/conformance && go run .)
+package main
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/template"
+
+	"github.com/Masterminds/sprig/v3"
+	gopkcs12 "software.sslmate.com/src/go-pkcs12"
+	"sigs.k8s.io/yaml"
+)
+
+type testCase struct {
+	Name     string            `json:"name"`
+	Template string            `json:"template"`
+	Data     map[string]string `json:"data"`
+	DataB64  map[string]string `json:"data_b64"`
+	Left     string            `json:"left"`
+	Right    string            `json:"right"`
+}
+
+type result struct {
+	Output *string `json:"output,omitempty"`
+	Error  *string `json:"error,omitempty"`
+}
+
+func funcs() template.FuncMap {
+	m := sprig.TxtFuncMap()
+	delete(m, "env")
+	delete(m, "expandenv")
+	m["toYaml"] = func(v any) string {
+		data, err := yaml.Marshal(v)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSuffix(string(data), "\n")
+	}
+	m["fromYaml"] = func(s string) map[string]any {
+		out := map[string]any{}
+		if err := yaml.Unmarshal([]byte(s), &out); err != nil {
+			out["Error"] = err.Error()
+		}
+		return out
+	}
+	m["pkcs12keyPass"] = pkcs12keyPass
+	m["pkcs12key"] = func(in string) (string, error) { return pkcs12keyPass("", in) }
+	m["pkcs12certPass"] = pkcs12certPass
+	m["pkcs12cert"] = func(in string) (string, error) { return pkcs12certPass("", in) }
+	return m
+}
+
+func pkcs12keyPass(pass, input string) (string, error) {
+	key, _, _, err := gopkcs12.DecodeChain([]byte(input), pass)
+	if err != nil {
+		return "", fmt.Errorf("unable to decode pkcs12 with password: %s", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", err
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
+}
+
+// The leaf, then the CA certificates in file order (the cases' files are already ordered).
+func pkcs12certPass(pass, input string) (string, error) {
+	_, cert, cas, err := gopkcs12.DecodeChain([]byte(input), pass)
+	if err != nil {
+		return "", fmt.Errorf("unable to decode pkcs12 certificate with password: %s", err)
+	}
+	var buf bytes.Buffer
+	pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
+	for _, ca := range cas {
+		pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
+	}
+	return buf.String(), nil
+}
+
+func render(c testCase) result {
+	data := map[string]string{}
+	for k, v := range c.Data {
+		data[k] = v
+	}
+	for k, v := range c.DataB64 {
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			panic(fmt.Sprintf("case %s: data_b64 %s: %v", c.Name, k, err))
+		}
+		data[k] = string(b)
+	}
+	t, err := template.New(c.Name).Option("missingkey=error").Funcs(funcs()).Delims(c.Left, c.Right).Parse(c.Template)
+	if err != nil {
+		msg := err.Error()
+		return result{Error: &msg}
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		msg := err.Error()
+		return result{Error: &msg}
+	}
+	out := buf.String()
+	return result{Output: &out}
+}
+
+func main() {
+	raw, err := os.ReadFile("cases.json")
+	if err != nil {
+		panic(err)
+	}
+	var cases []testCase
+	if err := json.Unmarshal(raw, &cases); err != nil {
+		panic(err)
+	}
+	golden := map[string]result{}
+	names := []string{}
+	for _, c := range cases {
+		if _, dup := golden[c.Name]; dup {
+			panic("duplicate case " + c.Name)
+		}
+		golden[c.Name] = render(c)
+		names = append(names, c.Name)
+	}
+	sort.Strings(names)
+	out, err := json.MarshalIndent(golden, "", "  ")
+	if err != nil {
+		panic(err)
+	}
+	if err := os.WriteFile("golden.json", append(out, '\n'), 0o644); err != nil {
+		panic(err)
+	}
+	fmt.Printf("%d cases rendered with %s\n", len(names), "text/template + sprig v3")
+}
