@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 const PLUGINS: &[&str] = &[
+    "esox-plugin-gotemplate",
     "esox-plugin-minijinja",
     "esox-plugin-pkcs12",
     "esox-plugin-password",

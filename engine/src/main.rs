@@ -71,6 +71,12 @@ struct ControllerArgs {
     /// Linear-memory limit for one plugin instance, in MiB.
     #[arg(long, default_value_t = 64, env = "ESOX_PLUGIN_MEMORY_MIB")]
     plugin_memory_mib: usize,
+    /// Left delimiter of Go templates (ESO's flag of the same name).
+    #[arg(long, default_value = "{{")]
+    template_left_delimiter: String,
+    /// Right delimiter of Go templates (ESO's flag of the same name).
+    #[arg(long, default_value = "}}")]
+    template_right_delimiter: String,
 }
 
 impl ControllerArgs {
@@ -169,6 +175,10 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             namespace: args.namespace,
             store_requeue: args.store_requeue_interval,
             concurrency: args.concurrent,
+            delimiters: esox::template::Delimiters {
+                left: args.template_left_delimiter,
+                right: args.template_right_delimiter,
+            },
         },
     });
     tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?ctx.settings.namespace, "starting esox controller");

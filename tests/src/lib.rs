@@ -241,6 +241,7 @@ impl TestEnv {
                     },
                     store_requeue: Duration::from_secs(300),
                     concurrency: 4,
+                    delimiters: Default::default(),
                 },
             });
             tokio::spawn(esox::controller::run(ctx, Arc::new(AtomicBool::new(false))))

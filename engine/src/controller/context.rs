@@ -19,6 +19,8 @@ pub struct Settings {
     pub store_requeue: Duration,
     /// Maximum number of ExternalSecrets reconciled at once.
     pub concurrency: u16,
+    /// Delimiters of the Go template engine.
+    pub delimiters: crate::template::Delimiters,
 }
 
 /// Shared state passed to every reconcile.

@@ -171,6 +171,7 @@ impl<'a> ControllerRunner<'a> {
             builtins: BuiltinRunner {
                 host: &ctx.plugins,
                 metrics: &ctx.metrics,
+                delimiters: &ctx.settings.delimiters,
             },
             namespace,
         }

@@ -20,6 +20,8 @@ pub enum Builtin {
     Uuid,
     /// ESO's Fake generator.
     Fake,
+    /// ESO's Go template engine (`engineVersion: v2` or unset).
+    GoTemplate,
     /// The minijinja template engine (`engineVersion: minijinja`).
     Minijinja,
     /// PKCS#12 extraction (a transformer).
@@ -28,10 +30,11 @@ pub enum Builtin {
 
 impl Builtin {
     /// Every built-in, in discriminant order.
-    pub const ALL: [Builtin; 5] = [
+    pub const ALL: [Builtin; 6] = [
         Builtin::Password,
         Builtin::Uuid,
         Builtin::Fake,
+        Builtin::GoTemplate,
         Builtin::Minijinja,
         Builtin::Pkcs12,
     ];
@@ -42,6 +45,7 @@ impl Builtin {
             Builtin::Password => "password",
             Builtin::Uuid => "uuid",
             Builtin::Fake => "fake",
+            Builtin::GoTemplate => "gotemplate",
             Builtin::Minijinja => "minijinja",
             Builtin::Pkcs12 => "pkcs12",
         }
@@ -51,7 +55,7 @@ impl Builtin {
     pub fn kind(self) -> Kind {
         match self {
             Builtin::Password | Builtin::Uuid | Builtin::Fake => Kind::Generator,
-            Builtin::Minijinja => Kind::Template,
+            Builtin::GoTemplate | Builtin::Minijinja => Kind::Template,
             Builtin::Pkcs12 => Kind::Transformer,
         }
     }
@@ -62,6 +66,7 @@ impl Builtin {
             Builtin::Password => component!("esox_plugin_password"),
             Builtin::Uuid => component!("esox_plugin_uuid"),
             Builtin::Fake => component!("esox_plugin_fake"),
+            Builtin::GoTemplate => component!("esox_plugin_gotemplate"),
             Builtin::Minijinja => component!("esox_plugin_minijinja"),
             Builtin::Pkcs12 => component!("esox_plugin_pkcs12"),
         }

@@ -348,6 +348,26 @@ pub struct BuiltinRunner<'a> {
     pub host: &'a Arc<PluginHost>,
     /// Where plugin calls are counted.
     pub metrics: &'a Metrics,
+    /// The Go engine's delimiters (ESO's `--template-left-delimiter`/`--template-right-delimiter`).
+    pub delimiters: &'a Delimiters,
+}
+
+/// Go template delimiters; ESO makes them a controller flag, and so do we.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delimiters {
+    /// Opens an action (`{{`).
+    pub left: String,
+    /// Closes an action (`}}`).
+    pub right: String,
+}
+
+impl Default for Delimiters {
+    fn default() -> Self {
+        Delimiters {
+            left: "{{".into(),
+            right: "}}".into(),
+        }
+    }
 }
 
 impl BuiltinRunner<'_> {
@@ -355,11 +375,7 @@ impl BuiltinRunner<'_> {
     pub fn engine_plugin(&self, engine: Engine) -> Result<Plugin, TemplateError> {
         let builtin = match engine {
             Engine::Minijinja => Builtin::Minijinja,
-            Engine::GoTemplate => {
-                return Err(TemplateError::Plugin(
-                    "the Go template engine (engineVersion v2) is not part of this esox build yet; use engineVersion: minijinja".into(),
-                ));
-            }
+            Engine::GoTemplate => Builtin::GoTemplate,
         };
         self.host
             .builtin(builtin)
@@ -414,8 +430,16 @@ impl Runner for BuiltinRunner<'_> {
         context: SecretMap,
     ) -> Result<Vec<(String, TemplateOutput)>, TemplateError> {
         let p = self.engine_plugin(engine)?;
+        let options = match engine {
+            Engine::GoTemplate => serde_json::json!({
+                "leftDelim": self.delimiters.left,
+                "rightDelim": self.delimiters.right,
+            })
+            .to_string(),
+            Engine::Minijinja => "{}".into(),
+        };
         self.host
-            .render(p, templates, context, "{}".into(), self.metrics)
+            .render(p, templates, context, options, self.metrics)
             .await
             .map_err(TemplateError::from_plugin)
     }

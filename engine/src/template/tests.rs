@@ -36,6 +36,7 @@ async fn run(
     let runner = BuiltinRunner {
         host: host(),
         metrics: metrics(),
+        delimiters: &Default::default(),
     };
     apply(
         Some(tpl),
@@ -209,4 +210,80 @@ async fn unknown_builtin_transformer_is_named() {
         err.contains("no built-in transformer plugin \"nope\"") && err.contains("pkcs12"),
         "{err}"
     );
+}
+
+/// ESO manifests say nothing (or `v2`): the Go engine renders them, inside Wasm.
+#[tokio::test]
+async fn eso_manifests_render_with_the_go_engine() {
+    let mut tpl = ExternalSecretTemplate::default();
+    tpl.data.insert(
+        "db-config.properties".into(),
+        "DB_USERNAME={{ .db_user }}\nDB_PASSWORD={{ .db_pass }}\nCONNECTION_STRING=jdbc:postgresql://{{ .db_host }}:{{ .db_port }}/main_db\n".into(),
+    );
+    tpl.metadata = Some(ExternalSecretTemplateMetadata {
+        labels: BTreeMap::from([("user".into(), "{{ .db_user | upper }}".into())]),
+        ..Default::default()
+    });
+    let input = data(&[
+        ("db_user", "app"),
+        ("db_pass", "s3cr3t"),
+        ("db_host", "db.example.com"),
+        ("db_port", "5432"),
+    ]);
+    let out = run(&tpl, input.clone(), &Sources::default()).await.unwrap();
+    assert_eq!(
+        text(&out, "db-config.properties"),
+        "DB_USERNAME=app\nDB_PASSWORD=s3cr3t\nCONNECTION_STRING=jdbc:postgresql://db.example.com:5432/main_db\n"
+    );
+    assert_eq!(out.labels["user"], "APP");
+
+    tpl.engine_version = Some("v2".into());
+    let out = run(&tpl, input, &Sources::default()).await.unwrap();
+    assert_eq!(text(&out, "db-config.properties").lines().count(), 3);
+}
+
+#[tokio::test]
+async fn go_engine_errors_name_the_key_and_field_not_values() {
+    let mut tpl = ExternalSecretTemplate::default();
+    tpl.data.insert("out".into(), "x={{ .nope }}".into());
+    let err = run(&tpl, data(&[("pw", "hunter2")]), &Sources::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "could not apply template: could not execute template: unable to execute template at key out: template: out:1:5: executing \"out\" at <.nope>: map has no entry for key \"nope\""
+    );
+    tpl.data.insert("out".into(), "{{ .pw | genCA 1 }}".into());
+    let err = run(&tpl, data(&[("pw", "hunter2")]), &Sources::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("genCA is not supported by esox"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[tokio::test]
+async fn go_engine_takes_the_delimiter_flags() {
+    let mut tpl = ExternalSecretTemplate::default();
+    tpl.data.insert("out".into(), "[[ .a ]] {{ .a }}".into());
+    let runner = BuiltinRunner {
+        host: host(),
+        metrics: metrics(),
+        delimiters: &Delimiters {
+            left: "[[".into(),
+            right: "]]".into(),
+        },
+    };
+    let out = apply(
+        Some(&tpl),
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        data(&[("a", "v")]),
+        &Sources::default(),
+        &runner,
+    )
+    .await
+    .unwrap();
+    assert_eq!(text(&out, "out"), "v {{ .a }}");
 }
