@@ -331,3 +331,110 @@ async fn pkcs12_extraction_in_wasm() {
         "could not apply template: plugin pkcs12: pkcs12: decryption password incorrect (key \"keystore\")"
     );
 }
+
+/// ESO manifests as they are written: no engineVersion, Go templates (the seeds'
+/// db-config.properties), sprig and ESO functions, templateFrom, metadata, v1beta1 as well,
+/// and `dataFrom.rewrite.transform`; all rendered by the Go engine plugin.
+#[tokio::test]
+async fn eso_go_templates_render_as_eso_renders_them() {
+    let env = TestEnv::new("tpl-go").await;
+    env.apply(STORE).await.unwrap();
+    env.apply(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: go-templates}
+data:
+  json: '{{ dict "user" .username "port" (.port | atoi) | toJson }}'
+  kv: |
+    {{- range $k, $v := . }}
+    {{- if hasPrefix "p" $k }}
+    {{ $k }}_copy: {{ $v | quote }}
+    {{- end }}
+    {{- end }}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: db-config}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: store, kind: SecretStore}
+  target:
+    name: db-config
+    template:
+      engineVersion: v2
+      metadata:
+        labels:
+          team: '{{ .team | upper }}'
+      data:
+        db-config.properties: |
+          DB_USERNAME={{ .username }}
+          DB_PASSWORD={{ .password }}
+          CONNECTION_STRING=jdbc:postgresql://{{ .host }}:{{ .port }}/main_db
+        checksum: '{{ .password | sha256sum | trunc 12 }}'
+        encoded: '{{ printf "%s:%s" .username .password | b64enc }}'
+      templateFrom:
+      - configMap:
+          name: go-templates
+          items:
+          - key: json
+          - key: kv
+            templateAs: KeysAndValues
+  dataFrom:
+  - extract: {key: db}
+  data:
+  - secretKey: team
+    remoteRef: {key: team}
+---
+apiVersion: external-secrets.io/v1beta1
+kind: ExternalSecret
+metadata: {name: renamed}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: store, kind: SecretStore}
+  target:
+    name: renamed
+    template:
+      data:
+        summary: '{{ .DB_USERNAME }}@{{ .DB_HOST }}'
+  dataFrom:
+  - extract: {key: db}
+    rewrite:
+    - transform:
+        template: 'DB_{{ .value | upper }}'
+"#,
+    )
+    .await
+    .unwrap();
+    let s = env
+        .wait_secret("db-config", "Go-rendered secret", |s| s.data.is_some())
+        .await;
+    let d = secret_strings(&s);
+    assert_eq!(
+        d["db-config.properties"],
+        "DB_USERNAME=app\nDB_PASSWORD=s3cr3t\nCONNECTION_STRING=jdbc:postgresql://db.example.com:5432/main_db\n"
+    );
+    assert_eq!(d["checksum"], "4e738ca5563c");
+    assert_eq!(d["encoded"], "YXBwOnMzY3IzdA==");
+    assert_eq!(d["json"], r#"{"port":5432,"user":"app"}"#);
+    assert_eq!(d["password_copy"], "s3cr3t");
+    assert_eq!(d["port_copy"], "5432");
+    assert_eq!(
+        s.metadata.labels.clone().unwrap_or_default()["team"],
+        "PAYMENTS"
+    );
+
+    let r = env
+        .wait_secret("renamed", "secret with rewritten keys", |s| {
+            s.data.is_some()
+        })
+        .await;
+    let d = secret_strings(&r);
+    assert_eq!(d["summary"], "app@db.example.com");
+
+    let m = env.metrics();
+    assert!(
+        m.contains(r#"esox_plugin_calls_total{plugin="gotemplate",outcome="ok"}"#),
+        "{m}"
+    );
+    assert!(!esox_tests::logs().contains("s3cr3t"));
+}

@@ -46,6 +46,13 @@ pub trait DataSource: Send + Sync {
             generator.kind, generator.name
         )))
     }
+
+    /// Renames `keys` with a `rewrite.transform` Go template (run by the template engine
+    /// plugin: the controller renders no templates itself). Returns the new names in order.
+    async fn rename_keys(&self, template: &str, keys: Vec<String>) -> Result<Vec<String>, String> {
+        let _ = (template, keys);
+        Err("rewrite.transform needs the template engine, which is not available here".into())
+    }
 }
 
 /// A data source failure: either the store could not be used, or its provider failed.
@@ -243,10 +250,12 @@ pub async fn collect(
                 .map(|(k, v)| (keys::convert(conversion, &k), v))
                 .collect()
         } else {
-            rewrite::apply(&entry.rewrite, map).map_err(|source| PipelineError::Rewrite {
-                entry: name.clone(),
-                source,
-            })?
+            rewrite::apply(&entry.rewrite, map, source)
+                .await
+                .map_err(|source| PipelineError::Rewrite {
+                    entry: name.clone(),
+                    source,
+                })?
         };
         for (k, v) in map {
             let decoded =
@@ -343,6 +352,10 @@ impl DataSource for Memo<'_> {
 
     async fn generate(&self, generator: &GeneratorRef) -> Result<SecretMap, SourceError> {
         self.inner.generate(generator).await
+    }
+
+    async fn rename_keys(&self, template: &str, keys: Vec<String>) -> Result<Vec<String>, String> {
+        self.inner.rename_keys(template, keys).await
     }
 }
 

@@ -29,6 +29,8 @@ pub struct State<'a> {
     vars: Vec<(String, Value)>,
     pub out: Vec<u8>,
     depth: usize,
+    /// `missingkey=error` (ESO's templates); off for `rewrite.transform`, as ESO runs it.
+    pub missing_key_error: bool,
 }
 
 impl<'a> State<'a> {
@@ -41,6 +43,7 @@ impl<'a> State<'a> {
             vars: Vec::new(),
             out: Vec::new(),
             depth: 0,
+            missing_key_error: true,
         }
     }
 
@@ -396,6 +399,7 @@ impl<'a> State<'a> {
                 }
                 match m.borrow().entries.get(name).cloned() {
                     Some(v) => Ok(v),
+                    None if !self.missing_key_error => Ok(Value::Nil),
                     None => Err(self.fail(pos, &ctx, format!("map has no entry for key {name:?}"))),
                 }
             }

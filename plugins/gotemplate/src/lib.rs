@@ -30,11 +30,14 @@ pub struct ParseError {
     pub message: String,
 }
 
-/// Delimiters (ESO's flags).
+/// Delimiters (ESO's flags), and whether this call renames keys.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub left: String,
     pub right: String,
+    /// `dataFrom[].rewrite[].transform`: each template is the same key template, its name is
+    /// the key, and its data is `{"value": key}`; ESO runs these without `missingkey=error`.
+    pub key_transform: bool,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
         Options {
             left: "{{".into(),
             right: "}}".into(),
+            key_transform: false,
         }
     }
 }
@@ -65,6 +69,7 @@ impl Options {
         {
             o.right = r.to_string();
         }
+        o.key_transform = v.get("keyTransform").and_then(|x| x.as_bool()) == Some(true);
         Ok(o)
     }
 }
@@ -93,7 +98,13 @@ pub fn parse(name: &str, text: &str, opts: &Options) -> Result<Compiled, String>
 impl Compiled {
     /// Executes over `data` (ESO's `map[string]string`).
     pub fn execute(&self, data: &Value) -> Result<Vec<u8>, String> {
+        self.execute_with(data, true)
+    }
+
+    /// Executes with or without `missingkey=error`.
+    pub fn execute_with(&self, data: &Value, missing_key_error: bool) -> Result<Vec<u8>, String> {
         let mut st = exec::State::new(&self.set, &self.name, &self.src);
+        st.missing_key_error = missing_key_error;
         st.execute(&self.name, data.clone())?;
         Ok(st.out)
     }
@@ -140,6 +151,15 @@ pub fn render(templates: Vec<Template>, context: Vec<Entry>, options: &str) -> V
                 .collect();
         }
     };
+    if opts.key_transform {
+        return templates
+            .into_iter()
+            .map(|t| Rendered {
+                output: transform_key(&t),
+                name: t.name,
+            })
+            .collect();
+    }
     let root = data(&context);
     templates
         .into_iter()
@@ -151,6 +171,30 @@ pub fn render(templates: Vec<Template>, context: Vec<Entry>, options: &str) -> V
             }
         })
         .collect()
+}
+
+/// ESO's `RewriteTransform`: `template.New("transform").Funcs(…).Parse(text)` executed over
+/// `{"value": key}`; the output is the new key.
+fn transform_key(t: &Template) -> Result<Vec<Entry>, PluginError> {
+    let err = |message: String| PluginError {
+        message,
+        key: Some(t.name.clone()),
+    };
+    // ESO parses transforms with the default delimiters, whatever its flags say.
+    let opts = Options::default();
+    let compiled = parse("transform", &t.text, &opts)
+        .map_err(|e| err(format!("could not parse template: {e}")))?;
+    let value = data(&[Entry {
+        key: "value".into(),
+        value: t.name.as_bytes().to_vec(),
+    }]);
+    let out = compiled
+        .execute_with(&value, false)
+        .map_err(|e| err(format!("could not execute template: {e}")))?;
+    Ok(vec![Entry {
+        key: t.name.clone(),
+        value: out,
+    }])
 }
 
 fn render_one(t: &Template, root: &Value, opts: &Options) -> Result<Vec<Entry>, PluginError> {

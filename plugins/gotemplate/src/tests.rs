@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use esox_plugin_sdk::template::Entry;
+use esox_plugin_sdk::template::{Entry, Scope, Template};
 
 use super::*;
 
@@ -99,4 +99,101 @@ fn renders_what_go_renders() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn key_transforms_render_over_the_key_without_missingkey_error() {
+    let t = |name: &str, text: &str| Template {
+        name: name.into(),
+        text: text.into(),
+        scope: Scope::Values,
+    };
+    let out = render(
+        vec![
+            t("db-user", "{{ .value | upper | replace \"-\" \"_\" }}"),
+            t("x", "{{ .value }}-{{ .other }}"),
+            t("bad", "{{ .value "),
+        ],
+        vec![],
+        r#"{"keyTransform": true, "leftDelim": "[["}"#,
+    );
+    assert_eq!(out[0].output.as_ref().unwrap()[0].value, b"DB_USER");
+    assert_eq!(out[1].output.as_ref().unwrap()[0].value, b"x-<no value>");
+    let err = out[2].output.as_ref().unwrap_err();
+    assert!(
+        err.message
+            .starts_with("could not parse template: template: transform:1:"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn every_template_fails_alone_and_errors_name_the_key() {
+    let t = |name: &str, text: &str| Template {
+        name: name.into(),
+        text: text.into(),
+        scope: Scope::Values,
+    };
+    let ctx = vec![Entry {
+        key: "pw".into(),
+        value: b"hunter2".to_vec(),
+    }];
+    let out = render(
+        vec![
+            t("a", "{{ .pw | b64enc }}"),
+            t("b", "{{ .nope }}"),
+            t("c", "{{ range .pw }}{{ end }}"),
+        ],
+        ctx,
+        "{}",
+    );
+    assert_eq!(out[0].output.as_ref().unwrap()[0].value, b"aHVudGVyMg==");
+    let b = out[1].output.as_ref().unwrap_err();
+    assert_eq!(b.key.as_deref(), Some("b"));
+    assert!(
+        b.message
+            .starts_with("unable to execute template at key b: template: b:1:3:"),
+        "{}",
+        b.message
+    );
+    let c = out[2].output.as_ref().unwrap_err();
+    assert!(!c.message.contains("hunter2"), "{}", c.message);
+}
+
+#[test]
+fn keys_and_values_scope_reads_yaml() {
+    let out = render(
+        vec![Template {
+            name: "kv".into(),
+            text: "{{ range $k, $v := . }}{{ $k }}_x: {{ $v | quote }}\n{{ end }}".into(),
+            scope: Scope::KeysAndValues,
+        }],
+        vec![Entry {
+            key: "a".into(),
+            value: b"1".to_vec(),
+        }],
+        "{}",
+    );
+    let entries = out[0].output.as_ref().unwrap();
+    assert_eq!(entries[0].key, "a_x");
+    assert_eq!(entries[0].value, b"1");
+}
+
+#[test]
+fn output_is_deterministic() {
+    let c = data(&[Entry {
+        key: "json".into(),
+        value: br#"{"b":1,"a":[1,2],"c":{"z":1,"y":2}}"#.to_vec(),
+    }]);
+    let t = parse(
+        "d",
+        "{{ .json | fromJson | toYaml }}{{ range $k, $v := (.json | fromJson) }}{{ $k }}{{ end }}",
+        &Options::default(),
+    )
+    .unwrap();
+    let first = t.execute(&c).unwrap();
+    for _ in 0..20 {
+        assert_eq!(t.execute(&c).unwrap(), first);
+    }
 }
