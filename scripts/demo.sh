@@ -63,16 +63,16 @@ fi
 say "Applying the seeds' stores (examples/stores/$mode.yaml) and ExternalSecrets"
 kubectl apply -f "examples/stores/$mode.yaml" >/dev/null
 kubectl apply -f examples/external-secrets/ >/dev/null
-for ns in production-apps my-app dev-apps; do
+for ns in production-apps my-app dev-apps my-app-namespace; do
   kubectl wait --for=condition=Ready externalsecrets --all -n "$ns" --timeout=60s >/dev/null || true
 done
 
 say "ExternalSecrets"
-for ns in production-apps my-app dev-apps; do kubectl get externalsecrets -n "$ns"; echo; done
+for ns in production-apps my-app dev-apps my-app-namespace; do kubectl get externalsecrets -n "$ns"; echo; done
 say "Stores"
 kubectl get clustersecretstores
 
-for ref in production-apps/db-credentials-native my-app/api-credentials dev-apps/dev-services; do
+for ref in production-apps/db-credentials-native my-app/api-credentials dev-apps/dev-services my-app-namespace/app-db-config-secret; do
   ns=${ref%%/*}; name=${ref#*/}
   say "Secret $ref (decoded)"
   kubectl get secret "$name" -n "$ns" -o go-template='{{range $k, $v := .data}}{{printf "  %s = %s\n" $k ($v | base64decode)}}{{end}}'
