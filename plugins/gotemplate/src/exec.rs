@@ -9,6 +9,9 @@ use crate::value::Value;
 const MAX_DEPTH: usize = 1000;
 /// A template renders into one Secret value (at most 1 MiB); stop long before memory runs out.
 pub const MAX_OUTPUT: usize = 16 << 20;
+/// Nodes walked and functions called per execution. The sandbox's deadline stops a runaway
+/// template anyway; this stops it sooner, with an error that says what happened.
+pub const MAX_STEPS: u64 = 20_000_000;
 
 /// Why a walk stopped early.
 pub enum Ctl {
@@ -29,6 +32,9 @@ pub struct State<'a> {
     vars: Vec<(String, Value)>,
     pub out: Vec<u8>,
     depth: usize,
+    steps: u64,
+    /// The step budget ([`MAX_STEPS`]).
+    pub max_steps: u64,
     /// `missingkey=error` (ESO's templates); off for `rewrite.transform`, as ESO runs it.
     pub missing_key_error: bool,
 }
@@ -43,6 +49,8 @@ impl<'a> State<'a> {
             vars: Vec::new(),
             out: Vec::new(),
             depth: 0,
+            steps: 0,
+            max_steps: MAX_STEPS,
             missing_key_error: true,
         }
     }
@@ -95,7 +103,20 @@ impl<'a> State<'a> {
         Ok(())
     }
 
+    fn step(&mut self, pos: usize) -> R<()> {
+        self.steps += 1;
+        if self.steps > self.max_steps {
+            return Err(self.fail(
+                pos,
+                "template",
+                format!("template exceeds {} evaluation steps", self.max_steps),
+            ));
+        }
+        Ok(())
+    }
+
     fn walk(&mut self, dot: &Value, node: &Node) -> R<()> {
+        self.step(0)?;
         match node {
             Node::Text(t) => self.write(t.as_bytes(), 0),
             Node::Action(pipe) => {
@@ -193,6 +214,7 @@ impl<'a> State<'a> {
         };
         let empty = items.is_empty();
         for (index, elem) in items {
+            self.step(b.pipe.pos)?;
             let n = b.pipe.decl.len();
             if n > 0 {
                 if b.pipe.is_assign {
@@ -421,6 +443,7 @@ impl<'a> State<'a> {
         args: &[Arg],
         fin: Option<Value>,
     ) -> R<Value> {
+        self.step(pos)?;
         let Some(spec) = funcs::lookup(name) else {
             return Err(self.fail(pos, context, format!("{name:?} is not a defined function")));
         };

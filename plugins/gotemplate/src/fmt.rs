@@ -73,11 +73,12 @@ pub fn sprintf(format: &[u8], args: &[Value]) -> Vec<u8> {
             }
             i += 1;
         }
-        // Width.
+        // Width: `*` takes an int argument; digits are read as Go's parsenum reads them
+        // (a number past a million swallows the rest of the format).
         if i < f.len() && f[i] == b'*' {
             i += 1;
             match args.get(argn) {
-                Some(Value::Int(w)) => {
+                Some(Value::Int(w)) if w.unsigned_abs() <= 1_000_000 => {
                     if *w < 0 {
                         s.minus = true;
                         s.zero = false;
@@ -88,37 +89,27 @@ pub fn sprintf(format: &[u8], args: &[Value]) -> Vec<u8> {
             }
             argn += 1;
         } else {
-            let start = i;
-            while i < f.len() && f[i].is_ascii_digit() {
-                i += 1;
-            }
-            if i > start {
-                s.width = std::str::from_utf8(&f[start..i])
-                    .ok()
-                    .and_then(|t| t.parse().ok());
-            }
+            let (n, next) = parsenum(f, i);
+            s.width = n;
+            i = next;
         }
         // Precision.
-        if i < f.len() && f[i] == b'.' {
+        if i + 1 < f.len() && f[i] == b'.' {
             i += 1;
-            if i < f.len() && f[i] == b'*' {
+            if f[i] == b'*' {
                 i += 1;
                 match args.get(argn) {
-                    Some(Value::Int(p)) if *p >= 0 => s.prec = Some(*p as usize),
+                    Some(Value::Int(p)) if (0..=1_000_000).contains(p) => {
+                        s.prec = Some(*p as usize)
+                    }
+                    Some(Value::Int(p)) if *p < 0 => {}
                     _ => out.extend_from_slice(b"%!(BADPREC)"),
                 }
                 argn += 1;
             } else {
-                let start = i;
-                while i < f.len() && f[i].is_ascii_digit() {
-                    i += 1;
-                }
-                s.prec = Some(
-                    std::str::from_utf8(&f[start..i])
-                        .ok()
-                        .and_then(|t| t.parse().ok())
-                        .unwrap_or(0),
-                );
+                let (n, next) = parsenum(f, i);
+                s.prec = Some(n.unwrap_or(0));
+                i = next;
             }
         }
         if i >= f.len() {
@@ -153,14 +144,31 @@ pub fn sprintf(format: &[u8], args: &[Value]) -> Vec<u8> {
     out
 }
 
-fn bad_verb(out: &mut Vec<u8>, a: &Value, verb: char) {
+/// Go's parsenum: digits from `i`; past a million the number is dropped and the rest of the
+/// format consumed.
+fn parsenum(f: &[u8], mut i: usize) -> (Option<usize>, usize) {
+    let mut num: usize = 0;
+    let mut isnum = false;
+    while i < f.len() && f[i].is_ascii_digit() {
+        if num > 1_000_000 {
+            return (None, f.len());
+        }
+        num = num * 10 + usize::from(f[i] - b'0');
+        isnum = true;
+        i += 1;
+    }
+    (isnum.then_some(num), i)
+}
+
+/// `%!verb(type=value)`; the value is printed with `%v` and the directive's flags, as Go does.
+fn bad_verb(out: &mut Vec<u8>, a: &Value, verb: char, s: Spec) {
     out.extend_from_slice(format!("%!{verb}(").as_bytes());
     match a {
         Value::Nil => out.extend_from_slice(b"<nil>"),
         a => {
             out.extend_from_slice(a.type_name().as_bytes());
             out.push(b'=');
-            a.write_v(out);
+            format_arg(out, a, 'v', s);
         }
     }
     out.push(b')');
@@ -201,11 +209,11 @@ fn format_arg(out: &mut Vec<u8>, a: &Value, verb: char, s: Spec) {
     match a {
         Value::Nil => match verb {
             'v' => pad(out, b"<nil>", s, false),
-            _ => bad_verb(out, a, verb),
+            _ => bad_verb(out, a, verb, s),
         },
         Value::Bool(b) => match verb {
             'v' | 't' => pad(out, if *b { b"true" } else { b"false" }, s, false),
-            _ => bad_verb(out, a, verb),
+            _ => bad_verb(out, a, verb, s),
         },
         Value::Int(i) => format_int(out, *i, verb, s, a),
         Value::Float(f) => format_float(out, *f, verb, s, a),
@@ -215,7 +223,7 @@ fn format_arg(out: &mut Vec<u8>, a: &Value, verb: char, s: Spec) {
                 verb,
                 'v' | 's' | 'q' | 'd' | 'x' | 'X' | 'f' | 'g' | 'e' | 't'
             ) {
-                bad_verb(out, a, verb);
+                bad_verb(out, a, verb, s);
                 return;
             }
             out.push(b'[');
@@ -274,11 +282,11 @@ fn format_int(out: &mut Vec<u8>, i: i64, verb: char, s: Spec, a: &Value) {
             return;
         }
         'e' | 'E' | 'f' | 'F' | 'g' | 'G' | 's' | 't' => {
-            bad_verb(out, a, verb);
+            bad_verb(out, a, verb, s);
             return;
         }
         _ => {
-            bad_verb(out, a, verb);
+            bad_verb(out, a, verb, s);
             return;
         }
     };
@@ -313,7 +321,7 @@ fn format_float(out: &mut Vec<u8>, f: f64, verb: char, s: Spec, a: &Value) {
         'E' => format_e(f, s.prec.unwrap_or(6), true),
         'f' | 'F' => format_f(f, s.prec.unwrap_or(6)),
         _ => {
-            bad_verb(out, a, verb);
+            bad_verb(out, a, verb, s);
             return;
         }
     };
@@ -370,7 +378,7 @@ fn format_str(out: &mut Vec<u8>, b: &[u8], verb: char, s: Spec, a: &Value) {
             }
             pad(out, body.as_bytes(), s, false);
         }
-        _ => bad_verb(out, a, verb),
+        _ => bad_verb(out, a, verb, s),
     }
 }
 

@@ -197,3 +197,58 @@ fn output_is_deterministic() {
         assert_eq!(t.execute(&c).unwrap(), first);
     }
 }
+
+#[test]
+fn runaway_templates_stop_with_a_clear_error() {
+    let root = data(&[]);
+    let run = |text: &str| {
+        parse("t", text, &Options::default())
+            .unwrap()
+            .execute(&root)
+    };
+    let err = run("{{ until 2000000 | len }}").unwrap_err();
+    assert!(
+        err.contains("error calling until: more than 1000000 items"),
+        "{err}"
+    );
+    let t = parse(
+        "t",
+        "{{ range until 1000 }}{{ range until 1000 }}{{ end }}{{ end }}",
+        &Options::default(),
+    )
+    .unwrap();
+    let mut st = exec::State::new(&t.set, "t", &t.src);
+    st.max_steps = 100_000;
+    let err = st.execute("t", root.clone()).unwrap_err();
+    assert!(
+        err.contains("template exceeds 100000 evaluation steps"),
+        "{err}"
+    );
+    let err =
+        run("{{ define \"r\" }}{{ template \"r\" }}{{ end }}{{ template \"r\" }}").unwrap_err();
+    assert!(
+        err.contains("exceeded maximum template depth (1000)"),
+        "{err}"
+    );
+    let err = run("{{ repeat 20000000 \"x\" }}").unwrap_err();
+    assert!(err.contains("Repeat output length overflow"), "{err}");
+}
+
+/// Found by the fuzzer: sizes a template asks for are bounded before anything is allocated.
+#[test]
+fn huge_sizes_are_refused_not_allocated() {
+    let root = data(&[]);
+    let run = |text: &str| {
+        parse("t", text, &Options::default())
+            .unwrap()
+            .execute(&root)
+    };
+    assert!(run("{{ randAlphaNum 1888888888888888888888888888888888888888888886 }}").is_err());
+    assert!(
+        run("{{ randBytes 4611686018427387904 }}")
+            .unwrap_err()
+            .contains("larger than a template's output")
+    );
+    assert!(run("{{ indent 4611686018427387904 \"x\" }}").is_err());
+    assert!(run("{{ printf \"%.70000f\" 0.5 }}").is_ok());
+}

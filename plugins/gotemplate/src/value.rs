@@ -207,7 +207,9 @@ fn shortest_digits(f: f64) -> (String, i32) {
 
 /// `digits` rounded to `n` significant digits (trailing zeros trimmed, as Go's decimal).
 fn round_digits(f: f64, n: usize) -> (String, i32) {
-    let s = format!("{:.*e}", n.saturating_sub(1), f.abs());
+    // A float64 has at most 767 significant decimal digits; Rust's formatter takes at most
+    // 65535. Further digits are zeros (the callers pad).
+    let s = format!("{:.*e}", n.saturating_sub(1).min(800), f.abs());
     let (mant, exp) = s.split_once('e').expect("{:e} has an exponent");
     let mut digits: String = mant.chars().filter(|c| c.is_ascii_digit()).collect();
     while digits.len() > 1 && digits.ends_with('0') {
@@ -344,7 +346,11 @@ pub fn format_f(f: f64, prec: usize) -> String {
     if let Some(s) = special(f) {
         return s;
     }
-    format!("{f:.prec$}")
+    // Digits past the 1100th decimal of a float64 are zeros; Rust's formatter stops at 65535.
+    let p = prec.min(1100);
+    let mut s = format!("{f:.p$}");
+    s.extend(std::iter::repeat_n('0', prec - p));
+    s
 }
 
 /// Shortest `'f'` formatting (strconv.FormatFloat(f, 'f', -1, 64)).

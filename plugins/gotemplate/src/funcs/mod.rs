@@ -119,9 +119,25 @@ pub fn t_arg(v: &Value) -> Result<String, FnError> {
 pub fn i_arg(v: &Value) -> Result<i64, FnError> {
     match v {
         Value::Int(i) => Ok(*i),
-        Value::Float(f) if f.fract() == 0.0 => Ok(*f as i64),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(*f as i64),
         other => Err(wrong_type("int", other)),
     }
+}
+
+/// A count of things to make (characters, bytes, spaces): refused beyond what a template's
+/// output may hold, so a typo cannot exhaust the sandbox's memory.
+pub fn count_arg(v: &Value) -> Result<usize, FnError> {
+    let n = i_arg(v)?;
+    if n < 0 {
+        return Err(call_err("count must be non-negative"));
+    }
+    if n as u64 > crate::exec::MAX_OUTPUT as u64 {
+        return Err(call_err(format!(
+            "count {n} is larger than a template's output may be ({} bytes)",
+            crate::exec::MAX_OUTPUT
+        )));
+    }
+    Ok(n as usize)
 }
 
 /// A `bool` parameter.

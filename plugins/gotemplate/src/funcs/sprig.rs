@@ -9,8 +9,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use super::{
-    Entry, FnError, FnResult, Imp, b_arg, call_err, d_arg, i_arg, is_empty, l_arg, new_map,
-    random_below, random_bytes, s_arg, str_list, strslice, strval, t_arg, to_float64, to_int64,
+    Entry, FnError, FnResult, Imp, b_arg, call_err, count_arg, d_arg, i_arg, is_empty, l_arg,
+    new_map, random_below, random_bytes, s_arg, str_list, strslice, strval, t_arg, to_float64,
+    to_int64,
 };
 use crate::fmt::quote;
 use crate::value::{Value, text, to_json};
@@ -263,7 +264,7 @@ pub const TABLE: &[Entry] = &[
         "indent",
         2,
         Some(2),
-        Imp::F(|a| Ok(Value::str(indent(i_arg(&a[0])?, &s_arg(&a[1])?)))),
+        Imp::F(|a| Ok(Value::str(indent(count_arg(&a[0])?, &s_arg(&a[1])?)))),
     ),
     (
         "nindent",
@@ -271,7 +272,7 @@ pub const TABLE: &[Entry] = &[
         Some(2),
         Imp::F(|a| {
             Ok(Value::str(
-                [b"\n".as_slice(), &indent(i_arg(&a[0])?, &s_arg(&a[1])?)].concat(),
+                [b"\n".as_slice(), &indent(count_arg(&a[0])?, &s_arg(&a[1])?)].concat(),
             ))
         }),
     ),
@@ -399,7 +400,7 @@ pub const TABLE: &[Entry] = &[
         Some(1),
         Imp::F(|a| {
             let n = i_arg(&a[0])?;
-            Ok(int_list(until_step(0, n, if n < 0 { -1 } else { 1 })))
+            Ok(int_list(until_step(0, n, if n < 0 { -1 } else { 1 })?))
         }),
     ),
     (
@@ -411,7 +412,7 @@ pub const TABLE: &[Entry] = &[
                 i_arg(&a[0])?,
                 i_arg(&a[1])?,
                 i_arg(&a[2])?,
-            )))
+            )?))
         }),
     ),
     // Arithmetic.
@@ -1118,7 +1119,7 @@ pub const TABLE: &[Entry] = &[
         1,
         Some(1),
         Imp::F(|a| {
-            let n = i_arg(&a[0])?.max(0) as usize;
+            let n = count_arg(&a[0])?;
             Ok(Value::str(STANDARD.encode(random_bytes(n)?)))
         }),
     ),
@@ -1574,8 +1575,8 @@ fn quote_all(a: &[Value], f: impl Fn(Vec<u8>) -> Vec<u8>) -> Vec<u8> {
     parts.join(&b' ')
 }
 
-fn indent(n: i64, s: &[u8]) -> Vec<u8> {
-    let pad = vec![b' '; n.max(0) as usize];
+fn indent(n: usize, s: &[u8]) -> Vec<u8> {
+    let pad = vec![b' '; n];
     let mut with_nl = b"\n".to_vec();
     with_nl.extend_from_slice(&pad);
     [pad.clone(), replace_all(s, b"\n", &with_nl)].concat()
@@ -1591,12 +1592,9 @@ fn adler32(b: &[u8]) -> u32 {
 }
 
 fn random_string(n: &Value, alphabet: &str) -> FnResult {
-    let n = i_arg(n)?;
-    if n < 0 {
-        return Err(call_err("count must be non-negative"));
-    }
+    let n = count_arg(n)?;
     let chars: Vec<char> = alphabet.chars().collect();
-    let mut out = String::with_capacity(n as usize);
+    let mut out = String::with_capacity(n);
     for _ in 0..n {
         out.push(chars[random_below(chars.len() as u64)? as usize]);
     }
@@ -1612,28 +1610,28 @@ fn shuffle(a: Vec<Value>) -> FnResult {
     Ok(Value::str(cs.into_iter().collect::<String>()))
 }
 
-fn until_step(start: i64, stop: i64, step: i64) -> Vec<i64> {
+/// Lists longer than this are refused: no Secret needs them, and they would only exhaust the
+/// sandbox's memory.
+const MAX_LIST: usize = 1_000_000;
+
+fn until_step(start: i64, stop: i64, step: i64) -> Result<Vec<i64>, FnError> {
     let mut v = Vec::new();
-    if stop < start {
-        if step >= 0 {
-            return v;
-        }
-        let mut i = start;
-        while i > stop && v.len() < 10_000_000 {
-            v.push(i);
-            i += step;
-        }
-        return v;
-    }
-    if step <= 0 {
-        return v;
-    }
     let mut i = start;
-    while i < stop && v.len() < 10_000_000 {
-        v.push(i);
-        i += step;
+    let ascending = stop >= start;
+    if (ascending && step <= 0) || (!ascending && step >= 0) {
+        return Ok(v);
     }
-    v
+    while (ascending && i < stop) || (!ascending && i > stop) {
+        if v.len() == MAX_LIST {
+            return Err(call_err(format!("more than {MAX_LIST} items")));
+        }
+        v.push(i);
+        match i.checked_add(step) {
+            Some(n) => i = n,
+            None => break,
+        }
+    }
+    Ok(v)
 }
 
 fn int_list(v: Vec<i64>) -> Value {
@@ -1645,18 +1643,18 @@ fn seq(a: Vec<Value>) -> FnResult {
     let v = match p.as_slice() {
         [end] => {
             let inc = if *end < 1 { -1 } else { 1 };
-            until_step(1, end + inc, inc)
+            until_step(1, end.saturating_add(inc), inc)?
         }
         [start, end] => {
             let step = if end < start { -1 } else { 1 };
-            until_step(*start, end + step, step)
+            until_step(*start, end.saturating_add(step), step)?
         }
         [start, step, end] => {
             let inc = if end < start { -1 } else { 1 };
             if end < start && *step > 0 {
                 Vec::new()
             } else {
-                until_step(*start, end + inc, *step)
+                until_step(*start, end.saturating_add(inc), *step)?
             }
         }
         _ => Vec::new(),
