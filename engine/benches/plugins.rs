@@ -15,6 +15,54 @@ use esox::secret::{SecretBytes, SecretMap};
 use esox_plugin_sdk::template::{Entry, Scope, Template};
 
 const SEED_TEMPLATE_JINJA: &str = "DB_USERNAME={{ db_user }}\nDB_PASSWORD={{ db_pass }}\nCONNECTION_STRING=jdbc:postgresql://{{ db_host }}:{{ db_port }}/main_db\n";
+const SEED_TEMPLATE_GO: &str = "DB_USERNAME={{ .db_user }}\nDB_PASSWORD={{ .db_pass }}\nCONNECTION_STRING=jdbc:postgresql://{{ .db_host }}:{{ .db_port }}/main_db\n";
+/// A helper-heavy template, the same work in both engines: JSON, base64, hashing, a loop.
+const HELPERS_GO: &str = "{{ $j := .json | fromJson }}{{ range $k, $v := $j }}{{ $k | upper }}={{ $v | toString | b64enc }}\n{{ end }}sum={{ .db_pass | sha256sum }}\n";
+const HELPERS_JINJA: &str = "{% set j = json | fromJson %}{% for k, v in j | items %}{{ k | upper }}={{ v | str | b64enc }}\n{% endfor %}sum={{ db_pass | sha256sum }}\n";
+
+/// One engine rendering one template over `ctx`, through Wasm and natively.
+fn engine_rows(
+    rt: &Runtime,
+    n: usize,
+    ctx: &[(&str, &str)],
+    rows: &[(&str, Builtin, &str)],
+    native: impl Fn(Builtin, Vec<Template>, Vec<Entry>) -> bool,
+) {
+    let context: SecretMap = ctx
+        .iter()
+        .map(|(k, v)| (k.to_string(), SecretBytes::new(v.as_bytes().to_vec())))
+        .collect();
+    for (label, engine, text) in rows {
+        let plugin = rt
+            .load(engine.name(), Kind::Template, engine.component())
+            .unwrap();
+        let req = vec![TemplateRequest {
+            name: "out".into(),
+            text: text.to_string(),
+            keys_and_values: false,
+        }];
+        let wasm = measure(n, || {
+            let out = rt.render(&plugin, &req, &context, "{}").unwrap();
+            assert!(out[0].1.is_ok(), "{label}: {:?}", out[0].1.as_ref().err());
+        });
+        let nat = measure(n, || {
+            let t = vec![Template {
+                name: "out".into(),
+                text: text.to_string(),
+                scope: Scope::Values,
+            }];
+            let c: Vec<Entry> = ctx
+                .iter()
+                .map(|(k, v)| Entry {
+                    key: k.to_string(),
+                    value: v.as_bytes().to_vec(),
+                })
+                .collect();
+            assert!(native(*engine, t, c));
+        });
+        row(label, &wasm, &nat);
+    }
+}
 
 struct Stats {
     p50: Duration,
@@ -83,46 +131,51 @@ fn main() {
     println!("| work | Wasm p50 | Wasm p99 | native p50 | native p99 | p50 ratio |");
     println!("|---|---|---|---|---|---|");
 
-    // (a) The seeds' db-config.properties template.
+    // (a) The seeds' db-config.properties template, in both engines; then a helper-heavy one.
     let ctx: Vec<(&str, &str)> = vec![
         ("db_user", "app"),
         ("db_pass", "s3cr3t-p4ss"),
         ("db_host", "rds-prod-01.aws.com"),
         ("db_port", "5432"),
+        (
+            "json",
+            r#"{"user":"app","port":"5432","region":"eu-west-1"}"#,
+        ),
     ];
-    let context: SecretMap = ctx
-        .iter()
-        .map(|(k, v)| (k.to_string(), SecretBytes::new(v.as_bytes().to_vec())))
-        .collect();
-    let jinja = rt
-        .load("minijinja", Kind::Template, Builtin::Minijinja.component())
-        .unwrap();
-    let req = vec![TemplateRequest {
-        name: "db-config.properties".into(),
-        text: SEED_TEMPLATE_JINJA.into(),
-        keys_and_values: false,
-    }];
-    let wasm = measure(n, || {
-        let out = rt.render(&jinja, &req, &context, "{}").unwrap();
-        assert!(out[0].1.is_ok());
-    });
-    let native = measure(n, || {
-        let t = vec![Template {
-            name: "db-config.properties".into(),
-            text: SEED_TEMPLATE_JINJA.into(),
-            scope: Scope::Values,
-        }];
-        let c: Vec<Entry> = ctx
-            .iter()
-            .map(|(k, v)| Entry {
-                key: k.to_string(),
-                value: v.as_bytes().to_vec(),
-            })
-            .collect();
-        let out = esox_plugin_minijinja::render(t, c, "{}");
-        assert!(out[0].output.is_ok());
-    });
-    row("(a) seeds' db-config.properties, minijinja", &wasm, &native);
+    engine_rows(
+        &rt,
+        n,
+        &ctx,
+        &[
+            (
+                "(a) seeds' db-config.properties, Go engine (default)",
+                Builtin::GoTemplate,
+                SEED_TEMPLATE_GO,
+            ),
+            (
+                "(a) seeds' db-config.properties, minijinja",
+                Builtin::Minijinja,
+                SEED_TEMPLATE_JINJA,
+            ),
+            (
+                "(a') JSON + base64 + sha256 + loop, Go engine",
+                Builtin::GoTemplate,
+                HELPERS_GO,
+            ),
+            (
+                "(a') JSON + base64 + sha256 + loop, minijinja",
+                Builtin::Minijinja,
+                HELPERS_JINJA,
+            ),
+        ],
+        |engine, t, c| {
+            let out = match engine {
+                Builtin::GoTemplate => esox_plugin_gotemplate::render(t, c, "{}"),
+                _ => esox_plugin_minijinja::render(t, c, "{}"),
+            };
+            out[0].output.is_ok()
+        },
+    );
 
     // (b) PKCS#12 extraction (key + ordered chain) from a ~4 KiB file.
     let dir = tempfile::tempdir().unwrap();
