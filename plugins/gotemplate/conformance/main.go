@@ -8,6 +8,10 @@ package main
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -19,6 +23,7 @@ import (
 	"text/template"
 
 	"github.com/Masterminds/sprig/v3"
+	"github.com/lestrrat-go/jwx/v2/jwk"
 	gopkcs12 "software.sslmate.com/src/go-pkcs12"
 	"sigs.k8s.io/yaml"
 )
@@ -59,7 +64,113 @@ func funcs() template.FuncMap {
 	m["pkcs12key"] = func(in string) (string, error) { return pkcs12keyPass("", in) }
 	m["pkcs12certPass"] = pkcs12certPass
 	m["pkcs12cert"] = func(in string) (string, error) { return pkcs12certPass("", in) }
+	m["jwkPublicKeyPem"] = jwkPublicKeyPem
+	m["jwkPrivateKeyPem"] = jwkPrivateKeyPem
+	m["rsaDecrypt"] = rsaDecrypt
+	m["certSANs"] = certSANs
 	return m
+}
+
+func jwkPublicKeyPem(j string) (string, error) {
+	k, err := jwk.ParseKey([]byte(j))
+	if err != nil {
+		return "", err
+	}
+	var raw any
+	if err := k.Raw(&raw); err != nil {
+		return "", err
+	}
+	der, err := x509.MarshalPKIXPublicKey(raw)
+	if err != nil {
+		return "", err
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), nil
+}
+
+func jwkPrivateKeyPem(j string) (string, error) {
+	k, err := jwk.ParseKey([]byte(j))
+	if err != nil {
+		return "", err
+	}
+	var raw any
+	if err := k.Raw(&raw); err != nil {
+		return "", err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(raw)
+	if err != nil {
+		return "", err
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
+}
+
+func parsePrivateKey(b []byte) (any, error) {
+	if k, err := x509.ParsePKCS1PrivateKey(b); err == nil {
+		return k, nil
+	}
+	if k, err := x509.ParsePKCS8PrivateKey(b); err == nil {
+		return k, nil
+	}
+	if k, err := x509.ParseECPrivateKey(b); err == nil {
+		return k, nil
+	}
+	return nil, fmt.Errorf("unable to parse private key type")
+}
+
+func rsaDecrypt(scheme, hash, in, key string) (string, error) {
+	switch scheme {
+	case "None":
+		return in, nil
+	case "RSA-OAEP":
+		block, _ := pem.Decode([]byte(key))
+		if block == nil {
+			return "", fmt.Errorf("failed to decode PEM block")
+		}
+		parsed, err := parsePrivateKey(block.Bytes)
+		if err != nil {
+			return "", fmt.Errorf("could not parse private key: %v", err)
+		}
+		rk, ok := parsed.(*rsa.PrivateKey)
+		if !ok {
+			return "", fmt.Errorf("could not parse RSA private key")
+		}
+		h := sha256.New()
+		switch hash {
+		case "SHA1":
+			h = crypto.SHA1.New()
+		case "SHA512":
+			h = sha512.New()
+		}
+		out, err := rsa.DecryptOAEP(h, nil, rk, []byte(in), nil)
+		if err != nil {
+			return "", fmt.Errorf("error decrypting data with RSA: %v", err)
+		}
+		return string(out), nil
+	default:
+		return "", fmt.Errorf("decryption scheme %v is not supported", scheme)
+	}
+}
+
+func certSANs(input string) ([]string, error) {
+	if i := strings.Index(input, "-----BEGIN"); i >= 0 {
+		input = input[i:]
+	}
+	block, _ := pem.Decode([]byte(input))
+	if block == nil {
+		return nil, fmt.Errorf("failed to decode PEM block")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse certificate: %w", err)
+	}
+	sans := append([]string{}, cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		sans = append(sans, ip.String())
+	}
+	sans = append(sans, cert.EmailAddresses...)
+	for _, u := range cert.URIs {
+		sans = append(sans, u.String())
+	}
+	return sans, nil
 }
 
 func pkcs12keyPass(pass, input string) (string, error) {

@@ -5,6 +5,7 @@
 //! the input's structure and never contain key material.
 
 pub mod chain;
+pub mod keys;
 pub mod pem;
 pub mod pkcs12;
 
@@ -17,6 +18,8 @@ pub enum Error {
     Pkcs12(String),
     /// A certificate that cannot be parsed or used.
     Certificate(String),
+    /// A key that cannot be read or converted (Go's message where ESO has one).
+    Key(String),
 }
 
 impl std::fmt::Display for Error {
@@ -25,6 +28,7 @@ impl std::fmt::Display for Error {
             Error::Pem(m) => write!(f, "pem: {m}"),
             Error::Pkcs12(m) => write!(f, "pkcs12: {m}"),
             Error::Certificate(m) => write!(f, "x509: {m}"),
+            Error::Key(m) => f.write_str(m),
         }
     }
 }

@@ -7,7 +7,6 @@ use super::{Entry, FnResult, Imp, call_err, s_arg, t_arg};
 use crate::value::{Value, format_g, text};
 
 const PKCS12_OUT: &str = "creating PKCS#12 files is not implemented yet";
-const JWK: &str = "JWK conversion is not implemented yet";
 
 pub const TABLE: &[Entry] = &[
     ("pkcs12key", 1, Some(1), Imp::F(|a| key(&[], &a[0]))),
@@ -67,8 +66,36 @@ pub const TABLE: &[Entry] = &[
                 .map_err(|e| call_err(e.to_string()))
         }),
     ),
-    ("jwkPublicKeyPem", 1, Some(1), Imp::Unsupported(JWK)),
-    ("jwkPrivateKeyPem", 1, Some(1), Imp::Unsupported(JWK)),
+    (
+        "jwkPublicKeyPem",
+        1,
+        Some(1),
+        Imp::F(|a| {
+            esox_pem::keys::jwk_public_pem(&t_arg(&a[0])?)
+                .map(Value::str)
+                .map_err(|e| call_err(e.to_string()))
+        }),
+    ),
+    (
+        "jwkPrivateKeyPem",
+        1,
+        Some(1),
+        Imp::F(|a| {
+            esox_pem::keys::jwk_private_pem(&t_arg(&a[0])?)
+                .map(Value::str)
+                .map_err(|e| call_err(e.to_string()))
+        }),
+    ),
+    (
+        "certSANs",
+        1,
+        Some(1),
+        Imp::F(|a| {
+            esox_pem::keys::cert_sans(&t_arg(&a[0])?)
+                .map(|v| Value::list(v.into_iter().map(Value::str).collect()))
+                .map_err(|e| call_err(e.to_string()))
+        }),
+    ),
     (
         "toYaml",
         1,
@@ -81,13 +108,69 @@ pub const TABLE: &[Entry] = &[
         Some(1),
         Imp::F(|a| Ok(from_yaml(&s_arg(&a[0])?))),
     ),
-    (
-        "rsaDecrypt",
-        4,
-        Some(4),
-        Imp::Unsupported("RSA decryption is not implemented yet"),
-    ),
+    ("rsaDecrypt", 4, Some(4), Imp::F(rsa_decrypt)),
 ];
+
+/// ESO's rsaDecrypt(scheme, hash, ciphertext, privateKeyPem): scheme `None` passes the input
+/// through, `RSA-OAEP` decrypts with the hash (SHA1, SHA256, SHA512; default SHA256).
+fn rsa_decrypt(a: Vec<Value>) -> FnResult {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    let (scheme, hash, input, key) = (t_arg(&a[0])?, t_arg(&a[1])?, s_arg(&a[2])?, t_arg(&a[3])?);
+    match scheme.as_str() {
+        "None" => return Ok(Value::Str(input)),
+        "RSA-OAEP" => {}
+        other => {
+            return Err(call_err(format!(
+                "decryption scheme {other} is not supported"
+            )));
+        }
+    }
+    let start = key.find("-----BEGIN").unwrap_or(0);
+    let der = esox_pem::pem::parse(&key[start..])
+        .ok()
+        .and_then(|b| b.into_iter().next())
+        .ok_or_else(|| call_err("failed to decode PEM block"))?
+        .der
+        .clone();
+    let private = match rsa::RsaPrivateKey::from_pkcs1_der(&der)
+        .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_der(&der))
+    {
+        Ok(k) => k,
+        // A key Go parses (PKCS#8 of another algorithm, SEC 1 EC) that is not RSA.
+        Err(_) if is_private_key_structure(&der) => {
+            return Err(call_err("could not parse RSA private key"));
+        }
+        Err(_) => {
+            return Err(call_err(
+                "could not parse private key: unable to parse private key type",
+            ));
+        }
+    };
+    let padding = match hash.as_str() {
+        "SHA1" => rsa::Oaep::new::<sha1::Sha1>(),
+        "SHA512" => rsa::Oaep::new::<sha2::Sha512>(),
+        _ => rsa::Oaep::new::<sha2::Sha256>(),
+    };
+    private
+        .decrypt(padding, &input)
+        .map(Value::str)
+        .map_err(|_| call_err("error decrypting data with RSA: crypto/rsa: decryption error"))
+}
+
+/// SEQUENCE { INTEGER, … , … }: the outline of PKCS#8 and SEC 1 private keys.
+fn is_private_key_structure(der: &[u8]) -> bool {
+    yasna::parse_der(der, |r| {
+        r.read_sequence(|r| {
+            r.next().read_u8()?;
+            r.next().read_der()?;
+            r.next().read_der()?;
+            r.read_optional(|r| r.read_der())?;
+            Ok(())
+        })
+    })
+    .is_ok()
+}
 
 fn key(pass: &[u8], input: &Value) -> FnResult {
     let der = s_arg(input)?;
