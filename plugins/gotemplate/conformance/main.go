@@ -68,7 +68,63 @@ func funcs() template.FuncMap {
 	m["jwkPrivateKeyPem"] = jwkPrivateKeyPem
 	m["rsaDecrypt"] = rsaDecrypt
 	m["certSANs"] = certSANs
+	m["pemToPkcs12"] = func(cert, key string) (string, error) { return pemToPkcs12(cert, key, "", false) }
+	m["pemToPkcs12Pass"] = func(cert, key, pass string) (string, error) { return pemToPkcs12(cert, key, pass, false) }
+	m["fullPemToPkcs12"] = func(cert, key string) (string, error) { return pemToPkcs12(cert, key, "", true) }
+	m["fullPemToPkcs12Pass"] = func(cert, key, pass string) (string, error) { return pemToPkcs12(cert, key, pass, true) }
+	m["pemTruststoreToPKCS12"] = func(cert string) (string, error) { return truststore(cert, "") }
+	m["pemTruststoreToPKCS12Pass"] = truststore
 	return m
+}
+
+func parseCerts(b []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for len(b) > 0 {
+		block, rest := pem.Decode(b)
+		if block == nil {
+			break
+		}
+		b = rest
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func pemToPkcs12(cert, key, pass string, full bool) (string, error) {
+	certs, err := parseCerts([]byte(cert))
+	if err != nil {
+		return "", err
+	}
+	block, _ := pem.Decode([]byte(key))
+	k, err := parsePrivateKey(block.Bytes)
+	if err != nil {
+		return "", err
+	}
+	var cas []*x509.Certificate
+	if full {
+		cas = certs[1:]
+	}
+	pfx, err := gopkcs12.Modern.Encode(k, certs[0], cas, pass)
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(pfx), nil
+}
+
+func truststore(cert, pass string) (string, error) {
+	certs, err := parseCerts([]byte(cert))
+	if err != nil {
+		return "", err
+	}
+	pfx, err := gopkcs12.Modern.EncodeTrustStore(certs, pass)
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(pfx), nil
 }
 
 func jwkPublicKeyPem(j string) (string, error) {

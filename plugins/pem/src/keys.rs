@@ -307,3 +307,89 @@ fn ip_string(b: &[u8]) -> String {
         ),
     }
 }
+
+/// The first private key in `pem_text` as PKCS#8 DER, from PKCS#1 (`RSA PRIVATE KEY`), SEC 1
+/// (`EC PRIVATE KEY`) or PKCS#8, as Go's parsePrivateKey accepts them.
+pub fn private_key_pkcs8(pem_text: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+    let start = pem_text.find("-----BEGIN").unwrap_or(0);
+    let blocks = crate::pem::parse(&pem_text[start..])?;
+    let block = blocks.first().ok_or_else(|| {
+        Error::Key("failed to decode PEM block containing the private key".into())
+    })?;
+    let der = &block.der;
+    // PKCS#8: SEQUENCE { INTEGER 0, AlgorithmIdentifier, OCTET STRING }.
+    let pkcs8 = yasna::parse_der(der, |r| {
+        r.read_sequence(|r| {
+            r.next().read_u8()?;
+            r.next().read_sequence(|r| {
+                r.next().read_oid()?;
+                r.read_optional(|r| r.read_der())?;
+                Ok(())
+            })?;
+            r.next().read_bytes()?;
+            r.read_optional(|r| r.read_der())?;
+            Ok(())
+        })
+    });
+    if pkcs8.is_ok() {
+        return Ok(zeroize::Zeroizing::new(der.to_vec()));
+    }
+    // PKCS#1 RSA: SEQUENCE { INTEGER version, n, e, d, p, q, dp, dq, qi }.
+    let rsa = yasna::parse_der(der, |r| {
+        r.read_sequence(|r| {
+            for _ in 0..9 {
+                r.next().read_bigint_bytes()?;
+            }
+            r.read_optional(|r| r.read_der())?;
+            Ok(())
+        })
+    });
+    if rsa.is_ok() {
+        return Ok(zeroize::Zeroizing::new(wrap_pkcs8(RSA, None, der)));
+    }
+    // SEC 1 EC: SEQUENCE { INTEGER 1, OCTET STRING d, [0] curve OID, [1] public key }.
+    let curve_oid = yasna::parse_der(der, |r| {
+        r.read_sequence(|r| {
+            r.next().read_u8()?;
+            r.next().read_bytes()?;
+            let c = r.next().read_tagged(Tag::context(0), |r| r.read_oid())?;
+            r.read_optional(|r| r.read_der())?;
+            Ok(c)
+        })
+    });
+    match curve_oid {
+        Ok(c) => {
+            let arcs: Vec<u64> = c.components().to_vec();
+            Ok(zeroize::Zeroizing::new(wrap_pkcs8(EC, Some(&arcs), der)))
+        }
+        Err(_) => Err(Error::Key("unable to parse private key type".into())),
+    }
+}
+
+fn wrap_pkcs8(alg: &[u64], param: Option<&[u64]>, inner: &[u8]) -> Vec<u8> {
+    yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_u8(0);
+            algorithm(w.next(), alg, param);
+            w.next().write_bytes(inner);
+        })
+    })
+}
+
+/// Every certificate in `pem_text` as DER, with its subject for trust-store names.
+pub fn certificates(pem_text: &str) -> Result<Vec<(Vec<u8>, String)>, Error> {
+    let start = pem_text.find("-----BEGIN").unwrap_or(0);
+    let blocks = crate::pem::parse(&pem_text[start..])?;
+    let mut out = Vec::new();
+    for b in blocks {
+        let cert = x509_cert::Certificate::from_der(&b.der)
+            .map_err(|e| Error::Certificate(format!("malformed certificate: {e}")))?;
+        out.push((b.der.clone(), cert.tbs_certificate.subject.to_string()));
+    }
+    if out.is_empty() {
+        return Err(Error::Pem(
+            "failed to decode PEM block containing a certificate".into(),
+        ));
+    }
+    Ok(out)
+}

@@ -8,6 +8,7 @@ pub mod chain;
 pub mod keys;
 pub mod pem;
 pub mod pkcs12;
+pub mod pkcs12_encode;
 
 /// What went wrong, fit for an ExternalSecret status (no secret data).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -100,7 +100,7 @@ pub fn decode(der: &[u8], password: &str) -> Result<Pkcs12, Error> {
 }
 
 /// The password as PKCS#12's KDF wants it: UTF-16BE with a terminating NUL.
-fn bmp_string(s: &str) -> Vec<u8> {
+pub(crate) fn bmp_string(s: &str) -> Vec<u8> {
     let mut out: Vec<u8> = s.encode_utf16().flat_map(u16::to_be_bytes).collect();
     out.extend([0, 0]);
     out
@@ -154,7 +154,7 @@ where
 }
 
 /// RFC 7292 appendix B.2 key derivation, generic over the hash (the MAC of SHA-2 files).
-fn pkcs12_kdf<D>(
+pub(crate) fn pkcs12_kdf<D>(
     bmp: &[u8],
     salt: &[u8],
     iterations: u64,

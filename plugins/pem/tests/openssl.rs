@@ -213,3 +213,49 @@ fn filter_cert_chain_picks_parts() {
     );
     assert!(esox_pem::chain::filter("branch", &bundle).is_err());
 }
+
+/// What `pemToPkcs12` writes, OpenSSL reads: the MAC verifies, both PBES2 parts decrypt, and
+/// the key and certificates come back; and our decoder reads it back too.
+#[test]
+fn encoded_pkcs12_is_read_by_openssl() {
+    let dir = make_chain();
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    let chain = format!("{}{}", read("leaf.crt"), read("inter.crt"));
+    let certs = esox_pem::keys::certificates(&chain).unwrap();
+    let key = esox_pem::keys::private_key_pkcs8(&read("leaf.key")).unwrap();
+    let mut counter = 0u8;
+    let mut rand = |b: &mut [u8]| {
+        for x in b {
+            counter = counter.wrapping_add(37);
+            *x = counter;
+        }
+    };
+    let cas = vec![certs[1].0.clone()];
+    let pfx =
+        esox_pem::pkcs12_encode::encode(&key, &certs[0].0, &cas, "pässword", &mut rand).unwrap();
+    std::fs::write(dir.path().join("ours.p12"), &pfx).unwrap();
+    let out = Command::new("openssl")
+        .current_dir(dir.path())
+        .args([
+            "pkcs12",
+            "-in",
+            "ours.p12",
+            "-passin",
+            "pass:pässword",
+            "-nodes",
+            "-info",
+        ])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("MAC: sha256, Iteration 2048"), "{text}");
+    assert!(text.contains("PBES2, PBKDF2, AES-256-CBC"), "{text}");
+    assert_eq!(text.matches("BEGIN CERTIFICATE").count(), 2, "{text}");
+    assert!(text.contains("BEGIN PRIVATE KEY"), "{text}");
+    let back = esox_pem::pkcs12::decode(&pfx, "pässword").unwrap();
+    assert_eq!(back.certs.len(), 2);
+    assert_eq!(back.keys[0].as_slice(), key.as_slice());
+    assert!(esox_pem::pkcs12::decode(&pfx, "wrong").is_err());
+}

@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use super::{Entry, FnResult, Imp, call_err, s_arg, t_arg};
 use crate::value::{Value, format_g, text};
 
-const PKCS12_OUT: &str = "creating PKCS#12 files is not implemented yet";
-
 pub const TABLE: &[Entry] = &[
     ("pkcs12key", 1, Some(1), Imp::F(|a| key(&[], &a[0]))),
     (
@@ -23,26 +21,41 @@ pub const TABLE: &[Entry] = &[
         Some(2),
         Imp::F(|a| cert(&s_arg(&a[0])?, &a[1])),
     ),
-    ("pemToPkcs12", 2, Some(2), Imp::Unsupported(PKCS12_OUT)),
-    ("pemToPkcs12Pass", 3, Some(3), Imp::Unsupported(PKCS12_OUT)),
-    ("fullPemToPkcs12", 2, Some(2), Imp::Unsupported(PKCS12_OUT)),
+    (
+        "pemToPkcs12",
+        2,
+        Some(2),
+        Imp::F(|a| to_pkcs12(&a[0], &a[1], None, false)),
+    ),
+    (
+        "pemToPkcs12Pass",
+        3,
+        Some(3),
+        Imp::F(|a| to_pkcs12(&a[0], &a[1], Some(&a[2]), false)),
+    ),
+    (
+        "fullPemToPkcs12",
+        2,
+        Some(2),
+        Imp::F(|a| to_pkcs12(&a[0], &a[1], None, true)),
+    ),
     (
         "fullPemToPkcs12Pass",
         3,
         Some(3),
-        Imp::Unsupported(PKCS12_OUT),
+        Imp::F(|a| to_pkcs12(&a[0], &a[1], Some(&a[2]), true)),
     ),
     (
         "pemTruststoreToPKCS12",
         1,
         Some(1),
-        Imp::Unsupported(PKCS12_OUT),
+        Imp::F(|a| trust_store(&a[0], None)),
     ),
     (
         "pemTruststoreToPKCS12Pass",
         2,
         Some(2),
-        Imp::Unsupported(PKCS12_OUT),
+        Imp::F(|a| trust_store(&a[0], Some(&a[1]))),
     ),
     (
         "filterPEM",
@@ -110,6 +123,51 @@ pub const TABLE: &[Entry] = &[
     ),
     ("rsaDecrypt", 4, Some(4), Imp::F(rsa_decrypt)),
 ];
+
+/// ESO's pemToPkcs12 family: a base64 PKCS#12 of the first certificate (and, `full`, the rest
+/// as CA certificates) with the key, in go-pkcs12's Modern layout.
+fn to_pkcs12(cert: &Value, key: &Value, pass: Option<&Value>, full: bool) -> FnResult {
+    use base64::Engine as _;
+    let pass = match pass {
+        Some(p) => t_arg(p)?,
+        None => String::new(),
+    };
+    let certs = esox_pem::keys::certificates(&t_arg(cert)?).map_err(|e| call_err(e.to_string()))?;
+    let key =
+        esox_pem::keys::private_key_pkcs8(&t_arg(key)?).map_err(|e| call_err(e.to_string()))?;
+    let cas: Vec<Vec<u8>> = if full {
+        certs[1..].iter().map(|(d, _)| d.clone()).collect()
+    } else {
+        Vec::new()
+    };
+    let mut rand = host_random;
+    let pfx = esox_pem::pkcs12_encode::encode(&key, &certs[0].0, &cas, &pass, &mut rand)
+        .map_err(|e| call_err(e.to_string()))?;
+    Ok(Value::str(
+        base64::engine::general_purpose::STANDARD.encode(pfx),
+    ))
+}
+
+/// ESO's pemTruststoreToPKCS12(+Pass): every certificate, trusted, named by its subject.
+fn trust_store(cert: &Value, pass: Option<&Value>) -> FnResult {
+    use base64::Engine as _;
+    let pass = match pass {
+        Some(p) => t_arg(p)?,
+        None => String::new(),
+    };
+    let certs = esox_pem::keys::certificates(&t_arg(cert)?).map_err(|e| call_err(e.to_string()))?;
+    let mut rand = host_random;
+    let pfx = esox_pem::pkcs12_encode::encode_trust_store(&certs, &pass, &mut rand)
+        .map_err(|e| call_err(e.to_string()))?;
+    Ok(Value::str(
+        base64::engine::general_purpose::STANDARD.encode(pfx),
+    ))
+}
+
+/// Salts and IVs from the host's CSPRNG (WASI random).
+fn host_random(buf: &mut [u8]) {
+    getrandom::fill(buf).expect("the host provides randomness");
+}
 
 /// ESO's rsaDecrypt(scheme, hash, ciphertext, privateKeyPem): scheme `None` passes the input
 /// through, `RSA-OAEP` decrypts with the hash (SHA1, SHA256, SHA512; default SHA256).
