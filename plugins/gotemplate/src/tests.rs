@@ -252,3 +252,24 @@ fn huge_sizes_are_refused_not_allocated() {
     assert!(run("{{ indent 4611686018427387904 \"x\" }}").is_err());
     assert!(run("{{ printf \"%.70000f\" 0.5 }}").is_ok());
 }
+
+/// The compatibility table in docs/gotemplate.md lists every function with its real status.
+#[test]
+fn compatibility_table_matches_the_function_table() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/gotemplate.md"
+    ))
+    .unwrap();
+    for (name, unsupported) in funcs::names() {
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("docs/gotemplate.md has no row for {name}"));
+        assert_eq!(
+            row.contains("| **no** |"),
+            unsupported.is_some(),
+            "status of {name} in docs/gotemplate.md: {row}"
+        );
+    }
+}
