@@ -218,6 +218,11 @@ fn format_arg(out: &mut Vec<u8>, a: &Value, verb: char, s: Spec) {
         Value::Int(i) => format_int(out, *i, verb, s, a),
         Value::Float(f) => format_float(out, *f, verb, s, a),
         Value::Str(b) => format_str(out, b, verb, s, a),
+        // time.Time is a Stringer: %v and %s print Time.String().
+        Value::Time(t) => match verb {
+            'v' | 's' => pad(out, t.go_string().as_bytes(), s, false),
+            _ => bad_verb(out, a, verb, s),
+        },
         Value::List(l) => {
             if !matches!(
                 verb,

@@ -15,6 +15,7 @@ pub mod fmt;
 pub mod funcs;
 pub mod lex;
 pub mod parse;
+pub mod time;
 pub mod value;
 
 use std::collections::BTreeMap;

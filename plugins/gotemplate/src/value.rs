@@ -22,6 +22,8 @@ pub enum Value {
     List(Rc<Vec<Value>>),
     /// Go maps are references: sprig's `set` and `merge` change the map every holder sees.
     Map(Rc<RefCell<Map>>),
+    /// A `time.Time` (sprig's date functions).
+    Time(Rc<crate::time::Time>),
 }
 
 /// A Go map with string keys; Go iterates and prints them sorted, as a `BTreeMap` does.
@@ -59,6 +61,7 @@ impl Value {
             Value::List(_) => "[]interface {}",
             Value::Map(m) if m.borrow().of_strings => "map[string]string",
             Value::Map(_) => "map[string]interface {}",
+            Value::Time(_) => "time.Time",
         }
     }
 
@@ -72,6 +75,7 @@ impl Value {
             Value::Str(_) => "string",
             Value::List(_) => "slice",
             Value::Map(_) => "map",
+            Value::Time(_) => "struct",
         }
     }
 
@@ -85,6 +89,7 @@ impl Value {
             Value::Str(s) => !s.is_empty(),
             Value::List(l) => !l.is_empty(),
             Value::Map(m) => !m.borrow().entries.is_empty(),
+            Value::Time(_) => true,
         }
     }
 
@@ -110,6 +115,7 @@ impl Value {
             Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
             Value::Float(f) => out.extend_from_slice(format_g(*f, None).as_bytes()),
             Value::Str(s) => out.extend_from_slice(s),
+            Value::Time(t) => out.extend_from_slice(t.go_string().as_bytes()),
             Value::List(l) => {
                 out.push(b'[');
                 for (i, v) in l.iter().enumerate() {
@@ -143,6 +149,7 @@ impl Value {
             (Value::Int(a), Value::Int(b)) => a == b,
             (Value::Float(a), Value::Float(b)) => a == b,
             (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::Time(a), Value::Time(b)) => a == b,
             (Value::List(a), Value::List(b)) => {
                 a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.deep_equal(y))
             }
@@ -418,6 +425,11 @@ fn write_json(
             out.push_str(&json_float(*f));
         }
         Value::Str(s) => json_string(s, esc, out),
+        Value::Time(t) => json_string(
+            t.format("2006-01-02T15:04:05.999999999Z07:00").as_bytes(),
+            esc,
+            out,
+        ),
         Value::List(l) => {
             out.push('[');
             for (i, e) in l.iter().enumerate() {

@@ -395,6 +395,12 @@ fn emit(v: &Value, indent: usize, out: &mut String, ctx: Ctx) {
             out.push_str(&scalar(&text(s), indent.max(2) - 2));
             out.push('\n');
         }
+        // Through JSON a time is its RFC 3339 string.
+        Value::Time(t) => {
+            let s = t.format("2006-01-02T15:04:05.999999999Z07:00");
+            out.push_str(&scalar(&s, indent.max(2) - 2));
+            out.push('\n');
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! in the helpers below and report Go's `wrong type for value; expected T; got U`.
 
 mod builtin;
+mod dates;
 mod eso;
 mod sprig;
 
@@ -54,6 +55,7 @@ fn table() -> &'static HashMap<&'static str, Spec> {
         for (name, min, max, imp) in builtin::TABLE
             .iter()
             .chain(sprig::TABLE.iter())
+            .chain(dates::TABLE.iter())
             .chain(eso::TABLE.iter())
         {
             m.insert(

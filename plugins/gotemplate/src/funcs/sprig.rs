@@ -16,28 +16,10 @@ use super::{
 use crate::fmt::quote;
 use crate::value::{Value, text, to_json};
 
-const DATES: &str = "date and time functions are not implemented yet";
 const KEYS: &str = "generating keys and certificates inside a template is not supported; use a generator or cert-manager";
 
 pub const TABLE: &[Entry] = &[
     ("hello", 0, Some(0), Imp::F(|_| Ok(Value::str("Hello!")))),
-    // Dates.
-    ("ago", 1, Some(1), Imp::Unsupported(DATES)),
-    ("date", 2, Some(2), Imp::Unsupported(DATES)),
-    ("date_in_zone", 3, Some(3), Imp::Unsupported(DATES)),
-    ("dateInZone", 3, Some(3), Imp::Unsupported(DATES)),
-    ("date_modify", 2, Some(2), Imp::Unsupported(DATES)),
-    ("dateModify", 2, Some(2), Imp::Unsupported(DATES)),
-    ("must_date_modify", 2, Some(2), Imp::Unsupported(DATES)),
-    ("mustDateModify", 2, Some(2), Imp::Unsupported(DATES)),
-    ("duration", 1, Some(1), Imp::Unsupported(DATES)),
-    ("durationRound", 1, Some(1), Imp::Unsupported(DATES)),
-    ("htmlDate", 1, Some(1), Imp::Unsupported(DATES)),
-    ("htmlDateInZone", 2, Some(2), Imp::Unsupported(DATES)),
-    ("mustToDate", 2, Some(2), Imp::Unsupported(DATES)),
-    ("now", 0, Some(0), Imp::Unsupported(DATES)),
-    ("toDate", 2, Some(2), Imp::Unsupported(DATES)),
-    ("unixEpoch", 1, Some(1), Imp::Unsupported(DATES)),
     // Strings.
     ("abbrev", 2, Some(2), Imp::F(abbrev)),
     ("abbrevboth", 3, Some(3), Imp::F(abbrevboth)),
