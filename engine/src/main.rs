@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller against the current kubeconfig (or in-cluster config).
-    Controller(ControllerArgs),
+    Controller(Box<ControllerArgs>),
     /// Print the CustomResourceDefinitions (v1 stored, v1beta1 served) as YAML.
     Crds,
 }
@@ -121,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", esox::api::crd::to_yaml());
             Ok(())
         }
-        Command::Controller(args) => run_controller(args).await,
+        Command::Controller(args) => run_controller(*args).await,
     }
 }
 
