@@ -8,6 +8,7 @@
 mod builtin;
 mod dates;
 mod eso;
+mod semver;
 mod sprig;
 
 use std::collections::{BTreeMap, HashMap};
@@ -56,6 +57,7 @@ fn table() -> &'static HashMap<&'static str, Spec> {
             .iter()
             .chain(sprig::TABLE.iter())
             .chain(dates::TABLE.iter())
+            .chain(semver::TABLE.iter())
             .chain(eso::TABLE.iter())
         {
             m.insert(

@@ -1124,18 +1124,6 @@ pub const TABLE: &[Entry] = &[
             )))
         }),
     ),
-    (
-        "semver",
-        1,
-        Some(1),
-        Imp::Unsupported("semantic-version functions are not implemented yet"),
-    ),
-    (
-        "semverCompare",
-        2,
-        Some(2),
-        Imp::Unsupported("semantic-version functions are not implemented yet"),
-    ),
     ("fail", 1, Some(1), Imp::F(|a| Err(call_err(t_arg(&a[0])?)))),
     // Regular expressions (Go's RE2 syntax; Rust's regex crate implements the same).
     // sprig's regexMatch answers false for a bad pattern; mustRegexMatch fails.
