@@ -6,7 +6,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use super::{Entry, FnResult, Imp, call_err, t_arg};
+use super::{Entry, Imp, call_err, t_arg};
 use crate::value::Value;
 
 pub const TABLE: &[Entry] = &[
@@ -129,7 +129,6 @@ fn cmp_pre(a: &str, b: &str) -> Ordering {
 
 /// A constraint's version: parts may be wildcards or missing.
 struct Partial {
-    parts: [Option<u64>; 3],
     /// How many parts were given as numbers before the first wildcard or gap.
     exact: usize,
     version: Version,
@@ -166,11 +165,7 @@ fn partial(s: &str) -> Result<Partial, String> {
         meta: String::new(),
         original: s.to_string(),
     };
-    Ok(Partial {
-        parts,
-        exact,
-        version,
-    })
+    Ok(Partial { exact, version })
 }
 
 /// The smallest version above every version `p` stands for (`1.2` → `1.3.0`, `1` → `2.0.0`).
