@@ -16,7 +16,8 @@ use super::{
 use crate::fmt::quote;
 use crate::value::{Value, text, to_json};
 
-const KEYS: &str = "generating keys and certificates inside a template is not supported; use a generator or cert-manager";
+/// Why the key and certificate generators are left out.
+const KEYS: &str = "a template renders on every refresh, so a key or certificate made here would change on every sync, and RSA key generation can outlast the plugin deadline; make keys once with a generator (dataFrom.sourceRef.generatorRef) or cert-manager";
 
 pub const TABLE: &[Entry] = &[
     ("hello", 0, Some(0), Imp::F(|_| Ok(Value::str("Hello!")))),
@@ -1076,12 +1077,7 @@ pub const TABLE: &[Entry] = &[
         }),
     ),
     ("genPrivateKey", 1, Some(1), Imp::Unsupported(KEYS)),
-    (
-        "derivePassword",
-        5,
-        Some(5),
-        Imp::Unsupported("derivePassword (the Master Password algorithm) is not implemented"),
-    ),
+    ("derivePassword", 5, Some(5), Imp::F(derive_password)),
     ("buildCustomCert", 2, Some(2), Imp::Unsupported(KEYS)),
     ("genCA", 2, Some(2), Imp::Unsupported(KEYS)),
     ("genCAWithKey", 3, Some(3), Imp::Unsupported(KEYS)),
@@ -2276,4 +2272,87 @@ fn url_join(a: Vec<Value>) -> FnResult {
         out.push_str(&fragment);
     }
     Ok(Value::str(out))
+}
+
+/// sprig's derivePassword: the Master Password algorithm (scrypt N=32768 r=8 p=2 over the
+/// user, HMAC-SHA256 over the site and counter, a character template picked by the seed).
+fn derive_password(a: Vec<Value>) -> FnResult {
+    use hmac::Mac;
+    const SEED: &[u8] = b"com.lyndir.masterpassword";
+    let counter = i_arg(&a[0])? as u32;
+    let (kind, password, user, site) = (t_arg(&a[1])?, s_arg(&a[2])?, s_arg(&a[3])?, s_arg(&a[4])?);
+    let templates: &[&str] = match kind.as_str() {
+        "maximum" => &["anoxxxxxxxxxxxxxxxxx", "axxxxxxxxxxxxxxxxxno"],
+        "long" => &[
+            "CvcvnoCvcvCvcv",
+            "CvcvCvcvnoCvcv",
+            "CvcvCvcvCvcvno",
+            "CvccnoCvcvCvcv",
+            "CvccCvcvnoCvcv",
+            "CvccCvcvCvcvno",
+            "CvcvnoCvccCvcv",
+            "CvcvCvccnoCvcv",
+            "CvcvCvccCvcvno",
+            "CvcvnoCvcvCvcc",
+            "CvcvCvcvnoCvcc",
+            "CvcvCvcvCvccno",
+            "CvccnoCvccCvcv",
+            "CvccCvccnoCvcv",
+            "CvccCvccCvcvno",
+            "CvcvnoCvccCvcc",
+            "CvcvCvccnoCvcc",
+            "CvcvCvccCvccno",
+            "CvccnoCvcvCvcc",
+            "CvccCvcvnoCvcc",
+            "CvccCvcvCvccno",
+        ],
+        "medium" => &["CvcnoCvc", "CvcCvcno"],
+        "short" => &["Cvcn"],
+        "basic" => &["aaanaaan", "aannaaan", "aaannaaa"],
+        "pin" => &["nnnn"],
+        other => return Ok(Value::str(format!("cannot find password template {other}"))),
+    };
+    let mut salt = SEED.to_vec();
+    salt.extend_from_slice(&(user.len() as u32).to_be_bytes());
+    salt.extend_from_slice(&user);
+    let mut key = zeroize_vec(64);
+    let params = scrypt::Params::new(15, 8, 2, 64).expect("valid scrypt parameters");
+    scrypt::scrypt(&password, &salt, &params, &mut key)
+        .map_err(|e| call_err(format!("failed to derive password: {e}")))?;
+    let mut msg = SEED.to_vec();
+    msg.extend_from_slice(&(site.len() as u32).to_be_bytes());
+    msg.extend_from_slice(&site);
+    msg.extend_from_slice(&counter.to_be_bytes());
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(&key)
+        .expect("HMAC takes any key length");
+    mac.update(&msg);
+    let seed = mac.finalize().into_bytes();
+    let template = templates[seed[0] as usize % templates.len()];
+    let chars = |c: u8| -> &'static str {
+        match c {
+            b'V' => "AEIOU",
+            b'C' => "BCDFGHJKLMNPQRSTVWXYZ",
+            b'v' => "aeiou",
+            b'c' => "bcdfghjklmnpqrstvwxyz",
+            b'A' => "AEIOUBCDFGHJKLMNPQRSTVWXYZ",
+            b'a' => "AEIOUaeiouBCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz",
+            b'n' => "0123456789",
+            b'o' => "@&%?,=[]_:-+*$#!'^~;()/.",
+            _ => "AEIOUaeiouBCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz0123456789!@#$%^&*()",
+        }
+    };
+    let out: String = template
+        .bytes()
+        .enumerate()
+        .map(|(i, c)| {
+            let set = chars(c).as_bytes();
+            set[seed[i + 1] as usize % set.len()] as char
+        })
+        .collect();
+    Ok(Value::str(out))
+}
+
+/// A buffer for key material, wiped when dropped.
+fn zeroize_vec(n: usize) -> zeroize::Zeroizing<Vec<u8>> {
+    zeroize::Zeroizing::new(vec![0u8; n])
 }
