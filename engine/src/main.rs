@@ -33,6 +33,76 @@ enum Command {
     Controller(Box<ControllerArgs>),
     /// Print the CustomResourceDefinitions (v1 stored, v1beta1 served) as YAML.
     Crds,
+    /// Write, build and try plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Scaffold a plugin crate on the SDK.
+    New {
+        /// The plugin (and crate) name, e.g. `json-flatten`.
+        name: String,
+        /// What it is.
+        #[arg(long, value_enum, default_value = "transformer")]
+        kind: PluginKindArg,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// The SDK to depend on (default: the one this esox was built from).
+        #[arg(long)]
+        sdk: Option<std::path::PathBuf>,
+    },
+    /// Build a plugin crate for wasm32-wasip2 and print the component's sha256.
+    Build {
+        /// The crate directory.
+        #[arg(default_value = ".")]
+        dir: std::path::PathBuf,
+        /// Cargo target directory (default: the crate's).
+        #[arg(long)]
+        target_dir: Option<std::path::PathBuf>,
+    },
+    /// Run a component once on local input, under the controller's limits.
+    Test {
+        /// The component (`.wasm`).
+        wasm: std::path::PathBuf,
+        /// What it is.
+        #[arg(long, value_enum, default_value = "transformer")]
+        kind: PluginKindArg,
+        /// Input data: a JSON file of key -> value (`-` for stdin).
+        #[arg(long)]
+        input: Option<std::path::PathBuf>,
+        /// Input data as key=value (repeatable).
+        #[arg(long = "data", value_name = "KEY=VALUE")]
+        data: Vec<String>,
+        /// The plugin's JSON config.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// Wall-clock limit per call.
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Linear-memory limit, in MiB.
+        #[arg(long, default_value_t = 64)]
+        memory_mib: usize,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PluginKindArg {
+    Transformer,
+    Generator,
+    Template,
+}
+
+impl From<PluginKindArg> for esox::plugin::Kind {
+    fn from(k: PluginKindArg) -> Self {
+        match k {
+            PluginKindArg::Transformer => esox::plugin::Kind::Transformer,
+            PluginKindArg::Generator => esox::plugin::Kind::Generator,
+            PluginKindArg::Template => esox::plugin::Kind::Template,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -122,7 +192,75 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Controller(args) => run_controller(*args).await,
+        Command::Plugin(cmd) => plugin_command(cmd),
     }
+}
+
+fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
+    use esox::plugin::author;
+    match cmd {
+        PluginCommand::New {
+            name,
+            kind,
+            dir,
+            sdk,
+        } => {
+            let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(&name));
+            let sdk = sdk.unwrap_or_else(author::default_sdk_path);
+            let files = author::scaffold(&dir, &name, kind.into(), &sdk)?;
+            for f in files {
+                println!("created {}", f.display());
+            }
+            println!("next: cd {} && esox plugin build .", dir.display());
+        }
+        PluginCommand::Build { dir, target_dir } => {
+            let built = author::build(&dir, target_dir.as_deref())?;
+            println!("component: {}", built.path.display());
+            println!("size: {} bytes", built.size);
+            println!("sha256: {}", built.sha256);
+        }
+        PluginCommand::Test {
+            wasm,
+            kind,
+            input,
+            data,
+            config,
+            timeout,
+            memory_mib,
+        } => {
+            let mut map = match input {
+                None => Default::default(),
+                Some(p) if p.as_os_str() == "-" => {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                    author::read_input(&s)?
+                }
+                Some(p) => author::read_input(
+                    &std::fs::read_to_string(&p)
+                        .with_context(|| format!("reading {}", p.display()))?,
+                )?,
+            };
+            for kv in data {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--data {kv:?}: expected KEY=VALUE"))?;
+                map.insert(
+                    k.to_string(),
+                    esox::secret::SecretBytes::new(v.as_bytes().to_vec()),
+                );
+            }
+            let bytes =
+                std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+            let limits = esox::plugin::Limits {
+                deadline: timeout,
+                max_memory: memory_mib << 20,
+                ..Default::default()
+            };
+            let out = author::run(&bytes, kind.into(), limits, &map, &config)?;
+            println!("{}", author::output_json(&out));
+        }
+    }
+    Ok(())
 }
 
 async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
