@@ -11,9 +11,8 @@ mod eso;
 mod semver;
 mod sprig;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::OnceLock;
 
 use crate::value::{Map, Value, text};
 
@@ -49,50 +48,51 @@ pub struct Spec {
 /// `(name, min args, max args (None: variadic), implementation)`.
 pub type Entry = (&'static str, usize, Option<usize>, Imp);
 
-fn table() -> &'static HashMap<&'static str, Spec> {
-    static TABLE: OnceLock<HashMap<&'static str, Spec>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut m = HashMap::new();
-        for (name, min, max, imp) in builtin::TABLE
-            .iter()
-            .chain(sprig::TABLE.iter())
-            .chain(dates::TABLE.iter())
-            .chain(semver::TABLE.iter())
-            .chain(eso::TABLE.iter())
-        {
-            m.insert(
-                *name,
-                Spec {
-                    min: *min,
-                    max: *max,
-                    imp: *imp,
-                },
-            );
-        }
-        m
+/// The tables, later ones first: a later table overrides an earlier one, as `Funcs` overrides
+/// the builtins in Go.
+const TABLES: [&[Entry]; 5] = [
+    eso::TABLE,
+    semver::TABLE,
+    dates::TABLE,
+    sprig::TABLE,
+    builtin::TABLE,
+];
+
+/// Finds a function. A search over static tables, not a map built at start: every call runs
+/// in a fresh Wasm instance, so anything built at start would be built on every call.
+pub fn lookup(name: &str) -> Option<Spec> {
+    TABLES.iter().find_map(|t| {
+        t.iter()
+            .find(|(n, ..)| *n == name)
+            .map(|(_, min, max, imp)| Spec {
+                min: *min,
+                max: *max,
+                imp: *imp,
+            })
     })
 }
 
-pub fn lookup(name: &str) -> Option<Spec> {
-    table().get(name).copied()
-}
-
-/// Every function name, sorted, with whether it is supported (for the docs' table).
+/// Every function name, sorted, with why it is unsupported if it is (for the docs' table).
 pub fn names() -> Vec<(&'static str, Option<&'static str>)> {
-    let mut v: Vec<_> = table()
+    let mut v: Vec<&'static str> = TABLES
         .iter()
-        .map(|(n, s)| {
+        .flat_map(|t| t.iter())
+        .map(|(n, ..)| *n)
+        .collect();
+    v.sort();
+    v.dedup();
+    v.into_iter()
+        .map(|n| {
+            let imp = lookup(n).expect("a listed function is found").imp;
             (
-                *n,
-                match s.imp {
+                n,
+                match imp {
                     Imp::F(_) => None,
                     Imp::Unsupported(r) => Some(r),
                 },
             )
         })
-        .collect();
-    v.sort();
-    v
+        .collect()
 }
 
 pub fn call_err(m: impl Into<String>) -> FnError {
