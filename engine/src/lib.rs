@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod provider;
 pub mod ratelimit;
+pub mod render;
 pub mod secret;
 pub mod telemetry;
 pub mod template;

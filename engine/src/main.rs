@@ -36,6 +36,27 @@ enum Command {
     /// Write, build and try plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Render an ExternalSecret offline through the controller's pipeline and print the Secret.
+    Render(RenderArgs),
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    /// Manifest files: the ExternalSecret, its Fake store, ConfigMaps/Secrets for templateFrom.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<std::path::PathBuf>,
+    /// Remote values as a JSON object (key -> string), instead of a store.
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
+    /// A local component for a WasmPlugin/ClusterWasmPlugin the template declares (repeatable).
+    #[arg(long = "plugin", value_name = "NAME=FILE")]
+    plugins: Vec<String>,
+    /// Which ExternalSecret, when the files hold several.
+    #[arg(long)]
+    name: Option<String>,
+    /// Print values decoded (stringData) rather than base64 (data).
+    #[arg(long)]
+    decode: bool,
 }
 
 #[derive(Subcommand)]
@@ -193,7 +214,48 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Controller(args) => run_controller(*args).await,
         Command::Plugin(cmd) => plugin_command(cmd),
+        Command::Render(args) => render_command(args).await,
     }
+}
+
+async fn render_command(args: RenderArgs) -> anyhow::Result<()> {
+    let mut docs = Vec::new();
+    for f in &args.files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v = <serde_yaml::Value as serde::Deserialize>::deserialize(doc)
+                .with_context(|| format!("{}: not YAML", f.display()))?;
+            if !v.is_null() {
+                docs.push(v);
+            }
+        }
+    }
+    let data = match &args.data {
+        None => None,
+        Some(p) => Some(
+            serde_json::from_str(
+                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            )
+            .with_context(|| format!("{}: expected a JSON object of key -> string", p.display()))?,
+        ),
+    };
+    let mut plugins = std::collections::BTreeMap::new();
+    for p in &args.plugins {
+        let (name, file) = p
+            .split_once('=')
+            .with_context(|| format!("--plugin {p:?}: expected NAME=FILE"))?;
+        plugins.insert(name.to_string(), std::path::PathBuf::from(file));
+    }
+    let host = esox::plugin::PluginHost::new(Default::default())?;
+    let inputs = esox::render::Inputs {
+        docs,
+        data,
+        plugins,
+        name: args.name,
+    };
+    print!("{}", esox::render::render(inputs, host, args.decode).await?);
+    Ok(())
 }
 
 fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {

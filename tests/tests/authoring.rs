@@ -158,3 +158,67 @@ fn scaffold_build_and_test_locally() {
         .is_err()
     );
 }
+
+/// `esox render`: the seeds' example rendered offline through the controller's pipeline and
+/// the Go engine plugin, and an example plugin supplied as a local file.
+#[tokio::test]
+async fn render_offline_through_the_same_pipeline() {
+    let read_docs = |p: &Path| -> Vec<serde_yaml::Value> {
+        let text = std::fs::read_to_string(p).unwrap();
+        serde_yaml::Deserializer::from_str(&text)
+            .map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap())
+            .filter(|v| !v.is_null())
+            .collect()
+    };
+    let root = repo_root();
+    let mut docs = read_docs(&root.join("examples/external-secrets/dynamic-db-secret.yaml"));
+    docs.extend(read_docs(&root.join("examples/stores/fake.yaml")));
+    let host = esox::plugin::PluginHost::new(Default::default()).unwrap();
+    let inputs = esox::render::Inputs {
+        docs,
+        data: None,
+        plugins: Default::default(),
+        name: None,
+    };
+    let out = esox::render::render(inputs, host.clone(), true)
+        .await
+        .unwrap();
+    assert!(out.contains("name: app-db-config-secret"), "{out}");
+    assert!(out.contains("    DB_USERNAME=admin\n    DB_PASSWORD=superSecretPassword123\n    CONNECTION_STRING=jdbc:postgresql://rds-prod-01.aws.com:5432/main_db\n"), "{out}");
+
+    let flatten = build(&root.join("examples/plugins/json-flatten"));
+    let es: serde_yaml::Value = serde_yaml::from_str(
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: app}\nspec:\n  target:\n    template:\n      plugins:\n      - ref: {kind: WasmPlugin, name: json-flatten}\n      data:\n        summary: '{{ .cfg_db_user }}:{{ .cfg_db_port }}'\n  data:\n  - secretKey: cfg\n    remoteRef: {key: app}\n",
+    )
+    .unwrap();
+    let inputs = esox::render::Inputs {
+        docs: vec![es.clone()],
+        data: Some(
+            [(
+                "app".to_string(),
+                r#"{"db": {"user": "u", "port": 1}}"#.to_string(),
+            )]
+            .into(),
+        ),
+        plugins: [("json-flatten".to_string(), flatten.path.clone())].into(),
+        name: None,
+    };
+    let out = esox::render::render(inputs, host.clone(), true)
+        .await
+        .unwrap();
+    assert!(out.contains("summary: u:1"), "{out}");
+    let inputs = esox::render::Inputs {
+        docs: vec![es],
+        data: Some([("app".to_string(), "{}".to_string())].into()),
+        plugins: Default::default(),
+        name: None,
+    };
+    let err = esox::render::render(inputs, host, true)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is not available offline: pass --plugin json-flatten=FILE.wasm"),
+        "{err}"
+    );
+}

@@ -228,40 +228,7 @@ impl<'a> StoreResolver<'a> {
 #[async_trait]
 impl DataSource for StoreResolver<'_> {
     async fn rename_keys(&self, template: &str, keys: Vec<String>) -> Result<Vec<String>, String> {
-        let plugins = &self.ctx.plugins;
-        let engine = plugins
-            .builtin(Builtin::GoTemplate)
-            .map_err(|e| e.to_string())?;
-        let requests = keys
-            .into_iter()
-            .map(|name| crate::plugin::TemplateRequest {
-                name,
-                text: template.to_string(),
-                keys_and_values: false,
-            })
-            .collect();
-        let options = r#"{"keyTransform": true}"#.to_string();
-        let rendered = plugins
-            .render(
-                engine,
-                requests,
-                Default::default(),
-                options,
-                &self.ctx.metrics,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        rendered
-            .into_iter()
-            .map(|(_, out)| match out {
-                Ok(entries) => Ok(entries
-                    .into_iter()
-                    .next()
-                    .map(|(_, v)| String::from_utf8_lossy(v.expose()).into_owned())
-                    .unwrap_or_default()),
-                Err(e) => Err(e.to_string()),
-            })
-            .collect()
+        crate::template::rename_keys(&self.ctx.plugins, &self.ctx.metrics, template, keys).await
     }
 
     async fn generate(&self, generator: &GeneratorRef) -> Result<SecretMap, SourceError> {

@@ -340,6 +340,43 @@ fn requests(
     Ok((reqs, slots))
 }
 
+/// ESO's `dataFrom[].rewrite[].transform`: renames `keys` with a Go template over
+/// `{"value": key}`, in the Go engine plugin (one fresh instance for all keys).
+pub async fn rename_keys(
+    host: &Arc<PluginHost>,
+    metrics: &Metrics,
+    template: &str,
+    keys: Vec<String>,
+) -> Result<Vec<String>, String> {
+    let engine = host
+        .builtin(Builtin::GoTemplate)
+        .map_err(|e| e.to_string())?;
+    let requests = keys
+        .into_iter()
+        .map(|name| TemplateRequest {
+            name,
+            text: template.to_string(),
+            keys_and_values: false,
+        })
+        .collect();
+    let options = r#"{"keyTransform": true}"#.to_string();
+    let rendered = host
+        .render(engine, requests, Default::default(), options, metrics)
+        .await
+        .map_err(|e| e.to_string())?;
+    rendered
+        .into_iter()
+        .map(|(_, out)| match out {
+            Ok(entries) => Ok(entries
+                .into_iter()
+                .next()
+                .map(|(_, v)| String::from_utf8_lossy(v.expose()).into_owned())
+                .unwrap_or_default()),
+            Err(e) => Err(e.to_string()),
+        })
+        .collect()
+}
+
 /// Runs built-in plugins on a [`PluginHost`]: the engines and the built-in transformers.
 /// Plugin objects (`WasmPlugin`, `ClusterWasmPlugin`) need a cluster and are resolved by the
 /// controller's runner, which delegates the rest here.

@@ -1,0 +1,309 @@
+//! `esox render`: an ExternalSecret rendered offline, through the controller's own pipeline
+//! (fetch → rewrite → template plugins → Go/minijinja engine), for debugging templates and
+//! plugins without a cluster.
+//!
+//! The input is the manifests a user already has: the ExternalSecret, a store with the Fake
+//! provider (or a JSON file of remote values standing in for one), the ConfigMaps and Secrets
+//! its `templateFrom` reads, and local files for the `WasmPlugin`s it declares.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::api::{ExternalSecretSpec, PluginKind, PluginRef};
+use crate::metrics::Metrics;
+use crate::pipeline::{DataSource, Source, SourceError};
+use crate::plugin::{Kind, PluginHost, TemplateRequest};
+use crate::provider::Provider;
+use crate::provider::{FindQuery, GetRequest};
+use crate::secret::{SecretBytes, SecretMap};
+use crate::template::{BuiltinRunner, Delimiters, Engine, Runner, Sources, TemplateError};
+
+/// Why a render failed (messages name manifests, keys and plugins, never values).
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The manifests do not hold what a render needs.
+    #[error("{0}")]
+    Input(String),
+    /// Fetching or building the data failed.
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    /// The template step failed.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+}
+
+/// What a render reads.
+pub struct Inputs {
+    /// Every document of the given manifest files.
+    pub docs: Vec<serde_yaml::Value>,
+    /// Remote values standing in for a store (`--data`), if any.
+    pub data: Option<BTreeMap<String, String>>,
+    /// Local components for `WasmPlugin`/`ClusterWasmPlugin` names.
+    pub plugins: BTreeMap<String, PathBuf>,
+    /// Which ExternalSecret, when the files hold several.
+    pub name: Option<String>,
+}
+
+fn kind_of(d: &serde_yaml::Value) -> &str {
+    d.get("kind").and_then(|k| k.as_str()).unwrap_or_default()
+}
+
+fn name_of(d: &serde_yaml::Value) -> &str {
+    d.get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(|n| n.as_str())
+        .unwrap_or_default()
+}
+
+/// Renders the ExternalSecret in `inputs` and returns the Secret as YAML.
+pub async fn render(
+    inputs: Inputs,
+    host: Arc<PluginHost>,
+    decode: bool,
+) -> Result<String, RenderError> {
+    let es = inputs
+        .docs
+        .iter()
+        .filter(|d| kind_of(d) == "ExternalSecret")
+        .find(|d| inputs.name.as_deref().is_none_or(|n| name_of(d) == n))
+        .ok_or_else(|| RenderError::Input("no ExternalSecret in the given files".into()))?;
+    let es_name = name_of(es).to_string();
+    let spec: ExternalSecretSpec =
+        serde_yaml::from_value(es.get("spec").cloned().unwrap_or_default()).map_err(|e| {
+            RenderError::Input(format!("ExternalSecret {es_name}: invalid spec: {e}"))
+        })?;
+    let provider = provider(&inputs, &spec)?;
+    let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
+    let source = Offline {
+        provider,
+        host: host.clone(),
+        metrics: &metrics,
+    };
+    let data = crate::pipeline::collect(&spec, &source).await?;
+    let sources = sources(&inputs.docs);
+    let runner = OfflineRunner {
+        builtins: BuiltinRunner {
+            host: &host,
+            metrics: &metrics,
+            delimiters: &Delimiters::default(),
+        },
+        plugins: &inputs.plugins,
+    };
+    let meta = |field: &str| -> BTreeMap<String, String> {
+        es.get("metadata")
+            .and_then(|m| m.get(field))
+            .and_then(|l| serde_yaml::from_value(l.clone()).ok())
+            .unwrap_or_default()
+    };
+    let target = &spec.target;
+    let out = crate::template::apply(
+        target.template.as_ref(),
+        &meta("labels"),
+        &meta("annotations"),
+        data,
+        &sources,
+        &runner,
+    )
+    .await?;
+    let name = target
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(es_name);
+    let mut secret = serde_yaml::Mapping::new();
+    secret.insert("apiVersion".into(), "v1".into());
+    secret.insert("kind".into(), "Secret".into());
+    let mut md = serde_yaml::Mapping::new();
+    md.insert("name".into(), name.into());
+    if let Some(ns) = es.get("metadata").and_then(|m| m.get("namespace")) {
+        md.insert("namespace".into(), ns.clone());
+    }
+    if !out.labels.is_empty() {
+        md.insert(
+            "labels".into(),
+            serde_yaml::to_value(&out.labels).expect("labels"),
+        );
+    }
+    if !out.annotations.is_empty() {
+        md.insert(
+            "annotations".into(),
+            serde_yaml::to_value(&out.annotations).expect("annotations"),
+        );
+    }
+    secret.insert("metadata".into(), serde_yaml::Value::Mapping(md));
+    secret.insert(
+        "type".into(),
+        out.type_.clone().unwrap_or_else(|| "Opaque".into()).into(),
+    );
+    let mut data = serde_yaml::Mapping::new();
+    for (k, v) in &out.data {
+        let text = match (decode, std::str::from_utf8(v.expose())) {
+            (true, Ok(s)) => s.to_string(),
+            _ => base64::engine::general_purpose::STANDARD.encode(v.expose()),
+        };
+        data.insert(k.clone().into(), text.into());
+    }
+    secret.insert(
+        if decode { "stringData" } else { "data" }.into(),
+        serde_yaml::Value::Mapping(data),
+    );
+    Ok(serde_yaml::to_string(&secret).expect("a Secret serializes"))
+}
+
+/// The store: a `--data` file, or the Fake store the ExternalSecret names.
+fn provider(inputs: &Inputs, spec: &ExternalSecretSpec) -> Result<Arc<dyn Provider>, RenderError> {
+    use crate::api::{FakeProvider as FakeSpec, FakeProviderData};
+    if let Some(values) = &inputs.data {
+        let fake = FakeSpec {
+            data: values
+                .iter()
+                .map(|(k, v)| FakeProviderData {
+                    key: k.clone(),
+                    value: v.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        return Ok(Arc::new(crate::provider::fake::FakeProvider::new(&fake)));
+    }
+    let wanted = spec.secret_store_ref.as_ref().map(|r| r.name.as_str());
+    let store = inputs
+        .docs
+        .iter()
+        .filter(|d| matches!(kind_of(d), "SecretStore" | "ClusterSecretStore"))
+        .find(|d| wanted.is_none_or(|w| name_of(d) == w))
+        .ok_or_else(|| {
+            RenderError::Input(format!(
+                "no store {} in the given files (or pass --data FILE.json with the remote values)",
+                wanted.unwrap_or("(unnamed)")
+            ))
+        })?;
+    let fake = store
+        .get("spec")
+        .and_then(|s| s.get("provider"))
+        .and_then(|p| p.get("fake"))
+        .ok_or_else(|| {
+            RenderError::Input(format!(
+                "store {} is not a Fake store; offline renders read a Fake store or --data FILE.json",
+                name_of(store)
+            ))
+        })?;
+    let fake: FakeSpec = serde_yaml::from_value(fake.clone()).map_err(|e| {
+        RenderError::Input(format!(
+            "store {}: invalid fake provider: {e}",
+            name_of(store)
+        ))
+    })?;
+    Ok(Arc::new(crate::provider::fake::FakeProvider::new(&fake)))
+}
+
+/// ConfigMaps and Secrets among the documents, for `templateFrom`.
+fn sources(docs: &[serde_yaml::Value]) -> Sources {
+    let mut s = Sources::default();
+    for d in docs {
+        let map = |field: &str| -> BTreeMap<String, String> {
+            d.get(field)
+                .and_then(|m| serde_yaml::from_value(m.clone()).ok())
+                .unwrap_or_default()
+        };
+        match kind_of(d) {
+            "ConfigMap" => {
+                s.config_maps.insert(name_of(d).to_string(), map("data"));
+            }
+            "Secret" => {
+                let mut data: SecretMap = map("data")
+                    .into_iter()
+                    .filter_map(|(k, v)| {
+                        base64::engine::general_purpose::STANDARD
+                            .decode(v)
+                            .ok()
+                            .map(|b| (k, SecretBytes::new(b)))
+                    })
+                    .collect();
+                for (k, v) in map("stringData") {
+                    data.insert(k, SecretBytes::new(v.into_bytes()));
+                }
+                s.secrets.insert(name_of(d).to_string(), data);
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+struct Offline<'a> {
+    provider: Arc<dyn Provider>,
+    host: Arc<PluginHost>,
+    metrics: &'a Metrics,
+}
+
+#[async_trait]
+impl DataSource for Offline<'_> {
+    async fn get(&self, _source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
+        Ok(self.provider.get(req).await?)
+    }
+
+    async fn find(
+        &self,
+        _source: Source<'_>,
+        query: &FindQuery,
+    ) -> Result<BTreeMap<String, SecretBytes>, SourceError> {
+        Ok(self.provider.find(query).await?)
+    }
+
+    async fn rename_keys(&self, template: &str, keys: Vec<String>) -> Result<Vec<String>, String> {
+        crate::template::rename_keys(&self.host, self.metrics, template, keys).await
+    }
+}
+
+/// Built-ins as the controller runs them; user plugins from local files.
+struct OfflineRunner<'a> {
+    builtins: BuiltinRunner<'a>,
+    plugins: &'a BTreeMap<String, PathBuf>,
+}
+
+#[async_trait]
+impl Runner for OfflineRunner<'_> {
+    async fn transform(
+        &self,
+        plugin: &PluginRef,
+        data: SecretMap,
+        config: String,
+    ) -> Result<SecretMap, TemplateError> {
+        if plugin.kind == PluginKind::Builtin {
+            return self.builtins.transform(plugin, data, config).await;
+        }
+        let path = self.plugins.get(&plugin.name).ok_or_else(|| {
+            TemplateError::Plugin(format!(
+                "{:?} {:?} is not available offline: pass --plugin {}=FILE.wasm",
+                plugin.kind, plugin.name, plugin.name
+            ))
+        })?;
+        let bytes = std::fs::read(path).map_err(|e| {
+            TemplateError::Plugin(format!("plugin {}: {}: {e}", plugin.name, path.display()))
+        })?;
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let host = self.builtins.host;
+        let p = host
+            .user_plugin(&plugin.name, Kind::Transformer, &sha, bytes)
+            .await
+            .map_err(TemplateError::from_plugin)?;
+        host.transform(p, data, config, self.builtins.metrics)
+            .await
+            .map_err(TemplateError::from_transformer)
+    }
+
+    async fn render(
+        &self,
+        engine: Engine,
+        templates: Vec<TemplateRequest>,
+        context: SecretMap,
+    ) -> Result<Vec<(String, crate::plugin::TemplateOutput)>, TemplateError> {
+        self.builtins.render(engine, templates, context).await
+    }
+}
