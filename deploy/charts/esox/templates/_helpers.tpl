@@ -1,0 +1,127 @@
+{{/* Names, labels and the controller's RBAC rules. */}}
+
+{{- define "esox.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "esox.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "esox.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "esox.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "esox.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "esox.labels" -}}
+helm.sh/chart: {{ include "esox.chart" . }}
+{{ include "esox.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "esox.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "esox.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "esox.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- end }}
+
+{{/* Scoped mode needs a namespace to scope to. */}}
+{{- define "esox.validate" -}}
+{{- if and .Values.scopedRBAC (not .Values.scopedNamespace) }}
+{{- fail "scopedRBAC=true needs scopedNamespace: the namespace the controller watches and is granted access to" }}
+{{- end }}
+{{- if and .Values.webhook.create .Values.webhook.certManager.enabled (not .Values.webhook.certManager.issuerRef.name) }}
+{{- fail "webhook.certManager.enabled=true needs webhook.certManager.issuerRef.name" }}
+{{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElect) }}
+{{- fail "replicaCount > 1 needs leaderElect=true: unelected replicas would all write the same Secrets" }}
+{{- end }}
+{{- end }}
+
+{{- define "esox.webhookName" -}}
+{{- printf "%s-webhook" (include "esox.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The controller's permissions: exactly the API calls esox makes (engine/src/controller/,
+engine/src/provider/aws/auth.rs, the kube-runtime event recorder). Called with
+(dict "scoped" <bool>): the scoped variant drops the cluster-scoped resources, which a Role
+cannot grant and a namespaced controller does not use.
+*/}}
+{{- define "esox.controllerRules" -}}
+# Watch ExternalSecrets and SecretStores{{ if not .scoped }} and ClusterSecretStores{{ end }} (the controllers' informers) and
+# read the store an ExternalSecret references.
+- apiGroups: ["external-secrets.io"]
+  resources: ["externalsecrets", "secretstores"{{ if not .scoped }}, "clustersecretstores"{{ end }}]
+  verbs: ["get", "list", "watch"]
+# Record the Ready condition, refresh time and binding: a merge patch of /status. esox never
+# writes their spec or metadata.
+- apiGroups: ["external-secrets.io"]
+  resources: ["externalsecrets/status", "secretstores/status"{{ if not .scoped }}, "clustersecretstores/status"{{ end }}]
+  verbs: ["patch"]
+# Read the generator an ExternalSecret's dataFrom[].sourceRef.generatorRef names.
+- apiGroups: ["generators.external-secrets.io"]
+  resources: ["passwords", "uuids", "fakes"]
+  verbs: ["get"]
+# Read the user plugins templates and generatorRefs name{{ if .scoped }} (ClusterWasmPlugins are cluster-wide only){{ end }}.
+- apiGroups: ["plugins.esox.dev"]
+  resources: ["wasmplugins"{{ if not .scoped }}, "clusterwasmplugins"{{ end }}]
+  verbs: ["get"]
+# Secrets. list/watch: the metadata-only watch of managed Secrets that heals edits and
+# deletions at once (label-selected, but RBAC cannot restrict by label). get: the target
+# Secret before writing it, templateFrom Secrets, auth.secretRef keys, plugin components.
+# create/update: creationPolicy Owner and Orphan. patch: server-side apply for Merge and
+# CreateOrMerge. delete: deletionPolicy Delete when the provider has no data any more.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# templateFrom ConfigMaps and plugin components stored in ConfigMaps.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
+# AWS auth.jwt (IRSA-style): read the ServiceAccount's eks.amazonaws.com/role-arn
+# annotation ...
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get"]
+# ... and request a short-lived token for it (TokenRequest) to exchange with STS
+# AssumeRoleWithWebIdentity.
+- apiGroups: [""]
+  resources: ["serviceaccounts/token"]
+  verbs: ["create"]
+{{- if not .scoped }}
+# ClusterSecretStore spec.conditions[].namespaceSelector: the labels of the namespace an
+# ExternalSecret is in.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get"]
+{{- end }}
+# Events on ExternalSecrets and stores (events.k8s.io/v1): create, and patch to count a
+# repeated event instead of creating another.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}

@@ -1,0 +1,1253 @@
+//! The Helm chart (`deploy/charts/esox`): lint, rendered objects, and installs into the real
+//! apiserver whose ServiceAccount runs the `esox` binary with exactly the chart's RBAC.
+//!
+//! helm comes from `scripts/helm.sh` (`$ESOX_HELM`, which `scripts/test.sh` exports); the
+//! tests skip, saying so, only when helm cannot be built. The install tests take
+//! [`cluster_lock`]: the cluster-wide controller they run would otherwise also reconcile the
+//! other install test's namespaces.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use esox_tests::{
+    Options, TestEnv, cluster_lock, esox_bin, put_aws_secret, repo_root, secret_strings, stack_env,
+    wait_for,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+// --- helm --------------------------------------------------------------------------------------
+
+/// The helm binary, built by `scripts/helm.sh` when `$ESOX_HELM` is unset; `None` (after
+/// saying why) when it cannot be built.
+fn helm_bin() -> Option<PathBuf> {
+    static HELM: OnceLock<Option<PathBuf>> = OnceLock::new();
+    HELM.get_or_init(|| {
+        if let Ok(p) = std::env::var("ESOX_HELM") {
+            if !p.is_empty() && Path::new(&p).is_file() {
+                return Some(PathBuf::from(p));
+            }
+            eprintln!(
+                "SKIPPED: ESOX_HELM={p:?} is not a helm binary (scripts/helm.sh could not build helm)"
+            );
+            return None;
+        }
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/helm.sh"))
+            .stderr(Stdio::inherit())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(PathBuf::from(
+                String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            )),
+            other => {
+                eprintln!("SKIPPED: helm could not be built by scripts/helm.sh: {other:?}");
+                None
+            }
+        }
+    })
+    .clone()
+}
+
+/// Returns from the test (a skip, announced by [`helm_bin`]) when helm is unavailable.
+macro_rules! helm_or_skip {
+    () => {
+        match helm_bin() {
+            Some(h) => h,
+            None => return,
+        }
+    };
+}
+
+fn chart() -> String {
+    repo_root()
+        .join("deploy/charts/esox")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Runs helm with its state directories kept out of the user's home.
+fn helm(bin: &Path, args: &[&str]) -> std::process::Output {
+    let home = std::env::temp_dir().join("esox-helm-tests");
+    Command::new(bin)
+        .args(args)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .expect("helm runs")
+}
+
+fn helm_ok(bin: &Path, args: &[&str]) -> String {
+    let out = helm(bin, args);
+    assert!(
+        out.status.success(),
+        "helm {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A values file in a temporary directory (kept alive by the returned guard).
+fn values_file(values: &Value) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("values.yaml");
+    std::fs::write(&path, serde_yaml::to_string(values).unwrap()).unwrap();
+    let p = path.to_string_lossy().into_owned();
+    (dir, p)
+}
+
+/// `helm template` with a values file, parsed into objects.
+fn render(bin: &Path, namespace: &str, values: &Value) -> Vec<Value> {
+    let (_dir, file) = values_file(values);
+    let text = helm_ok(
+        bin,
+        &["template", "esox", &chart(), "-n", namespace, "-f", &file],
+    );
+    parse(&text)
+}
+
+fn parse(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let found = of_kind(docs, kind);
+    assert_eq!(found.len(), 1, "expected one {kind}, got {found:#?}");
+    found[0]
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn container(docs: &[Value]) -> &Value {
+    &one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn args(docs: &[Value]) -> Vec<String> {
+    strings(&container(docs)["args"])
+}
+
+/// RBAC rules as (apiGroups, resources, verbs) triples, sorted, for comparisons.
+fn rules(role: &Value) -> Vec<(Vec<String>, Vec<String>, Vec<String>)> {
+    let mut out: Vec<_> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                strings(&r["apiGroups"]),
+                strings(&r["resources"]),
+                strings(&r["verbs"]),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn rule(
+    groups: &[&str],
+    resources: &[&str],
+    verbs: &[&str],
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    (s(groups), s(resources), s(verbs))
+}
+
+/// What the controller does with the API, rule by rule (see engine/src/controller/ and
+/// deploy/README.md); the cluster-wide variant adds the cluster-scoped resources.
+fn controller_rules(cluster: bool) -> Vec<(Vec<String>, Vec<String>, Vec<String>)> {
+    let mut stores = vec!["externalsecrets", "secretstores"];
+    let mut status = vec!["externalsecrets/status", "secretstores/status"];
+    let mut plugins = vec!["wasmplugins"];
+    if cluster {
+        stores.push("clustersecretstores");
+        status.push("clustersecretstores/status");
+        plugins.push("clusterwasmplugins");
+    }
+    let mut r = vec![
+        rule(&["external-secrets.io"], &stores, &["get", "list", "watch"]),
+        rule(&["external-secrets.io"], &status, &["patch"]),
+        rule(
+            &["generators.external-secrets.io"],
+            &["passwords", "uuids", "fakes"],
+            &["get"],
+        ),
+        rule(&["plugins.esox.dev"], &plugins, &["get"]),
+        rule(
+            &[""],
+            &["secrets"],
+            &[
+                "get", "list", "watch", "create", "update", "patch", "delete",
+            ],
+        ),
+        rule(&[""], &["configmaps"], &["get"]),
+        rule(&[""], &["serviceaccounts"], &["get"]),
+        rule(&[""], &["serviceaccounts/token"], &["create"]),
+        rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
+    ];
+    if cluster {
+        r.push(rule(&[""], &["namespaces"], &["get"]));
+    }
+    r.sort();
+    r
+}
+
+// --- chart files -------------------------------------------------------------------------------
+
+#[test]
+fn chart_crds_are_the_generated_crds() {
+    let chart_copy =
+        std::fs::read_to_string(repo_root().join("deploy/charts/esox/files/crds.yaml")).unwrap();
+    assert!(
+        chart_copy == esox::api::crd::to_yaml(),
+        "deploy/charts/esox/files/crds.yaml is stale: regenerate it with \
+         `cargo run -p esox -- crds | tee deploy/crds/external-secrets.yaml > deploy/charts/esox/files/crds.yaml`"
+    );
+}
+
+// --- lint and template -------------------------------------------------------------------------
+
+#[test]
+fn lint_passes_for_default_scoped_and_webhook_values() {
+    let bin = helm_or_skip!();
+    let chart = chart();
+    helm_ok(&bin, &["lint", "--strict", &chart]);
+    helm_ok(
+        &bin,
+        &[
+            "lint",
+            "--strict",
+            &chart,
+            "--set",
+            "scopedNamespace=tenant-a,scopedRBAC=true,leaderElect=true,replicaCount=2",
+        ],
+    );
+    helm_ok(
+        &bin,
+        &[
+            "lint",
+            "--strict",
+            &chart,
+            "--set",
+            "webhook.create=true,serviceMonitor.enabled=true,rbac.developerRole.create=true",
+        ],
+    );
+    // Combinations that cannot work are refused with the reason, not rendered.
+    for (set, reason) in [
+        ("scopedRBAC=true", "scopedRBAC=true needs scopedNamespace"),
+        ("replicaCount=2", "replicaCount > 1 needs leaderElect=true"),
+        (
+            "webhook.create=true,webhook.certManager.enabled=true",
+            "needs webhook.certManager.issuerRef.name",
+        ),
+    ] {
+        let out = helm(&bin, &["template", "x", &chart, "--set", set]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{set} rendered");
+        assert!(err.contains(reason), "{set}: {err}");
+    }
+}
+
+#[test]
+fn default_values_render_a_hardened_cluster_wide_controller() {
+    let bin = helm_or_skip!();
+    let docs = render(&bin, "external-secrets", &json!({}));
+
+    // The CRDs, unchanged from deploy/crds/, kept on uninstall.
+    let file =
+        std::fs::read_to_string(repo_root().join("deploy/crds/external-secrets.yaml")).unwrap();
+    let expected = parse(&file);
+    let crds = of_kind(&docs, "CustomResourceDefinition");
+    assert_eq!(crds.len(), expected.len());
+    for (got, want) in crds.iter().zip(&expected) {
+        let name = &want["metadata"]["name"];
+        assert_eq!(got["spec"], want["spec"], "{name} spec");
+        // The generated metadata (name, labels) plus only the keep annotation.
+        let mut metadata = got["metadata"].clone();
+        let annotations = metadata.as_object_mut().unwrap().remove("annotations");
+        assert_eq!(metadata, want["metadata"], "{name} metadata");
+        assert_eq!(
+            annotations,
+            Some(json!({"helm.sh/resource-policy": "keep"})),
+            "{name}"
+        );
+    }
+
+    let deploy = one(&docs, "Deployment");
+    assert_eq!(deploy["metadata"]["namespace"], "external-secrets");
+    assert_eq!(deploy["spec"]["replicas"], 1);
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "esox");
+    let psc = &pod["securityContext"];
+    assert_eq!(psc["runAsNonRoot"], true);
+    assert_eq!(psc["runAsUser"], 65532);
+    assert_eq!(psc["seccompProfile"]["type"], "RuntimeDefault");
+    let c = container(&docs);
+    assert_eq!(c["image"], "ghcr.io/esox-dev/esox:0.1.0");
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["runAsUser"], 65532);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        args(&docs),
+        [
+            "controller",
+            "--metrics-addr=0.0.0.0:8080",
+            "--concurrent=8",
+            "--log-format=json",
+            "--plugin-cache-dir=/var/cache/esox",
+        ]
+    );
+    // The plugin cache is a private emptyDir at the path the controller is given.
+    assert_eq!(c["volumeMounts"][0]["mountPath"], "/var/cache/esox");
+    assert_eq!(c["volumeMounts"][0]["name"], "plugin-cache");
+    assert_eq!(pod["volumes"][0]["name"], "plugin-cache");
+    assert!(pod["volumes"][0]["emptyDir"].is_object());
+    // Probes on the metrics port, at the paths engine/src/http.rs serves.
+    assert_eq!(
+        c["ports"][0],
+        json!({"name": "metrics", "containerPort": 8080, "protocol": "TCP"})
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": "metrics"})
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": "metrics"})
+    );
+
+    // Cluster-wide RBAC: exactly the controller's calls, bound to its ServiceAccount.
+    let sa = one(&docs, "ServiceAccount");
+    assert_eq!(sa["metadata"]["name"], "esox");
+    let cr = one(&docs, "ClusterRole");
+    assert_eq!(rules(cr), controller_rules(true));
+    let crb = one(&docs, "ClusterRoleBinding");
+    assert_eq!(crb["roleRef"]["name"], cr["metadata"]["name"]);
+    assert_eq!(
+        crb["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "esox", "namespace": "external-secrets"}])
+    );
+    assert!(
+        of_kind(&docs, "Role").is_empty(),
+        "no lease Role without leaderElect"
+    );
+    assert!(!args(&docs).iter().any(|a| a.starts_with("--leader-elect")));
+
+    let svc = one(&docs, "Service");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");
+    for absent in [
+        "ValidatingWebhookConfiguration",
+        "ServiceMonitor",
+        "Secret",
+        "Certificate",
+        "PodDisruptionBudget",
+    ] {
+        assert!(
+            of_kind(&docs, absent).is_empty(),
+            "{absent} rendered by default"
+        );
+    }
+}
+
+#[test]
+fn scoped_values_render_a_role_in_that_namespace_only() {
+    let bin = helm_or_skip!();
+    let docs = render(
+        &bin,
+        "tenant-a-secrets",
+        &json!({"scopedNamespace": "tenant-a", "scopedRBAC": true, "installCRDs": false,
+                "leaderElect": true, "replicaCount": 2, "concurrent": 3}),
+    );
+    for kind in [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+    ] {
+        assert!(
+            of_kind(&docs, kind).is_empty(),
+            "{kind} rendered in scoped mode"
+        );
+    }
+    let a = args(&docs);
+    assert!(a.contains(&"--namespace=tenant-a".to_string()), "{a:?}");
+    assert!(a.contains(&"--leader-elect".to_string()), "{a:?}");
+    assert!(a.contains(&"--concurrent=3".to_string()), "{a:?}");
+    assert_eq!(one(&docs, "Deployment")["spec"]["replicas"], 2);
+
+    let roles = of_kind(&docs, "Role");
+    let controller = roles
+        .iter()
+        .find(|r| r["metadata"]["name"] == "esox-controller")
+        .expect("controller Role");
+    assert_eq!(controller["metadata"]["namespace"], "tenant-a");
+    assert_eq!(rules(controller), controller_rules(false));
+    // Leader election: the Lease in the release namespace, nothing else there.
+    let lease = roles
+        .iter()
+        .find(|r| r["metadata"]["name"] == "esox-leader-election")
+        .expect("leader-election Role");
+    assert_eq!(lease["metadata"]["namespace"], "tenant-a-secrets");
+    assert_eq!(
+        rules(lease),
+        vec![rule(
+            &["coordination.k8s.io"],
+            &["leases"],
+            &["get", "create", "update", "patch"]
+        )]
+    );
+    assert_eq!(roles.len(), 2);
+    for rb in of_kind(&docs, "RoleBinding") {
+        assert_eq!(
+            rb["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "esox", "namespace": "tenant-a-secrets"}])
+        );
+        assert_eq!(rb["metadata"]["namespace"], rb_namespace(rb));
+    }
+}
+
+/// A RoleBinding lives in the namespace of the Role it binds.
+fn rb_namespace(rb: &Value) -> &'static str {
+    if rb["roleRef"]["name"] == "esox-controller" {
+        "tenant-a"
+    } else {
+        "tenant-a-secrets"
+    }
+}
+
+#[test]
+fn options_render_as_users_set_them() {
+    let bin = helm_or_skip!();
+    let docs = render(
+        &bin,
+        "external-secrets",
+        &json!({
+            "installCRDs": false,
+            "fullnameOverride": "external-secrets",
+            "image": {"repository": "registry.example/esox", "tag": "v9", "pullPolicy": "Always"},
+            "imagePullSecrets": [{"name": "regcred"}],
+            "serviceAccount": {"name": "external-secrets-sa", "annotations": {
+                "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/esox"}},
+            "extraArgs": {"store-requeue-interval": "1m", "no-plugin-cache": ""},
+            "extraEnv": [{"name": "AWS_REGION", "value": "eu-west-1"}],
+            "podAnnotations": {"a": "b"}, "podLabels": {"team": "platform"},
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+            "resources": {"limits": {"memory": "1Gi"}},
+            "log": {"level": "debug", "format": "text"},
+            "serviceMonitor": {"enabled": true, "additionalLabels": {"release": "prom"}},
+            "podDisruptionBudget": {"enabled": true},
+            "rbac": {"developerRole": {"create": true, "name": "eso-developer-role"}},
+        }),
+    );
+    // The seeds' IRSA ServiceAccount.
+    let sa = one(&docs, "ServiceAccount");
+    assert_eq!(sa["metadata"]["name"], "external-secrets-sa");
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/esox"
+    );
+    let deploy = one(&docs, "Deployment");
+    let pod = &deploy["spec"]["template"];
+    assert_eq!(pod["spec"]["serviceAccountName"], "external-secrets-sa");
+    assert_eq!(
+        pod["spec"]["imagePullSecrets"],
+        json!([{"name": "regcred"}])
+    );
+    assert_eq!(pod["metadata"]["annotations"]["a"], "b");
+    assert_eq!(pod["metadata"]["labels"]["team"], "platform");
+    assert_eq!(pod["spec"]["nodeSelector"]["kubernetes.io/os"], "linux");
+    assert_eq!(pod["spec"]["tolerations"][0]["key"], "dedicated");
+    let c = container(&docs);
+    assert_eq!(c["image"], "registry.example/esox:v9");
+    assert_eq!(c["imagePullPolicy"], "Always");
+    assert_eq!(c["resources"]["limits"]["memory"], "1Gi");
+    let a = args(&docs);
+    assert!(
+        a.contains(&"--store-requeue-interval=1m".to_string()),
+        "{a:?}"
+    );
+    assert!(a.contains(&"--no-plugin-cache".to_string()), "{a:?}");
+    assert!(a.contains(&"--log-format=text".to_string()), "{a:?}");
+    let env: BTreeMap<String, Value> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e.clone()))
+        .collect();
+    assert_eq!(env["AWS_REGION"]["value"], "eu-west-1");
+    assert_eq!(env["RUST_LOG"]["value"], "debug,kube=warn");
+    assert_eq!(
+        env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+
+    // The ServiceMonitor scrapes the metrics Service's port.
+    let sm = one(&docs, "ServiceMonitor");
+    assert_eq!(sm["metadata"]["labels"]["release"], "prom");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
+    let svc = one(&docs, "Service");
+    for (k, v) in sm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(
+            &svc["metadata"]["labels"][k], v,
+            "ServiceMonitor selects the Service"
+        );
+    }
+    assert_eq!(one(&docs, "PodDisruptionBudget")["spec"]["minAvailable"], 1);
+
+    // The seeds' developer ClusterRole: manage ExternalSecrets, only read stores.
+    let dev: Vec<_> = of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .filter(|r| r["metadata"]["name"] == "eso-developer-role")
+        .collect();
+    assert_eq!(dev.len(), 1);
+    let mut want = vec![
+        rule(
+            &["external-secrets.io"],
+            &["externalsecrets"],
+            &[
+                "get", "list", "watch", "create", "update", "patch", "delete",
+            ],
+        ),
+        rule(
+            &["external-secrets.io"],
+            &["secretstores", "clustersecretstores"],
+            &["get", "list", "watch"],
+        ),
+    ];
+    want.sort();
+    assert_eq!(rules(dev[0]), want);
+}
+
+/// `openssl` on PEM text; returns stdout.
+fn openssl(args: &[&str], files: &[(&str, &[u8])]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, data) in files {
+        std::fs::write(dir.path().join(name), data).unwrap();
+    }
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn b64(v: &Value) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().unwrap())
+        .unwrap()
+}
+
+#[test]
+fn webhook_renders_a_trusted_serving_certificate_or_a_cert_manager_certificate() {
+    let bin = helm_or_skip!();
+    let docs = render(
+        &bin,
+        "external-secrets",
+        &json!({"installCRDs": false, "webhook": {"create": true, "failurePolicy": "Ignore"}}),
+    );
+    let c = container(&docs);
+    assert!(args(&docs).contains(&"--webhook-port=9443".to_string()));
+    assert!(
+        c["ports"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "webhook", "containerPort": 9443, "protocol": "TCP"}))
+    );
+    let svc = of_kind(&docs, "Service")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "esox-webhook")
+        .expect("webhook Service");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "webhook");
+    let vwc = one(&docs, "ValidatingWebhookConfiguration");
+    let hooks = vwc["webhooks"].as_array().unwrap();
+    let names: Vec<_> = hooks.iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "validate.externalsecret.external-secrets.io",
+            "validate.secretstore.external-secrets.io",
+            "validate.clustersecretstore.external-secrets.io"
+        ]
+    );
+    let secret = one(&docs, "Secret");
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    // The apiserver trusts the certificate the pod serves: caBundle verifies it, for the
+    // Service's DNS name.
+    for h in hooks {
+        assert_eq!(h["failurePolicy"], "Ignore");
+        assert_eq!(h["sideEffects"], "None");
+        assert_eq!(h["clientConfig"]["service"]["name"], "esox-webhook");
+        assert_eq!(h["clientConfig"]["caBundle"], secret["data"]["ca.crt"]);
+    }
+    let ca = b64(&secret["data"]["ca.crt"]);
+    let crt = b64(&secret["data"]["tls.crt"]);
+    let verified = openssl(
+        &["verify", "-CAfile", "ca.pem", "tls.pem"],
+        &[("ca.pem", &ca), ("tls.pem", &crt)],
+    );
+    assert!(verified.contains("tls.pem: OK"), "{verified}");
+    let san = openssl(
+        &["x509", "-in", "tls.pem", "-noout", "-ext", "subjectAltName"],
+        &[("tls.pem", &crt)],
+    );
+    assert!(
+        san.contains("DNS:esox-webhook.external-secrets.svc"),
+        "{san}"
+    );
+    let mounted = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "webhook-certs")
+        .expect("certificate mounted");
+    assert_eq!(mounted["readOnly"], true);
+
+    // cert-manager: a Certificate for the same Secret and CA injection, no chart-made key.
+    let docs = render(
+        &bin,
+        "external-secrets",
+        &json!({"installCRDs": false, "scopedNamespace": "tenant-a", "webhook": {"create": true,
+                "certManager": {"enabled": true, "issuerRef": {"name": "ca-issuer", "kind": "ClusterIssuer"}}}}),
+    );
+    assert!(of_kind(&docs, "Secret").is_empty());
+    let cert = one(&docs, "Certificate");
+    assert_eq!(cert["spec"]["secretName"], "esox-webhook-tls");
+    assert_eq!(cert["spec"]["issuerRef"]["kind"], "ClusterIssuer");
+    assert!(
+        strings(&cert["spec"]["dnsNames"])
+            .contains(&"esox-webhook.external-secrets.svc".to_string())
+    );
+    let vwc = one(&docs, "ValidatingWebhookConfiguration");
+    assert_eq!(
+        vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "external-secrets/esox-webhook"
+    );
+    // Scoped: only the watched namespace's objects, and no cluster store webhook.
+    let hooks = vwc["webhooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 2);
+    for h in hooks {
+        assert_eq!(
+            h["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "tenant-a"
+        );
+        assert!(h["clientConfig"].get("caBundle").is_none());
+    }
+}
+
+// --- install into the local apiserver ----------------------------------------------------------
+
+/// `helm install` into the stack (the CRDs are already installed by the harness).
+fn install(bin: &Path, release: &str, namespace: &str, values: &Value) -> Vec<Value> {
+    let env = stack_env().unwrap();
+    let (_dir, file) = values_file(values);
+    helm_ok(
+        bin,
+        &[
+            "install",
+            release,
+            &chart(),
+            "-n",
+            namespace,
+            "--kubeconfig",
+            &env["KUBECONFIG"],
+            "-f",
+            &file,
+            "--set",
+            "installCRDs=false",
+        ],
+    );
+    let manifest = helm_ok(
+        bin,
+        &[
+            "get",
+            "manifest",
+            release,
+            "-n",
+            namespace,
+            "--kubeconfig",
+            &env["KUBECONFIG"],
+        ],
+    );
+    parse(&manifest)
+}
+
+/// A kubeconfig (in `dir`) that authenticates as a ServiceAccount with a fresh token from
+/// the TokenRequest API, as the pod's projected token would.
+async fn service_account_kubeconfig(
+    admin: &Client,
+    namespace: &str,
+    name: &str,
+    dir: &Path,
+) -> PathBuf {
+    let api: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            bound_object_ref: None,
+        },
+        ..Default::default()
+    };
+    let response: TokenRequest = api
+        .create_subresource("token", name, &PostParams::default(), &request)
+        .await
+        .expect("TokenRequest for the chart's ServiceAccount");
+    let token = response.status.expect("token").token;
+    let env = stack_env().unwrap();
+    let ca = Path::new(&env["ESOX_STACK_DIR"]).join("pki/ca.crt");
+    let kubeconfig = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {
+            "server": env["ESOX_APISERVER_URL"], "certificate-authority": ca}}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": "local", "user": name}}],
+        "current-context": name,
+    });
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&kubeconfig).unwrap()).unwrap();
+    path
+}
+
+async fn client_from(kubeconfig: &Path) -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// The `esox` binary run as the chart's Deployment runs it: the container's args (with the
+/// metrics address moved to a free loopback port and the plugin cache to a private
+/// directory), the chart's RUST_LOG, and the ServiceAccount's token. Killed on drop.
+struct ChartController {
+    child: std::process::Child,
+    addr: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ChartController {
+    fn spawn(docs: &[Value], kubeconfig: &Path, dir: tempfile::TempDir) -> ChartController {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let cache = dir.path().join("plugin-cache");
+        let mut args = args(docs);
+        assert_eq!(args.remove(0), "controller");
+        let args: Vec<String> = std::iter::once("controller".to_string())
+            .chain(args.into_iter().map(|a| {
+                if a.starts_with("--metrics-addr=") {
+                    format!("--metrics-addr={addr}")
+                } else if a.starts_with("--plugin-cache-dir=") {
+                    format!("--plugin-cache-dir={}", cache.display())
+                } else {
+                    a
+                }
+            }))
+            .collect();
+        let c = container(docs);
+        let rust_log = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "RUST_LOG")
+            .and_then(|e| e["value"].as_str())
+            .expect("the chart sets RUST_LOG")
+            .to_string();
+        let env = stack_env().unwrap();
+        let log = dir.path().join("esox.log");
+        let mut cmd = Command::new(esox_bin());
+        cmd.args(&args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", rust_log)
+            .env("POD_NAME", "esox-chart-test")
+            .env_remove("ESOX_NAMESPACE")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for k in ["AWS_ENDPOINT_URL", "AWS_REGION"] {
+            if let Some(v) = env.get(k) {
+                cmd.env(k, v);
+            }
+        }
+        let child = cmd.spawn().expect("start esox");
+        ChartController {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The status line of `GET path` on the metrics/probe port.
+    async fn get(&self, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut s) = tokio::net::TcpStream::connect(&self.addr).await else {
+            return String::new();
+        };
+        let _ = s
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await;
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        out.lines().next().unwrap_or_default().to_string()
+    }
+
+    async fn wait_ready(&self) {
+        wait_for(Duration::from_secs(90), "esox /readyz 200", || async {
+            self.get("/readyz").await.contains("200").then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}; log:\n{}", self.logs()));
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ChartController {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (generously: a cluster-wide controller also works through the other tests'
+/// leftovers) until Secret `name` in `namespace` holds `key` = `value`.
+async fn wait_value(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> Secret {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    wait_for(
+        Duration::from_secs(90),
+        &format!("Secret {namespace}/{name} with {key}={value}"),
+        || {
+            let api = api.clone();
+            async move {
+                let s = api.get_opt(name).await.ok()??;
+                (secret_strings(&s).get(key).map(String::as_str) == Some(value)).then_some(s)
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// RBAC denials of this ServiceAccount in the controller's log (kube reports them as
+/// `... is forbidden: User "system:serviceaccount:<ns>:<name>" cannot ...`).
+fn denials(log: &str, namespace: &str, sa: &str) -> Vec<String> {
+    let who = format!("system:serviceaccount:{namespace}:{sa}");
+    log.lines()
+        .filter(|l| l.contains("forbidden") && l.contains(&who))
+        .map(str::to_string)
+        .collect()
+}
+
+fn status_code(e: kube::Error) -> u16 {
+    match e {
+        kube::Error::Api(s) => s.code,
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+const CREDS: &str = r#"{"username":"admin","password":"superSecretPassword123","host":"rds-prod-01.aws.com","port":"5432"}"#;
+
+#[tokio::test]
+async fn installed_chart_rbac_lets_esox_sync_cluster_wide() {
+    let bin = helm_or_skip!();
+    let _cluster = cluster_lock().await;
+    let env = TestEnv::with(
+        "helm-cluster",
+        Options {
+            no_controller: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let ns = env.ns.clone();
+    let release = ns.clone();
+    // The seeds' install: IRSA-annotated ServiceAccount `external-secrets-sa`.
+    let docs = install(
+        &bin,
+        &release,
+        &ns,
+        &json!({"serviceAccount": {"name": "external-secrets-sa", "annotations": {
+            "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/esox-irsa"}}}),
+    );
+    let fullname = format!("{release}-esox");
+    // What helm created is in the cluster.
+    let deploy: Api<Deployment> = Api::namespaced(env.client.clone(), &ns);
+    assert!(deploy.get_opt(&fullname).await.unwrap().is_some());
+    let cr: Api<ClusterRole> = Api::all(env.client.clone());
+    let live = cr.get(&format!("{fullname}-controller")).await.unwrap();
+    assert_eq!(
+        rules(&serde_json::to_value(&live).unwrap()),
+        controller_rules(true)
+    );
+    let crb: Api<ClusterRoleBinding> = Api::all(env.client.clone());
+    assert!(
+        crb.get_opt(&format!("{fullname}-controller"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // The seeds' flows: a namespaced Fake store, the seeds' IRSA ClusterSecretStore (jwt auth
+    // through the chart's own ServiceAccount, against moto), a Password generator.
+    let css = format!("{ns}-aws");
+    let key = format!("{ns}/production/db/credentials");
+    put_aws_secret(&key, CREDS, &[]).await;
+    env.apply(&format!(
+        r#"
+apiVersion: external-secrets.io/v1beta1
+kind: SecretStore
+metadata: {{name: fake}}
+spec:
+  provider:
+    fake:
+      data: [{{key: api-key, value: '{{"api_token_value":"tok-123"}}'}}]
+---
+apiVersion: external-secrets.io/v1beta1
+kind: ExternalSecret
+metadata: {{name: api-key-sync}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: fake, kind: SecretStore}}
+  target: {{name: api-credentials, creationPolicy: Owner}}
+  data:
+  - secretKey: API_TOKEN
+    remoteRef: {{key: api-key, property: api_token_value}}
+---
+apiVersion: external-secrets.io/v1beta1
+kind: ClusterSecretStore
+metadata: {{name: {css}}}
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: us-east-1
+      auth:
+        jwt:
+          serviceAccountRef:
+            name: external-secrets-sa
+            namespace: {ns}
+---
+apiVersion: external-secrets.io/v1beta1
+kind: ExternalSecret
+metadata: {{name: db-credentials-es}}
+spec:
+  refreshInterval: "1h"
+  secretStoreRef: {{name: {css}, kind: ClusterSecretStore}}
+  target: {{name: db-credentials-native, creationPolicy: Owner}}
+  dataFrom:
+  - extract: {{key: {key}}}
+---
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: Password
+metadata: {{name: db-password}}
+spec: {{length: 24}}
+---
+apiVersion: external-secrets.io/v1beta1
+kind: ExternalSecret
+metadata: {{name: generated}}
+spec:
+  refreshInterval: 1h
+  target: {{name: generated}}
+  dataFrom:
+  - sourceRef:
+      generatorRef: {{apiVersion: generators.external-secrets.io/v1alpha1, kind: Password, name: db-password}}
+"#
+    ))
+    .await
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig =
+        service_account_kubeconfig(&env.client, &ns, "external-secrets-sa", dir.path()).await;
+    let esox = ChartController::spawn(&docs, &kubeconfig, dir);
+    esox.wait_ready().await;
+    assert!(esox.get("/healthz").await.contains("200"));
+
+    wait_value(&env.client, &ns, "api-credentials", "API_TOKEN", "tok-123").await;
+    let db = wait_value(
+        &env.client,
+        &ns,
+        "db-credentials-native",
+        "username",
+        "admin",
+    )
+    .await;
+    assert_eq!(secret_strings(&db)["password"], "superSecretPassword123");
+    let generated = wait_for(Duration::from_secs(90), "generated password", || async {
+        let s = env.secrets().get_opt("generated").await.ok()??;
+        secret_strings(&s).get("password").cloned()
+    })
+    .await
+    .unwrap();
+    assert_eq!(generated.chars().count(), 24);
+    // Status and events are written too (status patches, events.k8s.io).
+    env.wait_ready("db-credentials-es", "True", "SecretSynced")
+        .await;
+    env.wait_store("fake", |s, _, _| s == "True").await;
+    wait_for(
+        Duration::from_secs(60),
+        "ClusterSecretStore Ready",
+        || async {
+            let s = Api::<esox::api::ClusterSecretStore>::all(env.client.clone())
+                .get(&css)
+                .await
+                .ok()?;
+            s.status?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    wait_for(Duration::from_secs(30), "a Created event", || async {
+        env.events_for("api-key-sync")
+            .await
+            .iter()
+            .any(|e| e.starts_with("Created"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+
+    let log = esox.logs();
+    drop(esox);
+    let denied = denials(&log, &ns, "external-secrets-sa");
+    assert!(denied.is_empty(), "RBAC denials:\n{}", denied.join("\n"));
+    for value in ["superSecretPassword123", "tok-123", &generated] {
+        assert!(
+            !log.contains(value),
+            "a secret value is in the controller log"
+        );
+    }
+}
+
+#[tokio::test]
+async fn installed_scoped_chart_confines_esox_to_its_namespace() {
+    let bin = helm_or_skip!();
+    let _cluster = cluster_lock().await;
+    let no_controller = || Options {
+        no_controller: true,
+        ..Default::default()
+    };
+    // The release lives in one namespace, watches another, and a third is someone else's.
+    let home = TestEnv::with("helm-scoped-home", no_controller()).await;
+    let tenant = TestEnv::with("helm-scoped-tenant", no_controller()).await;
+    let other = TestEnv::with("helm-scoped-other", no_controller()).await;
+    let release = home.ns.clone();
+    let docs = install(
+        &bin,
+        &release,
+        &home.ns,
+        &json!({"scopedNamespace": tenant.ns, "scopedRBAC": true}),
+    );
+    let fullname = format!("{release}-esox");
+    let sa = fullname.clone();
+
+    // No cluster-wide grant exists for this release; its Role is in the tenant namespace.
+    let selector = ListParams::default().labels(&format!("app.kubernetes.io/instance={release}"));
+    let crs = Api::<ClusterRole>::all(home.client.clone())
+        .list(&selector)
+        .await
+        .unwrap();
+    assert!(crs.items.is_empty(), "ClusterRoles: {:?}", crs.items);
+    let crbs = Api::<ClusterRoleBinding>::all(home.client.clone())
+        .list(&selector)
+        .await
+        .unwrap();
+    assert!(crbs.items.is_empty());
+    let roles: Api<Role> = Api::namespaced(home.client.clone(), &tenant.ns);
+    assert!(
+        roles
+            .get_opt(&format!("{fullname}-controller"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let bindings: Api<RoleBinding> = Api::namespaced(home.client.clone(), &tenant.ns);
+    assert!(
+        bindings
+            .get_opt(&format!("{fullname}-controller"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let store_and_es = |value: &str| {
+        format!(
+            "apiVersion: external-secrets.io/v1beta1\nkind: SecretStore\nmetadata: {{name: fake}}\nspec:\n  provider:\n    fake:\n      data: [{{key: production/db/credentials, value: '{value}'}}]\n---\napiVersion: external-secrets.io/v1beta1\nkind: ExternalSecret\nmetadata: {{name: db-credentials-es}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: fake, kind: SecretStore}}\n  target: {{name: db-credentials-native}}\n  dataFrom:\n  - extract: {{key: production/db/credentials}}\n"
+        )
+    };
+    // Someone else's ExternalSecret exists before the controller starts.
+    other
+        .apply(&store_and_es(r#"{"password":"other-tenant-pw"}"#))
+        .await
+        .unwrap();
+    tenant
+        .apply(&store_and_es(r#"{"password":"tenant-pw"}"#))
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = service_account_kubeconfig(&home.client, &home.ns, &sa, dir.path()).await;
+    let esox = ChartController::spawn(&docs, &kubeconfig, dir);
+    assert!(
+        args(&docs).contains(&format!("--namespace={}", tenant.ns)),
+        "{:?}",
+        args(&docs)
+    );
+    esox.wait_ready().await;
+    wait_value(
+        &tenant.client,
+        &tenant.ns,
+        "db-credentials-native",
+        "password",
+        "tenant-pw",
+    )
+    .await;
+    tenant
+        .wait_ready("db-credentials-es", "True", "SecretSynced")
+        .await;
+
+    // The other namespace's ExternalSecret was never touched.
+    assert!(
+        other
+            .secrets()
+            .get_opt("db-credentials-native")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let es = other
+        .external_secrets()
+        .get("db-credentials-es")
+        .await
+        .unwrap();
+    assert!(es.status.is_none(), "{:?}", es.status);
+
+    // The ServiceAccount itself cannot reach Secrets outside the tenant namespace: not in
+    // another namespace, not cluster-wide, not in its own release namespace (where helm
+    // keeps its release Secrets), and it sees no cluster stores.
+    let as_esox = client_from(&kubeconfig).await;
+    let in_tenant: Api<Secret> = Api::namespaced(as_esox.clone(), &tenant.ns);
+    assert!(in_tenant.get("db-credentials-native").await.is_ok());
+    for ns in [&other.ns, &home.ns] {
+        let api: Api<Secret> = Api::namespaced(as_esox.clone(), ns);
+        assert_eq!(
+            status_code(api.list(&Default::default()).await.unwrap_err()),
+            403,
+            "list secrets in {ns}"
+        );
+        let mut s = Secret::default();
+        s.metadata.name = Some("planted".into());
+        assert_eq!(
+            status_code(api.create(&PostParams::default(), &s).await.unwrap_err()),
+            403,
+            "create a secret in {ns}"
+        );
+    }
+    let all: Api<Secret> = Api::all(as_esox.clone());
+    assert_eq!(
+        status_code(all.list(&Default::default()).await.unwrap_err()),
+        403
+    );
+    let css: Api<esox::api::ClusterSecretStore> = Api::all(as_esox.clone());
+    assert_eq!(
+        status_code(css.list(&Default::default()).await.unwrap_err()),
+        403
+    );
+
+    // The same answer from the authorizer (what `kubectl auth can-i --as` asks).
+    let user = format!("system:serviceaccount:{}:{sa}", home.ns);
+    let can = |ns: String, verb: &'static str| {
+        let user = user.clone();
+        let client = home.client.clone();
+        async move {
+            let review = SubjectAccessReview {
+                spec: SubjectAccessReviewSpec {
+                    user: Some(user),
+                    resource_attributes: Some(ResourceAttributes {
+                        namespace: Some(ns),
+                        verb: Some(verb.into()),
+                        resource: Some("secrets".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            Api::<SubjectAccessReview>::all(client)
+                .create(&PostParams::default(), &review)
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .allowed
+        }
+    };
+    assert!(can(tenant.ns.clone(), "update").await);
+    assert!(!can(other.ns.clone(), "get").await);
+    assert!(!can(other.ns.clone(), "update").await);
+    assert!(!can(home.ns.clone(), "get").await);
+
+    let log = esox.logs();
+    drop(esox);
+    let denied = denials(&log, &home.ns, &sa);
+    assert!(denied.is_empty(), "RBAC denials:\n{}", denied.join("\n"));
+    assert!(
+        !log.contains("tenant-pw"),
+        "a secret value is in the controller log"
+    );
+}
