@@ -938,102 +938,16 @@ pub const TABLE: &[Entry] = &[
     ("mustPush", 2, Some(2), Imp::F(push)),
     ("prepend", 2, Some(2), Imp::F(prepend)),
     ("mustPrepend", 2, Some(2), Imp::F(prepend)),
-    (
-        "first",
-        1,
-        Some(1),
-        Imp::F(|a| {
-            Ok(l_arg(&a[0], "find first")?
-                .first()
-                .cloned()
-                .unwrap_or(Value::Nil))
-        }),
-    ),
-    (
-        "mustFirst",
-        1,
-        Some(1),
-        Imp::F(|a| {
-            Ok(l_arg(&a[0], "find first")?
-                .first()
-                .cloned()
-                .unwrap_or(Value::Nil))
-        }),
-    ),
-    (
-        "last",
-        1,
-        Some(1),
-        Imp::F(|a| {
-            Ok(l_arg(&a[0], "find last")?
-                .last()
-                .cloned()
-                .unwrap_or(Value::Nil))
-        }),
-    ),
-    (
-        "mustLast",
-        1,
-        Some(1),
-        Imp::F(|a| {
-            Ok(l_arg(&a[0], "find last")?
-                .last()
-                .cloned()
-                .unwrap_or(Value::Nil))
-        }),
-    ),
-    (
-        "rest",
-        1,
-        Some(1),
-        Imp::F(|a| sublist(&a[0], "find rest", |l| l.get(1..))),
-    ),
-    (
-        "mustRest",
-        1,
-        Some(1),
-        Imp::F(|a| sublist(&a[0], "find rest", |l| l.get(1..))),
-    ),
-    (
-        "initial",
-        1,
-        Some(1),
-        Imp::F(|a| {
-            sublist(&a[0], "find initial", |l| {
-                l.get(..l.len().saturating_sub(1))
-            })
-        }),
-    ),
-    (
-        "mustInitial",
-        1,
-        Some(1),
-        Imp::F(|a| {
-            sublist(&a[0], "find initial", |l| {
-                l.get(..l.len().saturating_sub(1))
-            })
-        }),
-    ),
-    (
-        "reverse",
-        1,
-        Some(1),
-        Imp::F(|a| {
-            Ok(Value::list(
-                l_arg(&a[0], "reverse")?.iter().rev().cloned().collect(),
-            ))
-        }),
-    ),
-    (
-        "mustReverse",
-        1,
-        Some(1),
-        Imp::F(|a| {
-            Ok(Value::list(
-                l_arg(&a[0], "reverse")?.iter().rev().cloned().collect(),
-            ))
-        }),
-    ),
+    ("first", 1, Some(1), Imp::F(list_first)),
+    ("mustFirst", 1, Some(1), Imp::F(list_first)),
+    ("last", 1, Some(1), Imp::F(list_last)),
+    ("mustLast", 1, Some(1), Imp::F(list_last)),
+    ("rest", 1, Some(1), Imp::F(list_rest)),
+    ("mustRest", 1, Some(1), Imp::F(list_rest)),
+    ("initial", 1, Some(1), Imp::F(list_initial)),
+    ("mustInitial", 1, Some(1), Imp::F(list_initial)),
+    ("reverse", 1, Some(1), Imp::F(list_reverse)),
+    ("mustReverse", 1, Some(1), Imp::F(list_reverse)),
     ("uniq", 1, Some(1), Imp::F(uniq)),
     ("mustUniq", 1, Some(1), Imp::F(uniq)),
     ("without", 1, None, Imp::F(without)),
@@ -1140,71 +1054,21 @@ pub const TABLE: &[Entry] = &[
     ),
     ("regexFindAll", 3, Some(3), Imp::F(regex_find_all)),
     ("mustRegexFindAll", 3, Some(3), Imp::F(regex_find_all)),
-    (
-        "regexFind",
-        2,
-        Some(2),
-        Imp::F(|a| {
-            let s = t_arg(&a[1])?;
-            Ok(Value::str(
-                re(&a[0])?.find(&s).map(|m| m.as_str()).unwrap_or(""),
-            ))
-        }),
-    ),
-    (
-        "mustRegexFind",
-        2,
-        Some(2),
-        Imp::F(|a| {
-            let s = t_arg(&a[1])?;
-            Ok(Value::str(
-                re(&a[0])?.find(&s).map(|m| m.as_str()).unwrap_or(""),
-            ))
-        }),
-    ),
-    (
-        "regexReplaceAll",
-        3,
-        Some(3),
-        Imp::F(|a| {
-            let (s, r) = (t_arg(&a[1])?, t_arg(&a[2])?);
-            Ok(Value::str(
-                re(&a[0])?.replace_all(&s, r.as_str()).into_owned(),
-            ))
-        }),
-    ),
-    (
-        "mustRegexReplaceAll",
-        3,
-        Some(3),
-        Imp::F(|a| {
-            let (s, r) = (t_arg(&a[1])?, t_arg(&a[2])?);
-            Ok(Value::str(
-                re(&a[0])?.replace_all(&s, r.as_str()).into_owned(),
-            ))
-        }),
-    ),
+    ("regexFind", 2, Some(2), Imp::F(regex_find)),
+    ("mustRegexFind", 2, Some(2), Imp::F(regex_find)),
+    ("regexReplaceAll", 3, Some(3), Imp::F(regex_replace_all)),
+    ("mustRegexReplaceAll", 3, Some(3), Imp::F(regex_replace_all)),
     (
         "regexReplaceAllLiteral",
         3,
         Some(3),
-        Imp::F(|a| {
-            let (s, r) = (t_arg(&a[1])?, t_arg(&a[2])?);
-            Ok(Value::str(
-                re(&a[0])?.replace_all(&s, regex::NoExpand(&r)).into_owned(),
-            ))
-        }),
+        Imp::F(regex_replace_literal),
     ),
     (
         "mustRegexReplaceAllLiteral",
         3,
         Some(3),
-        Imp::F(|a| {
-            let (s, r) = (t_arg(&a[1])?, t_arg(&a[2])?);
-            Ok(Value::str(
-                re(&a[0])?.replace_all(&s, regex::NoExpand(&r)).into_owned(),
-            ))
-        }),
+        Imp::F(regex_replace_literal),
     ),
     ("regexSplit", 3, Some(3), Imp::F(regex_split)),
     ("mustRegexSplit", 3, Some(3), Imp::F(regex_split)),
@@ -2355,4 +2219,55 @@ fn derive_password(a: Vec<Value>) -> FnResult {
 /// A buffer for key material, wiped when dropped.
 fn zeroize_vec(n: usize) -> zeroize::Zeroizing<Vec<u8>> {
     zeroize::Zeroizing::new(vec![0u8; n])
+}
+
+fn list_first(a: Vec<Value>) -> FnResult {
+    Ok(l_arg(&a[0], "find first")?
+        .first()
+        .cloned()
+        .unwrap_or(Value::Nil))
+}
+
+fn list_last(a: Vec<Value>) -> FnResult {
+    Ok(l_arg(&a[0], "find last")?
+        .last()
+        .cloned()
+        .unwrap_or(Value::Nil))
+}
+
+fn list_rest(a: Vec<Value>) -> FnResult {
+    sublist(&a[0], "find rest", |l| l.get(1..))
+}
+
+fn list_initial(a: Vec<Value>) -> FnResult {
+    sublist(&a[0], "find initial", |l| {
+        l.get(..l.len().saturating_sub(1))
+    })
+}
+
+fn list_reverse(a: Vec<Value>) -> FnResult {
+    Ok(Value::list(
+        l_arg(&a[0], "reverse")?.iter().rev().cloned().collect(),
+    ))
+}
+
+fn regex_find(a: Vec<Value>) -> FnResult {
+    let s = t_arg(&a[1])?;
+    Ok(Value::str(
+        re(&a[0])?.find(&s).map(|m| m.as_str()).unwrap_or(""),
+    ))
+}
+
+fn regex_replace_all(a: Vec<Value>) -> FnResult {
+    let (s, r) = (t_arg(&a[1])?, t_arg(&a[2])?);
+    Ok(Value::str(
+        re(&a[0])?.replace_all(&s, r.as_str()).into_owned(),
+    ))
+}
+
+fn regex_replace_literal(a: Vec<Value>) -> FnResult {
+    let (s, r) = (t_arg(&a[1])?, t_arg(&a[2])?);
+    Ok(Value::str(
+        re(&a[0])?.replace_all(&s, regex::NoExpand(&r)).into_owned(),
+    ))
 }
