@@ -9,6 +9,7 @@
 pub mod api;
 pub mod controller;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;

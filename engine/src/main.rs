@@ -168,6 +168,24 @@ struct ControllerArgs {
     /// Right delimiter of Go templates (ESO's flag of the same name).
     #[arg(long, default_value = "}}")]
     template_right_delimiter: String,
+    /// Run the controllers only while holding a coordination.k8s.io Lease (for replicas > 1).
+    #[arg(long, env = "ESOX_LEADER_ELECT")]
+    leader_elect: bool,
+    /// The Lease's name (ESO's default).
+    #[arg(long, default_value = "external-secrets-controller")]
+    leader_election_id: String,
+    /// The Lease's namespace (default: $POD_NAMESPACE, the in-cluster namespace, or default).
+    #[arg(long, env = "ESOX_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// How long the Lease holds without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration, env = "ESOX_LEADER_ELECTION_LEASE_DURATION")]
+    leader_election_lease_duration: Duration,
+    /// How long the leader retries renewing before it steps down (exits).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "ESOX_LEADER_ELECTION_RENEW_DEADLINE")]
+    leader_election_renew_deadline: Duration,
+    /// How often to try to acquire or renew the Lease.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "ESOX_LEADER_ELECTION_RETRY_PERIOD")]
+    leader_election_retry_period: Duration,
 }
 
 impl ControllerArgs {
@@ -360,6 +378,17 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             .await
             .context("loading the built-in plugins")?;
     }
+    let elector = args.leader_elect.then(|| {
+        let mut s = esox::leader::Settings::new(
+            &args.leader_election_id,
+            &leader_namespace(args.leader_election_namespace.clone()),
+            &leader_identity(),
+        );
+        s.lease_duration = args.leader_election_lease_duration;
+        s.renew_deadline = args.leader_election_renew_deadline;
+        s.retry = args.leader_election_retry_period;
+        esox::leader::Elector::new(client.clone(), s)
+    });
     let ctx = Arc::new(Context {
         plugins,
         client,
@@ -381,7 +410,47 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             },
         },
     });
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?ctx.settings.namespace, "starting esox controller");
-    esox::controller::run(ctx, ready).await;
-    Ok(())
+    let Some(elector) = elector else {
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?ctx.settings.namespace, "starting esox controller");
+        esox::controller::run(ctx, ready).await;
+        return Ok(());
+    };
+    // A standby is healthy and ready to take over: it reports ready while it waits.
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    elector.acquire().await;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?ctx.settings.namespace, "starting esox controller as leader");
+    tokio::select! {
+        _ = esox::controller::run(ctx, ready) => {
+            elector.release().await;
+            Ok(())
+        }
+        _ = elector.hold() => {
+            // Stop writing at once: the process exits and restarts as a standby.
+            anyhow::bail!("lost the leader Lease; exiting so that only the new leader writes")
+        }
+    }
+}
+
+/// Who we are in the Lease: the pod name (or host name) and a per-process suffix.
+fn leader_identity() -> String {
+    let host = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "esox".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{host}_{}_{nanos:08x}", std::process::id())
+}
+
+/// The Lease namespace: the flag, $POD_NAMESPACE, the in-cluster namespace, or `default`.
+fn leader_namespace(flag: Option<String>) -> String {
+    flag.or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into())
 }

@@ -424,7 +424,7 @@ fn scoped_values_render_a_role_in_that_namespace_only() {
         vec![rule(
             &["coordination.k8s.io"],
             &["leases"],
-            &["get", "create", "update", "patch"]
+            &["get", "create", "update"]
         )]
     );
     assert_eq!(roles.len(), 2);
