@@ -112,3 +112,51 @@ async fn fake_generator_returns_its_data() {
         .into()
     );
 }
+
+/// ESO's ClusterGenerator: one cluster-scoped generator used from any namespace, with the
+/// spec under ESO's key for its kind.
+#[tokio::test]
+async fn cluster_generator_serves_every_namespace() {
+    let env = TestEnv::new("gen-cluster").await;
+    let name = format!("{}-pw", env.ns);
+    env.apply(&format!("apiVersion: generators.external-secrets.io/v1alpha1\nkind: ClusterGenerator\nmetadata: {{name: {name}}}\nspec:\n  kind: Password\n  generator:\n    passwordSpec:\n      length: 32\n      digits: 5\n      symbols: 0\n---\napiVersion: generators.external-secrets.io/v1alpha1\nkind: ClusterGenerator\nmetadata: {{name: {name}-ssh}}\nspec:\n  kind: SSHKey\n  generator:\n    sshKeySpec: {{keyType: ed25519}}\n")).await.unwrap();
+    let es = |es_name: &str, gen_name: &str| {
+        format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {es_name}}}\nspec:\n  refreshInterval: 1h\n  target: {{name: {es_name}}}\n  dataFrom:\n  - sourceRef:\n      generatorRef: {{apiVersion: generators.external-secrets.io/v1alpha1, kind: ClusterGenerator, name: {gen_name}}}\n"
+        )
+    };
+    env.apply(&es("from-cluster", &name)).await.unwrap();
+    let s = env
+        .wait_secret("from-cluster", "secret from the ClusterGenerator", |s| {
+            s.data.is_some()
+        })
+        .await;
+    let p = secret_strings(&s)["password"].clone();
+    assert_eq!(p.chars().count(), 32);
+    assert_eq!(p.chars().filter(|c| c.is_ascii_digit()).count(), 5);
+    env.apply(&es("unsupported", &format!("{name}-ssh")))
+        .await
+        .unwrap();
+    let msg = env
+        .wait_ready("unsupported", "False", "SecretSyncedError")
+        .await;
+    assert!(
+        msg.contains("generator kind SSHKey is not supported"),
+        "{msg}"
+    );
+    env.apply(&es("missing", "no-such-cluster-generator"))
+        .await
+        .unwrap();
+    let msg = env
+        .wait_ready("missing", "False", "SecretSyncedError")
+        .await;
+    assert!(
+        msg.contains("ClusterGenerator \"no-such-cluster-generator\" not found"),
+        "{msg}"
+    );
+    let api: kube::Api<esox::api::generators::ClusterGenerator> =
+        kube::Api::all(env.client.clone());
+    for n in [name.clone(), format!("{name}-ssh")] {
+        let _ = api.delete(&n, &Default::default()).await;
+    }
+}

@@ -186,19 +186,17 @@ fn controller_rules(cluster: bool) -> Vec<(Vec<String>, Vec<String>, Vec<String>
     let mut stores = vec!["externalsecrets", "secretstores"];
     let mut status = vec!["externalsecrets/status", "secretstores/status"];
     let mut plugins = vec!["wasmplugins"];
+    let mut generators = vec!["passwords", "uuids", "fakes"];
     if cluster {
         stores.push("clustersecretstores");
         status.push("clustersecretstores/status");
         plugins.push("clusterwasmplugins");
+        generators.push("clustergenerators");
     }
     let mut r = vec![
         rule(&["external-secrets.io"], &stores, &["get", "list", "watch"]),
         rule(&["external-secrets.io"], &status, &["patch"]),
-        rule(
-            &["generators.external-secrets.io"],
-            &["passwords", "uuids", "fakes"],
-            &["get"],
-        ),
+        rule(&["generators.external-secrets.io"], &generators, &["get"]),
         rule(&["plugins.esox.dev"], &plugins, &["get"]),
         rule(
             &[""],

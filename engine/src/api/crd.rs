@@ -40,6 +40,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         super::generators::Password::crd(),
         super::generators::UUID::crd(),
         super::generators::Fake::crd(),
+        super::generators::ClusterGenerator::crd(),
         super::plugins::WasmPlugin::crd(),
         super::plugins::ClusterWasmPlugin::crd(),
     ]

@@ -84,3 +84,42 @@ pub struct FakeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<String>,
 }
+
+/// ESO's ClusterGenerator: a cluster-scoped generator usable from every namespace, its
+/// `spec.kind` naming which generator spec in `spec.generator` applies.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[kube(
+    group = "generators.external-secrets.io",
+    version = "v1alpha1",
+    kind = "ClusterGenerator",
+    category = "external-secrets",
+    category = "external-secrets-generators",
+    doc = "ClusterGenerator makes a generator available to ExternalSecrets in every namespace."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterGeneratorSpec {
+    /// Which generator: `Password`, `UUID` or `Fake` here (ESO's other kinds are kept and
+    /// reported as unsupported).
+    pub kind: String,
+    /// The generator's spec, under ESO's key for that kind.
+    pub generator: GeneratorSpecs,
+}
+
+/// The specs a ClusterGenerator can carry (one is set, matching `kind`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct GeneratorSpecs {
+    /// For `kind: Password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_spec: Option<PasswordSpec>,
+    /// For `kind: UUID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid_spec: Option<UUIDSpec>,
+    /// For `kind: Fake`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fake_spec: Option<FakeSpec>,
+    /// ESO's other generator specs, kept as they are.
+    #[serde(flatten)]
+    pub other: std::collections::BTreeMap<String, serde_json::Value>,
+}

@@ -256,6 +256,57 @@ impl DataSource for StoreResolver<'_> {
                     plugins.builtin(Builtin::Fake),
                 )
             }
+            (GENERATORS_GROUP, "ClusterGenerator") => {
+                let api: Api<crate::api::generators::ClusterGenerator> =
+                    Api::all(self.ctx.client.clone());
+                let cg = api
+                    .get_opt(&generator.name)
+                    .await
+                    .map_err(|e| {
+                        fail(format!(
+                            "could not get ClusterGenerator {:?}: {e}",
+                            generator.name
+                        ))
+                    })?
+                    .ok_or_else(|| {
+                        fail(format!("ClusterGenerator {:?} not found", generator.name))
+                    })?;
+                let g = &cg.spec.generator;
+                let missing = |key: &str| {
+                    fail(format!(
+                        "ClusterGenerator {:?} has kind {} but no spec.generator.{key}",
+                        generator.name, cg.spec.kind
+                    ))
+                };
+                match cg.spec.kind.as_str() {
+                    "Password" => (
+                        serde_json::to_string(
+                            g.password_spec
+                                .as_ref()
+                                .ok_or_else(|| missing("passwordSpec"))?,
+                        )
+                        .expect("a Password spec serializes"),
+                        plugins.builtin(Builtin::Password),
+                    ),
+                    "UUID" => {
+                        g.uuid_spec.as_ref().ok_or_else(|| missing("uuidSpec"))?;
+                        ("{}".to_string(), plugins.builtin(Builtin::Uuid))
+                    }
+                    "Fake" => (
+                        serde_json::to_string(
+                            g.fake_spec.as_ref().ok_or_else(|| missing("fakeSpec"))?,
+                        )
+                        .expect("a Fake spec serializes"),
+                        plugins.builtin(Builtin::Fake),
+                    ),
+                    other => {
+                        return Err(fail(format!(
+                            "ClusterGenerator {:?}: generator kind {other} is not supported by this version of esox",
+                            generator.name
+                        )));
+                    }
+                }
+            }
             (GENERATORS_GROUP, "UUID") => {
                 self.generator_spec::<UUID>(generator).await?;
                 ("{}".to_string(), plugins.builtin(Builtin::Uuid))
