@@ -90,7 +90,16 @@ impl<'a> Lexer<'a> {
     }
 
     fn line_at(&self, pos: usize) -> usize {
-        1 + self.src[..pos.min(self.src.len())].matches('\n').count()
+        let b = self.src.as_bytes();
+        1 + b[..pos.min(b.len())]
+            .iter()
+            .filter(|c| **c == b'\n')
+            .count()
+    }
+
+    /// Where `part` (a slice of the source) starts in the source.
+    fn offset_of(&self, part: &str) -> usize {
+        part.as_ptr() as usize - self.src.as_ptr() as usize
     }
 
     fn emit(&mut self, tok: Tok, pos: usize) {
@@ -142,7 +151,7 @@ impl<'a> Lexer<'a> {
             }
             let Some(delim_pos) = next else {
                 if !text.is_empty() {
-                    let p = end - text.len();
+                    let p = self.offset_of(text);
                     self.emit(Tok::Text(text.to_string()), p);
                 }
                 self.pos = self.src.len();
@@ -158,11 +167,7 @@ impl<'a> Lexer<'a> {
                 text = text.trim_end_matches([' ', '\t', '\r', '\n']);
             }
             if !text.is_empty() {
-                let p = if trim_next_text {
-                    end - text.len()
-                } else {
-                    start
-                };
+                let p = self.offset_of(text);
                 self.emit(Tok::Text(text.to_string()), p);
             }
             self.pos = after + if trim_left { 2 } else { 0 };

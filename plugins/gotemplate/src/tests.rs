@@ -273,3 +273,22 @@ fn compatibility_table_matches_the_function_table() {
         );
     }
 }
+
+/// Found by the fuzzer: trimmed text around multi-byte characters.
+#[test]
+fn trim_markers_around_multibyte_text() {
+    let t = parse(
+        "t",
+        "a  {{- .a -}} \u{79d}\u{0}3 {{- .a }}\n\n  x",
+        &Options::default(),
+    )
+    .unwrap();
+    let out = t
+        .execute(&data(&[Entry {
+            key: "a".into(),
+            value: b"v".to_vec(),
+        }]))
+        .unwrap();
+    assert_eq!(out, "av\u{79d}\u{0}3v\n\n  x".as_bytes());
+    assert!(parse("t", "{{- .a -}} \u{79d}\u{0}3 {{- }", &Options::default()).is_err());
+}
