@@ -186,7 +186,7 @@ fn controller_rules(cluster: bool) -> Vec<(Vec<String>, Vec<String>, Vec<String>
     let mut stores = vec!["externalsecrets", "secretstores"];
     let mut status = vec!["externalsecrets/status", "secretstores/status"];
     let mut plugins = vec!["wasmplugins"];
-    let mut generators = vec!["passwords", "uuids", "fakes"];
+    let mut generators = vec!["passwords", "uuids", "fakes", "stssessiontokens"];
     if cluster {
         stores.push("clustersecretstores");
         status.push("clustersecretstores/status");

@@ -41,6 +41,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         super::generators::UUID::crd(),
         super::generators::Fake::crd(),
         super::generators::ClusterGenerator::crd(),
+        super::generators::STSSessionToken::crd(),
         super::plugins::WasmPlugin::crd(),
         super::plugins::ClusterWasmPlugin::crd(),
     ]

@@ -123,3 +123,58 @@ pub struct GeneratorSpecs {
     #[serde(flatten)]
     pub other: std::collections::BTreeMap<String, serde_json::Value>,
 }
+
+/// ESO's STSSessionToken generator: short-lived AWS credentials from STS `GetSessionToken`,
+/// authenticated as an AWS store would be. It runs in the host (it calls AWS; plugins have no
+/// network) and is regenerated on every refresh of the ExternalSecrets that use it.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[kube(
+    group = "generators.external-secrets.io",
+    version = "v1alpha1",
+    kind = "STSSessionToken",
+    plural = "stssessiontokens",
+    namespaced,
+    category = "external-secrets",
+    category = "external-secrets-generators",
+    doc = "STSSessionToken generates short-lived AWS credentials with STS GetSessionToken."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct STSSessionTokenSpec {
+    /// AWS region.
+    #[serde(default)]
+    pub region: String,
+    /// How to authenticate, as in an AWS SecretStore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<super::AwsAuth>,
+    /// A role to assume first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// GetSessionToken parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_parameters: Option<STSRequestParameters>,
+}
+
+/// GetSessionToken parameters (ESO's names).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct STSRequestParameters {
+    /// Lifetime in seconds (AWS: 900 to 129600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<i32>,
+    /// MFA device serial number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+    /// MFA code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_code: Option<String>,
+}
+
+/// A ClusterGenerator may carry an STSSessionToken spec too.
+impl GeneratorSpecs {
+    /// The `stsSessionTokenSpec`, if set.
+    pub fn sts_session_token(&self) -> Option<STSSessionTokenSpec> {
+        self.other
+            .get("stsSessionTokenSpec")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+}

@@ -256,6 +256,20 @@ impl DataSource for StoreResolver<'_> {
                     plugins.builtin(Builtin::Fake),
                 )
             }
+            (GENERATORS_GROUP, "STSSessionToken") => {
+                let spec = self
+                    .generator_spec::<crate::api::generators::STSSessionToken>(generator)
+                    .await?
+                    .spec;
+                return crate::provider::aws::sts_token::generate(
+                    &spec,
+                    &self.ctx.client,
+                    self.namespace,
+                    &self.ctx.metrics,
+                )
+                .await
+                .map_err(fail);
+            }
             (GENERATORS_GROUP, "ClusterGenerator") => {
                 let api: Api<crate::api::generators::ClusterGenerator> =
                     Api::all(self.ctx.client.clone());
@@ -291,6 +305,19 @@ impl DataSource for StoreResolver<'_> {
                     "UUID" => {
                         g.uuid_spec.as_ref().ok_or_else(|| missing("uuidSpec"))?;
                         ("{}".to_string(), plugins.builtin(Builtin::Uuid))
+                    }
+                    "STSSessionToken" => {
+                        let spec = g
+                            .sts_session_token()
+                            .ok_or_else(|| missing("stsSessionTokenSpec"))?;
+                        return crate::provider::aws::sts_token::generate(
+                            &spec,
+                            &self.ctx.client,
+                            self.namespace,
+                            &self.ctx.metrics,
+                        )
+                        .await
+                        .map_err(fail);
                     }
                     "Fake" => (
                         serde_json::to_string(

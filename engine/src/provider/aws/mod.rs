@@ -12,6 +12,7 @@ pub mod auth;
 pub mod errors;
 pub mod parameter_store;
 pub mod secrets_manager;
+pub mod sts_token;
 
 use std::sync::Arc;
 
