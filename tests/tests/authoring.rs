@@ -222,3 +222,37 @@ async fn render_offline_through_the_same_pipeline() {
         "{err}"
     );
 }
+
+/// A plugin written in Python (componentize-py against our WIT) runs in the same sandbox.
+#[test]
+fn python_plugin_builds_and_runs() {
+    let script = repo_root().join("examples/plugins/python-prefix/build.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("python-prefix.wasm");
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(&out)
+        .status()
+        .expect("run build.sh");
+    assert!(status.success(), "componentize-py build failed");
+    let wasm = std::fs::read(&out).unwrap();
+    let input = author::read_input(r#"{"a": "1"}"#).unwrap();
+    let got = author::run(
+        &wasm,
+        Kind::Transformer,
+        Default::default(),
+        &input,
+        r#"{"prefix": "PY_"}"#,
+    )
+    .unwrap();
+    assert_eq!(got["PY_a"].expose(), b"1");
+    let err = author::run(
+        &wasm,
+        Kind::Transformer,
+        Default::default(),
+        &input,
+        r#"{"prefix": 1}"#,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("prefix must be a string"), "{err}");
+}
