@@ -2,8 +2,8 @@
 //! (fetch → rewrite → template plugins → Go/minijinja engine), for debugging templates and
 //! plugins without a cluster.
 //!
-//! The input is the manifests a user already has: the ExternalSecret, a store with the Fake
-//! provider (or a JSON file of remote values standing in for one), the ConfigMaps and Secrets
+//! The input is the manifests a user already has: the ExternalSecret, a store (Fake, or AWS
+//! with the default credential chain; or a JSON file of remote values standing in for one), the ConfigMaps and Secrets
 //! its `templateFrom` reads, and local files for the `WasmPlugin`s it declares.
 
 use std::collections::BTreeMap;
@@ -77,7 +77,7 @@ pub async fn render(
         serde_yaml::from_value(es.get("spec").cloned().unwrap_or_default()).map_err(|e| {
             RenderError::Input(format!("ExternalSecret {es_name}: invalid spec: {e}"))
         })?;
-    let provider = provider(&inputs, &spec)?;
+    let provider = provider(&inputs, &spec).await?;
     let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
     let source = Offline {
         provider,
@@ -156,7 +156,10 @@ pub async fn render(
 }
 
 /// The store: a `--data` file, or the Fake store the ExternalSecret names.
-fn provider(inputs: &Inputs, spec: &ExternalSecretSpec) -> Result<Arc<dyn Provider>, RenderError> {
+async fn provider(
+    inputs: &Inputs,
+    spec: &ExternalSecretSpec,
+) -> Result<Arc<dyn Provider>, RenderError> {
     use crate::api::{FakeProvider as FakeSpec, FakeProviderData};
     if let Some(values) = &inputs.data {
         let fake = FakeSpec {
@@ -183,16 +186,16 @@ fn provider(inputs: &Inputs, spec: &ExternalSecretSpec) -> Result<Arc<dyn Provid
                 wanted.unwrap_or("(unnamed)")
             ))
         })?;
-    let fake = store
-        .get("spec")
-        .and_then(|s| s.get("provider"))
-        .and_then(|p| p.get("fake"))
-        .ok_or_else(|| {
-            RenderError::Input(format!(
-                "store {} is not a Fake store; offline renders read a Fake store or --data FILE.json",
-                name_of(store)
-            ))
-        })?;
+    let provider_spec = store.get("spec").and_then(|s| s.get("provider"));
+    if let Some(aws) = provider_spec.and_then(|p| p.get("aws")) {
+        return aws_provider(name_of(store), aws).await;
+    }
+    let fake = provider_spec.and_then(|p| p.get("fake")).ok_or_else(|| {
+        RenderError::Input(format!(
+            "store {} is neither a Fake nor an AWS store; offline renders read a Fake store, an AWS store or --data FILE.json",
+            name_of(store)
+        ))
+    })?;
     let fake: FakeSpec = serde_yaml::from_value(fake.clone()).map_err(|e| {
         RenderError::Input(format!(
             "store {}: invalid fake provider: {e}",
@@ -200,6 +203,38 @@ fn provider(inputs: &Inputs, spec: &ExternalSecretSpec) -> Result<Arc<dyn Provid
         ))
     })?;
     Ok(Arc::new(crate::provider::fake::FakeProvider::new(&fake)))
+}
+
+/// An AWS store, offline: credentials from the SDK's default chain (AWS_* variables, profile,
+/// instance role), since `auth.secretRef` and `auth.jwt` need the cluster.
+async fn aws_provider(
+    name: &str,
+    aws: &serde_yaml::Value,
+) -> Result<Arc<dyn Provider>, RenderError> {
+    let spec: crate::api::AwsProvider = serde_yaml::from_value(aws.clone())
+        .map_err(|e| RenderError::Input(format!("store {name}: invalid aws provider: {e}")))?;
+    if spec.auth.is_some() {
+        return Err(RenderError::Input(format!(
+            "store {name}: spec.provider.aws.auth needs the cluster (a Secret or a ServiceAccount token); offline renders use the AWS default credential chain: remove auth, or pass --data FILE.json"
+        )));
+    }
+    // Never called: the default chain reads no Kubernetes object.
+    let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a valid URL"));
+    let client =
+        kube::Client::try_from(config).map_err(|e| RenderError::Input(format!("internal: {e}")))?;
+    let metrics = Arc::new(Metrics::new(
+        &mut prometheus_client::registry::Registry::default(),
+    ));
+    let ctx = crate::provider::BuildContext {
+        client: &client,
+        store_kind: crate::api::StoreKind::SecretStore,
+        namespace: "default",
+        metrics: &metrics,
+    };
+    let (provider, _) = crate::provider::aws::connect(&spec, &ctx)
+        .await
+        .map_err(|e| RenderError::Input(format!("store {name}: {e}")))?;
+    Ok(provider)
 }
 
 /// ConfigMaps and Secrets among the documents, for `templateFrom`.

@@ -256,3 +256,25 @@ fn python_plugin_builds_and_runs() {
     .unwrap_err();
     assert!(err.to_string().contains("prefix must be a string"), "{err}");
 }
+
+/// `esox render` against an AWS store (moto here) with the default credential chain.
+#[tokio::test]
+async fn render_offline_from_aws() {
+    let key = format!("render/{}", std::process::id());
+    esox_tests::put_aws_secret(&key, r#"{"user":"app","pass":"s3cr3t"}"#, &[]).await;
+    let name = &key;
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&format!(
+        "apiVersion: external-secrets.io/v1beta1\nkind: SecretStore\nmetadata: {{name: aws}}\nspec:\n  provider:\n    aws: {{service: SecretsManager, region: us-east-1}}\n---\napiVersion: external-secrets.io/v1beta1\nkind: ExternalSecret\nmetadata: {{name: app}}\nspec:\n  secretStoreRef: {{name: aws, kind: SecretStore}}\n  target:\n    template:\n      data:\n        dsn: 'postgres://{{{{ .user }}}}:{{{{ .pass }}}}@db/app'\n  dataFrom:\n  - extract: {{key: {name}}}\n"
+    ))
+    .map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap())
+    .collect();
+    let host = esox::plugin::PluginHost::new(Default::default()).unwrap();
+    let inputs = esox::render::Inputs {
+        docs,
+        data: None,
+        plugins: Default::default(),
+        name: None,
+    };
+    let out = esox::render::render(inputs, host, true).await.unwrap();
+    assert!(out.contains("dsn: postgres://app:s3cr3t@db/app"), "{out}");
+}
