@@ -729,3 +729,16 @@ async fn deleted_external_secrets_leave_no_metric_series() {
     .await
     .unwrap();
 }
+
+/// ESO's admission rules apply even without a webhook: the ExternalSecret gets ESO's message
+/// on its status, and no Secret is written.
+#[tokio::test]
+async fn eso_admission_rules_are_reported_on_status() {
+    let env = TestEnv::new("sync-rules").await;
+    env.apply("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: store}\nspec:\n  provider:\n    fake:\n      data:\n      - {key: k, value: v}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: dup}\nspec:\n  secretStoreRef: {name: store, kind: SecretStore}\n  target: {name: dup, creationPolicy: Merge, deletionPolicy: Delete}\n  data:\n  - {secretKey: a, remoteRef: {key: k}}\n  - {secretKey: b, remoteRef: {key: k}}\n").await.unwrap();
+    let msg = env.wait_ready("dup", "False", "SecretSyncedError").await;
+    assert_eq!(
+        msg,
+        "invalid ExternalSecret: deletionPolicy=Delete must not be used when the controller doesn't own the secret. Please set creationPolicy=Owner"
+    );
+}

@@ -9,6 +9,7 @@ pub mod external_secret;
 pub mod generators;
 pub mod plugins;
 pub mod secret_store;
+pub mod validate;
 
 pub use condition::Condition;
 pub use external_secret::*;

@@ -183,7 +183,12 @@ async fn sync(es: &ExternalSecret, ctx: &Context, live: bool) -> Result<Action, 
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
 
-    // Step 1: validate what cannot be fixed by retrying.
+    // Step 1: validate what cannot be fixed by retrying: ESO's admission rules first (the
+    // webhook's words, joined as Go's errors.Join joins them), then the refresh interval.
+    let invalid = crate::api::validate::external_secret(&es.spec);
+    if !invalid.is_empty() {
+        return fail_permanently(es, ctx, &recorder, Error::InvalidSpec(invalid.join("\n"))).await;
+    }
     let interval = match es.spec.refresh_interval.as_deref() {
         None | Some("") => Duration::ZERO,
         Some(s) => match duration::parse(s) {
