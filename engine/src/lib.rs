@@ -19,3 +19,4 @@ pub mod render;
 pub mod secret;
 pub mod telemetry;
 pub mod template;
+pub mod webhook;

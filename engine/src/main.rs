@@ -168,6 +168,19 @@ struct ControllerArgs {
     /// Right delimiter of Go templates (ESO's flag of the same name).
     #[arg(long, default_value = "}}")]
     template_right_delimiter: String,
+    /// Serve the validating admission webhook on this port (0: off; ESO uses 9443).
+    #[arg(long, default_value_t = 0, env = "ESOX_WEBHOOK_PORT")]
+    webhook_port: u16,
+    /// Directory with the webhook's `tls.crt` and `tls.key`.
+    #[arg(
+        long,
+        default_value = "/tmp/k8s-webhook-server/serving-certs",
+        env = "ESOX_WEBHOOK_CERT_DIR"
+    )]
+    webhook_cert_dir: std::path::PathBuf,
+    /// Address the webhook binds.
+    #[arg(long, default_value = "0.0.0.0", env = "ESOX_WEBHOOK_HOST")]
+    webhook_host: String,
     /// Run the controllers only while holding a coordination.k8s.io Lease (for replicas > 1).
     #[arg(long, env = "ESOX_LEADER_ELECT")]
     leader_elect: bool,
@@ -362,6 +375,16 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not listen on {}", args.metrics_addr))?;
     tokio::spawn(esox::http::serve(listener, registry.clone(), ready.clone()));
+    if args.webhook_port != 0 {
+        // Every replica serves the webhook (it reads nothing but the object under review).
+        let tls = esox::webhook::tls_config(&args.webhook_cert_dir)?;
+        let addr = format!("{}:{}", args.webhook_host, args.webhook_port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("could not listen on {addr} for the webhook"))?;
+        tracing::info!(%addr, "serving the validating webhook");
+        tokio::spawn(esox::webhook::serve(listener, tls));
+    }
 
     let limits = esox::plugin::Limits {
         deadline: args.plugin_timeout,
