@@ -585,3 +585,17 @@ pub async fn aws_config_for(endpoint: &str, key: &str) -> aws_config::SdkConfig 
         .load()
         .await
 }
+
+/// Runs `program args` in `dir`; fails the test with the command's stderr if it fails.
+pub fn run_ok(dir: &std::path::Path, program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,8 +1,6 @@
 //! `spec.target.template` end to end on the real apiserver: every rendering and every
 //! PKCS#12 extraction runs in the built-in Wasm plugins.
 
-use std::process::Command;
-
 use esox_tests::{TestEnv, secret_strings};
 
 const STORE: &str = r#"apiVersion: external-secrets.io/v1
@@ -221,19 +219,7 @@ async fn render_errors_keep_the_last_good_secret() {
 fn make_p12(password: &str) -> (Vec<u8>, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let sh = |script: &str| {
-        let out = Command::new("sh")
-            .current_dir(d)
-            .arg("-ec")
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let sh = |script: &str| esox_tests::run_ok(d, "sh", &["-ec", script]);
     sh("for n in root inter leaf; do openssl ecparam -name prime256v1 -genkey -noout -out $n.key; done
         printf 'basicConstraints=critical,CA:TRUE\\nsubjectKeyIdentifier=hash\\nauthorityKeyIdentifier=keyid\\n' > ca.ext
         printf 'subjectKeyIdentifier=hash\\nauthorityKeyIdentifier=keyid\\n' > leaf.ext

@@ -2,22 +2,11 @@
 //! this test's namespace) points at an esox process on loopback with a certificate the test
 //! makes; invalid manifests are refused with ESO's messages, valid ones admitted.
 
-use std::process::Command;
-
 use base64::Engine as _;
 use esox_tests::{Options, TestEnv};
 
 fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    esox_tests::run_ok(dir, "openssl", args);
 }
 
 #[tokio::test]
