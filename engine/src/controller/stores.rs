@@ -67,6 +67,21 @@ impl<'a> StoreResolver<'a> {
     }
 
     /// Reads a generator object from the ExternalSecret's namespace.
+    /// STS session credentials for an STSSessionToken spec (namespaced or in a
+    /// ClusterGenerator), authenticated in this ExternalSecret's namespace.
+    async fn sts_session(
+        &self,
+        spec: &crate::api::generators::STSSessionTokenSpec,
+    ) -> Result<SecretMap, String> {
+        crate::provider::aws::sts_token::generate(
+            spec,
+            &self.ctx.client,
+            self.namespace,
+            &self.ctx.metrics,
+        )
+        .await
+    }
+
     async fn generator_spec<K>(&self, generator: &GeneratorRef) -> Result<K, SourceError>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -261,14 +276,7 @@ impl DataSource for StoreResolver<'_> {
                     .generator_spec::<crate::api::generators::STSSessionToken>(generator)
                     .await?
                     .spec;
-                return crate::provider::aws::sts_token::generate(
-                    &spec,
-                    &self.ctx.client,
-                    self.namespace,
-                    &self.ctx.metrics,
-                )
-                .await
-                .map_err(fail);
+                return self.sts_session(&spec).await.map_err(fail);
             }
             (GENERATORS_GROUP, "ClusterGenerator") => {
                 let api: Api<crate::api::generators::ClusterGenerator> =
@@ -310,14 +318,7 @@ impl DataSource for StoreResolver<'_> {
                         let spec = g
                             .sts_session_token()
                             .ok_or_else(|| missing("stsSessionTokenSpec"))?;
-                        return crate::provider::aws::sts_token::generate(
-                            &spec,
-                            &self.ctx.client,
-                            self.namespace,
-                            &self.ctx.metrics,
-                        )
-                        .await
-                        .map_err(fail);
+                        return self.sts_session(&spec).await.map_err(fail);
                     }
                     "Fake" => (
                         serde_json::to_string(

@@ -421,12 +421,8 @@ pub fn run(
                 })
                 .collect();
             let mut out = SecretMap::new();
-            for (name, result) in rt.render(&plugin, &reqs, &context, config)? {
-                match result {
-                    Ok(entries) => out.extend(entries),
-                    Err(e) => return Err(AuthorError::Plugin(e)),
-                }
-                let _ = name;
+            for (_, result) in rt.render(&plugin, &reqs, &context, config)? {
+                out.extend(result?);
             }
             out
         }

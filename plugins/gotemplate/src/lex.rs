@@ -416,26 +416,32 @@ impl<'a> Lexer<'a> {
         Ok(())
     }
 
-    fn quote(&mut self) -> Result<(), ParseError> {
-        let start = self.pos;
+    /// From an opening quote past its closing `close`, skipping backslash escapes; a line end or
+    /// the end of input first is `unterminated`.
+    fn scan_escaped(&mut self, close: char, unterminated: &str) -> Result<(), ParseError> {
         self.pos += 1;
         loop {
             match self.peek() {
                 Some('\\') => {
                     self.pos += 1;
                     match self.peek() {
-                        None | Some('\n') => return Err(self.err("unterminated quoted string")),
+                        None | Some('\n') => return Err(self.err(unterminated)),
                         Some(c) => self.pos += c.len_utf8(),
                     }
                 }
-                None | Some('\n') => return Err(self.err("unterminated quoted string")),
-                Some('"') => {
+                None | Some('\n') => return Err(self.err(unterminated)),
+                Some(c) if c == close => {
                     self.pos += 1;
-                    break;
+                    return Ok(());
                 }
                 Some(c) => self.pos += c.len_utf8(),
             }
         }
+    }
+
+    fn quote(&mut self) -> Result<(), ParseError> {
+        let start = self.pos;
+        self.scan_escaped('"', "unterminated quoted string")?;
         let raw = &self.src[start..self.pos];
         let value = unquote(&raw[1..raw.len() - 1], '"').map_err(|m| ParseError {
             line: self.line_at(start),
@@ -464,26 +470,7 @@ impl<'a> Lexer<'a> {
 
     fn char_const(&mut self) -> Result<(), ParseError> {
         let start = self.pos;
-        self.pos += 1;
-        loop {
-            match self.peek() {
-                Some('\\') => {
-                    self.pos += 1;
-                    match self.peek() {
-                        None | Some('\n') => {
-                            return Err(self.err("unterminated character constant"));
-                        }
-                        Some(c) => self.pos += c.len_utf8(),
-                    }
-                }
-                None | Some('\n') => return Err(self.err("unterminated character constant")),
-                Some('\'') => {
-                    self.pos += 1;
-                    break;
-                }
-                Some(c) => self.pos += c.len_utf8(),
-            }
-        }
+        self.scan_escaped('\'', "unterminated character constant")?;
         let raw = &self.src[start..self.pos];
         let bad = || ParseError {
             line: self.line_at(start),

@@ -153,10 +153,12 @@ pub fn render(templates: Vec<Template>, context: Vec<Entry>, options: &str) -> V
         }
     };
     if opts.key_transform {
+        // Every key of a rewrite comes with the same template text: parse it once.
+        let mut parsed: Option<(String, Result<Compiled, String>)> = None;
         return templates
             .into_iter()
             .map(|t| Rendered {
-                output: transform_key(&t),
+                output: transform_key(&t, &mut parsed),
                 name: t.name,
             })
             .collect();
@@ -176,14 +178,24 @@ pub fn render(templates: Vec<Template>, context: Vec<Entry>, options: &str) -> V
 
 /// ESO's `RewriteTransform`: `template.New("transform").Funcs(…).Parse(text)` executed over
 /// `{"value": key}`; the output is the new key.
-fn transform_key(t: &Template) -> Result<Vec<Entry>, PluginError> {
+fn transform_key(
+    t: &Template,
+    parsed: &mut Option<(String, Result<Compiled, String>)>,
+) -> Result<Vec<Entry>, PluginError> {
     let err = |message: String| PluginError {
         message,
         key: Some(t.name.clone()),
     };
-    // ESO parses transforms with the default delimiters, whatever its flags say.
-    let opts = Options::default();
-    let compiled = parse("transform", &t.text, &opts)
+    if parsed.as_ref().is_none_or(|(text, _)| *text != t.text) {
+        // ESO parses transforms with the default delimiters, whatever its flags say.
+        *parsed = Some((
+            t.text.clone(),
+            parse("transform", &t.text, &Options::default()),
+        ));
+    }
+    let (_, compiled) = parsed.as_ref().expect("parsed above");
+    let compiled = compiled
+        .as_ref()
         .map_err(|e| err(format!("could not parse template: {e}")))?;
     let value = data(&[Entry {
         key: "value".into(),

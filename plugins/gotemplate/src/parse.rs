@@ -335,14 +335,14 @@ impl<'a> Parser<'a> {
         if let Tok::Keyword(k) = it.tok {
             self.next_non_space();
             return match k {
-                Kw::Block => self.block(it.line),
+                Kw::Block => self.block(),
                 Kw::Break => self.break_continue(it, true),
                 Kw::Continue => self.break_continue(it, false),
                 Kw::Else => Err(self.err_at(it.line, "unexpected {{else}}")),
                 Kw::End => Err(self.err_at(it.line, "unexpected {{end}}")),
                 Kw::If => self.branch("if").map(Node::If),
                 Kw::Range => self.branch("range").map(Node::Range),
-                Kw::Template => self.template_call(it.line),
+                Kw::Template => self.template_call(),
                 Kw::With => self.branch("with").map(Node::With),
                 Kw::Define => Err(self.err_at(it.line, "unexpected <define> in command")),
             };
@@ -434,7 +434,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn template_call(&mut self, line: usize) -> Result<Node, ParseError> {
+    fn template_call(&mut self) -> Result<Node, ParseError> {
         let pos = self.peek_non_space().pos;
         let name = self.template_name("template clause")?;
         let next = self.peek_non_space();
@@ -444,7 +444,6 @@ impl<'a> Parser<'a> {
         } else {
             Some(self.pipeline("template clause", true)?)
         };
-        let _ = line;
         Ok(Node::Template { pos, name, pipe })
     }
 
@@ -476,7 +475,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `{{block "name" pipeline}} … {{end}}`: define it and call it.
-    fn block(&mut self, _line: usize) -> Result<Node, ParseError> {
+    fn block(&mut self) -> Result<Node, ParseError> {
         let pos = self.peek_non_space().pos;
         let name = self.template_name("block clause")?;
         let pipe = self.pipeline("block clause", true)?;
