@@ -267,3 +267,56 @@ async fn created_once_survives_a_controller_restart() {
         "the restarted controller reconciled the ExternalSecret"
     );
 }
+
+/// STSSessionToken credentials are renewed before they expire even when `refreshInterval` is
+/// longer than their lifetime, and a restarted controller still knows when (the deadline is on
+/// the Secret). moto issues credentials for any `sessionDuration`, so 45 s keeps this short;
+/// esox renews a third of the lifetime early, i.e. 15 s before expiry.
+#[tokio::test]
+async fn sts_credentials_are_renewed_before_they_expire() {
+    let env = TestEnv::with(
+        "gen-sts-renew",
+        esox_tests::Options {
+            no_controller: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    env.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: aws-creds}\nstringData: {access-key: AKIDESOXTEST, secret-key: esox-test-secret}\n---\napiVersion: generators.external-secrets.io/v1alpha1\nkind: STSSessionToken\nmetadata: {name: session}\nspec:\n  region: us-east-1\n  requestParameters: {sessionDuration: 45}\n  auth:\n    secretRef:\n      accessKeyIDSecretRef: {name: aws-creds, key: access-key}\n      secretAccessKeySecretRef: {name: aws-creds, key: secret-key}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: session}\nspec:\n  refreshInterval: 1h\n  target: {name: session}\n  dataFrom:\n  - sourceRef:\n      generatorRef: {apiVersion: generators.external-secrets.io/v1alpha1, kind: STSSessionToken, name: session}\n").await.unwrap();
+    let first = env.spawn_controller(&[]);
+    let s = env
+        .wait_secret("session", "session credentials", |s| s.data.is_some())
+        .await;
+    let expires: i64 = secret_strings(&s)["expiration"].parse().unwrap();
+    let renew_at: jiff::Timestamp = s
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("esox.dev/renew-at"))
+        .expect("the Secret says when it is renewed")
+        .parse()
+        .unwrap();
+    assert!(
+        (renew_at.as_second() - (expires - 15)).abs() <= 1,
+        "renewed 15 s before expiry: renew-at {renew_at}, expires {expires}"
+    );
+    drop(first);
+    let _second = env.spawn_controller(&[]);
+    let api = env.secrets();
+    let renewed = wait_for(Duration::from_secs(60), "renewed credentials", || {
+        let api = api.clone();
+        async move {
+            let s = api.get_opt("session").await.ok().flatten()?;
+            let e: i64 = secret_strings(&s).get("expiration")?.parse().ok()?;
+            (e != expires).then_some((e, jiff::Timestamp::now()))
+        }
+    })
+    .await
+    .unwrap();
+    let (new_expires, seen) = renewed;
+    assert!(
+        seen.as_second() < expires,
+        "renewed at {seen}, before the old credentials expired ({expires})"
+    );
+    assert!(new_expires > expires, "new credentials outlive the old");
+}

@@ -207,17 +207,21 @@ async fn sync(es: &ExternalSecret, ctx: &Context, live: bool) -> Result<Action, 
     // Step 2: is a refresh due?
     let status = es.status.clone().unwrap_or_default();
     let current_version = resource_version(es);
-    let state = RefreshState {
+    let existing = secrets
+        .get_opt(&target)
+        .await
+        .map_err(kube_err(format!("could not get Secret {target:?}")))?;
+    let mut state = RefreshState {
         policy: es.spec.refresh_policy.unwrap_or_default(),
         interval,
         last_refresh: status.refresh_time.as_ref().map(|t| t.0),
         synced_version: status.synced_resource_version.as_deref(),
         current_version: &current_version,
+        renew_at: existing
+            .as_ref()
+            .and_then(|s| s.annotations().get(refresh::RENEW_AT_ANNOTATION))
+            .and_then(|t| t.parse().ok()),
     };
-    let existing = secrets
-        .get_opt(&target)
-        .await
-        .map_err(kube_err(format!("could not get Secret {target:?}")))?;
     let now = jiff::Timestamp::now();
     let policy = es.spec.target.creation_policy;
     if !refresh::should_refresh(&state, now) && secret_is_valid(existing.as_ref(), policy) {
@@ -274,7 +278,19 @@ async fn sync(es: &ExternalSecret, ctx: &Context, live: bool) -> Result<Action, 
         }
     } else {
         match render(es, ctx, &ns, data).await {
-            Ok(output) => apply(es, &secrets, existing.as_ref(), output).await,
+            Ok(mut output) => {
+                // Generated credentials that expire are renewed before they do; the deadline
+                // rides on the Secret so a restarted controller still knows it.
+                state.renew_at = resolver
+                    .credentials_expire()
+                    .map(|expires| refresh::renewal_time(now, expires));
+                if let Some(t) = state.renew_at {
+                    output
+                        .annotations
+                        .insert(refresh::RENEW_AT_ANNOTATION.into(), t.to_string());
+                }
+                apply(es, &secrets, existing.as_ref(), output).await
+            }
             Err(e) => Err(e),
         }
     };
@@ -610,8 +626,11 @@ async fn apply(
             }
             merged.extend(data.clone());
             let hash_value = hash::data_hash(merged.iter().map(|(k, v)| (k, v.0.as_slice())));
+            let renew_at = refresh::RENEW_AT_ANNOTATION;
             if existing.is_some_and(|s| {
-                secret_is_valid(Some(s), policy) && s.data.as_ref() == Some(&merged)
+                secret_is_valid(Some(s), policy)
+                    && s.data.as_ref() == Some(&merged)
+                    && s.annotations().get(renew_at) == output.annotations.get(renew_at)
             }) {
                 return Ok(Outcome::Unchanged);
             }

@@ -47,6 +47,8 @@ pub struct StoreResolver<'a> {
     /// Held while a store is resolved, so entries fetched concurrently resolve it once (and
     /// then reach the provider together, where they can be batched).
     cache: tokio::sync::Mutex<HashMap<SecretStoreRef, Result<ResolvedStore, SourceError>>>,
+    /// See [`StoreResolver::credentials_expire`].
+    expires: std::sync::Mutex<Option<jiff::Timestamp>>,
 }
 
 impl<'a> StoreResolver<'a> {
@@ -63,24 +65,35 @@ impl<'a> StoreResolver<'a> {
             default_ref,
             max_age,
             cache: tokio::sync::Mutex::new(HashMap::new()),
+            expires: std::sync::Mutex::new(None),
         }
     }
 
-    /// Reads a generator object from the ExternalSecret's namespace.
+    /// The earliest expiry of the credentials generated in this reconcile (STSSessionToken),
+    /// if any: the Secret must be renewed before then whatever its refresh interval says.
+    pub fn credentials_expire(&self) -> Option<jiff::Timestamp> {
+        *self.expires.lock().expect("expiry lock")
+    }
+
     /// STS session credentials for an STSSessionToken spec (namespaced or in a
     /// ClusterGenerator), authenticated in this ExternalSecret's namespace.
     async fn sts_session(
         &self,
         spec: &crate::api::generators::STSSessionTokenSpec,
     ) -> Result<SecretMap, String> {
-        crate::provider::aws::sts_token::generate(
+        let (data, expires) = crate::provider::aws::sts_token::generate(
             spec,
             &self.ctx.client,
             self.namespace,
             &self.ctx.metrics,
         )
-        .await
+        .await?;
+        let mut earliest = self.expires.lock().expect("expiry lock");
+        *earliest = Some(earliest.map_or(expires, |e| e.min(expires)));
+        Ok(data)
     }
+
+    /// Reads a generator object from the ExternalSecret's namespace.
 
     async fn generator_spec<K>(&self, generator: &GeneratorRef) -> Result<K, SourceError>
     where

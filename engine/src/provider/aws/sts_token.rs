@@ -1,19 +1,23 @@
 //! The STSSessionToken generator's AWS call: `GetSessionToken` as the configured identity,
 //! returning ESO's keys (`access_key_id`, `secret_access_key`, `session_token`,
 //! `expiration` as Unix seconds).
+//!
+//! The expiry is also returned on its own, so the controller can renew the credentials before
+//! they expire rather than on the ExternalSecret's refresh interval alone.
 
 use crate::api::generators::STSSessionTokenSpec;
 use crate::api::{AwsProvider, StoreKind};
 use crate::provider::{BuildContext, ProviderBuildError};
 use crate::secret::{SecretBytes, SecretMap};
 
-/// Generates session credentials for `spec`, resolving references in `namespace`.
+/// Generates session credentials for `spec`, resolving references in `namespace`; returns
+/// them with their expiration time.
 pub async fn generate(
     spec: &STSSessionTokenSpec,
     client: &kube::Client,
     namespace: &str,
     metrics: &std::sync::Arc<crate::metrics::Metrics>,
-) -> Result<SecretMap, String> {
+) -> Result<(SecretMap, jiff::Timestamp), String> {
     if !super::valid_region(&spec.region) {
         return Err(format!(
             "invalid AWS region {:?}: expected a region name such as us-east-1",
@@ -66,5 +70,7 @@ pub async fn generate(
         "expiration".into(),
         SecretBytes::new(c.expiration.secs().to_string().into_bytes()),
     );
-    Ok(data)
+    let expires = jiff::Timestamp::from_second(c.expiration.secs())
+        .map_err(|e| format!("sts:GetSessionToken returned an invalid expiration: {e}"))?;
+    Ok((data, expires))
 }
