@@ -94,7 +94,6 @@ impl<'a> StoreResolver<'a> {
     }
 
     /// Reads a generator object from the ExternalSecret's namespace.
-
     async fn generator_spec<K>(&self, generator: &GeneratorRef) -> Result<K, SourceError>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
