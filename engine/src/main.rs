@@ -178,6 +178,20 @@ struct ControllerArgs {
         env = "ESOX_WEBHOOK_CERT_DIR"
     )]
     webhook_cert_dir: std::path::PathBuf,
+    /// Provision the webhook's certificate into this Secret (in the controller's namespace)
+    /// and serve it, instead of reading `--webhook-cert-dir`: esox makes a CA and a serving
+    /// certificate, renews them before they expire, and keeps `--webhook-config-name`'s
+    /// caBundle in step.
+    #[arg(long, env = "ESOX_WEBHOOK_CERT_SECRET")]
+    webhook_cert_secret: Option<String>,
+    /// The ValidatingWebhookConfiguration whose caBundle esox keeps (with
+    /// `--webhook-cert-secret`).
+    #[arg(long, env = "ESOX_WEBHOOK_CONFIG_NAME")]
+    webhook_config_name: Option<String>,
+    /// A DNS name or IP address for the provisioned certificate (repeat, or comma-separate in
+    /// the environment variable), e.g. the webhook Service's `NAME.NAMESPACE.svc`.
+    #[arg(long, env = "ESOX_WEBHOOK_DNS_NAMES", value_delimiter = ',')]
+    webhook_dns_name: Vec<String>,
     /// Address the webhook binds.
     #[arg(long, default_value = "0.0.0.0", env = "ESOX_WEBHOOK_HOST")]
     webhook_host: String,
@@ -377,7 +391,19 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     tokio::spawn(esox::http::serve(listener, registry.clone(), ready.clone()));
     if args.webhook_port != 0 {
         // Every replica serves the webhook (it reads nothing but the object under review).
-        let tls = esox::webhook::tls_config(&args.webhook_cert_dir)?;
+        let tls = match &args.webhook_cert_secret {
+            Some(secret) => {
+                let settings = esox::webhook::certs::CertSettings {
+                    namespace: own_namespace(None),
+                    secret: secret.clone(),
+                    webhook_config: args.webhook_config_name.clone(),
+                    names: args.webhook_dns_name.clone(),
+                };
+                let resolver = esox::webhook::certs::provision(client.clone(), settings)?;
+                esox::webhook::tls_config_from(resolver)
+            }
+            None => esox::webhook::tls_config(&args.webhook_cert_dir)?,
+        };
         let addr = format!("{}:{}", args.webhook_host, args.webhook_port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -404,7 +430,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     let elector = args.leader_elect.then(|| {
         let mut s = esox::leader::Settings::new(
             &args.leader_election_id,
-            &leader_namespace(args.leader_election_namespace.clone()),
+            &own_namespace(args.leader_election_namespace.clone()),
             &leader_identity(),
         );
         s.lease_duration = args.leader_election_lease_duration;
@@ -466,8 +492,9 @@ fn leader_identity() -> String {
     format!("{host}_{}_{nanos:08x}", std::process::id())
 }
 
-/// The Lease namespace: the flag, $POD_NAMESPACE, the in-cluster namespace, or `default`.
-fn leader_namespace(flag: Option<String>) -> String {
+/// The controller's own namespace (for its Lease and its webhook certificate): the flag,
+/// $POD_NAMESPACE, the in-cluster namespace, or `default`.
+fn own_namespace(flag: Option<String>) -> String {
     flag.or_else(|| std::env::var("POD_NAMESPACE").ok())
         .or_else(|| {
             std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")

@@ -580,7 +580,8 @@ fn webhook_renders_a_trusted_serving_certificate_or_a_cert_manager_certificate()
     let docs = render(
         &bin,
         "external-secrets",
-        &json!({"installCRDs": false, "webhook": {"create": true, "failurePolicy": "Ignore"}}),
+        &json!({"installCRDs": false, "webhook": {"create": true, "failurePolicy": "Ignore",
+                "certProvider": "helm"}}),
     );
     let c = container(&docs);
     assert!(args(&docs).contains(&"--webhook-port=9443".to_string()));
@@ -772,6 +773,11 @@ impl ChartController {
             .port();
         let addr = format!("127.0.0.1:{port}");
         let cache = dir.path().join("plugin-cache");
+        let webhook_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut args = args(docs);
         assert_eq!(args.remove(0), "controller");
         let args: Vec<String> = std::iter::once("controller".to_string())
@@ -780,6 +786,8 @@ impl ChartController {
                     format!("--metrics-addr={addr}")
                 } else if a.starts_with("--plugin-cache-dir=") {
                     format!("--plugin-cache-dir={}", cache.display())
+                } else if a.starts_with("--webhook-port=") {
+                    format!("--webhook-port={webhook_port}")
                 } else {
                     a
                 }
@@ -797,10 +805,23 @@ impl ChartController {
         let env = stack_env().unwrap();
         let log = dir.path().join("esox.log");
         let mut cmd = Command::new(esox_bin());
+        // The chart's literal environment (the webhook settings), and what the downward API
+        // would give the pod.
+        for e in c["env"].as_array().unwrap() {
+            if let (Some(k), Some(v)) = (e["name"].as_str(), e["value"].as_str()) {
+                cmd.env(k, v);
+            }
+        }
+        let namespace = one(docs, "Deployment")["metadata"]["namespace"]
+            .as_str()
+            .unwrap()
+            .to_string();
         cmd.args(&args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", rust_log)
             .env("POD_NAME", "esox-chart-test")
+            .env("POD_NAMESPACE", namespace)
+            .env("ESOX_WEBHOOK_HOST", "127.0.0.1")
             .env_remove("ESOX_NAMESPACE")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -1247,5 +1268,186 @@ async fn installed_scoped_chart_confines_esox_to_its_namespace() {
     assert!(
         !log.contains("tenant-pw"),
         "a secret value is in the controller log"
+    );
+}
+
+/// `webhook.certProvider: esox` (the default): no certificate in the chart, the controller is
+/// told where to keep one, and RBAC grants exactly that Secret and that caBundle.
+#[test]
+fn webhook_certificate_by_esox_renders_its_settings_and_narrow_rbac() {
+    let bin = helm_or_skip!();
+    let docs = render(
+        &bin,
+        "external-secrets",
+        &json!({"installCRDs": false, "webhook": {"create": true}}),
+    );
+    let c = container(&docs);
+    let env: BTreeMap<String, String> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
+        .collect();
+    assert_eq!(env["ESOX_WEBHOOK_CERT_SECRET"], "esox-webhook-tls");
+    assert_eq!(env["ESOX_WEBHOOK_CONFIG_NAME"], "esox-webhook");
+    assert_eq!(
+        env["ESOX_WEBHOOK_DNS_NAMES"],
+        "esox-webhook,esox-webhook.external-secrets,esox-webhook.external-secrets.svc,esox-webhook.external-secrets.svc.cluster.local"
+    );
+    assert!(!env.contains_key("ESOX_WEBHOOK_CERT_DIR"));
+    assert!(
+        !c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "webhook-certs")
+    );
+    // The Secret is the release's (so uninstall removes it) but holds nothing until esox
+    // fills it; the configuration has no caBundle for helm to reset.
+    let secret = one(&docs, "Secret");
+    assert_eq!(secret["metadata"]["name"], "esox-webhook-tls");
+    assert!(secret.get("data").is_none(), "{secret}");
+    let vwc = one(&docs, "ValidatingWebhookConfiguration");
+    for h in vwc["webhooks"].as_array().unwrap() {
+        assert!(h["clientConfig"].get("caBundle").is_none());
+    }
+    let role = of_kind(&docs, "Role")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "esox-webhook-certs")
+        .expect("certificate Role");
+    assert_eq!(role["metadata"]["namespace"], "external-secrets");
+    assert_eq!(
+        role["rules"],
+        json!([
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["esox-webhook-tls"],
+             "verbs": ["get", "list", "watch", "update"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}
+        ])
+    );
+    let cr = of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "esox-webhook-ca-bundle")
+        .expect("caBundle ClusterRole");
+    assert_eq!(
+        cr["rules"],
+        json!([{"apiGroups": ["admissionregistration.k8s.io"],
+                "resources": ["validatingwebhookconfigurations"], "resourceNames": ["esox-webhook"],
+                "verbs": ["get", "list", "watch", "update"]}])
+    );
+    let out = helm(
+        &bin,
+        &[
+            "template",
+            "x",
+            &chart(),
+            "--set",
+            "webhook.create=true,webhook.certProvider=vault",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("webhook.certProvider must be esox, helm or cert-manager"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Installed with the webhook, esox (as the chart's ServiceAccount, with only the chart's
+/// RBAC) makes its certificate Secret and fills the caBundle, for the Service's names.
+#[tokio::test]
+async fn installed_chart_webhook_gets_its_certificate_from_esox() {
+    let bin = helm_or_skip!();
+    let no_controller = || Options {
+        no_controller: true,
+        ..Default::default()
+    };
+    let home = TestEnv::with("helm-webhook-home", no_controller()).await;
+    let tenant = TestEnv::with("helm-webhook-tenant", no_controller()).await;
+    let release = home.ns.clone();
+    // Scoped, so the configuration (whose Service no pod backs here) covers only the tenant
+    // namespace, and Ignore, so it can never block another test.
+    let docs = install(
+        &bin,
+        &release,
+        &home.ns,
+        &json!({"scopedNamespace": tenant.ns, "scopedRBAC": true,
+                "webhook": {"create": true, "failurePolicy": "Ignore"}}),
+    );
+    let fullname = format!("{release}-esox");
+    let webhook = format!("{fullname}-webhook");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig =
+        service_account_kubeconfig(&home.client, &home.ns, &fullname, dir.path()).await;
+    // Another Secret in the release namespace, which the ServiceAccount must not read.
+    home.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: unrelated}\nstringData: {a: b}\n")
+        .await
+        .unwrap();
+    let esox = ChartController::spawn(&docs, &kubeconfig, dir);
+    let configs: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
+        Api::all(home.client.clone());
+    let secrets = home.secrets();
+    let (ca, crt) = wait_for(Duration::from_secs(60), "certificate and caBundle", || {
+        let (configs, secrets, webhook) = (configs.clone(), secrets.clone(), webhook.clone());
+        async move {
+            let data = secrets.get(&format!("{webhook}-tls")).await.ok()?.data?;
+            let ca = data.get("ca.crt")?.0.clone();
+            let hooks = configs.get(&webhook).await.ok()?.webhooks?;
+            hooks
+                .iter()
+                .all(|h| h.client_config.ca_bundle.as_ref().map(|b| &b.0) == Some(&ca))
+                .then(|| {
+                    (
+                        ca,
+                        data.get("tls.crt").map(|c| c.0.clone()).unwrap_or_default(),
+                    )
+                })
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", esox.logs()));
+    let verified = openssl(
+        &["verify", "-CAfile", "ca.pem", "tls.pem"],
+        &[("ca.pem", &ca), ("tls.pem", &crt)],
+    );
+    assert!(verified.contains("tls.pem: OK"), "{verified}");
+    let san = openssl(
+        &["x509", "-in", "tls.pem", "-noout", "-ext", "subjectAltName"],
+        &[("tls.pem", &crt)],
+    );
+    assert!(
+        san.contains(&format!("DNS:{webhook}.{}.svc", home.ns)),
+        "{san}"
+    );
+    // Least privilege: that Secret only.
+    let as_esox = client_from(&kubeconfig).await;
+    let api: Api<Secret> = Api::namespaced(as_esox, &home.ns);
+    assert_eq!(status_code(api.get("unrelated").await.unwrap_err()), 403);
+    let log = esox.logs();
+    drop(esox);
+    let denied = denials(&log, &home.ns, &fullname);
+    assert!(denied.is_empty(), "RBAC denials:\n{}", denied.join("\n"));
+    assert!(
+        !log.contains("PRIVATE KEY"),
+        "a private key is in the controller log"
+    );
+    helm_ok(
+        &bin,
+        &[
+            "uninstall",
+            &release,
+            "-n",
+            &home.ns,
+            "--kubeconfig",
+            &stack_env().unwrap()["KUBECONFIG"],
+        ],
+    );
+    assert!(
+        secrets
+            .get_opt(&format!("{webhook}-tls"))
+            .await
+            .unwrap()
+            .is_none(),
+        "uninstall removes the certificate Secret"
     );
 }

@@ -3,10 +3,55 @@
 //! makes; invalid manifests are refused with ESO's messages, valid ones admitted.
 
 use base64::Engine as _;
-use esox_tests::{Options, TestEnv};
+use std::time::Duration;
+
+use esox_tests::{Options, TestEnv, wait_for};
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 
 fn openssl(dir: &std::path::Path, args: &[&str]) {
     esox_tests::run_ok(dir, "openssl", args);
+}
+
+/// A ValidatingWebhookConfiguration `name` for the ExternalSecrets and SecretStores of
+/// namespace `ns`, calling esox on loopback `port`, trusting `ca` (base64 PEM) if given.
+fn webhook_config(name: &str, ns: &str, port: u16, ca: Option<&str>) -> String {
+    let ca = ca
+        .map(|c| format!("    caBundle: {c}\n"))
+        .unwrap_or_default();
+    let hook = |kind: &str, resource: &str| {
+        format!(
+            "- name: validate.{kind}.{ns}.esox.dev\n  admissionReviewVersions: [v1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 5\n  clientConfig:\n    url: https://127.0.0.1:{port}/validate-external-secrets-io-v1-{kind}\n{ca}  namespaceSelector:\n    matchLabels: {{kubernetes.io/metadata.name: {ns}}}\n  rules:\n  - apiGroups: [external-secrets.io]\n    apiVersions: ['*']\n    operations: [CREATE, UPDATE]\n    resources: [{resource}]\n"
+        )
+    };
+    format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: {name}}}\nwebhooks:\n{}{}",
+        hook("externalsecret", "externalsecrets"),
+        hook("secretstore", "secretstores")
+    )
+}
+
+/// Applies an ExternalSecret the webhook must refuse until it does (the process starts, the
+/// apiserver picks the configuration up); returns the refusal.
+async fn wait_refused(env: &TestEnv) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let bad_es = "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: bad}\nspec:\n  secretStoreRef: {name: store, kind: SecretStore}\n  target: {name: bad, creationPolicy: Merge, deletionPolicy: Delete}\n  data:\n  - {secretKey: a, remoteRef: {key: k}}\n";
+    loop {
+        match env.apply(bad_es).await {
+            Err(e) if format!("{e:#}").contains("denied the request") => return format!("{e:#}"),
+            other => {
+                if let Ok(()) = other {
+                    // Admitted before the webhook was up: remove it and try again.
+                    let api = env.external_secrets();
+                    let _ = api.delete("bad", &Default::default()).await;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the webhook never refused: {other:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -88,38 +133,10 @@ async fn webhook_refuses_invalid_manifests_with_esos_messages() {
     let ca =
         base64::engine::general_purpose::STANDARD.encode(std::fs::read(d.join("ca.crt")).unwrap());
     let name = format!("esox-test-{}", env.ns);
-    let hook = |kind: &str, path: &str, resource: &str| {
-        format!(
-            "- name: validate.{kind}.{ns}.esox.dev\n  admissionReviewVersions: [v1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 5\n  clientConfig:\n    url: https://127.0.0.1:{port}/validate-external-secrets-io-v1-{path}\n    caBundle: {ca}\n  namespaceSelector:\n    matchLabels: {{kubernetes.io/metadata.name: {ns}}}\n  rules:\n  - apiGroups: [external-secrets.io]\n    apiVersions: ['*']\n    operations: [CREATE, UPDATE]\n    resources: [{resource}]\n",
-            ns = env.ns
-        )
-    };
-    let vwc = format!(
-        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: {name}}}\nwebhooks:\n{}{}",
-        hook("externalsecret", "externalsecret", "externalsecrets"),
-        hook("secretstore", "secretstore", "secretstores")
-    );
-    env.apply(&vwc).await.unwrap();
-    // Wait until the webhook answers (the process starts, the apiserver picks the config up).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let bad_es = "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: bad}\nspec:\n  secretStoreRef: {name: store, kind: SecretStore}\n  target: {name: bad, creationPolicy: Merge, deletionPolicy: Delete}\n  data:\n  - {secretKey: a, remoteRef: {key: k}}\n";
-    let err = loop {
-        match env.apply(bad_es).await {
-            Err(e) if format!("{e:#}").contains("denied the request") => break format!("{e:#}"),
-            other => {
-                if let Ok(()) = other {
-                    // Admitted before the webhook was up: remove it and try again.
-                    let api = env.external_secrets();
-                    let _ = api.delete("bad", &Default::default()).await;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the webhook never refused: {other:?}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-        }
-    };
+    env.apply(&webhook_config(&name, &env.ns, port, Some(&ca)))
+        .await
+        .unwrap();
+    let err = wait_refused(&env).await;
     assert!(
         err.contains("deletionPolicy=Delete must not be used when the controller doesn't own the secret. Please set creationPolicy=Owner"),
         "{err}"
@@ -134,8 +151,112 @@ async fn webhook_refuses_invalid_manifests_with_esos_messages() {
     env.apply("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: store}\nspec:\n  provider:\n    fake:\n      data:\n      - {key: k, value: v}\n---\napiVersion: external-secrets.io/v1beta1\nkind: ExternalSecret\nmetadata: {name: good}\nspec:\n  secretStoreRef: {name: store, kind: SecretStore}\n  data:\n  - {secretKey: a, remoteRef: {key: k}}\n")
         .await
         .unwrap();
-    let api: kube::Api<
-        k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration,
-    > = kube::Api::all(env.client.clone());
+    let api: kube::Api<ValidatingWebhookConfiguration> = kube::Api::all(env.client.clone());
     api.delete(&name, &Default::default()).await.unwrap();
+}
+
+/// With `ESOX_WEBHOOK_CERT_SECRET`, esox makes its own CA and serving certificate, stores them
+/// in a Secret, fills the configuration's caBundle, and mends both: a deleted Secret is
+/// re-issued (a new CA, served without a restart) and an emptied caBundle (what a `helm
+/// upgrade` of a chart without one does) is set again.
+#[tokio::test]
+async fn webhook_provisions_and_mends_its_own_certificate() {
+    let env = TestEnv::with(
+        "webhook-certs",
+        Options {
+            no_controller: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let name = format!("esox-test-{}", env.ns);
+    env.apply(&webhook_config(&name, &env.ns, port, None))
+        .await
+        .unwrap();
+    let _esox = env.spawn_controller(&[
+        ("ESOX_WEBHOOK_PORT", &port.to_string()),
+        ("ESOX_WEBHOOK_HOST", "127.0.0.1"),
+        ("ESOX_WEBHOOK_CERT_SECRET", "esox-webhook-tls"),
+        ("ESOX_WEBHOOK_CONFIG_NAME", &name),
+        ("ESOX_WEBHOOK_DNS_NAMES", "127.0.0.1,esox-webhook.esox.svc"),
+        ("POD_NAMESPACE", &env.ns),
+    ]);
+    let configs: kube::Api<ValidatingWebhookConfiguration> = kube::Api::all(env.client.clone());
+    // The Secret holds ESO's keys and the configuration trusts its CA.
+    let in_step = |previous: Option<Vec<u8>>| {
+        let secrets = env.secrets();
+        let configs = configs.clone();
+        let name = name.clone();
+        async move {
+            wait_for(
+                Duration::from_secs(30),
+                "caBundle = the Secret's ca.crt",
+                || {
+                    let (secrets, configs, name, previous) = (
+                        secrets.clone(),
+                        configs.clone(),
+                        name.clone(),
+                        previous.clone(),
+                    );
+                    async move {
+                        let s = secrets.get_opt("esox-webhook-tls").await.ok().flatten()?;
+                        let data = s.data?;
+                        let ca = data.get("ca.crt")?.0.clone();
+                        if previous.as_ref() == Some(&ca) {
+                            return None;
+                        }
+                        let hooks = configs.get(&name).await.ok()?.webhooks?;
+                        hooks
+                            .iter()
+                            .all(|h| h.client_config.ca_bundle.as_ref().map(|b| &b.0) == Some(&ca))
+                            .then(|| (data.keys().cloned().collect::<Vec<_>>(), ca))
+                    }
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let (keys, first_ca) = in_step(None).await;
+    assert_eq!(keys, ["ca.crt", "ca.key", "tls.crt", "tls.key"]);
+    let err = wait_refused(&env).await;
+    assert!(
+        err.contains("deletionPolicy=Delete must not be used"),
+        "{err}"
+    );
+
+    // A deleted Secret: a new CA and certificate, served without a restart.
+    env.secrets()
+        .delete("esox-webhook-tls", &Default::default())
+        .await
+        .unwrap();
+    let (_, second_ca) = in_step(Some(first_ca)).await;
+    let err = wait_refused(&env).await;
+    assert!(
+        err.contains("deletionPolicy=Delete must not be used"),
+        "{err}"
+    );
+
+    // An emptied caBundle is set again.
+    let mut vwc = configs.get(&name).await.unwrap();
+    for h in vwc.webhooks.iter_mut().flatten() {
+        h.client_config.ca_bundle = None;
+    }
+    configs
+        .replace(&name, &Default::default(), &vwc)
+        .await
+        .unwrap();
+    let (_, third_ca) = in_step(None).await;
+    assert_eq!(third_ca, second_ca, "the same CA, re-applied");
+    let err = wait_refused(&env).await;
+    assert!(
+        err.contains("deletionPolicy=Delete must not be used"),
+        "{err}"
+    );
+    configs.delete(&name, &Default::default()).await.unwrap();
 }

@@ -59,6 +59,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElect) }}
 {{- fail "replicaCount > 1 needs leaderElect=true: unelected replicas would all write the same Secrets" }}
 {{- end }}
+
+{{- if not (has .Values.webhook.certProvider (list "esox" "helm" "cert-manager")) }}
+{{- fail (printf "webhook.certProvider must be esox, helm or cert-manager, not %q" (toString .Values.webhook.certProvider)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Who makes the webhook's serving certificate: esox (at run time), helm (genCA at install) or
+cert-manager. webhook.certManager.enabled=true is the older spelling of cert-manager.
+*/}}
+{{- define "esox.webhookCerts" -}}
+{{- if .Values.webhook.certManager.enabled }}cert-manager{{ else }}{{ .Values.webhook.certProvider }}{{ end }}
+{{- end }}
+
+{{/* The DNS names of the webhook Service, which its certificate must cover. */}}
+{{- define "esox.webhookDNSNames" -}}
+{{- $name := include "esox.webhookName" . }}
+{{- $host := printf "%s.%s.svc" $name .Release.Namespace }}
+{{- list $name (printf "%s.%s" $name .Release.Namespace) $host (printf "%s.cluster.local" $host) | join "," }}
 {{- end }}
 
 {{- define "esox.webhookName" -}}

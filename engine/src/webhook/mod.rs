@@ -6,6 +6,8 @@
 //! It is optional and fast (no API calls: every rule reads only the object under review), so
 //! `failurePolicy: Fail` does not make the controller a single point of failure for long.
 
+pub mod certs;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -24,6 +26,12 @@ pub enum WebhookError {
     /// The port could not be bound.
     #[error("webhook listen: {0}")]
     Listen(#[from] std::io::Error),
+    /// A certificate could not be made or read.
+    #[error("webhook certificate: {0}")]
+    Certificate(String),
+    /// The certificate Secret or the ValidatingWebhookConfiguration could not be read or written.
+    #[error("webhook certificate: {0}")]
+    Kube(String),
 }
 
 /// Every rule `object` (of `kind`) breaks; empty when admitted.
@@ -101,12 +109,25 @@ pub fn tls_config(dir: &Path) -> Result<Arc<rustls::ServerConfig>, WebhookError>
         .map_err(|e| WebhookError::Tls(format!("{}: {e}", dir.join("tls.crt").display())))?;
     let key = PrivateKeyDer::from_pem_file(dir.join("tls.key"))
         .map_err(|e| WebhookError::Tls(format!("{}: {e}", dir.join("tls.key").display())))?;
-    let mut config = rustls::ServerConfig::builder()
+    let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| WebhookError::Tls(e.to_string()))?;
+    Ok(http1(config))
+}
+
+/// A TLS configuration serving whatever `resolver` holds (see [`certs::provision`]).
+pub fn tls_config_from(resolver: Arc<certs::Resolver>) -> Arc<rustls::ServerConfig> {
+    http1(
+        rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_cert_resolver(resolver),
+    )
+}
+
+fn http1(mut config: rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Arc::new(config)
 }
 
 /// Serves the webhook on `listener` until the process ends.
