@@ -538,7 +538,7 @@ async fn store_validation_gives_clear_reasons() {
         (ready.as_str(), reason.as_str()),
         ("False", "InvalidProviderConfig")
     );
-    assert!(msg.contains("invalid AWS region \"moon-base\""), "{msg}");
+    assert_eq!(msg, "region not found: moon-base");
     let (ready, reason, msg) = env.wait_store("no-creds-secret", |_, _, _| true).await;
     assert_eq!(
         (ready.as_str(), reason.as_str()),

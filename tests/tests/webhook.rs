@@ -146,7 +146,22 @@ async fn webhook_refuses_invalid_manifests_with_esos_messages() {
         .await
         .unwrap_err();
     let err = format!("{err:#}");
-    assert!(err.contains("store has no provider"), "{err}");
+    assert!(
+        err.contains(
+            "store error for empty: secret stores must only have exactly one backend specified, found 0"
+        ),
+        "{err}"
+    );
+    // A namespaced store may not borrow credentials from another namespace (ESO's rule).
+    let err = env
+        .apply("apiVersion: external-secrets.io/v1beta1\nkind: SecretStore\nmetadata: {name: borrow}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: eu-west-1\n      auth: {secretRef: {accessKeyIDSecretRef: {name: a, key: k, namespace: kube-system}, secretAccessKeySecretRef: {name: a, key: k}}}\n")
+        .await
+        .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("invalid Auth.SecretRef.AccessKeyID: namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore"),
+        "{err}"
+    );
     // Valid manifests are admitted.
     env.apply("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: store}\nspec:\n  provider:\n    fake:\n      data:\n      - {key: k, value: v}\n---\napiVersion: external-secrets.io/v1beta1\nkind: ExternalSecret\nmetadata: {name: good}\nspec:\n  secretStoreRef: {name: store, kind: SecretStore}\n  data:\n  - {secretKey: a, remoteRef: {key: k}}\n")
         .await

@@ -1,8 +1,125 @@
-//! ESO's admission rules for ExternalSecrets (its validating webhook's `validateExternalSecret`),
-//! with ESO's messages. The controller applies them too, so a manifest the webhook would have
-//! refused gets the same message on its status even where no webhook is installed.
+//! ESO's admission rules (its validating webhook's `validateExternalSecret` and
+//! `validateStore` with the providers' `ValidateStore`), with ESO's messages. The controllers
+//! apply them too, so a manifest the webhook would have refused gets the same message on its
+//! status even where no webhook is installed.
 
-use super::{CreationPolicy, DeletionPolicy, ExternalSecretDataFromRemoteRef, ExternalSecretSpec};
+use super::{
+    AwsProvider, CreationPolicy, DeletionPolicy, ExternalSecretDataFromRemoteRef,
+    ExternalSecretSpec, FakeProvider, SecretStoreSpec,
+};
+
+/// Which store is validated: ESO's rules for credential references depend on it.
+#[derive(Debug, Clone, Copy)]
+pub enum StoreScope<'a> {
+    /// A SecretStore in this namespace.
+    Namespaced(&'a str),
+    /// A ClusterSecretStore.
+    Cluster,
+}
+
+/// The first rule store `name` breaks, in ESO's order and words (ESO's webhook stops at the
+/// first); `None` when valid. A provider esox does not implement is not judged: ESO would
+/// admit a valid one, and the store's status says esox cannot use it.
+pub fn store(name: &str, scope: StoreScope<'_>, spec: &SecretStoreSpec) -> Option<String> {
+    let mut regex_errs = Vec::new();
+    for (ci, condition) in spec.conditions.iter().enumerate() {
+        for (ri, r) in condition.namespace_regexes.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(r) {
+                regex_errs.push(format!(
+                    "failed to compile {ri}th namespace regex in {ci}th condition: {e}"
+                ));
+            }
+        }
+    }
+    if !regex_errs.is_empty() {
+        return Some(regex_errs.join("\n"));
+    }
+    let names = spec.provider.names();
+    if names.len() != 1 {
+        return Some(format!(
+            "store error for {name}: secret stores must only have exactly one backend specified, found {}",
+            names.len()
+        ));
+    }
+    if let Some(fake) = &spec.provider.fake {
+        return fake_store(fake);
+    }
+    if let Some(aws) = &spec.provider.aws {
+        return aws_store(scope, aws);
+    }
+    None
+}
+
+fn fake_store(fake: &FakeProvider) -> Option<String> {
+    fake.data.iter().enumerate().find_map(|(pos, d)| {
+        if d.key.is_empty() {
+            Some(format!("key must be set in data {pos}"))
+        } else if d.value.is_empty() && d.value_map.is_empty() {
+            Some(format!(
+                "at least one of value or valueMap must be set in data {pos}"
+            ))
+        } else {
+            None
+        }
+    })
+}
+
+fn aws_store(scope: StoreScope<'_>, aws: &AwsProvider) -> Option<String> {
+    if !crate::provider::aws::valid_region(&aws.region) {
+        return Some(format!("region not found: {}", aws.region));
+    }
+    if let Some(sm) = &aws.secrets_manager {
+        let window = sm
+            .get("recoveryWindowInDays")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0);
+        let force = sm
+            .get("forceDeleteWithoutRecovery")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        if window != 0 && !(7..=30).contains(&window) {
+            return Some(
+                "invalid DeleteSecretInput: RecoveryWindowInDays must be between 7 and 30 days"
+                    .into(),
+            );
+        }
+        if window != 0 && force {
+            return Some(
+                "invalid DeleteSecretInput: ForceDeleteWithoutRecovery conflicts with RecoveryWindowInDays"
+                    .into(),
+            );
+        }
+    }
+    // ESO's ValidateReferent*Selector: a namespaced store may only name its own namespace; a
+    // cluster store may name any (or none: the ExternalSecret's, "referent" auth).
+    let foreign = |ns: Option<&String>| match scope {
+        StoreScope::Namespaced(own) => ns.is_some_and(|n| n != own),
+        StoreScope::Cluster => false,
+    };
+    const NOT_ALLOWED: &str = "namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore";
+    let auth = aws.auth.as_ref()?;
+    if let Some(r) = &auth.secret_ref {
+        let refs = [
+            ("AccessKeyID", &r.access_key_id_secret_ref),
+            ("SecretAccessKey", &r.secret_access_key_secret_ref),
+            ("SessionToken", &r.session_token_secret_ref),
+        ];
+        for (field, sel) in refs {
+            if sel.as_ref().is_some_and(|s| foreign(s.namespace.as_ref())) {
+                return Some(format!("invalid Auth.SecretRef.{field}: {NOT_ALLOWED}"));
+            }
+        }
+    }
+    if let Some(sa) = auth
+        .jwt
+        .as_ref()
+        .and_then(|j| j.service_account_ref.as_ref())
+        && foreign(sa.namespace.as_ref())
+    {
+        return Some(format!("invalid Auth.JWT.ServiceAccountRef: {NOT_ALLOWED}"));
+    }
+    None
+}
 
 /// Every rule `spec` breaks, in ESO's order and words (empty when valid).
 pub fn external_secret(spec: &ExternalSecretSpec) -> Vec<String> {
@@ -106,6 +223,103 @@ mod tests {
                 "generatorRef or storeRef must be set when using sourceRef in dataFrom",
                 "either extract, find, or sourceRef must be set to dataFrom"
             ]
+        );
+    }
+
+    #[test]
+    fn store_rules_in_esos_words() {
+        let spec = |yaml: &str| -> SecretStoreSpec { serde_yaml::from_str(yaml).unwrap() };
+        let ns = StoreScope::Namespaced("team-a");
+        let check = |scope, yaml: &str| store("s", scope, &spec(yaml));
+        assert_eq!(
+            check(ns, "provider: {fake: {data: [{key: k, value: v}]}}"),
+            None
+        );
+        assert_eq!(
+            check(ns, "provider: {}").as_deref(),
+            Some(
+                "store error for s: secret stores must only have exactly one backend specified, found 0"
+            )
+        );
+        assert_eq!(
+            check(
+                ns,
+                "provider: {fake: {}, aws: {service: SecretsManager, region: us-east-1}}"
+            )
+            .as_deref(),
+            Some(
+                "store error for s: secret stores must only have exactly one backend specified, found 2"
+            )
+        );
+        let bad_regex = check(
+            StoreScope::Cluster,
+            "provider: {fake: {}}\nconditions: [{namespaceRegexes: ['ok', '(']}]",
+        )
+        .unwrap();
+        assert!(
+            bad_regex.starts_with("failed to compile 1th namespace regex in 0th condition: "),
+            "{bad_regex}"
+        );
+        assert_eq!(
+            check(
+                ns,
+                "provider: {fake: {data: [{key: k, value: v}, {key: '', value: v}]}}"
+            )
+            .as_deref(),
+            Some("key must be set in data 1")
+        );
+        assert_eq!(
+            check(ns, "provider: {fake: {data: [{key: k}]}}").as_deref(),
+            Some("at least one of value or valueMap must be set in data 0")
+        );
+        assert_eq!(
+            check(
+                ns,
+                "provider: {aws: {service: SecretsManager, region: nowhere}}"
+            )
+            .as_deref(),
+            Some("region not found: nowhere")
+        );
+        assert_eq!(
+            check(
+                ns,
+                "provider: {aws: {service: SecretsManager, region: eu-west-1, secretsManager: {recoveryWindowInDays: 3}}}"
+            )
+            .as_deref(),
+            Some("invalid DeleteSecretInput: RecoveryWindowInDays must be between 7 and 30 days")
+        );
+        assert_eq!(
+            check(
+                ns,
+                "provider: {aws: {service: SecretsManager, region: eu-west-1, secretsManager: {recoveryWindowInDays: 7, forceDeleteWithoutRecovery: true}}}"
+            )
+            .as_deref(),
+            Some("invalid DeleteSecretInput: ForceDeleteWithoutRecovery conflicts with RecoveryWindowInDays")
+        );
+        let foreign_key = "provider: {aws: {service: SecretsManager, region: eu-west-1, auth: {secretRef: {accessKeyIDSecretRef: {name: a, key: k, namespace: team-b}, secretAccessKeySecretRef: {name: a, key: k}}}}}";
+        assert_eq!(
+            check(ns, foreign_key).as_deref(),
+            Some(
+                "invalid Auth.SecretRef.AccessKeyID: namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore"
+            )
+        );
+        assert_eq!(check(StoreScope::Cluster, foreign_key), None);
+        assert_eq!(
+            check(StoreScope::Namespaced("team-b"), foreign_key),
+            None,
+            "its own namespace"
+        );
+        let foreign_sa = "provider: {aws: {service: SecretsManager, region: eu-west-1, auth: {jwt: {serviceAccountRef: {name: sa, namespace: kube-system}}}}}";
+        assert_eq!(
+            check(ns, foreign_sa).as_deref(),
+            Some(
+                "invalid Auth.JWT.ServiceAccountRef: namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore"
+            )
+        );
+        // A provider esox does not implement is ESO's to judge, not ours.
+        assert_eq!(
+            check(ns, "provider: {vault: {server: 'https://vault'}}"),
+            None
         );
     }
 }

@@ -39,13 +39,22 @@ impl Error {
     }
 }
 
-/// Validates a spec; returns (ready, reason, message).
+/// Validates a spec; returns (ready, reason, message). ESO's admission rules come first, in
+/// ESO's words, so a store its webhook would have refused says so even without the webhook.
 async fn validate(
+    name: &str,
     spec: &SecretStoreSpec,
     ctx: &Context,
     kind: StoreKind,
     namespace: &str,
 ) -> (bool, &'static str, String) {
+    let scope = match kind {
+        StoreKind::SecretStore => crate::api::validate::StoreScope::Namespaced(namespace),
+        StoreKind::ClusterSecretStore => crate::api::validate::StoreScope::Cluster,
+    };
+    if let Some(msg) = crate::api::validate::store(name, scope, spec) {
+        return (false, "InvalidProviderConfig", msg);
+    }
     let bctx = provider::BuildContext {
         client: &ctx.client,
         store_kind: kind,
@@ -142,7 +151,14 @@ where
 pub async fn reconcile_store(store: Arc<SecretStore>, ctx: Arc<Context>) -> Result<Action, Error> {
     let start = Instant::now();
     let ns = store.namespace().unwrap_or_default();
-    let result = validate(&store.spec, &ctx, StoreKind::SecretStore, &ns).await;
+    let result = validate(
+        &store.name_any(),
+        &store.spec,
+        &ctx,
+        StoreKind::SecretStore,
+        &ns,
+    )
+    .await;
     Metrics::set_condition(
         &ctx.metrics.store_condition,
         &store.name_any(),
@@ -170,7 +186,14 @@ pub async fn reconcile_cluster_store(
 ) -> Result<Action, Error> {
     // References without a namespace resolve in the ExternalSecret's namespace, which a
     // cluster-wide validation does not have; they resolve in `default` here.
-    let result = validate(&store.spec, &ctx, StoreKind::ClusterSecretStore, "default").await;
+    let result = validate(
+        &store.name_any(),
+        &store.spec,
+        &ctx,
+        StoreKind::ClusterSecretStore,
+        "default",
+    )
+    .await;
     Metrics::set_condition(
         &ctx.metrics.cluster_store_condition,
         &store.name_any(),

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
+use crate::api::validate::StoreScope;
 use crate::api::{ExternalSecretSpec, SecretStoreSpec};
 
 /// Why the webhook could not start.
@@ -44,35 +45,23 @@ pub fn violations(kind: &str, object: &Value) -> Vec<String> {
         },
         "SecretStore" | "ClusterSecretStore" => {
             match serde_json::from_value::<SecretStoreSpec>(spec) {
-                Ok(s) => store(&s),
+                Ok(s) => {
+                    let meta = &object["metadata"];
+                    let name = meta["name"].as_str().unwrap_or_default();
+                    let scope = if kind == "SecretStore" {
+                        StoreScope::Namespaced(meta["namespace"].as_str().unwrap_or_default())
+                    } else {
+                        StoreScope::Cluster
+                    };
+                    crate::api::validate::store(name, scope, &s)
+                        .into_iter()
+                        .collect()
+                }
                 Err(e) => vec![format!("invalid {kind} spec: {e}")],
             }
         }
         _ => Vec::new(),
     }
-}
-
-/// A store names exactly one provider, and the AWS one a plausible region.
-fn store(spec: &SecretStoreSpec) -> Vec<String> {
-    let names = spec.provider.names();
-    let mut errs = Vec::new();
-    match names.len() {
-        0 => errs.push("store has no provider".to_string()),
-        1 => {}
-        _ => errs.push(format!(
-            "store has multiple providers: {}",
-            names.join(", ")
-        )),
-    }
-    if let Some(aws) = &spec.provider.aws
-        && !crate::provider::aws::valid_region(&aws.region)
-    {
-        errs.push(format!(
-            "invalid AWS region {:?}: expected a region name such as us-east-1",
-            aws.region
-        ));
-    }
-    errs
 }
 
 /// Answers one AdmissionReview (admission.k8s.io/v1).
@@ -223,7 +212,7 @@ mod tests {
         let none = json!({"request": {"uid": "u3", "kind": {"kind": "ClusterSecretStore"}, "object": {"spec": {"provider": {}}}}});
         assert_eq!(
             review(none.to_string().as_bytes())["response"]["status"]["message"],
-            "store has no provider"
+            "store error for : secret stores must only have exactly one backend specified, found 0"
         );
     }
 }
