@@ -28,6 +28,15 @@ use crate::provider::fetch::StoreIdentity;
 use crate::provider::{self, BuildContext, FindQuery, GetRequest, Provider};
 use crate::secret::{SecretBytes, SecretMap};
 
+/// A generator's spec, wherever it was declared: as its own object, or inside a
+/// ClusterGenerator. One type, so both run through the same code.
+enum GeneratorSpec {
+    Password(crate::api::generators::PasswordSpec),
+    Uuid,
+    Fake(crate::api::generators::FakeSpec),
+    Sts(Box<crate::api::generators::STSSessionTokenSpec>),
+}
+
 /// A store resolved for one ExternalSecret.
 #[derive(Clone)]
 pub struct ResolvedStore {
@@ -91,6 +100,56 @@ impl<'a> StoreResolver<'a> {
         let mut earliest = self.expires.lock().expect("expiry lock");
         *earliest = Some(earliest.map_or(expires, |e| e.min(expires)));
         Ok(data)
+    }
+
+    /// The generator spec a ClusterGenerator carries for its `kind`.
+    async fn cluster_generator(&self, name: &str) -> Result<GeneratorSpec, String> {
+        let api: Api<crate::api::generators::ClusterGenerator> = Api::all(self.ctx.client.clone());
+        let cg = api
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("could not get ClusterGenerator {name:?}: {e}"))?
+            .ok_or_else(|| format!("ClusterGenerator {name:?} not found"))?;
+        let g = cg.spec.generator;
+        let kind = cg.spec.kind;
+        let missing = |key: &str| {
+            format!("ClusterGenerator {name:?} has kind {kind} but no spec.generator.{key}")
+        };
+        Ok(match kind.as_str() {
+            "Password" => {
+                GeneratorSpec::Password(g.password_spec.ok_or_else(|| missing("passwordSpec"))?)
+            }
+            "UUID" => {
+                g.uuid_spec.ok_or_else(|| missing("uuidSpec"))?;
+                GeneratorSpec::Uuid
+            }
+            "Fake" => GeneratorSpec::Fake(g.fake_spec.ok_or_else(|| missing("fakeSpec"))?),
+            "STSSessionToken" => GeneratorSpec::Sts(Box::new(
+                g.sts_session_token()
+                    .ok_or_else(|| missing("stsSessionTokenSpec"))?,
+            )),
+            other => {
+                return Err(format!(
+                    "ClusterGenerator {name:?}: generator kind {other} is not supported by this version of esox"
+                ));
+            }
+        })
+    }
+
+    /// Runs a generator plugin on its JSON config.
+    async fn run_plugin(
+        &self,
+        plugin: Result<crate::plugin::Plugin, crate::plugin::PluginError>,
+        config: String,
+    ) -> Result<SecretMap, String> {
+        let plugin = plugin.map_err(|e| e.to_string())?;
+        let out = self
+            .ctx
+            .plugins
+            .generate(plugin, config, &self.ctx.metrics)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(out.data)
     }
 
     /// Reads a generator object from the ExternalSecret's namespace.
@@ -267,90 +326,26 @@ impl DataSource for StoreResolver<'_> {
             .split('/')
             .next()
             .unwrap_or_default();
-        let plugins = &self.ctx.plugins;
-        let (config, plugin) = match (group, generator.kind.as_str()) {
+        let spec = match (group, generator.kind.as_str()) {
             (GENERATORS_GROUP, "Password") => {
-                let spec = self.generator_spec::<Password>(generator).await?.spec;
-                (
-                    serde_json::to_string(&spec).expect("a Password spec serializes"),
-                    plugins.builtin(Builtin::Password),
-                )
+                GeneratorSpec::Password(self.generator_spec::<Password>(generator).await?.spec)
             }
             (GENERATORS_GROUP, "Fake") => {
-                let spec = self.generator_spec::<FakeGenerator>(generator).await?.spec;
-                (
-                    serde_json::to_string(&spec).expect("a Fake spec serializes"),
-                    plugins.builtin(Builtin::Fake),
-                )
-            }
-            (GENERATORS_GROUP, "STSSessionToken") => {
-                let spec = self
-                    .generator_spec::<crate::api::generators::STSSessionToken>(generator)
-                    .await?
-                    .spec;
-                return self.sts_session(&spec).await.map_err(fail);
-            }
-            (GENERATORS_GROUP, "ClusterGenerator") => {
-                let api: Api<crate::api::generators::ClusterGenerator> =
-                    Api::all(self.ctx.client.clone());
-                let cg = api
-                    .get_opt(&generator.name)
-                    .await
-                    .map_err(|e| {
-                        fail(format!(
-                            "could not get ClusterGenerator {:?}: {e}",
-                            generator.name
-                        ))
-                    })?
-                    .ok_or_else(|| {
-                        fail(format!("ClusterGenerator {:?} not found", generator.name))
-                    })?;
-                let g = &cg.spec.generator;
-                let missing = |key: &str| {
-                    fail(format!(
-                        "ClusterGenerator {:?} has kind {} but no spec.generator.{key}",
-                        generator.name, cg.spec.kind
-                    ))
-                };
-                match cg.spec.kind.as_str() {
-                    "Password" => (
-                        serde_json::to_string(
-                            g.password_spec
-                                .as_ref()
-                                .ok_or_else(|| missing("passwordSpec"))?,
-                        )
-                        .expect("a Password spec serializes"),
-                        plugins.builtin(Builtin::Password),
-                    ),
-                    "UUID" => {
-                        g.uuid_spec.as_ref().ok_or_else(|| missing("uuidSpec"))?;
-                        ("{}".to_string(), plugins.builtin(Builtin::Uuid))
-                    }
-                    "STSSessionToken" => {
-                        let spec = g
-                            .sts_session_token()
-                            .ok_or_else(|| missing("stsSessionTokenSpec"))?;
-                        return self.sts_session(&spec).await.map_err(fail);
-                    }
-                    "Fake" => (
-                        serde_json::to_string(
-                            g.fake_spec.as_ref().ok_or_else(|| missing("fakeSpec"))?,
-                        )
-                        .expect("a Fake spec serializes"),
-                        plugins.builtin(Builtin::Fake),
-                    ),
-                    other => {
-                        return Err(fail(format!(
-                            "ClusterGenerator {:?}: generator kind {other} is not supported by this version of esox",
-                            generator.name
-                        )));
-                    }
-                }
+                GeneratorSpec::Fake(self.generator_spec::<FakeGenerator>(generator).await?.spec)
             }
             (GENERATORS_GROUP, "UUID") => {
                 self.generator_spec::<UUID>(generator).await?;
-                ("{}".to_string(), plugins.builtin(Builtin::Uuid))
+                GeneratorSpec::Uuid
             }
+            (GENERATORS_GROUP, "STSSessionToken") => GeneratorSpec::Sts(Box::new(
+                self.generator_spec::<crate::api::generators::STSSessionToken>(generator)
+                    .await?
+                    .spec,
+            )),
+            (GENERATORS_GROUP, "ClusterGenerator") => self
+                .cluster_generator(&generator.name)
+                .await
+                .map_err(fail)?,
             (crate::api::plugins::PLUGINS_GROUP, kind @ ("WasmPlugin" | "ClusterWasmPlugin")) => {
                 let kind = if kind == "WasmPlugin" {
                     PluginKind::WasmPlugin
@@ -366,7 +361,10 @@ impl DataSource for StoreResolver<'_> {
                 )
                 .await
                 .map_err(fail)?;
-                (user.config, Ok(user.plugin))
+                return self
+                    .run_plugin(Ok(user.plugin), user.config)
+                    .await
+                    .map_err(fail);
             }
             _ => {
                 return Err(fail(format!(
@@ -377,12 +375,26 @@ impl DataSource for StoreResolver<'_> {
                 )));
             }
         };
-        let plugin = plugin.map_err(|e| fail(e.to_string()))?;
-        let out = plugins
-            .generate(plugin, config, &self.ctx.metrics)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        Ok(out.data)
+        let plugins = &self.ctx.plugins;
+        let to_json = |v: serde_json::Result<String>| v.expect("a generator spec serializes");
+        match spec {
+            GeneratorSpec::Password(s) => {
+                let config = to_json(serde_json::to_string(&s));
+                self.run_plugin(plugins.builtin(Builtin::Password), config)
+                    .await
+            }
+            GeneratorSpec::Fake(s) => {
+                let config = to_json(serde_json::to_string(&s));
+                self.run_plugin(plugins.builtin(Builtin::Fake), config)
+                    .await
+            }
+            GeneratorSpec::Uuid => {
+                self.run_plugin(plugins.builtin(Builtin::Uuid), "{}".into())
+                    .await
+            }
+            GeneratorSpec::Sts(s) => self.sts_session(&s).await,
+        }
+        .map_err(fail)
     }
 
     async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
