@@ -80,4 +80,44 @@ pub mod template {
 
     pub use self::exports::esox::plugin::template_engine::{Guest, Rendered, Scope, Template};
     pub use crate::generator::{Entry, PluginError, entry, error};
+
+    /// ESO's `KeysAndValues` scope: the rendered text is a YAML map whose entries become the
+    /// Secret's keys (ESO unmarshals it into a `map[string]string`); blank text is no entries.
+    /// The error names only the position, never the text: it is rendered from secrets.
+    ///
+    /// ```
+    /// let entries = esox_plugin_sdk::template::keys_and_values(b"user: app\npass: s3cr3t\n").unwrap();
+    /// assert_eq!(entries[0].key, "pass");
+    /// let err = esox_plugin_sdk::template::keys_and_values(b"user: [s3cr3t").unwrap_err();
+    /// assert!(!err.contains("s3cr3t"));
+    /// ```
+    #[cfg(feature = "yaml")]
+    pub fn keys_and_values(text: &[u8]) -> Result<Vec<Entry>, String> {
+        if text.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Vec::new());
+        }
+        let map: std::collections::BTreeMap<String, String> = serde_yaml::from_slice(text)
+            .map_err(|e| {
+                format!(
+                    "could not unmarshal template to 'map[string][]byte': {}",
+                    yaml_error_position(&e)
+                )
+            })?;
+        Ok(map
+            .into_iter()
+            .map(|(key, v)| Entry {
+                key,
+                value: v.into_bytes(),
+            })
+            .collect())
+    }
+
+    /// A YAML error's position only: serde_yaml's messages can quote the input.
+    #[cfg(feature = "yaml")]
+    pub fn yaml_error_position(e: &serde_yaml::Error) -> String {
+        match e.location() {
+            Some(l) => format!("invalid YAML at line {} column {}", l.line(), l.column()),
+            None => "invalid YAML".to_string(),
+        }
+    }
 }

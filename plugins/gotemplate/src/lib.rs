@@ -221,33 +221,13 @@ fn render_one(t: &Template, root: &Value, opts: &Options) -> Result<Vec<Entry>, 
             key: t.name.clone(),
             value: out,
         }]),
-        Scope::KeysAndValues => keys_and_values(&out).map_err(|m| PluginError {
-            message: m,
-            key: Some(t.name.clone()),
-        }),
+        Scope::KeysAndValues => {
+            esox_plugin_sdk::template::keys_and_values(&out).map_err(|m| PluginError {
+                message: m,
+                key: Some(t.name.clone()),
+            })
+        }
     }
-}
-
-/// ESO unmarshals a KeysAndValues result into a `map[string]string`.
-fn keys_and_values(out: &[u8]) -> Result<Vec<Entry>, String> {
-    if out.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Vec::new());
-    }
-    let map: BTreeMap<String, String> = serde_yaml::from_slice(out).map_err(|e| {
-        // serde_yaml's messages can quote the input (secret): position only.
-        let at = match e.location() {
-            Some(l) => format!("invalid YAML at line {} column {}", l.line(), l.column()),
-            None => "invalid YAML".to_string(),
-        };
-        format!("could not unmarshal template to 'map[string][]byte': {at}")
-    })?;
-    Ok(map
-        .into_iter()
-        .map(|(key, v)| Entry {
-            key,
-            value: v.into_bytes(),
-        })
-        .collect())
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]

@@ -51,34 +51,11 @@ fn render_one(
             key: t.name.clone(),
             value: text.into_bytes(),
         }]),
-        Scope::KeysAndValues => {
-            let map: BTreeMap<String, String> = if text.trim().is_empty() {
-                BTreeMap::new()
-            } else {
-                serde_yaml::from_str(&text).map_err(|e| PluginError {
-                    message: format!(
-                        "could not unmarshal template to 'map[string][]byte': {}",
-                        yaml_error_position(&e)
-                    ),
-                    key: Some(t.name.clone()),
-                })?
-            };
-            Ok(map
-                .into_iter()
-                .map(|(key, v)| Entry {
-                    key,
-                    value: v.into_bytes(),
-                })
-                .collect())
-        }
-    }
-}
-
-/// A YAML error's position only: serde_yaml's messages can quote the input, which is secret.
-fn yaml_error_position(e: &serde_yaml::Error) -> String {
-    match e.location() {
-        Some(l) => format!("invalid YAML at line {} column {}", l.line(), l.column()),
-        None => "invalid YAML".to_string(),
+        Scope::KeysAndValues => esox_plugin_sdk::template::keys_and_values(text.as_bytes())
+            .map_err(|message| PluginError {
+                message,
+                key: Some(t.name.clone()),
+            }),
     }
 }
 
@@ -156,8 +133,12 @@ fn environment() -> Environment<'static> {
     });
     env.add_filter("fromYaml", |v: Value| -> Result<Value, Error> {
         let raw = input_bytes(&v)?;
-        let y: serde_yaml::Value = serde_yaml::from_slice(&raw)
-            .map_err(|e| failed(format!("fromYaml: {}", yaml_error_position(&e))))?;
+        let y: serde_yaml::Value = serde_yaml::from_slice(&raw).map_err(|e| {
+            failed(format!(
+                "fromYaml: {}",
+                esox_plugin_sdk::template::yaml_error_position(&e)
+            ))
+        })?;
         Ok(Value::from_serialize(&y))
     });
     env.add_filter("toYaml", |v: Value| -> Result<String, Error> {
