@@ -1,9 +1,11 @@
 //! A plugin written in JavaScript: `examples/plugins/js-envkeys` built by its `build.sh`
-//! (componentize-js from npm, StarlingMonkey inside) and run under the controller's default
-//! limits, as `esox plugin test` runs it. Skipped, saying so, when node or npm is missing.
+//! (npm: componentize-js with StarlingMonkey inside, or jco's QuickJS backend) and run under
+//! the controller's default limits, as `esox plugin test` runs it. Skipped, saying so, when
+//! node or npm is missing.
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use esox::plugin::author;
@@ -31,8 +33,20 @@ fn tools_dir() -> PathBuf {
     .join("componentize-js")
 }
 
+/// One build at a time: the first one installs the toolchain into the shared cache.
+static BUILD: Mutex<()> = Mutex::new(());
+
 #[test]
 fn js_plugin_builds_and_runs() {
+    builds_and_runs("starlingmonkey");
+}
+
+#[test]
+fn js_plugin_quickjs_builds_and_runs() {
+    builds_and_runs("quickjs");
+}
+
+fn builds_and_runs(engine: &str) {
     if let Some(reason) = missing_tools() {
         eprintln!("SKIPPED: {reason}");
         return;
@@ -40,22 +54,25 @@ fn js_plugin_builds_and_runs() {
     let script = repo_root().join("examples/plugins/js-envkeys/build.sh");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("js-envkeys.wasm");
+    let guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
     let status = Command::new("bash")
         .arg(&script)
         .arg(&out)
+        .env("ESOX_JS_ENGINE", engine)
         .status()
         .expect("run build.sh");
-    assert!(status.success(), "componentize-js build failed");
+    let built = started.elapsed();
+    drop(guard);
+    assert!(status.success(), "build.sh failed for {engine}");
     let wasm = std::fs::read(&out).unwrap();
     eprintln!(
-        "js-envkeys.wasm: {} bytes, built in {:.1?}",
-        wasm.len(),
-        started.elapsed()
+        "{engine}: js-envkeys.wasm is {} bytes, built in {built:.1?}",
+        wasm.len()
     );
 
-    // Every WASI feature is disabled: the component needs nothing from the host but the
-    // contract's own types.
+    // The component needs nothing from the host but the contract's own types (every WASI
+    // feature disabled, or stubbed).
     let wit = Command::new(tools_dir().join("node_modules/.bin/jco"))
         .arg("wit")
         .arg(&out)
@@ -110,7 +127,7 @@ fn js_plugin_builds_and_runs() {
         .collect();
     calls.sort();
     eprintln!(
-        "compiled in {compile:.1?}; a call (fresh instance) takes {:.1?} (median of 5)",
+        "{engine}: compiled in {compile:.1?}; a call (fresh instance) takes {:.1?} (median of 5)",
         calls[2]
     );
 }
