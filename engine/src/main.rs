@@ -84,6 +84,28 @@ enum PluginCommand {
         #[arg(long)]
         target_dir: Option<std::path::PathBuf>,
     },
+    /// Print the Kubernetes objects that ship a component: ConfigMaps holding it
+    /// gzip-compressed (split at 1 MB, the most a ConfigMap holds) and the plugin object
+    /// pinning its sha256. `esox plugin pack x.wasm --name x | kubectl -n my-app apply -f -`
+    Pack {
+        /// The component (`.wasm`).
+        wasm: std::path::PathBuf,
+        /// The plugin's name.
+        #[arg(long)]
+        name: String,
+        /// The world it implements.
+        #[arg(long, value_enum, default_value = "transformer")]
+        kind: PluginKindArg,
+        /// The namespace of the ConfigMaps (and of a WasmPlugin); default: where it is applied.
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// A ClusterWasmPlugin (needs --namespace) instead of a WasmPlugin.
+        #[arg(long)]
+        cluster: bool,
+        /// A generator's default configuration (JSON).
+        #[arg(long)]
+        config: Option<String>,
+    },
     /// Run a component once on local input, under the controller's limits.
     Test {
         /// The component (`.wasm`).
@@ -325,6 +347,46 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
             println!("component: {}", built.path.display());
             println!("size: {} bytes", built.size);
             println!("sha256: {}", built.sha256);
+        }
+        PluginCommand::Pack {
+            wasm,
+            name,
+            kind,
+            namespace,
+            cluster,
+            config,
+        } => {
+            let world = match kind {
+                PluginKindArg::Transformer => esox::api::plugins::PluginWorld::Transformer,
+                PluginKindArg::Generator => esox::api::plugins::PluginWorld::Generator,
+                PluginKindArg::Template => anyhow::bail!(
+                    "template engines are built in; a user plugin is a transformer or a generator"
+                ),
+            };
+            let config = config
+                .map(|c| serde_json::from_str(&c).context("--config is not JSON"))
+                .transpose()?;
+            let bytes =
+                std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+            let packed = author::pack(
+                &bytes,
+                &author::PackOptions {
+                    name: &name,
+                    namespace: namespace.as_deref(),
+                    cluster,
+                    world,
+                    config,
+                },
+            )?;
+            eprintln!(
+                "{}: {} bytes, {} gzip-compressed, in {} ConfigMap(s); sha256 {}",
+                wasm.display(),
+                packed.size,
+                packed.compressed,
+                packed.parts,
+                packed.sha256
+            );
+            print!("{}", packed.yaml);
         }
         PluginCommand::Test {
             wasm,

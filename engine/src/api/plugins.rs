@@ -41,7 +41,13 @@ pub enum PluginWorld {
     Generator,
 }
 
-/// A ConfigMap (`binaryData`) or Secret (`data`) key holding the component.
+/// Where the component is stored: one ConfigMap (`binaryData`) or Secret (`data`) key, or
+/// several ConfigMaps whose keys are joined in order.
+///
+/// The stored bytes may be gzip-compressed (esox recognises gzip by its magic bytes), and a
+/// ConfigMap holds at most 1 MiB: a JavaScript or Python component (2 to 20 MB) is shipped
+/// compressed and split. `esox plugin pack` writes the objects. Either way `sha256` is the
+/// digest of the component itself, as `esox plugin build` prints it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ComponentSource {
@@ -51,6 +57,19 @@ pub struct ComponentSource {
     /// A Secret's `data` key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<ComponentRef>,
+    /// ConfigMap `binaryData` keys whose contents, joined in this order, are the component.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_maps: Vec<ComponentRef>,
+}
+
+impl ComponentSource {
+    /// Every object reference in the source.
+    pub fn refs(&self) -> impl Iterator<Item = &ComponentRef> {
+        self.config_map
+            .iter()
+            .chain(&self.secret)
+            .chain(&self.config_maps)
+    }
 }
 
 /// One object key.

@@ -47,10 +47,7 @@ pub async fn user_plugin(
                     format!("WasmPlugin {name:?} not found in namespace {namespace:?}")
                 })?;
             let spec = obj.spec.plugin;
-            for r in [&spec.source.config_map, &spec.source.secret]
-                .into_iter()
-                .flatten()
-            {
+            for r in spec.source.refs() {
                 if r.namespace.as_deref().is_some_and(|n| n != namespace) {
                     return Err(format!(
                         "WasmPlugin {name:?} reads its component from namespace {:?}; a WasmPlugin may only use its own namespace ({namespace:?}): use a ClusterWasmPlugin",
@@ -72,9 +69,9 @@ pub async fn user_plugin(
                 .map_err(|e| format!("could not get ClusterWasmPlugin {name:?}: {e}"))?
                 .ok_or_else(|| format!("ClusterWasmPlugin {name:?} not found"))?;
             let spec = obj.spec.plugin;
-            let ns = [&spec.source.config_map, &spec.source.secret]
-                .into_iter()
-                .flatten()
+            let ns = spec
+                .source
+                .refs()
                 .find_map(|r| r.namespace.clone())
                 .ok_or_else(|| {
                     format!("ClusterWasmPlugin {name:?}: spec.source needs a namespace")
@@ -93,7 +90,8 @@ pub async fn user_plugin(
             spec.world
         ));
     }
-    let bytes = component_bytes(ctx, &label, &spec, &source_ns).await?;
+    let stored = component_bytes(ctx, &label, &spec, &source_ns).await?;
+    let bytes = crate::plugin::unpack_component(stored).map_err(|e| format!("{label}: {e}"))?;
     let want = declared_digest(&spec);
     let got = hex::encode(Sha256::digest(&bytes));
     if got != want {
@@ -127,18 +125,30 @@ async fn component_bytes(
     let missing = |what: &str, r: &ComponentRef| {
         format!("{label}: {what} {ns}/{} has no key {:?}", r.name, r.key)
     };
-    if let Some(r) = &spec.source.config_map {
+    let config_map = |r: &ComponentRef| {
         let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-        let cm = api
-            .get_opt(&r.name)
-            .await
-            .map_err(|e| format!("{label}: could not get ConfigMap {ns}/{}: {e}", r.name))?
-            .ok_or_else(|| format!("{label}: ConfigMap {ns}/{} not found", r.name))?;
-        return cm
-            .binary_data
-            .and_then(|mut d| d.remove(&r.key))
-            .map(|b| b.0)
-            .ok_or_else(|| missing("ConfigMap binaryData of", r));
+        let r = r.clone();
+        async move {
+            let cm = api
+                .get_opt(&r.name)
+                .await
+                .map_err(|e| format!("{label}: could not get ConfigMap {ns}/{}: {e}", r.name))?
+                .ok_or_else(|| format!("{label}: ConfigMap {ns}/{} not found", r.name))?;
+            cm.binary_data
+                .and_then(|mut d| d.remove(&r.key))
+                .map(|b| b.0)
+                .ok_or_else(|| missing("ConfigMap binaryData of", &r))
+        }
+    };
+    if let Some(r) = &spec.source.config_map {
+        return config_map(r).await;
+    }
+    if !spec.source.config_maps.is_empty() {
+        let mut joined = Vec::new();
+        for r in &spec.source.config_maps {
+            joined.extend(config_map(r).await?);
+        }
+        return Ok(joined);
     }
     if let Some(r) = &spec.source.secret {
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);

@@ -259,6 +259,130 @@ fn readme(name: &str, kind: Kind) -> String {
     )
 }
 
+/// The most one ConfigMap part holds. The apiserver refuses a ConfigMap over 1 MiB (data and
+/// binaryData together), so a part leaves room for its key and metadata.
+pub const PART_BYTES: usize = 1_000_000;
+
+/// How to ship a component: as a namespaced `WasmPlugin` or a `ClusterWasmPlugin`.
+#[derive(Debug, Clone)]
+pub struct PackOptions<'a> {
+    /// The plugin's name (also the ConfigMaps' name, or their prefix).
+    pub name: &'a str,
+    /// The ConfigMaps' namespace: required for a ClusterWasmPlugin; for a WasmPlugin, unset
+    /// means "wherever it is applied" (`kubectl -n`).
+    pub namespace: Option<&'a str>,
+    /// A ClusterWasmPlugin rather than a WasmPlugin.
+    pub cluster: bool,
+    /// The world the component implements.
+    pub world: crate::api::plugins::PluginWorld,
+    /// A generator's default configuration (JSON).
+    pub config: Option<serde_json::Value>,
+}
+
+/// What [`pack`] made.
+#[derive(Debug)]
+pub struct Packed {
+    /// The component's sha256 (what the plugin object pins).
+    pub sha256: String,
+    /// Its size, and compressed.
+    pub size: usize,
+    /// The gzip-compressed size.
+    pub compressed: usize,
+    /// How many ConfigMaps hold it.
+    pub parts: usize,
+    /// The ConfigMaps and the plugin object, as a multi-document YAML stream.
+    pub yaml: String,
+}
+
+/// Packs a component for the cluster: gzip-compressed, split into ConfigMaps of at most
+/// [`PART_BYTES`], and the plugin object pinning the component's sha256.
+pub fn pack(wasm: &[u8], opts: &PackOptions<'_>) -> Result<Packed, AuthorError> {
+    use std::io::Write as _;
+    if opts.cluster && opts.namespace.is_none() {
+        return Err(AuthorError::Input(
+            "a ClusterWasmPlugin needs --namespace: where its ConfigMaps live".into(),
+        ));
+    }
+    if !wasm.starts_with(b"\0asm") {
+        return Err(AuthorError::Input(
+            "not a WebAssembly component (no \\0asm header)".into(),
+        ));
+    }
+    let sha256 = hex::encode(Sha256::digest(wasm));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(wasm)
+        .and_then(|_| gz.try_finish())
+        .map_err(|e| AuthorError::Input(format!("gzip: {e}")))?;
+    let compressed = gz
+        .finish()
+        .map_err(|e| AuthorError::Input(format!("gzip: {e}")))?;
+    let chunks: Vec<&[u8]> = compressed.chunks(PART_BYTES).collect();
+    let key = "plugin.wasm.gz";
+    let part_name = |i: usize| {
+        if chunks.len() == 1 {
+            opts.name.to_string()
+        } else {
+            format!("{}-{i}", opts.name)
+        }
+    };
+    let mut docs = Vec::new();
+    let mut refs = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        use base64::Engine as _;
+        let mut metadata = serde_json::json!({
+            "name": part_name(i),
+            "labels": {"plugins.esox.dev/plugin": opts.name},
+        });
+        let mut r = serde_json::json!({"name": part_name(i), "key": key});
+        if let Some(ns) = opts.namespace {
+            metadata["namespace"] = ns.into();
+            r["namespace"] = ns.into();
+        }
+        docs.push(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata,
+            "binaryData": {key: base64::engine::general_purpose::STANDARD.encode(chunk)},
+        }));
+        refs.push(r);
+    }
+    let source = if refs.len() == 1 {
+        serde_json::json!({"configMap": refs[0]})
+    } else {
+        serde_json::json!({"configMaps": refs})
+    };
+    let mut spec = serde_json::json!({
+        "world": opts.world,
+        "source": source,
+        "sha256": sha256,
+    });
+    if let Some(c) = &opts.config {
+        spec["config"] = c.clone();
+    }
+    let mut metadata = serde_json::json!({"name": opts.name});
+    if let (Some(ns), false) = (opts.namespace, opts.cluster) {
+        metadata["namespace"] = ns.into();
+    }
+    docs.push(serde_json::json!({
+        "apiVersion": "plugins.esox.dev/v1alpha1",
+        "kind": if opts.cluster { "ClusterWasmPlugin" } else { "WasmPlugin" },
+        "metadata": metadata,
+        "spec": spec,
+    }));
+    let yaml = docs
+        .iter()
+        .map(|d| serde_yaml::to_string(d).expect("JSON values serialize as YAML"))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    Ok(Packed {
+        sha256,
+        size: wasm.len(),
+        compressed: compressed.len(),
+        parts: chunks.len(),
+        yaml,
+    })
+}
+
 /// A built component.
 #[derive(Debug)]
 pub struct Built {
@@ -401,7 +525,17 @@ pub fn run(
     input: &SecretMap,
     config: &str,
 ) -> Result<SecretMap, AuthorError> {
-    let rt = Runtime::new(limits)?;
+    run_on(&*Runtime::new(limits)?, wasm, kind, input, config)
+}
+
+/// [`run`] on an existing runtime (whose limits and compiled-component cache apply).
+pub fn run_on(
+    rt: &Runtime,
+    wasm: &[u8],
+    kind: Kind,
+    input: &SecretMap,
+    config: &str,
+) -> Result<SecretMap, AuthorError> {
     let plugin = rt.load("local", kind, wasm)?;
     Ok(match kind {
         Kind::Transformer => rt.transform(&plugin, input, config)?,

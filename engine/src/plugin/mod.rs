@@ -68,6 +68,33 @@ impl Default for Limits {
     }
 }
 
+/// The largest component esox decompresses: a bound against gzip bombs in a ConfigMap, well
+/// above the ~20 MB of a Python component.
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+
+/// The component in a stored blob. Blobs starting with gzip's magic bytes are decompressed
+/// (up to [`MAX_COMPONENT_BYTES`]); anything else is the component as it is (wasmtime judges
+/// it). Compression exists because a ConfigMap holds 1 MiB and JavaScript or Python
+/// components are several megabytes.
+pub fn unpack_component(stored: Vec<u8>) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    if !stored.starts_with(&[0x1f, 0x8b]) {
+        return Ok(stored);
+    }
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(stored.as_slice())
+        .take(MAX_COMPONENT_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("the stored component is not valid gzip: {e}"))?;
+    if out.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(format!(
+            "the stored component decompresses to more than {} MiB",
+            MAX_COMPONENT_BYTES >> 20
+        ));
+    }
+    Ok(out)
+}
+
 /// Why a plugin call failed. Messages name the plugin and the limit, never data.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PluginError {

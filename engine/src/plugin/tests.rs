@@ -178,3 +178,89 @@ fn compiled_cache_serves_valid_entries_and_recompiles_corrupt_ones() {
         .to_string();
     assert!(err.contains("not a Template plugin"), "{err}");
 }
+
+/// `esox plugin pack` output, read back the way the controller reads it: the ConfigMaps'
+/// parts joined in order and decompressed give the component whose sha256 the plugin pins.
+#[test]
+fn packed_components_round_trip_through_configmaps() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    // An incompressible 2.5 MB "component": three parts after gzip.
+    let mut wasm = b"\0asm\x0d\0\x01\0".to_vec();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    wasm.extend((0..2_500_000).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    }));
+    let opts = author::PackOptions {
+        name: "big",
+        namespace: Some("team-a"),
+        cluster: false,
+        world: crate::api::plugins::PluginWorld::Transformer,
+        config: None,
+    };
+    let packed = author::pack(&wasm, &opts).unwrap();
+    assert_eq!(packed.parts, 3);
+    let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&packed.yaml)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 4);
+    let plugin: crate::api::plugins::WasmPlugin = serde_json::from_value(docs[3].clone()).unwrap();
+    assert_eq!(plugin.metadata.namespace.as_deref(), Some("team-a"));
+    let spec = plugin.spec.plugin;
+    assert_eq!(spec.sha256, hex::encode(sha2::Sha256::digest(&wasm)));
+    let mut joined = Vec::new();
+    for (r, cm) in spec.source.config_maps.iter().zip(&docs) {
+        assert_eq!(cm["metadata"]["name"], r.name.as_str());
+        let part = base64::engine::general_purpose::STANDARD
+            .decode(cm["binaryData"][&r.key].as_str().unwrap())
+            .unwrap();
+        assert!(part.len() <= author::PART_BYTES);
+        joined.extend(part);
+    }
+    assert_eq!(unpack_component(joined).unwrap(), wasm);
+    // A small component is one ConfigMap named after the plugin.
+    let small = author::pack(&wasm[..1000], &opts).unwrap();
+    assert_eq!(small.parts, 1);
+    let doc: serde_yaml::Value = serde_yaml::Deserializer::from_str(&small.yaml)
+        .nth(1)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .unwrap();
+    assert_eq!(doc["spec"]["source"]["configMap"]["name"], "big");
+    // Not a component; a ClusterWasmPlugin without a namespace.
+    assert!(author::pack(b"hello", &opts).is_err());
+    let cluster = author::PackOptions {
+        cluster: true,
+        namespace: None,
+        ..opts
+    };
+    assert!(author::pack(&wasm, &cluster).is_err());
+}
+
+#[test]
+fn stored_components_are_decompressed_with_a_bound() {
+    use std::io::Write as _;
+    assert_eq!(
+        unpack_component(b"\0asm-as-is".to_vec()).unwrap(),
+        b"\0asm-as-is"
+    );
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    // A gzip bomb: 65 MiB of zeros compress a thousandfold.
+    let bomb = gz(&vec![0u8; (MAX_COMPONENT_BYTES + (1 << 20)) as usize]);
+    assert!(bomb.len() < 1 << 20);
+    let err = unpack_component(bomb).unwrap_err();
+    assert!(err.contains("more than 64 MiB"), "{err}");
+    let mut broken = gz(b"\0asm");
+    broken.truncate(8);
+    assert!(
+        unpack_component(broken)
+            .unwrap_err()
+            .contains("not valid gzip")
+    );
+}
