@@ -19,7 +19,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use super::context::Context;
 use super::refresh::{self, RefreshState};
@@ -149,6 +149,7 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         namespace: es.namespace().unwrap_or_default(),
     };
     ctx.metrics.sync_calls.get_or_create(&labels).inc();
+    debug!("reconciling");
     let result = sync(&es, &ctx, false).await;
     ctx.metrics
         .reconcile_duration
