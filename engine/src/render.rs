@@ -77,8 +77,11 @@ pub async fn render(
         serde_yaml::from_value(es.get("spec").cloned().unwrap_or_default()).map_err(|e| {
             RenderError::Input(format!("ExternalSecret {es_name}: invalid spec: {e}"))
         })?;
-    let provider = provider(&inputs, &spec).await?;
-    let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
+    // Counted as the controller counts them, and thrown away: an offline render has no scrape.
+    let metrics = Arc::new(Metrics::new(
+        &mut prometheus_client::registry::Registry::default(),
+    ));
+    let provider = provider(&inputs, &spec, &metrics).await?;
     let source = Offline {
         provider,
         host: host.clone(),
@@ -159,6 +162,7 @@ pub async fn render(
 async fn provider(
     inputs: &Inputs,
     spec: &ExternalSecretSpec,
+    metrics: &Arc<Metrics>,
 ) -> Result<Arc<dyn Provider>, RenderError> {
     use crate::api::{FakeProvider as FakeSpec, FakeProviderData};
     if let Some(values) = &inputs.data {
@@ -188,7 +192,7 @@ async fn provider(
         })?;
     let provider_spec = store.get("spec").and_then(|s| s.get("provider"));
     if let Some(aws) = provider_spec.and_then(|p| p.get("aws")) {
-        return aws_provider(name_of(store), aws).await;
+        return aws_provider(name_of(store), aws, metrics).await;
     }
     let fake = provider_spec.and_then(|p| p.get("fake")).ok_or_else(|| {
         RenderError::Input(format!(
@@ -210,6 +214,7 @@ async fn provider(
 async fn aws_provider(
     name: &str,
     aws: &serde_yaml::Value,
+    metrics: &Arc<Metrics>,
 ) -> Result<Arc<dyn Provider>, RenderError> {
     let spec: crate::api::AwsProvider = serde_yaml::from_value(aws.clone())
         .map_err(|e| RenderError::Input(format!("store {name}: invalid aws provider: {e}")))?;
@@ -222,14 +227,11 @@ async fn aws_provider(
     let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a valid URL"));
     let client =
         kube::Client::try_from(config).map_err(|e| RenderError::Input(format!("internal: {e}")))?;
-    let metrics = Arc::new(Metrics::new(
-        &mut prometheus_client::registry::Registry::default(),
-    ));
     let ctx = crate::provider::BuildContext {
         client: &client,
         store_kind: crate::api::StoreKind::SecretStore,
         namespace: "default",
-        metrics: &metrics,
+        metrics,
     };
     let (provider, _) = crate::provider::aws::connect(&spec, &ctx)
         .await
