@@ -21,12 +21,12 @@ if [ "$mode" = stop ]; then
   exit 0
 fi
 
-command -v kubectl >/dev/null || { echo "kubectl is missing: install it (Debian: apt-get install kubectl, or build k8s.io/kubernetes/cmd/kubectl)" >&2; exit 1; }
-
 say "Starting a local kube-apiserver + etcd (first run builds them: several minutes)"
 bash "$here/stack.sh" up
 # shellcheck disable=SC1091
 source "$state/env"
+# scripts/stack.sh builds kubectl (and puts it on PATH in the env file) when there is none.
+command -v kubectl >/dev/null || { echo "kubectl is missing and scripts/stack.sh could not provide it" >&2; exit 1; }
 
 if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2

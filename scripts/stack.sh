@@ -27,6 +27,9 @@ KUBE_VERSION=v1.36.3
 ETCD_VERSION=v3.6.8
 MOTO_VERSION=5.2.1
 apiserver_bin=$bin/kube-apiserver-$KUBE_VERSION
+kubectl_bin=$bin/kubectl-$KUBE_VERSION
+# A directory put on PATH by the env file when the machine has no kubectl of its own.
+path_dir=$bin/path
 etcd_bin=$bin/etcd-$ETCD_VERSION
 moto_venv=$cache/moto-$MOTO_VERSION
 
@@ -57,6 +60,12 @@ install() {
   need python3 "install python3"
   [ -x "$etcd_bin" ] || go_build "$here/stack/etcd" go.etcd.io/etcd/server/v3 "$etcd_bin"
   [ -x "$apiserver_bin" ] || go_build "$here/stack/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$apiserver_bin"
+  # The demo and the README use kubectl; machines without one get it built the same way.
+  if ! command -v kubectl >/dev/null 2>&1 || [ -x "$path_dir/kubectl" ]; then
+    [ -x "$kubectl_bin" ] || go_build "$here/stack/kubectl" k8s.io/kubernetes/cmd/kubectl "$kubectl_bin"
+    mkdir -p "$path_dir"
+    ln -sf "$kubectl_bin" "$path_dir/kubectl"
+  fi
   if [ ! -x "$moto_venv/bin/moto_server" ]; then
     log "installing moto[server]==$MOTO_VERSION (AWS API emulator) from PyPI into $moto_venv"
     python3 -m venv "$moto_venv.tmp" || die "python3 -m venv failed: install python3-venv (Debian: apt-get install python3-venv)"
@@ -272,6 +281,9 @@ up() {
   trap 'log "start failed; stopping what was started"; down_quiet' ERR
   : >"$state/env.new"
   echo "export ESOX_STACK_DIR=$state" >>"$state/env.new"
+  if [ -x "$path_dir/kubectl" ]; then
+    echo "export PATH=$path_dir:\$PATH" >>"$state/env.new"
+  fi
   make_pki
   start_etcd
   start_apiserver
