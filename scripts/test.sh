@@ -38,9 +38,13 @@ bash "$here/stack.sh" up
 # The tests (and the controllers they run) read KUBECONFIG, AWS_ENDPOINT_URL, … from here.
 # shellcheck disable=SC1091
 source "$(bash "$here/stack.sh" env)"
+docker_started_here=0
 cleanup() {
   if [ "$started_here" = 1 ] && [ "${ESOX_KEEP_STACK:-0}" != 1 ]; then
     bash "$here/stack.sh" down || true
+  fi
+  if [ "$docker_started_here" = 1 ] && [ "${ESOX_KEEP_STACK:-0}" != 1 ]; then
+    bash "$here/docker.sh" down || true
   fi
 }
 trap cleanup EXIT
@@ -54,6 +58,19 @@ cargo build -p esox
 step "helm (scripts/helm.sh; the chart tests skip, saying why, if it cannot be built)"
 ESOX_HELM=$(bash "$here/helm.sh") || ESOX_HELM=""
 export ESOX_HELM
+
+step "docker (scripts/docker.sh; the image test skips, saying why, if no daemon can run)"
+# tests/tests/image.rs builds the image with scripts/image.sh: a release build for the musl
+# target into ~/.cache/esox/target-image (cold: about 15 minutes on 2 cores; warm: seconds).
+docker_started_here=0
+bash "$here/docker.sh" status >/dev/null 2>&1 || docker_started_here=1
+if DOCKER_HOST=$(bash "$here/docker.sh"); then
+  export DOCKER_HOST
+else
+  echo "[test] no Docker daemon could be started (see above)" >&2
+  unset DOCKER_HOST
+  docker_started_here=0
+fi
 
 step "cargo test (unit and integration tests)"
 # Integration tests each run a namespaced controller; two test threads keep a 2-core machine
