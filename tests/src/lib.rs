@@ -588,14 +588,23 @@ pub async fn aws_config_for(endpoint: &str, key: &str) -> aws_config::SdkConfig 
 
 /// Runs `program args` in `dir`; fails the test with the command's stderr if it fails.
 pub fn run_ok(dir: &std::path::Path, program: &str, args: &[&str]) {
-    let out = std::process::Command::new(program)
-        .current_dir(dir)
-        .args(args)
+    stdout_ok(
+        std::process::Command::new(program)
+            .current_dir(dir)
+            .args(args),
+    );
+}
+
+/// Runs `cmd`; its stdout, or the test fails with the command line and what it printed.
+pub fn stdout_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd
         .output()
-        .unwrap_or_else(|e| panic!("could not run {program}: {e}"));
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "{program} {args:?} failed: {}",
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

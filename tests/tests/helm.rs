@@ -78,27 +78,23 @@ fn chart() -> String {
         .into_owned()
 }
 
-/// Runs helm with its state directories kept out of the user's home.
-fn helm(bin: &Path, args: &[&str]) -> std::process::Output {
+/// helm, with its state directories kept out of the user's home.
+fn helm_command(bin: &Path, args: &[&str]) -> Command {
     let home = std::env::temp_dir().join("esox-helm-tests");
-    Command::new(bin)
-        .args(args)
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
         .env("HELM_CACHE_HOME", home.join("cache"))
         .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .output()
-        .expect("helm runs")
+        .env("HELM_DATA_HOME", home.join("data"));
+    cmd
+}
+
+fn helm(bin: &Path, args: &[&str]) -> std::process::Output {
+    helm_command(bin, args).output().expect("helm runs")
 }
 
 fn helm_ok(bin: &Path, args: &[&str]) -> String {
-    let out = helm(bin, args);
-    assert!(
-        out.status.success(),
-        "helm {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    esox_tests::stdout_ok(&mut helm_command(bin, args))
 }
 
 /// A values file in a temporary directory (kept alive by the returned guard).
@@ -554,17 +550,21 @@ fn openssl(args: &[&str], files: &[(&str, &[u8])]) -> String {
     for (name, data) in files {
         std::fs::write(dir.path().join(name), data).unwrap();
     }
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir.path())
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    esox_tests::stdout_ok(Command::new("openssl").args(args).current_dir(dir.path()))
+}
+
+/// `crt` verifies against `ca` and names `dns` (checked by OpenSSL, as a client would).
+fn assert_serves(ca: &[u8], crt: &[u8], dns: &str) {
+    let verified = openssl(
+        &["verify", "-CAfile", "ca.pem", "tls.pem"],
+        &[("ca.pem", ca), ("tls.pem", crt)],
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    assert!(verified.contains("tls.pem: OK"), "{verified}");
+    let san = openssl(
+        &["x509", "-in", "tls.pem", "-noout", "-ext", "subjectAltName"],
+        &[("tls.pem", crt)],
+    );
+    assert!(san.contains(&format!("DNS:{dns}")), "{san}");
 }
 
 fn b64(v: &Value) -> Vec<u8> {
@@ -617,20 +617,10 @@ fn webhook_renders_a_trusted_serving_certificate_or_a_cert_manager_certificate()
         assert_eq!(h["clientConfig"]["service"]["name"], "esox-webhook");
         assert_eq!(h["clientConfig"]["caBundle"], secret["data"]["ca.crt"]);
     }
-    let ca = b64(&secret["data"]["ca.crt"]);
-    let crt = b64(&secret["data"]["tls.crt"]);
-    let verified = openssl(
-        &["verify", "-CAfile", "ca.pem", "tls.pem"],
-        &[("ca.pem", &ca), ("tls.pem", &crt)],
-    );
-    assert!(verified.contains("tls.pem: OK"), "{verified}");
-    let san = openssl(
-        &["x509", "-in", "tls.pem", "-noout", "-ext", "subjectAltName"],
-        &[("tls.pem", &crt)],
-    );
-    assert!(
-        san.contains("DNS:esox-webhook.external-secrets.svc"),
-        "{san}"
+    assert_serves(
+        &b64(&secret["data"]["ca.crt"]),
+        &b64(&secret["data"]["tls.crt"]),
+        "esox-webhook.external-secrets.svc",
     );
     let mounted = c["volumeMounts"]
         .as_array()
@@ -1406,19 +1396,7 @@ async fn installed_chart_webhook_gets_its_certificate_from_esox() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}; log:\n{}", esox.logs()));
-    let verified = openssl(
-        &["verify", "-CAfile", "ca.pem", "tls.pem"],
-        &[("ca.pem", &ca), ("tls.pem", &crt)],
-    );
-    assert!(verified.contains("tls.pem: OK"), "{verified}");
-    let san = openssl(
-        &["x509", "-in", "tls.pem", "-noout", "-ext", "subjectAltName"],
-        &[("tls.pem", &crt)],
-    );
-    assert!(
-        san.contains(&format!("DNS:{webhook}.{}.svc", home.ns)),
-        "{san}"
-    );
+    assert_serves(&ca, &crt, &format!("{webhook}.{}.svc", home.ns));
     // Least privilege: that Secret only.
     let as_esox = client_from(&kubeconfig).await;
     let api: Api<Secret> = Api::namespaced(as_esox, &home.ns);

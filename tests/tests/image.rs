@@ -78,13 +78,9 @@ fn docker(host: &str, args: &[&str]) -> Output {
 }
 
 fn docker_ok(host: &str, args: &[&str]) -> String {
-    let out = docker(host, args);
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    esox_tests::stdout_ok(Command::new("docker").args(args).env("DOCKER_HOST", host))
+        .trim()
+        .to_string()
 }
 
 /// The container, removed (with its logs) when the test ends, pass or fail.
