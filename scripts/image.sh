@@ -11,7 +11,7 @@
 #    section, copied to bin/esox-linux-amd64 (the Dockerfile's input, as in upstream ESO).
 #    Cargo target dir: ${ESOX_IMAGE_TARGET_DIR:-$cache/target-image}, never $CARGO_TARGET_DIR:
 #    tests/tests/image.rs runs this script from inside `cargo test`, which holds that
-#    directory's lock. Cold: about 15 minutes on 2 cores (a release build of everything).
+#    directory's lock. Cold: 26 min measured on 2 cores, sharing them with a debug build.
 # 2. The base: $ESOX_IMAGE_BASE when set (it must already be in the daemon or pullable);
 #    otherwise esox-local/static:nonroot, a stand-in for distroless/static-debian12:nonroot
 #    made here with `docker import` (the same nonroot user 65532, the host's CA bundle,
@@ -54,7 +54,7 @@ if ! command -v musl-gcc >/dev/null; then
     || die "apt-get install musl-tools failed"
 fi
 target_dir=${ESOX_IMAGE_TARGET_DIR:-$cache/target-image}
-log "cargo build --release --target $target (target dir $target_dir; cold: ~15 min on 2 cores)"
+log "cargo build --release --target $target (target dir $target_dir; cold: up to ~26 min on 2 cores)"
 start=$SECONDS
 (
   cd "$root"

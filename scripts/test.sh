@@ -61,7 +61,7 @@ export ESOX_HELM
 
 step "docker (scripts/docker.sh; the image test skips, saying why, if no daemon can run)"
 # tests/tests/image.rs builds the image with scripts/image.sh: a release build for the musl
-# target into ~/.cache/esox/target-image (cold: about 15 minutes on 2 cores; warm: seconds).
+# target into ~/.cache/esox/target-image (cold: 26 min measured on a busy 2-core machine; warm: seconds).
 docker_started_here=0
 bash "$here/docker.sh" status >/dev/null 2>&1 || docker_started_here=1
 if DOCKER_HOST=$(bash "$here/docker.sh"); then
