@@ -290,13 +290,10 @@ async fn render_command(args: RenderArgs) -> anyhow::Result<()> {
     for f in &args.files {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let v = <serde_yaml::Value as serde::Deserialize>::deserialize(doc)
-                .with_context(|| format!("{}: not YAML", f.display()))?;
-            if !v.is_null() {
-                docs.push(v);
-            }
-        }
+        docs.extend(
+            esox::render::documents::<serde_yaml::Value>(&text)
+                .with_context(|| format!("{}: not YAML", f.display()))?,
+        );
     }
     let data = match &args.data {
         None => None,

@@ -37,6 +37,19 @@ pub enum RenderError {
     Template(#[from] TemplateError),
 }
 
+/// The documents of a multi-document YAML stream (`kubectl apply -f` input), empty ones
+/// (`---` at the end, comments only) skipped.
+pub fn documents<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>, serde_yaml::Error> {
+    let mut docs = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let v = <serde_yaml::Value as serde::Deserialize>::deserialize(doc)?;
+        if !v.is_null() {
+            docs.push(serde_yaml::from_value(v)?);
+        }
+    }
+    Ok(docs)
+}
+
 /// What a render reads.
 pub struct Inputs {
     /// Every document of the given manifest files.

@@ -264,11 +264,7 @@ impl TestEnv {
     /// Applies a multi-document YAML manifest as written (any apiVersion), in this namespace
     /// unless a document says otherwise or is cluster-scoped.
     pub async fn apply(&self, yaml: &str) -> anyhow::Result<()> {
-        for doc in serde_yaml::Deserializer::from_str(yaml) {
-            let value: serde_json::Value = serde::Deserialize::deserialize(doc)?;
-            if value.is_null() {
-                continue;
-            }
+        for value in esox::render::documents::<serde_json::Value>(yaml)? {
             let obj: DynamicObject = serde_json::from_value(value.clone())?;
             let tm = obj
                 .types

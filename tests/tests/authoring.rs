@@ -164,11 +164,7 @@ fn scaffold_build_and_test_locally() {
 #[tokio::test]
 async fn render_offline_through_the_same_pipeline() {
     let read_docs = |p: &Path| -> Vec<serde_yaml::Value> {
-        let text = std::fs::read_to_string(p).unwrap();
-        serde_yaml::Deserializer::from_str(&text)
-            .map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap())
-            .filter(|v| !v.is_null())
-            .collect()
+        esox::render::documents(&std::fs::read_to_string(p).unwrap()).unwrap()
     };
     let root = repo_root();
     let mut docs = read_docs(&root.join("examples/external-secrets/dynamic-db-secret.yaml"));
@@ -299,11 +295,10 @@ async fn render_offline_from_aws() {
     let key = format!("render/{}", std::process::id());
     esox_tests::put_aws_secret(&key, r#"{"user":"app","pass":"s3cr3t"}"#, &[]).await;
     let name = &key;
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&format!(
+    let docs: Vec<serde_yaml::Value> = esox::render::documents(&format!(
         "apiVersion: external-secrets.io/v1beta1\nkind: SecretStore\nmetadata: {{name: aws}}\nspec:\n  provider:\n    aws: {{service: SecretsManager, region: us-east-1}}\n---\napiVersion: external-secrets.io/v1beta1\nkind: ExternalSecret\nmetadata: {{name: app}}\nspec:\n  secretStoreRef: {{name: aws, kind: SecretStore}}\n  target:\n    template:\n      data:\n        dsn: 'postgres://{{{{ .user }}}}:{{{{ .pass }}}}@db/app'\n  dataFrom:\n  - extract: {{key: {name}}}\n"
     ))
-    .map(|d| <serde_yaml::Value as serde::Deserialize>::deserialize(d).unwrap())
-    .collect();
+    .unwrap();
     let host = esox::plugin::PluginHost::new(Default::default()).unwrap();
     let inputs = esox::render::Inputs {
         docs,

@@ -117,10 +117,7 @@ fn render(bin: &Path, namespace: &str, values: &Value) -> Vec<Value> {
 }
 
 fn parse(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
-        .filter(|v| !v.is_null())
-        .collect()
+    esox::render::documents(text).expect("helm printed YAML")
 }
 
 fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {

@@ -246,10 +246,7 @@ async fn image_runs_under_the_charts_pod_security_context() {
             &stack["KUBECONFIG"],
         ],
     );
-    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&manifest)
-        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
-        .filter(|v| !v.is_null())
-        .collect();
+    let docs: Vec<Value> = esox::render::documents(&manifest).expect("helm printed YAML");
     let deploy = docs
         .iter()
         .find(|d| d["kind"] == "Deployment")

@@ -310,11 +310,9 @@ pub fn pack(wasm: &[u8], opts: &PackOptions<'_>) -> Result<Packed, AuthorError> 
     }
     let sha256 = hex::encode(Sha256::digest(wasm));
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(wasm)
-        .and_then(|_| gz.try_finish())
-        .map_err(|e| AuthorError::Input(format!("gzip: {e}")))?;
     let compressed = gz
-        .finish()
+        .write_all(wasm)
+        .and_then(|_| gz.finish())
         .map_err(|e| AuthorError::Input(format!("gzip: {e}")))?;
     let chunks: Vec<&[u8]> = compressed.chunks(PART_BYTES).collect();
     let key = "plugin.wasm.gz";
