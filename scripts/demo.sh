@@ -21,6 +21,19 @@ if [ "$mode" = stop ]; then
   exit 0
 fi
 
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2
+fi
+# esox builds while the control plane starts. On a fresh machine both are long builds (Rust and
+# Go), and each leaves a core idle for stretches (downloads, build scripts, linking), so running
+# them side by side takes minutes off the first run; warm, the build is a no-op.
+say "Building esox in the background"
+build_log=$(mktemp)
+cargo build -q -p esox >"$build_log" 2>&1 &
+build_pid=$!
+# If the control plane fails to start, do not leave the build running behind the error.
+trap 'kill "$build_pid" 2>/dev/null || true' EXIT
+
 say "Starting a local kube-apiserver + etcd (first run builds them: several minutes)"
 bash "$here/stack.sh" up
 # shellcheck disable=SC1091
@@ -28,11 +41,13 @@ source "$state/env"
 # scripts/stack.sh builds kubectl (and puts it on PATH in the env file) when there is none.
 command -v kubectl >/dev/null || { echo "kubectl is missing and scripts/stack.sh could not provide it" >&2; exit 1; }
 
-if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip2; then
-  rustup target add wasm32-wasip2
+say "Waiting for the esox build"
+if ! wait "$build_pid"; then
+  cat "$build_log" >&2
+  echo "building esox failed (output above)" >&2
+  exit 1
 fi
-say "Building esox"
-cargo build -q -p esox
+rm -f "$build_log"
 esox="$CARGO_TARGET_DIR/debug/esox"
 
 say "Installing the external-secrets.io CRDs (v1 stored, v1beta1 served)"
