@@ -187,6 +187,8 @@ pub struct Options {
     pub no_controller: bool,
     /// Labels for the namespace.
     pub namespace_labels: BTreeMap<String, String>,
+    /// ExternalSecrets reconciled at once (default 4).
+    pub concurrency: Option<u16>,
 }
 
 /// Serialises tests that run a cluster-wide controller.
@@ -240,7 +242,7 @@ impl TestEnv {
                         Some(ns.clone())
                     },
                     store_requeue: Duration::from_secs(300),
-                    concurrency: 4,
+                    concurrency: opts.concurrency.unwrap_or(4),
                     delimiters: Default::default(),
                 },
             });

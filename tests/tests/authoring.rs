@@ -159,6 +159,62 @@ fn scaffold_build_and_test_locally() {
     );
 }
 
+/// The first `sh` block under `heading` in the README.
+fn readme_block(heading: &str) -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let at = readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("README has no {heading:?}"));
+    let start = readme[at..].find("```sh\n").expect("a sh block") + at + "```sh\n".len();
+    let end = readme[start..].find("```").expect("the block ends") + start;
+    readme[start..end].to_string()
+}
+
+/// The README's "Your first plugin" block, run by bash as a newcomer pastes it against the
+/// demo: scaffold, build, local test, `plugin pack | kubectl apply`, an ExternalSecret that
+/// declares the plugin, and the Secret it shaped. Only the namespace (the test's own instead
+/// of the demo's `my-app`) and the esox path (this build's) are substituted, so an edit that
+/// breaks the README breaks this test.
+// Multi-threaded: the script runs blocking on one thread while the controller works on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_first_plugin_block_runs_as_written() {
+    let env = TestEnv::new("readme-plugin").await;
+    // The demo's stores, which the block reads from.
+    let stores = std::fs::read_to_string(repo_root().join("examples/stores/fake.yaml")).unwrap();
+    env.apply(&stores).await.unwrap();
+    let block = readme_block("## Your first plugin");
+    let set_esox = block
+        .lines()
+        .find(|l| l.starts_with("E="))
+        .expect("the block sets E to the esox binary");
+    assert!(
+        block.contains("-n my-app"),
+        "the block targets the demo's namespace"
+    );
+    let script = block
+        .replace(set_esox, &format!("E={}", esox_tests::esox_bin().display()))
+        .replace("-n my-app", &format!("-n {}", env.ns));
+    let dir = tempfile::tempdir().unwrap();
+    let stack = esox_tests::stack_env().unwrap();
+    let out = esox_tests::stdout_ok(
+        std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .current_dir(dir.path())
+            .env("KUBECONFIG", &stack["KUBECONFIG"])
+            // Warm builds: the plugin's dependencies are shared with the other authoring tests.
+            .env("CARGO_TARGET_DIR", target_dir()),
+    );
+    // `esox plugin test` printed the local result, and the cluster's Secret holds the
+    // plugin's output, as the README says.
+    assert!(out.contains(r#""X_user": "app""#), "{out}");
+    assert_eq!(out.lines().last(), Some("X_token=tok-4f9b2c"), "{out}");
+    let s = env.secrets().get("shouted").await.unwrap();
+    assert_eq!(
+        secret_strings(&s),
+        [("X_token".to_string(), "tok-4f9b2c".to_string())].into()
+    );
+}
+
 /// `esox render`: the seeds' example rendered offline through the controller's pipeline and
 /// the Go engine plugin, and an example plugin supplied as a local file.
 #[tokio::test]

@@ -81,9 +81,15 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     .default_backoff()
     .touched_objects();
 
+    // Turns are taken in the order objects become due. kube-runtime's runner, once its
+    // concurrency limit is reached, parks due objects in a hash set and takes them back in hash
+    // order, not arrival order: a few ExternalSecrets on a 1s refreshInterval keep it saturated
+    // and win every turn, and others wait minutes for their first sync (seen at start-up with
+    // 141 objects and 20 fast ones). So the runner is left unbounded (it still never runs one
+    // object twice at once) and the limit is a FIFO semaphore around the reconciler.
+    let turns = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency.max(1))));
     let lookup = reader.clone();
     let es_controller = Controller::for_stream(es_stream, reader.clone())
-        .with_config(ControllerConfig::default().concurrency(concurrency))
         .watches_stream(secrets, move |secret| {
             let ns = secret.namespace().unwrap_or_default();
             let name = secret.name_any();
@@ -98,7 +104,13 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         })
         .shutdown_on_signal()
         .run(
-            external_secret::reconcile,
+            move |es, ctx| {
+                let turns = turns.clone();
+                async move {
+                    let _turn = turns.acquire_owned().await.expect("never closed");
+                    external_secret::reconcile(es, ctx).await
+                }
+            },
             external_secret::error_policy,
             ctx.clone(),
         )

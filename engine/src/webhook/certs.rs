@@ -127,9 +127,13 @@ fn cert_infos(pem: &[u8]) -> Vec<CertInfo> {
         .collect()
 }
 
+/// The Secret's data: key → bytes, wiped when dropped because `ca.key` and `tls.key` are
+/// private keys.
+pub type Material = BTreeMap<String, Zeroizing<Vec<u8>>>;
+
 /// Decides what to do with the Secret's current `data` (`None`: no Secret) at `now`.
-pub fn plan(data: Option<&BTreeMap<String, Vec<u8>>>, names: &[String], now: Timestamp) -> Plan {
-    let get = |k: &str| data.and_then(|d| d.get(k)).map(Vec::as_slice);
+pub fn plan(data: Option<&Material>, names: &[String], now: Timestamp) -> Plan {
+    let get = |k: &str| data.and_then(|d| d.get(k)).map(|v| v.as_slice());
     // The CA is reusable when its key is there and it outlives a certificate issued now.
     let ca_ok = match (get(CA_CRT), get(CA_KEY)) {
         (Some(crt), Some(key)) => {
@@ -173,11 +177,11 @@ fn cert_err(what: &'static str) -> impl Fn(rcgen::Error) -> WebhookError {
 /// Issues what `plan` asked for, keeping whatever of `data` stays valid. Returns the Secret's
 /// new data.
 pub fn issue(
-    data: Option<&BTreeMap<String, Vec<u8>>>,
+    data: Option<&Material>,
     names: &[String],
     now: Timestamp,
     new_ca: bool,
-) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, WebhookError> {
+) -> Result<Material, WebhookError> {
     // Backdated a little: the apiserver's clock may lag ours.
     let not_before = now - SignedDuration::from_mins(5);
     let (ca_pem, ca_key_pem, bundle) = if new_ca {
@@ -342,22 +346,25 @@ async fn keep_once(
     let kube_err = |what: String| move |e: kube::Error| WebhookError::Kube(format!("{what}: {e}"));
     let name = &settings.secret;
     let now = Timestamp::now();
-    let existing = api
+    let mut existing = api
         .get_opt(name)
         .await
         .map_err(kube_err(format!("could not get Secret {name:?}")))?;
-    let data: Option<BTreeMap<String, Vec<u8>>> = existing.as_ref().map(|s| {
+    // Moved out of the object (not copied), so the keys live only in wiped buffers.
+    let data: Option<Material> = existing.as_mut().map(|s| {
         s.data
-            .clone()
+            .take()
             .unwrap_or_default()
             .into_iter()
-            .map(|(k, v)| (k, v.0))
+            .map(|(k, v)| (k, Zeroizing::new(v.0)))
             .collect()
     });
     let data = match plan(data.as_ref(), &settings.names, now) {
         Plan::Keep => data.expect("Keep needs a Secret"),
         Plan::Issue { new_ca } => {
             let new = issue(data.as_ref(), &settings.names, now, new_ca)?;
+            // The request body is the one copy outside a wiped buffer; it is dropped with the
+            // object once the call returns.
             let bytes: BTreeMap<String, ByteString> = new
                 .iter()
                 .map(|(k, v)| (k.clone(), ByteString(v.to_vec())))
@@ -397,11 +404,10 @@ async fn keep_once(
                 }
             }
             tracing::info!(secret = %name, new_ca, "issued a new webhook serving certificate");
-            new.into_iter().map(|(k, v)| (k, v.to_vec())).collect()
+            new
         }
     };
-    let key = Zeroizing::new(data[TLS_KEY].clone());
-    if resolver.set(&data[TLS_CRT], &key)? {
+    if resolver.set(&data[TLS_CRT], &data[TLS_KEY])? {
         tracing::info!(secret = %name, "serving the webhook certificate from the Secret");
     }
     if let Some(config) = &settings.webhook_config {
@@ -533,15 +539,11 @@ mod tests {
         vec!["esox-webhook.esox.svc".into(), "127.0.0.1".into()]
     }
 
-    fn plain(d: &BTreeMap<String, Zeroizing<Vec<u8>>>) -> BTreeMap<String, Vec<u8>> {
-        d.iter().map(|(k, v)| (k.clone(), v.to_vec())).collect()
-    }
-
     #[test]
     fn issues_a_ca_and_a_serving_certificate_and_renews_them_in_time() {
         let now = Timestamp::now();
         assert_eq!(plan(None, &names(), now), Plan::Issue { new_ca: true });
-        let first = plain(&issue(None, &names(), now, true).unwrap());
+        let first = issue(None, &names(), now, true).unwrap();
         assert_eq!(
             first.keys().collect::<Vec<_>>(),
             ["ca.crt", "ca.key", "tls.crt", "tls.key"]
@@ -561,7 +563,7 @@ mod tests {
             plan(Some(&first), &names(), late),
             Plan::Issue { new_ca: false }
         );
-        let renewed = plain(&issue(Some(&first), &names(), late, false).unwrap());
+        let renewed = issue(Some(&first), &names(), late, false).unwrap();
         assert_eq!(renewed["ca.crt"], first["ca.crt"]);
         assert_eq!(renewed["ca.key"], first["ca.key"]);
         assert_ne!(renewed["tls.crt"], first["tls.crt"]);
@@ -573,18 +575,18 @@ mod tests {
             plan(Some(&renewed), &names(), ca_late),
             Plan::Issue { new_ca: true }
         );
-        let rotated = plain(&issue(Some(&renewed), &names(), ca_late, true).unwrap());
+        let rotated = issue(Some(&renewed), &names(), ca_late, true).unwrap();
         assert_eq!(cert_infos(&rotated["ca.crt"]).len(), 2);
         assert_ne!(rotated["ca.key"], renewed["ca.key"]);
         // Garbage is replaced, never served.
         let mut broken = first.clone();
-        broken.insert("ca.key".into(), b"not a key".to_vec());
+        broken.insert("ca.key".into(), Zeroizing::new(b"not a key".to_vec()));
         assert_eq!(
             plan(Some(&broken), &names(), now),
             Plan::Issue { new_ca: true }
         );
         let mut broken = first.clone();
-        broken.insert("tls.crt".into(), b"garbage".to_vec());
+        broken.insert("tls.crt".into(), Zeroizing::new(b"garbage".to_vec()));
         assert_eq!(
             plan(Some(&broken), &names(), now),
             Plan::Issue { new_ca: false }
@@ -594,7 +596,7 @@ mod tests {
     #[test]
     fn the_serving_certificate_verifies_against_the_bundle() {
         let now = Timestamp::now();
-        let d = plain(&issue(None, &names(), now, true).unwrap());
+        let d = issue(None, &names(), now, true).unwrap();
         let resolver = Resolver::new();
         assert!(resolver.set(&d["tls.crt"], &d["tls.key"]).unwrap());
         assert!(
