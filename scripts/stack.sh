@@ -49,9 +49,10 @@ go_build() { # dir package output
   log "building $(basename "$out") from the Go module proxy (first run only; several minutes on 2 cores)"
   local start=$SECONDS
   # The first run is CPU-bound on 2 cores (kube-apiserver is ~2000 packages, built while the
-  # demo builds esox): the compiler collecting garbage less often (GOGC=400, a few hundred MB
-  # more) and no DWARF (the binaries are stripped anyway) take about a fifth off it.
-  (cd "$dir" && GOGC=${ESOX_GO_BUILD_GOGC:-400} GOFLAGS=-mod=mod \
+  # demo builds esox). The compiler is a Go program: with its garbage collector off until a
+  # compile process reaches 3 GiB (GOGC=off, GOMEMLIMIT) and no DWARF (the binaries are
+  # stripped anyway), the build takes about a quarter less CPU (etcd: 66 -> 46 CPU-seconds).
+  (cd "$dir" && GOGC=off GOMEMLIMIT=${ESOX_GO_BUILD_MEMLIMIT:-3GiB} GOFLAGS=-mod=mod \
     go build -trimpath -ldflags='-s -w' -gcflags=all=-dwarf=false -o "$out.tmp" "$pkg") \
     || die "building $pkg failed (see the Go output above)"
   mv "$out.tmp" "$out"
