@@ -3,13 +3,20 @@
 //!
 //! The plugins are workspace crates; they are built by a nested `cargo build` into their own
 //! target directory (sharing the outer one would deadlock on its lock). The resulting
-//! directory is passed to the crate as `ESOX_PLUGIN_DIR`. The list of packages is
-//! `plugins/builtin.txt`, which `scripts/demo.sh` also reads: a first run starts the same
-//! build alongside esox's (Cargo would run this script late, on the critical path), and this
-//! script then finds it done.
+//! directory is passed to the crate as `ESOX_PLUGIN_DIR`.
 
 use std::path::PathBuf;
 use std::process::Command;
+
+const PLUGINS: &[&str] = &[
+    "esox-plugin-gotemplate",
+    "esox-plugin-minijinja",
+    "esox-plugin-pkcs12",
+    "esox-plugin-password",
+    "esox-plugin-uuid",
+    "esox-plugin-fake",
+    "esox-plugin-hostile",
+];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -33,14 +40,7 @@ fn main() {
             "--target-dir",
         ])
         .arg(&target_dir);
-    let list = root.join("plugins/builtin.txt");
-    let list = std::fs::read_to_string(&list)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", list.display()));
-    for p in list
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or_default().trim())
-        .filter(|l| !l.is_empty())
-    {
+    for p in PLUGINS {
         cmd.args(["-p", p]);
     }
     // Host build settings must not leak into the Wasm build.

@@ -25,26 +25,14 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx w
   rustup target add wasm32-wasip2
 fi
 # esox builds while the control plane starts. On a fresh 2-core machine both are long builds
-# (Rust and Go) with stretches that use one core or wait on downloads; side by side they keep
-# both cores busy (measured cold: ~10 min for the demo and the README's plugin block, against
-# ~11 before). Warm, the builds are no-ops.
+# (Rust and Go, each ~600 CPU-seconds) with stretches that use one core or wait on downloads;
+# side by side they keep both cores busy. Warm, the build is a no-op.
 say "Building esox in the background"
 build_log=$(mktemp)
-# The built-in Wasm plugins are built by engine/build.rs, which Cargo runs late, when most of
-# esox's dependencies are done; started here, the same build (same packages, flags and target
-# directory, so the build script then finds it done) overlaps the rest.
-export ESOX_WASM_TARGET_DIR=${ESOX_WASM_TARGET_DIR:-$HOME/.cache/esox/wasm-target}
-mapfile -t plugins < <(sed 's/#.*//; /^[[:space:]]*$/d; s/^[[:space:]]*/-p\n/' plugins/builtin.txt | sed 's/[[:space:]]*$//')
-# (The variables build.rs clears are cleared here too, so both builds are the same one.)
-env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS -u CARGO_BUILD_TARGET -u CARGO_TARGET_DIR \
-  -u RUSTC_WORKSPACE_WRAPPER -u RUSTC_WRAPPER \
-  cargo build -q --release --target wasm32-wasip2 --target-dir "$ESOX_WASM_TARGET_DIR" \
-  "${plugins[@]}" >"$build_log.plugins" 2>&1 &
-plugins_pid=$!
 cargo build -q -p esox >"$build_log" 2>&1 &
 build_pid=$!
-# If the control plane fails to start, do not leave the builds running behind the error.
-trap 'kill "$build_pid" "$plugins_pid" 2>/dev/null || true' EXIT
+# If the control plane fails to start, do not leave the build running behind the error.
+trap 'kill "$build_pid" 2>/dev/null || true' EXIT
 
 say "Starting a local kube-apiserver + etcd (first run builds them: several minutes)"
 bash "$here/stack.sh" up
@@ -54,14 +42,12 @@ source "$state/env"
 command -v kubectl >/dev/null || { echo "kubectl is missing and scripts/stack.sh could not provide it" >&2; exit 1; }
 
 say "Waiting for the esox build"
-# The plugin build's outcome shows in esox's: its build script builds them again if needed.
-wait "$plugins_pid" || true
 if ! wait "$build_pid"; then
-  cat "$build_log.plugins" "$build_log" >&2
+  cat "$build_log" >&2
   echo "building esox failed (output above)" >&2
   exit 1
 fi
-rm -f "$build_log" "$build_log.plugins"
+rm -f "$build_log"
 esox="$CARGO_TARGET_DIR/debug/esox"
 
 say "Installing the external-secrets.io CRDs (v1 stored, v1beta1 served)"
