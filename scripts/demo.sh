@@ -34,7 +34,7 @@ build_pid=$!
 # If the control plane fails to start, do not leave the build running behind the error.
 trap 'kill "$build_pid" 2>/dev/null || true' EXIT
 
-say "Starting a local kube-apiserver + etcd (first run builds them: several minutes)"
+say "Starting a local kube-apiserver + etcd (the first run builds kube-apiserver: several minutes)"
 bash "$here/stack.sh" up
 # shellcheck disable=SC1091
 source "$state/env"
