@@ -606,3 +606,42 @@ pub fn stdout_ok(cmd: &mut std::process::Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// helm from `$ESOX_HELM` (scripts/test.sh exports it), else built by `scripts/helm.sh`; why
+/// not, when neither gives one.
+pub fn helm_bin() -> Result<PathBuf, String> {
+    match std::env::var("ESOX_HELM") {
+        Ok(p) if !p.is_empty() && std::path::Path::new(&p).is_file() => Ok(PathBuf::from(p)),
+        Ok(p) if !p.is_empty() => Err(format!(
+            "ESOX_HELM={p:?} is not a helm binary (scripts/helm.sh could not build helm)"
+        )),
+        _ => {
+            let out = std::process::Command::new("bash")
+                .arg(repo_root().join("scripts/helm.sh"))
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .map_err(|e| format!("could not run scripts/helm.sh: {e}"))?;
+            if out.status.success() {
+                Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+            } else {
+                Err(format!("scripts/helm.sh exited with {}", out.status))
+            }
+        }
+    }
+}
+
+/// helm, with its state directories kept out of the user's home.
+pub fn helm_command(bin: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let home = std::env::temp_dir().join("esox-helm-tests");
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(args)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    cmd
+}
+
+/// `helm args`; its stdout, or the test fails with what helm printed.
+pub fn helm_ok(bin: &std::path::Path, args: &[&str]) -> String {
+    stdout_ok(&mut helm_command(bin, args))
+}

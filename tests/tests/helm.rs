@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use esox_tests::{
-    Options, TestEnv, cluster_lock, esox_bin, put_aws_secret, repo_root, secret_strings, stack_env,
-    wait_for,
+    Options, TestEnv, cluster_lock, esox_bin, helm_command, helm_ok, put_aws_secret, repo_root,
+    secret_strings, stack_env, wait_for,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -35,28 +35,9 @@ use serde_json::{Value, json};
 fn helm_bin() -> Option<PathBuf> {
     static HELM: OnceLock<Option<PathBuf>> = OnceLock::new();
     HELM.get_or_init(|| {
-        if let Ok(p) = std::env::var("ESOX_HELM") {
-            if !p.is_empty() && Path::new(&p).is_file() {
-                return Some(PathBuf::from(p));
-            }
-            eprintln!(
-                "SKIPPED: ESOX_HELM={p:?} is not a helm binary (scripts/helm.sh could not build helm)"
-            );
-            return None;
-        }
-        let out = Command::new("bash")
-            .arg(repo_root().join("scripts/helm.sh"))
-            .stderr(Stdio::inherit())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(PathBuf::from(
-                String::from_utf8_lossy(&o.stdout).trim().to_string(),
-            )),
-            other => {
-                eprintln!("SKIPPED: helm could not be built by scripts/helm.sh: {other:?}");
-                None
-            }
-        }
+        esox_tests::helm_bin()
+            .inspect_err(|why| eprintln!("SKIPPED: no helm: {why}"))
+            .ok()
     })
     .clone()
 }
@@ -78,23 +59,8 @@ fn chart() -> String {
         .into_owned()
 }
 
-/// helm, with its state directories kept out of the user's home.
-fn helm_command(bin: &Path, args: &[&str]) -> Command {
-    let home = std::env::temp_dir().join("esox-helm-tests");
-    let mut cmd = Command::new(bin);
-    cmd.args(args)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"));
-    cmd
-}
-
 fn helm(bin: &Path, args: &[&str]) -> std::process::Output {
     helm_command(bin, args).output().expect("helm runs")
-}
-
-fn helm_ok(bin: &Path, args: &[&str]) -> String {
-    esox_tests::stdout_ok(&mut helm_command(bin, args))
 }
 
 /// A values file in a temporary directory (kept alive by the returned guard).

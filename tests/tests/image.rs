@@ -16,11 +16,13 @@
 //! `/var/run/secrets/kubernetes.io/serviceaccount`, `KUBERNETES_SERVICE_HOST`/`PORT`). There is
 //! no pod network: the container shares the host's (`--network host`), where the stack listens.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use esox_tests::{Options, TestEnv, repo_root, secret_strings, stack_env, wait_for};
+use esox_tests::{
+    Options, TestEnv, helm_bin, helm_ok, repo_root, secret_strings, stack_env, wait_for,
+};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
@@ -40,32 +42,6 @@ fn script(name: &str, envs: &[(&str, &str)]) -> Result<String, String> {
     } else {
         Err(format!("scripts/{name} exited with {}", out.status))
     }
-}
-
-/// helm from `$ESOX_HELM` (scripts/test.sh exports it) or `scripts/helm.sh`.
-fn helm_bin() -> Result<PathBuf, String> {
-    match std::env::var("ESOX_HELM") {
-        Ok(p) if !p.is_empty() && Path::new(&p).is_file() => Ok(PathBuf::from(p)),
-        Ok(p) if !p.is_empty() => Err(format!("ESOX_HELM={p:?} is not a helm binary")),
-        _ => script("helm.sh", &[]).map(PathBuf::from),
-    }
-}
-
-fn helm_ok(bin: &Path, args: &[&str]) -> String {
-    let home = std::env::temp_dir().join("esox-helm-tests");
-    let out = Command::new(bin)
-        .args(args)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .output()
-        .expect("helm runs");
-    assert!(
-        out.status.success(),
-        "helm {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `docker` against the daemon at `host`.

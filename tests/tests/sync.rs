@@ -142,17 +142,11 @@ spec:
 
 fn kubectl(args: &[&str]) -> String {
     let env = esox_tests::stack_env().unwrap();
-    let out = std::process::Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", &env["KUBECONFIG"])
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    esox_tests::stdout_ok(
+        std::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &env["KUBECONFIG"]),
+    )
 }
 
 #[tokio::test]
