@@ -8,12 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use kube::client::ClientBuilder;
-use kube::runtime::events::Reporter;
 use prometheus_client::registry::Registry;
 
 use esox::controller::context::{Context, Settings};
 use esox::metrics::Metrics;
-use esox::provider::fetch::FetchLayer;
 use esox::ratelimit::{Limiter, RateLimitLayer};
 
 #[derive(Parser)]
@@ -163,86 +161,128 @@ struct ControllerArgs {
     #[arg(long, default_value_t = 100, env = "ESOX_KUBE_BURST")]
     kube_api_burst: u32,
     /// Default interval between store validations.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "ESOX_STORE_REQUEUE_INTERVAL")]
     store_requeue_interval: Duration,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:8080", env = "ESOX_METRICS_ADDR")]
     metrics_addr: SocketAddr,
-    /// Log format: `text` or `json`.
-    #[arg(long, default_value = "text", env = "ESOX_LOG_FORMAT")]
-    log_format: String,
-    /// Directory for compiled plugin components (must be private to esox; an emptyDir in a
-    /// pod). Default: `$XDG_CACHE_HOME/esox/plugins` or `~/.cache/esox/plugins`.
-    #[arg(long, env = "ESOX_PLUGIN_CACHE_DIR")]
-    plugin_cache_dir: Option<std::path::PathBuf>,
-    /// Compile plugins at every start instead of caching them on disk.
-    #[arg(long)]
-    no_plugin_cache: bool,
-    /// Wall-clock limit for one plugin call.
-    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "ESOX_PLUGIN_TIMEOUT")]
-    plugin_timeout: Duration,
-    /// Linear-memory limit for one plugin instance, in MiB.
-    #[arg(long, default_value_t = 64, env = "ESOX_PLUGIN_MEMORY_MIB")]
-    plugin_memory_mib: usize,
+    /// Log line format. The level comes from `RUST_LOG`: a bare level (`trace`) is esox's
+    /// own; dependencies log only at `info` unless named, and wire-logging ones never above
+    /// their cap (see `esox::telemetry`).
+    #[arg(long, value_enum, default_value_t, env = "ESOX_LOG_FORMAT")]
+    log_format: esox::telemetry::LogFormat,
     /// Left delimiter of Go templates (ESO's flag of the same name).
-    #[arg(long, default_value = "{{")]
+    #[arg(long, default_value = "{{", env = "ESOX_TEMPLATE_LEFT_DELIMITER")]
     template_left_delimiter: String,
     /// Right delimiter of Go templates (ESO's flag of the same name).
-    #[arg(long, default_value = "}}")]
+    #[arg(long, default_value = "}}", env = "ESOX_TEMPLATE_RIGHT_DELIMITER")]
     template_right_delimiter: String,
+    #[command(flatten)]
+    plugin: PluginArgs,
+    #[command(flatten)]
+    webhook: WebhookArgs,
+    #[command(flatten)]
+    leader: LeaderArgs,
+}
+
+/// The Wasm plugin host.
+#[derive(clap::Args)]
+struct PluginArgs {
+    /// Directory for compiled plugin components (must be private to esox; an emptyDir in a
+    /// pod). Default: `$XDG_CACHE_HOME/esox/plugins` or `~/.cache/esox/plugins`.
+    #[arg(long = "plugin-cache-dir", env = "ESOX_PLUGIN_CACHE_DIR")]
+    cache_dir: Option<std::path::PathBuf>,
+    /// Compile plugins at every start instead of caching them on disk.
+    #[arg(long = "no-plugin-cache", env = "ESOX_NO_PLUGIN_CACHE")]
+    no_cache: bool,
+    /// Wall-clock limit for one plugin call.
+    #[arg(long = "plugin-timeout", default_value = "2s", value_parser = parse_duration, env = "ESOX_PLUGIN_TIMEOUT")]
+    timeout: Duration,
+    /// Linear-memory limit for one plugin instance, in MiB.
+    #[arg(
+        long = "plugin-memory-mib",
+        default_value_t = 64,
+        env = "ESOX_PLUGIN_MEMORY_MIB"
+    )]
+    memory_mib: usize,
+}
+
+/// The validating admission webhook.
+#[derive(clap::Args)]
+struct WebhookArgs {
     /// Serve the validating admission webhook on this port (0: off; ESO uses 9443).
-    #[arg(long, default_value_t = 0, env = "ESOX_WEBHOOK_PORT")]
-    webhook_port: u16,
+    #[arg(long = "webhook-port", default_value_t = 0, env = "ESOX_WEBHOOK_PORT")]
+    port: u16,
     /// Directory with the webhook's `tls.crt` and `tls.key`.
     #[arg(
-        long,
+        long = "webhook-cert-dir",
         default_value = "/tmp/k8s-webhook-server/serving-certs",
         env = "ESOX_WEBHOOK_CERT_DIR"
     )]
-    webhook_cert_dir: std::path::PathBuf,
+    cert_dir: std::path::PathBuf,
     /// Provision the webhook's certificate into this Secret (in the controller's namespace)
     /// and serve it, instead of reading `--webhook-cert-dir`: esox makes a CA and a serving
     /// certificate, renews them before they expire, and keeps `--webhook-config-name`'s
     /// caBundle in step.
-    #[arg(long, env = "ESOX_WEBHOOK_CERT_SECRET")]
-    webhook_cert_secret: Option<String>,
+    #[arg(long = "webhook-cert-secret", env = "ESOX_WEBHOOK_CERT_SECRET")]
+    cert_secret: Option<String>,
     /// The ValidatingWebhookConfiguration whose caBundle esox keeps (with
     /// `--webhook-cert-secret`).
-    #[arg(long, env = "ESOX_WEBHOOK_CONFIG_NAME")]
-    webhook_config_name: Option<String>,
+    #[arg(long = "webhook-config-name", env = "ESOX_WEBHOOK_CONFIG_NAME")]
+    config_name: Option<String>,
     /// A DNS name or IP address for the provisioned certificate (repeat, or comma-separate in
     /// the environment variable), e.g. the webhook Service's `NAME.NAMESPACE.svc`.
-    #[arg(long, env = "ESOX_WEBHOOK_DNS_NAMES", value_delimiter = ',')]
-    webhook_dns_name: Vec<String>,
+    #[arg(
+        long = "webhook-dns-name",
+        env = "ESOX_WEBHOOK_DNS_NAMES",
+        value_delimiter = ','
+    )]
+    dns_names: Vec<String>,
     /// Address the webhook binds.
-    #[arg(long, default_value = "0.0.0.0", env = "ESOX_WEBHOOK_HOST")]
-    webhook_host: String,
-    /// Run the controllers only while holding a coordination.k8s.io Lease (for replicas > 1).
-    #[arg(long, env = "ESOX_LEADER_ELECT")]
-    leader_elect: bool,
-    /// The Lease's name (ESO's default).
-    #[arg(long, default_value = "external-secrets-controller")]
-    leader_election_id: String,
-    /// The Lease's namespace (default: $POD_NAMESPACE, the in-cluster namespace, or default).
-    #[arg(long, env = "ESOX_LEADER_ELECTION_NAMESPACE")]
-    leader_election_namespace: Option<String>,
-    /// How long the Lease holds without renewal.
-    #[arg(long, default_value = "15s", value_parser = parse_duration, env = "ESOX_LEADER_ELECTION_LEASE_DURATION")]
-    leader_election_lease_duration: Duration,
-    /// How long the leader retries renewing before it steps down (exits).
-    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "ESOX_LEADER_ELECTION_RENEW_DEADLINE")]
-    leader_election_renew_deadline: Duration,
-    /// How often to try to acquire or renew the Lease.
-    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "ESOX_LEADER_ELECTION_RETRY_PERIOD")]
-    leader_election_retry_period: Duration,
+    #[arg(
+        long = "webhook-host",
+        default_value = "0.0.0.0",
+        env = "ESOX_WEBHOOK_HOST"
+    )]
+    host: String,
 }
 
-impl ControllerArgs {
-    fn plugin_cache(&self) -> Option<std::path::PathBuf> {
-        if self.no_plugin_cache {
+/// Leader election (for replicas > 1).
+#[derive(clap::Args)]
+struct LeaderArgs {
+    /// Run the controllers only while holding a coordination.k8s.io Lease (for replicas > 1).
+    #[arg(long = "leader-elect", env = "ESOX_LEADER_ELECT")]
+    elect: bool,
+    /// The Lease's name (ESO's default).
+    #[arg(
+        long = "leader-election-id",
+        default_value = "external-secrets-controller",
+        env = "ESOX_LEADER_ELECTION_ID"
+    )]
+    id: String,
+    /// The Lease's namespace (default: $POD_NAMESPACE, the in-cluster namespace, or default).
+    #[arg(
+        long = "leader-election-namespace",
+        env = "ESOX_LEADER_ELECTION_NAMESPACE"
+    )]
+    namespace: Option<String>,
+    /// How long the Lease holds without renewal.
+    #[arg(long = "leader-election-lease-duration", default_value = "15s", value_parser = parse_duration, env = "ESOX_LEADER_ELECTION_LEASE_DURATION")]
+    lease_duration: Duration,
+    /// How long the leader retries renewing before it steps down (exits).
+    #[arg(long = "leader-election-renew-deadline", default_value = "10s", value_parser = parse_duration, env = "ESOX_LEADER_ELECTION_RENEW_DEADLINE")]
+    renew_deadline: Duration,
+    /// How often to try to acquire or renew the Lease.
+    #[arg(long = "leader-election-retry-period", default_value = "2s", value_parser = parse_duration, env = "ESOX_LEADER_ELECTION_RETRY_PERIOD")]
+    retry_period: Duration,
+}
+
+impl PluginArgs {
+    fn cache(&self) -> Option<std::path::PathBuf> {
+        if self.no_cache {
             return None;
         }
-        self.plugin_cache_dir.clone().or_else(|| {
+        self.cache_dir.clone().or_else(|| {
             let base = std::env::var_os("XDG_CACHE_HOME")
                 .map(std::path::PathBuf::from)
                 .or_else(|| {
@@ -255,21 +295,6 @@ impl ControllerArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     esox::api::duration::parse(s).map_err(|e| e.to_string())
-}
-
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,kube=warn".into());
-    use std::io::IsTerminal as _;
-    let builder = tracing_subscriber::fmt()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 #[tokio::main]
@@ -430,7 +455,7 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
 }
 
 async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
-    init_tracing(&args.log_format);
+    esox::telemetry::init(args.log_format);
     let config = kube::Config::infer()
         .await
         .context("could not load a kubeconfig or in-cluster configuration")?;
@@ -448,22 +473,22 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not listen on {}", args.metrics_addr))?;
     tokio::spawn(esox::http::serve(listener, registry.clone(), ready.clone()));
-    if args.webhook_port != 0 {
+    if args.webhook.port != 0 {
         // Every replica serves the webhook (it reads nothing but the object under review).
-        let tls = match &args.webhook_cert_secret {
+        let tls = match &args.webhook.cert_secret {
             Some(secret) => {
                 let settings = esox::webhook::certs::CertSettings {
                     namespace: own_namespace(None),
                     secret: secret.clone(),
-                    webhook_config: args.webhook_config_name.clone(),
-                    names: args.webhook_dns_name.clone(),
+                    webhook_config: args.webhook.config_name.clone(),
+                    names: args.webhook.dns_names.clone(),
                 };
                 let resolver = esox::webhook::certs::provision(client.clone(), settings)?;
                 esox::webhook::tls_config_from(resolver)
             }
-            None => esox::webhook::tls_config(&args.webhook_cert_dir)?,
+            None => esox::webhook::tls_config(&args.webhook.cert_dir)?,
         };
-        let addr = format!("{}:{}", args.webhook_host, args.webhook_port);
+        let addr = format!("{}:{}", args.webhook.host, args.webhook.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("could not listen on {addr} for the webhook"))?;
@@ -472,11 +497,11 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     }
 
     let limits = esox::plugin::Limits {
-        deadline: args.plugin_timeout,
-        max_memory: args.plugin_memory_mib << 20,
+        deadline: args.plugin.timeout,
+        max_memory: args.plugin.memory_mib << 20,
         ..Default::default()
     };
-    let cache_dir = args.plugin_cache();
+    let cache_dir = args.plugin.cache();
     let plugins = esox::plugin::PluginHost::with_cache(limits, cache_dir.as_deref())
         .context("could not start the Wasm plugin runtime")?;
     {
@@ -486,29 +511,23 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             .await
             .context("loading the built-in plugins")?;
     }
-    let elector = args.leader_elect.then(|| {
+    let elector = args.leader.elect.then(|| {
         let mut s = esox::leader::Settings::new(
-            &args.leader_election_id,
-            &own_namespace(args.leader_election_namespace.clone()),
+            &args.leader.id,
+            &own_namespace(args.leader.namespace.clone()),
             &leader_identity(),
         );
-        s.lease_duration = args.leader_election_lease_duration;
-        s.renew_deadline = args.leader_election_renew_deadline;
-        s.retry = args.leader_election_retry_period;
+        s.lease_duration = args.leader.lease_duration;
+        s.renew_deadline = args.leader.renew_deadline;
+        s.retry = args.leader.retry_period;
         esox::leader::Elector::new(client.clone(), s)
     });
-    let ctx = Arc::new(Context {
-        plugins,
+    let ctx = Context::new(
         client,
-        reporter: Reporter {
-            controller: "external-secrets".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
+        std::env::var("POD_NAME").ok(),
+        plugins,
         metrics,
-        fetch: FetchLayer::new(),
-        failures: Default::default(),
-        providers: Default::default(),
-        settings: Settings {
+        Settings {
             namespace: args.namespace,
             store_requeue: args.store_requeue_interval,
             concurrency: args.concurrent,
@@ -517,7 +536,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
                 right: args.template_right_delimiter,
             },
         },
-    });
+    );
     let Some(elector) = elector else {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?ctx.settings.namespace, "starting esox controller");
         esox::controller::run(ctx, ready).await;
@@ -562,4 +581,58 @@ fn own_namespace(flag: Option<String>) -> String {
         })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "default".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_controller_flag_can_be_set_from_the_environment() {
+        let cmd = Cli::command();
+        let controller = cmd
+            .find_subcommand("controller")
+            .expect("a controller subcommand");
+        let missing: Vec<_> = controller
+            .get_arguments()
+            .filter(|a| a.get_long().is_some() && a.get_env().is_none())
+            .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
+            .map(|a| a.get_id().to_string())
+            .collect();
+        assert!(missing.is_empty(), "flags without `env`: {missing:?}");
+    }
+
+    #[test]
+    fn flags_keep_their_names() {
+        let args = Cli::try_parse_from([
+            "esox",
+            "controller",
+            "--webhook-port",
+            "9443",
+            "--leader-elect",
+            "--leader-election-id",
+            "x",
+            "--plugin-timeout",
+            "3s",
+            "--no-plugin-cache",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let Command::Controller(args) = args.command else {
+            panic!("controller")
+        };
+        assert_eq!(args.webhook.port, 9443);
+        assert!(args.leader.elect);
+        assert_eq!(args.leader.id, "x");
+        assert_eq!(args.plugin.timeout, Duration::from_secs(3));
+        assert!(args.plugin.cache().is_none());
+        assert_eq!(args.log_format, esox::telemetry::LogFormat::Json);
+    }
 }

@@ -190,7 +190,9 @@ impl Metrics {
     }
 
     /// Forgets an object's series (on deletion), so the exporter does not grow forever.
-    pub fn forget(&self, name: &str, namespace: &str) {
+    /// `reasons` are every `reason` label its sync errors can have (the reconcile error's
+    /// categories).
+    pub fn forget<'a>(&self, name: &str, namespace: &str, reasons: impl Iterator<Item = &'a str>) {
         let labels = ObjectLabels {
             name: name.to_string(),
             namespace: namespace.to_string(),
@@ -205,13 +207,7 @@ impl Metrics {
                 status: s.to_string(),
             });
         }
-        for reason in [
-            "invalid_spec",
-            "missing_provider_secret",
-            "fetch",
-            "target",
-            "kube",
-        ] {
+        for reason in reasons {
             self.sync_errors.remove(&ErrorLabels {
                 name: name.to_string(),
                 namespace: namespace.to_string(),

@@ -17,14 +17,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use esox::controller::context::{Context, Settings};
 use esox::metrics::Metrics;
-use esox::provider::fetch::FetchLayer;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::discovery::pinned_kind;
-use kube::runtime::events::Reporter;
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
 
@@ -224,18 +222,12 @@ impl TestEnv {
         let metrics = Arc::new(Metrics::new(&mut registry));
         let registry = Arc::new(registry);
         let controller = (!opts.no_controller).then(|| {
-            let ctx = Arc::new(Context {
-                plugins: plugin_host(),
-                client: client.clone(),
-                reporter: Reporter {
-                    controller: "external-secrets".into(),
-                    instance: None,
-                },
+            let ctx = Context::new(
+                client.clone(),
+                None,
+                plugin_host(),
                 metrics,
-                fetch: FetchLayer::new(),
-                failures: Default::default(),
-                providers: Default::default(),
-                settings: Settings {
+                Settings {
                     namespace: if opts.cluster_wide {
                         None
                     } else {
@@ -245,7 +237,7 @@ impl TestEnv {
                     concurrency: opts.concurrency.unwrap_or(4),
                     delimiters: Default::default(),
                 },
-            });
+            );
             tokio::spawn(esox::controller::run(ctx, Arc::new(AtomicBool::new(false))))
         });
         TestEnv {
@@ -539,6 +531,15 @@ impl Drop for ControllerProcess {
 impl TestEnv {
     /// Runs the `esox` binary against this namespace with extra environment variables.
     pub fn spawn_controller(&self, extra_env: &[(&str, &str)]) -> ControllerProcess {
+        self.spawn_controller_logging(extra_env, std::process::Stdio::inherit())
+    }
+
+    /// Like [`TestEnv::spawn_controller`], with the process's log (stderr) going to `log`.
+    pub fn spawn_controller_logging(
+        &self,
+        extra_env: &[(&str, &str)],
+        log: impl Into<std::process::Stdio>,
+    ) -> ControllerProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -559,7 +560,7 @@ impl TestEnv {
             std::env::var("ESOX_TEST_CONTROLLER_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit());
+        .stderr(log);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }

@@ -155,6 +155,8 @@ fn controller_rules(cluster: bool) -> Vec<(Vec<String>, Vec<String>, Vec<String>
     let mut r = vec![
         rule(&["external-secrets.io"], &stores, &["get", "list", "watch"]),
         rule(&["external-secrets.io"], &status, &["patch"]),
+        // ESO's cleanup finalizer.
+        rule(&["external-secrets.io"], &["externalsecrets"], &["patch"]),
         rule(&["generators.external-secrets.io"], &generators, &["get"]),
         rule(&["plugins.esox.dev"], &plugins, &["get"]),
         rule(

@@ -792,3 +792,195 @@ async fn a_saturated_controller_still_syncs_every_object() {
         .unwrap();
     synced.unwrap();
 }
+
+/// ESO's finalizer: every ExternalSecret carries it; deleting one under
+/// `deletionPolicy: Delete` removes the Secret it controls (without waiting for a garbage
+/// collector), under `Retain` leaves it, and the ExternalSecret then goes.
+#[tokio::test]
+async fn deleting_an_external_secret_under_delete_removes_its_secret() {
+    let env = TestEnv::new("finalizer").await;
+    env.apply(&fake_store("store", &[("k", "v")]))
+        .await
+        .unwrap();
+    env.apply(
+        r#"apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: deleting}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: store}
+  target: {name: deleted-with-it, deletionPolicy: Delete}
+  data:
+  - {secretKey: value, remoteRef: {key: k}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: retaining}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: store}
+  target: {name: kept}
+  data:
+  - {secretKey: value, remoteRef: {key: k}}
+"#,
+    )
+    .await
+    .unwrap();
+    env.wait_value("deleted-with-it", "value", "v").await;
+    env.wait_value("kept", "value", "v").await;
+    for name in ["deleting", "retaining"] {
+        let es = env.external_secrets().get(name).await.unwrap();
+        assert_eq!(
+            es.finalizers(),
+            ["externalsecrets.external-secrets.io/externalsecret-cleanup"],
+            "{name} carries ESO's finalizer"
+        );
+        env.external_secrets()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "both ExternalSecrets gone",
+        || async {
+            let a = env.external_secrets().get_opt("deleting").await.unwrap();
+            let b = env.external_secrets().get_opt("retaining").await.unwrap();
+            (a.is_none() && b.is_none()).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        env.secrets()
+            .get_opt("deleted-with-it")
+            .await
+            .unwrap()
+            .is_none(),
+        "deletionPolicy Delete: the Secret went with its ExternalSecret"
+    );
+    assert!(
+        env.secrets().get_opt("kept").await.unwrap().is_some(),
+        "deletionPolicy Retain: the Secret stays (for the garbage collector, under Owner)"
+    );
+}
+
+/// ESO's `isSecretValid` exempts `Orphan`: a deleted Orphan target is not recreated before
+/// the next refresh (or a force-sync), while an `Owner` target heals at once.
+#[tokio::test]
+async fn a_deleted_orphan_target_waits_for_the_next_refresh() {
+    let env = TestEnv::new("orphan").await;
+    env.apply(&fake_store("store", &[("k", "v")]))
+        .await
+        .unwrap();
+    env.apply(
+        r#"apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: orphan}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: store}
+  target: {name: orphan-target, creationPolicy: Orphan}
+  data:
+  - {secretKey: value, remoteRef: {key: k}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: owner}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: store}
+  target: {name: owner-target}
+  data:
+  - {secretKey: value, remoteRef: {key: k}}
+"#,
+    )
+    .await
+    .unwrap();
+    env.wait_value("orphan-target", "value", "v").await;
+    let owned = env.wait_value("owner-target", "value", "v").await;
+    for name in ["orphan-target", "owner-target"] {
+        env.secrets()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    env.wait_secret("owner-target", "Owner target recreated", |s| {
+        s.uid() != owned.uid()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        env.secrets()
+            .get_opt("orphan-target")
+            .await
+            .unwrap()
+            .is_none(),
+        "an Orphan target is not recreated before its refresh is due"
+    );
+    // A force-sync (an annotation change) is a refresh.
+    env.external_secrets()
+        .patch(
+            "orphan",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"force-sync": "1"}}})),
+        )
+        .await
+        .unwrap();
+    env.wait_value("orphan-target", "value", "v").await;
+}
+
+/// One Event recorder for the process: an ExternalSecret failing again and again makes one
+/// Event object whose series counts the repeats, not one object per retry.
+#[tokio::test]
+async fn repeated_failures_make_one_event_with_a_count() {
+    use k8s_openapi::api::events::v1::Event;
+    let env = TestEnv::new("event-series").await;
+    env.apply(&fake_store("store", &[("k", "v")]))
+        .await
+        .unwrap();
+    env.apply(
+        r#"apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: failing}
+spec:
+  refreshInterval: 1s
+  secretStoreRef: {name: store}
+  data:
+  - {secretKey: value, remoteRef: {key: k, property: missing}}
+"#,
+    )
+    .await
+    .unwrap();
+    env.wait_ready("failing", "False", "SecretSyncedError")
+        .await;
+    let events: kube::Api<Event> = kube::Api::namespaced(env.client.clone(), &env.ns);
+    let failures = || async {
+        events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("failing")
+                    && e.reason.as_deref() == Some("UpdateFailed")
+            })
+            .collect::<Vec<_>>()
+    };
+    // Retries back off 1 s, 2 s, 4 s, …: at least three failures within 15 s.
+    let counted = wait_for(Duration::from_secs(30), "three failures", || async {
+        let found = failures().await;
+        (found.len() == 1 && found[0].series.as_ref().is_some_and(|s| s.count >= 3)).then_some(())
+    })
+    .await;
+    let found: Vec<_> = failures()
+        .await
+        .into_iter()
+        .map(|e| (e.metadata.name, e.series.map(|s| s.count)))
+        .collect();
+    assert!(
+        counted.is_ok(),
+        "one Event object counting the repeated failure, got {found:?}"
+    );
+}

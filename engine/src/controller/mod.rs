@@ -8,11 +8,14 @@
 //! once, which is what makes drift self-heal without waiting for the refresh interval.
 
 pub mod context;
+pub mod error;
 pub mod external_secret;
+pub mod generators;
 pub mod plugins;
 pub mod refresh;
-pub mod store;
-pub mod stores;
+pub mod resolve;
+pub mod secret_store;
+pub mod target;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +43,12 @@ where
     }
 }
 
+/// A deletion starting (the deletion timestamp being set) is a change the reconciler must
+/// see, whether or not the apiserver bumped the generation: it runs the finalizer.
+fn being_deleted(es: &ExternalSecret) -> Option<u64> {
+    es.metadata.deletion_timestamp.as_ref().map(|_| 1)
+}
+
 /// Runs all controllers until a termination signal arrives. `ready` flips to true once the
 /// ExternalSecret cache has synced.
 pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
@@ -58,15 +67,18 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
             // and backoff state here, or both grow for the life of the process.
             if let Ok(watcher::Event::Delete(es)) = event {
                 let (name, ns) = (es.name_any(), es.namespace().unwrap_or_default());
-                forget_ctx.metrics.forget(&name, &ns);
-                forget_ctx.record_success(&format!("{ns}/{name}"));
+                forget_ctx
+                    .metrics
+                    .forget(&name, &ns, error::Error::categories());
+                forget_ctx.record_success(&ObjectRef::from_obj(es));
             }
         })
         .applied_objects()
         .predicate_filter(
             predicates::generation
                 .combine(predicates::labels)
-                .combine(predicates::annotations),
+                .combine(predicates::annotations)
+                .combine(being_deleted),
             Default::default(),
         );
 
@@ -76,7 +88,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     };
     let secrets = watcher(
         secret_api,
-        watcher::Config::default().labels(&format!("{}=true", external_secret::MANAGED_LABEL)),
+        watcher::Config::default().labels(&format!("{}=true", target::MANAGED_LABEL)),
     )
     .default_backoff()
     .touched_objects();
@@ -129,7 +141,11 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     )
     .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
     .shutdown_on_signal()
-    .run(store::reconcile_store, store::error_policy, ctx.clone())
+    .run(
+        secret_store::reconcile_store,
+        secret_store::error_policy,
+        ctx.clone(),
+    )
     .for_each(|_| async {});
 
     let ready_flag = async move {
@@ -147,8 +163,8 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
         .shutdown_on_signal()
         .run(
-            store::reconcile_cluster_store,
-            store::error_policy,
+            secret_store::reconcile_cluster_store,
+            secret_store::error_policy,
             ctx.clone(),
         )
         .for_each(|_| async {});

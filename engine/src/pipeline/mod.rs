@@ -64,6 +64,10 @@ pub enum SourceError {
     /// The provider call failed.
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// A generator failed (the controller's typed error, kept as the source so its category
+    /// reaches the metrics).
+    #[error("{0}")]
+    Generator(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
 }
 
 /// Why Secret data could not be built. Messages name keys and paths, never values.
@@ -72,6 +76,9 @@ pub enum PipelineError {
     /// A store could not be used.
     #[error("{0}")]
     Store(String),
+    /// A generator failed.
+    #[error("{0}")]
+    Generator(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
     /// A provider call failed.
     #[error("error processing spec.{entry}, err: {source}")]
     Provider {
@@ -161,6 +168,7 @@ impl PipelineError {
     fn from_source(entry: String, err: SourceError) -> Self {
         match err {
             SourceError::Store(msg) => PipelineError::Store(msg),
+            SourceError::Generator(e) => PipelineError::Generator(e),
             SourceError::Provider(source) => PipelineError::Provider { entry, source },
         }
     }

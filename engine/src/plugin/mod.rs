@@ -171,6 +171,18 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    /// Every value [`PluginError::metric_label`] can return.
+    pub const CATEGORIES: &[&str] = &[
+        "load",
+        "timeout",
+        "out_of_memory",
+        "trap",
+        "input_too_large",
+        "output_too_large",
+        "malformed",
+        "plugin_error",
+    ];
+
     /// Low-cardinality label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {

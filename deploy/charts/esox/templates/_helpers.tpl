@@ -96,8 +96,13 @@ cannot grant and a namespaced controller does not use.
 - apiGroups: ["external-secrets.io"]
   resources: ["externalsecrets", "secretstores"{{ if not .scoped }}, "clustersecretstores"{{ end }}]
   verbs: ["get", "list", "watch"]
-# Record the Ready condition, refresh time and binding: a merge patch of /status. esox never
-# writes their spec or metadata.
+# ESO's cleanup finalizer on ExternalSecrets (externalsecrets.external-secrets.io/
+# externalsecret-cleanup): added and removed with a merge patch of metadata.finalizers, guarded
+# by the resource version. esox never writes their spec.
+- apiGroups: ["external-secrets.io"]
+  resources: ["externalsecrets"]
+  verbs: ["patch"]
+# Record the Ready condition, refresh time and binding: a merge patch of /status.
 - apiGroups: ["external-secrets.io"]
   resources: ["externalsecrets/status", "secretstores/status"{{ if not .scoped }}, "clustersecretstores/status"{{ end }}]
   verbs: ["patch"]

@@ -2,7 +2,7 @@
 //!
 //! A connected provider owns SDK clients whose credentials come from the store's `auth`
 //! ([`auth`]) and whose identity cache keeps them until they expire: the controller caches the
-//! connected provider per store and identity ([`crate::controller::stores`]), so a sync costs
+//! connected provider per store and identity ([`crate::controller::resolve`]), so a sync costs
 //! no STS call and no TokenRequest — unlike ESO, which makes both on every reconcile.
 //!
 //! Endpoints: the SDK honours `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`; we also

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{instrument, warn};
@@ -127,21 +127,13 @@ where
             Some(reason.to_string()),
         ))
     {
-        let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
-        let ev = Event {
-            type_: if ready {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
-            reason: reason.to_string(),
-            note: Some(message),
-            action: "Validate".into(),
-            secondary: None,
+        let type_ = if ready {
+            EventType::Normal
+        } else {
+            EventType::Warning
         };
-        if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
-            warn!(error = %e, "could not publish event");
-        }
+        ctx.publish(&obj.object_ref(&()), type_, reason, &message, "Validate")
+            .await;
     }
     Ok(())
 }

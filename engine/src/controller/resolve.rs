@@ -15,27 +15,14 @@ use kube::Api;
 use regex::Regex;
 
 use super::context::Context;
-use crate::api::PluginKind;
-use crate::api::generators::{Fake as FakeGenerator, GENERATORS_GROUP, Password, UUID};
-use crate::api::plugins::PluginWorld;
 use crate::api::{
     ClusterSecretStore, ClusterSecretStoreCondition, GeneratorRef, SecretStore, SecretStoreRef,
     SecretStoreSpec, StoreKind,
 };
 use crate::pipeline::{DataSource, Source, SourceError};
-use crate::plugin::builtin::Builtin;
 use crate::provider::fetch::StoreIdentity;
 use crate::provider::{self, BuildContext, FindQuery, GetRequest, Provider};
 use crate::secret::{SecretBytes, SecretMap};
-
-/// A generator's spec, wherever it was declared: as its own object, or inside a
-/// ClusterGenerator. One type, so both run through the same code.
-enum GeneratorSpec {
-    Password(crate::api::generators::PasswordSpec),
-    Uuid,
-    Fake(crate::api::generators::FakeSpec),
-    Sts(Box<crate::api::generators::STSSessionTokenSpec>),
-}
 
 /// A store resolved for one ExternalSecret.
 #[derive(Clone)]
@@ -49,15 +36,15 @@ pub struct ResolvedStore {
 /// Resolves stores for one reconcile and serves the pipeline's fetches through the shared
 /// fetch layer. Each store is resolved once per reconcile however many entries use it.
 pub struct StoreResolver<'a> {
-    ctx: &'a Context,
-    namespace: &'a str,
+    pub(super) ctx: &'a Context,
+    pub(super) namespace: &'a str,
     default_ref: Option<&'a SecretStoreRef>,
     max_age: Duration,
     /// Held while a store is resolved, so entries fetched concurrently resolve it once (and
     /// then reach the provider together, where they can be batched).
     cache: tokio::sync::Mutex<HashMap<SecretStoreRef, Result<ResolvedStore, SourceError>>>,
     /// See [`StoreResolver::credentials_expire`].
-    expires: std::sync::Mutex<Option<jiff::Timestamp>>,
+    pub(super) expires: std::sync::Mutex<Option<jiff::Timestamp>>,
 }
 
 impl<'a> StoreResolver<'a> {
@@ -82,100 +69,6 @@ impl<'a> StoreResolver<'a> {
     /// if any: the Secret must be renewed before then whatever its refresh interval says.
     pub fn credentials_expire(&self) -> Option<jiff::Timestamp> {
         *self.expires.lock().expect("expiry lock")
-    }
-
-    /// STS session credentials for an STSSessionToken spec (namespaced or in a
-    /// ClusterGenerator), authenticated in this ExternalSecret's namespace.
-    async fn sts_session(
-        &self,
-        spec: &crate::api::generators::STSSessionTokenSpec,
-    ) -> Result<SecretMap, String> {
-        let (data, expires) = crate::provider::aws::sts_token::generate(
-            spec,
-            &self.ctx.client,
-            self.namespace,
-            &self.ctx.metrics,
-        )
-        .await?;
-        let mut earliest = self.expires.lock().expect("expiry lock");
-        *earliest = Some(earliest.map_or(expires, |e| e.min(expires)));
-        Ok(data)
-    }
-
-    /// The generator spec a ClusterGenerator carries for its `kind`.
-    async fn cluster_generator(&self, name: &str) -> Result<GeneratorSpec, String> {
-        let api: Api<crate::api::generators::ClusterGenerator> = Api::all(self.ctx.client.clone());
-        let cg = api
-            .get_opt(name)
-            .await
-            .map_err(|e| format!("could not get ClusterGenerator {name:?}: {e}"))?
-            .ok_or_else(|| format!("ClusterGenerator {name:?} not found"))?;
-        let g = cg.spec.generator;
-        let kind = cg.spec.kind;
-        let missing = |key: &str| {
-            format!("ClusterGenerator {name:?} has kind {kind} but no spec.generator.{key}")
-        };
-        Ok(match kind.as_str() {
-            "Password" => {
-                GeneratorSpec::Password(g.password_spec.ok_or_else(|| missing("passwordSpec"))?)
-            }
-            "UUID" => {
-                g.uuid_spec.ok_or_else(|| missing("uuidSpec"))?;
-                GeneratorSpec::Uuid
-            }
-            "Fake" => GeneratorSpec::Fake(g.fake_spec.ok_or_else(|| missing("fakeSpec"))?),
-            "STSSessionToken" => GeneratorSpec::Sts(Box::new(
-                g.sts_session_token()
-                    .ok_or_else(|| missing("stsSessionTokenSpec"))?,
-            )),
-            other => {
-                return Err(format!(
-                    "ClusterGenerator {name:?}: generator kind {other} is not supported by this version of esox"
-                ));
-            }
-        })
-    }
-
-    /// Runs a generator plugin on its JSON config.
-    async fn run_plugin(
-        &self,
-        plugin: Result<crate::plugin::Plugin, crate::plugin::PluginError>,
-        config: String,
-    ) -> Result<SecretMap, String> {
-        let plugin = plugin.map_err(|e| e.to_string())?;
-        let out = self
-            .ctx
-            .plugins
-            .generate(plugin, config, &self.ctx.metrics)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(out.data)
-    }
-
-    /// Reads a generator object from the ExternalSecret's namespace.
-    async fn generator_spec<K>(&self, generator: &GeneratorRef) -> Result<K, SourceError>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-    {
-        let api: Api<K> = Api::namespaced(self.ctx.client.clone(), self.namespace);
-        let kind = &generator.kind;
-        api.get_opt(&generator.name)
-            .await
-            .map_err(|e| {
-                SourceError::Store(format!(
-                    "error using generator: could not get {kind} {:?}: {e}",
-                    generator.name
-                ))
-            })?
-            .ok_or_else(|| {
-                SourceError::Store(format!(
-                    "error using generator: {kind} {:?} not found in namespace {:?}",
-                    generator.name, self.namespace
-                ))
-            })
     }
 
     async fn resolve(&self, source: Source<'_>) -> Result<ResolvedStore, SourceError> {
@@ -271,11 +164,16 @@ impl<'a> StoreResolver<'a> {
             namespace: self.namespace,
             metrics: &self.ctx.metrics,
         };
-        let (fresh, auth_id) = provider::build(spec, &bctx)
+        // A store's references resolve in this namespace (a ClusterSecretStore's, unless
+        // they name one), so the same store is a different connection per namespace.
+        let key = format!("{store_id} in {}", self.namespace);
+        let (provider, auth_id) = self
+            .ctx
+            .providers
+            .get_or_try_insert_with(key, || provider::build(spec, &bctx))
             .await
             .map_err(|e| SourceError::Store(e.to_string()))?;
         let identity = format!("{store_id} as {auth_id}");
-        let provider = self.ctx.providers.get_or_insert(identity.clone(), fresh);
         Ok(ResolvedStore {
             identity: StoreIdentity(identity),
             provider,
@@ -318,83 +216,9 @@ impl DataSource for StoreResolver<'_> {
     }
 
     async fn generate(&self, generator: &GeneratorRef) -> Result<SecretMap, SourceError> {
-        let fail = |msg: String| SourceError::Store(format!("error using generator: {msg}"));
-        let group = generator
-            .api_version
-            .as_deref()
-            .unwrap_or_default()
-            .split('/')
-            .next()
-            .unwrap_or_default();
-        let spec = match (group, generator.kind.as_str()) {
-            (GENERATORS_GROUP, "Password") => {
-                GeneratorSpec::Password(self.generator_spec::<Password>(generator).await?.spec)
-            }
-            (GENERATORS_GROUP, "Fake") => {
-                GeneratorSpec::Fake(self.generator_spec::<FakeGenerator>(generator).await?.spec)
-            }
-            (GENERATORS_GROUP, "UUID") => {
-                self.generator_spec::<UUID>(generator).await?;
-                GeneratorSpec::Uuid
-            }
-            (GENERATORS_GROUP, "STSSessionToken") => GeneratorSpec::Sts(Box::new(
-                self.generator_spec::<crate::api::generators::STSSessionToken>(generator)
-                    .await?
-                    .spec,
-            )),
-            (GENERATORS_GROUP, "ClusterGenerator") => self
-                .cluster_generator(&generator.name)
-                .await
-                .map_err(fail)?,
-            (crate::api::plugins::PLUGINS_GROUP, kind @ ("WasmPlugin" | "ClusterWasmPlugin")) => {
-                let kind = if kind == "WasmPlugin" {
-                    PluginKind::WasmPlugin
-                } else {
-                    PluginKind::ClusterWasmPlugin
-                };
-                let user = super::plugins::user_plugin(
-                    self.ctx,
-                    self.namespace,
-                    kind,
-                    &generator.name,
-                    PluginWorld::Generator,
-                )
-                .await
-                .map_err(fail)?;
-                return self
-                    .run_plugin(Ok(user.plugin), user.config)
-                    .await
-                    .map_err(fail);
-            }
-            _ => {
-                return Err(fail(format!(
-                    "{} {}/{:?} is not supported by this version of esox",
-                    generator.api_version.as_deref().unwrap_or_default(),
-                    generator.kind,
-                    generator.name
-                )));
-            }
-        };
-        let plugins = &self.ctx.plugins;
-        let to_json = |v: serde_json::Result<String>| v.expect("a generator spec serializes");
-        match spec {
-            GeneratorSpec::Password(s) => {
-                let config = to_json(serde_json::to_string(&s));
-                self.run_plugin(plugins.builtin(Builtin::Password), config)
-                    .await
-            }
-            GeneratorSpec::Fake(s) => {
-                let config = to_json(serde_json::to_string(&s));
-                self.run_plugin(plugins.builtin(Builtin::Fake), config)
-                    .await
-            }
-            GeneratorSpec::Uuid => {
-                self.run_plugin(plugins.builtin(Builtin::Uuid), "{}".into())
-                    .await
-            }
-            GeneratorSpec::Sts(s) => self.sts_session(&s).await,
-        }
-        .map_err(fail)
+        super::generators::generate(self, generator)
+            .await
+            .map_err(|e| SourceError::Generator(std::sync::Arc::new(e)))
     }
 
     async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
