@@ -81,6 +81,13 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     let mut es = es;
     let synced = sync(&mut es, &ctx).await;
     let action = report(&es, &ctx, synced).await;
+    if es.meta().deletion_timestamp.is_some() {
+        // Its last reconcile: the watch's Delete event may already have dropped its series,
+        // and this one must not bring them back.
+        ctx.metrics
+            .forget(&labels.name, &labels.namespace, Error::categories());
+        return action;
+    }
     ctx.metrics
         .reconcile_duration
         .get_or_create(&labels)
