@@ -260,7 +260,11 @@ async fn sync(es: &ExternalSecret, ctx: &Context, live: bool) -> Result<Action, 
         (interval / 10).min(Duration::from_secs(300))
     };
     let resolver = StoreResolver::new(ctx, &ns, es.spec.secret_store_ref.as_ref(), max_age);
-    let data = match pipeline::collect(&es.spec, &resolver).await {
+    let renamer = crate::template::GoKeyRenamer {
+        host: &ctx.plugins,
+        metrics: &ctx.metrics,
+    };
+    let data = match pipeline::collect(&es.spec, &resolver, &renamer).await {
         Ok(d) => d,
         // Throttling is the provider pacing us, not a broken sync: a Secret that is in sync
         // stays Ready (no status flap, no event) while the per-object backoff slows us down.
