@@ -315,21 +315,23 @@ fn items(name: &str, keys: &[(&str, TemplateScope)]) -> TemplateRef {
 /// decodes each rendered value, never a key.
 #[tokio::test]
 async fn values_decoding_strategy_decodes_literal_values_not_keys() {
-    let mut tpl = ExternalSecretTemplate::default();
-    tpl.template_from = vec![
-        literal(
-            "service-a: SGVsbG8=\nservice-b: V29ybGQ=\n",
-            Some(DecodingStrategy::Base64),
-        ),
-        literal("SGVsbG8=: V29ybGQ=\n", Some(DecodingStrategy::Base64)),
-        literal("raw: SGVsbG8=\n", Some(DecodingStrategy::None)),
-        literal("omitted: SGVsbG8=\n", None),
-        literal("url: Pz8_\n", Some(DecodingStrategy::Base64Url)),
-        literal(
-            "auto-b64: SGVsbG8=\nauto-plain: happy street\n",
-            Some(DecodingStrategy::Auto),
-        ),
-    ];
+    let tpl = ExternalSecretTemplate {
+        template_from: vec![
+            literal(
+                "service-a: SGVsbG8=\nservice-b: V29ybGQ=\n",
+                Some(DecodingStrategy::Base64),
+            ),
+            literal("SGVsbG8=: V29ybGQ=\n", Some(DecodingStrategy::Base64)),
+            literal("raw: SGVsbG8=\n", Some(DecodingStrategy::None)),
+            literal("omitted: SGVsbG8=\n", None),
+            literal("url: Pz8_\n", Some(DecodingStrategy::Base64Url)),
+            literal(
+                "auto-b64: SGVsbG8=\nauto-plain: happy street\n",
+                Some(DecodingStrategy::Auto),
+            ),
+        ],
+        ..Default::default()
+    };
     let out = run(&tpl, data(&[]), &Sources::default()).await.unwrap();
     assert_eq!(text(&out, "service-a"), "Hello");
     assert_eq!(text(&out, "service-b"), "World");
@@ -345,29 +347,31 @@ async fn values_decoding_strategy_decodes_literal_values_not_keys() {
 /// fetched data rendered into them is decoded too (the strategy applies to the rendered value).
 #[tokio::test]
 async fn values_decoding_strategy_applies_to_config_maps_and_secrets() {
-    let mut tpl = ExternalSecretTemplate::default();
-    tpl.template_from = vec![
-        TemplateFrom {
-            config_map: Some(items(
-                "cm",
-                &[
-                    ("greeting", TemplateScope::Values),
-                    ("many", TemplateScope::KeysAndValues),
-                ],
-            )),
-            values_decoding_strategy: Some(DecodingStrategy::Base64),
-            ..Default::default()
-        },
-        TemplateFrom {
-            secret: Some(items("sec", &[("fetched", TemplateScope::Values)])),
-            values_decoding_strategy: Some(DecodingStrategy::Base64),
-            ..Default::default()
-        },
-        TemplateFrom {
-            config_map: Some(items("plain", &[("kept", TemplateScope::Values)])),
-            ..Default::default()
-        },
-    ];
+    let tpl = ExternalSecretTemplate {
+        template_from: vec![
+            TemplateFrom {
+                config_map: Some(items(
+                    "cm",
+                    &[
+                        ("greeting", TemplateScope::Values),
+                        ("many", TemplateScope::KeysAndValues),
+                    ],
+                )),
+                values_decoding_strategy: Some(DecodingStrategy::Base64),
+                ..Default::default()
+            },
+            TemplateFrom {
+                secret: Some(items("sec", &[("fetched", TemplateScope::Values)])),
+                values_decoding_strategy: Some(DecodingStrategy::Base64),
+                ..Default::default()
+            },
+            TemplateFrom {
+                config_map: Some(items("plain", &[("kept", TemplateScope::Values)])),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
     let mut sources = Sources::default();
     sources.config_maps.insert(
         "cm".into(),
@@ -401,13 +405,15 @@ async fn values_decoding_strategy_applies_to_config_maps_and_secrets() {
 /// `None`), whatever the `templateFrom` entries say; labels and annotations targets are.
 #[tokio::test]
 async fn values_decoding_strategy_spares_template_data_and_reaches_metadata_targets() {
-    let mut tpl = ExternalSecretTemplate::default();
-    tpl.template_from = vec![TemplateFrom {
-        literal: Some("team: cGF5bWVudHM=".into()),
-        target: Some(TemplateTarget::Labels),
-        values_decoding_strategy: Some(DecodingStrategy::Base64),
+    let mut tpl = ExternalSecretTemplate {
+        template_from: vec![TemplateFrom {
+            literal: Some("team: cGF5bWVudHM=".into()),
+            target: Some(TemplateTarget::Labels),
+            values_decoding_strategy: Some(DecodingStrategy::Base64),
+            ..Default::default()
+        }],
         ..Default::default()
-    }];
+    };
     tpl.data.insert("direct".into(), "SGVsbG8=".into());
     tpl.metadata = Some(ExternalSecretTemplateMetadata {
         annotations: [("note".to_string(), "SGVsbG8=".to_string())].into(),
@@ -423,11 +429,13 @@ async fn values_decoding_strategy_spares_template_data_and_reaches_metadata_targ
 /// never the value (nor its offending byte).
 #[tokio::test]
 async fn values_decoding_errors_name_the_key_not_the_value() {
-    let mut tpl = ExternalSecretTemplate::default();
-    tpl.template_from = vec![literal(
-        "service-a: '{{ .pw }}'\n",
-        Some(DecodingStrategy::Base64),
-    )];
+    let tpl = ExternalSecretTemplate {
+        template_from: vec![literal(
+            "service-a: '{{ .pw }}'\n",
+            Some(DecodingStrategy::Base64),
+        )],
+        ..Default::default()
+    };
     let err = run(&tpl, data(&[("pw", "hun!er2")]), &Sources::default())
         .await
         .unwrap_err();
