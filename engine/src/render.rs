@@ -21,7 +21,9 @@ use crate::plugin::{Kind, PluginHost, TemplateRequest};
 use crate::provider::Provider;
 use crate::provider::{FindQuery, GetRequest};
 use crate::secret::{SecretBytes, SecretMap};
-use crate::template::{BuiltinRunner, Delimiters, Engine, Runner, Sources, TemplateError};
+use crate::template::{
+    BuiltinRunner, Delimiters, GoKeyRenamer, Runner, Sources, TemplateEngine, TemplateError,
+};
 
 /// Why a render failed (messages name manifests, keys and plugins, never values).
 #[derive(Debug, thiserror::Error)]
@@ -95,12 +97,12 @@ pub async fn render(
         &mut prometheus_client::registry::Registry::default(),
     ));
     let provider = provider(&inputs, &spec, &metrics).await?;
-    let source = Offline {
-        provider,
-        host: host.clone(),
+    let source = Offline { provider };
+    let renamer = GoKeyRenamer {
+        host: &host,
         metrics: &metrics,
     };
-    let data = crate::pipeline::collect(&spec, &source).await?;
+    let data = crate::pipeline::collect(&spec, &source, &renamer).await?;
     let sources = sources(&inputs.docs);
     let runner = OfflineRunner {
         builtins: BuiltinRunner {
@@ -286,14 +288,12 @@ fn sources(docs: &[serde_yaml::Value]) -> Sources {
     s
 }
 
-struct Offline<'a> {
+struct Offline {
     provider: Arc<dyn Provider>,
-    host: Arc<PluginHost>,
-    metrics: &'a Metrics,
 }
 
 #[async_trait]
-impl DataSource for Offline<'_> {
+impl DataSource for Offline {
     async fn get(&self, _source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
         Ok(self.provider.get(req).await?)
     }
@@ -304,10 +304,6 @@ impl DataSource for Offline<'_> {
         query: &FindQuery,
     ) -> Result<BTreeMap<String, SecretBytes>, SourceError> {
         Ok(self.provider.find(query).await?)
-    }
-
-    async fn rename_keys(&self, template: &str, keys: Vec<String>) -> Result<Vec<String>, String> {
-        crate::template::rename_keys(&self.host, self.metrics, template, keys).await
     }
 }
 
@@ -350,7 +346,7 @@ impl Runner for OfflineRunner<'_> {
 
     async fn render(
         &self,
-        engine: Engine,
+        engine: TemplateEngine,
         templates: Vec<TemplateRequest>,
         context: SecretMap,
     ) -> Result<Vec<(String, crate::plugin::TemplateOutput)>, TemplateError> {

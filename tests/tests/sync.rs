@@ -107,19 +107,31 @@ spec:
             .any(|e| e.starts_with("Created"))
     );
 
-    // The printer columns users see in `kubectl get externalsecrets`.
+    // The printer columns users see in `kubectl get externalsecrets` (ESO's; tests/tests/columns.rs
+    // checks every kind).
     let out = kubectl(&["get", "externalsecrets", "-n", &env.ns]);
     let header: Vec<_> = out.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "STORE", "REFRESH", "INTERVAL", "STATUS", "READY"],
+        [
+            "NAME",
+            "STORETYPE",
+            "STORE",
+            "REFRESH",
+            "INTERVAL",
+            "STATUS",
+            "READY",
+            "LAST",
+            "SYNC"
+        ],
         "{out}"
     );
     let row: Vec<_> = out.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(
-        row,
+        row[..6],
         [
             "db-credentials-es",
+            "SecretStore",
             "aws-secrets-manager",
             "1h",
             "SecretSynced",
@@ -127,6 +139,7 @@ spec:
         ],
         "{out}"
     );
+    assert_eq!(row.len(), 7, "a LAST SYNC age: {out}");
     // The same object read through v1.
     let v1 = kubectl(&[
         "get",

@@ -424,3 +424,127 @@ spec:
     );
     assert!(!esox_tests::logs().contains("s3cr3t"));
 }
+
+/// ESO v1's `templateFrom[].valuesDecodingStrategy`: the apiserver keeps the field, and the
+/// rendered values of ConfigMap, Secret and literal sources are decoded as ESO decodes them
+/// (keys never; `template.data` never; omitted means no decoding).
+#[tokio::test]
+async fn template_from_values_decoding_strategy() {
+    let env = TestEnv::new("tpl-decode").await;
+    env.apply(STORE).await.unwrap();
+    env.apply(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: encoded}
+data:
+  greeting: SGVsbG8=
+  pairs: "service-a: SGVsbG8=\nservice-b: '{{ .team | b64enc }}'\n"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: encoded}
+stringData:
+  token: '{{ .password | b64enc | b64enc }}'
+  url-safe: Pz8_
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: decoded}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: store, kind: SecretStore}
+  target:
+    template:
+      data:
+        direct: SGVsbG8=
+      templateFrom:
+      - configMap:
+          name: encoded
+          items:
+          - key: greeting
+          - key: pairs
+            templateAs: KeysAndValues
+        valuesDecodingStrategy: Base64
+      - secret:
+          name: encoded
+          items:
+          - key: token
+        valuesDecodingStrategy: Base64
+      - secret:
+          name: encoded
+          items:
+          - key: url-safe
+        valuesDecodingStrategy: Base64URL
+      - literal: "literal-b64: V29ybGQ=\nliteral-auto: not base64!"
+        valuesDecodingStrategy: Auto
+      - literal: "kept: SGVsbG8="
+      - literal: "team: cGF5bWVudHM="
+        target: Labels
+        valuesDecodingStrategy: Base64
+  dataFrom:
+  - extract: {key: db}
+  data:
+  - secretKey: team
+    remoteRef: {key: team}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: undecodable}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: store, kind: SecretStore}
+  target:
+    template:
+      templateFrom:
+      - literal: "bad: '{{ .password }}'"
+        valuesDecodingStrategy: Base64
+  dataFrom:
+  - extract: {key: db}
+"#,
+    )
+    .await
+    .unwrap();
+    let s = env
+        .wait_secret("decoded", "decoded secret", |s| s.data.is_some())
+        .await;
+    let d = secret_strings(&s);
+    assert_eq!(d["greeting"], "Hello");
+    assert_eq!(d["service-a"], "Hello");
+    assert_eq!(d["service-b"], "payments");
+    assert_eq!(d["token"], "czNjcjN0", "decoded once: base64 of s3cr3t");
+    assert_eq!(d["url-safe"], "???");
+    assert_eq!(d["literal-b64"], "World");
+    assert_eq!(d["literal-auto"], "not base64!");
+    assert_eq!(d["kept"], "SGVsbG8=", "omitted: no decoding");
+    assert_eq!(d["direct"], "SGVsbG8=", "template.data is never decoded");
+    assert_eq!(
+        s.metadata.labels.clone().unwrap_or_default()["team"],
+        "payments"
+    );
+
+    // The apiserver stored the field (not pruned) and defaulted nothing where it was omitted.
+    let es = env.external_secrets().get("decoded").await.unwrap();
+    let from = &es.spec.target.template.unwrap().template_from;
+    assert_eq!(
+        from[0].values_decoding_strategy,
+        Some(esox::api::DecodingStrategy::Base64)
+    );
+    assert_eq!(from[4].values_decoding_strategy, None);
+
+    // A value that does not decode fails the sync with ESO's message, naming the key only.
+    let msg = env
+        .wait_ready("undecodable", "False", "SecretSyncedError")
+        .await;
+    assert!(
+        msg.contains("failed to decode rendered template value for key bad"),
+        "{msg}"
+    );
+    assert!(!msg.contains("s3cr3t"), "{msg}");
+    assert!(
+        env.secrets()
+            .get_opt("undecodable")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

@@ -76,6 +76,116 @@ mod tests {
         }
     }
 
+    /// `(name, type, jsonPath)` of every printer column of every version of `kind`, with no
+    /// priority set (ESO's columns all show in `kubectl get`).
+    fn columns(kind: &str) -> Vec<Vec<(String, String, String)>> {
+        let crd = all()
+            .into_iter()
+            .find(|c| c.spec.names.kind == kind)
+            .unwrap_or_else(|| panic!("no CRD for {kind}"));
+        crd.spec
+            .versions
+            .iter()
+            .map(|v| {
+                v.additional_printer_columns
+                    .iter()
+                    .flatten()
+                    .map(|c| {
+                        assert_eq!(c.priority, None, "{kind} {}: {}", v.name, c.name);
+                        (c.name.clone(), c.type_.clone(), c.json_path.clone())
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn expect(cols: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+        cols.iter()
+            .map(|(n, t, p)| (n.to_string(), t.to_string(), p.to_string()))
+            .collect()
+    }
+
+    /// ESO's `additionalPrinterColumns` (config/crds/bases/external-secrets.io_*.yaml at
+    /// v2.9.0), the same in `v1` and `v1beta1`.
+    #[test]
+    fn printer_columns_match_eso() {
+        const READY_REASON: &str = ".status.conditions[?(@.type==\"Ready\")].reason";
+        const READY_STATUS: &str = ".status.conditions[?(@.type==\"Ready\")].status";
+        let es = expect(&[
+            ("StoreType", "string", ".spec.secretStoreRef.kind"),
+            ("Store", "string", ".spec.secretStoreRef.name"),
+            ("Refresh Interval", "string", ".spec.refreshInterval"),
+            ("Status", "string", READY_REASON),
+            ("Ready", "string", READY_STATUS),
+            ("Last Sync", "date", ".status.refreshTime"),
+        ]);
+        assert_eq!(columns("ExternalSecret"), [es.clone(), es]);
+        let store = expect(&[
+            ("AGE", "date", ".metadata.creationTimestamp"),
+            ("Status", "string", READY_REASON),
+            ("Capabilities", "string", ".status.capabilities"),
+            ("Ready", "string", READY_STATUS),
+        ]);
+        for kind in ["SecretStore", "ClusterSecretStore"] {
+            assert_eq!(columns(kind), [store.clone(), store.clone()], "{kind}");
+        }
+        // ESO's generators declare no columns, so kubectl shows NAME and AGE.
+        for kind in [
+            "Password",
+            "UUID",
+            "Fake",
+            "ClusterGenerator",
+            "STSSessionToken",
+        ] {
+            assert_eq!(columns(kind), [Vec::new()], "{kind}");
+        }
+    }
+
+    /// esox's own plugin kinds: the world, the age, and the digest under `-o wide`.
+    #[test]
+    fn plugin_kinds_have_their_own_columns() {
+        for kind in ["WasmPlugin", "ClusterWasmPlugin"] {
+            let crd = all()
+                .into_iter()
+                .find(|c| c.spec.names.kind == kind)
+                .unwrap();
+            let cols: Vec<_> = crd.spec.versions[0]
+                .additional_printer_columns
+                .iter()
+                .flatten()
+                .map(|c| (c.name.as_str(), c.priority))
+                .collect();
+            assert_eq!(cols, [("World", None), ("SHA256", Some(1)), ("Age", None)]);
+        }
+    }
+
+    /// `templateFrom[].valuesDecodingStrategy` as ESO's v1 schema has it: optional, no default
+    /// (the apiserver stores nothing when it is omitted), ESO's decoding enum.
+    #[test]
+    fn values_decoding_strategy_is_in_the_schema() {
+        let crd = all()
+            .into_iter()
+            .find(|c| c.spec.names.kind == "ExternalSecret")
+            .unwrap();
+        for v in &crd.spec.versions {
+            let schema = serde_json::to_value(&v.schema).unwrap();
+            let field = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["target"]["properties"]
+                ["template"]["properties"]["templateFrom"]["items"]["properties"]["valuesDecodingStrategy"];
+            assert_eq!(field["type"], "string", "{}: {field}", v.name);
+            assert_eq!(
+                field["enum"],
+                serde_json::json!(["Auto", "Base64", "Base64URL", "None"]),
+                "{}",
+                v.name
+            );
+            assert!(field.get("default").is_none(), "{}: {field}", v.name);
+            // The same values as the `DecodingStrategy` type the other fields derive from.
+            let derived = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["data"]["items"]
+                ["properties"]["remoteRef"]["properties"]["decodingStrategy"]["enum"];
+            assert_eq!(&field["enum"], derived);
+        }
+    }
+
     #[test]
     fn checked_in_crds_are_current() {
         let path = concat!(

@@ -28,6 +28,11 @@ use super::condition::Condition;
     shortname = "es",
     category = "external-secrets",
     printcolumn(
+        name = "StoreType",
+        type_ = "string",
+        json_path = ".spec.secretStoreRef.kind"
+    ),
+    printcolumn(
         name = "Store",
         type_ = "string",
         json_path = ".spec.secretStoreRef.name"
@@ -47,6 +52,7 @@ use super::condition::Condition;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
+    printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.refreshTime"),
     doc = "ExternalSecret keeps a Kubernetes Secret in sync with data held by an external secret store."
 )]
 #[serde(rename_all = "camelCase")]
@@ -296,6 +302,28 @@ pub struct TemplateFrom {
     /// A literal template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub literal: Option<String>,
+    /// How the rendered values of this entry are decoded before they reach the target:
+    /// `None` when omitted, `Base64`, `Base64URL` or `Auto`. Keys are never decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "decoding_strategy_schema")]
+    pub values_decoding_strategy: Option<DecodingStrategy>,
+}
+
+/// ESO's `ExternalSecretDecodingStrategy` enum as its v1 CRD has it for
+/// `valuesDecodingStrategy` (optional, no default), keeping the field's own description.
+fn decoding_strategy_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": ["Auto", "Base64", "Base64URL", "None"]
+    })
+}
+
+impl TemplateFrom {
+    /// The decoding applied to this entry's rendered values (ESO: none when omitted).
+    pub fn values_decoding(&self) -> DecodingStrategy {
+        self.values_decoding_strategy
+            .unwrap_or(DecodingStrategy::None)
+    }
 }
 
 fn default_template_target() -> Option<TemplateTarget> {
@@ -580,5 +608,39 @@ impl ExternalSecret {
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ESO v1's `templateFrom[].valuesDecodingStrategy` is read, and left out when omitted (so a
+    /// round trip does not add a default ESO would not store).
+    #[test]
+    fn template_from_values_decoding_strategy() {
+        let from: TemplateFrom = serde_json::from_value(serde_json::json!({
+            "literal": "a: SGVsbG8=",
+            "valuesDecodingStrategy": "Base64URL",
+        }))
+        .unwrap();
+        assert_eq!(
+            from.values_decoding_strategy,
+            Some(DecodingStrategy::Base64Url)
+        );
+        assert_eq!(from.values_decoding(), DecodingStrategy::Base64Url);
+
+        let from: TemplateFrom =
+            serde_json::from_value(serde_json::json!({"literal": "a: b"})).unwrap();
+        assert_eq!(from.values_decoding_strategy, None);
+        assert_eq!(from.values_decoding(), DecodingStrategy::None);
+        let back = serde_json::to_value(&from).unwrap();
+        assert!(back.get("valuesDecodingStrategy").is_none(), "{back}");
+
+        for bad in ["base64", "Hex", ""] {
+            let r: Result<TemplateFrom, _> =
+                serde_json::from_value(serde_json::json!({"valuesDecodingStrategy": bad}));
+            assert!(r.is_err(), "{bad:?}");
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod duration;
 pub mod external_secret;
 pub mod generators;
 pub mod plugins;
+pub mod region;
 pub mod secret_store;
 pub mod validate;
 

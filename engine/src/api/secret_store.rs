@@ -28,7 +28,7 @@ use super::condition::Condition;
     shortname = "ss",
     category = "external-secrets",
     printcolumn(
-        name = "Age",
+        name = "AGE",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     ),
@@ -77,7 +77,7 @@ pub struct SecretStoreSpec {
     shortname = "css",
     category = "external-secrets",
     printcolumn(
-        name = "Age",
+        name = "AGE",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     ),

@@ -3,6 +3,7 @@
 //! apply them too, so a manifest the webhook would have refused gets the same message on its
 //! status even where no webhook is installed.
 
+use super::region::valid_region;
 use super::{
     AwsProvider, CreationPolicy, DeletionPolicy, ExternalSecretDataFromRemoteRef,
     ExternalSecretSpec, FakeProvider, SecretStoreSpec,
@@ -65,7 +66,7 @@ fn fake_store(fake: &FakeProvider) -> Option<String> {
 }
 
 fn aws_store(scope: StoreScope<'_>, aws: &AwsProvider) -> Option<String> {
-    if !crate::provider::aws::valid_region(&aws.region) {
+    if !valid_region(&aws.region) {
         return Some(format!("region not found: {}", aws.region));
     }
     if let Some(sm) = &aws.secrets_manager {

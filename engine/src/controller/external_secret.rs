@@ -208,15 +208,21 @@ async fn sync(es: &mut Arc<ExternalSecret>, ctx: &Context) -> Result<Synced, Err
     };
     let resolver = StoreResolver::new(ctx, &ns, es.spec.secret_store_ref.as_ref(), max_age);
     let policy = es.spec.target.creation_policy;
-    let data = pipeline::collect(&es.spec, &resolver).await.map_err(|e| {
-        // Throttling is the provider pacing us, not a broken sync: a Secret that is in
-        // sync stays Ready while the per-object backoff slows us down.
-        if e.is_throttled() && target::secret_is_valid(existing.as_ref(), policy) {
-            Error::Throttled(e)
-        } else {
-            Error::Fetch(e)
-        }
-    })?;
+    let renamer = crate::template::GoKeyRenamer {
+        host: &ctx.plugins,
+        metrics: &ctx.metrics,
+    };
+    let data = pipeline::collect(&es.spec, &resolver, &renamer)
+        .await
+        .map_err(|e| {
+            // Throttling is the provider pacing us, not a broken sync: a Secret that is in
+            // sync stays Ready while the per-object backoff slows us down.
+            if e.is_throttled() && target::secret_is_valid(existing.as_ref(), policy) {
+                Error::Throttled(e)
+            } else {
+                Error::Fetch(e)
+            }
+        })?;
 
     let plan = if data.is_empty() && es.spec.target.deletion_policy != DeletionPolicy::Merge {
         target::plan(es, existing.as_ref(), None)

@@ -18,7 +18,7 @@ use crate::api::plugins::{
 use crate::api::{PluginKind, PluginRef};
 use crate::plugin::{Kind, Plugin, TemplateOutput, TemplateRequest};
 use crate::secret::SecretMap;
-use crate::template::{BuiltinRunner, Engine, Runner, TemplateError};
+use crate::template::{BuiltinRunner, Runner, TemplateEngine, TemplateError};
 
 /// A resolved user plugin and the default configuration its object declares.
 pub struct UserPlugin {
@@ -217,7 +217,7 @@ impl Runner for ControllerRunner<'_> {
 
     async fn render(
         &self,
-        engine: Engine,
+        engine: TemplateEngine,
         templates: Vec<TemplateRequest>,
         context: SecretMap,
     ) -> Result<Vec<(String, TemplateOutput)>, TemplateError> {

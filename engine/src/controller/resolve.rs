@@ -211,10 +211,6 @@ impl<'a> StoreResolver<'a> {
 
 #[async_trait]
 impl DataSource for StoreResolver<'_> {
-    async fn rename_keys(&self, template: &str, keys: Vec<String>) -> Result<Vec<String>, String> {
-        crate::template::rename_keys(&self.ctx.plugins, &self.ctx.metrics, template, keys).await
-    }
-
     async fn generate(&self, generator: &GeneratorRef) -> Result<SecretMap, SourceError> {
         super::generators::generate(self, generator)
             .await

@@ -23,44 +23,88 @@ pub fn convert(strategy: ConversionStrategy, key: &str) -> String {
     out
 }
 
-/// Why a key is not a valid Secret key (Kubernetes' own wording).
-pub fn key_problem(key: &str) -> Option<String> {
+/// Why a key is not a valid Secret key. Displays as Kubernetes' own wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyProblem {
+    /// The key is empty.
+    #[error("a valid config key must be non-empty")]
+    Empty,
+    /// The key is longer than 253 characters.
+    #[error("must be no more than 253 characters")]
+    TooLong,
+    /// The key is `.`.
+    #[error("must not be '.'")]
+    Dot,
+    /// The key is `..`.
+    #[error("must not be '..'")]
+    DotDot,
+    /// The key has characters outside `[-._a-zA-Z0-9]`.
+    #[error(
+        "a valid config key must consist of alphanumeric characters, '-', '_' or '.' \
+         (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is \
+         '[-._a-zA-Z0-9]+')"
+    )]
+    InvalidCharacters,
+}
+
+impl KeyProblem {
+    /// Low-cardinality label for metrics and logs.
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            KeyProblem::Empty => "empty",
+            KeyProblem::TooLong => "too_long",
+            KeyProblem::Dot => "dot",
+            KeyProblem::DotDot => "dot_dot",
+            KeyProblem::InvalidCharacters => "invalid_characters",
+        }
+    }
+}
+
+/// Why a key is not a valid Secret key, if it is not one.
+pub fn key_problem(key: &str) -> Option<KeyProblem> {
     if key.is_empty() {
-        return Some("a valid config key must be non-empty".to_string());
+        return Some(KeyProblem::Empty);
     }
     if key.len() > 253 {
-        return Some("must be no more than 253 characters".to_string());
+        return Some(KeyProblem::TooLong);
     }
-    if key == "." || key == ".." {
-        return Some(format!("must not be '{key}'"));
+    if key == "." {
+        return Some(KeyProblem::Dot);
+    }
+    if key == ".." {
+        return Some(KeyProblem::DotDot);
     }
     if !key
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
     {
-        return Some(
-            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' \
-             (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is \
-             '[-._a-zA-Z0-9]+')"
-                .to_string(),
-        );
+        return Some(KeyProblem::InvalidCharacters);
     }
     None
 }
 
-/// Validates all keys; the error lists every bad key (keys are names, not secret values).
-pub fn validate<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<(), String> {
-    let bad: Vec<String> = keys
+/// Some keys are not valid Secret keys. The message lists every bad key and why (keys are
+/// names, not secret values).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid secret keys (TIP: use rewrite or conversionStrategy to change keys): {}",
+    .keys.iter().map(|(k, p)| format!("{k:?}: {p}")).collect::<Vec<_>>().join("; ")
+)]
+pub struct InvalidKeys {
+    /// Each bad key with its problem, in key order.
+    pub keys: Vec<(String, KeyProblem)>,
+}
+
+/// Validates all keys; the error lists every bad key.
+pub fn validate<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<(), InvalidKeys> {
+    let keys: Vec<(String, KeyProblem)> = keys
         .into_iter()
-        .filter_map(|k| key_problem(k).map(|p| format!("{k:?}: {p}")))
+        .filter_map(|k| key_problem(k).map(|p| (k.clone(), p)))
         .collect();
-    if bad.is_empty() {
+    if keys.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "invalid secret keys (TIP: use rewrite or conversionStrategy to change keys): {}",
-            bad.join("; ")
-        ))
+        Err(InvalidKeys { keys })
     }
 }
 
@@ -88,9 +132,34 @@ mod tests {
     fn validation() {
         assert!(validate(&["good.key".to_string(), "GOOD_2".to_string()]).is_ok());
         let err = validate(&["bad/key".to_string()]).unwrap_err();
-        assert!(err.starts_with("invalid secret keys"), "{err}");
-        assert!(err.contains("bad/key"));
-        assert!(key_problem("..").is_some());
-        assert!(key_problem(&"a".repeat(254)).is_some());
+        assert_eq!(
+            err.keys,
+            [("bad/key".to_string(), KeyProblem::InvalidCharacters)]
+        );
+        let msg = err.to_string();
+        assert!(msg.starts_with("invalid secret keys"), "{msg}");
+        assert!(msg.contains("bad/key"));
+        assert_eq!(key_problem(".."), Some(KeyProblem::DotDot));
+        assert_eq!(key_problem(&"a".repeat(254)), Some(KeyProblem::TooLong));
+    }
+
+    /// The messages are Kubernetes' words, unchanged by the move to a typed error.
+    #[test]
+    fn messages_and_labels() {
+        let keys = ["", ".", "..", "a b"].map(String::from);
+        let err = validate(&keys).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid secret keys (TIP: use rewrite or conversionStrategy to change keys): \
+             \"\": a valid config key must be non-empty; \
+             \".\": must not be '.'; \
+             \"..\": must not be '..'; \
+             \"a b\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' \
+             (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is \
+             '[-._a-zA-Z0-9]+')"
+        );
+        let labels: Vec<_> = err.keys.iter().map(|(_, p)| p.metric_label()).collect();
+        assert_eq!(labels, ["empty", "dot", "dot_dot", "invalid_characters"]);
+        assert_eq!(KeyProblem::TooLong.metric_label(), "too_long");
     }
 }

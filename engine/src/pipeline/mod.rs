@@ -3,8 +3,9 @@
 //! The steps run in ESO's order: every `dataFrom` entry (fetch or find → rewrite, or key
 //! conversion when there is no rewrite → decode), then every `data` entry (fetch → property →
 //! decode), later keys overriding earlier ones so `data` wins over `dataFrom`; finally every
-//! key is validated. Everything here takes plain values and a [`DataSource`], so it is
-//! unit-tested without a cluster and reused by offline tools.
+//! key is validated. Everything here takes plain values, a [`DataSource`] and a
+//! [`KeyRenamer`] (for `rewrite.transform`), so it is unit-tested without a cluster and reused
+//! by offline tools.
 
 pub mod decode;
 pub mod hash;
@@ -23,6 +24,9 @@ use crate::api::{
 };
 use crate::provider::{FindQuery, GetRequest, ProviderError};
 use crate::secret::{SecretBytes, SecretMap};
+
+pub use keys::{InvalidKeys, KeyProblem};
+pub use rewrite::{KeyRenamer, NoKeyRenamer, RenameError};
 
 /// Where an entry's data comes from: its own `sourceRef`, else the ExternalSecret's store.
 pub type Source<'a> = Option<&'a StoreSourceRef>;
@@ -45,13 +49,6 @@ pub trait DataSource: Send + Sync {
             "generator {} {:?} is not available here",
             generator.kind, generator.name
         )))
-    }
-
-    /// Renames `keys` with a `rewrite.transform` Go template (run by the template engine
-    /// plugin: the controller renders no templates itself). Returns the new names in order.
-    async fn rename_keys(&self, template: &str, keys: Vec<String>) -> Result<Vec<String>, String> {
-        let _ = (template, keys);
-        Err("rewrite.transform needs the template engine, which is not available here".into())
     }
 }
 
@@ -144,8 +141,8 @@ pub enum PipelineError {
         reason: String,
     },
     /// Some keys are not valid Secret keys.
-    #[error("{0}")]
-    InvalidKeys(String),
+    #[error(transparent)]
+    InvalidKeys(InvalidKeys),
 }
 
 impl PipelineError {
@@ -174,13 +171,15 @@ impl PipelineError {
     }
 }
 
-/// Builds Secret data for an ExternalSecret from its data source.
+/// Builds Secret data for an ExternalSecret from its data source; `renamer` runs the
+/// `rewrite.transform` templates.
 ///
 /// Under `deletionPolicy: Delete` or `Merge`, a remote secret that does not exist is skipped
 /// (so the deletion policy can act on the empty result); under `Retain` it is an error.
 pub async fn collect(
     spec: &ExternalSecretSpec,
     source: &dyn DataSource,
+    renamer: &dyn KeyRenamer,
 ) -> Result<SecretMap, PipelineError> {
     let memo = Memo {
         inner: source,
@@ -258,7 +257,7 @@ pub async fn collect(
                 .map(|(k, v)| (keys::convert(conversion, &k), v))
                 .collect()
         } else {
-            rewrite::apply(&entry.rewrite, map, source)
+            rewrite::apply(&entry.rewrite, map, renamer)
                 .await
                 .map_err(|source| PipelineError::Rewrite {
                     entry: name.clone(),
@@ -360,10 +359,6 @@ impl DataSource for Memo<'_> {
 
     async fn generate(&self, generator: &GeneratorRef) -> Result<SecretMap, SourceError> {
         self.inner.generate(generator).await
-    }
-
-    async fn rename_keys(&self, template: &str, keys: Vec<String>) -> Result<Vec<String>, String> {
-        self.inner.rename_keys(template, keys).await
     }
 }
 

@@ -2,12 +2,65 @@
 //!
 //! `regexp` rewrites replace every match in each key (Go's `ReplaceAllString`; `$1`, `${name}`
 //! references work the same in Rust's `regex`). `transform` rewrites are Go templates over
-//! `{"value": key}`; they run in the Go template engine plugin, through the data source.
+//! `{"value": key}`; they run in the Go template engine plugin, through the [`KeyRenamer`]
+//! the caller hands to [`super::collect`] (the pipeline renders no templates itself).
 
+use async_trait::async_trait;
 use regex::Regex;
 
 use crate::api::ExternalSecretRewrite;
+use crate::plugin::PluginError;
 use crate::secret::SecretMap;
+
+/// Renames keys with a `rewrite.transform` template (the template engine's job; see
+/// `template::GoKeyRenamer`).
+#[async_trait]
+pub trait KeyRenamer: Send + Sync {
+    /// Renders `template` once per key, with the key as `.value`; returns the new names in
+    /// order.
+    async fn rename_keys(
+        &self,
+        template: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<String>, RenameError>;
+}
+
+/// For callers without a template engine: every `rewrite.transform` fails with
+/// [`RenameError::Unavailable`].
+pub struct NoKeyRenamer;
+
+#[async_trait]
+impl KeyRenamer for NoKeyRenamer {
+    async fn rename_keys(&self, _: &str, _: Vec<String>) -> Result<Vec<String>, RenameError> {
+        Err(RenameError::Unavailable)
+    }
+}
+
+/// Why a `rewrite.transform` could not rename keys. Messages name templates and keys, never
+/// values (the template sees only key names).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RenameError {
+    /// No template engine is available to this caller.
+    #[error("rewrite.transform needs the template engine, which is not available here")]
+    Unavailable,
+    /// The engine plugin could not be loaded, or the sandbox stopped it.
+    #[error(transparent)]
+    Engine(PluginError),
+    /// The template failed for a key (the engine's message).
+    #[error(transparent)]
+    Render(PluginError),
+}
+
+impl RenameError {
+    /// Low-cardinality label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            RenameError::Unavailable => "engine_unavailable",
+            RenameError::Engine(_) => "engine",
+            RenameError::Render(_) => "render",
+        }
+    }
+}
 
 /// Rewrite failure (names keys and patterns, never values).
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +77,8 @@ pub enum RewriteError {
     #[error("rewrite.{0} is not supported by this version of esox")]
     Unsupported(&'static str),
     /// A transform template failed (the engine's message names the template, not values).
-    #[error("{0}")]
-    Transform(String),
+    #[error(transparent)]
+    Transform(RenameError),
     /// A rewrite names no operation.
     #[error("rewrite entry has neither regexp nor transform")]
     Empty,
@@ -35,7 +88,7 @@ pub enum RewriteError {
 pub async fn apply(
     rewrites: &[ExternalSecretRewrite],
     data: SecretMap,
-    source: &dyn super::DataSource,
+    renamer: &dyn KeyRenamer,
 ) -> Result<SecretMap, RewriteError> {
     let mut data = data;
     for rewrite in rewrites {
@@ -50,7 +103,7 @@ pub async fn apply(
                 .collect();
         } else if let Some(t) = &rewrite.transform {
             let (keys, values): (Vec<String>, Vec<_>) = data.into_iter().unzip();
-            let renamed = source
+            let renamed = renamer
                 .rename_keys(&t.template, keys)
                 .await
                 .map_err(RewriteError::Transform)?;
@@ -68,29 +121,17 @@ pub async fn apply(
 mod tests {
     use super::*;
     use crate::api::{RewriteRegexp, RewriteTransform};
-    use crate::pipeline::{DataSource, FindQuery, GetRequest, Source, SourceError};
-    use crate::secret::SecretBytes;
 
-    /// Renames keys the way a transform `{{ .value | upper }}` would; fetches nothing.
+    /// Renames keys the way a transform `{{ .value | upper }}` would.
     struct Upper;
 
-    #[async_trait::async_trait]
-    impl DataSource for Upper {
-        async fn get(&self, _: Source<'_>, _: &GetRequest) -> Result<SecretBytes, SourceError> {
-            unreachable!("rewrites fetch nothing")
-        }
-        async fn find(
-            &self,
-            _: Source<'_>,
-            _: &FindQuery,
-        ) -> Result<std::collections::BTreeMap<String, SecretBytes>, SourceError> {
-            unreachable!("rewrites fetch nothing")
-        }
+    #[async_trait]
+    impl KeyRenamer for Upper {
         async fn rename_keys(
             &self,
             template: &str,
             keys: Vec<String>,
-        ) -> Result<Vec<String>, String> {
+        ) -> Result<Vec<String>, RenameError> {
             assert_eq!(template, "{{ .value | upper }}");
             Ok(keys.iter().map(|k| k.to_uppercase()).collect())
         }
@@ -106,6 +147,15 @@ mod tests {
         }
     }
 
+    fn upper() -> ExternalSecretRewrite {
+        ExternalSecretRewrite {
+            transform: Some(RewriteTransform {
+                template: "{{ .value | upper }}".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
     #[tokio::test]
     async fn regexp_rewrites_apply_in_order() {
         let data: SecretMap = [
@@ -113,14 +163,8 @@ mod tests {
             ("dev/app/api".to_string(), "2".into()),
         ]
         .into();
-        let transform = ExternalSecretRewrite {
-            transform: Some(RewriteTransform {
-                template: "{{ .value | upper }}".into(),
-            }),
-            ..Default::default()
-        };
         let out = apply(
-            &[rw("^dev/app/", ""), transform, rw("(.*)", "APP_$1")],
+            &[rw("^dev/app/", ""), upper(), rw("(.*)", "APP_$1")],
             data,
             &Upper,
         )
@@ -137,5 +181,44 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("invalid rewrite regexp"));
+    }
+
+    #[tokio::test]
+    async fn transform_without_an_engine_is_a_typed_error() {
+        let data: SecretMap = [("k".to_string(), "v".into())].into();
+        let err = apply(&[upper()], data, &NoKeyRenamer).await.unwrap_err();
+        assert!(
+            matches!(err, RewriteError::Transform(RenameError::Unavailable)),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "rewrite.transform needs the template engine, which is not available here"
+        );
+    }
+
+    #[test]
+    fn rename_error_labels_are_distinct_and_message_free() {
+        let failed = PluginError::Failed {
+            plugin: "gotemplate".into(),
+            message: "boom".into(),
+            key: None,
+        };
+        let labels = [
+            RenameError::Unavailable.metric_label(),
+            RenameError::Engine(failed.clone()).metric_label(),
+            RenameError::Render(failed.clone()).metric_label(),
+        ];
+        assert_eq!(labels, ["engine_unavailable", "engine", "render"]);
+        assert!(
+            labels
+                .iter()
+                .all(|l| l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        );
+        // The engine's own message is kept as it was.
+        assert_eq!(
+            RenameError::Render(failed.clone()).to_string(),
+            failed.to_string()
+        );
     }
 }

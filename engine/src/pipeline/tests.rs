@@ -68,7 +68,7 @@ async fn seed_properties_and_extract() {
         ],
         ..Default::default()
     };
-    let out = collect(&spec, &src).await.unwrap();
+    let out = collect(&spec, &src, &NoKeyRenamer).await.unwrap();
     assert_eq!(
         strings(&out),
         [
@@ -87,7 +87,7 @@ async fn seed_properties_and_extract() {
         }],
         ..Default::default()
     };
-    let out = collect(&spec, &src).await.unwrap();
+    let out = collect(&spec, &src, &NoKeyRenamer).await.unwrap();
     assert_eq!(out.len(), 4);
     assert_eq!(out["port"].as_str(), Some("5432"));
 }
@@ -112,7 +112,7 @@ async fn data_overrides_data_from_and_find_converts_keys() {
         data: vec![data("dev_app_worker", "prod/app/worker", None)],
         ..Default::default()
     };
-    let out = collect(&spec, &src).await.unwrap();
+    let out = collect(&spec, &src, &NoKeyRenamer).await.unwrap();
     assert_eq!(
         strings(&out),
         [
@@ -144,7 +144,7 @@ async fn rewrite_replaces_conversion_and_invalid_keys_fail() {
         ..Default::default()
     };
     assert_eq!(
-        strings(&collect(&spec, &src).await.unwrap()),
+        strings(&collect(&spec, &src, &NoKeyRenamer).await.unwrap()),
         [("worker".into(), "w".into())]
     );
 
@@ -153,7 +153,7 @@ async fn rewrite_replaces_conversion_and_invalid_keys_fail() {
         data_from: vec![entry],
         ..Default::default()
     };
-    let err = collect(&spec, &src).await.unwrap_err();
+    let err = collect(&spec, &src, &NoKeyRenamer).await.unwrap_err();
     assert!(matches!(err, PipelineError::InvalidKeys(_)), "{err}");
 }
 
@@ -164,7 +164,10 @@ async fn missing_property_and_missing_secret_errors() {
         data: vec![data("x", "k", Some("nope"))],
         ..Default::default()
     };
-    let err = collect(&spec, &src).await.unwrap_err().to_string();
+    let err = collect(&spec, &src, &NoKeyRenamer)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(r#"key "nope" does not exist in secret "k""#),
         "{err}"
@@ -175,13 +178,18 @@ async fn missing_property_and_missing_secret_errors() {
         data: vec![data("x", "gone", None)],
         ..Default::default()
     };
-    let err = collect(&spec, &src).await.unwrap_err();
+    let err = collect(&spec, &src, &NoKeyRenamer).await.unwrap_err();
     assert!(err.is_no_secret());
 
     // Under deletionPolicy Delete a missing secret yields an empty result, not an error.
     let mut spec = spec;
     spec.target.deletion_policy = DeletionPolicy::Delete;
-    assert!(collect(&spec, &src).await.unwrap().is_empty());
+    assert!(
+        collect(&spec, &src, &NoKeyRenamer)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -201,12 +209,104 @@ async fn decoding_strategies_apply_per_entry() {
         }],
         ..Default::default()
     };
-    let out = collect(&spec, &src).await.unwrap();
+    let out = collect(&spec, &src, &NoKeyRenamer).await.unwrap();
     assert_eq!(
         strings(&out),
         [
             ("plain".into(), "hello".into()),
             ("x".into(), "world".into())
         ]
+    );
+}
+
+/// Renames keys by prefixing them, and records the templates it was asked to run.
+#[derive(Default)]
+struct Prefixer(std::sync::Mutex<Vec<String>>);
+
+#[async_trait]
+impl KeyRenamer for Prefixer {
+    async fn rename_keys(
+        &self,
+        template: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<String>, RenameError> {
+        self.0.lock().unwrap().push(template.to_string());
+        Ok(keys.into_iter().map(|k| format!("app_{k}")).collect())
+    }
+}
+
+/// `rewrite.transform` goes to the renamer `collect` is given, not to the data source.
+#[tokio::test]
+async fn transform_rewrites_use_the_renamer_passed_in() {
+    let src = store(&[("db", r#"{"user":"u","pass":"p"}"#)]);
+    let spec = ExternalSecretSpec {
+        data_from: vec![ExternalSecretDataFromRemoteRef {
+            extract: Some(ExternalSecretDataRemoteRef {
+                key: "db".into(),
+                ..Default::default()
+            }),
+            rewrite: vec![ExternalSecretRewrite {
+                transform: Some(crate::api::RewriteTransform {
+                    template: "app_{{ .value }}".into(),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let renamer = Prefixer::default();
+    let out = collect(&spec, &src, &renamer).await.unwrap();
+    assert_eq!(
+        strings(&out),
+        [
+            ("app_pass".into(), "p".into()),
+            ("app_user".into(), "u".into())
+        ]
+    );
+    assert_eq!(*renamer.0.lock().unwrap(), ["app_{{ .value }}"]);
+
+    let err = collect(&spec, &src, &NoKeyRenamer).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PipelineError::Rewrite {
+                source: rewrite::RewriteError::Transform(RenameError::Unavailable),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "error processing spec.dataFrom[0], err: rewrite.transform needs the template engine, which is not available here"
+    );
+}
+
+/// Invalid keys come back typed: each key with its problem.
+#[tokio::test]
+async fn invalid_keys_are_typed() {
+    let src = store(&[("dev/app", "v")]);
+    let spec = ExternalSecretSpec {
+        data_from: vec![ExternalSecretDataFromRemoteRef {
+            find: Some(ExternalSecretFind::default()),
+            rewrite: vec![ExternalSecretRewrite {
+                regexp: Some(RewriteRegexp {
+                    source: "^dev/".into(),
+                    target: "dev /".into(),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let PipelineError::InvalidKeys(err) = collect(&spec, &src, &NoKeyRenamer).await.unwrap_err()
+    else {
+        panic!("expected InvalidKeys");
+    };
+    assert_eq!(
+        err.keys,
+        [("dev /app".to_string(), KeyProblem::InvalidCharacters)]
     );
 }

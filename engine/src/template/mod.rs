@@ -7,7 +7,8 @@
 //! 2. the (transformed) data itself when `mergePolicy: Merge` or when there are no data
 //!    templates at all;
 //! 3. `templateFrom` entries in order (ConfigMap items, Secret items, literals), each into
-//!    `Data`, `Labels` or `Annotations`;
+//!    `Data`, `Labels` or `Annotations`, their rendered values decoded with the entry's
+//!    `valuesDecodingStrategy` (keys never are);
 //! 4. `template.data` (so explicit data templates win over `templateFrom`);
 //! 5. `metadata.labels` and `metadata.annotations`, rendered as templates too.
 //!
@@ -23,29 +24,31 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::api::{
-    ExternalSecretTemplate, PluginKind, PluginRef, TemplateMergePolicy, TemplateScope,
-    TemplateTarget,
+    DecodingStrategy, ExternalSecretTemplate, PluginKind, PluginRef, TemplateMergePolicy,
+    TemplateScope, TemplateTarget,
 };
 use crate::metrics::Metrics;
+use crate::pipeline::decode::{self, DecodeError};
+use crate::pipeline::{KeyRenamer, RenameError};
 use crate::plugin::builtin::Builtin;
 use crate::plugin::{Kind, Plugin, PluginError, PluginHost, TemplateOutput, TemplateRequest};
-use crate::secret::SecretMap;
+use crate::secret::{SecretBytes, SecretMap};
 
 /// The template engines an ExternalSecret can select with `engineVersion`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
+pub enum TemplateEngine {
     /// ESO's Go `text/template` with sprig (`v2`, the default).
     GoTemplate,
     /// minijinja (`minijinja`).
     Minijinja,
 }
 
-impl Engine {
+impl TemplateEngine {
     /// The engine `engineVersion` selects.
-    pub fn for_version(version: Option<&str>) -> Result<Engine, TemplateError> {
+    pub fn for_version(version: Option<&str>) -> Result<TemplateEngine, TemplateError> {
         match version.unwrap_or("v2") {
-            "" | "v2" => Ok(Engine::GoTemplate),
-            "minijinja" => Ok(Engine::Minijinja),
+            "" | "v2" => Ok(TemplateEngine::GoTemplate),
+            "minijinja" => Ok(TemplateEngine::Minijinja),
             other => Err(TemplateError::Invalid(format!(
                 "unsupported template engine version: {other} (supported: v2, minijinja)"
             ))),
@@ -90,7 +93,7 @@ pub trait Runner: Send + Sync {
     /// Renders templates with `engine`.
     async fn render(
         &self,
-        engine: Engine,
+        engine: TemplateEngine,
         templates: Vec<TemplateRequest>,
         context: SecretMap,
     ) -> Result<Vec<(String, TemplateOutput)>, TemplateError>;
@@ -112,6 +115,17 @@ pub enum TemplateError {
     /// A template did not render.
     #[error("could not apply template: could not execute template: {0}")]
     Render(String),
+    /// A `templateFrom` entry's rendered value did not decode with its
+    /// `valuesDecodingStrategy` (ESO's wording; the key is named, the value never).
+    #[error(
+        "could not apply template: error fetching templateFrom data: failed to decode rendered template value for key {key}: {source}"
+    )]
+    Decode {
+        /// The rendered key whose value did not decode.
+        key: String,
+        /// Why.
+        source: DecodeError,
+    },
     /// The sandbox stopped a plugin (timeout, memory, trap, output size).
     #[error("could not apply template: {0}")]
     Sandbox(#[source] PluginError),
@@ -182,9 +196,10 @@ pub fn renders(tpl: &ExternalSecretTemplate) -> bool {
             .is_some_and(|m| !m.labels.is_empty() || !m.annotations.is_empty())
 }
 
-/// One rendered template's destination.
+/// One rendered template's destination, and how its values are decoded on the way.
 struct Slot {
     target: TemplateTarget,
+    decoding: DecodingStrategy,
 }
 
 /// Applies `tpl` (or ESO's no-template behaviour when `None`: the data as is, with the
@@ -239,11 +254,12 @@ pub async fn apply(
     }
 
     let (requests, slots) = requests(tpl, sources)?;
-    let engine = Engine::for_version(tpl.engine_version.as_deref())?;
+    let engine = TemplateEngine::for_version(tpl.engine_version.as_deref())?;
     let results = runner.render(engine, requests, data).await?;
     for ((_, result), slot) in results.into_iter().zip(slots) {
         let entries = result.map_err(TemplateError::from_plugin)?;
         for (key, value) in entries {
+            let value = decode_value(slot.decoding, &key, value)?;
             match slot.target {
                 TemplateTarget::Data => {
                     out.data.insert(key, value);
@@ -275,16 +291,25 @@ fn requests(
 ) -> Result<(Vec<TemplateRequest>, Vec<Slot>), TemplateError> {
     let mut reqs = Vec::new();
     let mut slots = Vec::new();
-    let mut push = |name: &str, text: String, kv: bool, target: TemplateTarget| {
+    let mut push = |name: &str, text: String, kv: bool, slot: Slot| {
         reqs.push(TemplateRequest {
             name: name.to_string(),
             text,
             keys_and_values: kv,
         });
-        slots.push(Slot { target });
+        slots.push(slot);
+    };
+    // `template.data` and the metadata templates are never decoded (ESO's `MergeMap`).
+    let plain = |target| Slot {
+        target,
+        decoding: DecodingStrategy::None,
     };
     for from in &tpl.template_from {
         let target = from.target.unwrap_or_default();
+        let slot = || Slot {
+            target,
+            decoding: from.values_decoding(),
+        };
         if let Some(cm) = &from.config_map {
             let obj = sources.config_maps.get(&cm.name).ok_or_else(|| {
                 TemplateError::Source(format!("configmap {:?} not found", cm.name))
@@ -297,7 +322,7 @@ fn requests(
                     ))
                 })?;
                 let kv = item.template_as == Some(TemplateScope::KeysAndValues);
-                push(&item.key, text.clone(), kv, target);
+                push(&item.key, text.clone(), kv, slot());
             }
         }
         if let Some(sec) = &from.secret {
@@ -319,62 +344,92 @@ fn requests(
                     ))
                 })?;
                 let kv = item.template_as == Some(TemplateScope::KeysAndValues);
-                push(&item.key, text, kv, target);
+                push(&item.key, text, kv, slot());
             }
         }
         if let Some(literal) = &from.literal {
-            push("literal", literal.clone(), true, target);
+            push("literal", literal.clone(), true, slot());
         }
     }
     for (key, text) in &tpl.data {
-        push(key, text.clone(), false, TemplateTarget::Data);
+        push(key, text.clone(), false, plain(TemplateTarget::Data));
     }
     if let Some(m) = &tpl.metadata {
         for (key, text) in &m.labels {
-            push(key, text.clone(), false, TemplateTarget::Labels);
+            push(key, text.clone(), false, plain(TemplateTarget::Labels));
         }
         for (key, text) in &m.annotations {
-            push(key, text.clone(), false, TemplateTarget::Annotations);
+            push(key, text.clone(), false, plain(TemplateTarget::Annotations));
         }
     }
     Ok((reqs, slots))
 }
 
-/// ESO's `dataFrom[].rewrite[].transform`: renames `keys` with a Go template over
-/// `{"value": key}`, in the Go engine plugin (one fresh instance for all keys).
-pub async fn rename_keys(
-    host: &Arc<PluginHost>,
-    metrics: &Metrics,
-    template: &str,
-    keys: Vec<String>,
-) -> Result<Vec<String>, String> {
-    let engine = host
-        .builtin(Builtin::GoTemplate)
-        .map_err(|e| e.to_string())?;
-    let requests = keys
-        .into_iter()
-        .map(|name| TemplateRequest {
-            name,
-            text: template.to_string(),
-            keys_and_values: false,
+/// ESO's `valuesDecodingStrategy`: decodes one rendered value (never its key).
+fn decode_value(
+    strategy: DecodingStrategy,
+    key: &str,
+    value: SecretBytes,
+) -> Result<SecretBytes, TemplateError> {
+    if strategy == DecodingStrategy::None {
+        return Ok(value);
+    }
+    decode::decode(strategy, value.expose())
+        .map(SecretBytes::new)
+        .map_err(|source| TemplateError::Decode {
+            key: key.to_string(),
+            source,
         })
-        .collect();
-    let options = r#"{"keyTransform": true}"#.to_string();
-    let rendered = host
-        .render(engine, requests, Default::default(), options, metrics)
-        .await
-        .map_err(|e| e.to_string())?;
-    rendered
-        .into_iter()
-        .map(|(_, out)| match out {
-            Ok(entries) => Ok(entries
-                .into_iter()
-                .next()
-                .map(|(_, v)| String::from_utf8_lossy(v.expose()).into_owned())
-                .unwrap_or_default()),
-            Err(e) => Err(e.to_string()),
-        })
-        .collect()
+}
+
+/// ESO's `dataFrom[].rewrite[].transform`: renames keys with a Go template over
+/// `{"value": key}`, in the Go engine plugin (one fresh instance for all keys of a rewrite).
+/// This is the [`KeyRenamer`] the controller and `esox render` hand to
+/// [`crate::pipeline::collect`].
+pub struct GoKeyRenamer<'a> {
+    /// The host running the Go engine.
+    pub host: &'a Arc<PluginHost>,
+    /// Where plugin calls are counted.
+    pub metrics: &'a Metrics,
+}
+
+#[async_trait]
+impl KeyRenamer for GoKeyRenamer<'_> {
+    async fn rename_keys(
+        &self,
+        template: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<String>, RenameError> {
+        let engine = self
+            .host
+            .builtin(Builtin::GoTemplate)
+            .map_err(RenameError::Engine)?;
+        let requests = keys
+            .into_iter()
+            .map(|name| TemplateRequest {
+                name,
+                text: template.to_string(),
+                keys_and_values: false,
+            })
+            .collect();
+        let options = r#"{"keyTransform": true}"#.to_string();
+        let rendered = self
+            .host
+            .render(engine, requests, Default::default(), options, self.metrics)
+            .await
+            .map_err(RenameError::Engine)?;
+        rendered
+            .into_iter()
+            .map(|(_, out)| match out {
+                Ok(entries) => Ok(entries
+                    .into_iter()
+                    .next()
+                    .map(|(_, v)| String::from_utf8_lossy(v.expose()).into_owned())
+                    .unwrap_or_default()),
+                Err(e) => Err(RenameError::Render(e)),
+            })
+            .collect()
+    }
 }
 
 /// Runs built-in plugins on a [`PluginHost`]: the engines and the built-in transformers.
@@ -409,10 +464,10 @@ impl Default for Delimiters {
 
 impl BuiltinRunner<'_> {
     /// The plugin for an engine.
-    pub fn engine_plugin(&self, engine: Engine) -> Result<Plugin, TemplateError> {
+    pub fn engine_plugin(&self, engine: TemplateEngine) -> Result<Plugin, TemplateError> {
         let builtin = match engine {
-            Engine::Minijinja => Builtin::Minijinja,
-            Engine::GoTemplate => Builtin::GoTemplate,
+            TemplateEngine::Minijinja => Builtin::Minijinja,
+            TemplateEngine::GoTemplate => Builtin::GoTemplate,
         };
         self.host
             .builtin(builtin)
@@ -462,18 +517,18 @@ impl Runner for BuiltinRunner<'_> {
 
     async fn render(
         &self,
-        engine: Engine,
+        engine: TemplateEngine,
         templates: Vec<TemplateRequest>,
         context: SecretMap,
     ) -> Result<Vec<(String, TemplateOutput)>, TemplateError> {
         let p = self.engine_plugin(engine)?;
         let options = match engine {
-            Engine::GoTemplate => serde_json::json!({
+            TemplateEngine::GoTemplate => serde_json::json!({
                 "leftDelim": self.delimiters.left,
                 "rightDelim": self.delimiters.right,
             })
             .to_string(),
-            Engine::Minijinja => "{}".into(),
+            TemplateEngine::Minijinja => "{}".into(),
         };
         self.host
             .render(p, templates, context, options, self.metrics)

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use super::*;
-use crate::api::{ExternalSecretTemplateMetadata, TemplateFrom, TemplateRef, TemplateRefItem};
+use crate::api::{
+    DecodingStrategy, ExternalSecretTemplateMetadata, TemplateFrom, TemplateRef, TemplateRefItem,
+};
 use crate::secret::SecretBytes;
 
 fn host() -> &'static Arc<PluginHost> {
@@ -286,4 +288,162 @@ async fn go_engine_takes_the_delimiter_flags() {
     .await
     .unwrap();
     assert_eq!(text(&out, "out"), "v {{ .a }}");
+}
+
+fn literal(text: &str, decoding: Option<DecodingStrategy>) -> TemplateFrom {
+    TemplateFrom {
+        literal: Some(text.into()),
+        values_decoding_strategy: decoding,
+        ..Default::default()
+    }
+}
+
+fn items(name: &str, keys: &[(&str, TemplateScope)]) -> TemplateRef {
+    TemplateRef {
+        name: name.into(),
+        items: keys
+            .iter()
+            .map(|(k, scope)| TemplateRefItem {
+                key: k.to_string(),
+                template_as: Some(*scope),
+            })
+            .collect(),
+    }
+}
+
+/// ESO's `TestExecuteDecodesRenderedTemplateValues` and e2e case: a literal (KeysAndValues)
+/// decodes each rendered value, never a key.
+#[tokio::test]
+async fn values_decoding_strategy_decodes_literal_values_not_keys() {
+    let tpl = ExternalSecretTemplate {
+        template_from: vec![
+            literal(
+                "service-a: SGVsbG8=\nservice-b: V29ybGQ=\n",
+                Some(DecodingStrategy::Base64),
+            ),
+            literal("SGVsbG8=: V29ybGQ=\n", Some(DecodingStrategy::Base64)),
+            literal("raw: SGVsbG8=\n", Some(DecodingStrategy::None)),
+            literal("omitted: SGVsbG8=\n", None),
+            literal("url: Pz8_\n", Some(DecodingStrategy::Base64Url)),
+            literal(
+                "auto-b64: SGVsbG8=\nauto-plain: happy street\n",
+                Some(DecodingStrategy::Auto),
+            ),
+        ],
+        ..Default::default()
+    };
+    let out = run(&tpl, data(&[]), &Sources::default()).await.unwrap();
+    assert_eq!(text(&out, "service-a"), "Hello");
+    assert_eq!(text(&out, "service-b"), "World");
+    assert_eq!(text(&out, "SGVsbG8="), "World", "keys are not decoded");
+    assert_eq!(text(&out, "raw"), "SGVsbG8=");
+    assert_eq!(text(&out, "omitted"), "SGVsbG8=", "omitted means None");
+    assert_eq!(text(&out, "url"), "???");
+    assert_eq!(text(&out, "auto-b64"), "Hello");
+    assert_eq!(text(&out, "auto-plain"), "happy street");
+}
+
+/// ConfigMap and Secret sources, in both scopes, decode with their entry's strategy; the
+/// fetched data rendered into them is decoded too (the strategy applies to the rendered value).
+#[tokio::test]
+async fn values_decoding_strategy_applies_to_config_maps_and_secrets() {
+    let tpl = ExternalSecretTemplate {
+        template_from: vec![
+            TemplateFrom {
+                config_map: Some(items(
+                    "cm",
+                    &[
+                        ("greeting", TemplateScope::Values),
+                        ("many", TemplateScope::KeysAndValues),
+                    ],
+                )),
+                values_decoding_strategy: Some(DecodingStrategy::Base64),
+                ..Default::default()
+            },
+            TemplateFrom {
+                secret: Some(items("sec", &[("fetched", TemplateScope::Values)])),
+                values_decoding_strategy: Some(DecodingStrategy::Base64),
+                ..Default::default()
+            },
+            TemplateFrom {
+                config_map: Some(items("plain", &[("kept", TemplateScope::Values)])),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let mut sources = Sources::default();
+    sources.config_maps.insert(
+        "cm".into(),
+        [
+            ("greeting".to_string(), "SGVsbG8=".to_string()),
+            (
+                "many".to_string(),
+                "first: V29ybGQ=\nsecond: '{{ .encoded }}'\n".to_string(),
+            ),
+        ]
+        .into(),
+    );
+    sources
+        .secrets
+        .insert("sec".into(), data(&[("fetched", "{{ .encoded }}")]));
+    sources.config_maps.insert(
+        "plain".into(),
+        [("kept".to_string(), "SGVsbG8=".to_string())].into(),
+    );
+    let out = run(&tpl, data(&[("encoded", "czNjcjN0")]), &sources)
+        .await
+        .unwrap();
+    assert_eq!(text(&out, "greeting"), "Hello");
+    assert_eq!(text(&out, "first"), "World");
+    assert_eq!(text(&out, "second"), "s3cr3t");
+    assert_eq!(text(&out, "fetched"), "s3cr3t");
+    assert_eq!(text(&out, "kept"), "SGVsbG8=", "no strategy, no decoding");
+}
+
+/// `template.data` and the metadata templates are never decoded (ESO's `MergeMap` passes
+/// `None`), whatever the `templateFrom` entries say; labels and annotations targets are.
+#[tokio::test]
+async fn values_decoding_strategy_spares_template_data_and_reaches_metadata_targets() {
+    let mut tpl = ExternalSecretTemplate {
+        template_from: vec![TemplateFrom {
+            literal: Some("team: cGF5bWVudHM=".into()),
+            target: Some(TemplateTarget::Labels),
+            values_decoding_strategy: Some(DecodingStrategy::Base64),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    tpl.data.insert("direct".into(), "SGVsbG8=".into());
+    tpl.metadata = Some(ExternalSecretTemplateMetadata {
+        annotations: [("note".to_string(), "SGVsbG8=".to_string())].into(),
+        ..Default::default()
+    });
+    let out = run(&tpl, data(&[]), &Sources::default()).await.unwrap();
+    assert_eq!(out.labels["team"], "payments");
+    assert_eq!(text(&out, "direct"), "SGVsbG8=");
+    assert_eq!(out.annotations["note"], "SGVsbG8=");
+}
+
+/// A value that does not decode fails the template with ESO's wording, naming the key and
+/// never the value (nor its offending byte).
+#[tokio::test]
+async fn values_decoding_errors_name_the_key_not_the_value() {
+    let tpl = ExternalSecretTemplate {
+        template_from: vec![literal(
+            "service-a: '{{ .pw }}'\n",
+            Some(DecodingStrategy::Base64),
+        )],
+        ..Default::default()
+    };
+    let err = run(&tpl, data(&[("pw", "hun!er2")]), &Sources::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TemplateError::Decode { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert_eq!(
+        msg,
+        "could not apply template: error fetching templateFrom data: failed to decode rendered template value for key service-a: failed to decode value with strategy Base64: illegal base64 data at input byte 3"
+    );
+    assert!(!msg.contains("hun"), "{msg}");
 }
