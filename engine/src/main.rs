@@ -262,6 +262,7 @@ struct LeaderArgs {
     id: String,
     /// The Lease's namespace (default: $POD_NAMESPACE, the in-cluster namespace, or default).
     #[arg(
+        id = "leader_election_namespace",
         long = "leader-election-namespace",
         env = "ESOX_LEADER_ELECTION_NAMESPACE"
     )]

@@ -141,11 +141,25 @@ spec:
         ],
         std::fs::File::create(&log_path).unwrap(),
     );
-    let secret = env
-        .wait_secret("aws-templated", "synced by the binary at trace", |s| {
-            s.data.as_ref().is_some_and(|d| d.contains_key("dsn"))
-        })
-        .await;
+    // The first sync waits for the template engine's compile (a cold cache, on purpose).
+    let synced = wait_for(
+        Duration::from_secs(120),
+        "synced by the binary at trace",
+        || async {
+            env.secrets()
+                .get_opt("aws-templated")
+                .await
+                .ok()
+                .flatten()
+                .filter(|s| s.data.as_ref().is_some_and(|d| d.contains_key("dsn")))
+        },
+    )
+    .await;
+    let secret = synced.unwrap_or_else(|e| {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<_> = log.lines().rev().take(20).collect();
+        panic!("{e}; the log's last lines: {tail:#?}")
+    });
     assert_eq!(
         esox_tests::secret_strings(&secret)["dsn"],
         format!("postgres://app:{CANARY}-pw@db/app")
