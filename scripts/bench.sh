@@ -3,8 +3,10 @@
 # with and without the compiled-component cache. Results go to BENCHMARKS.md by hand, with
 # the date and machine. Usage: scripts/bench.sh [--quick]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/esox/target}
-export ESOX_WASM_TARGET_DIR=${ESOX_WASM_TARGET_DIR:-$HOME/.cache/esox/wasm-target}
-rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || rustup target add wasm32-wasip2
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/.."
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+need_cargo
+ensure_wasm_target
 cargo bench -p esox --bench plugins -- "$@"

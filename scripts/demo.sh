@@ -8,7 +8,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 cd "$root"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/esox/target}
+# The build directories the tests use too (so neither rebuilds the other's esox).
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 state=${ESOX_STACK_DIR:-$root/.stack}
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -21,12 +23,11 @@ if [ "$mode" = stop ]; then
   exit 0
 fi
 
-if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip2; then
-  rustup target add wasm32-wasip2
-fi
+need_cargo
+ensure_wasm_target
 # esox builds while the control plane starts. On a fresh 2-core machine both are long builds
-# (Rust and Go, each ~600 CPU-seconds) with stretches that use one core or wait on downloads;
-# side by side they keep both cores busy. Warm, the build is a no-op.
+# (Rust and Go, of about the same CPU time: docs/first-run.md) with stretches that use one core
+# or wait on downloads; side by side they keep both cores busy. Warm, the build is a no-op.
 say "Building esox in the background"
 build_log=$(mktemp)
 cargo build -q -p esox >"$build_log" 2>&1 &
@@ -39,13 +40,12 @@ bash "$here/stack.sh" up
 # shellcheck disable=SC1091
 source "$state/env"
 # scripts/stack.sh builds kubectl (and puts it on PATH in the env file) when there is none.
-command -v kubectl >/dev/null || { echo "kubectl is missing and scripts/stack.sh could not provide it" >&2; exit 1; }
+command -v kubectl >/dev/null || die "kubectl is missing and scripts/stack.sh could not provide it"
 
 say "Waiting for the esox build"
 if ! wait "$build_pid"; then
   cat "$build_log" >&2
-  echo "building esox failed (output above)" >&2
-  exit 1
+  die "building esox failed (output above)"
 fi
 rm -f "$build_log"
 esox="$CARGO_TARGET_DIR/debug/esox"
@@ -64,7 +64,7 @@ echo $! >"$state/esox.pid"
 kubectl apply -f examples/namespaces.yaml >/dev/null
 if [ "$mode" = aws ]; then
   say "Publishing the seeds' secrets to AWS Secrets Manager (moto at $AWS_ENDPOINT_URL)"
-  "${ESOX_CACHE:-$HOME/.cache/esox}/moto-5.2.1/bin/python3" - examples/stores/aws-seed-data.json <<'PY'
+  "$esox_cache/moto-5.2.1/bin/python3" - examples/stores/aws-seed-data.json <<'PY'
 import json, os, sys, boto3
 sm = boto3.client("secretsmanager", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
 for name, value in json.load(open(sys.argv[1])).items():

@@ -30,8 +30,8 @@ fi
 pidfile=$dir/dockerd.pid
 logfile=$dir/dockerd.log
 
-log() { printf '[docker] %s\n' "$*" >&2; }
-die() { printf '[docker] error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh" # log, die
 
 # `docker version` with the server part: fails unless a daemon answers at $1.
 answers() {

@@ -15,8 +15,8 @@ bin=$cache/bin
 HELM_VERSION=v3.22.0
 helm_bin=$bin/helm-$HELM_VERSION
 
-log() { printf '[helm] %s\n' "$*" >&2; }
-die() { printf '[helm] error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh" # log, die
 
 if [ ! -x "$helm_bin" ]; then
   command -v go >/dev/null 2>&1 || die "go is missing: install Go 1.26 or newer (Debian: apt-get install golang-go, or https://go.dev/dl)"

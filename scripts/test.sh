@@ -1,33 +1,67 @@
 #!/usr/bin/env bash
-# The full test command: format and lint checks, unit tests, and integration tests against a
-# real kube-apiserver + etcd started on loopback by scripts/stack.sh.
+# The test command.
 #
-# Build outputs are kept outside the clone so a fresh clone reuses them when they exist:
-#   cargo target dir: ${CARGO_TARGET_DIR:-$HOME/.cache/esox/target}
-#   kube-apiserver/etcd: ${ESOX_CACHE:-$HOME/.cache/esox}/bin (see scripts/README.md)
-# The stack is stopped at the end unless it was already running (or ESOX_KEEP_STACK=1).
+#   scripts/test.sh         every test (what .ci/run runs): format and lint checks, unit tests,
+#                           and integration tests against a real kube-apiserver + etcd started
+#                           on loopback by scripts/stack.sh
+#   scripts/test.sh unit    no stack: format and lint checks, and the unit tests of every crate
+#                           but the integration tests' (esox, the SDK, the plugins)
+#   scripts/test.sh help    this text
+#
+# Build outputs are kept outside the clone (scripts/lib.sh), so a fresh clone reuses them when
+# they exist; kube-apiserver/etcd are cached in ${ESOX_CACHE:-$HOME/.cache/esox}/bin (see
+# scripts/README.md). The stack is stopped at the end unless it was already running (or
+# ESOX_KEEP_STACK=1).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 cd "$root"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/esox/target}
-export ESOX_PLUGIN_CACHE_DIR=${ESOX_PLUGIN_CACHE_DIR:-$HOME/.cache/esox/plugin-cache}
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-# The Wasm plugins engine/build.rs builds, kept outside the clone like the cargo target dir.
-export ESOX_WASM_TARGET_DIR=${ESOX_WASM_TARGET_DIR:-$HOME/.cache/esox/wasm-target}
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+mode=${1:-}
+case "$mode" in
+  "" | unit) ;;
+  help | -h | --help) usage; exit 0 ;;
+  *) usage >&2; exit 2 ;;
+esac
 
 step() { printf '\n[test] %s\n' "$*"; }
 
-command -v cargo >/dev/null || { echo "[test] cargo is missing: install Rust with rustup (https://rustup.rs), stable toolchain" >&2; exit 1; }
+need_cargo
+ensure_wasm_target
 
-# Plugins are WebAssembly components built for wasm32-wasip2 (by engine/build.rs).
-if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip2; then
-  step "rustup target add wasm32-wasip2"
-  rustup target add wasm32-wasip2
-fi
+# Sums the `test result:` lines of every test binary in cargo's output ($1) into one closing
+# line.
+summary() {
+  awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) s += $(i-1) } }
+       END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, s }' "$1"
+}
+
+# `cargo test "$@"`, teed, then the closing line; exits with cargo's status.
+run_tests() {
+  local log rc
+  log=$(mktemp)
+  set +e
+  cargo test "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  summary "$log"
+  rm -f "$log"
+  exit "$rc"
+}
 
 step "cargo fmt --check"
 cargo fmt --all --check
+
+if [ "$mode" = unit ]; then
+  step "cargo clippy -D warnings"
+  cargo clippy --workspace --all-targets -- -D warnings
+  step "cargo test (unit tests: every crate but esox-tests)"
+  run_tests --workspace --exclude esox-tests
+fi
 
 step "starting the local control plane"
 started_here=0
@@ -61,7 +95,8 @@ export ESOX_HELM
 
 step "docker (scripts/docker.sh; the image test skips, saying why, if no daemon can run)"
 # tests/tests/image.rs builds the image with scripts/image.sh: a release build for the musl
-# target into ~/.cache/esox/target-image (cold: 26 min measured on a busy 2-core machine; warm: seconds).
+# target into its own target dir (cold, the longest single step of the suite: see
+# docs/first-run.md; warm: seconds).
 docker_started_here=0
 bash "$here/docker.sh" status >/dev/null 2>&1 || docker_started_here=1
 if DOCKER_HOST=$(bash "$here/docker.sh"); then
@@ -73,15 +108,7 @@ else
 fi
 
 step "cargo test (unit and integration tests)"
-# Integration tests each run a namespaced controller; two test threads keep a 2-core machine
-# responsive enough for the apiserver.
-log=$(mktemp)
-set +e
-cargo test --workspace -- --test-threads="${ESOX_TEST_THREADS:-4}" 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-set -e
-# One closing line for the whole run, summed over every test binary.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1); if ($i ~ /^ignored;?$/) s += $(i-1) } }
-     END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
-rm -f "$log"
-exit "$rc"
+# Every integration test runs its own namespaced controller in the test process and talks to
+# the one apiserver; ESOX_TEST_THREADS (default 4) bounds how many run at once, so a 2-core
+# machine stays responsive enough for the apiserver.
+run_tests --workspace -- --test-threads="${ESOX_TEST_THREADS:-4}"

@@ -7,6 +7,8 @@
 //! ClusterSecretStore status) take [`cluster_lock`] so only one runs at a time.
 #![allow(missing_docs)]
 
+pub mod manifests;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;

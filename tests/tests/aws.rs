@@ -3,13 +3,17 @@
 
 use std::time::Duration;
 
+use esox_tests::manifests::{
+    SEED_CREDS as CREDS, aws_static_store, irsa_cluster_store, seed_api_key, seed_db_credentials,
+};
 use esox_tests::{TestEnv, aws_config, put_aws_secret, secret_strings};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
-const CREDS: &str = r#"{"username":"admin","password":"superSecretPassword123","host":"rds-prod-01.aws.com","port":"5432"}"#;
+/// Static keys moto accepts.
+const KEY: &str = "AKIDESOXTEST:esox-test-secret";
 
 async fn irsa_service_account(env: &TestEnv, name: &str) {
     let api: Api<ServiceAccount> = Api::namespaced(env.client.clone(), &env.ns);
@@ -23,12 +27,6 @@ async fn irsa_service_account(env: &TestEnv, name: &str) {
         .into(),
     );
     api.create(&PostParams::default(), &sa).await.unwrap();
-}
-
-fn static_store(name: &str, service: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds}}\nstringData: {{access-key: AKIDESOXTEST, secret-key: esox-test-secret}}\n---\napiVersion: external-secrets.io/v1beta1\nkind: SecretStore\nmetadata: {{name: {name}}}\nspec:\n  provider:\n    aws:\n      service: {service}\n      region: us-east-1\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-creds, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-creds, key: secret-key}}\n"
-    )
 }
 
 #[tokio::test]
@@ -45,57 +43,10 @@ async fn seeds_with_irsa_cluster_store() {
     let css = format!("aws-secrets-manager-{}", env.ns);
     // The seeds' ClusterSecretStore (name and ServiceAccount namespace made unique for the test).
     env.apply(&format!(
-        r#"
-apiVersion: external-secrets.io/v1beta1
-kind: ClusterSecretStore
-metadata:
-  name: {css}
-spec:
-  provider:
-    aws:
-      service: SecretsManager
-      region: us-east-1
-      auth:
-        jwt:
-          serviceAccountRef:
-            name: external-secrets-sa
-            namespace: {ns}
----
-apiVersion: external-secrets.io/v1beta1
-kind: ExternalSecret
-metadata:
-  name: db-credentials-es
-spec:
-  refreshInterval: "1h" # The critical rotation interval
-  secretStoreRef:
-    name: {css}
-    kind: ClusterSecretStore
-  target:
-    name: db-credentials-native # Name of the standard K8s Secret it will create
-    creationPolicy: Owner
-  dataFrom:
-  - extract:
-      key: production/db/credentials
----
-apiVersion: external-secrets.io/v1beta1
-kind: ExternalSecret
-metadata:
-  name: api-key-sync
-spec:
-  refreshInterval: 1h
-  secretStoreRef:
-    name: {css}
-    kind: ClusterSecretStore
-  target:
-    name: api-credentials
-    creationPolicy: Owner
-  data:
-  - secretKey: API_TOKEN
-    remoteRef:
-      key: /production/api-key
-      property: api_token_value
-"#,
-        ns = env.ns
+        "{}---\n{}---\n{}",
+        irsa_cluster_store(&css, &env.ns),
+        seed_db_credentials(&css, "ClusterSecretStore"),
+        seed_api_key(&css, "ClusterSecretStore"),
     ))
     .await
     .unwrap();
@@ -124,7 +75,25 @@ spec:
     bare.metadata.name = Some("no-role".into());
     api.create(&PostParams::default(), &bare).await.unwrap();
     env.apply(
-        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: norole}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth: {jwt: {serviceAccountRef: {name: no-role}}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: norole}\nspec:\n  secretStoreRef: {name: norole}\n  data:\n  - {secretKey: v, remoteRef: {key: production/db/credentials}}\n"
+        r#"
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: norole}
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: us-east-1
+      auth: {jwt: {serviceAccountRef: {name: no-role}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: norole}
+spec:
+  secretStoreRef: {name: norole}
+  data:
+  - {secretKey: v, remoteRef: {key: production/db/credentials}}
+"#,
     )
     .await
     .unwrap();
@@ -170,7 +139,7 @@ async fn secrets_manager_find_versions_decoding_and_deletion() {
     put_aws_secret(&format!("{p}/rotating"), "second", &[]).await;
     put_aws_secret(&format!("{p}/doomed"), "short-lived", &[]).await;
 
-    env.apply(&static_store("aws", "SecretsManager"))
+    env.apply(&aws_static_store("aws", "SecretsManager", KEY))
         .await
         .unwrap();
     env.apply(&format!(
@@ -306,7 +275,19 @@ spec:
     assert!(env.secrets().get_opt("doomed").await.unwrap().is_none());
 
     // A missing remote secret under Retain: a precise message, nothing written.
-    env.apply(&format!("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: missing}}\nspec:\n  secretStoreRef: {{name: aws}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: \"{p}/nope\"}}}}\n")).await.unwrap();
+    env.apply(&format!(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: missing}}
+spec:
+  secretStoreRef: {{name: aws}}
+  data:
+  - {{secretKey: v, remoteRef: {{key: "{p}/nope"}}}}
+"#
+    ))
+    .await
+    .unwrap();
     let msg = env
         .wait_ready("missing", "False", "SecretSyncedError")
         .await;
@@ -344,11 +325,22 @@ async fn parameter_store_get_and_path() {
             .await
             .unwrap();
     }
-    env.apply(&static_store("ssm", "ParameterStore"))
+    env.apply(&aws_static_store("ssm", "ParameterStore", KEY))
         .await
         .unwrap();
     env.apply(&format!(
-        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: params}}\nspec:\n  secretStoreRef: {{name: ssm}}\n  data:\n  - {{secretKey: DB_URL, remoteRef: {{key: \"{p}/app/db-url\"}}}}\n  dataFrom:\n  - find: {{path: \"{p}/app\"}}\n    rewrite: [{{regexp: {{source: \"^{p}/app/\", target: \"\"}}}}]\n"
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: params}}
+spec:
+  secretStoreRef: {{name: ssm}}
+  data:
+  - {{secretKey: DB_URL, remoteRef: {{key: "{p}/app/db-url"}}}}
+  dataFrom:
+  - find: {{path: "{p}/app"}}
+    rewrite: [{{regexp: {{source: "^{p}/app/", target: ""}}}}]
+"#
     ))
     .await
     .unwrap();
@@ -383,7 +375,19 @@ async fn parameter_store_get_and_path() {
         .await
         .unwrap();
     env.apply(&format!(
-        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: tagged}}\nspec:\n  secretStoreRef: {{name: ssm}}\n  data:\n  - {{secretKey: first, remoteRef: {{key: \"{p}/app/api-key\", version: \"1\"}}}}\n  - {{secretKey: latest, remoteRef: {{key: \"{p}/app/api-key\"}}}}\n  dataFrom:\n  - find: {{tags: {{team: \"{}\"}}}}\n    rewrite: [{{regexp: {{source: \"^{p}/other/\", target: \"tagged-\"}}}}]\n",
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: tagged}}
+spec:
+  secretStoreRef: {{name: ssm}}
+  data:
+  - {{secretKey: first, remoteRef: {{key: "{p}/app/api-key", version: "1"}}}}
+  - {{secretKey: latest, remoteRef: {{key: "{p}/app/api-key"}}}}
+  dataFrom:
+  - find: {{tags: {{team: "{}"}}}}
+    rewrite: [{{regexp: {{source: "^{p}/other/", target: "tagged-"}}}}]
+"#,
         env.ns
     ))
     .await
@@ -430,13 +434,23 @@ async fn many_external_secrets_on_one_key_share_one_call_per_refresh_cycle() {
     let env = TestEnv::new("aws-shared").await;
     let key = format!("{}/shared", env.ns);
     put_aws_secret(&key, r#"{"token":"shared"}"#, &[]).await;
-    env.apply(&static_store("aws", "SecretsManager"))
+    env.apply(&aws_static_store("aws", "SecretsManager", KEY))
         .await
         .unwrap();
     let mut docs = String::new();
     for i in 0..6 {
         docs.push_str(&format!(
-            "---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: es-{i}}}\nspec:\n  refreshInterval: 6s\n  secretStoreRef: {{name: aws}}\n  dataFrom:\n  - extract: {{key: \"{key}\"}}\n"
+            r#"
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: es-{i}}}
+spec:
+  refreshInterval: 6s
+  secretStoreRef: {{name: aws}}
+  dataFrom:
+  - extract: {{key: "{key}"}}
+"#
         ));
     }
     env.apply(&docs).await.unwrap();
@@ -470,7 +484,35 @@ async fn role_chain_with_external_id() {
     let key = format!("{}/chained", env.ns);
     put_aws_secret(&key, "via-role-chain", &[]).await;
     env.apply(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds}}\nstringData: {{id: AKIDBASE, secret: s}}\n---\napiVersion: external-secrets.io/v1beta1\nkind: SecretStore\nmetadata: {{name: chained}}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      additionalRoles: ['arn:aws:iam::123456789012:role/hop']\n      role: arn:aws:iam::123456789012:role/final\n      externalID: ext-123\n      sessionTags: [{{key: team, value: payments}}]\n      transitiveTagKeys: [team]\n      auth: {{secretRef: {{accessKeyIDSecretRef: {{name: aws-creds, key: id}}, secretAccessKeySecretRef: {{name: aws-creds, key: secret}}}}}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: chained}}\nspec:\n  secretStoreRef: {{name: chained}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: \"{key}\"}}}}\n"
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: aws-creds}}
+stringData: {{id: AKIDBASE, secret: s}}
+---
+apiVersion: external-secrets.io/v1beta1
+kind: SecretStore
+metadata: {{name: chained}}
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: us-east-1
+      additionalRoles: ['arn:aws:iam::123456789012:role/hop']
+      role: arn:aws:iam::123456789012:role/final
+      externalID: ext-123
+      sessionTags: [{{key: team, value: payments}}]
+      transitiveTagKeys: [team]
+      auth: {{secretRef: {{accessKeyIDSecretRef: {{name: aws-creds, key: id}}, secretAccessKeySecretRef: {{name: aws-creds, key: secret}}}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: chained}}
+spec:
+  secretStoreRef: {{name: chained}}
+  data:
+  - {{secretKey: v, remoteRef: {{key: "{key}"}}}}
+"#
     ))
     .await
     .unwrap();
@@ -499,10 +541,21 @@ async fn single_gets_issued_together_are_batched() {
             env.ns
         ));
     }
-    env.apply(&static_store("aws", "SecretsManager"))
+    env.apply(&aws_static_store("aws", "SecretsManager", KEY))
         .await
         .unwrap();
-    env.apply(&format!("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: many-keys}}\nspec:\n  secretStoreRef: {{name: aws}}\n  data:\n{data}")).await.unwrap();
+    env.apply(&format!(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: many-keys}}
+spec:
+  secretStoreRef: {{name: aws}}
+  data:
+{data}"#
+    ))
+    .await
+    .unwrap();
     let s = env
         .wait_secret("many-keys", "twelve keys", |s| {
             s.data.as_ref().is_some_and(|d| d.len() == 12)
@@ -529,7 +582,24 @@ async fn single_gets_issued_together_are_batched() {
 async fn store_validation_gives_clear_reasons() {
     let env = TestEnv::new("aws-validate").await;
     env.apply(
-        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: bad-region}\nspec:\n  provider:\n    aws: {service: SecretsManager, region: moon-base}\n---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: no-creds-secret}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth: {secretRef: {accessKeyIDSecretRef: {name: missing, key: id}, secretAccessKeySecretRef: {name: missing, key: secret}}}\n",
+        r#"
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: bad-region}
+spec:
+  provider:
+    aws: {service: SecretsManager, region: moon-base}
+---
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: no-creds-secret}
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: us-east-1
+      auth: {secretRef: {accessKeyIDSecretRef: {name: missing, key: id}, secretAccessKeySecretRef: {name: missing, key: secret}}}
+"#,
     )
     .await
     .unwrap();

@@ -6,24 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use esox_tests::manifests::{aws_static_store, external_secret};
 use esox_tests::{
     Options, TestEnv, aws_config_for, put_aws_secret, secret_strings, stack_env, wait_for,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-
-fn store(name: &str, key: &str) -> String {
-    let (id, secret) = key.split_once(':').unwrap();
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-creds}}\nstringData: {{id: '{id}', secret: '{secret}'}}\n---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: {name}}}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth: {{secretRef: {{accessKeyIDSecretRef: {{name: {name}-creds, key: id}}, secretAccessKeySecretRef: {{name: {name}-creds, key: secret}}}}}}\n"
-    )
-}
-
-fn external_secret(name: &str, store: &str, key: &str, interval: &str) -> String {
-    format!(
-        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: {interval}\n  secretStoreRef: {{name: {store}}}\n  data:\n  - {{secretKey: value, remoteRef: {{key: \"{key}\"}}}}\n"
-    )
-}
 
 #[tokio::test]
 async fn access_denied_is_precise_and_batch_denial_falls_back() {
@@ -48,35 +36,43 @@ async fn access_denied_is_precise_and_batch_denial_falls_back() {
             .await
             .unwrap();
     }
-    env.apply(&store("reader", &vars["ESOX_MOTO_IAM_READER_KEY"]))
-        .await
-        .unwrap();
-    env.apply(&store("no-access", &vars["ESOX_MOTO_IAM_NO_ACCESS_KEY"]))
-        .await
-        .unwrap();
+    env.apply(&aws_static_store(
+        "reader",
+        "SecretsManager",
+        &vars["ESOX_MOTO_IAM_READER_KEY"],
+    ))
+    .await
+    .unwrap();
+    env.apply(&aws_static_store(
+        "no-access",
+        "SecretsManager",
+        &vars["ESOX_MOTO_IAM_NO_ACCESS_KEY"],
+    ))
+    .await
+    .unwrap();
     // Two ExternalSecrets on the reader store sync together: their gets are batched, the
     // reader may not BatchGetSecretValue, and esox falls back to GetSecretValue.
     env.apply(&external_secret(
         "read-a",
         "reader",
-        &format!("{}/a", env.ns),
         "1h",
+        &[("value", &format!("{}/a", env.ns))],
     ))
     .await
     .unwrap();
     env.apply(&external_secret(
         "read-b",
         "reader",
-        &format!("{}/b", env.ns),
         "1h",
+        &[("value", &format!("{}/b", env.ns))],
     ))
     .await
     .unwrap();
     env.apply(&external_secret(
         "denied",
         "no-access",
-        &format!("{}/a", env.ns),
         "1h",
+        &[("value", &format!("{}/a", env.ns))],
     ))
     .await
     .unwrap();
@@ -210,8 +206,10 @@ async fn throttling_never_flaps_ready_on_a_synced_secret() {
         throttled.clone(),
     )
     .await;
-    env.apply(&store("aws", "AKIDTHROTTLE:s")).await.unwrap();
-    env.apply(&external_secret("paced", "aws", &key, "1s"))
+    env.apply(&aws_static_store("aws", "SecretsManager", "AKIDTHROTTLE:s"))
+        .await
+        .unwrap();
+    env.apply(&external_secret("paced", "aws", "1s", &[("value", &key)]))
         .await
         .unwrap();
     let controller = env.spawn_controller(&[("AWS_ENDPOINT_URL", &proxy)]);

@@ -1,6 +1,7 @@
 //! Keep-last-good against a real outage: moto is stopped after a sync and started again.
 //! (Its own test binary: stopping moto would disturb other AWS tests running in parallel.)
 
+use esox_tests::manifests::aws_static_store;
 use esox_tests::{TestEnv, put_aws_secret, repo_root, secret_strings};
 use kube::ResourceExt;
 
@@ -19,7 +20,17 @@ async fn outage_keeps_the_secret_and_recovers() {
     let key = format!("{}/db", env.ns);
     put_aws_secret(&key, r#"{"password":"before-outage"}"#, &[]).await;
     env.apply(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds}}\nstringData: {{id: AKID, secret: s}}\n---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: aws}}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth: {{secretRef: {{accessKeyIDSecretRef: {{name: aws-creds, key: id}}, secretAccessKeySecretRef: {{name: aws-creds, key: secret}}}}}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: es}}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {{name: aws}}\n  dataFrom:\n  - extract: {{key: \"{key}\"}}\n"
+        r#"{store}---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: es}}
+spec:
+  refreshInterval: 1s
+  secretStoreRef: {{name: aws}}
+  dataFrom:
+  - extract: {{key: "{key}"}}
+"#,
+        store = aws_static_store("aws", "SecretsManager", "AKID:s"),
     ))
     .await
     .unwrap();

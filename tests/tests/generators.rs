@@ -3,14 +3,17 @@
 
 use std::time::Duration;
 
+use esox_tests::manifests::{PASSWORD_GENERATOR, generated_secret};
 use esox_tests::{TestEnv, secret_strings, wait_for};
 
-const GENERATOR: &str = "apiVersion: generators.external-secrets.io/v1alpha1\nkind: Password\nmetadata: {name: db-password}\nspec:\n  length: 20\n  digits: 4\n  symbols: 2\n  noUpper: true\n  allowRepeat: false\n";
+/// An ExternalSecret `name` of the `db-password` generator, regenerated every second.
+fn es(name: &str) -> String {
+    generated_secret(name, "Password", "db-password", "1s")
+}
 
-fn es(name: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: external-secrets.io/v1beta1\nkind: ExternalSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: 1s\n{extra}  target: {{name: {name}}}\n  dataFrom:\n  - sourceRef:\n      generatorRef:\n        apiVersion: generators.external-secrets.io/v1alpha1\n        kind: Password\n        name: db-password\n"
-    )
+/// [`es`] under `refreshPolicy: CreatedOnce`.
+fn created_once(name: &str) -> String {
+    es(name).replacen("spec:\n", "spec:\n  refreshPolicy: CreatedOnce\n", 1)
 }
 
 fn password_of(env: &TestEnv, s: &k8s_openapi::api::core::v1::Secret) -> String {
@@ -21,11 +24,9 @@ fn password_of(env: &TestEnv, s: &k8s_openapi::api::core::v1::Secret) -> String 
 #[tokio::test]
 async fn password_generator_rotates_on_refresh_and_holds_under_created_once() {
     let env = TestEnv::new("gen-password").await;
-    env.apply(GENERATOR).await.unwrap();
-    env.apply(&es("rotating", "")).await.unwrap();
-    env.apply(&es("fixed", "  refreshPolicy: CreatedOnce\n"))
-        .await
-        .unwrap();
+    env.apply(PASSWORD_GENERATOR).await.unwrap();
+    env.apply(&es("rotating")).await.unwrap();
+    env.apply(&created_once("fixed")).await.unwrap();
 
     let first = env
         .wait_secret("rotating", "generated", |s| s.data.is_some())
@@ -74,7 +75,7 @@ async fn password_generator_rotates_on_refresh_and_holds_under_created_once() {
 #[tokio::test]
 async fn a_missing_generator_is_reported() {
     let env = TestEnv::new("gen-missing").await;
-    env.apply(&es("orphan", "")).await.unwrap();
+    env.apply(&es("orphan")).await.unwrap();
     let msg = env.wait_ready("orphan", "False", "SecretSyncedError").await;
     assert!(
         msg.contains("error using generator: Password \"db-password\" not found"),
@@ -85,7 +86,24 @@ async fn a_missing_generator_is_reported() {
 #[tokio::test]
 async fn uuid_generator_from_an_eso_manifest() {
     let env = TestEnv::new("gen-uuid").await;
-    env.apply("apiVersion: generators.external-secrets.io/v1alpha1\nkind: UUID\nmetadata: {name: instance-id}\nspec: {}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: ids}\nspec:\n  refreshInterval: \"0\"\n  target: {name: ids}\n  dataFrom:\n  - sourceRef:\n      generatorRef: {apiVersion: generators.external-secrets.io/v1alpha1, kind: UUID, name: instance-id}\n    rewrite:\n    - regexp: {source: '^uuid$', target: INSTANCE_ID}\n").await.unwrap();
+    env.apply(r#"
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: UUID
+metadata: {name: instance-id}
+spec: {}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: ids}
+spec:
+  refreshInterval: "0"
+  target: {name: ids}
+  dataFrom:
+  - sourceRef:
+      generatorRef: {apiVersion: generators.external-secrets.io/v1alpha1, kind: UUID, name: instance-id}
+    rewrite:
+    - regexp: {source: '^uuid$', target: INSTANCE_ID}
+"#).await.unwrap();
     let s = env.wait_secret("ids", "uuid", |s| s.data.is_some()).await;
     let id = secret_strings(&s)["INSTANCE_ID"].clone();
     assert_eq!(id.len(), 36);
@@ -99,7 +117,20 @@ async fn uuid_generator_from_an_eso_manifest() {
 #[tokio::test]
 async fn fake_generator_returns_its_data() {
     let env = TestEnv::new("gen-fake").await;
-    env.apply("apiVersion: generators.external-secrets.io/v1alpha1\nkind: Fake\nmetadata: {name: static}\nspec:\n  data: {username: app, region: eu-west-1}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: from-fake}\nspec:\n  refreshInterval: 1h\n  target: {name: from-fake}\n  dataFrom:\n  - sourceRef:\n      generatorRef: {apiVersion: generators.external-secrets.io/v1alpha1, kind: Fake, name: static}\n").await.unwrap();
+    env.apply(
+        r#"
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: Fake
+metadata: {name: static}
+spec:
+  data: {username: app, region: eu-west-1}
+"#,
+    )
+    .await
+    .unwrap();
+    env.apply(&generated_secret("from-fake", "Fake", "static", "1h"))
+        .await
+        .unwrap();
     let s = env
         .wait_secret("from-fake", "fake data", |s| s.data.is_some())
         .await;
@@ -119,11 +150,32 @@ async fn fake_generator_returns_its_data() {
 async fn cluster_generator_serves_every_namespace() {
     let env = TestEnv::new("gen-cluster").await;
     let name = format!("{}-pw", env.ns);
-    env.apply(&format!("apiVersion: generators.external-secrets.io/v1alpha1\nkind: ClusterGenerator\nmetadata: {{name: {name}}}\nspec:\n  kind: Password\n  generator:\n    passwordSpec:\n      length: 32\n      digits: 5\n      symbols: 0\n---\napiVersion: generators.external-secrets.io/v1alpha1\nkind: ClusterGenerator\nmetadata: {{name: {name}-ssh}}\nspec:\n  kind: SSHKey\n  generator:\n    sshKeySpec: {{keyType: ed25519}}\n")).await.unwrap();
+    env.apply(&format!(
+        r#"
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: ClusterGenerator
+metadata: {{name: {name}}}
+spec:
+  kind: Password
+  generator:
+    passwordSpec:
+      length: 32
+      digits: 5
+      symbols: 0
+---
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: ClusterGenerator
+metadata: {{name: {name}-ssh}}
+spec:
+  kind: SSHKey
+  generator:
+    sshKeySpec: {{keyType: ed25519}}
+"#
+    ))
+    .await
+    .unwrap();
     let es = |es_name: &str, gen_name: &str| {
-        format!(
-            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {es_name}}}\nspec:\n  refreshInterval: 1h\n  target: {{name: {es_name}}}\n  dataFrom:\n  - sourceRef:\n      generatorRef: {{apiVersion: generators.external-secrets.io/v1alpha1, kind: ClusterGenerator, name: {gen_name}}}\n"
-        )
+        generated_secret(es_name, "ClusterGenerator", gen_name, "1h")
     };
     env.apply(&es("from-cluster", &name)).await.unwrap();
     let s = env
@@ -167,12 +219,42 @@ async fn cluster_generator_serves_every_namespace() {
 async fn sts_session_token_generates_short_lived_credentials() {
     let env = TestEnv::new("gen-sts").await;
     let cluster = format!("{}-sts", env.ns);
-    env.apply(&format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds}}\nstringData: {{access-key: AKIDESOXTEST, secret-key: esox-test-secret}}\n---\napiVersion: generators.external-secrets.io/v1alpha1\nkind: STSSessionToken\nmetadata: {{name: session}}\nspec:\n  region: us-east-1\n  requestParameters: {{sessionDuration: 900}}\n  auth:\n    secretRef:\n      accessKeyIDSecretRef: {{name: aws-creds, key: access-key}}\n      secretAccessKeySecretRef: {{name: aws-creds, key: secret-key}}\n---\napiVersion: generators.external-secrets.io/v1alpha1\nkind: ClusterGenerator\nmetadata: {{name: {cluster}}}\nspec:\n  kind: STSSessionToken\n  generator:\n    stsSessionTokenSpec:\n      region: us-east-1\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-creds, key: access-key, namespace: {ns}}}\n          secretAccessKeySecretRef: {{name: aws-creds, key: secret-key, namespace: {ns}}}\n", ns = env.ns)).await.unwrap();
-    let es = |name: &str, kind: &str, gen_name: &str| {
-        format!(
-            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: 1h\n  target: {{name: {name}}}\n  dataFrom:\n  - sourceRef:\n      generatorRef: {{apiVersion: generators.external-secrets.io/v1alpha1, kind: {kind}, name: {gen_name}}}\n"
-        )
-    };
+    env.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: aws-creds}}
+stringData: {{access-key: AKIDESOXTEST, secret-key: esox-test-secret}}
+---
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: STSSessionToken
+metadata: {{name: session}}
+spec:
+  region: us-east-1
+  requestParameters: {{sessionDuration: 900}}
+  auth:
+    secretRef:
+      accessKeyIDSecretRef: {{name: aws-creds, key: access-key}}
+      secretAccessKeySecretRef: {{name: aws-creds, key: secret-key}}
+---
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: ClusterGenerator
+metadata: {{name: {cluster}}}
+spec:
+  kind: STSSessionToken
+  generator:
+    stsSessionTokenSpec:
+      region: us-east-1
+      auth:
+        secretRef:
+          accessKeyIDSecretRef: {{name: aws-creds, key: access-key, namespace: {ns}}}
+          secretAccessKeySecretRef: {{name: aws-creds, key: secret-key, namespace: {ns}}}
+"#,
+        ns = env.ns
+    ))
+    .await
+    .unwrap();
+    let es = |name: &str, kind: &str, gen_name: &str| generated_secret(name, kind, gen_name, "1h");
     env.apply(&es("aws-session", "STSSessionToken", "session"))
         .await
         .unwrap();
@@ -229,10 +311,8 @@ async fn created_once_survives_a_controller_restart() {
         },
     )
     .await;
-    env.apply(GENERATOR).await.unwrap();
-    env.apply(&es("kept", "  refreshPolicy: CreatedOnce\n"))
-        .await
-        .unwrap();
+    env.apply(PASSWORD_GENERATOR).await.unwrap();
+    env.apply(&created_once("kept")).await.unwrap();
     let first = env.spawn_controller(&[]);
     let s = env
         .wait_secret("kept", "generated once", |s| s.data.is_some())
@@ -240,9 +320,10 @@ async fn created_once_survives_a_controller_restart() {
     let p1 = password_of(&env, &s);
     drop(first);
     let second = env.spawn_controller(&[]);
-    env.apply(&es("kept", "  refreshPolicy: CreatedOnce\n").replace(
-        "metadata: {name: kept}",
-        "metadata: {name: kept, annotations: {force-sync: 'after-restart'}}",
+    env.apply(&created_once("kept").replacen(
+        "metadata:\n  name: kept\n",
+        "metadata:\n  name: kept\n  annotations:\n    force-sync: after-restart\n",
+        1,
     ))
     .await
     .unwrap();
@@ -282,7 +363,35 @@ async fn sts_credentials_are_renewed_before_they_expire() {
         },
     )
     .await;
-    env.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: aws-creds}\nstringData: {access-key: AKIDESOXTEST, secret-key: esox-test-secret}\n---\napiVersion: generators.external-secrets.io/v1alpha1\nkind: STSSessionToken\nmetadata: {name: session}\nspec:\n  region: us-east-1\n  requestParameters: {sessionDuration: 45}\n  auth:\n    secretRef:\n      accessKeyIDSecretRef: {name: aws-creds, key: access-key}\n      secretAccessKeySecretRef: {name: aws-creds, key: secret-key}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: session}\nspec:\n  refreshInterval: 1h\n  target: {name: session}\n  dataFrom:\n  - sourceRef:\n      generatorRef: {apiVersion: generators.external-secrets.io/v1alpha1, kind: STSSessionToken, name: session}\n").await.unwrap();
+    env.apply(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: aws-creds}
+stringData: {access-key: AKIDESOXTEST, secret-key: esox-test-secret}
+---
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: STSSessionToken
+metadata: {name: session}
+spec:
+  region: us-east-1
+  requestParameters: {sessionDuration: 45}
+  auth:
+    secretRef:
+      accessKeyIDSecretRef: {name: aws-creds, key: access-key}
+      secretAccessKeySecretRef: {name: aws-creds, key: secret-key}
+"#,
+    )
+    .await
+    .unwrap();
+    env.apply(&generated_secret(
+        "session",
+        "STSSessionToken",
+        "session",
+        "1h",
+    ))
+    .await
+    .unwrap();
     let first = env.spawn_controller(&[]);
     let s = env
         .wait_secret("session", "session credentials", |s| s.data.is_some())

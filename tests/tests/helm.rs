@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use esox_tests::manifests::{SEED_CREDS as CREDS, irsa_cluster_store};
 use esox_tests::{
     Options, TestEnv, cluster_lock, esox_bin, helm_command, helm_ok, put_aws_secret, repo_root,
     secret_strings, stack_env, wait_for,
@@ -870,8 +871,6 @@ fn status_code(e: kube::Error) -> u16 {
     }
 }
 
-const CREDS: &str = r#"{"username":"admin","password":"superSecretPassword123","host":"rds-prod-01.aws.com","port":"5432"}"#;
-
 #[tokio::test]
 async fn installed_chart_rbac_lets_esox_sync_cluster_wide() {
     let bin = helm_or_skip!();
@@ -938,20 +937,7 @@ spec:
   - secretKey: API_TOKEN
     remoteRef: {{key: api-key, property: api_token_value}}
 ---
-apiVersion: external-secrets.io/v1beta1
-kind: ClusterSecretStore
-metadata: {{name: {css}}}
-spec:
-  provider:
-    aws:
-      service: SecretsManager
-      region: us-east-1
-      auth:
-        jwt:
-          serviceAccountRef:
-            name: external-secrets-sa
-            namespace: {ns}
----
+{irsa}---
 apiVersion: external-secrets.io/v1beta1
 kind: ExternalSecret
 metadata: {{name: db-credentials-es}}
@@ -976,7 +962,8 @@ spec:
   dataFrom:
   - sourceRef:
       generatorRef: {{apiVersion: generators.external-secrets.io/v1alpha1, kind: Password, name: db-password}}
-"#
+"#,
+        irsa = irsa_cluster_store(&css, &ns),
     ))
     .await
     .unwrap();

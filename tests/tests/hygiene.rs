@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use esox_tests::manifests::{aws_static_store, fake_store};
 use esox_tests::{TestEnv, logs, wait_for};
 
 const CANARY: &str = "CANARY-s3cr3t-7f3a9c";
@@ -10,21 +11,62 @@ const CANARY: &str = "CANARY-s3cr3t-7f3a9c";
 async fn secret_values_never_reach_logs_events_or_status() {
     let env = TestEnv::new("hygiene").await;
     let doc = format!(r#"{{"user":"{CANARY}-user","nested":{{"pw":"{CANARY}-pw"}}}}"#);
-    env.apply(&format!(
-        "apiVersion: external-secrets.io/v1beta1\nkind: SecretStore\nmetadata: {{name: store}}\nspec:\n  provider:\n    fake:\n      data:\n      - key: creds\n        value: '{doc}'\n      - key: raw\n        value: '{CANARY}-raw'\n"
+    env.apply(&fake_store(
+        "store",
+        &[("creds", &doc), ("raw", &format!("{CANARY}-raw"))],
     ))
     .await
     .unwrap();
     env.apply(
-        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: ok}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store}\n  dataFrom:\n  - extract: {key: creds}\n  data:\n  - {secretKey: pw, remoteRef: {key: creds, property: nested.pw}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: failing}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: a, remoteRef: {key: raw, property: missing}}\n  - {secretKey: b, remoteRef: {key: raw, decodingStrategy: Base64}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: failing-decode}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: b, remoteRef: {key: raw, decodingStrategy: Base64}}\n",
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: ok}
+spec:
+  refreshInterval: 1s
+  secretStoreRef: {name: store}
+  dataFrom:
+  - extract: {key: creds}
+  data:
+  - {secretKey: pw, remoteRef: {key: creds, property: nested.pw}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: failing}
+spec:
+  refreshInterval: 1s
+  secretStoreRef: {name: store}
+  data:
+  - {secretKey: a, remoteRef: {key: raw, property: missing}}
+  - {secretKey: b, remoteRef: {key: raw, decodingStrategy: Base64}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: failing-decode}
+spec:
+  refreshInterval: 1s
+  secretStoreRef: {name: store}
+  data:
+  - {secretKey: b, remoteRef: {key: raw, decodingStrategy: Base64}}
+"#,
     )
     .await
     .unwrap();
     // The same through the AWS provider: the SDK's own logging must not leak either.
     esox_tests::put_aws_secret(&format!("{}/canary", env.ns), &doc, &[]).await;
     env.apply(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: aws-creds}}\nstringData: {{id: AKID, secret: s}}\n---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: aws}}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: us-east-1\n      auth: {{secretRef: {{accessKeyIDSecretRef: {{name: aws-creds, key: id}}, secretAccessKeySecretRef: {{name: aws-creds, key: secret}}}}}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: aws-ok}}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {{name: aws}}\n  dataFrom:\n  - extract: {{key: \"{}/canary\"}}\n",
-        env.ns
+        r#"{store}---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: aws-ok}}
+spec:
+  refreshInterval: 1s
+  secretStoreRef: {{name: aws}}
+  dataFrom:
+  - extract: {{key: "{}/canary"}}
+"#,
+        env.ns,
+        store = aws_static_store("aws", "SecretsManager", "AKID:s"),
     ))
     .await
     .unwrap();

@@ -52,7 +52,31 @@ async fn one_leader_syncs_and_the_standby_takes_over() {
     }
     let leader = holder(&leases).await.unwrap();
     let second = env.spawn_controller(&le);
-    env.apply("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: store}\nspec:\n  provider:\n    fake:\n      data:\n      - {key: k, value: one}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {name: store, kind: SecretStore}\n  target: {name: out}\n  data:\n  - secretKey: k\n    remoteRef: {key: k}\n").await.unwrap();
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: store}
+spec:
+  provider:
+    fake:
+      data:
+      - {key: k, value: one}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: es}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: store, kind: SecretStore}
+  target: {name: out}
+  data:
+  - secretKey: k
+    remoteRef: {key: k}
+"#,
+    )
+    .await
+    .unwrap();
     let s = env
         .wait_secret("out", "secret from the leader", |s| s.data.is_some())
         .await;
@@ -78,7 +102,31 @@ async fn one_leader_syncs_and_the_standby_takes_over() {
         assert!(Instant::now() < deadline, "the standby did not take over");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    env.apply("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: store}\nspec:\n  provider:\n    fake:\n      data:\n      - {key: k, value: two}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es, annotations: {force-sync: '2'}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {name: store, kind: SecretStore}\n  target: {name: out}\n  data:\n  - secretKey: k\n    remoteRef: {key: k}\n").await.unwrap();
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: store}
+spec:
+  provider:
+    fake:
+      data:
+      - {key: k, value: two}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: es, annotations: {force-sync: '2'}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: store, kind: SecretStore}
+  target: {name: out}
+  data:
+  - secretKey: k
+    remoteRef: {key: k}
+"#,
+    )
+    .await
+    .unwrap();
     let s = env
         .wait_secret("out", "secret from the new leader", |s| {
             secret_strings(s).get("k").map(String::as_str) == Some("two")

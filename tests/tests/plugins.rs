@@ -15,13 +15,29 @@ fn hostile() -> Vec<u8> {
 fn component_configmap(name: &str, bytes: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
     format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\nbinaryData:\n  plugin.wasm: {b64}\n"
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: {name}}}
+binaryData:
+  plugin.wasm: {b64}
+"#
     )
 }
 
 fn generator_es(name: &str, kind: &str, plugin: &str) -> String {
     format!(
-        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: 1h\n  target: {{name: {name}}}\n  dataFrom:\n  - sourceRef:\n      generatorRef: {{apiVersion: plugins.esox.dev/v1alpha1, kind: {kind}, name: {plugin}}}\n"
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: {name}}}
+spec:
+  refreshInterval: 1h
+  target: {{name: {name}}}
+  dataFrom:
+  - sourceRef:
+      generatorRef: {{apiVersion: plugins.esox.dev/v1alpha1, kind: {kind}, name: {plugin}}}
+"#
     )
 }
 
@@ -38,7 +54,17 @@ async fn hostile_plugins_are_contained_and_others_keep_syncing() {
     ];
     for b in behaviours {
         env.apply(&format!(
-            "apiVersion: plugins.esox.dev/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: hostile-{b}}}\nspec:\n  world: Generator\n  source:\n    configMap: {{name: hostile, key: plugin.wasm}}\n  sha256: {sha}\n  config: {{behaviour: {b}}}\n"
+            r#"
+apiVersion: plugins.esox.dev/v1alpha1
+kind: WasmPlugin
+metadata: {{name: hostile-{b}}}
+spec:
+  world: Generator
+  source:
+    configMap: {{name: hostile, key: plugin.wasm}}
+  sha256: {sha}
+  config: {{behaviour: {b}}}
+"#
         ))
         .await
         .unwrap();
@@ -51,7 +77,30 @@ async fn hostile_plugins_are_contained_and_others_keep_syncing() {
         .unwrap();
     }
     // A healthy ExternalSecret beside them.
-    env.apply("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: store}\nspec:\n  provider:\n    fake:\n      data:\n      - {key: k, value: v1}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: healthy}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store, kind: SecretStore}\n  data:\n  - secretKey: k\n    remoteRef: {key: k}\n").await.unwrap();
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: store}
+spec:
+  provider:
+    fake:
+      data:
+      - {key: k, value: v1}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: healthy}
+spec:
+  refreshInterval: 1s
+  secretStoreRef: {name: store, kind: SecretStore}
+  data:
+  - secretKey: k
+    remoteRef: {key: k}
+"#,
+    )
+    .await
+    .unwrap();
 
     let ns = env.ns.clone();
     let expect = [
@@ -109,7 +158,20 @@ async fn hostile_plugins_are_contained_and_others_keep_syncing() {
         .await;
     assert_eq!(secret_strings(&ok)["value"], "fine");
     env.wait_value("healthy", "k", "v1").await;
-    env.apply("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: store}\nspec:\n  provider:\n    fake:\n      data:\n      - {key: k, value: v2}\n").await.unwrap();
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: store}
+spec:
+  provider:
+    fake:
+      data:
+      - {key: k, value: v2}
+"#,
+    )
+    .await
+    .unwrap();
     env.wait_value("healthy", "k", "v2").await;
 
     let m = env.metrics();
@@ -153,7 +215,17 @@ async fn digests_and_namespaces_are_enforced() {
             .map(|n| format!(", namespace: {n}"))
             .unwrap_or_default();
         format!(
-            "apiVersion: plugins.esox.dev/v1alpha1\nkind: WasmPlugin\nmetadata: {{name: {name}}}\nspec:\n  world: Generator\n  source:\n    configMap: {{name: hostile, key: plugin.wasm{ns}}}\n  sha256: {digest}\n  config: {{behaviour: ok}}\n"
+            r#"
+apiVersion: plugins.esox.dev/v1alpha1
+kind: WasmPlugin
+metadata: {{name: {name}}}
+spec:
+  world: Generator
+  source:
+    configMap: {{name: hostile, key: plugin.wasm{ns}}}
+  sha256: {digest}
+  config: {{behaviour: ok}}
+"#
         )
     };
     // Good digest: works. Then the same name with a wrong digest: refused, Secret kept.
@@ -165,7 +237,21 @@ async fn digests_and_namespaces_are_enforced() {
     let wrong = "0".repeat(64);
     env.apply(&plugin("pinned", &wrong, None)).await.unwrap();
     // Force a refresh (ESO's force-sync annotation).
-    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: pinned, annotations: {force-sync: '1'}}\nspec:\n  refreshInterval: 1h\n  target: {name: pinned}\n  dataFrom:\n  - sourceRef:\n      generatorRef: {apiVersion: plugins.esox.dev/v1alpha1, kind: WasmPlugin, name: pinned}\n").await.unwrap();
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: pinned, annotations: {force-sync: '1'}}
+spec:
+  refreshInterval: 1h
+  target: {name: pinned}
+  dataFrom:
+  - sourceRef:
+      generatorRef: {apiVersion: plugins.esox.dev/v1alpha1, kind: WasmPlugin, name: pinned}
+"#,
+    )
+    .await
+    .unwrap();
     let msg = env.wait_ready("pinned", "False", "SecretSyncedError").await;
     assert!(
         msg.contains(&format!("component digest mismatch: the component has sha256 {sha}, the plugin declares {wrong}; refusing to load it")),
@@ -209,7 +295,23 @@ async fn digests_and_namespaces_are_enforced() {
 
     // A ClusterWasmPlugin (platform-approved) may, and works from any namespace.
     let cluster_name = format!("{}-approved", env.ns);
-    env.apply(&format!("apiVersion: plugins.esox.dev/v1alpha1\nkind: ClusterWasmPlugin\nmetadata: {{name: {cluster_name}}}\nspec:\n  world: Generator\n  source:\n    configMap: {{name: hostile, namespace: {}, key: plugin.wasm}}\n  sha256: 'sha256:{}'\n  config: {{behaviour: ok}}\n", other.ns, sha.to_uppercase())).await.unwrap();
+    env.apply(&format!(
+        r#"
+apiVersion: plugins.esox.dev/v1alpha1
+kind: ClusterWasmPlugin
+metadata: {{name: {cluster_name}}}
+spec:
+  world: Generator
+  source:
+    configMap: {{name: hostile, namespace: {}, key: plugin.wasm}}
+  sha256: 'sha256:{}'
+  config: {{behaviour: ok}}
+"#,
+        other.ns,
+        sha.to_uppercase()
+    ))
+    .await
+    .unwrap();
     env.apply(&generator_es(
         "approved",
         "ClusterWasmPlugin",
@@ -220,7 +322,35 @@ async fn digests_and_namespaces_are_enforced() {
     env.wait_value("approved", "value", "fine").await;
 
     // A generator is not a transformer.
-    env.apply(&format!("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: store}}\nspec:\n  provider:\n    fake:\n      data:\n      - {{key: k, value: v}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: misused}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: store, kind: SecretStore}}\n  target:\n    template:\n      engineVersion: minijinja\n      plugins:\n      - ref: {{kind: ClusterWasmPlugin, name: {cluster_name}}}\n  data:\n  - secretKey: k\n    remoteRef: {{key: k}}\n")).await.unwrap();
+    env.apply(&format!(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: store}}
+spec:
+  provider:
+    fake:
+      data:
+      - {{key: k, value: v}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: misused}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: store, kind: SecretStore}}
+  target:
+    template:
+      engineVersion: minijinja
+      plugins:
+      - ref: {{kind: ClusterWasmPlugin, name: {cluster_name}}}
+  data:
+  - secretKey: k
+    remoteRef: {{key: k}}
+"#
+    ))
+    .await
+    .unwrap();
     let msg = env
         .wait_ready("misused", "False", "SecretSyncedError")
         .await;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use esox_tests::manifests::{fake_store, irsa_cluster_store};
 use esox_tests::{Options, TestEnv, cluster_lock, secret_strings, wait_for};
 use std::time::Duration;
 
@@ -46,7 +47,7 @@ async fn store_ready(env: &TestEnv, kind: &str, name: &str) -> (String, String, 
 #[tokio::test]
 async fn secret_store_status_and_unsupported_providers() {
     let env = TestEnv::new("store-status").await;
-    env.apply("apiVersion: external-secrets.io/v1beta1\nkind: SecretStore\nmetadata: {name: fake}\nspec:\n  provider:\n    fake:\n      data: [{key: k, value: v}]\n").await.unwrap();
+    env.apply(&fake_store("fake", &[("k", "v")])).await.unwrap();
     // The seeds' Vault store, as written: accepted by the schema, reported as unsupported.
     env.apply(
         r#"
@@ -105,12 +106,49 @@ async fn cluster_store_conditions_allow_and_deny_namespaces() {
     .await;
     let css = format!("css-{}", env.ns);
     env.apply(&format!(
-        "apiVersion: external-secrets.io/v1beta1\nkind: ClusterSecretStore\nmetadata: {{name: {css}-open}}\nspec:\n  conditions:\n  - namespaceSelector: {{matchLabels: {{team: a}}}}\n  provider:\n    fake:\n      data: [{{key: k, value: shared}}]\n---\napiVersion: external-secrets.io/v1beta1\nkind: ClusterSecretStore\nmetadata: {{name: {css}-closed}}\nspec:\n  conditions:\n  - namespaces: [somewhere-else]\n  - namespaceRegexes: ['^prod-']\n  provider:\n    fake:\n      data: [{{key: k, value: shared}}]\n"
+        r#"
+apiVersion: external-secrets.io/v1beta1
+kind: ClusterSecretStore
+metadata: {{name: {css}-open}}
+spec:
+  conditions:
+  - namespaceSelector: {{matchLabels: {{team: a}}}}
+  provider:
+    fake:
+      data: [{{key: k, value: shared}}]
+---
+apiVersion: external-secrets.io/v1beta1
+kind: ClusterSecretStore
+metadata: {{name: {css}-closed}}
+spec:
+  conditions:
+  - namespaces: [somewhere-else]
+  - namespaceRegexes: ['^prod-']
+  provider:
+    fake:
+      data: [{{key: k, value: shared}}]
+"#
     ))
     .await
     .unwrap();
     env.apply(&format!(
-        "apiVersion: external-secrets.io/v1beta1\nkind: ExternalSecret\nmetadata: {{name: allowed}}\nspec:\n  secretStoreRef: {{name: {css}-open, kind: ClusterSecretStore}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: k}}}}\n---\napiVersion: external-secrets.io/v1beta1\nkind: ExternalSecret\nmetadata: {{name: denied}}\nspec:\n  secretStoreRef: {{name: {css}-closed, kind: ClusterSecretStore}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: k}}}}\n"
+        r#"
+apiVersion: external-secrets.io/v1beta1
+kind: ExternalSecret
+metadata: {{name: allowed}}
+spec:
+  secretStoreRef: {{name: {css}-open, kind: ClusterSecretStore}}
+  data:
+  - {{secretKey: v, remoteRef: {{key: k}}}}
+---
+apiVersion: external-secrets.io/v1beta1
+kind: ExternalSecret
+metadata: {{name: denied}}
+spec:
+  secretStoreRef: {{name: {css}-closed, kind: ClusterSecretStore}}
+  data:
+  - {{secretKey: v, remoteRef: {{key: k}}}}
+"#
     ))
     .await
     .unwrap();
@@ -140,26 +178,9 @@ async fn seeds_aws_store_manifests_apply_as_written() {
     )
     .await;
     let name = format!("aws-secrets-manager-{}", env.ns);
-    env.apply(&format!(
-        r#"
-apiVersion: external-secrets.io/v1beta1
-kind: ClusterSecretStore
-metadata:
-  name: {name}
-spec:
-  provider:
-    aws:
-      service: SecretsManager
-      region: us-east-1
-      auth:
-        jwt:
-          serviceAccountRef:
-            name: external-secrets-sa
-            namespace: external-secrets
-"#
-    ))
-    .await
-    .unwrap();
+    env.apply(&irsa_cluster_store(&name, "external-secrets"))
+        .await
+        .unwrap();
     let css = kube::Api::<esox::api::ClusterSecretStore>::all(env.client.clone())
         .get(&name)
         .await

@@ -4,28 +4,14 @@
 
 use std::time::Duration;
 
+use esox_tests::manifests::{
+    SEED_CREDS as CREDS, external_secret, fake_store, seed_api_key, seed_db_credentials,
+};
 use esox_tests::{TestEnv, secret_strings, wait_for};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-
-const CREDS: &str = r#"{"username":"admin","password":"superSecretPassword123","host":"rds-prod-01.aws.com","port":"5432"}"#;
-
-/// A Fake SecretStore named `name` serving `entries` (key, value).
-fn fake_store(name: &str, entries: &[(&str, &str)]) -> String {
-    let data: Vec<_> = entries
-        .iter()
-        .map(|(k, v)| json!({"key": k, "value": v}))
-        .collect();
-    serde_yaml::to_string(&json!({
-        "apiVersion": "external-secrets.io/v1beta1",
-        "kind": "SecretStore",
-        "metadata": {"name": name},
-        "spec": {"provider": {"fake": {"data": data}}},
-    }))
-    .unwrap()
-}
 
 #[tokio::test]
 async fn seed_extract_flow_v1beta1() {
@@ -37,27 +23,9 @@ async fn seed_extract_flow_v1beta1() {
     .await
     .unwrap();
     // The seeds' ExternalSecret, as written (only the store kind differs: a namespaced Fake store).
-    env.apply(
-        r#"
-apiVersion: external-secrets.io/v1beta1
-kind: ExternalSecret
-metadata:
-  name: db-credentials-es
-spec:
-  refreshInterval: "1h" # The critical rotation interval
-  secretStoreRef:
-    name: aws-secrets-manager
-    kind: SecretStore
-  target:
-    name: db-credentials-native # Name of the standard K8s Secret it will create
-    creationPolicy: Owner
-  dataFrom:
-  - extract:
-      key: production/db/credentials
-"#,
-    )
-    .await
-    .unwrap();
+    env.apply(&seed_db_credentials("aws-secrets-manager", "SecretStore"))
+        .await
+        .unwrap();
     let secret = env
         .wait_secret("db-credentials-native", "synced secret", |s| {
             s.data.is_some()
@@ -174,26 +142,11 @@ async fn seed_property_flow_and_v1_manifest() {
     ))
     .await
     .unwrap();
+    env.apply(&seed_api_key("aws-secretsmgr", "SecretStore"))
+        .await
+        .unwrap();
     env.apply(
         r#"
-apiVersion: external-secrets.io/v1beta1
-kind: ExternalSecret
-metadata:
-  name: api-key-sync
-spec:
-  refreshInterval: 1h
-  secretStoreRef:
-    name: aws-secretsmgr
-    kind: SecretStore
-  target:
-    name: api-credentials
-    creationPolicy: Owner
-  data:
-  - secretKey: API_TOKEN
-    remoteRef:
-      key: /production/api-key
-      property: api_token_value
----
 apiVersion: external-secrets.io/v1
 kind: ExternalSecret
 metadata:
@@ -301,7 +254,9 @@ async fn periodic_refresh_and_update_event() {
     env.apply(&fake_store("store", &[("k", "v1")]))
         .await
         .unwrap();
-    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
+    env.apply(&external_secret("es", "store", "1s", &[("value", "k")]))
+        .await
+        .unwrap();
     env.wait_value("es", "value", "v1").await;
     env.apply(&fake_store("store", &[("k", "v2")]))
         .await
@@ -324,7 +279,9 @@ async fn refresh_interval_zero_syncs_once_until_forced() {
     env.apply(&fake_store("store", &[("k", "v1")]))
         .await
         .unwrap();
-    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: \"0\"\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
+    env.apply(&external_secret("es", "store", "0", &[("value", "k")]))
+        .await
+        .unwrap();
     env.wait_value("es", "value", "v1").await;
     env.apply(&fake_store("store", &[("k", "v2")]))
         .await
@@ -353,7 +310,21 @@ async fn self_heals_deleted_and_edited_secrets_at_once() {
     env.apply(&fake_store("store", &[("k", "good")]))
         .await
         .unwrap();
-    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {name: store}\n  target: {name: healed}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: es}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: store}
+  target: {name: healed}
+  data:
+  - {secretKey: value, remoteRef: {key: k}}
+"#,
+    )
+    .await
+    .unwrap();
     let first = env
         .wait_secret("healed", "synced", |s| s.data.is_some())
         .await;
@@ -390,7 +361,9 @@ async fn keep_last_good_on_provider_failure_and_recover() {
     env.apply(&fake_store("store", &[("k", "good")]))
         .await
         .unwrap();
-    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
+    env.apply(&external_secret("es", "store", "1s", &[("value", "k")]))
+        .await
+        .unwrap();
     let synced = env.wait_secret("es", "synced", |s| s.data.is_some()).await;
     env.wait_ready("es", "True", "SecretSynced").await;
 
@@ -418,7 +391,18 @@ async fn keep_last_good_on_provider_failure_and_recover() {
     .unwrap();
 
     // The store breaks differently: a provider esox does not serve.
-    env.apply("apiVersion: external-secrets.io/v1beta1\nkind: SecretStore\nmetadata: {name: store}\nspec:\n  provider:\n    vault: {server: 'https://vault.example.com', path: secret, version: v2}\n").await.unwrap();
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1beta1
+kind: SecretStore
+metadata: {name: store}
+spec:
+  provider:
+    vault: {server: 'https://vault.example.com', path: secret, version: v2}
+"#,
+    )
+    .await
+    .unwrap();
     wait_for(
         Duration::from_secs(20),
         "unsupported provider message",
@@ -454,7 +438,17 @@ async fn creation_policies() {
         .unwrap();
     let es = |name: &str, policy: &str, target: &str| {
         format!(
-            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: store}}\n  target: {{name: {target}, creationPolicy: {policy}}}\n  data:\n  - {{secretKey: value, remoteRef: {{key: k}}}}\n"
+            r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: {name}}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: store}}
+  target: {{name: {target}, creationPolicy: {policy}}}
+  data:
+  - {{secretKey: value, remoteRef: {{key: k}}}}
+"#
         )
     };
     // Orphan: created without an owner reference.
@@ -529,7 +523,17 @@ async fn owner_adopts_unowned_secret_and_refuses_a_foreign_owner() {
         .unwrap();
     let es = |name: &str| {
         format!(
-            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: store}}\n  target: {{name: pre-existing}}\n  data:\n  - {{secretKey: value, remoteRef: {{key: k}}}}\n"
+            r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: {name}}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: store}}
+  target: {{name: pre-existing}}
+  data:
+  - {{secretKey: value, remoteRef: {{key: k}}}}
+"#
         )
     };
     env.apply(&es("first")).await.unwrap();
@@ -557,7 +561,30 @@ async fn deletion_policy_delete_and_retain() {
     env.apply(&fake_store("store", &[("k", "v"), ("j", "w")]))
         .await
         .unwrap();
-    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: del}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store}\n  target: {deletionPolicy: Delete}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: keep}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store}\n  dataFrom:\n  - find: {name: {regexp: '^j$'}}\n").await.unwrap();
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: del}
+spec:
+  refreshInterval: 1s
+  secretStoreRef: {name: store}
+  target: {deletionPolicy: Delete}
+  data:
+  - {secretKey: value, remoteRef: {key: k}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: keep}
+spec:
+  refreshInterval: 1s
+  secretStoreRef: {name: store}
+  dataFrom:
+  - find: {name: {regexp: '^j$'}}
+"#,
+    )
+    .await
+    .unwrap();
     env.wait_secret("del", "synced", |s| s.data.is_some()).await;
     env.wait_secret("keep", "synced", |s| s.data.is_some())
         .await;
@@ -589,7 +616,9 @@ async fn no_writes_when_nothing_changed() {
     env.apply(&fake_store("store", &[("k", "v")]))
         .await
         .unwrap();
-    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
+    env.apply(&external_secret("es", "store", "1h", &[("value", "k")]))
+        .await
+        .unwrap();
     env.wait_secret("es", "synced", |s| s.data.is_some()).await;
     env.wait_ready("es", "True", "SecretSynced").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -632,7 +661,46 @@ async fn invalid_input_gets_specific_status_and_event() {
     env.apply(&fake_store("store", &[("dir/a b", "v"), ("k", "v")]))
         .await
         .unwrap();
-    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: badkeys}\nspec:\n  secretStoreRef: {name: store}\n  dataFrom:\n  - find: {name: {regexp: '^dir/'}}\n    rewrite:\n    - regexp: {source: 'dir/', target: 'x/'}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: badinterval}\nspec:\n  refreshInterval: 1d\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: v, remoteRef: {key: k}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: nostore}\nspec:\n  secretStoreRef: {name: missing-store}\n  data:\n  - {secretKey: v, remoteRef: {key: k}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: badprop}\nspec:\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: v, remoteRef: {key: k, property: nope}}\n").await.unwrap();
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: badkeys}
+spec:
+  secretStoreRef: {name: store}
+  dataFrom:
+  - find: {name: {regexp: '^dir/'}}
+    rewrite:
+    - regexp: {source: 'dir/', target: 'x/'}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: badinterval}
+spec:
+  refreshInterval: 1d
+  secretStoreRef: {name: store}
+  data:
+  - {secretKey: v, remoteRef: {key: k}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: nostore}
+spec:
+  secretStoreRef: {name: missing-store}
+  data:
+  - {secretKey: v, remoteRef: {key: k}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: badprop}
+spec:
+  secretStoreRef: {name: store}
+  data:
+  - {secretKey: v, remoteRef: {key: k, property: nope}}
+"#,
+    )
+    .await
+    .unwrap();
     let msg = env
         .wait_ready("badkeys", "False", "SecretSyncedError")
         .await;
@@ -688,7 +756,21 @@ async fn deletion_policy_merge_removes_only_our_keys() {
         .create(&PostParams::default(), &target)
         .await
         .unwrap();
-    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: store}\n  target: {name: shared, creationPolicy: Merge, deletionPolicy: Merge}\n  dataFrom:\n  - find: {name: {regexp: '^[ab]$'}}\n").await.unwrap();
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: es}
+spec:
+  refreshInterval: 1s
+  secretStoreRef: {name: store}
+  target: {name: shared, creationPolicy: Merge, deletionPolicy: Merge}
+  dataFrom:
+  - find: {name: {regexp: '^[ab]$'}}
+"#,
+    )
+    .await
+    .unwrap();
     env.wait_secret("shared", "merged a and b", |s| secret_strings(s).len() == 3)
         .await;
     // The provider loses `b`, then everything: only our keys go, the app's key stays.
@@ -723,7 +805,19 @@ async fn deleted_external_secrets_leave_no_metric_series() {
     env.apply(&fake_store("store", &[("k", "v")]))
         .await
         .unwrap();
-    env.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: short-lived}\nspec:\n  secretStoreRef: {name: store}\n  data:\n  - {secretKey: value, remoteRef: {key: k}}\n").await.unwrap();
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: short-lived}
+spec:
+  secretStoreRef: {name: store}
+  data:
+  - {secretKey: value, remoteRef: {key: k}}
+"#,
+    )
+    .await
+    .unwrap();
     env.wait_ready("short-lived", "True", "SecretSynced").await;
     assert!(env.metrics().contains(r#"name="short-lived""#));
     env.external_secrets()
@@ -742,7 +836,30 @@ async fn deleted_external_secrets_leave_no_metric_series() {
 #[tokio::test]
 async fn eso_admission_rules_are_reported_on_status() {
     let env = TestEnv::new("sync-rules").await;
-    env.apply("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: store}\nspec:\n  provider:\n    fake:\n      data:\n      - {key: k, value: v}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: dup}\nspec:\n  secretStoreRef: {name: store, kind: SecretStore}\n  target: {name: dup, creationPolicy: Merge, deletionPolicy: Delete}\n  data:\n  - {secretKey: a, remoteRef: {key: k}}\n  - {secretKey: b, remoteRef: {key: k}}\n").await.unwrap();
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: store}
+spec:
+  provider:
+    fake:
+      data:
+      - {key: k, value: v}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: dup}
+spec:
+  secretStoreRef: {name: store, kind: SecretStore}
+  target: {name: dup, creationPolicy: Merge, deletionPolicy: Delete}
+  data:
+  - {secretKey: a, remoteRef: {key: k}}
+  - {secretKey: b, remoteRef: {key: k}}
+"#,
+    )
+    .await
+    .unwrap();
     let msg = env.wait_ready("dup", "False", "SecretSyncedError").await;
     assert_eq!(
         msg,
@@ -770,7 +887,17 @@ async fn a_saturated_controller_still_syncs_every_object() {
         .unwrap();
     let es = |name: &str, interval: &str| {
         format!(
-            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}}}\nspec:\n  refreshInterval: {interval}\n  secretStoreRef: {{name: store, kind: SecretStore}}\n  target: {{name: {name}}}\n  data:\n  - {{secretKey: v, remoteRef: {{key: k}}}}\n"
+            r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: {name}}}
+spec:
+  refreshInterval: {interval}
+  secretStoreRef: {{name: store, kind: SecretStore}}
+  target: {{name: {name}}}
+  data:
+  - {{secretKey: v, remoteRef: {{key: k}}}}
+"#
         )
     };
     let busy: Vec<String> = (0..30).map(|i| es(&format!("busy-{i}"), "100ms")).collect();

@@ -24,7 +24,12 @@ fn webhook_config(name: &str, ns: &str, port: u16, ca: Option<&str>) -> String {
         )
     };
     format!(
-        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: {name}}}\nwebhooks:\n{}{}",
+        r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: {name}}}
+webhooks:
+{}{}"#,
         hook("externalsecret", "externalsecrets"),
         hook("secretstore", "secretstores")
     )
@@ -34,7 +39,16 @@ fn webhook_config(name: &str, ns: &str, port: u16, ca: Option<&str>) -> String {
 /// apiserver picks the configuration up); returns the refusal.
 async fn wait_refused(env: &TestEnv) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let bad_es = "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: bad}\nspec:\n  secretStoreRef: {name: store, kind: SecretStore}\n  target: {name: bad, creationPolicy: Merge, deletionPolicy: Delete}\n  data:\n  - {secretKey: a, remoteRef: {key: k}}\n";
+    let bad_es = r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: bad}
+spec:
+  secretStoreRef: {name: store, kind: SecretStore}
+  target: {name: bad, creationPolicy: Merge, deletionPolicy: Delete}
+  data:
+  - {secretKey: a, remoteRef: {key: k}}
+"#;
     loop {
         match env.apply(bad_es).await {
             Err(e) if format!("{e:#}").contains("denied the request") => return format!("{e:#}"),
@@ -142,7 +156,15 @@ async fn webhook_refuses_invalid_manifests_with_esos_messages() {
         "{err}"
     );
     let err = env
-        .apply("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: empty}\nspec:\n  provider: {}\n")
+        .apply(
+            r#"
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: empty}
+spec:
+  provider: {}
+"#,
+        )
         .await
         .unwrap_err();
     let err = format!("{err:#}");
@@ -154,7 +176,17 @@ async fn webhook_refuses_invalid_manifests_with_esos_messages() {
     );
     // A namespaced store may not borrow credentials from another namespace (ESO's rule).
     let err = env
-        .apply("apiVersion: external-secrets.io/v1beta1\nkind: SecretStore\nmetadata: {name: borrow}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: eu-west-1\n      auth: {secretRef: {accessKeyIDSecretRef: {name: a, key: k, namespace: kube-system}, secretAccessKeySecretRef: {name: a, key: k}}}\n")
+        .apply(r#"
+apiVersion: external-secrets.io/v1beta1
+kind: SecretStore
+metadata: {name: borrow}
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: eu-west-1
+      auth: {secretRef: {accessKeyIDSecretRef: {name: a, key: k, namespace: kube-system}, secretAccessKeySecretRef: {name: a, key: k}}}
+"#)
         .await
         .unwrap_err();
     let err = format!("{err:#}");
@@ -163,9 +195,28 @@ async fn webhook_refuses_invalid_manifests_with_esos_messages() {
         "{err}"
     );
     // Valid manifests are admitted.
-    env.apply("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: store}\nspec:\n  provider:\n    fake:\n      data:\n      - {key: k, value: v}\n---\napiVersion: external-secrets.io/v1beta1\nkind: ExternalSecret\nmetadata: {name: good}\nspec:\n  secretStoreRef: {name: store, kind: SecretStore}\n  data:\n  - {secretKey: a, remoteRef: {key: k}}\n")
-        .await
-        .unwrap();
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: store}
+spec:
+  provider:
+    fake:
+      data:
+      - {key: k, value: v}
+---
+apiVersion: external-secrets.io/v1beta1
+kind: ExternalSecret
+metadata: {name: good}
+spec:
+  secretStoreRef: {name: store, kind: SecretStore}
+  data:
+  - {secretKey: a, remoteRef: {key: k}}
+"#,
+    )
+    .await
+    .unwrap();
     let api: kube::Api<ValidatingWebhookConfiguration> = kube::Api::all(env.client.clone());
     api.delete(&name, &Default::default()).await.unwrap();
 }
