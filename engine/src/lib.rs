@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod cli;
 pub mod controller;
 pub mod http;
 pub mod leader;

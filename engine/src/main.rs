@@ -69,7 +69,8 @@ enum PluginCommand {
         /// Where to create it (default: ./NAME).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
-        /// The SDK to depend on (default: the one this esox was built from).
+        /// An SDK directory to depend on by path (default: a copy of the SDK this esox
+        /// embeds, written into the new crate's vendor/esox-plugin-sdk).
         #[arg(long)]
         sdk: Option<std::path::PathBuf>,
     },
@@ -349,7 +350,7 @@ async fn render_command(args: RenderArgs) -> anyhow::Result<()> {
 }
 
 fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
-    use esox::plugin::author;
+    use esox::cli::plugin as author;
     match cmd {
         PluginCommand::New {
             name,
@@ -358,8 +359,7 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
             sdk,
         } => {
             let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(&name));
-            let sdk = sdk.unwrap_or_else(author::default_sdk_path);
-            let files = author::scaffold(&dir, &name, kind.into(), &sdk)?;
+            let files = author::scaffold(&dir, &name, kind.into(), sdk.as_deref())?;
             for f in files {
                 println!("created {}", f.display());
             }

@@ -1,29 +1,82 @@
-//! The esox plugin SDK: bindings for the `wit/plugin.wit` contract, one module per world.
+//! The esox plugin SDK: bindings for the `wit/plugin.wit` contract, one module per world,
+//! one macro per world that exports a plain function as the plugin, and typed config parsing.
 //!
-//! A plugin is one small file: implement the world's `Guest` trait and export it with the
-//! world's macro.
+//! A plugin is a function and one line:
 //!
-//! ```ignore
-//! use esox_plugin_sdk::generator::{Generated, Guest, PluginError};
+//! ```
+//! use esox_plugin_sdk::generator::{Generated, PluginError, entry};
 //!
-//! struct Constant;
-//!
-//! impl Guest for Constant {
-//!     fn generate(_config: String, _state: Option<Vec<u8>>) -> Result<Generated, PluginError> {
-//!         Ok(Generated { data: vec![esox_plugin_sdk::generator::entry("value", b"42")], state: None })
-//!     }
+//! /// The config, from JSON; an empty config is the default.
+//! #[derive(Default, serde::Deserialize)]
+//! #[serde(default)]
+//! struct Config {
+//!     value: String,
 //! }
 //!
-//! esox_plugin_sdk::generator::export_generator!(Constant);
+//! /// The generation, callable natively in tests.
+//! fn constant(config: &str) -> Result<Generated, PluginError> {
+//!     let config: Config = esox_plugin_sdk::config(config)?;
+//!     Ok(Generated { data: vec![entry("value", config.value.as_bytes())], state: None })
+//! }
+//!
+//! // The unit struct `Plugin`, its `Guest` impl and, on wasm32, the component's exports.
+//! esox_plugin_sdk::generator!(constant);
+//!
+//! # fn main() {
+//! assert_eq!(constant(r#"{"value": "42"}"#).unwrap().data[0].value, b"42");
+//! assert_eq!(constant("").unwrap().data[0].value, b"");
+//! let err = constant(r#"{"value": 42}"#).unwrap_err();
+//! assert!(err.message.starts_with("invalid config: invalid type: integer `42`"), "{}", err.message);
+//! # }
 //! ```
 //!
-//! Build with `cargo build --target wasm32-wasip2 --release`; the `.wasm` file is a component
-//! the esox host loads.
+//! The macros are [`transformer!`], [`generator!`] and [`template!`]; [`config`] and
+//! [`config_named`] parse a config. Build with `cargo build --target wasm32-wasip2 --release`
+//! (or `esox plugin build`); the `.wasm` file is a component the esox host loads. The
+//! package carries its own copy of the contract (`wit/plugin.wit`), so it builds outside the
+//! esox repository: `esox plugin new` writes it beside a new plugin.
+
+mod export;
+
+use serde::de::DeserializeOwned;
+
+/// Parses a plugin's JSON config (a transformer's `config`, a generator's spec) as `T`.
+/// Empty or whitespace-only text is `T::default()`: a plugin declared without a config.
+/// The error reads `invalid config: ` and serde's message, which names the field and the
+/// expected type (config is declared in the ExternalSecret; it is not secret data).
+///
+/// ```
+/// #[derive(Debug, Default, PartialEq, serde::Deserialize)]
+/// #[serde(default, deny_unknown_fields)]
+/// struct Config { prefix: String }
+///
+/// let c: Config = esox_plugin_sdk::config(r#"{"prefix": "X_"}"#).unwrap();
+/// assert_eq!(c.prefix, "X_");
+/// assert_eq!(esox_plugin_sdk::config::<Config>(" \n").unwrap(), Config::default());
+/// let err = esox_plugin_sdk::config::<Config>(r#"{"prefx": "X_"}"#).unwrap_err();
+/// assert!(err.message.starts_with("invalid config: unknown field `prefx`"), "{}", err.message);
+/// assert_eq!(err.key, None);
+/// ```
+pub fn config<T: DeserializeOwned + Default>(text: &str) -> Result<T, generator::PluginError> {
+    config_named(text, "config")
+}
+
+/// [`config`], with `what` naming the config in the error: `config_named::<Spec>(text,
+/// "Password spec")` fails with `invalid Password spec: …`.
+pub fn config_named<T: DeserializeOwned + Default>(
+    text: &str,
+    what: &str,
+) -> Result<T, generator::PluginError> {
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_str(text).map_err(|e| generator::error(format!("invalid {what}: {e}")))
+}
 
 /// The `generator-plugin` world: generate secret data from a JSON config.
 pub mod generator {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "generator-plugin",
         pub_export_macro: true,
         export_macro_name: "export_generator",
@@ -53,7 +106,7 @@ pub mod generator {
 /// The `transformer-plugin` world: transform secret data.
 pub mod transformer {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "transformer-plugin",
         // One set of contract types (Entry, PluginError) for every world.
         with: { "esox:plugin/types@0.1.0": crate::generator::esox::plugin::types },
@@ -69,7 +122,7 @@ pub mod transformer {
 /// The `template-plugin` world: render templates.
 pub mod template {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "template-plugin",
         // One set of contract types (Entry, PluginError) for every world.
         with: { "esox:plugin/types@0.1.0": crate::generator::esox::plugin::types },
@@ -118,6 +171,169 @@ pub mod template {
         match e.location() {
             Some(l) => format!("invalid YAML at line {} column {}", l.line(), l.column()),
             None => "invalid YAML".to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// `wit/` in this package is a copy of the repository's `wit/`, the contract's one source.
+    /// Outside the repository (a packaged or vendored copy) there is nothing to compare.
+    #[test]
+    fn the_wit_copy_is_the_contract() {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let source = here.join("../wit");
+        if !source.join("plugin.wit").exists() {
+            return;
+        }
+        let wit_files = |dir: &Path| {
+            let mut names: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "wit"))
+                .map(|p| p.file_name().unwrap().to_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let names = wit_files(&source);
+        assert_eq!(
+            names,
+            wit_files(&here.join("wit")),
+            "sdk/wit/ holds other .wit files than wit/"
+        );
+        for name in names {
+            assert_eq!(
+                std::fs::read_to_string(here.join("wit").join(&name)).unwrap(),
+                std::fs::read_to_string(source.join(&name)).unwrap(),
+                "sdk/wit/{0:?} differs from wit/{0:?}: run `cp wit/*.wit sdk/wit/`",
+                name
+            );
+        }
+    }
+
+    #[derive(Debug, Default, PartialEq, serde::Deserialize)]
+    #[serde(default, rename_all = "camelCase")]
+    struct Spec {
+        length: Option<u32>,
+        no_upper: bool,
+    }
+
+    #[test]
+    fn config_empty_is_default_and_errors_name_the_config() {
+        for empty in ["", " ", "\n\t "] {
+            assert_eq!(super::config::<Spec>(empty).unwrap(), Spec::default());
+        }
+        let s: Spec = super::config(r#"{"length": 8, "noUpper": true}"#).unwrap();
+        assert_eq!(
+            s,
+            Spec {
+                length: Some(8),
+                no_upper: true
+            }
+        );
+        let e = super::config::<Spec>("{").unwrap_err();
+        assert!(
+            e.message.starts_with("invalid config: EOF"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.key, None);
+        let e = super::config_named::<Spec>(r#"{"length": "8"}"#, "Password spec").unwrap_err();
+        assert!(
+            e.message
+                .starts_with("invalid Password spec: invalid type: string \"8\", expected u32"),
+            "{}",
+            e.message
+        );
+        // Any JSON value with a default, for plugins that read config loosely.
+        let v: serde_json::Value = super::config("").unwrap();
+        assert!(v.is_null());
+    }
+
+    mod transformer_macro {
+        use crate::transformer::{Entry, Guest, PluginError, entry, error};
+
+        fn reverse(mut input: Vec<Entry>, config: &str) -> Result<Vec<Entry>, PluginError> {
+            if config == "fail" {
+                return Err(error("asked to"));
+            }
+            input.reverse();
+            Ok(input)
+        }
+
+        crate::transformer!(reverse);
+
+        #[test]
+        fn forwards_data_and_config() {
+            let out = Plugin::transform(vec![entry("a", b"1"), entry("b", b"2")], String::new());
+            assert_eq!(out.unwrap()[0].key, "b");
+            let err = Plugin::transform(vec![], "fail".into()).unwrap_err();
+            assert_eq!(err.message, "asked to");
+        }
+    }
+
+    mod generator_macro {
+        use crate::generator::{Generated, Guest, PluginError, entry};
+
+        crate::generator!(|config: &str| -> Result<Generated, PluginError> {
+            Ok(Generated {
+                data: vec![entry("config", config.as_bytes())],
+                state: None,
+            })
+        });
+
+        #[test]
+        fn forwards_the_config_and_ignores_the_reserved_state() {
+            let g = Plugin::generate("{}".into(), Some(b"old".to_vec())).unwrap();
+            assert_eq!(g.data[0].value, b"{}");
+            assert_eq!(g.state, None);
+        }
+    }
+
+    mod template_macro {
+        use crate::template::{Entry, Guest, PluginError, Rendered, Scope, Template};
+
+        fn lookup(templates: Vec<Template>, context: Vec<Entry>, options: &str) -> Vec<Rendered> {
+            templates
+                .into_iter()
+                .map(|t| Rendered {
+                    output: match context.iter().find(|e| e.key == t.text) {
+                        Some(e) if matches!(t.scope, Scope::Values) => Ok(vec![Entry {
+                            key: t.name.clone(),
+                            value: [e.value.as_slice(), options.as_bytes()].concat(),
+                        }]),
+                        _ => Err(PluginError {
+                            message: "no such key".into(),
+                            key: Some(t.name.clone()),
+                        }),
+                    },
+                    name: t.name,
+                })
+                .collect()
+        }
+
+        crate::template!(lookup);
+
+        #[test]
+        fn forwards_templates_context_and_options() {
+            let t = |name: &str, text: &str| Template {
+                name: name.into(),
+                text: text.into(),
+                scope: Scope::Values,
+            };
+            let out = Plugin::render(
+                vec![t("x", "a"), t("y", "missing")],
+                vec![crate::template::entry("a", b"1")],
+                "!".into(),
+            );
+            assert_eq!(out[0].output.as_ref().unwrap()[0].value, b"1!");
+            assert_eq!(
+                out[1].output.as_ref().unwrap_err().key.as_deref(),
+                Some("y")
+            );
         }
     }
 }

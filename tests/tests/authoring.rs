@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use esox::cli::plugin as author;
 use esox::plugin::Kind;
-use esox::plugin::author;
 use esox_tests::{TestEnv, repo_root, secret_strings};
 
 /// Builds outside the clone and keeps the result, like the other build outputs.
@@ -121,14 +121,13 @@ spec:
 fn scaffold_build_and_test_locally() {
     let dir = tempfile::tempdir().unwrap();
     let crate_dir = dir.path().join("my-transformer");
-    let files = author::scaffold(
-        &crate_dir,
-        "my-transformer",
-        Kind::Transformer,
-        &author::default_sdk_path(),
-    )
-    .unwrap();
+    let files = author::scaffold(&crate_dir, "my-transformer", Kind::Transformer, None).unwrap();
     assert!(files.iter().any(|f| f.ends_with("src/lib.rs")));
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with("vendor/esox-plugin-sdk/wit/plugin.wit"))
+    );
     let built = build(&crate_dir);
     assert_eq!(built.sha256.len(), 64);
     let wasm = std::fs::read(&built.path).unwrap();
@@ -144,19 +143,143 @@ fn scaffold_build_and_test_locally() {
     assert_eq!(out["APP_user"].expose(), b"app");
     assert_eq!(out["APP_blob"].expose(), &[0xff, 0xfe]);
     assert!(author::output_json(&out).contains(r#""APP_blob": {"#));
+    // The scaffold's typed config refuses a misspelt field, naming it.
+    let err = author::run(
+        &wasm,
+        Kind::Transformer,
+        Default::default(),
+        &input,
+        r#"{"prefx": "APP_"}"#,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("unknown field `prefx`"), "{err}");
     // A component used as the wrong kind is refused with the reason.
     let err = author::run(&wasm, Kind::Generator, Default::default(), &input, "{}").unwrap_err();
     assert!(err.to_string().contains("not a Generator plugin"), "{err}");
-    // A name cargo cannot use is refused before anything is written.
+}
+
+/// A plugin author needs the esox binary and cargo, nothing else: a copy of the binary, run
+/// outside the repository with an environment that names nothing of it, scaffolds each kind,
+/// builds it and runs it; the scaffolds depend on nothing in the repository.
+#[test]
+fn plugin_new_build_and_test_from_a_copied_binary_outside_the_repository() {
+    let root = std::fs::canonicalize(repo_root()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = std::fs::canonicalize(tmp.path()).unwrap();
     assert!(
-        author::scaffold(
-            &dir.path().join("x"),
-            "Bad Name",
-            Kind::Generator,
-            &author::default_sdk_path()
-        )
-        .is_err()
+        !home.starts_with(&root),
+        "{} is inside the repository",
+        home.display()
     );
+    let bin = home.join("bin/esox");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(esox_tests::esox_bin(), &bin).unwrap();
+    let work = home.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    // Only what a user's shell has for cargo and rustup; no CARGO_MANIFEST_DIR, no CARGO.
+    let esox = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.args(args).current_dir(&work).env_clear();
+        for var in [
+            "PATH",
+            "HOME",
+            "CARGO_HOME",
+            "RUSTUP_HOME",
+            "RUSTUP_TOOLCHAIN",
+            "TMPDIR",
+        ] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        // Warm builds: the dependencies are shared with the other authoring tests.
+        cmd.env("CARGO_TARGET_DIR", target_dir());
+        esox_tests::stdout_ok(&mut cmd)
+    };
+    let component = |out: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("component: "))
+            .unwrap_or_else(|| panic!("no component line in {out}"))
+            .to_string()
+    };
+    let cases: [(&str, &[&str], &str); 3] = [
+        (
+            "transformer",
+            &["--data", "user=app", "--config", r#"{"prefix":"X_"}"#],
+            r#""X_user": "app""#,
+        ),
+        (
+            "generator",
+            &["--config", r#"{"length":8}"#],
+            r#""token": ""#,
+        ),
+        (
+            "template",
+            &[
+                "--data",
+                "template:greeting=hi ${user}",
+                "--data",
+                "user=app",
+            ],
+            r#""greeting": "hi app""#,
+        ),
+    ];
+    for (kind, test_args, expected) in cases {
+        let name = format!("outside-{kind}");
+        let out = esox(&["plugin", "new", &name, "--kind", kind]);
+        assert!(out.contains("vendor/esox-plugin-sdk/Cargo.toml"), "{out}");
+        let dir = work.join(&name);
+        // Nothing written names the repository.
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains(
+                r#"esox-plugin-sdk = { version = "0.1.0", path = "vendor/esox-plugin-sdk" }"#
+            ),
+            "{manifest}"
+        );
+        for file in walk(&dir) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(
+                !text.contains(root.to_str().unwrap()),
+                "{} names the repository",
+                file.display()
+            );
+        }
+        let wasm = component(&esox(&["plugin", "build", &name]));
+        assert!(
+            wasm.ends_with(&format!("{}.wasm", name.replace('-', "_"))),
+            "{wasm}"
+        );
+        let mut args = vec!["plugin", "test", wasm.as_str(), "--kind", kind];
+        args.extend_from_slice(test_args);
+        let out = esox(&args);
+        assert!(out.contains(expected), "{kind}: {out}");
+    }
+    // Without a config, the default: 16 random bytes in hex.
+    let wasm = target_dir().join("wasm32-wasip2/release/outside_generator.wasm");
+    let out = esox(&[
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        "--kind",
+        "generator",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["token"].as_str().unwrap().len(), 32, "{out}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// The first `sh` block under `heading` in the README.

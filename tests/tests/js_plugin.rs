@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use esox::plugin::author;
+use esox::cli::plugin as author;
 use esox::plugin::{Kind, Limits, Runtime};
 use esox_tests::repo_root;
 

@@ -20,7 +20,6 @@
 //!
 //! Calls are synchronous; async callers run them on a blocking thread.
 
-pub mod author;
 pub mod bindings;
 pub mod builtin;
 pub mod cache;

@@ -183,6 +183,7 @@ fn compiled_cache_serves_valid_entries_and_recompiles_corrupt_ones() {
 /// parts joined in order and decompressed give the component whose sha256 the plugin pins.
 #[test]
 fn packed_components_round_trip_through_configmaps() {
+    use crate::cli::plugin as author;
     use base64::Engine as _;
     use sha2::Digest as _;
     // An incompressible 2.5 MB "component": three parts after gzip.

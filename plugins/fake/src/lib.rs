@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use esox_plugin_sdk::generator::{Entry, Generated, Guest, PluginError, entry, error};
+use esox_plugin_sdk::generator::{Entry, Generated, PluginError, entry};
 use serde::Deserialize;
 
 /// ESO's Fake generator spec.
@@ -22,23 +22,16 @@ pub fn entries(spec: &Spec) -> Vec<Entry> {
         .collect()
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct Fake;
-
-impl Guest for Fake {
-    fn generate(config: String, _state: Option<Vec<u8>>) -> Result<Generated, PluginError> {
-        let spec: Spec =
-            serde_json::from_str(&config).map_err(|e| error(format!("invalid Fake spec: {e}")))?;
-        Ok(Generated {
-            data: entries(&spec),
-            state: None,
-        })
-    }
+/// The generator's whole call: the spec as JSON in, its data out.
+pub fn generate(config: &str) -> Result<Generated, PluginError> {
+    let spec: Spec = esox_plugin_sdk::config_named(config, "Fake spec")?;
+    Ok(Generated {
+        data: entries(&spec),
+        state: None,
+    })
 }
 
-// The component exports exist only in the Wasm build.
-#[cfg(target_arch = "wasm32")]
-esox_plugin_sdk::generator::export_generator!(Fake);
+esox_plugin_sdk::generator!(generate);
 
 #[cfg(test)]
 mod tests {
@@ -51,5 +44,22 @@ mod tests {
             ["a", "b"]
         );
         assert_eq!(e[1].value, b"2");
+    }
+
+    #[test]
+    fn generate_reads_the_spec() {
+        let g = super::generate(r#"{"data": {"k": "v"}}"#).unwrap();
+        assert_eq!(
+            (g.data[0].key.as_str(), g.data[0].value.as_slice()),
+            ("k", &b"v"[..])
+        );
+        assert!(super::generate("").unwrap().data.is_empty());
+        let e = super::generate(r#"{"data": ["k"]}"#).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("invalid Fake spec: invalid type: sequence"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -20,7 +20,7 @@ pub mod value;
 
 use std::collections::BTreeMap;
 
-use esox_plugin_sdk::template::{Entry, Guest, PluginError, Rendered, Scope, Template};
+use esox_plugin_sdk::template::{Entry, PluginError, Rendered, Scope, Template};
 
 use value::{Map, Value};
 
@@ -230,18 +230,7 @@ fn render_one(t: &Template, root: &Value, opts: &Options) -> Result<Vec<Entry>, 
     }
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct GoTemplate;
-
-impl Guest for GoTemplate {
-    fn render(templates: Vec<Template>, context: Vec<Entry>, options: String) -> Vec<Rendered> {
-        render(templates, context, &options)
-    }
-}
-
-// The component exports exist only in the Wasm build.
-#[cfg(target_arch = "wasm32")]
-esox_plugin_sdk::template::export_template_engine!(GoTemplate);
+esox_plugin_sdk::template!(render);
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use esox_plugin_sdk::template::{Entry, Guest, PluginError, Rendered, Scope, Template};
+use esox_plugin_sdk::template::{Entry, PluginError, Rendered, Scope, Template};
 use minijinja::value::{Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
 
@@ -191,18 +191,7 @@ fn environment() -> Environment<'static> {
     env
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct Minijinja;
-
-impl Guest for Minijinja {
-    fn render(templates: Vec<Template>, context: Vec<Entry>, options: String) -> Vec<Rendered> {
-        render(templates, context, &options)
-    }
-}
-
-// The component exports exist only in the Wasm build.
-#[cfg(target_arch = "wasm32")]
-esox_plugin_sdk::template::export_template_engine!(Minijinja);
+esox_plugin_sdk::template!(render);
 
 #[cfg(test)]
 mod tests {

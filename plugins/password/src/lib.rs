@@ -7,7 +7,7 @@
 //! the go-password algorithm ESO uses: each character is inserted at a random position.
 //! Randomness comes from the host's CSPRNG through `wasi:random`.
 
-use esox_plugin_sdk::generator::{Generated, Guest, PluginError, entry, error};
+use esox_plugin_sdk::generator::{Generated, PluginError, entry, error};
 use serde::Deserialize;
 
 const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
@@ -144,22 +144,9 @@ pub fn encode(encoding: Option<&str>, password: &str) -> Result<Vec<u8>, String>
     })
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct Password;
-
-impl Guest for Password {
-    fn generate(config: String, _state: Option<Vec<u8>>) -> Result<Generated, PluginError> {
-        generate(&config)
-    }
-}
-
 /// The generator's whole call: the spec as JSON in, the keys out.
 pub fn generate(config: &str) -> Result<Generated, PluginError> {
-    let spec: Spec = if config.trim().is_empty() {
-        Spec::default()
-    } else {
-        serde_json::from_str(config).map_err(|e| error(format!("invalid Password spec: {e}")))?
-    };
+    let spec: Spec = esox_plugin_sdk::config_named(config, "Password spec")?;
     let keys = if spec.secret_keys.is_empty() {
         vec!["password".to_string()]
     } else {
@@ -176,10 +163,7 @@ pub fn generate(config: &str) -> Result<Generated, PluginError> {
     Ok(Generated { data, state: None })
 }
 
-// The component exports exist only in the Wasm build; host builds (unit tests, clippy) link
-// the crate as an ordinary library.
-#[cfg(target_arch = "wasm32")]
-esox_plugin_sdk::generator::export_generator!(Password);
+esox_plugin_sdk::generator!(generate);
 
 #[cfg(test)]
 mod tests {
@@ -236,6 +220,25 @@ mod tests {
             ..Default::default()
         };
         assert!(password(&spec, &mut HostRandom).is_err());
+    }
+
+    #[test]
+    fn generate_reads_the_spec_and_defaults_when_empty() {
+        let g = generate("").unwrap();
+        assert_eq!(g.data.len(), 1);
+        assert_eq!(g.data[0].key, "password");
+        assert_eq!(g.data[0].value.len(), 24);
+        let g = generate(r#"{"length": 8, "secretKeys": ["a", "b"], "encoding": "hex"}"#).unwrap();
+        let keys: Vec<&str> = g.data.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(g.data[0].value.len(), 16);
+        let e = generate(r#"{"length": "8"}"#).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("invalid Password spec: invalid type: string \"8\""),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use esox_plugin_sdk::transformer::{Entry, Guest, PluginError};
+use esox_plugin_sdk::transformer::{Entry, PluginError};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -107,18 +107,7 @@ pub fn transform(mut data: Vec<Entry>, config: &str) -> Result<Vec<Entry>, Plugi
     Ok(data)
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct Pkcs12;
-
-impl Guest for Pkcs12 {
-    fn transform(input: Vec<Entry>, config: String) -> Result<Vec<Entry>, PluginError> {
-        transform(input, &config)
-    }
-}
-
-// The component exports exist only in the Wasm build.
-#[cfg(target_arch = "wasm32")]
-esox_plugin_sdk::transformer::export_transformer!(Pkcs12);
+esox_plugin_sdk::transformer!(transform);
 
 #[cfg(test)]
 mod tests {

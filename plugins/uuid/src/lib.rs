@@ -1,7 +1,7 @@
 //! ESO's UUID generator, inside Wasm: one random (version 4) UUID under the key `uuid`, from
 //! the host's CSPRNG.
 
-use esox_plugin_sdk::generator::{Generated, Guest, PluginError, entry, error};
+use esox_plugin_sdk::generator::{Generated, PluginError, entry, error};
 
 /// Formats 16 random bytes as an RFC 4122 version 4 UUID.
 pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
@@ -18,24 +18,18 @@ pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
     )
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct Uuid;
-
-impl Guest for Uuid {
-    fn generate(_config: String, _state: Option<Vec<u8>>) -> Result<Generated, PluginError> {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| error(format!("no randomness from the host: {e}")))?;
-        Ok(Generated {
-            data: vec![entry("uuid", uuid_v4(bytes).as_bytes())],
-            state: None,
-        })
-    }
+/// The generator's whole call: a fresh UUID under `uuid` (ESO's UUID spec has no fields, so
+/// the config is not read).
+pub fn generate(_config: &str) -> Result<Generated, PluginError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| error(format!("no randomness from the host: {e}")))?;
+    Ok(Generated {
+        data: vec![entry("uuid", uuid_v4(bytes).as_bytes())],
+        state: None,
+    })
 }
 
-// The component exports exist only in the Wasm build.
-#[cfg(target_arch = "wasm32")]
-esox_plugin_sdk::generator::export_generator!(Uuid);
+esox_plugin_sdk::generator!(generate);
 
 #[cfg(test)]
 mod tests {
@@ -45,5 +39,17 @@ mod tests {
         assert_eq!(u, "ffffffff-ffff-4fff-bfff-ffffffffffff");
         let u = super::uuid_v4([0; 16]);
         assert_eq!(u, "00000000-0000-4000-8000-000000000000");
+    }
+
+    #[test]
+    fn generates_one_fresh_uuid() {
+        let a = super::generate("").unwrap();
+        let b = super::generate("{}").unwrap();
+        assert_eq!(a.data.len(), 1);
+        assert_eq!(a.data[0].key, "uuid");
+        let u = String::from_utf8(a.data[0].value.clone()).unwrap();
+        assert_eq!((u.len(), &u[14..15]), (36, "4"), "{u}");
+        assert_ne!(a.data[0].value, b.data[0].value);
+        assert_eq!(a.state, None);
     }
 }

@@ -5,23 +5,31 @@
 //! `env` writes `NAME="value"` with shell-safe quoting and upper-cased names; `properties`
 //! writes `name=value` with Java's escapes. `keep` keeps the input keys beside the file.
 
-use esox_plugin_sdk::transformer::{Entry, Guest, PluginError, entry, error};
+use esox_plugin_sdk::transformer::{Entry, PluginError, entry, error};
+use serde::Deserialize;
+
+/// The config; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// The file's key (default `.env`, or `application.properties` for `properties`).
+    pub key: Option<String>,
+    /// `env` (the default) or `properties`.
+    pub format: Option<String>,
+    /// Keep the input keys beside the file.
+    pub keep: bool,
+}
 
 /// Renders `input` into the configured file key.
 pub fn render(input: Vec<Entry>, config: &str) -> Result<Vec<Entry>, PluginError> {
-    let config: serde_json::Value = serde_json::from_str(if config.trim().is_empty() {
-        "{}"
-    } else {
-        config
-    })
-    .map_err(|e| error(format!("config is not JSON: {e}")))?;
-    let format = config["format"].as_str().unwrap_or("env");
-    let key = config["key"].as_str().unwrap_or(if format == "properties" {
+    let config: Config = esox_plugin_sdk::config(config)?;
+    let format = config.format.as_deref().unwrap_or("env");
+    let key = config.key.as_deref().unwrap_or(if format == "properties" {
         "application.properties"
     } else {
         ".env"
     });
-    let keep = config["keep"].as_bool().unwrap_or(false);
+    let keep = config.keep;
     let mut file = String::new();
     let mut sorted: Vec<&Entry> = input.iter().collect();
     sorted.sort_by(|a, b| a.key.cmp(&b.key));
@@ -80,17 +88,7 @@ pub fn render(input: Vec<Entry>, config: &str) -> Result<Vec<Entry>, PluginError
     Ok(out)
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct Dotenv;
-
-impl Guest for Dotenv {
-    fn transform(input: Vec<Entry>, config: String) -> Result<Vec<Entry>, PluginError> {
-        render(input, &config)
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-esox_plugin_sdk::transformer::export_transformer!(Dotenv);
+esox_plugin_sdk::transformer!(render);
 
 #[cfg(test)]
 mod tests {
@@ -105,5 +103,26 @@ mod tests {
         let out = render(input, r#"{"format": "properties", "keep": true}"#).unwrap();
         assert_eq!(out.len(), 3);
         assert_eq!(out[2].value, b"db-user=app\ndb_pass=p\"$x\n");
+    }
+
+    #[test]
+    fn empty_config_is_the_default_and_bad_config_is_an_error() {
+        let out = render(vec![entry("a", b"1")], "").unwrap();
+        assert_eq!(
+            (out[0].key.as_str(), out[0].value.as_slice()),
+            (".env", &b"A=\"1\"\n"[..])
+        );
+        let e = render(vec![], r#"{"keep": "yes"}"#).unwrap_err();
+        assert!(
+            e.message.starts_with("invalid config: invalid type"),
+            "{}",
+            e.message
+        );
+        let e = render(vec![entry("a", b"1")], r#"{"format": "ini"}"#).unwrap_err();
+        assert!(
+            e.message.contains("unknown format \"ini\""),
+            "{}",
+            e.message
+        );
     }
 }

@@ -4,17 +4,35 @@
 //! Config (JSON, all optional): `{"separator": "_", "keep": false}`; `keep` keeps the original
 //! JSON key beside its leaves. Values that are not JSON objects or arrays pass through.
 
-use esox_plugin_sdk::transformer::{Entry, Guest, PluginError, entry, error};
+use esox_plugin_sdk::transformer::{Entry, PluginError, entry};
+use serde::Deserialize;
+
+/// The config; every field is optional.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Between a key and its leaves' names (default `_`).
+    pub separator: String,
+    /// Keep the original JSON key beside its leaves.
+    pub keep: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            separator: "_".into(),
+            keep: false,
+        }
+    }
+}
 
 /// Flattens every JSON object or array value of `input`.
 pub fn flatten(input: Vec<Entry>, config: &str) -> Result<Vec<Entry>, PluginError> {
-    let config: serde_json::Value = if config.trim().is_empty() {
-        serde_json::json!({})
-    } else {
-        serde_json::from_str(config).map_err(|e| error(format!("config is not JSON: {e}")))?
-    };
-    let sep = config["separator"].as_str().unwrap_or("_");
-    let keep = config["keep"].as_bool().unwrap_or(false);
+    let Config {
+        separator: sep,
+        keep,
+    } = esox_plugin_sdk::config(config)?;
+    let sep = sep.as_str();
     let mut out = Vec::new();
     for e in input {
         match serde_json::from_slice::<serde_json::Value>(&e.value) {
@@ -47,17 +65,7 @@ fn leaves(prefix: &str, v: &serde_json::Value, sep: &str, out: &mut Vec<Entry>) 
     }
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct JsonFlatten;
-
-impl Guest for JsonFlatten {
-    fn transform(input: Vec<Entry>, config: String) -> Result<Vec<Entry>, PluginError> {
-        flatten(input, &config)
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-esox_plugin_sdk::transformer::export_transformer!(JsonFlatten);
+esox_plugin_sdk::transformer!(flatten);
 
 #[cfg(test)]
 mod tests {
@@ -87,6 +95,19 @@ mod tests {
                 ("plain", "text")
             ]
             .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+    }
+    #[test]
+    fn empty_config_is_the_default_and_bad_config_is_an_error() {
+        let out = flatten(vec![entry("db", br#"{"user":"app"}"#)], " ").unwrap();
+        assert_eq!(out[0].key, "db_user");
+        let out = flatten(vec![entry("db", br#"{"user":"app"}"#)], r#"{"keep": true}"#).unwrap();
+        assert_eq!(out.len(), 2);
+        let e = flatten(vec![], r#"{"separator": 1}"#).unwrap_err();
+        assert!(
+            e.message.starts_with("invalid config: invalid type"),
+            "{}",
+            e.message
         );
     }
 }

@@ -1,16 +1,33 @@
 //! Plugin authoring: `esox plugin new` scaffolds a plugin crate on the SDK, `esox plugin build`
 //! builds it for `wasm32-wasip2` and prints the digest a `WasmPlugin` pins, `esox plugin test`
-//! runs a component on local input under the controller's limits.
+//! runs a component on local input under the controller's limits, `esox plugin pack` prints
+//! the objects that ship it.
 //!
-//! The scaffold is a standalone crate (its own `[workspace]`), so it builds wherever it is
-//! created, inside this repository or not; it depends on the SDK by path.
+//! # Where a scaffold's SDK comes from
+//!
+//! A plugin author needs the esox binary and cargo, not the esox source tree. The binary
+//! embeds the whole `esox-plugin-sdk` package (`sdk/`: its manifest, sources and its copy of
+//! the WIT contract; a test checks the list against the package), and `esox plugin new`
+//! writes it into the new crate at [`VENDORED_SDK`]. The crate depends on it by version
+//! requirement and path, so it builds offline from crates.io's point of view, in CI, on a
+//! teammate's machine, with nothing but what is committed. `--sdk PATH` depends on another
+//! copy instead (a checkout's `sdk/`); once the SDK is published, deleting the `path` key
+//! (and `vendor/`) moves the crate to crates.io with the same requirement.
+//!
+//! # Where a scaffold's sources come from
+//!
+//! The scaffolds are real crates in `sdk/templates/{transformer,generator,template}/`, members
+//! of the esox workspace, so CI builds, lints and unit-tests them. They are embedded here and
+//! renamed: `esox-scaffold-KIND` becomes the plugin's name (`esox_scaffold_KIND` its crate
+//! name), the SDK's `path = "../.."` the vendored copy, and the manifest gains `[workspace]`
+//! (a standalone crate builds wherever it is created) and a size-optimised release profile.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::{Kind, Limits, Runtime, TemplateRequest};
+use crate::plugin::{Kind, Limits, Runtime, TemplateRequest};
 use crate::secret::{SecretBytes, SecretMap};
 
 /// What went wrong while authoring (messages name files and commands).
@@ -29,7 +46,7 @@ pub enum AuthorError {
     Exists(PathBuf),
     /// The plugin name is not usable as a crate name.
     #[error(
-        "invalid plugin name {0:?}: use lowercase letters, digits and dashes, starting with a letter"
+        "invalid plugin name {0:?}: use lowercase letters, digits and dashes, starting with a letter, other than esox-plugin-sdk"
     )]
     Name(String),
     /// `cargo` failed or could not be run.
@@ -37,7 +54,7 @@ pub enum AuthorError {
     Cargo(String),
     /// The component could not be loaded or run.
     #[error(transparent)]
-    Plugin(#[from] super::PluginError),
+    Plugin(#[from] crate::plugin::PluginError),
     /// The input file is not what `esox plugin test` reads.
     #[error("input: {0}")]
     Input(String),
@@ -50,213 +67,164 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AuthorError + '_ {
     }
 }
 
-/// The SDK this binary was built with, for scaffolds made from a checkout.
-pub fn default_sdk_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk")
+/// Where `esox plugin new` writes the embedded SDK, inside the new crate.
+pub const VENDORED_SDK: &str = "vendor/esox-plugin-sdk";
+
+/// The `esox-plugin-sdk` package this binary embeds, file by file (relative path, text):
+/// every file `cargo package -p esox-plugin-sdk` ships.
+pub const SDK_FILES: Files = &[
+    ("Cargo.toml", include_str!("../../../sdk/Cargo.toml")),
+    ("README.md", include_str!("../../../sdk/README.md")),
+    ("src/lib.rs", include_str!("../../../sdk/src/lib.rs")),
+    ("src/export.rs", include_str!("../../../sdk/src/export.rs")),
+    (
+        "wit/plugin.wit",
+        include_str!("../../../sdk/wit/plugin.wit"),
+    ),
+];
+
+/// Files by relative path: (path, text).
+type Files = &'static [(&'static str, &'static str)];
+
+/// The scaffold of `kind` (its directory name and files), as `sdk/templates/KIND/` holds it.
+fn template(kind: Kind) -> (&'static str, Files) {
+    match kind {
+        Kind::Transformer => (
+            "transformer",
+            &[
+                (
+                    "Cargo.toml",
+                    include_str!("../../../sdk/templates/transformer/Cargo.toml"),
+                ),
+                (
+                    "src/lib.rs",
+                    include_str!("../../../sdk/templates/transformer/src/lib.rs"),
+                ),
+                (
+                    "README.md",
+                    include_str!("../../../sdk/templates/transformer/README.md"),
+                ),
+            ],
+        ),
+        Kind::Generator => (
+            "generator",
+            &[
+                (
+                    "Cargo.toml",
+                    include_str!("../../../sdk/templates/generator/Cargo.toml"),
+                ),
+                (
+                    "src/lib.rs",
+                    include_str!("../../../sdk/templates/generator/src/lib.rs"),
+                ),
+                (
+                    "README.md",
+                    include_str!("../../../sdk/templates/generator/README.md"),
+                ),
+            ],
+        ),
+        Kind::Template => (
+            "template",
+            &[
+                (
+                    "Cargo.toml",
+                    include_str!("../../../sdk/templates/template/Cargo.toml"),
+                ),
+                (
+                    "src/lib.rs",
+                    include_str!("../../../sdk/templates/template/src/lib.rs"),
+                ),
+                (
+                    "README.md",
+                    include_str!("../../../sdk/templates/template/README.md"),
+                ),
+            ],
+        ),
+    }
 }
 
-/// Creates a plugin crate `name` of `kind` in `dir`.
+/// The template's dependency on the SDK (its workspace path), which a scaffold replaces.
+const TEMPLATE_SDK_PATH: &str = r#"path = "../..""#;
+
+/// What a scaffold's manifest gains over the template's.
+const STANDALONE: &str = "
+# A standalone crate: it builds wherever it is.
+[workspace]
+
+[profile.release]
+opt-level = \"s\"
+strip = true
+lto = true
+";
+
+/// The scaffold of `kind` for the plugin `name`, depending on the SDK at `sdk_path` (as
+/// written into the manifest): (relative path, text) per file.
+pub fn scaffold_files(name: &str, kind: Kind, sdk_path: &str) -> Vec<(&'static str, String)> {
+    let (slug, files) = template(kind);
+    let placeholder = format!("esox-scaffold-{slug}");
+    let crate_placeholder = placeholder.replace('-', "_");
+    let mut out: Vec<(&'static str, String)> = files
+        .iter()
+        .map(|(rel, text)| {
+            let mut text = text
+                .replace(&placeholder, name)
+                .replace(&crate_placeholder, &name.replace('-', "_"));
+            if *rel == "Cargo.toml" {
+                text = text.replacen(TEMPLATE_SDK_PATH, &format!("path = {sdk_path:?}"), 1);
+                text.push_str(STANDALONE);
+            }
+            (*rel, text)
+        })
+        .collect();
+    out.push((".gitignore", "/target\n".to_string()));
+    out
+}
+
+/// Creates a plugin crate `name` of `kind` in `dir`, on the SDK at `sdk` or, when `None`, on
+/// a copy of the SDK this binary embeds, written to `dir/`[`VENDORED_SDK`]. Returns the files
+/// written.
 pub fn scaffold(
     dir: &Path,
     name: &str,
     kind: Kind,
-    sdk: &Path,
+    sdk: Option<&Path>,
 ) -> Result<Vec<PathBuf>, AuthorError> {
     let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name != "esox-plugin-sdk";
     if !valid {
         return Err(AuthorError::Name(name.to_string()));
     }
     if dir.exists() && std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
         return Err(AuthorError::Exists(dir.to_path_buf()));
     }
-    let sdk = std::fs::canonicalize(sdk).map_err(io(sdk))?;
-    std::fs::create_dir_all(dir.join("src")).map_err(io(dir))?;
-    let files = [
-        (
-            "Cargo.toml",
-            format!(
-                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
-                 [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n\
-                 [dependencies]\nesox-plugin-sdk = {{ path = {sdk:?} }}\nserde_json = \"1\"\n{extra}\n\
-                 # A standalone crate: builds wherever it is.\n[workspace]\n\n\
-                 [profile.release]\nopt-level = \"s\"\nstrip = true\nlto = true\n",
-                extra = if kind == Kind::Generator {
-                    "getrandom = \"0.3\"\n"
-                } else {
-                    ""
-                }
-            ),
-        ),
-        ("src/lib.rs", source(kind)),
-        ("README.md", readme(name, kind)),
-        (".gitignore", "/target\n".to_string()),
-    ];
+    let (sdk_path, vendored): (String, Files) = match sdk {
+        Some(sdk) => {
+            let sdk = std::fs::canonicalize(sdk).map_err(io(sdk))?;
+            (sdk.to_string_lossy().into_owned(), &[])
+        }
+        None => (VENDORED_SDK.to_string(), SDK_FILES),
+    };
+    let files = scaffold_files(name, kind, &sdk_path)
+        .into_iter()
+        .map(|(rel, text)| (PathBuf::from(rel), text))
+        .chain(
+            vendored
+                .iter()
+                .map(|(rel, text)| (Path::new(VENDORED_SDK).join(rel), text.to_string())),
+        );
     let mut written = Vec::new();
     for (rel, text) in files {
         let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
         std::fs::write(&path, text).map_err(io(&path))?;
         written.push(path);
     }
     Ok(written)
-}
-
-fn source(kind: Kind) -> String {
-    match kind {
-        Kind::Transformer => r##"//! A transformer: secret data in, secret data out.
-//!
-//! Config (JSON, from the ExternalSecret's `template.plugins[].config`):
-//! `{"prefix": "APP_"}` adds a prefix to every key.
-
-use esox_plugin_sdk::transformer::{Entry, Guest, PluginError, error};
-
-/// The transformation, callable natively in tests.
-pub fn transform(input: Vec<Entry>, config: &str) -> Result<Vec<Entry>, PluginError> {
-    let config: serde_json::Value = serde_json::from_str(if config.trim().is_empty() { "{}" } else { config })
-        .map_err(|e| error(format!("config is not JSON: {e}")))?;
-    let prefix = config["prefix"].as_str().unwrap_or("");
-    Ok(input
-        .into_iter()
-        .map(|e| Entry { key: format!("{prefix}{}", e.key), value: e.value })
-        .collect())
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct Plugin;
-
-impl Guest for Plugin {
-    fn transform(input: Vec<Entry>, config: String) -> Result<Vec<Entry>, PluginError> {
-        transform(input, &config)
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-esox_plugin_sdk::transformer::export_transformer!(Plugin);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes_keys() {
-        let out = transform(vec![esox_plugin_sdk::transformer::entry("a", b"1")], r#"{"prefix": "X_"}"#).unwrap();
-        assert_eq!(out[0].key, "X_a");
-    }
-}
-"##
-        .to_string(),
-        Kind::Generator => r##"//! A generator: JSON config in, fresh secret data out (randomness from the host).
-//!
-//! Config (JSON, the WasmPlugin's `spec.config`): `{"length": 16}`.
-
-use esox_plugin_sdk::generator::{Generated, Guest, PluginError, entry, error};
-
-/// The generation, callable natively in tests.
-pub fn generate(config: &str) -> Result<Generated, PluginError> {
-    let config: serde_json::Value = serde_json::from_str(if config.trim().is_empty() { "{}" } else { config })
-        .map_err(|e| error(format!("config is not JSON: {e}")))?;
-    let length = config["length"].as_u64().unwrap_or(16) as usize;
-    if length == 0 || length > 4096 {
-        return Err(error("length must be between 1 and 4096"));
-    }
-    let mut bytes = vec![0u8; length];
-    getrandom(&mut bytes)?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Generated { data: vec![entry("token", token.as_bytes())], state: None })
-}
-
-/// WASI random: the host's CSPRNG, the only randomness a plugin has.
-fn getrandom(buf: &mut [u8]) -> Result<(), PluginError> {
-    getrandom::fill(buf).map_err(|e| error(format!("no randomness from the host: {e}")))
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct Plugin;
-
-impl Guest for Plugin {
-    fn generate(config: String, _state: Option<Vec<u8>>) -> Result<Generated, PluginError> {
-        generate(&config)
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-esox_plugin_sdk::generator::export_generator!(Plugin);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_has_the_length() {
-        let g = generate(r#"{"length": 8}"#).unwrap();
-        assert_eq!(g.data[0].value.len(), 16);
-    }
-}
-"##
-        .to_string(),
-        Kind::Template => r##"//! A template engine: named templates over secret data.
-//!
-//! This one replaces `${key}` with the key's value.
-
-use esox_plugin_sdk::template::{Entry, Guest, PluginError, Rendered, Scope, Template};
-
-/// Renders one template (callable natively in tests).
-pub fn render_one(text: &str, context: &[Entry]) -> Result<String, String> {
-    let mut out = text.to_string();
-    for e in context {
-        let value = std::str::from_utf8(&e.value).map_err(|_| format!("{} is not text", e.key))?;
-        out = out.replace(&format!("${{{}}}", e.key), value);
-    }
-    Ok(out)
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct Plugin;
-
-impl Guest for Plugin {
-    fn render(templates: Vec<Template>, context: Vec<Entry>, _options: String) -> Vec<Rendered> {
-        templates
-            .into_iter()
-            .map(|t| Rendered {
-                output: match t.scope {
-                    Scope::Values => render_one(&t.text, &context)
-                        .map(|v| vec![Entry { key: t.name.clone(), value: v.into_bytes() }])
-                        .map_err(|m| PluginError { message: m, key: Some(t.name.clone()) }),
-                    Scope::KeysAndValues => Err(PluginError {
-                        message: "KeysAndValues is not supported by this engine".into(),
-                        key: Some(t.name.clone()),
-                    }),
-                },
-                name: t.name,
-            })
-            .collect()
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-esox_plugin_sdk::template::export_template_engine!(Plugin);
-"##
-        .to_string(),
-    }
-}
-
-fn readme(name: &str, kind: Kind) -> String {
-    let world = match kind {
-        Kind::Transformer => "Transformer",
-        Kind::Generator => "Generator",
-        Kind::Template => "Template",
-    };
-    format!(
-        "# {name}\n\nAn esox {world} plugin.\n\n```sh\ncargo test                      # the logic, natively\nesox plugin build .             # the component, and its sha256\nesox plugin test target/wasm32-wasip2/release/{crate_}.wasm --kind {kind} --data key=value --config '{{}}'\n```\n\nShip it: put the `.wasm` in a ConfigMap (`kubectl create configmap {name} --from-file=plugin.wasm=target/wasm32-wasip2/release/{crate_}.wasm`)\nand declare a `WasmPlugin` (`plugins.esox.dev/v1alpha1`) with `world: {world}`, `source.configMap`\nand the `sha256` that `esox plugin build` printed.\n",
-        crate_ = name.replace('-', "_"),
-        kind = match kind {
-            Kind::Transformer => "transformer",
-            Kind::Generator => "generator",
-            Kind::Template => "template",
-        }
-    )
 }
 
 /// The most one ConfigMap part holds. The apiserver refuses a ConfigMap over 1 MiB (data and
@@ -559,4 +527,152 @@ pub fn run_on(
             out
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KINDS: [Kind; 3] = [Kind::Transformer, Kind::Generator, Kind::Template];
+
+    fn sdk_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk")
+    }
+
+    /// Every file of the SDK package (`include` in sdk/Cargo.toml) is embedded, as it is.
+    #[test]
+    fn the_embedded_sdk_is_the_whole_package() {
+        fn walk(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, ext, out);
+                } else if p.extension().is_some_and(|x| x == ext) {
+                    out.push(p);
+                }
+            }
+        }
+        let sdk = sdk_dir();
+        let mut files = vec![sdk.join("Cargo.toml"), sdk.join("README.md")];
+        walk(&sdk.join("src"), "rs", &mut files);
+        walk(&sdk.join("wit"), "wit", &mut files);
+        let mut on_disk: Vec<String> = files
+            .iter()
+            .map(|p| {
+                p.strip_prefix(&sdk)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/")
+            })
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = SDK_FILES.iter().map(|(r, _)| r.to_string()).collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk, "update SDK_FILES");
+        for (rel, text) in SDK_FILES {
+            assert_eq!(
+                *text,
+                std::fs::read_to_string(sdk.join(rel)).unwrap(),
+                "{rel}"
+            );
+        }
+        let manifest = SDK_FILES[0].1;
+        assert!(
+            manifest
+                .contains(r#"include = ["Cargo.toml", "README.md", "src/**/*.rs", "wit/*.wit"]"#),
+            "the package's include list changed: update SDK_FILES and this test"
+        );
+        // Written beside a plugin, the manifest has no workspace to inherit from.
+        assert!(!manifest.contains("workspace = true"), "{manifest}");
+    }
+
+    /// The scaffolds require the version of the SDK that is embedded.
+    #[test]
+    fn scaffolds_require_the_embedded_sdk_version() {
+        let version = SDK_FILES[0]
+            .1
+            .lines()
+            .find_map(|l| l.strip_prefix("version = "))
+            .expect("the SDK manifest has a version");
+        for kind in KINDS {
+            let (_, files) = template(kind);
+            let manifest = files[0].1;
+            let dep = manifest
+                .lines()
+                .find(|l| l.starts_with("esox-plugin-sdk = "))
+                .expect("the template depends on the SDK");
+            assert!(
+                dep.contains(&format!("version = {version}")),
+                "{dep} does not require {version}"
+            );
+            assert_eq!(manifest.matches(TEMPLATE_SDK_PATH).count(), 1, "{manifest}");
+        }
+    }
+
+    #[test]
+    fn scaffold_files_are_renamed_and_point_at_the_sdk() {
+        for kind in KINDS {
+            let files = scaffold_files("my-plugin", kind, VENDORED_SDK);
+            let names: Vec<&str> = files.iter().map(|(r, _)| *r).collect();
+            assert_eq!(
+                names,
+                ["Cargo.toml", "src/lib.rs", "README.md", ".gitignore"]
+            );
+            for (rel, text) in &files {
+                assert!(!text.contains("scaffold-"), "{kind:?} {rel}: {text}");
+                assert!(!text.contains("scaffold_"), "{kind:?} {rel}: {text}");
+                assert!(!text.contains("../.."), "{kind:?} {rel}: {text}");
+            }
+            let manifest = &files[0].1;
+            assert!(manifest.contains("name = \"my-plugin\"\n"), "{manifest}");
+            assert!(
+                manifest.contains(r#"path = "vendor/esox-plugin-sdk" }"#),
+                "{manifest}"
+            );
+            assert!(manifest.contains("\n[workspace]\n"), "{manifest}");
+            assert!(files[2].1.starts_with("# my-plugin\n"), "{}", files[2].1);
+        }
+        let readme = &scaffold_files("my-plugin", Kind::Transformer, VENDORED_SDK)[2].1;
+        assert!(readme.contains("release/my_plugin.wasm"), "{readme}");
+        let manifest = &scaffold_files("x", Kind::Generator, "/opt/esox/sdk")[0].1;
+        assert!(
+            manifest.contains(r#"path = "/opt/esox/sdk" }"#),
+            "{manifest}"
+        );
+    }
+
+    #[test]
+    fn scaffold_writes_the_crate_and_the_sdk_beside_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("p");
+        let written = scaffold(&dir, "p", Kind::Generator, None).unwrap();
+        assert_eq!(written.len(), 4 + SDK_FILES.len());
+        for (rel, text) in SDK_FILES {
+            let got = std::fs::read_to_string(dir.join(VENDORED_SDK).join(rel)).unwrap();
+            assert_eq!(&got, text, "{rel}");
+        }
+        let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+        assert!(
+            lib.contains("esox_plugin_sdk::generator!(generate);"),
+            "{lib}"
+        );
+        // Not over a crate, nor with a name cargo cannot use or that shadows the SDK.
+        let err = scaffold(&dir, "p", Kind::Generator, None).unwrap_err();
+        assert!(matches!(err, AuthorError::Exists(_)), "{err}");
+        for bad in ["Bad Name", "1st", "esox-plugin-sdk", ""] {
+            let err = scaffold(&tmp.path().join("q"), bad, Kind::Generator, None).unwrap_err();
+            assert!(matches!(err, AuthorError::Name(_)), "{bad}: {err}");
+        }
+        assert!(!tmp.path().join("q").exists());
+        // `--sdk PATH`: nothing vendored, the path made absolute.
+        let other = tmp.path().join("o");
+        let written = scaffold(&other, "o", Kind::Transformer, Some(&sdk_dir())).unwrap();
+        assert_eq!(written.len(), 4);
+        let manifest = std::fs::read_to_string(other.join("Cargo.toml")).unwrap();
+        let abs = std::fs::canonicalize(sdk_dir()).unwrap();
+        assert!(
+            manifest.contains(&format!("path = {:?}", abs.to_string_lossy())),
+            "{manifest}"
+        );
+    }
 }
