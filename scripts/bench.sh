@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/esox/target}
 export ESOX_WASM_TARGET_DIR=${ESOX_WASM_TARGET_DIR:-$HOME/.cache/esox/wasm-target}
 rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || rustup target add wasm32-wasip2
-cargo bench -p esox --bench plugins -- "$@"
+cargo bench -p esox-wasm --bench plugins -- "$@"

@@ -66,8 +66,8 @@ enum PluginCommand {
         /// The plugin (and crate) name, e.g. `json-flatten`.
         name: String,
         /// What it is.
-        #[arg(long, value_enum, default_value = "transformer")]
-        kind: PluginKindArg,
+        #[arg(long, alias = "kind", value_enum, default_value = "transformer")]
+        world: PluginWorldArg,
         /// Where to create it (default: ./NAME).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
@@ -94,8 +94,8 @@ enum PluginCommand {
         #[arg(long)]
         name: String,
         /// The world it implements.
-        #[arg(long, value_enum, default_value = "transformer")]
-        kind: PluginKindArg,
+        #[arg(long, alias = "kind", value_enum, default_value = "transformer")]
+        world: PluginWorldArg,
         /// The namespace of the ConfigMaps (and of a WasmPlugin); default: where it is applied.
         #[arg(long, short = 'n')]
         namespace: Option<String>,
@@ -111,8 +111,8 @@ enum PluginCommand {
         /// The component (`.wasm`).
         wasm: std::path::PathBuf,
         /// What it is.
-        #[arg(long, value_enum, default_value = "transformer")]
-        kind: PluginKindArg,
+        #[arg(long, alias = "kind", value_enum, default_value = "transformer")]
+        world: PluginWorldArg,
         /// Input data: a JSON file of key -> value (`-` for stdin).
         #[arg(long)]
         input: Option<std::path::PathBuf>,
@@ -131,19 +131,20 @@ enum PluginCommand {
     },
 }
 
+/// A plugin world (`--world`; `--kind` is its old name).
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum PluginKindArg {
+enum PluginWorldArg {
     Transformer,
     Generator,
     Template,
 }
 
-impl From<PluginKindArg> for esox::plugin::Kind {
-    fn from(k: PluginKindArg) -> Self {
-        match k {
-            PluginKindArg::Transformer => esox::plugin::Kind::Transformer,
-            PluginKindArg::Generator => esox::plugin::Kind::Generator,
-            PluginKindArg::Template => esox::plugin::Kind::Template,
+impl From<PluginWorldArg> for esox::plugin::World {
+    fn from(w: PluginWorldArg) -> Self {
+        match w {
+            PluginWorldArg::Transformer => esox::plugin::World::Transformer,
+            PluginWorldArg::Generator => esox::plugin::World::Generator,
+            PluginWorldArg::Template => esox::plugin::World::Template,
         }
     }
 }
@@ -327,13 +328,13 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
         PluginCommand::New {
             name,
-            kind,
+            world,
             dir,
             sdk,
         } => {
             let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(&name));
             let sdk = sdk.unwrap_or_else(author::default_sdk_path);
-            let files = author::scaffold(&dir, &name, kind.into(), &sdk)?;
+            let files = author::scaffold(&dir, &name, world.into(), &sdk)?;
             for f in files {
                 println!("created {}", f.display());
             }
@@ -348,15 +349,15 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Pack {
             wasm,
             name,
-            kind,
+            world,
             namespace,
             cluster,
             config,
         } => {
-            let world = match kind {
-                PluginKindArg::Transformer => esox::api::plugins::PluginWorld::Transformer,
-                PluginKindArg::Generator => esox::api::plugins::PluginWorld::Generator,
-                PluginKindArg::Template => anyhow::bail!(
+            let world = match world {
+                PluginWorldArg::Transformer => esox::api::plugins::PluginWorld::Transformer,
+                PluginWorldArg::Generator => esox::api::plugins::PluginWorld::Generator,
+                PluginWorldArg::Template => anyhow::bail!(
                     "template engines are built in; a user plugin is a transformer or a generator"
                 ),
             };
@@ -387,7 +388,7 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
         }
         PluginCommand::Test {
             wasm,
-            kind,
+            world,
             input,
             data,
             config,
@@ -422,7 +423,7 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
                 max_memory: memory_mib << 20,
                 ..Default::default()
             };
-            let out = author::run(&bytes, kind.into(), limits, &map, &config)?;
+            let out = author::run(&bytes, world.into(), limits, &map, &config)?;
             println!("{}", author::output_json(&out));
         }
     }

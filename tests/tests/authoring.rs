@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use esox::plugin::Kind;
+use esox::plugin::World;
 use esox::plugin::author;
 use esox_tests::{TestEnv, repo_root, secret_strings};
 
@@ -124,7 +124,7 @@ fn scaffold_build_and_test_locally() {
     let files = author::scaffold(
         &crate_dir,
         "my-transformer",
-        Kind::Transformer,
+        World::Transformer,
         &author::default_sdk_path(),
     )
     .unwrap();
@@ -135,7 +135,7 @@ fn scaffold_build_and_test_locally() {
     let input = author::read_input(r#"{"user": "app", "blob": {"base64": "//4="}}"#).unwrap();
     let out = author::run(
         &wasm,
-        Kind::Transformer,
+        World::Transformer,
         Default::default(),
         &input,
         r#"{"prefix": "APP_"}"#,
@@ -145,14 +145,14 @@ fn scaffold_build_and_test_locally() {
     assert_eq!(out["APP_blob"].expose(), &[0xff, 0xfe]);
     assert!(author::output_json(&out).contains(r#""APP_blob": {"#));
     // A component used as the wrong kind is refused with the reason.
-    let err = author::run(&wasm, Kind::Generator, Default::default(), &input, "{}").unwrap_err();
+    let err = author::run(&wasm, World::Generator, Default::default(), &input, "{}").unwrap_err();
     assert!(err.to_string().contains("not a Generator plugin"), "{err}");
     // A name cargo cannot use is refused before anything is written.
     assert!(
         author::scaffold(
             &dir.path().join("x"),
             "Bad Name",
-            Kind::Generator,
+            World::Generator,
             &author::default_sdk_path()
         )
         .is_err()
@@ -297,14 +297,14 @@ async fn python_plugin_builds_runs_and_ships_packed() {
     let got = author::run_on(
         &rt,
         &wasm,
-        Kind::Transformer,
+        World::Transformer,
         &input,
         r#"{"prefix": "PY_"}"#,
     )
     .unwrap();
     assert_eq!(got["PY_a"].expose(), b"1");
     let err =
-        author::run_on(&rt, &wasm, Kind::Transformer, &input, r#"{"prefix": 1}"#).unwrap_err();
+        author::run_on(&rt, &wasm, World::Transformer, &input, r#"{"prefix": 1}"#).unwrap_err();
     assert!(err.to_string().contains("prefix must be a string"), "{err}");
 
     let env = TestEnv::new("authoring-py").await;

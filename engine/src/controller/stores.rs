@@ -15,7 +15,7 @@ use kube::Api;
 use regex::Regex;
 
 use super::context::Context;
-use crate::api::PluginKind;
+use crate::api::PluginSource;
 use crate::api::generators::{Fake as FakeGenerator, GENERATORS_GROUP, Password, UUID};
 use crate::api::plugins::PluginWorld;
 use crate::api::{
@@ -348,9 +348,9 @@ impl DataSource for StoreResolver<'_> {
                 .map_err(fail)?,
             (crate::api::plugins::PLUGINS_GROUP, kind @ ("WasmPlugin" | "ClusterWasmPlugin")) => {
                 let kind = if kind == "WasmPlugin" {
-                    PluginKind::WasmPlugin
+                    PluginSource::WasmPlugin
                 } else {
-                    PluginKind::ClusterWasmPlugin
+                    PluginSource::ClusterWasmPlugin
                 };
                 let user = super::plugins::user_plugin(
                     self.ctx,
@@ -360,7 +360,7 @@ impl DataSource for StoreResolver<'_> {
                     PluginWorld::Generator,
                 )
                 .await
-                .map_err(fail)?;
+                .map_err(|e| fail(e.to_string()))?;
                 return self
                     .run_plugin(Ok(user.plugin), user.config)
                     .await

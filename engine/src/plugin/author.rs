@@ -10,7 +10,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::{Kind, Limits, Runtime, TemplateRequest};
+use super::{Limits, Runtime, TemplateRequest, World as Kind};
 use crate::secret::{SecretBytes, SecretMap};
 
 /// What went wrong while authoring (messages name files and commands).
