@@ -393,3 +393,32 @@ async fn concurrent_first_uses_of_a_plugin_compile_it_once() {
     host.forget_user_plugin("WasmPlugin/ns/u");
     assert_eq!(host.user_plugins(), 0);
 }
+
+#[test]
+fn every_builtin_fits_in_one_slot_of_the_pool() {
+    // A pool of one slot holds exactly one instance's share of memories, tables and core
+    // instances: a built-in that needed more would find the pool exhausted.
+    let rt = Runtime::new(HostConfig {
+        max_instances: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    if !rt.pooling() {
+        eprintln!("SKIPPED: no pooling allocator here (its address space could not be reserved)");
+        return;
+    }
+    for b in builtin::Builtin::ALL {
+        let plugin = rt.load(b.name(), b.world(), b.component()).unwrap();
+        let result = match b.world() {
+            World::Generator => rt.generate(&plugin, "{}", None).map(|_| ()),
+            World::Transformer => rt.transform(&plugin, &SecretMap::new(), "{}").map(|_| ()),
+            World::Template => rt.render(&plugin, &[], &SecretMap::new(), "{}").map(|_| ()),
+        };
+        if let Err(e) = result {
+            assert!(
+                !matches!(e.kind, PluginFailure::PoolExhausted { .. }),
+                "{b:?}: {e}"
+            );
+        }
+    }
+}
