@@ -9,4 +9,4 @@ cd "$here/.."
 source "$here/lib.sh"
 need_cargo
 ensure_wasm_target
-cargo bench -p esox --bench plugins -- "$@"
+cargo bench -p esox-wasm --bench plugins -- "$@"

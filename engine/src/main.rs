@@ -64,8 +64,8 @@ enum PluginCommand {
         /// The plugin (and crate) name, e.g. `json-flatten`.
         name: String,
         /// What it is.
-        #[arg(long, value_enum, default_value = "transformer")]
-        kind: PluginKindArg,
+        #[arg(long, alias = "kind", value_enum, default_value = "transformer")]
+        world: PluginWorldArg,
         /// Where to create it (default: ./NAME).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
@@ -93,8 +93,8 @@ enum PluginCommand {
         #[arg(long)]
         name: String,
         /// The world it implements.
-        #[arg(long, value_enum, default_value = "transformer")]
-        kind: PluginKindArg,
+        #[arg(long, alias = "kind", value_enum, default_value = "transformer")]
+        world: PluginWorldArg,
         /// The namespace of the ConfigMaps (and of a WasmPlugin); default: where it is applied.
         #[arg(long, short = 'n')]
         namespace: Option<String>,
@@ -110,8 +110,8 @@ enum PluginCommand {
         /// The component (`.wasm`).
         wasm: std::path::PathBuf,
         /// What it is.
-        #[arg(long, value_enum, default_value = "transformer")]
-        kind: PluginKindArg,
+        #[arg(long, alias = "kind", value_enum, default_value = "transformer")]
+        world: PluginWorldArg,
         /// Input data: a JSON file of key -> value (`-` for stdin).
         #[arg(long)]
         input: Option<std::path::PathBuf>,
@@ -130,19 +130,20 @@ enum PluginCommand {
     },
 }
 
+/// A plugin world (`--world`; `--kind` is its old name).
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum PluginKindArg {
+enum PluginWorldArg {
     Transformer,
     Generator,
     Template,
 }
 
-impl From<PluginKindArg> for esox::plugin::Kind {
-    fn from(k: PluginKindArg) -> Self {
-        match k {
-            PluginKindArg::Transformer => esox::plugin::Kind::Transformer,
-            PluginKindArg::Generator => esox::plugin::Kind::Generator,
-            PluginKindArg::Template => esox::plugin::Kind::Template,
+impl From<PluginWorldArg> for esox::plugin::World {
+    fn from(w: PluginWorldArg) -> Self {
+        match w {
+            PluginWorldArg::Transformer => esox::plugin::World::Transformer,
+            PluginWorldArg::Generator => esox::plugin::World::Generator,
+            PluginWorldArg::Template => esox::plugin::World::Template,
         }
     }
 }
@@ -206,6 +207,15 @@ struct PluginArgs {
         env = "ESOX_PLUGIN_MEMORY_MIB"
     )]
     memory_mib: usize,
+    /// Plugin instances alive at once (the pooling allocator's slots); calls beyond it wait
+    /// for a slot. Each reserves address space, not memory.
+    #[arg(
+        long = "plugin-max-instances",
+        default_value_t = esox::plugin::DEFAULT_MAX_INSTANCES,
+        value_parser = clap::value_parser!(u32).range(1..),
+        env = "ESOX_PLUGIN_MAX_INSTANCES"
+    )]
+    max_instances: u32,
 }
 
 /// The validating admission webhook.
@@ -354,12 +364,12 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
         PluginCommand::New {
             name,
-            kind,
+            world,
             dir,
             sdk,
         } => {
             let dir = dir.unwrap_or_else(|| std::path::PathBuf::from(&name));
-            let files = author::scaffold(&dir, &name, kind.into(), sdk.as_deref())?;
+            let files = author::scaffold(&dir, &name, world.into(), sdk.as_deref())?;
             for f in files {
                 println!("created {}", f.display());
             }
@@ -374,15 +384,15 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Pack {
             wasm,
             name,
-            kind,
+            world,
             namespace,
             cluster,
             config,
         } => {
-            let world = match kind {
-                PluginKindArg::Transformer => esox::api::plugins::PluginWorld::Transformer,
-                PluginKindArg::Generator => esox::api::plugins::PluginWorld::Generator,
-                PluginKindArg::Template => anyhow::bail!(
+            let world = match world {
+                PluginWorldArg::Transformer => esox::api::plugins::PluginWorld::Transformer,
+                PluginWorldArg::Generator => esox::api::plugins::PluginWorld::Generator,
+                PluginWorldArg::Template => anyhow::bail!(
                     "template engines are built in; a user plugin is a transformer or a generator"
                 ),
             };
@@ -413,7 +423,7 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
         }
         PluginCommand::Test {
             wasm,
-            kind,
+            world,
             input,
             data,
             config,
@@ -448,7 +458,7 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
                 max_memory: memory_mib << 20,
                 ..Default::default()
             };
-            let out = author::run(&bytes, kind.into(), limits, &map, &config)?;
+            let out = author::run(&bytes, world.into(), limits, &map, &config)?;
             println!("{}", author::output_json(&out));
         }
     }
@@ -502,9 +512,19 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         max_memory: args.plugin.memory_mib << 20,
         ..Default::default()
     };
-    let cache_dir = args.plugin.cache();
-    let plugins = esox::plugin::PluginHost::with_cache(limits, cache_dir.as_deref())
-        .context("could not start the Wasm plugin runtime")?;
+    if u32::from(args.concurrent) > args.plugin.max_instances {
+        tracing::warn!(
+            concurrent = args.concurrent,
+            max_instances = args.plugin.max_instances,
+            "--concurrent is above --plugin-max-instances: plugin calls beyond the pool wait for a slot"
+        );
+    }
+    let plugins = esox::plugin::PluginHost::new(esox::plugin::HostConfig {
+        limits,
+        max_instances: args.plugin.max_instances,
+        cache_dir: args.plugin.cache(),
+    })
+    .context("could not start the Wasm plugin runtime")?;
     {
         // Compile (or load from the cache) the built-ins before the first reconcile needs them.
         let plugins = plugins.clone();

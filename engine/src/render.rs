@@ -14,10 +14,10 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::api::{ExternalSecretSpec, PluginKind, PluginRef};
+use crate::api::{ExternalSecretSpec, PluginRef, PluginSource};
 use crate::metrics::Metrics;
 use crate::pipeline::{DataSource, Source, SourceError};
-use crate::plugin::{Kind, PluginHost, TemplateRequest};
+use crate::plugin::{PluginHost, TemplateRequest, World};
 use crate::provider::Provider;
 use crate::provider::{FindQuery, GetRequest};
 use crate::secret::{SecretBytes, SecretMap};
@@ -321,7 +321,7 @@ impl Runner for OfflineRunner<'_> {
         data: SecretMap,
         config: String,
     ) -> Result<SecretMap, TemplateError> {
-        if plugin.kind == PluginKind::Builtin {
+        if plugin.kind == PluginSource::Builtin {
             return self.builtins.transform(plugin, data, config).await;
         }
         let path = self.plugins.get(&plugin.name).ok_or_else(|| {
@@ -336,7 +336,7 @@ impl Runner for OfflineRunner<'_> {
         let sha = hex::encode(Sha256::digest(&bytes));
         let host = self.builtins.host;
         let p = host
-            .user_plugin(&plugin.name, Kind::Transformer, &sha, bytes)
+            .user_plugin(&plugin.name, World::Transformer, &sha, bytes)
             .await
             .map_err(TemplateError::from_plugin)?;
         host.transform(p, data, config, self.builtins.metrics)

@@ -172,8 +172,11 @@ pub fn plugin_host() -> Arc<esox::plugin::PluginHost> {
         let cache = std::env::var_os("ESOX_PLUGIN_CACHE_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("esox-plugin-cache"));
-        esox::plugin::PluginHost::with_cache(esox::plugin::Limits::default(), Some(&cache))
-            .expect("plugin runtime")
+        esox::plugin::PluginHost::new(esox::plugin::HostConfig {
+            cache_dir: Some(cache),
+            ..Default::default()
+        })
+        .expect("plugin runtime")
     })
     .clone()
 }

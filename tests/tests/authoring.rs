@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use esox::cli::plugin as author;
-use esox::plugin::Kind;
+use esox::plugin::World;
 use esox_tests::{TestEnv, repo_root, secret_strings};
 
 /// Builds outside the clone and keeps the result, like the other build outputs.
@@ -121,7 +121,7 @@ spec:
 fn scaffold_build_and_test_locally() {
     let dir = tempfile::tempdir().unwrap();
     let crate_dir = dir.path().join("my-transformer");
-    let files = author::scaffold(&crate_dir, "my-transformer", Kind::Transformer, None).unwrap();
+    let files = author::scaffold(&crate_dir, "my-transformer", World::Transformer, None).unwrap();
     assert!(files.iter().any(|f| f.ends_with("src/lib.rs")));
     assert!(
         files
@@ -134,7 +134,7 @@ fn scaffold_build_and_test_locally() {
     let input = author::read_input(r#"{"user": "app", "blob": {"base64": "//4="}}"#).unwrap();
     let out = author::run(
         &wasm,
-        Kind::Transformer,
+        World::Transformer,
         Default::default(),
         &input,
         r#"{"prefix": "APP_"}"#,
@@ -146,7 +146,7 @@ fn scaffold_build_and_test_locally() {
     // The scaffold's typed config refuses a misspelt field, naming it.
     let err = author::run(
         &wasm,
-        Kind::Transformer,
+        World::Transformer,
         Default::default(),
         &input,
         r#"{"prefx": "APP_"}"#,
@@ -154,7 +154,7 @@ fn scaffold_build_and_test_locally() {
     .unwrap_err();
     assert!(err.to_string().contains("unknown field `prefx`"), "{err}");
     // A component used as the wrong kind is refused with the reason.
-    let err = author::run(&wasm, Kind::Generator, Default::default(), &input, "{}").unwrap_err();
+    let err = author::run(&wasm, World::Generator, Default::default(), &input, "{}").unwrap_err();
     assert!(err.to_string().contains("not a Generator plugin"), "{err}");
 }
 
@@ -420,14 +420,14 @@ async fn python_plugin_builds_runs_and_ships_packed() {
     let got = author::run_on(
         &rt,
         &wasm,
-        Kind::Transformer,
+        World::Transformer,
         &input,
         r#"{"prefix": "PY_"}"#,
     )
     .unwrap();
     assert_eq!(got["PY_a"].expose(), b"1");
     let err =
-        author::run_on(&rt, &wasm, Kind::Transformer, &input, r#"{"prefix": 1}"#).unwrap_err();
+        author::run_on(&rt, &wasm, World::Transformer, &input, r#"{"prefix": 1}"#).unwrap_err();
     assert!(err.to_string().contains("prefix must be a string"), "{err}");
 
     let env = TestEnv::new("authoring-py").await;

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use esox::cli::plugin as author;
-use esox::plugin::{Kind, Limits, Runtime};
+use esox::plugin::{Limits, Runtime, World};
 use esox_tests::repo_root;
 
 /// Why the JavaScript toolchain cannot run here, if it cannot.
@@ -91,7 +91,7 @@ fn builds_and_runs(engine: &str) {
     let input =
         author::read_input(r#"{"db.password": "s3cr3t", "api-key": "k", "debug": "1"}"#).unwrap();
     let config = r#"{"prefix": "APP_", "rename": {"api-key": "TOKEN"}, "drop": ["debug"]}"#;
-    let got = author::run(&wasm, Kind::Transformer, Limits::default(), &input, config).unwrap();
+    let got = author::run(&wasm, World::Transformer, Limits::default(), &input, config).unwrap();
     let keys: Vec<&str> = got.keys().map(String::as_str).collect();
     assert_eq!(keys, ["APP_DB_PASSWORD", "APP_TOKEN"]);
     assert_eq!(got["APP_DB_PASSWORD"].expose(), b"s3cr3t");
@@ -101,7 +101,7 @@ fn builds_and_runs(engine: &str) {
     // controller compiles once and instantiates per call, as here).
     let rt = Runtime::new(Limits::default()).unwrap();
     let started = Instant::now();
-    let plugin = rt.load("js-envkeys", Kind::Transformer, &wasm).unwrap();
+    let plugin = rt.load("js-envkeys", World::Transformer, &wasm).unwrap();
     let compile = started.elapsed();
     // Binary values pass through untouched; an empty config is `{}`.
     let binary = author::read_input(r#"{"tls.key": {"base64": "AP8Q"}}"#).unwrap();

@@ -240,14 +240,14 @@ pub struct TemplatePlugin {
 #[serde(rename_all = "camelCase")]
 pub struct PluginRef {
     /// `Builtin`, `WasmPlugin` or `ClusterWasmPlugin`.
-    pub kind: PluginKind,
+    pub kind: PluginSource,
     /// The plugin's name.
     pub name: String,
 }
 
 /// Where a referenced plugin comes from.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, JsonSchema, PartialEq, Eq)]
-pub enum PluginKind {
+pub enum PluginSource {
     /// Built into esox (`pkcs12`, ...).
     #[default]
     Builtin,

@@ -41,6 +41,17 @@ pub enum PluginWorld {
     Generator,
 }
 
+/// The CRD field names the host's worlds (template engines are built in, so a plugin object
+/// cannot be one).
+impl From<PluginWorld> for esox_wasm::World {
+    fn from(world: PluginWorld) -> Self {
+        match world {
+            PluginWorld::Transformer => esox_wasm::World::Transformer,
+            PluginWorld::Generator => esox_wasm::World::Generator,
+        }
+    }
+}
+
 /// Where the component is stored: one ConfigMap (`binaryData`) or Secret (`data`) key, or
 /// several ConfigMaps whose keys are joined in order.
 ///
@@ -128,4 +139,28 @@ pub fn declared_digest(spec: &PluginSpec) -> String {
         .trim()
         .trim_start_matches("sha256:")
         .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_worlds_keep_their_names_and_map_to_the_hosts() {
+        for (world, name, host) in [
+            (
+                PluginWorld::Transformer,
+                "Transformer",
+                esox_wasm::World::Transformer,
+            ),
+            (
+                PluginWorld::Generator,
+                "Generator",
+                esox_wasm::World::Generator,
+            ),
+        ] {
+            assert_eq!(serde_json::to_value(world).unwrap(), name);
+            assert_eq!(esox_wasm::World::from(world), host);
+        }
+    }
 }

@@ -27,7 +27,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use crate::plugin::{Kind, Limits, Runtime, TemplateRequest};
+use crate::plugin::{Limits, Runtime, TemplateRequest, World as Kind};
 use crate::secret::{SecretBytes, SecretMap};
 
 /// What went wrong while authoring (messages name files and commands).

@@ -5,10 +5,11 @@
 //! deleted ExternalSecret are dropped by iterating it, so a new category cannot leak series.
 
 use crate::pipeline::PipelineError;
-use crate::plugin::PluginError;
+use crate::plugin::{PluginError, PluginFailure};
 use crate::template::TemplateError;
 
 use super::generators::GeneratorError;
+use super::plugins::UserPluginError;
 use super::target::TargetError;
 
 /// Event reasons, as ESO spells them.
@@ -67,7 +68,8 @@ pub enum Error {
     },
 }
 
-/// The categories of [`Error`] itself (plugin failures use [`PluginError`]'s labels).
+/// The categories of [`Error`] itself (plugin, user-plugin and generator failures use their
+/// own errors' labels).
 const OWN_CATEGORIES: &[&str] = &[
     "invalid_spec",
     "missing_provider_secret",
@@ -102,7 +104,8 @@ impl Error {
     pub fn categories() -> impl Iterator<Item = &'static str> {
         let mut all: Vec<&'static str> = OWN_CATEGORIES
             .iter()
-            .chain(PluginError::CATEGORIES)
+            .chain(PluginFailure::CATEGORIES)
+            .chain(UserPluginError::CATEGORIES)
             .chain(GeneratorError::CATEGORIES)
             .copied()
             .collect();
@@ -141,6 +144,8 @@ impl Error {
             }
             if let Some(p) = e.downcast_ref::<PluginError>() {
                 label = Some(p.metric_label());
+            } else if let Some(u) = e.downcast_ref::<UserPluginError>() {
+                label = Some(u.metric_label());
             } else if let Some(g) = e.downcast_ref::<GeneratorError>() {
                 label = Some(g.metric_label());
             }
@@ -180,10 +185,12 @@ mod tests {
             }),
             Error::Throttled(PipelineError::Store("x".into())),
             Error::Template(TemplateError::Invalid("x".into())),
-            Error::Template(TemplateError::Sandbox(PluginError::Timeout {
-                plugin: "p".into(),
-                deadline: Duration::from_secs(1),
-            })),
+            Error::Template(TemplateError::Sandbox(PluginError::new(
+                "p",
+                PluginFailure::Timeout {
+                    deadline: Duration::from_secs(1),
+                },
+            ))),
             Error::Target(TargetError::Immutable("s".into())),
             Error::Kube {
                 action: "x".into(),
@@ -222,10 +229,12 @@ mod tests {
 
     #[test]
     fn a_plugin_timeout_is_not_a_template_error() {
-        let timeout = Error::Template(TemplateError::Sandbox(PluginError::Timeout {
-            plugin: "p".into(),
-            deadline: Duration::from_secs(1),
-        }));
+        let timeout = Error::Template(TemplateError::Sandbox(PluginError::new(
+            "p",
+            PluginFailure::Timeout {
+                deadline: Duration::from_secs(1),
+            },
+        )));
         assert_eq!(timeout.metric_label(), "timeout");
         assert_eq!(
             Error::Template(TemplateError::Invalid("x".into())).metric_label(),
@@ -243,10 +252,10 @@ mod tests {
             missing.to_string(),
             "could not get secret data from provider: error using generator: ClusterGenerator \"cg\" not found"
         );
-        let oom = shared(GeneratorError::Plugin(PluginError::OutOfMemory {
-            plugin: "password".into(),
-            limit: 1,
-        }));
+        let oom = shared(GeneratorError::Plugin(PluginError::new(
+            "password",
+            PluginFailure::OutOfMemory { limit: 1 },
+        )));
         assert_eq!(oom.metric_label(), "out_of_memory");
     }
 

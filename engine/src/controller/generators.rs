@@ -14,7 +14,7 @@ use crate::api::generators::{
     STSSessionToken, STSSessionTokenSpec, UUID,
 };
 use crate::api::plugins::{PLUGINS_GROUP, PluginWorld};
-use crate::api::{GeneratorRef, PluginKind};
+use crate::api::{GeneratorRef, PluginSource};
 use crate::plugin::PluginError;
 use crate::plugin::builtin::Builtin;
 use crate::secret::SecretMap;
@@ -66,7 +66,7 @@ pub enum GeneratorError {
     Plugin(#[source] PluginError),
     /// The user plugin could not be resolved or loaded.
     #[error("error using generator: {0}")]
-    UserPlugin(String),
+    UserPlugin(#[source] super::plugins::UserPluginError),
     /// The STSSessionToken call failed.
     #[error("error using generator: {0}")]
     Sts(String),
@@ -140,9 +140,9 @@ pub async fn generate(
         }
         (PLUGINS_GROUP, kind @ ("WasmPlugin" | "ClusterWasmPlugin")) => {
             let kind = if kind == "WasmPlugin" {
-                PluginKind::WasmPlugin
+                PluginSource::WasmPlugin
             } else {
-                PluginKind::ClusterWasmPlugin
+                PluginSource::ClusterWasmPlugin
             };
             let user = super::plugins::user_plugin(
                 ctx,
@@ -307,7 +307,6 @@ mod tests {
             GeneratorError::Unsupported(
                 "generators.external-secrets.io/v1alpha1 Vault/\"x\"".into(),
             ),
-            GeneratorError::UserPlugin("WasmPlugin \"p\" not found".into()),
             GeneratorError::Sts("access denied".into()),
         ];
         for e in &errors {

@@ -15,8 +15,10 @@ use super::context::Context;
 use crate::api::plugins::{
     ClusterWasmPlugin, ComponentRef, PluginSpec, PluginWorld, WasmPlugin, declared_digest,
 };
-use crate::api::{PluginKind, PluginRef};
-use crate::plugin::{Kind, Plugin, TemplateOutput, TemplateRequest};
+use crate::api::{PluginRef, PluginSource};
+use crate::plugin::{
+    Plugin, PluginError, TemplateOutput, TemplateRequest, UnpackError, unpack_component,
+};
 use crate::secret::SecretMap;
 use crate::template::{BuiltinRunner, Runner, TemplateEngine, TemplateError};
 
@@ -28,31 +30,192 @@ pub struct UserPlugin {
     pub config: String,
 }
 
+/// Why a user plugin could not be resolved or loaded. Messages are status-ready: they name
+/// objects, keys and digests, never data.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UserPluginError {
+    /// The plugin object could not be read from the apiserver.
+    #[error("could not get {kind} {name:?}: {reason}")]
+    Get {
+        /// `WasmPlugin` or `ClusterWasmPlugin`.
+        kind: &'static str,
+        /// The object's name.
+        name: String,
+        /// The apiserver's error.
+        reason: String,
+    },
+    /// There is no such plugin object.
+    #[error("{kind} {name:?} not found{}", namespace.as_ref().map(|n| format!(" in namespace {n:?}")).unwrap_or_default())]
+    NotFound {
+        /// `WasmPlugin` or `ClusterWasmPlugin`.
+        kind: &'static str,
+        /// The object's name.
+        name: String,
+        /// Where it was looked for (a `WasmPlugin`'s namespace).
+        namespace: Option<String>,
+    },
+    /// A `WasmPlugin` names a component in another namespace.
+    #[error(
+        "WasmPlugin {name:?} reads its component from namespace {source_namespace:?}; a WasmPlugin may only use its own namespace ({namespace:?}): use a ClusterWasmPlugin"
+    )]
+    WrongNamespace {
+        /// The object's name.
+        name: String,
+        /// Its (and the ExternalSecret's) namespace.
+        namespace: String,
+        /// The namespace its source names.
+        source_namespace: String,
+    },
+    /// A `ClusterWasmPlugin`'s source names no namespace.
+    #[error("ClusterWasmPlugin {name:?}: spec.source needs a namespace")]
+    MissingNamespace {
+        /// The object's name.
+        name: String,
+    },
+    /// A built-in was referenced as a plugin object.
+    #[error("{name:?} is a built-in plugin, not a plugin object")]
+    Builtin {
+        /// The plugin's name.
+        name: String,
+    },
+    /// The object declares another world than the use needs.
+    #[error("{plugin} is a {declared:?} plugin, used here as a {wanted:?}")]
+    WrongWorld {
+        /// `Kind/namespace/name` of the object.
+        plugin: String,
+        /// Its `spec.world`.
+        declared: PluginWorld,
+        /// The world this use needs.
+        wanted: PluginWorld,
+    },
+    /// The object holding the component could not be read from the apiserver.
+    #[error("{plugin}: could not get {object}: {reason}")]
+    SourceGet {
+        /// `Kind/namespace/name` of the plugin object.
+        plugin: String,
+        /// `ConfigMap ns/name` or `Secret ns/name`.
+        object: String,
+        /// The apiserver's error.
+        reason: String,
+    },
+    /// The object holding the component does not exist.
+    #[error("{plugin}: {object} not found")]
+    SourceNotFound {
+        /// `Kind/namespace/name` of the plugin object.
+        plugin: String,
+        /// `ConfigMap ns/name` or `Secret ns/name`.
+        object: String,
+    },
+    /// The object holding the component has no such key.
+    #[error("{plugin}: {object} has no key {key:?}")]
+    SourceKey {
+        /// `Kind/namespace/name` of the plugin object.
+        plugin: String,
+        /// Which field of which object (`ConfigMap binaryData of ns/name`, `Secret ns/name`).
+        object: String,
+        /// The key.
+        key: String,
+    },
+    /// The source names no object.
+    #[error("{plugin}: spec.source names no ConfigMap or Secret")]
+    NoSource {
+        /// `Kind/namespace/name` of the plugin object.
+        plugin: String,
+    },
+    /// The stored bytes do not unpack to a component.
+    #[error("{plugin}: {source}")]
+    Unpack {
+        /// `Kind/namespace/name` of the plugin object.
+        plugin: String,
+        /// Why.
+        source: UnpackError,
+    },
+    /// The component is not the one the object pins.
+    #[error(
+        "{plugin}: component digest mismatch: the component has sha256 {got}, the plugin declares {want}; refusing to load it"
+    )]
+    DigestMismatch {
+        /// `Kind/namespace/name` of the plugin object.
+        plugin: String,
+        /// The component's sha256.
+        got: String,
+        /// The declared sha256.
+        want: String,
+    },
+    /// The component did not compile or link (not a component, or for another world).
+    #[error(transparent)]
+    Load(PluginError),
+}
+
+impl UserPluginError {
+    /// Every label [`metric_label`](Self::metric_label) returns.
+    pub const CATEGORIES: &'static [&'static str] = &[
+        "kube",
+        "not_found",
+        "wrong_namespace",
+        "missing_namespace",
+        "builtin",
+        "wrong_world",
+        "component_not_found",
+        "unpack",
+        "digest_mismatch",
+        "load",
+    ];
+
+    /// Low-cardinality label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            UserPluginError::Get { .. } | UserPluginError::SourceGet { .. } => "kube",
+            UserPluginError::NotFound { .. } => "not_found",
+            UserPluginError::WrongNamespace { .. } => "wrong_namespace",
+            UserPluginError::MissingNamespace { .. } => "missing_namespace",
+            UserPluginError::Builtin { .. } => "builtin",
+            UserPluginError::WrongWorld { .. } => "wrong_world",
+            UserPluginError::SourceNotFound { .. }
+            | UserPluginError::SourceKey { .. }
+            | UserPluginError::NoSource { .. } => "component_not_found",
+            UserPluginError::Unpack { .. } => "unpack",
+            UserPluginError::DigestMismatch { .. } => "digest_mismatch",
+            UserPluginError::Load(_) => "load",
+        }
+    }
+}
+
 /// Resolves and loads a user plugin for an object in `namespace`. Errors are status-ready.
 pub async fn user_plugin(
     ctx: &Context,
     namespace: &str,
-    kind: PluginKind,
+    source: PluginSource,
     name: &str,
     world: PluginWorld,
-) -> Result<UserPlugin, String> {
-    let (label, spec, source_ns) = match kind {
-        PluginKind::WasmPlugin => {
+) -> Result<UserPlugin, UserPluginError> {
+    let get = |kind| {
+        move |e: kube::Error| UserPluginError::Get {
+            kind,
+            name: name.to_string(),
+            reason: e.to_string(),
+        }
+    };
+    let (label, spec, source_ns) = match source {
+        PluginSource::WasmPlugin => {
             let api: Api<WasmPlugin> = Api::namespaced(ctx.client.clone(), namespace);
             let obj = api
                 .get_opt(name)
                 .await
-                .map_err(|e| format!("could not get WasmPlugin {name:?}: {e}"))?
-                .ok_or_else(|| {
-                    format!("WasmPlugin {name:?} not found in namespace {namespace:?}")
+                .map_err(get("WasmPlugin"))?
+                .ok_or_else(|| UserPluginError::NotFound {
+                    kind: "WasmPlugin",
+                    name: name.to_string(),
+                    namespace: Some(namespace.to_string()),
                 })?;
             let spec = obj.spec.plugin;
             for r in spec.source.refs() {
-                if r.namespace.as_deref().is_some_and(|n| n != namespace) {
-                    return Err(format!(
-                        "WasmPlugin {name:?} reads its component from namespace {:?}; a WasmPlugin may only use its own namespace ({namespace:?}): use a ClusterWasmPlugin",
-                        r.namespace.as_deref().unwrap_or_default()
-                    ));
+                if let Some(other) = r.namespace.as_deref().filter(|n| *n != namespace) {
+                    return Err(UserPluginError::WrongNamespace {
+                        name: name.to_string(),
+                        namespace: namespace.to_string(),
+                        source_namespace: other.to_string(),
+                    });
                 }
             }
             (
@@ -61,53 +224,59 @@ pub async fn user_plugin(
                 namespace.to_string(),
             )
         }
-        PluginKind::ClusterWasmPlugin => {
+        PluginSource::ClusterWasmPlugin => {
             let api: Api<ClusterWasmPlugin> = Api::all(ctx.client.clone());
             let obj = api
                 .get_opt(name)
                 .await
-                .map_err(|e| format!("could not get ClusterWasmPlugin {name:?}: {e}"))?
-                .ok_or_else(|| format!("ClusterWasmPlugin {name:?} not found"))?;
+                .map_err(get("ClusterWasmPlugin"))?
+                .ok_or_else(|| UserPluginError::NotFound {
+                    kind: "ClusterWasmPlugin",
+                    name: name.to_string(),
+                    namespace: None,
+                })?;
             let spec = obj.spec.plugin;
             let ns = spec
                 .source
                 .refs()
                 .find_map(|r| r.namespace.clone())
-                .ok_or_else(|| {
-                    format!("ClusterWasmPlugin {name:?}: spec.source needs a namespace")
+                .ok_or_else(|| UserPluginError::MissingNamespace {
+                    name: name.to_string(),
                 })?;
             (format!("ClusterWasmPlugin/{name}"), spec, ns)
         }
-        PluginKind::Builtin => {
-            return Err(format!(
-                "{name:?} is a built-in plugin, not a plugin object"
-            ));
+        PluginSource::Builtin => {
+            return Err(UserPluginError::Builtin {
+                name: name.to_string(),
+            });
         }
     };
     if spec.world != world {
-        return Err(format!(
-            "{label} is a {:?} plugin, used here as a {world:?}",
-            spec.world
-        ));
+        return Err(UserPluginError::WrongWorld {
+            plugin: label,
+            declared: spec.world,
+            wanted: world,
+        });
     }
     let stored = component_bytes(ctx, &label, &spec, &source_ns).await?;
-    let bytes = crate::plugin::unpack_component(stored).map_err(|e| format!("{label}: {e}"))?;
+    let bytes = unpack_component(stored).map_err(|source| UserPluginError::Unpack {
+        plugin: label.clone(),
+        source,
+    })?;
     let want = declared_digest(&spec);
     let got = hex::encode(Sha256::digest(&bytes));
     if got != want {
-        return Err(format!(
-            "{label}: component digest mismatch: the component has sha256 {got}, the plugin declares {want}; refusing to load it"
-        ));
+        return Err(UserPluginError::DigestMismatch {
+            plugin: label,
+            got,
+            want,
+        });
     }
-    let kind = match world {
-        PluginWorld::Transformer => Kind::Transformer,
-        PluginWorld::Generator => Kind::Generator,
-    };
     let plugin = ctx
         .plugins
-        .user_plugin(&label, kind, &got, bytes)
+        .user_plugin(&label, world.into(), &got, bytes)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(UserPluginError::Load)?;
     let config = spec
         .config
         .as_ref()
@@ -121,19 +290,33 @@ async fn component_bytes(
     label: &str,
     spec: &PluginSpec,
     ns: &str,
-) -> Result<Vec<u8>, String> {
-    let missing = |what: &str, r: &ComponentRef| {
-        format!("{label}: {what} {ns}/{} has no key {:?}", r.name, r.key)
+) -> Result<Vec<u8>, UserPluginError> {
+    let get = |object: String| {
+        move |e: kube::Error| UserPluginError::SourceGet {
+            plugin: label.to_string(),
+            object,
+            reason: e.to_string(),
+        }
+    };
+    let not_found = |object: String| UserPluginError::SourceNotFound {
+        plugin: label.to_string(),
+        object,
+    };
+    let missing = |what: &str, r: &ComponentRef| UserPluginError::SourceKey {
+        plugin: label.to_string(),
+        object: format!("{what} {ns}/{}", r.name),
+        key: r.key.clone(),
     };
     let config_map = |r: &ComponentRef| {
         let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
         let r = r.clone();
         async move {
+            let object = format!("ConfigMap {ns}/{}", r.name);
             let cm = api
                 .get_opt(&r.name)
                 .await
-                .map_err(|e| format!("{label}: could not get ConfigMap {ns}/{}: {e}", r.name))?
-                .ok_or_else(|| format!("{label}: ConfigMap {ns}/{} not found", r.name))?;
+                .map_err(get(object.clone()))?
+                .ok_or_else(|| not_found(object))?;
             cm.binary_data
                 .and_then(|mut d| d.remove(&r.key))
                 .map(|b| b.0)
@@ -152,18 +335,21 @@ async fn component_bytes(
     }
     if let Some(r) = &spec.source.secret {
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+        let object = format!("Secret {ns}/{}", r.name);
         let s = api
             .get_opt(&r.name)
             .await
-            .map_err(|e| format!("{label}: could not get Secret {ns}/{}: {e}", r.name))?
-            .ok_or_else(|| format!("{label}: Secret {ns}/{} not found", r.name))?;
+            .map_err(get(object.clone()))?
+            .ok_or_else(|| not_found(object))?;
         return s
             .data
             .and_then(|mut d| d.remove(&r.key))
             .map(|b| b.0)
             .ok_or_else(|| missing("Secret", r));
     }
-    Err(format!("{label}: spec.source names no ConfigMap or Secret"))
+    Err(UserPluginError::NoSource {
+        plugin: label.to_string(),
+    })
 }
 
 /// Runs one ExternalSecret's template plugins.
@@ -196,7 +382,7 @@ impl Runner for ControllerRunner<'_> {
         data: SecretMap,
         config: String,
     ) -> Result<SecretMap, TemplateError> {
-        if plugin.kind == PluginKind::Builtin {
+        if plugin.kind == PluginSource::Builtin {
             return self.builtins.transform(plugin, data, config).await;
         }
         let user = user_plugin(
@@ -207,7 +393,7 @@ impl Runner for ControllerRunner<'_> {
             PluginWorld::Transformer,
         )
         .await
-        .map_err(TemplateError::Plugin)?;
+        .map_err(|e| TemplateError::Plugin(e.to_string()))?;
         self.ctx
             .plugins
             .transform(user.plugin, data, config, &self.ctx.metrics)
@@ -222,5 +408,142 @@ impl Runner for ControllerRunner<'_> {
         context: SecretMap,
     ) -> Result<Vec<(String, TemplateOutput)>, TemplateError> {
         self.builtins.render(engine, templates, context).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::PluginFailure;
+
+    /// One of each variant; the `match` has no wildcard, so a new variant must be added here.
+    fn one_of_each() -> Vec<UserPluginError> {
+        let p = || "WasmPlugin/team-a/flatten".to_string();
+        let all = vec![
+            UserPluginError::Get {
+                kind: "WasmPlugin",
+                name: "flatten".into(),
+                reason: "connection refused".into(),
+            },
+            UserPluginError::NotFound {
+                kind: "WasmPlugin",
+                name: "flatten".into(),
+                namespace: Some("team-a".into()),
+            },
+            UserPluginError::WrongNamespace {
+                name: "flatten".into(),
+                namespace: "team-a".into(),
+                source_namespace: "team-b".into(),
+            },
+            UserPluginError::MissingNamespace {
+                name: "flatten".into(),
+            },
+            UserPluginError::Builtin {
+                name: "pkcs12".into(),
+            },
+            UserPluginError::WrongWorld {
+                plugin: p(),
+                declared: PluginWorld::Generator,
+                wanted: PluginWorld::Transformer,
+            },
+            UserPluginError::SourceGet {
+                plugin: p(),
+                object: "ConfigMap team-a/flatten".into(),
+                reason: "forbidden".into(),
+            },
+            UserPluginError::SourceNotFound {
+                plugin: p(),
+                object: "ConfigMap team-a/flatten".into(),
+            },
+            UserPluginError::SourceKey {
+                plugin: p(),
+                object: "Secret team-a/flatten".into(),
+                key: "plugin.wasm".into(),
+            },
+            UserPluginError::NoSource { plugin: p() },
+            UserPluginError::Unpack {
+                plugin: p(),
+                source: UnpackError::TooLarge,
+            },
+            UserPluginError::DigestMismatch {
+                plugin: p(),
+                got: "ab".into(),
+                want: "cd".into(),
+            },
+            UserPluginError::Load(PluginError::new(
+                p(),
+                PluginFailure::Load {
+                    reason: "not a component".into(),
+                },
+            )),
+        ];
+        for e in &all {
+            match e {
+                UserPluginError::Get { .. }
+                | UserPluginError::NotFound { .. }
+                | UserPluginError::WrongNamespace { .. }
+                | UserPluginError::MissingNamespace { .. }
+                | UserPluginError::Builtin { .. }
+                | UserPluginError::WrongWorld { .. }
+                | UserPluginError::SourceGet { .. }
+                | UserPluginError::SourceNotFound { .. }
+                | UserPluginError::SourceKey { .. }
+                | UserPluginError::NoSource { .. }
+                | UserPluginError::Unpack { .. }
+                | UserPluginError::DigestMismatch { .. }
+                | UserPluginError::Load(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_user_plugin_error_has_a_listed_category() {
+        let mut used: Vec<&str> = one_of_each().iter().map(|e| e.metric_label()).collect();
+        for l in &used {
+            assert!(UserPluginError::CATEGORIES.contains(l), "{l} is not listed");
+        }
+        used.sort();
+        used.dedup();
+        assert_eq!(used.len(), UserPluginError::CATEGORIES.len());
+        // The distinction this type exists for.
+        let mismatch = &one_of_each()[11];
+        assert_eq!(mismatch.metric_label(), "digest_mismatch");
+        assert_ne!(
+            mismatch.metric_label(),
+            PluginFailure::Timeout {
+                deadline: Default::default()
+            }
+            .metric_label()
+        );
+    }
+
+    #[test]
+    fn user_plugin_errors_read_as_before() {
+        let text: Vec<String> = one_of_each().iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                r#"could not get WasmPlugin "flatten": connection refused"#,
+                r#"WasmPlugin "flatten" not found in namespace "team-a""#,
+                r#"WasmPlugin "flatten" reads its component from namespace "team-b"; a WasmPlugin may only use its own namespace ("team-a"): use a ClusterWasmPlugin"#,
+                r#"ClusterWasmPlugin "flatten": spec.source needs a namespace"#,
+                r#""pkcs12" is a built-in plugin, not a plugin object"#,
+                "WasmPlugin/team-a/flatten is a Generator plugin, used here as a Transformer",
+                "WasmPlugin/team-a/flatten: could not get ConfigMap team-a/flatten: forbidden",
+                "WasmPlugin/team-a/flatten: ConfigMap team-a/flatten not found",
+                r#"WasmPlugin/team-a/flatten: Secret team-a/flatten has no key "plugin.wasm""#,
+                "WasmPlugin/team-a/flatten: spec.source names no ConfigMap or Secret",
+                "WasmPlugin/team-a/flatten: the stored component decompresses to more than 64 MiB",
+                "WasmPlugin/team-a/flatten: component digest mismatch: the component has sha256 ab, the plugin declares cd; refusing to load it",
+                "plugin WasmPlugin/team-a/flatten could not be loaded: not a component",
+            ]
+        );
+        let cluster = UserPluginError::NotFound {
+            kind: "ClusterWasmPlugin",
+            name: "x".into(),
+            namespace: None,
+        };
+        assert_eq!(cluster.to_string(), r#"ClusterWasmPlugin "x" not found"#);
     }
 }

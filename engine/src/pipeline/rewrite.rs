@@ -199,11 +199,13 @@ mod tests {
 
     #[test]
     fn rename_error_labels_are_distinct_and_message_free() {
-        let failed = PluginError::Failed {
-            plugin: "gotemplate".into(),
-            message: "boom".into(),
-            key: None,
-        };
+        let failed = PluginError::new(
+            "gotemplate",
+            crate::plugin::PluginFailure::Failed {
+                message: "boom".into(),
+                key: None,
+            },
+        );
         let labels = [
             RenameError::Unavailable.metric_label(),
             RenameError::Engine(failed.clone()).metric_label(),

@@ -24,14 +24,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::api::{
-    DecodingStrategy, ExternalSecretTemplate, PluginKind, PluginRef, TemplateMergePolicy,
+    DecodingStrategy, ExternalSecretTemplate, PluginRef, PluginSource, TemplateMergePolicy,
     TemplateScope, TemplateTarget,
 };
 use crate::metrics::Metrics;
 use crate::pipeline::decode::{self, DecodeError};
 use crate::pipeline::{KeyRenamer, RenameError};
 use crate::plugin::builtin::Builtin;
-use crate::plugin::{Kind, Plugin, PluginError, PluginHost, TemplateOutput, TemplateRequest};
+use crate::plugin::{
+    Plugin, PluginError, PluginFailure, PluginHost, TemplateOutput, TemplateRequest, World,
+};
 use crate::secret::{SecretBytes, SecretMap};
 
 /// The template engines an ExternalSecret can select with `engineVersion`.
@@ -134,21 +136,21 @@ pub enum TemplateError {
 impl TemplateError {
     /// From a transformer's error: its message names the plugin (it is not a template).
     pub fn from_transformer(e: PluginError) -> TemplateError {
-        match e {
-            PluginError::Failed { .. } | PluginError::Load { .. } => {
+        match e.kind {
+            PluginFailure::Failed { .. } | PluginFailure::Load { .. } => {
                 TemplateError::Plugin(e.to_string())
             }
-            other => TemplateError::Sandbox(other),
+            _ => TemplateError::Sandbox(e),
         }
     }
 
     /// From a template engine's error: the engine's own message for its errors, the
     /// sandbox's verdict otherwise.
     pub fn from_plugin(e: PluginError) -> TemplateError {
-        match e {
-            PluginError::Failed { message, .. } => TemplateError::Render(message),
-            PluginError::Load { .. } => TemplateError::Plugin(e.to_string()),
-            other => TemplateError::Sandbox(other),
+        match e.kind {
+            PluginFailure::Failed { message, .. } => TemplateError::Render(message),
+            PluginFailure::Load { .. } => TemplateError::Plugin(e.to_string()),
+            _ => TemplateError::Sandbox(e),
         }
     }
 }
@@ -476,18 +478,18 @@ impl BuiltinRunner<'_> {
 
     /// A built-in transformer by reference.
     pub fn transformer(&self, plugin: &PluginRef) -> Result<Plugin, TemplateError> {
-        if plugin.kind != PluginKind::Builtin {
+        if plugin.kind != PluginSource::Builtin {
             return Err(TemplateError::Plugin(format!(
                 "{:?} plugins are not available here",
                 plugin.kind
             )));
         }
         let b = Builtin::by_name(&plugin.name)
-            .filter(|b| b.kind() == Kind::Transformer)
+            .filter(|b| b.world() == World::Transformer)
             .ok_or_else(|| {
                 let names: Vec<_> = Builtin::ALL
                     .iter()
-                    .filter(|b| b.kind() == Kind::Transformer)
+                    .filter(|b| b.world() == World::Transformer)
                     .map(|b| b.name())
                     .collect();
                 TemplateError::Plugin(format!(

@@ -199,7 +199,7 @@ async fn unknown_builtin_transformer_is_named() {
     let mut tpl = jinja();
     tpl.plugins = vec![crate::api::TemplatePlugin {
         plugin_ref: PluginRef {
-            kind: PluginKind::Builtin,
+            kind: PluginSource::Builtin,
             name: "nope".into(),
         },
         config: None,

@@ -1,4 +1,4 @@
-//! Test fixture: misbehaves as its config says. The host must contain every behaviour: stop
+//! Test fixture: misbehaves (or takes its time) as its config says. The host must contain every behaviour: stop
 //! it within its limits, or see that it could not reach anything.
 
 use esox_plugin_sdk::generator::{Generated, PluginError, entry, error};
@@ -16,6 +16,14 @@ fn generate(config: &str) -> Result<Generated, PluginError> {
     };
     let data = match behaviour.as_str() {
         "ok" => vec![entry("value", b"fine")],
+        // Busy for 200 ms (well inside a deadline), then fine: holds an instance slot.
+        "slow" => {
+            let started = std::time::Instant::now();
+            while started.elapsed() < std::time::Duration::from_millis(200) {
+                std::hint::black_box(());
+            }
+            vec![entry("value", b"fine")]
+        }
         "loop" => {
             let mut n: u64 = 0;
             loop {

@@ -1,6 +1,9 @@
-//! Plugins built into the `esox` binary, compiled by `engine/build.rs` from `plugins/`.
+//! Plugins built into the `esox` binary, compiled by `wasm/build.rs` from `plugins/`.
+//!
+//! Adding one: its crate in the workspace members, its package in `build.rs`'s `PLUGINS`, and
+//! here a variant, its place in [`Builtin::ALL`] and an arm in each of the three matches.
 
-use super::Kind;
+use crate::World;
 
 /// Where the build put the plugin components (built-ins and test fixtures).
 pub const PLUGIN_DIR: &str = env!("ESOX_PLUGIN_DIR");
@@ -11,7 +14,7 @@ macro_rules! component {
     };
 }
 
-/// The built-in plugins: one table, so adding one is one variant and three match arms.
+/// The built-in plugins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Builtin {
     /// ESO's Password generator.
@@ -52,11 +55,11 @@ impl Builtin {
     }
 
     /// The world it implements.
-    pub fn kind(self) -> Kind {
+    pub fn world(self) -> World {
         match self {
-            Builtin::Password | Builtin::Uuid | Builtin::Fake => Kind::Generator,
-            Builtin::GoTemplate | Builtin::Minijinja => Kind::Template,
-            Builtin::Pkcs12 => Kind::Transformer,
+            Builtin::Password | Builtin::Uuid | Builtin::Fake => World::Generator,
+            Builtin::GoTemplate | Builtin::Minijinja => World::Template,
+            Builtin::Pkcs12 => World::Transformer,
         }
     }
 

@@ -32,3 +32,6 @@ pub mod template {
 
 /// The contract's entry record (the same type in every world; the generator's is used).
 pub type Entry = generator::esox::plugin::types::Entry;
+
+/// The contract's error record, as a guest returns it.
+pub type GuestError = generator::esox::plugin::types::PluginError;

@@ -3,7 +3,8 @@
 //!
 //! The plugins are workspace crates; they are built by a nested `cargo build` into their own
 //! target directory (sharing the outer one would deadlock on its lock). The resulting
-//! directory is passed to the crate as `ESOX_PLUGIN_DIR`.
+//! directory is passed to the crate as `ESOX_PLUGIN_DIR`: `src/builtin.rs` embeds the built-ins
+//! from it, and tests read the fixtures there.
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Plugin benchmark: the full plugin path (fresh instance per call) beside the same plugin
 //! code compiled natively, and cold start with and without the compiled-component cache.
 //!
-//! Run: `scripts/bench.sh` (or `cargo bench -p esox --bench plugins`). Results and the
+//! Run: `scripts/bench.sh` (or `cargo bench -p esox-wasm --bench plugins`). Results and the
 //! command are recorded in `BENCHMARKS.md`. This is a measurement, not a test: it asserts
 //! nothing about timings (these machines are noisy); compare the ratios within one run.
 
@@ -9,10 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use esox::plugin::builtin::Builtin;
-use esox::plugin::{Kind, Limits, Runtime, TemplateRequest};
-use esox::secret::{SecretBytes, SecretMap};
 use esox_plugin_sdk::template::{Entry, Scope, Template};
+use esox_wasm::builtin::Builtin;
+use esox_wasm::{HostConfig, Limits, Runtime, SecretBytes, SecretMap, TemplateRequest, World};
 
 const SEED_TEMPLATE_JINJA: &str = "DB_USERNAME={{ db_user }}\nDB_PASSWORD={{ db_pass }}\nCONNECTION_STRING=jdbc:postgresql://{{ db_host }}:{{ db_port }}/main_db\n";
 const SEED_TEMPLATE_GO: &str = "DB_USERNAME={{ .db_user }}\nDB_PASSWORD={{ .db_pass }}\nCONNECTION_STRING=jdbc:postgresql://{{ .db_host }}:{{ .db_port }}/main_db\n";
@@ -34,7 +33,7 @@ fn engine_rows(
         .collect();
     for (label, engine, text) in rows {
         let plugin = rt
-            .load(engine.name(), Kind::Template, engine.component())
+            .load(engine.name(), World::Template, engine.component())
             .unwrap();
         let req = vec![TemplateRequest {
             name: "out".into(),
@@ -181,7 +180,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let p12 = make_p12(dir.path());
     let pkcs12 = rt
-        .load("pkcs12", Kind::Transformer, Builtin::Pkcs12.component())
+        .load("pkcs12", World::Transformer, Builtin::Pkcs12.component())
         .unwrap();
     let input: SecretMap = [
         ("keystore".to_string(), SecretBytes::new(p12.clone())),
@@ -216,7 +215,7 @@ fn main() {
 
     // (c) A 32-character password.
     let password = rt
-        .load("password", Kind::Generator, Builtin::Password.component())
+        .load("password", World::Generator, Builtin::Password.component())
         .unwrap();
     let spec = r#"{"length":32,"digits":5,"symbols":5,"noUpper":false,"allowRepeat":true}"#;
     let wasm = measure(n, || {
@@ -238,9 +237,13 @@ fn main() {
     let cache = tempfile::tempdir().unwrap();
     let load_all = |dir: Option<&Path>| {
         let t = Instant::now();
-        let rt = Runtime::with_cache(Limits::default(), dir).unwrap();
+        let rt = Runtime::new(HostConfig {
+            cache_dir: dir.map(Into::into),
+            ..Default::default()
+        })
+        .unwrap();
         for b in Builtin::ALL {
-            rt.load(b.name(), b.kind(), b.component()).unwrap();
+            rt.load(b.name(), b.world(), b.component()).unwrap();
         }
         t.elapsed()
     };
