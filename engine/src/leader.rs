@@ -17,7 +17,7 @@ use kube::api::{Api, PostParams};
 
 /// Leader-election settings (controller-runtime's defaults).
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct LeaseSettings {
     /// The Lease's name.
     pub name: String,
     /// Its namespace.
@@ -32,10 +32,10 @@ pub struct Settings {
     pub retry: Duration,
 }
 
-impl Settings {
+impl LeaseSettings {
     /// controller-runtime's defaults: 15 s lease, 10 s renew deadline, 2 s retry.
     pub fn new(name: &str, namespace: &str, identity: &str) -> Self {
-        Settings {
+        LeaseSettings {
             name: name.into(),
             namespace: namespace.into(),
             identity: identity.into(),
@@ -57,7 +57,7 @@ pub enum LeaderError {
 /// The Lease, held or waited for.
 pub struct Elector {
     api: Api<Lease>,
-    settings: Settings,
+    settings: LeaseSettings,
 }
 
 fn now() -> MicroTime {
@@ -66,7 +66,7 @@ fn now() -> MicroTime {
 
 impl Elector {
     /// An elector for the Lease the settings name.
-    pub fn new(client: Client, settings: Settings) -> Self {
+    pub fn new(client: Client, settings: LeaseSettings) -> Self {
         Elector {
             api: Api::namespaced(client, &settings.namespace),
             settings,

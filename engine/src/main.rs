@@ -328,7 +328,7 @@ async fn render_command(args: RenderArgs) -> anyhow::Result<()> {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         docs.extend(
-            esox::render::documents::<serde_yaml::Value>(&text)
+            esox::offline::documents::<serde_yaml::Value>(&text)
                 .with_context(|| format!("{}: not YAML", f.display()))?,
         );
     }
@@ -349,13 +349,16 @@ async fn render_command(args: RenderArgs) -> anyhow::Result<()> {
         plugins.insert(name.to_string(), std::path::PathBuf::from(file));
     }
     let host = esox::plugin::PluginHost::new(Default::default())?;
-    let inputs = esox::render::Inputs {
+    let inputs = esox::offline::Inputs {
         docs,
         data,
         plugins,
         name: args.name,
     };
-    print!("{}", esox::render::render(inputs, host, args.decode).await?);
+    print!(
+        "{}",
+        esox::offline::render(inputs, host, args.decode).await?
+    );
     Ok(())
 }
 
@@ -533,7 +536,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             .context("loading the built-in plugins")?;
     }
     let elector = args.leader.elect.then(|| {
-        let mut s = esox::leader::Settings::new(
+        let mut s = esox::leader::LeaseSettings::new(
             &args.leader.id,
             &own_namespace(args.leader.namespace.clone()),
             &leader_identity(),

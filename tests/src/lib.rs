@@ -263,7 +263,7 @@ impl TestEnv {
     /// Applies a multi-document YAML manifest as written (any apiVersion), in this namespace
     /// unless a document says otherwise or is cluster-scoped.
     pub async fn apply(&self, yaml: &str) -> anyhow::Result<()> {
-        for value in esox::render::documents::<serde_json::Value>(yaml)? {
+        for value in esox::offline::documents::<serde_json::Value>(yaml)? {
             let obj: DynamicObject = serde_json::from_value(value.clone())?;
             let tm = obj
                 .types

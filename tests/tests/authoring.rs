@@ -343,19 +343,19 @@ async fn readme_first_plugin_block_runs_as_written() {
 #[tokio::test]
 async fn render_offline_through_the_same_pipeline() {
     let read_docs = |p: &Path| -> Vec<serde_yaml::Value> {
-        esox::render::documents(&std::fs::read_to_string(p).unwrap()).unwrap()
+        esox::offline::documents(&std::fs::read_to_string(p).unwrap()).unwrap()
     };
     let root = repo_root();
     let mut docs = read_docs(&root.join("examples/external-secrets/dynamic-db-secret.yaml"));
     docs.extend(read_docs(&root.join("examples/stores/fake.yaml")));
     let host = esox::plugin::PluginHost::new(Default::default()).unwrap();
-    let inputs = esox::render::Inputs {
+    let inputs = esox::offline::Inputs {
         docs,
         data: None,
         plugins: Default::default(),
         name: None,
     };
-    let out = esox::render::render(inputs, host.clone(), true)
+    let out = esox::offline::render(inputs, host.clone(), true)
         .await
         .unwrap();
     assert!(out.contains("name: app-db-config-secret"), "{out}");
@@ -366,7 +366,7 @@ async fn render_offline_through_the_same_pipeline() {
         "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: app}\nspec:\n  target:\n    template:\n      plugins:\n      - ref: {kind: WasmPlugin, name: json-flatten}\n      data:\n        summary: '{{ .cfg_db_user }}:{{ .cfg_db_port }}'\n  data:\n  - secretKey: cfg\n    remoteRef: {key: app}\n",
     )
     .unwrap();
-    let inputs = esox::render::Inputs {
+    let inputs = esox::offline::Inputs {
         docs: vec![es.clone()],
         data: Some(
             [(
@@ -378,17 +378,17 @@ async fn render_offline_through_the_same_pipeline() {
         plugins: [("json-flatten".to_string(), flatten.path.clone())].into(),
         name: None,
     };
-    let out = esox::render::render(inputs, host.clone(), true)
+    let out = esox::offline::render(inputs, host.clone(), true)
         .await
         .unwrap();
     assert!(out.contains("summary: u:1"), "{out}");
-    let inputs = esox::render::Inputs {
+    let inputs = esox::offline::Inputs {
         docs: vec![es],
         data: Some([("app".to_string(), "{}".to_string())].into()),
         plugins: Default::default(),
         name: None,
     };
-    let err = esox::render::render(inputs, host, true)
+    let err = esox::offline::render(inputs, host, true)
         .await
         .unwrap_err()
         .to_string();
@@ -474,17 +474,17 @@ async fn render_offline_from_aws() {
     let key = format!("render/{}", std::process::id());
     esox_tests::put_aws_secret(&key, r#"{"user":"app","pass":"s3cr3t"}"#, &[]).await;
     let name = &key;
-    let docs: Vec<serde_yaml::Value> = esox::render::documents(&format!(
+    let docs: Vec<serde_yaml::Value> = esox::offline::documents(&format!(
         "apiVersion: external-secrets.io/v1beta1\nkind: SecretStore\nmetadata: {{name: aws}}\nspec:\n  provider:\n    aws: {{service: SecretsManager, region: us-east-1}}\n---\napiVersion: external-secrets.io/v1beta1\nkind: ExternalSecret\nmetadata: {{name: app}}\nspec:\n  secretStoreRef: {{name: aws, kind: SecretStore}}\n  target:\n    template:\n      data:\n        dsn: 'postgres://{{{{ .user }}}}:{{{{ .pass }}}}@db/app'\n  dataFrom:\n  - extract: {{key: {name}}}\n"
     ))
     .unwrap();
     let host = esox::plugin::PluginHost::new(Default::default()).unwrap();
-    let inputs = esox::render::Inputs {
+    let inputs = esox::offline::Inputs {
         docs,
         data: None,
         plugins: Default::default(),
         name: None,
     };
-    let out = esox::render::render(inputs, host, true).await.unwrap();
+    let out = esox::offline::render(inputs, host, true).await.unwrap();
     assert!(out.contains("dsn: postgres://app:s3cr3t@db/app"), "{out}");
 }

@@ -84,7 +84,7 @@ fn render(bin: &Path, namespace: &str, values: &Value) -> Vec<Value> {
 }
 
 fn parse(text: &str) -> Vec<Value> {
-    esox::render::documents(text).expect("helm printed YAML")
+    esox::offline::documents(text).expect("helm printed YAML")
 }
 
 fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {

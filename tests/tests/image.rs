@@ -222,7 +222,7 @@ async fn image_runs_under_the_charts_pod_security_context() {
             &stack["KUBECONFIG"],
         ],
     );
-    let docs: Vec<Value> = esox::render::documents(&manifest).expect("helm printed YAML");
+    let docs: Vec<Value> = esox::offline::documents(&manifest).expect("helm printed YAML");
     let deploy = docs
         .iter()
         .find(|d| d["kind"] == "Deployment")

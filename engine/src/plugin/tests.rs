@@ -27,7 +27,7 @@ fn packed_components_round_trip_through_configmaps() {
     };
     let packed = author::pack(&wasm, &opts).unwrap();
     assert_eq!(packed.parts, 3);
-    let docs: Vec<serde_json::Value> = crate::render::documents(&packed.yaml).unwrap();
+    let docs: Vec<serde_json::Value> = crate::offline::documents(&packed.yaml).unwrap();
     assert_eq!(docs.len(), 4);
     let plugin: crate::api::plugins::WasmPlugin = serde_json::from_value(docs[3].clone()).unwrap();
     assert_eq!(plugin.metadata.namespace.as_deref(), Some("team-a"));
@@ -46,7 +46,7 @@ fn packed_components_round_trip_through_configmaps() {
     // A small component is one ConfigMap named after the plugin.
     let small = author::pack(&wasm[..1000], &opts).unwrap();
     assert_eq!(small.parts, 1);
-    let docs: Vec<serde_json::Value> = crate::render::documents(&small.yaml).unwrap();
+    let docs: Vec<serde_json::Value> = crate::offline::documents(&small.yaml).unwrap();
     assert_eq!(docs[1]["spec"]["source"]["configMap"]["name"], "big");
     // Not a component; a ClusterWasmPlugin without a namespace.
     assert!(author::pack(b"hello", &opts).is_err());
