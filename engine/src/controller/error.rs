@@ -174,7 +174,9 @@ mod tests {
             Error::InvalidSpec("x".into()),
             Error::Fetch(PipelineError::Store("x".into())),
             Error::Fetch(PipelineError::Generator(std::sync::Arc::new(
-                GeneratorError::Sts("x".into()),
+                GeneratorError::Sts(
+                    crate::provider::aws::sts_token::StsTokenError::InvalidRegion("x".into()),
+                ),
             ))),
             Error::Fetch(PipelineError::Provider {
                 entry: "data[0]".into(),

@@ -69,7 +69,7 @@ pub enum GeneratorError {
     UserPlugin(#[source] super::plugins::UserPluginError),
     /// The STSSessionToken call failed.
     #[error("error using generator: {0}")]
-    Sts(String),
+    Sts(#[source] crate::provider::aws::sts_token::StsTokenError),
 }
 
 impl GeneratorError {
@@ -307,7 +307,9 @@ mod tests {
             GeneratorError::Unsupported(
                 "generators.external-secrets.io/v1alpha1 Vault/\"x\"".into(),
             ),
-            GeneratorError::Sts("access denied".into()),
+            GeneratorError::Sts(
+                crate::provider::aws::sts_token::StsTokenError::InvalidRegion("moon-1".into()),
+            ),
         ];
         for e in &errors {
             assert!(e.to_string().starts_with("error using generator: "), "{e}");

@@ -7,8 +7,26 @@
 
 use crate::api::generators::STSSessionTokenSpec;
 use crate::api::{AwsProvider, StoreKind};
-use crate::provider::{BuildContext, ProviderBuildError};
+use crate::provider::{BuildContext, ProviderBuildError, ProviderError};
 use crate::secret::{SecretBytes, SecretMap};
+
+/// Why no session credentials were generated. Messages name the region and the call, never
+/// credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum StsTokenError {
+    /// `spec.region` is not a region name.
+    #[error("invalid AWS region {0:?}: expected a region name such as us-east-1")]
+    InvalidRegion(String),
+    /// The identity to call STS as could not be resolved.
+    #[error("{0}")]
+    Auth(#[source] ProviderBuildError),
+    /// `GetSessionToken` failed.
+    #[error("{0}")]
+    Call(#[source] ProviderError),
+    /// STS answered without credentials, or with an expiration that is no time.
+    #[error("sts:GetSessionToken returned {0}")]
+    BadAnswer(String),
+}
 
 /// Generates session credentials for `spec`, resolving references in `namespace`; returns
 /// them with their expiration time.
@@ -17,12 +35,9 @@ pub async fn generate(
     client: &kube::Client,
     namespace: &str,
     metrics: &std::sync::Arc<crate::metrics::Metrics>,
-) -> Result<(SecretMap, jiff::Timestamp), String> {
+) -> Result<(SecretMap, jiff::Timestamp), StsTokenError> {
     if !super::valid_region(&spec.region) {
-        return Err(format!(
-            "invalid AWS region {:?}: expected a region name such as us-east-1",
-            spec.region
-        ));
+        return Err(StsTokenError::InvalidRegion(spec.region.clone()));
     }
     // Authenticate exactly as an AWS SecretStore in this namespace would.
     let store = AwsProvider {
@@ -39,7 +54,7 @@ pub async fn generate(
     };
     let (creds, _) = super::auth::credentials(&store, &ctx)
         .await
-        .map_err(|e: ProviderBuildError| e.to_string())?;
+        .map_err(StsTokenError::Auth)?;
     let conf = super::sdk_config(&spec.region, Some(creds)).await;
     let params = spec.request_parameters.clone().unwrap_or_default();
     let out = super::sts_client(&conf)
@@ -49,10 +64,10 @@ pub async fn generate(
         .set_token_code(params.token_code)
         .send()
         .await
-        .map_err(|e| super::errors::classify(e, "sts:GetSessionToken").to_string())?;
+        .map_err(|e| StsTokenError::Call(super::errors::classify(e, "sts:GetSessionToken")))?;
     let c = out
         .credentials
-        .ok_or_else(|| "sts:GetSessionToken returned no credentials".to_string())?;
+        .ok_or_else(|| StsTokenError::BadAnswer("no credentials".into()))?;
     let mut data = SecretMap::new();
     data.insert(
         "access_key_id".into(),
@@ -71,6 +86,6 @@ pub async fn generate(
         SecretBytes::new(c.expiration.secs().to_string().into_bytes()),
     );
     let expires = jiff::Timestamp::from_second(c.expiration.secs())
-        .map_err(|e| format!("sts:GetSessionToken returned an invalid expiration: {e}"))?;
+        .map_err(|e| StsTokenError::BadAnswer(format!("an invalid expiration: {e}")))?;
     Ok((data, expires))
 }
