@@ -324,6 +324,20 @@ impl TestEnv {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Force-syncs ExternalSecret `name` as ESO documents it: by changing an annotation.
+    pub async fn force_sync(&self, name: &str) {
+        self.external_secrets()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    serde_json::json!({"metadata": {"annotations": {"force-sync": "1"}}}),
+                ),
+            )
+            .await
+            .expect("annotate the ExternalSecret");
+    }
+
     /// Waits until Secret `name` holds `value` under `key`.
     pub async fn wait_value(&self, name: &str, key: &str, value: &str) -> Secret {
         let what = format!("Secret {name} with {key}={value}");

@@ -293,14 +293,7 @@ async fn refresh_interval_zero_syncs_once_until_forced() {
         "refreshInterval 0 must not refresh"
     );
     // Force-sync, as ESO documents it: change an annotation.
-    env.external_secrets()
-        .patch(
-            "es",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"force-sync": "1"}}})),
-        )
-        .await
-        .unwrap();
+    env.force_sync("es").await;
     env.wait_value("es", "value", "v2").await;
 }
 
@@ -1059,14 +1052,7 @@ spec:
         "an Orphan target is not recreated before its refresh is due"
     );
     // A force-sync (an annotation change) is a refresh.
-    env.external_secrets()
-        .patch(
-            "orphan",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"force-sync": "1"}}})),
-        )
-        .await
-        .unwrap();
+    env.force_sync("orphan").await;
     env.wait_value("orphan-target", "value", "v").await;
 }
 
