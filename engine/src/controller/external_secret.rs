@@ -172,8 +172,7 @@ async fn sync(es: &mut Arc<ExternalSecret>, ctx: &Context) -> Result<Synced, Err
         .await
         .map_err(kube_err(format!("could not get Secret {target:?}")))?;
     let now = jiff::Timestamp::now();
-    if !refresh_due(es, interval, existing.as_ref(), now) {
-        let next = requeue(es, interval, existing.as_ref(), now);
+    if let Some(next) = idle(es, interval, existing.as_ref(), now) {
         trace!(?next, "no refresh due and the Secret is valid");
         return Ok(Synced::Idle(next));
     }
@@ -187,8 +186,8 @@ async fn sync(es: &mut Arc<ExternalSecret>, ctx: &Context) -> Result<Synced, Err
             Live::Newer(fresh) => {
                 *es = fresh;
                 interval = validated_interval(es)?;
-                if !refresh_due(es, interval, existing.as_ref(), now) {
-                    return Ok(Synced::Idle(requeue(es, interval, existing.as_ref(), now)));
+                if let Some(next) = idle(es, interval, existing.as_ref(), now) {
+                    return Ok(Synced::Idle(next));
                 }
             }
         }
@@ -300,27 +299,19 @@ fn refresh_state<'a>(
     }
 }
 
-/// ESO's skip rule: refresh unless nothing is due and the Secret is valid.
-fn refresh_due(
+/// ESO's skip rule: `Some(when to come back)` when nothing is due and the Secret is valid,
+/// `None` when a refresh is due.
+fn idle(
     es: &ExternalSecret,
     interval: Duration,
     existing: Option<&Secret>,
     now: jiff::Timestamp,
-) -> bool {
+) -> Option<Action> {
     let version = resource_version(es);
     let state = refresh_state(es, interval, existing, &version);
-    refresh::should_refresh(&state, now)
-        || !target::secret_is_valid(existing, es.spec.target.creation_policy)
-}
-
-fn requeue(
-    es: &ExternalSecret,
-    interval: Duration,
-    existing: Option<&Secret>,
-    now: jiff::Timestamp,
-) -> Action {
-    let version = resource_version(es);
-    next(&refresh_state(es, interval, existing, &version), now)
+    let due = refresh::should_refresh(&state, now)
+        || !target::secret_is_valid(existing, es.spec.target.creation_policy);
+    (!due).then(|| next(&state, now))
 }
 
 fn next(state: &RefreshState<'_>, now: jiff::Timestamp) -> Action {
