@@ -52,6 +52,12 @@ pub struct Context {
     pub plugins: Arc<crate::plugin::PluginHost>,
     /// Command-line settings.
     pub settings: Settings,
+    /// The watch caches reconciles read (set by [`super::run`]).
+    pub caches: super::cache::CacheSlot,
+    /// Managed Secret versions whose data esox knows.
+    pub known_targets: super::cache::KnownTargets,
+    /// Status writes the ExternalSecret cache may not show yet.
+    pub written_status: super::cache::WrittenStatus,
 }
 
 /// Connected providers keyed by store (kind, namespace, name, generation) and the namespace
@@ -140,6 +146,9 @@ impl Context {
             providers: ProviderCache::default(),
             plugins,
             settings,
+            caches: Default::default(),
+            known_targets: Default::default(),
+            written_status: Default::default(),
         })
     }
 

@@ -81,6 +81,18 @@ const OWN_CATEGORIES: &[&str] = &[
 ];
 
 impl Error {
+    /// The HTTP status of a failed Kubernetes API call (409 for a conflict or an existing
+    /// object), if this is one.
+    pub fn api_code(&self) -> Option<u16> {
+        match self {
+            Error::Kube {
+                source: kube::Error::Api(e),
+                ..
+            } => Some(e.code),
+            _ => None,
+        }
+    }
+
     /// Low-cardinality category: the `reason` label of `externalsecret_sync_calls_error` and
     /// the log field. A plugin failure anywhere in the chain is categorised by the plugin's
     /// own label (`timeout`, `out_of_memory`, …), so a sandbox limit and a bad template are

@@ -26,10 +26,12 @@ use super::context::Context;
 use super::refresh::{self, RefreshState};
 use super::resolve::StoreResolver;
 use super::target::{self, FIELD_MANAGER, FINALIZER, SecretPlan};
+use super::turns::Priority;
 use crate::api::condition::{get_condition, set_condition};
 use crate::api::duration;
 use crate::api::{
-    Condition, DeletionPolicy, ExternalSecret, ExternalSecretStatus, LocalObjectReference,
+    Condition, CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretStatus,
+    LocalObjectReference,
 };
 use crate::metrics::{ErrorLabels, Metrics, ObjectLabels};
 use crate::pipeline::{self, hash};
@@ -121,8 +123,6 @@ fn count_error(es: &ExternalSecret, ctx: &Context, err: &Error) {
 enum Synced {
     /// No refresh was due and the Secret is valid: come back at `0`.
     Idle(Action),
-    /// The ExternalSecret no longer exists.
-    Gone,
     /// The ExternalSecret is being deleted; its cleanup ran.
     Finalized,
     /// A refresh ran.
@@ -150,8 +150,14 @@ enum Outcome {
     NotManaged,
 }
 
-/// Fetch, build, plan and apply. `es` is replaced by the live object when the cached one
-/// turns out stale, so [`report`] writes against what the apiserver has.
+/// Fetch, build, plan and apply. `es` is replaced by what the apiserver has when esox knows
+/// better than the cache (its own last status write, an added finalizer), so [`report`]
+/// writes against that.
+///
+/// The request budget (docs/architecture.md): the ExternalSecret, its store and its Secret
+/// come from the watch caches; a Secret is read only when the cache cannot vouch for its data
+/// (a version esox did not write, `Merge` targets) or a write conflicts; writes happen only
+/// for a change.
 async fn sync(es: &mut Arc<ExternalSecret>, ctx: &Context) -> Result<Synced, Error> {
     let ns = es.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -159,43 +165,24 @@ async fn sync(es: &mut Arc<ExternalSecret>, ctx: &Context) -> Result<Synced, Err
         finalize(es, ctx, &secrets).await?;
         return Ok(Synced::Finalized);
     }
-    let mut interval = validated_interval(es)?;
-    let mut live = false;
+    if let Some(fresh) = ctx.written_status.overlay(es) {
+        *es = Arc::new(fresh);
+    }
+    let interval = validated_interval(es)?;
     if !es.finalizers().iter().any(|f| f == FINALIZER) {
         *es = Arc::new(add_finalizer(es, ctx).await?);
-        live = true;
     }
 
     let target = es.target_name();
-    let existing = secrets
-        .get_opt(&target)
-        .await
-        .map_err(kube_err(format!("could not get Secret {target:?}")))?;
+    let mut existing = target_secret(es, ctx, &secrets).await?;
     let now = jiff::Timestamp::now();
-    if let Some(next) = idle(es, interval, existing.as_ref(), now) {
+    if let Some(next) = idle(es, interval, existing.current(), now) {
         trace!(?next, "no refresh due and the Secret is valid");
         return Ok(Synced::Idle(next));
     }
-    if !live {
-        // Our status writes are filtered out of the watch, so the cached copy can predate the
-        // last sync (a Secret event right after it would otherwise sync twice). Confirm
-        // against the live object before paying for a provider call.
-        match confirm_live(es, ctx).await? {
-            Live::Gone => return Ok(Synced::Gone),
-            Live::Same => {}
-            Live::Newer(fresh) => {
-                *es = fresh;
-                interval = validated_interval(es)?;
-                if let Some(next) = idle(es, interval, existing.as_ref(), now) {
-                    return Ok(Synced::Idle(next));
-                }
-            }
-        }
-    }
 
-    // Values other ExternalSecrets fetched within this one's jitter window are as fresh as its
-    // own refresh timing promises; a change of spec, labels or annotations (force-sync) wants
-    // fresh data.
+    // Values other ExternalSecrets fetched a moment ago are as fresh as this one's refresh
+    // promises; a change of spec, labels or annotations (force-sync) wants fresh data.
     let status = es.status.as_ref();
     let changed = status
         .and_then(|s| s.synced_resource_version.as_deref())
@@ -203,7 +190,7 @@ async fn sync(es: &mut Arc<ExternalSecret>, ctx: &Context) -> Result<Synced, Err
     let max_age = if changed {
         Duration::ZERO
     } else {
-        (interval / 10).min(Duration::from_secs(300))
+        (interval / 100).min(Duration::from_secs(5))
     };
     let resolver = StoreResolver::new(ctx, &ns, es.spec.secret_store_ref.as_ref(), max_age);
     let policy = es.spec.target.creation_policy;
@@ -216,15 +203,15 @@ async fn sync(es: &mut Arc<ExternalSecret>, ctx: &Context) -> Result<Synced, Err
         .map_err(|e| {
             // Throttling is the provider pacing us, not a broken sync: a Secret that is in
             // sync stays Ready while the per-object backoff slows us down.
-            if e.is_throttled() && target::secret_is_valid(existing.as_ref(), policy) {
+            if e.is_throttled() && target::secret_is_valid(existing.current(), policy) {
                 Error::Throttled(e)
             } else {
                 Error::Fetch(e)
             }
         })?;
 
-    let plan = if data.is_empty() && es.spec.target.deletion_policy != DeletionPolicy::Merge {
-        target::plan(es, existing.as_ref(), None)
+    let output = if data.is_empty() && es.spec.target.deletion_policy != DeletionPolicy::Merge {
+        None
     } else {
         let mut output = render(es, ctx, &ns, data).await?;
         // Generated credentials that expire are renewed before they do; the deadline rides
@@ -235,10 +222,21 @@ async fn sync(es: &mut Arc<ExternalSecret>, ctx: &Context) -> Result<Synced, Err
                 refresh::renewal_time(now, expires).to_string(),
             );
         }
-        target::plan(es, existing.as_ref(), Some(&output))
+        Some(output)
     };
+    let plan = target::plan(es, existing.current(), output.as_ref());
     trace!(plan = plan.action(), secret = %target, "planned");
-    let outcome = execute(plan, &secrets).await?;
+    let outcome = match execute(plan, &secrets, ctx).await {
+        // The cache was behind: the Secret exists after all (created by someone else, or
+        // not labelled as managed), or changed since. Read it and plan again, once.
+        Err(e) if e.api_code() == Some(409) && existing.cached => {
+            debug!(secret = %target, "the cached Secret was stale; reading it");
+            existing = read_target(ctx, &secrets, &target).await?;
+            let plan = target::plan(es, existing.current(), output.as_ref());
+            execute(plan, &secrets, ctx).await?
+        }
+        other => other?,
+    };
     if matches!(
         outcome,
         Outcome::Created | Outcome::Updated | Outcome::Deleted
@@ -255,6 +253,7 @@ async fn sync(es: &mut Arc<ExternalSecret>, ctx: &Context) -> Result<Synced, Err
         synced_version: None,
         current_version: "",
         renew_at,
+        phase: phase(es),
     };
     Ok(Synced::Refreshed {
         outcome,
@@ -262,6 +261,108 @@ async fn sync(es: &mut Arc<ExternalSecret>, ctx: &Context) -> Result<Synced, Err
         requeue: next(&state, now),
         interval,
     })
+}
+
+/// The target Secret as a plan needs it.
+struct Target {
+    secret: Option<Secret>,
+    /// It came from the metadata cache (see [`target::Current::cached`]).
+    cached: bool,
+}
+
+impl Target {
+    fn current(&self) -> Option<target::Current<'_>> {
+        self.secret.as_ref().map(|secret| target::Current {
+            secret,
+            cached: self.cached,
+        })
+    }
+}
+
+/// The target from the metadata cache where that is enough (`Owner` and `Orphan`, at a
+/// version esox knows), else read.
+async fn target_secret(
+    es: &ExternalSecret,
+    ctx: &Context,
+    secrets: &Api<Secret>,
+) -> Result<Target, Error> {
+    let name = es.target_name();
+    let from_cache = matches!(
+        es.spec.target.creation_policy,
+        CreationPolicy::Owner | CreationPolicy::Orphan
+    );
+    if from_cache && let Some(caches) = ctx.caches.get() {
+        match caches.target(&es.namespace().unwrap_or_default(), &name) {
+            // Not there, or not labelled as managed: a create will tell (409) if it exists.
+            None => {
+                return Ok(Target {
+                    secret: None,
+                    cached: true,
+                });
+            }
+            Some(meta) => {
+                if let Some(view) = ctx.known_targets.view(&meta) {
+                    return Ok(Target {
+                        secret: Some(view),
+                        cached: true,
+                    });
+                }
+            }
+        }
+    }
+    read_target(ctx, secrets, &name).await
+}
+
+/// The target read in full (and remembered, if its data matches its hash).
+async fn read_target(ctx: &Context, secrets: &Api<Secret>, name: &str) -> Result<Target, Error> {
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(kube_err(format!("could not get Secret {name:?}")))?;
+    if let Some(s) = &secret {
+        ctx.known_targets.observe(s);
+    }
+    Ok(Target {
+        secret,
+        cached: false,
+    })
+}
+
+/// Where `es` sits on its refresh grid.
+fn phase(es: &ExternalSecret) -> u64 {
+    refresh::phase(
+        &es.uid()
+            .unwrap_or_else(|| format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any())),
+    )
+}
+
+/// How `es` queues for a turn, from what the caches say: anything a user is waiting for
+/// (never synced, a spec or metadata change such as force-sync, a deletion, a missing or
+/// changed target) goes ahead of periodic refreshes.
+pub fn priority(es: &ExternalSecret, ctx: &Context) -> Priority {
+    if es.meta().deletion_timestamp.is_some() {
+        return Priority::Urgent;
+    }
+    let overlay = ctx.written_status.overlay(es);
+    let es = overlay.as_ref().unwrap_or(es);
+    let synced = es
+        .status
+        .as_ref()
+        .and_then(|s| s.synced_resource_version.as_deref());
+    if synced != Some(resource_version(es).as_str()) {
+        return Priority::Urgent;
+    }
+    if es.spec.target.creation_policy == CreationPolicy::Owner
+        && let Some(caches) = ctx.caches.get()
+    {
+        let known = caches
+            .target(&es.namespace().unwrap_or_default(), &es.target_name())
+            .and_then(|meta| ctx.known_targets.view(&meta));
+        if known.is_none() {
+            return Priority::Urgent;
+        }
+    }
+    Priority::Periodic
 }
 
 /// The parsed `refreshInterval`, after ESO's admission rules (the webhook's words, joined as
@@ -283,7 +384,7 @@ fn validated_interval(es: &ExternalSecret) -> Result<Duration, Error> {
 fn refresh_state<'a>(
     es: &'a ExternalSecret,
     interval: Duration,
-    existing: Option<&Secret>,
+    existing: Option<target::Current<'_>>,
     current_version: &'a str,
 ) -> RefreshState<'a> {
     let status = es.status.as_ref();
@@ -294,8 +395,9 @@ fn refresh_state<'a>(
         synced_version: status.and_then(|s| s.synced_resource_version.as_deref()),
         current_version,
         renew_at: existing
-            .and_then(|s| s.annotations().get(refresh::RENEW_AT_ANNOTATION))
+            .and_then(|c| c.secret.annotations().get(refresh::RENEW_AT_ANNOTATION))
             .and_then(|t| t.parse().ok()),
+        phase: phase(es),
     }
 }
 
@@ -304,7 +406,7 @@ fn refresh_state<'a>(
 fn idle(
     es: &ExternalSecret,
     interval: Duration,
-    existing: Option<&Secret>,
+    existing: Option<target::Current<'_>>,
     now: jiff::Timestamp,
 ) -> Option<Action> {
     let version = resource_version(es);
@@ -319,31 +421,6 @@ fn next(state: &RefreshState<'_>, now: jiff::Timestamp) -> Action {
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
     }
-}
-
-enum Live {
-    Gone,
-    Same,
-    Newer(Arc<ExternalSecret>),
-}
-
-/// The live ExternalSecret, compared with the cached one.
-async fn confirm_live(es: &ExternalSecret, ctx: &Context) -> Result<Live, Error> {
-    let api: Api<ExternalSecret> =
-        Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
-    Ok(
-        match api
-            .get_opt(&es.name_any())
-            .await
-            .map_err(kube_err("could not get ExternalSecret"))?
-        {
-            None => Live::Gone,
-            Some(fresh) if fresh.resource_version() != es.resource_version() => {
-                Live::Newer(Arc::new(fresh))
-            }
-            Some(_) => Live::Same,
-        },
-    )
 }
 
 /// Adds ESO's cleanup finalizer (a merge patch guarded by the resource version, so another
@@ -369,7 +446,7 @@ async fn finalize(es: &ExternalSecret, ctx: &Context, secrets: &Api<Secret>) -> 
             .await
             .map_err(kube_err(format!("could not get Secret {name:?}")))?;
         if let Some(name) = target::cleanup(es, existing.as_ref()) {
-            execute(SecretPlan::Delete(name.clone()), secrets).await?;
+            execute(SecretPlan::Delete(name.clone()), secrets, ctx).await?;
             info!(secret = %name, "secret deleted with its ExternalSecret (deletionPolicy=Delete)");
         }
     }
@@ -410,8 +487,9 @@ async fn patch_finalizers(
     .await
 }
 
-/// Carries out a plan: the one place Secrets are written.
-async fn execute(plan: SecretPlan, secrets: &Api<Secret>) -> Result<Outcome, Error> {
+/// Carries out a plan: the one place Secrets are written. What the apiserver answers is
+/// remembered ([`super::cache::KnownTargets`]), so the next plan needs no read.
+async fn execute(plan: SecretPlan, secrets: &Api<Secret>, ctx: &Context) -> Result<Outcome, Error> {
     let post = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
@@ -419,23 +497,25 @@ async fn execute(plan: SecretPlan, secrets: &Api<Secret>) -> Result<Outcome, Err
     Ok(match plan {
         SecretPlan::Create(secret) => {
             let name = secret.name_any();
-            secrets
+            let written = secrets
                 .create(&post, &secret)
                 .await
                 .map_err(kube_err(format!("could not create Secret {name:?}")))?;
+            ctx.known_targets.observe(&written);
             Outcome::Created
         }
         SecretPlan::Replace(secret) => {
             let name = secret.name_any();
-            secrets
+            let written = secrets
                 .replace(&name, &post, &secret)
                 .await
                 .map_err(kube_err(format!("could not update Secret {name:?}")))?;
+            ctx.known_targets.observe(&written);
             Outcome::Updated
         }
         SecretPlan::Apply { patch, exists } => {
             let name = patch["metadata"]["name"].as_str().unwrap_or_default();
-            secrets
+            let written = secrets
                 .patch(
                     name,
                     &PatchParams::apply(FIELD_MANAGER).force(),
@@ -443,6 +523,7 @@ async fn execute(plan: SecretPlan, secrets: &Api<Secret>) -> Result<Outcome, Err
                 )
                 .await
                 .map_err(kube_err(format!("could not apply Secret {name:?}")))?;
+            ctx.known_targets.observe(&written);
             if exists {
                 Outcome::Updated
             } else {
@@ -450,6 +531,8 @@ async fn execute(plan: SecretPlan, secrets: &Api<Secret>) -> Result<Outcome, Err
             }
         }
         SecretPlan::Delete(name) => {
+            ctx.known_targets
+                .forget(secrets.namespace().unwrap_or_default(), &name);
             match secrets.delete(&name, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -478,7 +561,7 @@ async fn report(
             ctx.record_success(&key);
             return Ok(action);
         }
-        Ok(Synced::Gone | Synced::Finalized) => return Ok(Action::await_change()),
+        Ok(Synced::Finalized) => return Ok(Action::await_change()),
         Ok(Synced::Refreshed {
             outcome,
             at,
@@ -660,12 +743,17 @@ async fn write_status(
     }
     let api: Api<ExternalSecret> =
         Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
-    api.patch_status(
-        &es.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": new })),
-    )
-    .await
-    .map_err(kube_err("could not update ExternalSecret status"))?;
+    let written = api
+        .patch_status(
+            &es.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": new })),
+        )
+        .await
+        .map_err(kube_err("could not update ExternalSecret status"))?;
+    // Status writes do not trigger reconciles, so the cache may show the old status to the
+    // next one for a moment: remember this one until it catches up.
+    ctx.written_status
+        .record(es.resource_version().into_iter().collect(), &written);
     Ok(())
 }

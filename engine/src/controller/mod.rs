@@ -7,6 +7,7 @@
 //! to one — an edit, a deletion, the label being removed — reconciles its ExternalSecret at
 //! once, which is what makes drift self-heal without waiting for the refresh interval.
 
+pub mod cache;
 pub mod context;
 pub mod error;
 pub mod external_secret;
@@ -16,6 +17,7 @@ pub mod refresh;
 pub mod resolve;
 pub mod secret_store;
 pub mod target;
+pub mod turns;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +58,28 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     let ns = ctx.settings.namespace.clone();
     let concurrency = ctx.settings.concurrency;
 
+    // The stores and the managed Secrets' metadata are reflected once and shared: their own
+    // controllers run from these streams, and every ExternalSecret reconcile reads them
+    // instead of the apiserver (see `cache`).
+    let (store_reader, store_writer) = reflector::store();
+    let store_stream = watcher(
+        api::<SecretStore>(&client, ns.as_deref()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(store_writer)
+    .applied_objects();
+    let (cluster_store_reader, cluster_store_writer) = reflector::store();
+    let (target_reader, target_writer) = reflector::store();
+    let caches = cache::Caches {
+        secret_stores: store_reader.clone(),
+        cluster_stores: ns.is_none().then(|| cluster_store_reader.clone()),
+        targets: target_reader.clone(),
+    };
+    if ctx.caches.set(caches).is_err() {
+        warn!("controllers already ran with this context; reusing its caches");
+    }
+
     let es_api: Api<ExternalSecret> = api(&client, ns.as_deref());
     let (reader, writer) = reflector::store();
     let forget_ctx = ctx.clone();
@@ -63,14 +87,16 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         .default_backoff()
         .reflect(writer)
         .inspect(move |event| {
-            // Deleted ExternalSecrets are never reconciled again: drop their metric series
-            // and backoff state here, or both grow for the life of the process.
+            // Deleted ExternalSecrets are never reconciled again: drop their metric series,
+            // backoff state and status memo here, or they grow for the life of the process.
             if let Ok(watcher::Event::Delete(es)) = event {
                 let (name, ns) = (es.name_any(), es.namespace().unwrap_or_default());
                 forget_ctx
                     .metrics
                     .forget(&name, &ns, error::Error::categories());
-                forget_ctx.record_success(&ObjectRef::from_obj(es));
+                let key = ObjectRef::from_obj(es);
+                forget_ctx.record_success(&key);
+                forget_ctx.written_status.forget(&key);
             }
         })
         .applied_objects()
@@ -86,24 +112,41 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         Some(n) => Api::namespaced(client.clone(), n),
         None => Api::all(client.clone()),
     };
+    let known_ctx = ctx.clone();
     let secrets = watcher(
         secret_api,
         watcher::Config::default().labels(&format!("{}=true", target::MANAGED_LABEL)),
     )
     .default_backoff()
+    .reflect(target_writer)
+    .inspect(move |event| {
+        if let Ok(watcher::Event::Delete(s)) = event {
+            known_ctx
+                .known_targets
+                .forget(&s.namespace().unwrap_or_default(), &s.name_any());
+        }
+    })
     .touched_objects();
 
-    // Turns are taken in the order objects become due. kube-runtime's runner, once its
-    // concurrency limit is reached, parks due objects in a hash set and takes them back in hash
-    // order, not arrival order: a few ExternalSecrets on a 1s refreshInterval keep it saturated
-    // and win every turn, and others wait minutes for their first sync (seen at start-up with
-    // 141 objects and 20 fast ones). So the runner is left unbounded (it still never runs one
-    // object twice at once) and the limit is a FIFO semaphore around the reconciler.
-    let turns = Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency.max(1))));
+    // Turns are taken by priority, then in the order objects become due (see `turns`):
+    // kube-runtime's runner, once its concurrency limit is reached, parks due objects in a
+    // hash set and takes them back in hash order, so it is left unbounded (it still never
+    // runs one object twice at once) and the limit is this gate around the reconciler.
+    let turns = turns::Turns::new(usize::from(concurrency.max(1)));
     let lookup = reader.clone();
+    let warm = (store_reader.clone(), target_reader.clone());
     let es_controller = Controller::for_stream(es_stream, reader.clone())
         .watches_stream(secrets, move |secret| {
             let ns = secret.namespace().unwrap_or_default();
+            // A Secret an ExternalSecret controls names it; others (Orphan targets) are
+            // matched by target name.
+            if let Some(owner) = secret
+                .owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true) && o.kind == "ExternalSecret")
+            {
+                return vec![ObjectRef::new(&owner.name).within(&ns)];
+            }
             let name = secret.name_any();
             lookup
                 .state()
@@ -118,8 +161,14 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         .run(
             move |es, ctx| {
                 let turns = turns.clone();
+                let warm = warm.clone();
                 async move {
-                    let _turn = turns.acquire_owned().await.expect("never closed");
+                    // Plans read the caches: wait for their first list.
+                    let _ = warm.0.wait_until_ready().await;
+                    let _ = warm.1.wait_until_ready().await;
+                    let priority = external_secret::priority(&es, &ctx);
+                    tracing::trace!(name = %es.name_any(), ?priority, waiting = ?turns.waiting(), "queued for a turn");
+                    let _turn = turns.acquire(priority).await;
                     external_secret::reconcile(es, ctx).await
                 }
             },
@@ -135,18 +184,15 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
             }
         });
 
-    let store_controller = Controller::new(
-        api::<SecretStore>(&client, ns.as_deref()),
-        watcher::Config::default().any_semantic(),
-    )
-    .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
-    .shutdown_on_signal()
-    .run(
-        secret_store::reconcile_store,
-        secret_store::error_policy,
-        ctx.clone(),
-    )
-    .for_each(|_| async {});
+    let store_controller = Controller::for_stream(store_stream, store_reader)
+        .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
+        .shutdown_on_signal()
+        .run(
+            secret_store::reconcile_store,
+            secret_store::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
 
     let ready_flag = async move {
         if reader.wait_until_ready().await.is_ok() {
@@ -156,18 +202,22 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     };
 
     if ns.is_none() {
-        let css_controller = Controller::new(
+        let cluster_store_stream = watcher(
             Api::<ClusterSecretStore>::all(client.clone()),
             watcher::Config::default().any_semantic(),
         )
-        .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
-        .shutdown_on_signal()
-        .run(
-            secret_store::reconcile_cluster_store,
-            secret_store::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+        .default_backoff()
+        .reflect(cluster_store_writer)
+        .applied_objects();
+        let css_controller = Controller::for_stream(cluster_store_stream, cluster_store_reader)
+            .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
+            .shutdown_on_signal()
+            .run(
+                secret_store::reconcile_cluster_store,
+                secret_store::error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| async {});
         tokio::join!(es_controller, store_controller, css_controller, ready_flag);
     } else {
         tokio::join!(es_controller, store_controller, ready_flag);

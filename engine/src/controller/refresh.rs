@@ -1,10 +1,22 @@
-//! When to refresh and when to come back: ESO's refresh rules, plus jitter.
+//! When to refresh and when to come back: ESO's refresh rules, spread over a per-object grid.
 //!
-//! ESO requeues every ExternalSecret exactly `refreshInterval` after its last sync, so after a
-//! controller restart every object refreshes in the same instant and hammers the provider. We
-//! keep ESO's decision rules (refresh when the interval elapsed, when the spec, labels or
-//! annotations changed — which is how force-sync works — or when the Secret drifted) and add
-//! up to 10% of positive jitter (capped at 5 minutes) to every periodic requeue.
+//! ESO requeues every ExternalSecret exactly `refreshInterval` after its last sync, so
+//! objects created together (or all of them, after a controller restart) refresh in the same
+//! instant and hammer the provider and the apiserver. We keep ESO's decision rules (refresh
+//! when the interval elapsed, when the spec, labels or annotations changed — which is how
+//! force-sync works — or when the Secret drifted) and spread the periodic refreshes: each
+//! object refreshes on its own grid, `phase + k × refreshInterval`, where the phase is a
+//! stable hash of the object. So
+//! - a refresh is never later than `refreshInterval` after the last one (the first one after
+//!   a sync may come earlier: that is the spreading), which is what the documents promise
+//!   ("a manual, unauthorized change will exist for a maximum of 60 seconds");
+//! - in the steady state every object refreshes exactly once per interval, at the same
+//!   offset, so N objects make N / interval refreshes, evenly spread;
+//! - a restart changes nothing: the grid is a function of the object, not of the process.
+//!
+//! `status.refreshTime` has whole seconds (it is a `metav1.Time`), so the grid is in whole
+//! seconds too and every computation starts from the truncated time: the reconcile that
+//! refreshes and the ones after it agree on when the next refresh is due.
 //!
 //! Generated short-lived credentials (STSSessionToken) add a deadline of their own: a Secret
 //! holding them is renewed before they expire even when `refreshInterval` is longer than their
@@ -15,7 +27,7 @@
 
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use rand::RngExt as _;
 
 use crate::api::RefreshPolicy;
@@ -38,6 +50,52 @@ pub struct RefreshState<'a> {
     pub current_version: &'a str,
     /// When the generated credentials in the Secret must be renewed, if it holds any.
     pub renew_at: Option<Timestamp>,
+    /// Where on its refresh grid this object sits: any stable number per object
+    /// ([`phase`]).
+    pub phase: u64,
+}
+
+/// The longest a requeue waits.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+/// A stable phase for an object (FNV-1a of its uid, or of namespace/name before it has one),
+/// the same in every process and every release.
+pub fn phase(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// When the refresh after one at `last` is due: the object's first grid point after `last`,
+/// and never later than `last + interval`. `None` when the interval is zero (sync once).
+pub fn due_at(last: Timestamp, interval: Duration, phase: u64) -> Option<Timestamp> {
+    if interval.is_zero() {
+        return None;
+    }
+    // Whole seconds, like status.refreshTime. An interval beyond what a timestamp can hold
+    // (the apiserver accepts `9999999999h`) is never due: saturate instead of overflowing.
+    let last = Timestamp::from_second(last.as_second()).unwrap_or(last);
+    let Ok(step) = SignedDuration::try_from(interval) else {
+        return Some(Timestamp::MAX);
+    };
+    let latest = last.checked_add(step).ok();
+    let secs = interval.as_secs();
+    if secs < 2 {
+        // Sub-second and 1 s intervals have no room for a grid.
+        return latest.or(Some(Timestamp::MAX));
+    }
+    // The first grid point at least a second after `last` (a refresh that ran at a grid
+    // point is stored a fraction of a second later, truncated: the same grid point).
+    let offset = i128::from(phase % secs);
+    let from = i128::from(last.as_second()) + 1;
+    let gap = (offset - from).rem_euclid(i128::from(secs));
+    let point = i64::try_from(from + gap)
+        .ok()
+        .and_then(|s| Timestamp::from_second(s).ok());
+    match (point, latest) {
+        (Some(p), Some(l)) => Some(p.min(l)),
+        (p, l) => p.or(l).or(Some(Timestamp::MAX)),
+    }
 }
 
 /// Whether the data must be fetched again from the provider (ESO's `shouldRefresh`).
@@ -58,29 +116,23 @@ pub fn should_refresh(s: &RefreshState<'_>, now: Timestamp) -> bool {
             if last > now {
                 return true;
             }
-            let due = last
-                + jiff::SignedDuration::try_from(s.interval).unwrap_or(jiff::SignedDuration::MAX);
-            due <= now
+            due_at(last, s.interval, s.phase).is_some_and(|due| due <= now)
         }
     }
 }
 
-/// How long until the next periodic refresh, with jitter; `None` when there is none.
+/// How long until the next periodic refresh is due (on the object's grid); `None` when
+/// there is none.
 pub fn next_refresh(s: &RefreshState<'_>, now: Timestamp) -> Option<Duration> {
     if s.policy != RefreshPolicy::Periodic {
         return None;
     }
-    // No jitter here: the renewal margin already leaves room, and renewing late is an outage.
-    let renewal = s
-        .renew_at
-        .map(|t| Duration::try_from(t.duration_since(now)).unwrap_or_default());
-    let periodic = (!s.interval.is_zero()).then(|| {
-        let elapsed = s
-            .last_refresh
-            .map(|t| now.duration_since(t).unsigned_abs())
-            .unwrap_or_default();
-        s.interval.saturating_sub(elapsed) + jitter(s.interval)
-    });
+    let until = |t: Timestamp| Duration::try_from(t.duration_since(now)).unwrap_or_default();
+    let renewal = s.renew_at.map(until);
+    let periodic = due_at(s.last_refresh.unwrap_or(now), s.interval, s.phase).map(until);
+    // A requeue is a timer in the runtime: keep it within what a timer can hold. An object
+    // whose refresh lies further out is looked at again (from the cache, for free) daily.
+    let periodic = periodic.map(|d| d.min(MAX_WAIT));
     match (periodic, renewal) {
         (Some(p), Some(r)) => Some(p.min(r)),
         (p, r) => p.or(r),
@@ -102,7 +154,7 @@ pub fn renewal_time(issued: Timestamp, expires: Timestamp) -> Timestamp {
     expires - margin
 }
 
-/// Random extra delay: up to 10% of the interval, at most 5 minutes.
+/// Random extra delay for retries: up to 10% of the interval, at most 5 minutes.
 pub fn jitter(interval: Duration) -> Duration {
     let max = (interval / 10).min(Duration::from_secs(300));
     if max.is_zero() {
@@ -137,6 +189,7 @@ mod tests {
             synced_version: synced,
             current_version: "1-abc",
             renew_at: None,
+            phase: 0,
         }
     }
 
@@ -197,9 +250,10 @@ mod tests {
 
     #[test]
     fn generated_credentials_are_renewed_before_they_expire() {
-        let now = Timestamp::now();
+        // On the hour, phase 0: the next grid point is an hour away.
+        let now = Timestamp::from_second(3600 * 500_000).unwrap();
         let secs = jiff::SignedDuration::from_secs;
-        // A renewal deadline shortens a long refresh interval, and has no jitter.
+        // A renewal deadline shortens a long refresh interval.
         let mut s = state(RefreshPolicy::Periodic, 3600, Some(now), Some("1-abc"));
         s.renew_at = Some(now + secs(600));
         assert_eq!(next_refresh(&s, now), Some(Duration::from_secs(600)));
@@ -237,16 +291,70 @@ mod tests {
     }
 
     #[test]
-    fn requeue_has_bounded_positive_jitter() {
+    fn refreshes_sit_on_a_grid_and_are_never_late() {
+        let t = |s: i64| Timestamp::from_second(s).unwrap();
+        let minute = Duration::from_secs(60);
+        // Phase 7 on a 60 s grid: due at :07 of every minute.
+        assert_eq!(due_at(t(1_000_020), minute, 7), Some(t(1_000_027)));
+        // Refreshed at a grid point (stored a fraction later, truncated): the next one is a
+        // full interval later, so the steady state is exactly one refresh per interval.
+        let at = Timestamp::from_millisecond(1_000_027_400).unwrap();
+        assert_eq!(due_at(at, minute, 7), Some(t(1_000_087)));
+        // Never later than last + interval, whatever the phase.
+        for phase in [0, 1, 59, 60, 61, u64::MAX] {
+            for last in [1_000_000, 1_000_001, 1_000_059] {
+                let due = due_at(t(last), minute, phase).unwrap();
+                assert!(due > t(last) && due <= t(last + 60), "{phase} {last} {due}");
+            }
+        }
+        // Different objects spread over the interval.
+        let phases: std::collections::BTreeSet<_> = (0..100)
+            .map(|i| due_at(t(1_000_000), minute, phase(&format!("uid-{i}"))).unwrap())
+            .collect();
+        assert!(phases.len() > 40, "{}", phases.len());
+        // 0 never refreshes; 1 s has no grid.
+        assert_eq!(due_at(t(1_000_000), Duration::ZERO, 3), None);
+        assert_eq!(
+            due_at(t(1_000_000), Duration::from_secs(1), 3),
+            Some(t(1_000_001))
+        );
+    }
+
+    #[test]
+    fn huge_intervals_saturate_instead_of_panicking() {
+        let now = Timestamp::now();
+        // 9999999999h: accepted by the apiserver, beyond any timestamp.
+        let huge = Duration::from_secs(9_999_999_999 * 3600);
+        let s = state(
+            RefreshPolicy::Periodic,
+            huge.as_secs(),
+            Some(now),
+            Some("1-abc"),
+        );
+        assert!(!should_refresh(&s, now));
+        assert_eq!(next_refresh(&s, now), Some(MAX_WAIT));
+        let s = state(RefreshPolicy::Periodic, u64::MAX, Some(now), Some("1-abc"));
+        assert!(!should_refresh(&s, now));
+        assert_eq!(next_refresh(&s, now), Some(MAX_WAIT));
+    }
+
+    #[test]
+    fn requeue_waits_for_the_grid_point() {
         let now = Timestamp::now();
         let s = state(RefreshPolicy::Periodic, 3600, Some(now), Some("1-abc"));
-        for _ in 0..100 {
-            let d = next_refresh(&s, now).unwrap();
-            assert!(
-                d >= Duration::from_secs(3600) && d <= Duration::from_secs(3600 + 300),
-                "{d:?}"
-            );
-        }
+        let d = next_refresh(&s, now).unwrap();
+        assert!(
+            d > Duration::ZERO && d <= Duration::from_secs(3600),
+            "{d:?}"
+        );
+        assert!(!should_refresh(
+            &s,
+            now + SignedDuration::try_from(d).unwrap() - SignedDuration::from_secs(1)
+        ));
+        assert!(should_refresh(
+            &s,
+            now + SignedDuration::try_from(d).unwrap()
+        ));
         assert!(
             next_refresh(&state(RefreshPolicy::OnChange, 3600, Some(now), None), now).is_none()
         );

@@ -97,11 +97,19 @@ impl<'a> StoreResolver<'a> {
     ) -> Result<ResolvedStore, SourceError> {
         let (spec, identity) = match store_ref.kind() {
             StoreKind::SecretStore => {
+                let cached = self
+                    .ctx
+                    .caches
+                    .get()
+                    .and_then(|c| c.secret_store(self.namespace, &store_ref.name));
                 let api: Api<SecretStore> =
                     Api::namespaced(self.ctx.client.clone(), self.namespace);
-                let store = api
-                    .get_opt(&store_ref.name)
-                    .await
+                // The watch cache; a miss (a store created a moment ago) is read live.
+                let store = match cached {
+                    Some(store) => Ok(Some(store)),
+                    None => api.get_opt(&store_ref.name).await,
+                };
+                let store = store
                     .map_err(|e| {
                         SourceError::Store(format!(
                             "could not get SecretStore {:?}: {e}",
@@ -123,10 +131,17 @@ impl<'a> StoreResolver<'a> {
                 (store.spec, id)
             }
             StoreKind::ClusterSecretStore => {
+                let cached = self
+                    .ctx
+                    .caches
+                    .get()
+                    .and_then(|c| c.cluster_store(&store_ref.name));
                 let api: Api<ClusterSecretStore> = Api::all(self.ctx.client.clone());
-                let store = api
-                    .get_opt(&store_ref.name)
-                    .await
+                let store = match cached {
+                    Some(store) => Ok(Some(store)),
+                    None => api.get_opt(&store_ref.name).await,
+                };
+                let store = store
                     .map_err(|e| {
                         SourceError::Store(format!(
                             "could not get ClusterSecretStore {:?}: {e}",

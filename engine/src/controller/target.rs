@@ -80,6 +80,35 @@ impl SecretPlan {
     }
 }
 
+/// The target Secret as the reconciler knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Current<'a> {
+    /// The Secret. Its `data` is absent when it came from the cache.
+    pub secret: &'a Secret,
+    /// Whether it came from the metadata watch rather than a read: then esox knows its data
+    /// still hashes to its data-hash annotation, because it wrote (or read and checked) that
+    /// very resourceVersion, and `type`/`immutable` are what esox saw then.
+    pub cached: bool,
+}
+
+impl<'a> Current<'a> {
+    /// A Secret read in full from the apiserver.
+    pub fn read(secret: &'a Secret) -> Self {
+        Current {
+            secret,
+            cached: false,
+        }
+    }
+
+    /// A Secret from the metadata watch, at a version esox knows to be valid.
+    pub fn cached(secret: &'a Secret) -> Self {
+        Current {
+            secret,
+            cached: true,
+        }
+    }
+}
+
 /// Why the target Secret cannot be written as the ExternalSecret asks. The messages are
 /// ESO's where ESO has one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,11 +154,14 @@ pub enum TargetError {
 /// Decides what to do to the target. `output` is `None` when the provider returned no data
 /// and the deletion policy decides (`Delete`, `Retain`); with `Merge` the caller renders the
 /// empty data and passes it, so the keys esox applied go away.
+///
+/// A [`Current::cached`] target is only for `Owner` and `Orphan`: merging needs the data.
 pub fn plan(
     es: &ExternalSecret,
-    existing: Option<&Secret>,
+    current: Option<Current<'_>>,
     output: Option<&template::Output>,
 ) -> SecretPlan {
+    let existing = current.map(|c| c.secret);
     let Some(output) = output else {
         return plan_empty(es, existing);
     };
@@ -146,6 +178,10 @@ pub fn plan(
             if existing.is_none() && policy == CreationPolicy::Merge {
                 return SecretPlan::Missing;
             }
+            debug_assert!(
+                !current.is_some_and(|c| c.cached),
+                "a Merge target is read in full"
+            );
             if existing.is_some_and(|s| s.immutable == Some(true)) {
                 return SecretPlan::Refuse(TargetError::ImmutableMerge(target));
             }
@@ -162,8 +198,9 @@ pub fn plan(
             }
             merged.extend(data.clone());
             let renew_at = super::refresh::RENEW_AT_ANNOTATION;
-            if existing.is_some_and(|s| {
-                secret_is_valid(Some(s), policy)
+            if current.is_some_and(|c| {
+                let s = c.secret;
+                secret_is_valid(Some(c), policy)
                     && s.data.as_ref() == Some(&merged)
                     && s.annotations().get(renew_at) == output.annotations.get(renew_at)
             }) {
@@ -209,10 +246,10 @@ pub fn plan(
                 });
             }
             let desired = desired_secret(es, existing, data, output);
-            match existing {
+            match current {
                 None => SecretPlan::Create(Box::new(desired)),
                 Some(current) if same_secret(current, &desired) => SecretPlan::Unchanged,
-                Some(current) if current.immutable == Some(true) => {
+                Some(current) if current.secret.immutable == Some(true) => {
                     SecretPlan::Refuse(TargetError::Immutable(target))
                 }
                 Some(_) => SecretPlan::Replace(Box::new(desired)),
@@ -267,20 +304,25 @@ pub fn cleanup(es: &ExternalSecret, existing: Option<&Secret>) -> Option<String>
 /// ESO's `isSecretValid`: the Secret exists, carries our marker, and its data still hashes to
 /// what we wrote. Anything else is drift and triggers an immediate refresh. An `Orphan`
 /// target is always valid: ESO does not recreate or revert it before the next refresh.
-pub fn secret_is_valid(secret: Option<&Secret>, policy: CreationPolicy) -> bool {
+pub fn secret_is_valid(current: Option<Current<'_>>, policy: CreationPolicy) -> bool {
     if policy == CreationPolicy::Orphan {
         return true;
     }
-    let Some(secret) = secret else { return false };
+    let Some(current) = current else { return false };
+    let secret = current.secret;
     let managed = secret
         .labels()
         .get(MANAGED_LABEL)
         .is_some_and(|v| v == "true");
     let hash = secret.annotations().get(DATA_HASH_ANNOTATION);
-    managed && hash.is_some_and(|h| *h == data_hash(&secret.data.clone().unwrap_or_default()))
+    managed
+        && hash.is_some_and(|h| {
+            current.cached || *h == data_hash(&secret.data.clone().unwrap_or_default())
+        })
 }
 
-fn data_hash(data: &BTreeMap<String, ByteString>) -> String {
+/// ESO's hash of a Secret's data, as the data-hash annotation holds it.
+pub fn data_hash(data: &BTreeMap<String, ByteString>) -> String {
     hash::data_hash(data.iter().map(|(k, v)| (k, v.0.as_slice())))
 }
 
@@ -363,9 +405,12 @@ pub fn desired_secret(
     }
 }
 
-/// Whether writing `desired` over `current` would change anything esox manages.
-fn same_secret(current: &Secret, desired: &Secret) -> bool {
-    current.data.clone().unwrap_or_default() == desired.data.clone().unwrap_or_default()
+/// Whether writing `desired` over `current` would change anything esox manages. A cached
+/// target has no data to compare: its data-hash annotation stands for it (it is known to
+/// match the data), and the annotations are compared below, `desired`'s hash included.
+fn same_secret(current: Current<'_>, desired: &Secret) -> bool {
+    let (cached, current) = (current.cached, current.secret);
+    (cached || current.data.clone().unwrap_or_default() == desired.data.clone().unwrap_or_default())
         && current.string_data.is_none()
         && current.metadata.labels == desired.metadata.labels
         && current.metadata.annotations == desired.metadata.annotations
@@ -487,6 +532,10 @@ mod tests {
         }]);
     }
 
+    fn read(secret: &Option<Secret>) -> Option<Current<'_>> {
+        secret.as_ref().map(Current::read)
+    }
+
     fn kind(plan: &SecretPlan) -> &'static str {
         plan.action()
     }
@@ -577,7 +626,7 @@ mod tests {
         for (policy, state, want) in table {
             let es = es(policy, "Retain");
             let current = existing(&es, *state);
-            let got = plan(&es, current.as_ref(), Some(&output(&[("k", "v")])));
+            let got = plan(&es, read(&current), Some(&output(&[("k", "v")])));
             assert_eq!(kind(&got), *want, "creationPolicy {policy} with {state:?}");
         }
     }
@@ -613,7 +662,7 @@ mod tests {
         for (creation, deletion, state, want) in table {
             let es = es(creation, deletion);
             let current = existing(&es, *state);
-            let got = plan(&es, current.as_ref(), Option::None);
+            let got = plan(&es, read(&current), Option::None);
             assert_eq!(
                 kind(&got),
                 *want,
@@ -633,7 +682,8 @@ mod tests {
             fields_v1: Some(FieldsV1(json!({"f:data": {"f:mine": {}}}))),
             ..Default::default()
         }]);
-        let SecretPlan::Apply { patch, exists } = plan(&es, Some(&current), Some(&output(&[])))
+        let SecretPlan::Apply { patch, exists } =
+            plan(&es, Some(Current::read(&current)), Some(&output(&[])))
         else {
             panic!("deletionPolicy Merge applies the empty data");
         };
@@ -653,7 +703,7 @@ mod tests {
         let es = es("Owner", "Delete");
         let other = existing(&es, Existing::OtherOwner);
         assert_eq!(
-            plan(&es, other.as_ref(), Some(&output(&[("k", "v")]))),
+            plan(&es, read(&other), Some(&output(&[("k", "v")]))),
             SecretPlan::Refuse(TargetError::OwnedByOther {
                 secret: "target".into(),
                 owner: "other-es".into()
@@ -712,7 +762,11 @@ mod tests {
             )),
             ..Default::default()
         }]);
-        let SecretPlan::Replace(s) = plan(&es, Some(&current), Some(&output(&[("k", "v")]))) else {
+        let SecretPlan::Replace(s) = plan(
+            &es,
+            Some(Current::read(&current)),
+            Some(&output(&[("k", "v")])),
+        ) else {
             panic!("the stale label is a change")
         };
         assert!(!s.labels().contains_key("old-template-label"));
@@ -724,23 +778,38 @@ mod tests {
     fn validity_follows_eso() {
         let es = es("Owner", "Retain");
         let good = synced(&es, &[("k", "v")]);
-        assert!(secret_is_valid(Some(&good), CreationPolicy::Owner));
+        assert!(secret_is_valid(
+            Some(Current::read(&good)),
+            CreationPolicy::Owner
+        ));
         assert!(!secret_is_valid(None, CreationPolicy::Owner));
         let edited = existing(&es, Existing::Edited).unwrap();
-        assert!(!secret_is_valid(Some(&edited), CreationPolicy::Owner));
+        assert!(!secret_is_valid(
+            Some(Current::read(&edited)),
+            CreationPolicy::Owner
+        ));
         let mut unlabelled = good.clone();
         unlabelled.metadata.labels = None;
-        assert!(!secret_is_valid(Some(&unlabelled), CreationPolicy::Owner));
+        assert!(!secret_is_valid(
+            Some(Current::read(&unlabelled)),
+            CreationPolicy::Owner
+        ));
         for policy in [CreationPolicy::Merge, CreationPolicy::CreateOrMerge] {
-            assert!(!secret_is_valid(Some(&edited), policy));
+            assert!(!secret_is_valid(Some(Current::read(&edited)), policy));
             assert!(!secret_is_valid(None, policy));
         }
         // ESO exempts Orphan (a deleted or edited Orphan target waits for the next refresh),
         // not None.
         assert!(secret_is_valid(None, CreationPolicy::Orphan));
-        assert!(secret_is_valid(Some(&edited), CreationPolicy::Orphan));
+        assert!(secret_is_valid(
+            Some(Current::read(&edited)),
+            CreationPolicy::Orphan
+        ));
         assert!(!secret_is_valid(None, CreationPolicy::None));
-        assert!(secret_is_valid(Some(&good), CreationPolicy::None));
+        assert!(secret_is_valid(
+            Some(Current::read(&good)),
+            CreationPolicy::None
+        ));
     }
 
     #[test]
@@ -762,12 +831,18 @@ mod tests {
         let es = es("CreateOrMerge", "Retain");
         let mut out = output(&[("k", "v")]);
         let current = synced(&es, &[("k", "v")]);
-        assert_eq!(plan(&es, Some(&current), Some(&out)), SecretPlan::Unchanged);
+        assert_eq!(
+            plan(&es, Some(Current::read(&current)), Some(&out)),
+            SecretPlan::Unchanged
+        );
         out.annotations.insert(
             super::super::refresh::RENEW_AT_ANNOTATION.into(),
             "2030-01-01T00:00:00Z".into(),
         );
-        assert_eq!(kind(&plan(&es, Some(&current), Some(&out))), "apply-update");
+        assert_eq!(
+            kind(&plan(&es, Some(Current::read(&current)), Some(&out))),
+            "apply-update"
+        );
     }
 
     #[test]
@@ -778,5 +853,36 @@ mod tests {
             panic!()
         };
         assert_eq!(s.immutable, Some(true));
+    }
+
+    /// A target from the metadata cache (no data) plans like the Secret read in full.
+    #[test]
+    fn a_cached_target_plans_like_the_one_read() {
+        for policy in ["Owner", "Orphan"] {
+            let es = es(policy, "Retain");
+            let full = synced(&es, &[("k", "v")]);
+            let mut meta_only = full.clone();
+            meta_only.data = None;
+            let cached = Some(Current::cached(&meta_only));
+            assert!(secret_is_valid(cached, CreationPolicy::Owner));
+            assert_eq!(
+                plan(&es, cached, Some(&output(&[("k", "v")]))),
+                SecretPlan::Unchanged,
+                "{policy}"
+            );
+            let SecretPlan::Replace(s) = plan(&es, cached, Some(&output(&[("k", "v2")]))) else {
+                panic!("new data is a change ({policy})")
+            };
+            assert_eq!(s.data.unwrap()["k"].0, b"v2");
+            // Data read in full and the same metadata: no data means empty data.
+            assert_eq!(
+                kind(&plan(
+                    &es,
+                    Some(Current::read(&meta_only)),
+                    Some(&output(&[("k", "v")]))
+                )),
+                "replace"
+            );
+        }
     }
 }
