@@ -181,8 +181,9 @@ async fn sync(es: &mut Arc<ExternalSecret>, ctx: &Context) -> Result<Synced, Err
         return Ok(Synced::Idle(next));
     }
 
-    // Values other ExternalSecrets fetched a moment ago are as fresh as this one's refresh
-    // promises; a change of spec, labels or annotations (force-sync) wants fresh data.
+    // Values other ExternalSecrets reading the same thing fetched a moment ago (they share this
+    // one's grid second, see `phase`) are as fresh as this refresh promises; a change of
+    // spec, labels or annotations (force-sync) wants fresh data.
     let status = es.status.as_ref();
     let changed = status
         .and_then(|s| s.synced_resource_version.as_deref())
@@ -190,7 +191,7 @@ async fn sync(es: &mut Arc<ExternalSecret>, ctx: &Context) -> Result<Synced, Err
     let max_age = if changed {
         Duration::ZERO
     } else {
-        (interval / 100).min(Duration::from_secs(5))
+        (interval / 10).min(Duration::from_secs(5))
     };
     let resolver = StoreResolver::new(ctx, &ns, es.spec.secret_store_ref.as_ref(), max_age);
     let policy = es.spec.target.creation_policy;
@@ -328,12 +329,22 @@ async fn read_target(ctx: &Context, secrets: &Api<Secret>, name: &str) -> Result
     })
 }
 
-/// Where `es` sits on its refresh grid.
+/// Where `es` sits on its refresh grid: a hash of what it reads (its store and its data
+/// entries), so ExternalSecrets that read the same thing refresh in the same second and share
+/// one provider call ([`crate::provider::fetch`]), while different ones spread over the
+/// interval.
 fn phase(es: &ExternalSecret) -> u64 {
-    refresh::phase(
-        &es.uid()
-            .unwrap_or_else(|| format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any())),
-    )
+    let spec = &es.spec;
+    let store = spec.secret_store_ref.as_ref().map(|r| {
+        // A SecretStore is one per namespace; a ClusterSecretStore is the same everywhere.
+        let ns = match r.kind() {
+            crate::api::StoreKind::SecretStore => es.namespace().unwrap_or_default(),
+            crate::api::StoreKind::ClusterSecretStore => String::new(),
+        };
+        format!("{ns}/{:?}/{}", r.kind(), r.name)
+    });
+    let reads = serde_json::to_string(&(&spec.data, &spec.data_from)).unwrap_or_default();
+    refresh::phase(&format!("{}|{reads}", store.unwrap_or_default()))
 }
 
 /// How `es` queues for a turn, from what the caches say: anything a user is waiting for
