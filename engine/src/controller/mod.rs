@@ -76,9 +76,15 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         cluster_stores: ns.is_none().then(|| cluster_store_reader.clone()),
         targets: target_reader.clone(),
     };
-    if ctx.caches.set(caches).is_err() {
-        warn!("controllers already ran with this context; reusing its caches");
-    }
+    // Reconciles read the caches once their first lists are in; before that they read live.
+    let caches_ctx = ctx.clone();
+    let caches_ready = async move {
+        let _ = caches.secret_stores.wait_until_ready().await;
+        let _ = caches.targets.wait_until_ready().await;
+        if caches_ctx.caches.set(caches).is_err() {
+            warn!("controllers already ran with this context; reusing its caches");
+        }
+    };
 
     let es_api: Api<ExternalSecret> = api(&client, ns.as_deref());
     let (reader, writer) = reflector::store();
@@ -134,7 +140,6 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     // runs one object twice at once) and the limit is this gate around the reconciler.
     let turns = turns::Turns::new(usize::from(concurrency.max(1)));
     let lookup = reader.clone();
-    let warm = (store_reader.clone(), target_reader.clone());
     let es_controller = Controller::for_stream(es_stream, reader.clone())
         .watches_stream(secrets, move |secret| {
             let ns = secret.namespace().unwrap_or_default();
@@ -161,11 +166,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         .run(
             move |es, ctx| {
                 let turns = turns.clone();
-                let warm = warm.clone();
                 async move {
-                    // Plans read the caches: wait for their first list.
-                    let _ = warm.0.wait_until_ready().await;
-                    let _ = warm.1.wait_until_ready().await;
                     let priority = external_secret::priority(&es, &ctx);
                     tracing::trace!(name = %es.name_any(), ?priority, waiting = ?turns.waiting(), "queued for a turn");
                     let _turn = turns.acquire(priority).await;
@@ -218,9 +219,15 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
                 ctx.clone(),
             )
             .for_each(|_| async {});
-        tokio::join!(es_controller, store_controller, css_controller, ready_flag);
+        tokio::join!(
+            es_controller,
+            store_controller,
+            css_controller,
+            ready_flag,
+            caches_ready
+        );
     } else {
-        tokio::join!(es_controller, store_controller, ready_flag);
+        tokio::join!(es_controller, store_controller, ready_flag, caches_ready);
     }
     info!("controllers stopped");
 }
