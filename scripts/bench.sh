@@ -19,22 +19,18 @@ cd "$here/.."
 source "$here/lib.sh"
 
 controller_bench() {
-  local want_eso=1 want_esox=1 a prev=""
-  for a in "$@"; do
-    case "$prev$a" in
-      --onlyeso | --only=eso) want_esox=0 ;;
-      --onlyesox | --only=esox) want_eso=0 ;;
-      -h | --help) exec python3 "$here/bench/controller.py" --help ;;
-    esac
-    [ "$a" = --only ] && prev=--only || prev=""
-  done
+  case " $* " in
+    *" -h "* | *" --help "*) exec python3 "$here/bench/controller.py" --help ;;
+  esac
   python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || die "python3 3.11 or newer is needed (the driver uses only its standard library)"
-  local args=()
+  local args=() needs
+  # Which controllers the options select (the driver parses them).
+  needs=$(python3 "$here/bench/controller.py" --print-needs "$@") || exit 2
   # The stack's binaries first, so the first configuration's `stack.sh up` does not build them.
   "$here/stack.sh" install
 
-  if [ "$want_eso" = 1 ]; then
+  if [[ " $needs " = *" eso "* ]]; then
     # v0.20.4: the last single-module ESO release the Go module proxy serves. v2.x is many modules
     # that require each other through local replace directives (a dependency's go.mod cannot
     # carry those), and the proxy refuses its pseudo-versions; see scripts/stack/eso/main.go.
@@ -60,7 +56,7 @@ controller_bench() {
     args+=(--eso-bin "$eso_bin" --eso-crds "$eso_dir/config/crds/bases" --eso-version "$eso_version")
   fi
 
-  if [ "$want_esox" = 1 ]; then
+  if [[ " $needs " = *" esox "* ]]; then
     local esox_bin=${ESOX_BENCH_ESOX_BIN:-}
     if [ -z "$esox_bin" ]; then
       need_cargo

@@ -305,6 +305,8 @@ class Audit:
             self.seen.add(aid)
             ref = ev.get("objectRef") or {}
             res = ref.get("resource", "") + ("/" + ref["subresource"] if ref.get("subresource") else "")
+            if not res:  # discovery and other non-resource paths
+                res = ev.get("requestURI", "?").split("?")[0]
             # (the audit log does not tell a server-side apply from other patches)
             verb = self.AUDIT_VERB.get(ev.get("verb", ""), ev.get("verb", "").upper())
             self.events.append((rfc3339_to_epoch(ev["requestReceivedTimestamp"]), verb, res))
@@ -350,6 +352,7 @@ class ESWatch(threading.Thread):
         self.ready_count = 0
         self.rt_changes = 0
         self.error: str | None = None
+        self.stopping = False  # set before the stack goes down: errors after it are expected
         self.started_ok = threading.Event()
 
     def update(self, obj: dict, now: float) -> None:
@@ -406,6 +409,8 @@ class ESWatch(threading.Thread):
                         self.update(obj, time.monotonic())
                 conn.close()
         except Exception as e:  # noqa: BLE001 — reported in the results
+            if self.stopping:
+                return
             self.error = f"watch failed: {e}"
             log(self.error)
             self.started_ok.set()
@@ -597,6 +602,7 @@ class Run:
         self.notes: list[str] = []
         self.stack: Stack | None = None
         self.ctrl: Controller | None = None
+        self.rt_changes_at_cold = 0
 
     def cell(self, key: str, fn):
         """Runs one scenario; a timeout or an error goes into the result instead of the value."""
@@ -647,7 +653,6 @@ class Run:
         env = self.stack.env
         pki = os.path.join(self.stack.dir, "pki")
         self.kube = Kube(env["ESOX_APISERVER_URL"], f"{pki}/ca.crt", f"{pki}/admin.crt", f"{pki}/admin.key")
-        self.r["kube_version"] = self.kube.get("/version", verb="VERSION").get("gitVersion")
         kubectl = shutil.which("kubectl", path=env.get("PATH")) or "kubectl"
         log(f"{self.label}: installing CRDs")
         if self.kind == "eso":
@@ -784,6 +789,9 @@ class Run:
         m0 = scrape(self.kube)
         time.sleep(0.2)
         log(f"{self.label}: cold sync: starting the controller")
+        api_pid = self.stack.pid("kube-apiserver")
+        api0 = proc_cpu_ticks(api_pid) if api_pid else 0
+        own0 = sum(os.times()[:2])
         t_wall = time.time()
         t0 = self.ctrl.start()
         self.r["controller_cmd"] = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(self.ctrl.args))
@@ -808,6 +816,9 @@ class Run:
             res.update(self.requests(t_wall, t1_wall, m0, m1))
             res["ready_at_timeout"] = w.ready_count
             raise
+        res["apiserver_cpu_s"] = round((proc_cpu_ticks(api_pid) - api0) / CLK_TCK, 1) if api_pid else None
+        res["controller_cpu_s"] = round(proc_cpu_ticks(self.ctrl.pid) / CLK_TCK, 1)
+        res["driver_cpu_s"] = round(sum(os.times()[:2]) - own0, 1)
         t_all = max(w.get(k).first_ready for k in keys)
         secs = t_all - t0
         t1_wall = t_wall + secs
@@ -1010,6 +1021,8 @@ class Run:
             except Exception:  # noqa: BLE001
                 pass
             self.ctrl.stop()
+        if self.watch is not None:
+            self.watch.stopping = True
         if self.stack is not None:
             log(f"{self.label}: stopping the stack")
             try:
@@ -1086,6 +1099,8 @@ def render(results: dict, opts, meta: dict) -> str:
             else sc("cold", str)(r)),
         row("cold sync: controller writes (of which events)", lambda r: cold_reqs(r["cold"], "writes")
             if "writes" in r.get("cold", {}) else sc("cold", str)(r)),
+        row("cold sync: CPU seconds, controller / kube-apiserver / driver",
+            lambda r: f"{r['cold']['controller_cpu_s']} / {r['cold']['apiserver_cpu_s']} / {r['cold']['driver_cpu_s']}"),
         row(f"new ExternalSecret → Ready while {n} refresh, p50 / p99 / max (ms)",
             sc("new", lambda v: ms_list(v, (50, 99, 100)))),
         row("force-sync → status refreshed, p50 / max (ms)", sc("force", lambda v: ms_list(v, (50, 100)))),
@@ -1130,8 +1145,8 @@ def render(results: dict, opts, meta: dict) -> str:
     lines += [
         f"Machine: {meta['nproc']} cores, {meta['cpu']}, {meta['mem_gib']} GiB; {meta['kernel']}; {meta['date']}.",
         f"Versions: ESO {meta['eso_version']} (`{meta['eso_bin']}`), esox {meta['esox_version']} "
-        f"(`{meta['esox_bin']}`), kube-apiserver {meta.get('kube_version', '?')}, etcd from stack.sh, "
-        f"Python {platform.python_version()}.",
+        f"(`{meta['esox_bin']}`), kube-apiserver {meta['kube_version']}, etcd {meta['etcd_version']} "
+        f"(scripts/stack.sh), Python {platform.python_version()}.",
         f"Command: `{meta['command']}`",
         "",
         "How each cell is measured (scripts/bench/controller.py): every configuration runs alone on a fresh "
@@ -1183,6 +1198,15 @@ def machine_meta(opts) -> dict:
             mem = round(int(f.readline().split()[1]) / 1024 / 1024)
     except OSError:
         pass
+    stack_versions = {}
+    try:
+        with open(STACK_SH) as f:
+            for line in f:
+                m = re.match(r"^\s*(KUBE_VERSION|ETCD_VERSION|MOTO_VERSION)=(\S+)", line)
+                if m:
+                    stack_versions[m.group(1)] = m.group(2)  # the last: etcd from PyPI
+    except OSError:
+        pass
     esox_version = "?"
     if opts.esox_bin:
         try:
@@ -1196,6 +1220,9 @@ def machine_meta(opts) -> dict:
         "eso_version": opts.eso_version, "eso_bin": os.path.basename(opts.eso_bin or "-"),
         "esox_version": esox_version, "esox_bin": opts.esox_bin_label or os.path.basename(opts.esox_bin or "-"),
         "command": opts.command or " ".join(sys.argv),
+        "kube_version": stack_versions.get("KUBE_VERSION", "?"),
+        "etcd_version": os.environ.get("ESOX_ETCD_FROM_SOURCE") == "1" and "v3.6.8 (from source)"
+        or stack_versions.get("ETCD_VERSION", "?"),
     }
 
 
@@ -1225,6 +1252,7 @@ def main() -> int:
     p.add_argument("--esox-bin-label", help="how the report names the esox binary")
     p.add_argument("--run-dir", help="results directory (default: a new one under /tmp)")
     p.add_argument("--command", help=argparse.SUPPRESS)
+    p.add_argument("--print-needs", action="store_true", help=argparse.SUPPRESS)
     o = p.parse_args()
 
     q = o.quick
@@ -1247,6 +1275,9 @@ def main() -> int:
         for c in cfgs:
             if c not in CONFIGS:
                 p.error(f"unknown configuration {c!r}")
+    if o.print_needs:  # for scripts/bench.sh: which binaries to build
+        print(" ".join(sorted({CONFIGS[c][0] for c in cfgs})))
+        return 0
     for c in cfgs:
         kind = CONFIGS[c][0]
         if kind == "eso" and not (o.eso_bin and os.access(o.eso_bin, os.X_OK) and o.eso_crds):
@@ -1281,8 +1312,6 @@ def main() -> int:
             r = run.main()
             current.clear()
             results[c] = r
-            if r.get("kube_version"):
-                meta["kube_version"] = r["kube_version"]
             with open(os.path.join(run_dir, f"{c}.json"), "w") as f:
                 json.dump(r, f, indent=1)
             log(f"{CONFIGS[c][1]}: done in {r['duration_s']:.0f} s")
