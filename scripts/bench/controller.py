@@ -508,6 +508,31 @@ class Controller:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def exit_reason(self) -> str:
+        """Why the process died: its exit status and the first fatal line of its log."""
+        code = self.proc.returncode if self.proc is not None else None
+        line = ""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                for ln in f:
+                    if re.match(r"^(fatal error:|panic:|Error:|error:|thread '.*' panicked)", ln):
+                        line = ln.strip()
+                        break
+        except OSError:
+            pass
+        where = ""
+        if line.startswith("fatal error") or line.startswith("panic"):
+            try:  # the first frame in the controller's own code
+                with open(self.log_path, errors="replace") as f:
+                    text = f.read()
+                m = re.search(r"(github\.com/external-secrets/external-secrets@[^/]+/(\S+\.go:\d+))",
+                              text[text.find(line):])
+                if m:
+                    where = f" at {m.group(2)}"
+            except OSError:
+                pass
+        return f"exit status {code}" + (f": {line[:120]}{where}" if line else "")
+
     def wait_ready(self, timeout: float) -> float:
         def ok():
             if not self.alive():
@@ -603,9 +628,14 @@ class Run:
         self.stack: Stack | None = None
         self.ctrl: Controller | None = None
         self.rt_changes_at_cold = 0
+        self.crashed: str | None = None
 
     def cell(self, key: str, fn):
         """Runs one scenario; a timeout or an error goes into the result instead of the value."""
+        if self.crashed:
+            self.r.setdefault(key, {}).update({"error": "not measured: the controller crashed",
+                                               "crashed": True})
+            return
         try:
             fn()
         except Timeout as e:
@@ -614,6 +644,12 @@ class Run:
         except Exception as e:  # noqa: BLE001
             log(f"{self.label}: {key}: error: {e}")
             self.r.setdefault(key, {}).update({"error": str(e)[:300]})
+        if self.ctrl is not None and self.ctrl.proc is not None and not self.ctrl.alive():
+            self.crashed = self.ctrl.exit_reason()
+            log(f"{self.label}: the controller crashed during {key}: {self.crashed}")
+            self.notes.append(f"the controller crashed during {key}: {self.crashed} "
+                              f"(log: {self.ctrl.log_path})")
+            self.r.setdefault(key, {}).update({"error": "crashed", "crashed": True})
 
     def main(self) -> dict:
         o = self.o
@@ -847,7 +883,11 @@ class Run:
         # ExternalSecrets queue behind a refresh wave.
         start = time.monotonic()
         try:
-            wait_until(lambda: w.rt_changes > self.rt_changes_at_cold, o.interval + 60, "first periodic refresh")
+            def wave():
+                if not self.ctrl.alive():
+                    raise RuntimeError("the controller exited")
+                return w.rt_changes > self.rt_changes_at_cold
+            wait_until(wave, o.interval + 60, "first periodic refresh")
             res["waited_for_wave_s"] = round(time.monotonic() - start, 1)
         except Timeout:
             res["waited_for_wave_s"] = None
@@ -865,6 +905,8 @@ class Run:
             time.sleep(o.spacing)
 
         def done():
+            if not self.ctrl.alive():
+                raise RuntimeError("the controller exited")
             return all((w.get(k) or ESState()).first_ready for k, _ in sent)
         try:
             wait_until(done, o.wait_timeout, "new ExternalSecrets Ready")
@@ -903,6 +945,8 @@ class Run:
             return None
 
         def done():
+            if not self.ctrl.alive():
+                raise RuntimeError("the controller exited")
             return all(first_change(*x) is not None for x in sent)
         try:
             wait_until(done, o.wait_timeout, "force-synced ExternalSecrets refreshed")
@@ -1037,6 +1081,8 @@ class Run:
 def failed(v) -> str | None:
     if isinstance(v, dict) and "timeout" in v:
         return f"timeout after {v['timeout']:.0f} s"
+    if isinstance(v, dict) and v.get("crashed"):
+        return "crashed (notes)"
     if isinstance(v, dict) and "error" in v:
         return "error: " + v["error"].split("\n")[0][:80].replace("|", "/")
     return None
