@@ -66,6 +66,10 @@ NOISE_NAMESPACES = 10
 CONFIGS = {
     "eso-defaults": ("eso", "ESO defaults", []),
     "eso-tuned": ("eso", "ESO tuned", ["--concurrent=50", "--client-qps=100", "--client-burst=200"]),
+    # ESO v0.20.4's Fake provider is not safe for concurrent reconciles (NewClient writes a shared
+    # map: "fatal error: concurrent map writes", upstream issue #6233, fixed in later releases),
+    # so "ESO tuned" crashes on it; this one tunes only the client's rate limit.
+    "eso-tuned-c1": ("eso", "ESO tuned, --concurrent=1", ["--client-qps=100", "--client-burst=200"]),
     "esox-defaults": ("esox", "esox defaults", []),
     "esox-tuned": ("esox", "esox tuned", ["--concurrent=50", "--kube-api-qps=100", "--kube-api-burst=200"]),
 }
@@ -659,7 +663,8 @@ class Run:
             self.cell("floor", self.floor)
             self.create_external_secrets()
             self.cell("cold", self.cold_sync)
-            if isinstance(self.r.get("cold"), dict) and ("timeout" in self.r["cold"] or "error" in self.r["cold"]):
+            if not self.crashed and isinstance(self.r.get("cold"), dict) and (
+                    "timeout" in self.r["cold"] or "error" in self.r["cold"]):
                 self.notes.append("cold sync did not finish: later scenarios are measured on a partial sync")
             self.cell("new", self.new_latency)
             self.cell("force", self.force_latency)
@@ -879,15 +884,20 @@ class Run:
         o, w = self.o, self.watch
         res: dict = {}
         self.r["new"] = res
-        # Start when the first periodic refresh after the cold sync is seen, so the new
-        # ExternalSecrets queue behind a refresh wave.
+        # Start with the first periodic refresh: one interval after the first ExternalSecret
+        # was synced, the next refreshTime change, so the new ExternalSecrets queue behind the
+        # N refreshing (a second status write during the cold sync is not a refresh).
         start = time.monotonic()
+        firsts = [s.first_ready for k in self.keys() if (s := w.get(k)) and s.first_ready]
+        if firsts:
+            time.sleep(max(0.0, min(firsts) + o.interval - 1 - time.monotonic()))
+        self.rt_changes_at_cold = w.rt_changes
         try:
             def wave():
                 if not self.ctrl.alive():
                     raise RuntimeError("the controller exited")
                 return w.rt_changes > self.rt_changes_at_cold
-            wait_until(wave, o.interval + 60, "first periodic refresh")
+            wait_until(wave, 60, "first periodic refresh")
             res["waited_for_wave_s"] = round(time.monotonic() - start, 1)
         except Timeout:
             res["waited_for_wave_s"] = None
@@ -1090,7 +1100,8 @@ def failed(v) -> str | None:
 
 def render(results: dict, opts, meta: dict) -> str:
     n = opts.n
-    cols = [c for c in CONFIGS]
+    # The four of the issue, always; others when they ran.
+    cols = [c for c in CONFIGS if c in ("eso-defaults", "eso-tuned", "esox-defaults", "esox-tuned") or c in results]
     interval = go_duration(opts.interval)
 
     def row(title, fn):
@@ -1178,7 +1189,8 @@ def render(results: dict, opts, meta: dict) -> str:
         return v["secs"] if isinstance(v, dict) and "secs" in v else None
 
     ratios = []
-    for a, b in (("eso-tuned", "esox-defaults"), ("eso-defaults", "esox-defaults"), ("eso-tuned", "esox-tuned")):
+    for a, b in (("eso-tuned", "esox-defaults"), ("eso-tuned-c1", "esox-defaults"), ("eso-defaults", "esox-defaults"),
+                 ("eso-tuned", "esox-tuned"), ("eso-tuned-c1", "esox-tuned")):
         if cold(a) and cold(b):
             ratios.append(f"- cold sync, {CONFIGS[a][1]} ÷ {CONFIGS[b][1]}: **{cold(a) / cold(b):.2f}×** "
                           f"({cold(a):.1f} s vs {cold(b):.1f} s)")
