@@ -25,6 +25,8 @@ controller_bench() {
   python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || die "python3 3.11 or newer is needed (the driver uses only its standard library)"
   local args=() needs
+  local run_dir=${ESOX_BENCH_DIR:-$esox_cache/bench/controller-$(date +%Y%m%d-%H%M%S)}
+  mkdir -p "$run_dir"
   # Which controllers the options select (the driver parses them).
   needs=$(python3 "$here/bench/controller.py" --print-needs "$@") || exit 2
   # The stack's binaries first, so the first configuration's `stack.sh up` does not build them.
@@ -63,14 +65,15 @@ controller_bench() {
       ensure_wasm_target
       log "cargo build --release -p esox (first build: about 18 minutes on 2 cores)"
       cargo build --release -p esox >&2
-      esox_bin=$CARGO_TARGET_DIR/release/esox
+      # A copy: a later build into the target dir must not change the binary mid-run (the
+      # restart scenario starts it again).
+      esox_bin=$run_dir/esox
+      cp "$CARGO_TARGET_DIR/release/esox" "$esox_bin"
       args+=(--esox-bin-label "release build, $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- engine 2>/dev/null || echo '+local changes')")
     fi
     args+=(--esox-bin "$esox_bin")
   fi
 
-  local run_dir=${ESOX_BENCH_DIR:-$esox_cache/bench/controller-$(date +%Y%m%d-%H%M%S)}
-  mkdir -p "$run_dir"
   # The driver stops its controller and stacks itself; this catches what a killed driver left.
   # shellcheck disable=SC2064
   trap "cleanup_controller_bench '$run_dir'" EXIT
