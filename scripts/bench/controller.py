@@ -282,7 +282,7 @@ class Audit:
         self.offset = 0
         self.partial = b""
         self.seen: set[str] = set()
-        self.events: list[tuple[float, str, str]] = []  # (received epoch, VERB, resource[/sub])
+        self.events: list[tuple[float, str, str, str]] = []  # (received epoch, VERB, resource[/sub], ns/name)
 
     def read(self) -> None:
         try:
@@ -313,21 +313,28 @@ class Audit:
                 res = ev.get("requestURI", "?").split("?")[0]
             # (the audit log does not tell a server-side apply from other patches)
             verb = self.AUDIT_VERB.get(ev.get("verb", ""), ev.get("verb", "").upper())
-            self.events.append((rfc3339_to_epoch(ev["requestReceivedTimestamp"]), verb, res))
+            obj = f"{ref.get('namespace', '')}/{ref.get('name', '')}".strip("/")
+            self.events.append((rfc3339_to_epoch(ev["requestReceivedTimestamp"]), verb, res, obj))
 
     def window(self, t0: float, t1: float) -> dict:
         time.sleep(0.5)  # the log backend writes as requests complete
         self.read()
         by: dict[str, int] = {}
-        for t, verb, res in self.events:
+        written: dict[str, int] = {}  # the objects written (events aside), with how often
+        for t, verb, res, obj in self.events:
             if t0 <= t <= t1:
                 k = f"{verb} {res}"
                 by[k] = by.get(k, 0) + 1
+                if verb in WRITE_VERBS and res != "events":
+                    w = f"{k} {obj}"
+                    written[w] = written.get(w, 0) + 1
         reads = sum(n for k, n in by.items() if k.split()[0] in READ_VERBS)
         writes = sum(n for k, n in by.items() if k.split()[0] in WRITE_VERBS)
         events = sum(n for k, n in by.items() if k.split()[0] in WRITE_VERBS and k.split()[1] == "events")
         watches = sum(n for k, n in by.items() if k.split()[0] == "WATCH")
-        return {"reads": reads, "writes": writes, "writes_events": events, "watches": watches, "by": by}
+        top = sorted(written.items(), key=lambda kv: -kv[1])
+        return {"reads": reads, "writes": writes, "writes_events": events, "watches": watches, "by": by,
+                "written_sample": [f"{k} ×{n}" for k, n in top[:12]], "written_objects": len(written)}
 
 
 # --- the ExternalSecret watch ----------------------------------------------------------------
@@ -1279,6 +1286,9 @@ def render(results: dict, opts, meta: dict) -> str:
             if isinstance(v, dict) and "by" in v:
                 by = ", ".join(f"{k} {n}" for k, n in sorted(v["by"].items(), key=lambda kv: -kv[1]))
                 lines.append(f"- {CONFIGS[c][1]}, {sc_name}: {by or 'none'}")
+                if v.get("written_sample"):
+                    lines.append(f"  - objects written ({v['written_objects']}), most often first: "
+                                 + ", ".join(v["written_sample"][:(8 if sc_name == "cold" else 12)]))
     lines += ["", "</details>", ""]
     return "\n".join(lines)
 
