@@ -1111,6 +1111,18 @@ class Run:
         res.update(req)
         res["window_s"] = round(t1_wall - t_wall, 1)
         res["ready_after"] = sum(1 for k in prev if (w.get(k) or ESState()).ready)
+        # For the ExternalSecrets whose status was written in the window: their last status
+        # changes as the watch saw them (seconds relative to the restart), for the log reader.
+        hist = {}
+        for item in req.get("written_sample", []):
+            parts = item.split()
+            if len(parts) >= 3 and parts[1] == "externalsecrets/status":
+                s = w.get(parts[2])
+                if s is not None:
+                    with w.lock:
+                        hist[parts[2]] = [(round(at - t0, 2), rt, srv, ready) for at, rt, srv, ready in s.hist[-4:]]
+        if hist:
+            res["status_history"] = hist
         log(f"{self.label}: restart: {req['writes']} writes ({req['writes_events']} events) "
             f"in {res['window_s']} s")
 
