@@ -665,3 +665,41 @@ pub fn helm_command(bin: &std::path::Path, args: &[&str]) -> std::process::Comma
 pub fn helm_ok(bin: &std::path::Path, args: &[&str]) -> String {
     stdout_ok(&mut helm_command(bin, args))
 }
+
+/// A kubeconfig (in `dir`) that authenticates as a ServiceAccount with a fresh token from
+/// the TokenRequest API, as the pod's projected token would.
+pub async fn service_account_kubeconfig(
+    admin: &Client,
+    namespace: &str,
+    name: &str,
+    dir: &std::path::Path,
+) -> PathBuf {
+    let api: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(admin.clone(), namespace);
+    let request = k8s_openapi::api::authentication::v1::TokenRequest {
+        spec: k8s_openapi::api::authentication::v1::TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            bound_object_ref: None,
+        },
+        ..Default::default()
+    };
+    let response: k8s_openapi::api::authentication::v1::TokenRequest = api
+        .create_subresource("token", name, &PostParams::default(), &request)
+        .await
+        .expect("TokenRequest for the ServiceAccount");
+    let token = response.status.expect("token").token;
+    let env = stack_env().unwrap();
+    let ca = std::path::Path::new(&env["ESOX_STACK_DIR"]).join("pki/ca.crt");
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {
+            "server": env["ESOX_APISERVER_URL"], "certificate-authority": ca}}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": "local", "user": name}}],
+        "current-context": name,
+    });
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&kubeconfig).unwrap()).unwrap();
+    path
+}

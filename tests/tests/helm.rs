@@ -15,14 +15,13 @@ use std::time::Duration;
 use esox_tests::manifests::{SEED_CREDS as CREDS, irsa_cluster_store};
 use esox_tests::{
     Options, TestEnv, cluster_lock, esox_bin, helm_command, helm_ok, put_aws_secret, repo_root,
-    secret_strings, stack_env, wait_for,
+    secret_strings, service_account_kubeconfig, stack_env, wait_for,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -663,43 +662,6 @@ fn install(bin: &Path, release: &str, namespace: &str, values: &Value) -> Vec<Va
         ],
     );
     parse(&manifest)
-}
-
-/// A kubeconfig (in `dir`) that authenticates as a ServiceAccount with a fresh token from
-/// the TokenRequest API, as the pod's projected token would.
-async fn service_account_kubeconfig(
-    admin: &Client,
-    namespace: &str,
-    name: &str,
-    dir: &Path,
-) -> PathBuf {
-    let api: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(3600),
-            bound_object_ref: None,
-        },
-        ..Default::default()
-    };
-    let response: TokenRequest = api
-        .create_subresource("token", name, &PostParams::default(), &request)
-        .await
-        .expect("TokenRequest for the chart's ServiceAccount");
-    let token = response.status.expect("token").token;
-    let env = stack_env().unwrap();
-    let ca = Path::new(&env["ESOX_STACK_DIR"]).join("pki/ca.crt");
-    let kubeconfig = json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {
-            "server": env["ESOX_APISERVER_URL"], "certificate-authority": ca}}],
-        "users": [{"name": name, "user": {"token": token}}],
-        "contexts": [{"name": name, "context": {"cluster": "local", "user": name}}],
-        "current-context": name,
-    });
-    let path = dir.join("kubeconfig");
-    std::fs::write(&path, serde_yaml::to_string(&kubeconfig).unwrap()).unwrap();
-    path
 }
 
 async fn client_from(kubeconfig: &Path) -> Client {

@@ -35,6 +35,9 @@ use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
 use context::Context;
 use kube::runtime::Predicate;
 
+/// How long the ExternalSecret watch waits for the store and Secret caches' first lists.
+const CACHES_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -76,13 +79,33 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         cluster_stores: ns.is_none().then(|| cluster_store_reader.clone()),
         targets: target_reader.clone(),
     };
-    // Reconciles read the caches once their first lists are in; before that they read live.
+    // The caches are published to reconciles once their first lists are in. The
+    // ExternalSecret watch starts then (below), so a cold start plans from the caches instead
+    // of a live GET per object; if they take longer than CACHES_WAIT, it starts anyway and
+    // reconciles read live until the caches are in.
     let caches_ctx = ctx.clone();
+    let (caches_tx, caches_rx) = tokio::sync::watch::channel(false);
     let caches_ready = async move {
         let _ = caches.secret_stores.wait_until_ready().await;
         let _ = caches.targets.wait_until_ready().await;
+        if let Some(cluster_stores) = &caches.cluster_stores {
+            let _ = cluster_stores.wait_until_ready().await;
+        }
         if caches_ctx.caches.set(caches).is_err() {
             warn!("controllers already ran with this context; reusing its caches");
+        }
+        caches_tx.send_replace(true);
+    };
+    let caches_gate = async move {
+        let mut rx = caches_rx;
+        if tokio::time::timeout(CACHES_WAIT, rx.wait_for(|ready| *ready))
+            .await
+            .is_err()
+        {
+            warn!(
+                wait = ?CACHES_WAIT,
+                "store and Secret caches not synced yet; reconciling with live reads until they are"
+            );
         }
     };
 
@@ -113,6 +136,11 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
                 .combine(being_deleted),
             Default::default(),
         );
+    let es_stream = futures::stream::once(async move {
+        caches_gate.await;
+        es_stream
+    })
+    .flatten();
 
     let secret_api: Api<PartialObjectMeta<Secret>> = match ns.as_deref() {
         Some(n) => Api::namespaced(client.clone(), n),
@@ -180,6 +208,11 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
             if let Err(e) = res {
                 match e {
                     kube::runtime::controller::Error::ReconcilerFailed(..) => {}
+                    // A managed Secret seen before its ExternalSecret (the start, a deletion
+                    // racing): the ExternalSecret's own event reconciles it.
+                    kube::runtime::controller::Error::ObjectNotFound(obj) => {
+                        tracing::debug!(%obj, "a Secret's ExternalSecret is not in the cache")
+                    }
                     other => warn!(error = %other, "ExternalSecret controller error"),
                 }
             }
