@@ -126,8 +126,48 @@ impl ProviderBuildError {
     }
 }
 
-/// What building a provider may need from the cluster.
+/// What building a provider needs: where it counts its API calls and, for a store whose
+/// credentials are cluster objects (a Secret, a ServiceAccount token), the cluster to read them
+/// from. Providers that read nothing from Kubernetes (the Fake provider, AWS with the SDK's
+/// default credential chain) build without one, so `esox render` needs no client.
 pub struct BuildContext<'a> {
+    /// Where providers count their API calls.
+    pub metrics: &'a Arc<crate::metrics::Metrics>,
+    /// Where the store's references to Secrets and ServiceAccounts resolve; `None` offline,
+    /// where a store with such references cannot be built.
+    pub cluster: Option<ClusterRefs<'a>>,
+}
+
+impl<'a> BuildContext<'a> {
+    /// Building without a cluster: stores that reference cluster objects fail to build.
+    pub fn offline(metrics: &'a Arc<crate::metrics::Metrics>) -> Self {
+        BuildContext {
+            metrics,
+            cluster: None,
+        }
+    }
+
+    /// Building in the cluster: references resolve as a `store_kind` in `namespace` does.
+    pub fn in_cluster(
+        metrics: &'a Arc<crate::metrics::Metrics>,
+        client: &'a kube::Client,
+        store_kind: StoreKind,
+        namespace: &'a str,
+    ) -> Self {
+        BuildContext {
+            metrics,
+            cluster: Some(ClusterRefs {
+                client,
+                store_kind,
+                namespace,
+            }),
+        }
+    }
+}
+
+/// Where a store's references to cluster objects resolve.
+#[derive(Clone, Copy)]
+pub struct ClusterRefs<'a> {
     /// Kubernetes client (to read Secrets and request ServiceAccount tokens).
     pub client: &'a kube::Client,
     /// Kind of the store being built.
@@ -135,8 +175,6 @@ pub struct BuildContext<'a> {
     /// Namespace references resolve in: the store's for a SecretStore, the ExternalSecret's
     /// (unless a reference names one) for a ClusterSecretStore.
     pub namespace: &'a str,
-    /// Where providers count their API calls.
-    pub metrics: &'a Arc<crate::metrics::Metrics>,
 }
 
 /// Builds the provider for a store spec. Returns it with a string naming the identity it
@@ -225,5 +263,62 @@ impl Provider for Metered {
         let r = self.inner.validate().await;
         self.count("Validate", &r);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn metrics() -> Arc<crate::metrics::Metrics> {
+        Arc::new(crate::metrics::Metrics::new(
+            &mut prometheus_client::registry::Registry::default(),
+        ))
+    }
+
+    fn spec(provider: serde_json::Value) -> SecretStoreSpec {
+        serde_json::from_value(json!({ "provider": provider })).unwrap()
+    }
+
+    async fn build_error(provider: serde_json::Value) -> ProviderBuildError {
+        let metrics = metrics();
+        build(&spec(provider), &BuildContext::offline(&metrics))
+            .await
+            .err()
+            .expect("the build fails")
+    }
+
+    #[tokio::test]
+    async fn a_fake_store_builds_without_a_cluster() {
+        let metrics = metrics();
+        let store = spec(json!({"fake": {"data": [{"key": "k", "value": "v"}]}}));
+        let Ok((provider, identity)) = build(&store, &BuildContext::offline(&metrics)).await else {
+            panic!("a Fake store builds");
+        };
+        assert_eq!(identity, "static");
+        let got = provider
+            .get(&GetRequest::new("k", None, MetadataPolicy::None))
+            .await
+            .unwrap();
+        assert_eq!(got.expose(), b"v");
+    }
+
+    #[tokio::test]
+    async fn a_store_names_exactly_one_supported_provider() {
+        assert!(matches!(
+            build_error(json!({})).await,
+            ProviderBuildError::NoProvider
+        ));
+        match build_error(json!({"fake": {}, "vault": {}})).await {
+            ProviderBuildError::MultipleProviders(names) => assert_eq!(names, "fake, vault"),
+            other => panic!("expected MultipleProviders, got {other:?}"),
+        }
+        let unsupported = build_error(json!({"vault": {}})).await;
+        assert_eq!(unsupported.reason(), "UnsupportedProvider");
+        assert_eq!(
+            unsupported.to_string(),
+            "provider \"vault\" is not supported by esox"
+        );
     }
 }

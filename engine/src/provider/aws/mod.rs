@@ -136,3 +136,78 @@ impl Calls {
             .inc();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Connects `spec` without a cluster; the identity, or why not.
+    async fn connect_offline(spec: serde_json::Value) -> Result<String, ProviderBuildError> {
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        let spec: AwsProvider = serde_json::from_value(spec).unwrap();
+        connect(&spec, &BuildContext::offline(&metrics))
+            .await
+            .map(|(_, identity)| identity)
+    }
+
+    #[tokio::test]
+    async fn the_default_chain_needs_no_cluster() {
+        for service in ["SecretsManager", "ParameterStore"] {
+            let identity = connect_offline(json!({"service": service, "region": "eu-west-1"}))
+                .await
+                .unwrap();
+            assert_eq!(identity, "default-chain");
+        }
+        let chained = connect_offline(json!({
+            "service": "SecretsManager",
+            "region": "eu-west-1",
+            "role": "arn:aws:iam::1:role/app",
+        }))
+        .await
+        .unwrap();
+        assert_eq!(chained, "default-chain -> arn:aws:iam::1:role/app");
+    }
+
+    #[tokio::test]
+    async fn credentials_in_the_cluster_need_a_cluster() {
+        for (auth, field) in [
+            (json!({"secretRef": {}}), "secretRef"),
+            (json!({"jwt": {"serviceAccountRef": {"name": "sa"}}}), "jwt"),
+        ] {
+            let err = connect_offline(json!({
+                "service": "SecretsManager",
+                "region": "eu-west-1",
+                "auth": auth,
+            }))
+            .await
+            .unwrap_err();
+            assert!(matches!(err, ProviderBuildError::Invalid(_)), "{err:?}");
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "spec.provider.aws.auth.{field} reads its credentials from the cluster"
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_region_is_checked_before_anything_is_built() {
+        let missing = connect_offline(json!({"service": "SecretsManager"}))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.to_string(), "spec.provider.aws.region is required");
+        let invalid = connect_offline(json!({"service": "SecretsManager", "region": "moon"}))
+            .await
+            .unwrap_err();
+        assert!(
+            invalid
+                .to_string()
+                .starts_with("invalid AWS region \"moon\""),
+            "{invalid}"
+        );
+    }
+}

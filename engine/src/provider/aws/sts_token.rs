@@ -46,12 +46,7 @@ pub async fn generate(
         auth: spec.auth.clone(),
         ..Default::default()
     };
-    let ctx = BuildContext {
-        client,
-        store_kind: StoreKind::SecretStore,
-        namespace,
-        metrics,
-    };
+    let ctx = BuildContext::in_cluster(metrics, client, StoreKind::SecretStore, namespace);
     let (creds, _) = super::auth::credentials(&store, &ctx)
         .await
         .map_err(StsTokenError::Auth)?;
