@@ -8,8 +8,11 @@
 //! call (and, for AWS, batch them): a request is fully described by a [`GetRequest`].
 
 pub mod aws;
+mod calls;
 pub mod fake;
 pub mod fetch;
+
+pub use calls::{Calls, Metered, Recorded};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -191,79 +194,13 @@ pub async fn build(
     }
     if let Some(fake) = &spec.provider.fake {
         let inner = Arc::new(fake::FakeProvider::new(fake));
-        let metered = Metered::wrap(inner, "fake", ctx.metrics.clone());
+        let metered = Metered::wrap(inner, Calls::new(ctx.metrics, "fake"));
         return Ok((metered, "static".to_string()));
     }
     if let Some(aws) = &spec.provider.aws {
         return aws::connect(aws, ctx).await;
     }
     Err(ProviderBuildError::Unsupported(names[0].clone()))
-}
-
-/// Counts calls of a provider that has no API calls of its own to count (the Fake provider)
-/// in `externalsecret_provider_api_calls_count`. Providers with a remote API (AWS) count each
-/// API call themselves, under the API's own call names, as ESO does. Either way the count sits
-/// *inside* the fetch layer, so coalesced requests are counted once — as they are billed.
-pub struct Metered {
-    inner: Arc<dyn Provider>,
-    provider: &'static str,
-    metrics: Arc<crate::metrics::Metrics>,
-}
-
-impl Metered {
-    /// Wraps `inner`, labelling its calls with `provider`.
-    pub fn wrap(
-        inner: Arc<dyn Provider>,
-        provider: &'static str,
-        metrics: Arc<crate::metrics::Metrics>,
-    ) -> Arc<dyn Provider> {
-        Arc::new(Metered {
-            inner,
-            provider,
-            metrics,
-        })
-    }
-
-    fn count<T>(&self, call: &str, r: &Result<T, ProviderError>) {
-        let status = if r.is_ok() { "success" } else { "error" };
-        self.metrics
-            .provider_calls
-            .get_or_create(&crate::metrics::ProviderCallLabels {
-                provider: self.provider.to_string(),
-                call: call.to_string(),
-                status: status.to_string(),
-            })
-            .inc();
-    }
-}
-
-#[async_trait]
-impl Provider for Metered {
-    async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError> {
-        let r = self.inner.get(req).await;
-        self.count(
-            if req.metadata {
-                "GetSecretMetadata"
-            } else {
-                "GetSecret"
-            },
-            &r,
-        );
-        r
-    }
-    async fn find(
-        &self,
-        query: &FindQuery,
-    ) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
-        let r = self.inner.find(query).await;
-        self.count("GetAllSecrets", &r);
-        r
-    }
-    async fn validate(&self) -> Result<Option<String>, ProviderError> {
-        let r = self.inner.validate().await;
-        self.count("Validate", &r);
-        r
-    }
 }
 
 #[cfg(test)]

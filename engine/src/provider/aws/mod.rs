@@ -19,9 +19,17 @@ use std::sync::Arc;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-use super::{BuildContext, Provider, ProviderBuildError};
+use super::{BuildContext, Calls, Provider, ProviderBuildError};
 use crate::api::region::valid_region;
 use crate::api::{AwsProvider, AwsService};
+
+/// The `provider` label of Secrets Manager calls (ESO's `ProviderAWSSM`).
+pub const SECRETS_MANAGER: &str = "AWS/SecretsManager";
+/// The `provider` label of Parameter Store calls (ESO's `ProviderAWSPS`).
+pub const PARAMETER_STORE: &str = "AWS/ParameterStore";
+/// The `provider` label of the STSSessionToken generator's calls (ESO counts none; named
+/// after ESO's two above).
+pub const STS: &str = "AWS/STS";
 
 /// An ESO-specific endpoint override, if set.
 pub(crate) fn endpoint_env(var: &str) -> Option<String> {
@@ -64,17 +72,11 @@ pub async fn connect(
     let prefix = spec.prefix.clone().unwrap_or_default();
     let provider: Arc<dyn Provider> = match spec.service {
         AwsService::SecretsManager => {
-            let calls = Calls {
-                metrics: ctx.metrics.clone(),
-                provider: "AWS/SecretsManager",
-            };
+            let calls = Calls::new(ctx.metrics, SECRETS_MANAGER);
             Arc::new(secrets_manager::SecretsManager::new(&conf, prefix, calls))
         }
         AwsService::ParameterStore => {
-            let calls = Calls {
-                metrics: ctx.metrics.clone(),
-                provider: "AWS/ParameterStore",
-            };
+            let calls = Calls::new(ctx.metrics, PARAMETER_STORE);
             Arc::new(parameter_store::ParameterStore::new(&conf, prefix, calls))
         }
     };
@@ -103,38 +105,19 @@ pub(crate) async fn check_identity(
     Ok(out.arn().map(str::to_string))
 }
 
-/// Records an SDK call's outcome in the provider-call metric, inline.
-pub(crate) trait Recorded: Sized {
-    fn recorded(self, calls: &Calls, call: &str) -> Self;
-}
-
-impl<T, E> Recorded for Result<T, E> {
-    fn recorded(self, calls: &Calls, call: &str) -> Self {
-        calls.record(call, &self);
-        self
-    }
-}
-
-/// Counts AWS API calls in `externalsecret_provider_api_calls_count`, with the API's own call
-/// names (`GetSecretValue`, `BatchGetSecretValue`, …) as ESO labels them.
-#[derive(Clone)]
-pub(crate) struct Calls {
-    metrics: Arc<crate::metrics::Metrics>,
-    provider: &'static str,
-}
-
-impl Calls {
-    /// Records one call and its outcome.
-    pub(crate) fn record<T, E>(&self, call: &str, result: &Result<T, E>) {
-        self.metrics
-            .provider_calls
-            .get_or_create(&crate::metrics::ProviderCallLabels {
-                provider: self.provider.to_string(),
-                call: call.to_string(),
-                status: if result.is_ok() { "success" } else { "error" }.to_string(),
-            })
-            .inc();
-    }
+/// An SDK configuration whose every call fails at once, without retries: its endpoint is
+/// port 1 of the loopback, where nothing listens (for tests of what a failed call does).
+#[cfg(test)]
+pub(crate) async fn unreachable_conf() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "AKIDTEST", "test", None, None, "test",
+        ))
+        .retry_config(RetryConfig::disabled())
+        .endpoint_url("http://127.0.0.1:1")
+        .load()
+        .await
 }
 
 #[cfg(test)]
@@ -209,5 +192,41 @@ mod tests {
                 .starts_with("invalid AWS region \"moon\""),
             "{invalid}"
         );
+    }
+
+    #[tokio::test]
+    async fn every_api_call_is_counted_under_its_own_name() {
+        use crate::api::MetadataPolicy::{Fetch, None as Value};
+        use crate::provider::GetRequest;
+        use crate::provider::calls::{ERROR, counted};
+
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        let conf = unreachable_conf().await;
+        let sm = secrets_manager::SecretsManager::new(
+            &conf,
+            String::new(),
+            Calls::new(&metrics, SECRETS_MANAGER),
+        );
+        let ps = parameter_store::ParameterStore::new(
+            &conf,
+            String::new(),
+            Calls::new(&metrics, PARAMETER_STORE),
+        );
+        // A versioned get is never batched: one GetSecretValue.
+        assert!(
+            sm.get(&GetRequest::new("k", Some("v1"), Value))
+                .await
+                .is_err()
+        );
+        assert!(sm.get(&GetRequest::new("k", None, Fetch)).await.is_err());
+        assert!(ps.get(&GetRequest::new("k", None, Value)).await.is_err());
+        assert!(ps.get(&GetRequest::new("k", None, Fetch)).await.is_err());
+        let count = |provider, call| counted(&metrics, provider, call, ERROR);
+        assert_eq!(count("AWS/SecretsManager", "GetSecretValue"), 1);
+        assert_eq!(count("AWS/SecretsManager", "DescribeSecret"), 1);
+        assert_eq!(count("AWS/ParameterStore", "GetParameter"), 1);
+        assert_eq!(count("AWS/ParameterStore", "ListTagsForResource"), 1);
     }
 }
