@@ -1,6 +1,9 @@
 //! `esox render`: an ExternalSecret rendered offline, through the controller's own pipeline
 //! (fetch → rewrite → template plugins → Go/minijinja engine), for debugging templates and
-//! plugins without a cluster.
+//! plugins without a cluster. It prints the Secret the controller would create, shaped by the
+//! controller's own [`target::desired_secret`] (labels, annotations, data hash, owner
+//! reference), and connects providers without a Kubernetes client
+//! ([`crate::provider::BuildContext::offline`]).
 //!
 //! The input is the manifests a user already has: the ExternalSecret, a store (Fake, or AWS
 //! with the default credential chain; or a JSON file of remote values standing in for one), the ConfigMaps and Secrets
@@ -12,9 +15,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use k8s_openapi::ByteString;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
-use crate::api::{ExternalSecretSpec, PluginRef, PluginSource};
+use crate::api::{ExternalSecret, ExternalSecretSpec, PluginRef, PluginSource};
+use crate::controller::target;
 use crate::metrics::Metrics;
 use crate::pipeline::{DataSource, Source, SourceError};
 use crate::plugin::{PluginHost, TemplateRequest, World};
@@ -75,34 +82,33 @@ fn name_of(d: &serde_yaml::Value) -> &str {
         .unwrap_or_default()
 }
 
-/// Renders the ExternalSecret in `inputs` and returns the Secret as YAML.
+/// Renders the ExternalSecret in `inputs` and returns the Secret as YAML: the Secret the
+/// controller would create ([`target::desired_secret`]: its labels, annotations, data hash and,
+/// when the manifest has a uid, owner reference), with the values in `stringData` as text when
+/// `decode` is set.
 pub async fn render(
     inputs: Inputs,
     host: Arc<PluginHost>,
     decode: bool,
 ) -> Result<String, RenderError> {
-    let es = inputs
+    let doc = inputs
         .docs
         .iter()
         .filter(|d| kind_of(d) == "ExternalSecret")
         .find(|d| inputs.name.as_deref().is_none_or(|n| name_of(d) == n))
         .ok_or_else(|| RenderError::Input("no ExternalSecret in the given files".into()))?;
-    let es_name = name_of(es).to_string();
-    let spec: ExternalSecretSpec =
-        serde_yaml::from_value(es.get("spec").cloned().unwrap_or_default()).map_err(|e| {
-            RenderError::Input(format!("ExternalSecret {es_name}: invalid spec: {e}"))
-        })?;
+    let es = external_secret(doc)?;
     // Counted as the controller counts them, and thrown away: an offline render has no scrape.
     let metrics = Arc::new(Metrics::new(
         &mut prometheus_client::registry::Registry::default(),
     ));
-    let provider = provider(&inputs, &spec, &metrics).await?;
+    let provider = provider(&inputs, &es.spec, &metrics).await?;
     let source = Offline { provider };
     let renamer = GoKeyRenamer {
         host: &host,
         metrics: &metrics,
     };
-    let data = crate::pipeline::collect(&spec, &source, &renamer).await?;
+    let data = crate::pipeline::collect(&es.spec, &source, &renamer).await?;
     let sources = sources(&inputs.docs);
     let runner = OfflineRunner {
         builtins: BuiltinRunner {
@@ -112,65 +118,69 @@ pub async fn render(
         },
         plugins: &inputs.plugins,
     };
-    let meta = |field: &str| -> BTreeMap<String, String> {
-        es.get("metadata")
-            .and_then(|m| m.get(field))
-            .and_then(|l| serde_yaml::from_value(l.clone()).ok())
-            .unwrap_or_default()
-    };
-    let target = &spec.target;
     let out = crate::template::apply(
-        target.template.as_ref(),
-        &meta("labels"),
-        &meta("annotations"),
+        es.spec.target.template.as_ref(),
+        es.labels(),
+        es.annotations(),
         data,
         &sources,
         &runner,
     )
     .await?;
-    let name = target
-        .name
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or(es_name);
-    let mut secret = serde_yaml::Mapping::new();
-    secret.insert("apiVersion".into(), "v1".into());
-    secret.insert("kind".into(), "Secret".into());
-    let mut md = serde_yaml::Mapping::new();
-    md.insert("name".into(), name.into());
-    if let Some(ns) = es.get("metadata").and_then(|m| m.get("namespace")) {
-        md.insert("namespace".into(), ns.clone());
+    Ok(secret_yaml(&es, &out, decode))
+}
+
+/// The ExternalSecret document, typed as the controller reads it.
+fn external_secret(doc: &serde_yaml::Value) -> Result<ExternalSecret, RenderError> {
+    let name = name_of(doc);
+    let invalid = |field: &str, e: serde_yaml::Error| {
+        RenderError::Input(format!("ExternalSecret {name}: invalid {field}: {e}"))
+    };
+    let spec: ExternalSecretSpec =
+        serde_yaml::from_value(doc.get("spec").cloned().unwrap_or_default())
+            .map_err(|e| invalid("spec", e))?;
+    let metadata: ObjectMeta = match doc.get("metadata") {
+        Some(m) => serde_yaml::from_value(m.clone()).map_err(|e| invalid("metadata", e))?,
+        None => ObjectMeta::default(),
+    };
+    Ok(ExternalSecret {
+        metadata,
+        spec,
+        status: None,
+    })
+}
+
+/// The Secret `out` becomes, as the controller would create it, in YAML.
+fn secret_yaml(es: &ExternalSecret, out: &crate::template::Output, decode: bool) -> String {
+    let data = out
+        .data
+        .iter()
+        .map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec())))
+        .collect();
+    let mut secret = target::desired_secret(es, None, data, out);
+    // Without a uid there is nothing to own the Secret by: no empty list (the apiserver keeps
+    // none either).
+    if secret
+        .metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(Vec::is_empty)
+    {
+        secret.metadata.owner_references = None;
     }
-    if !out.labels.is_empty() {
-        md.insert(
-            "labels".into(),
-            serde_yaml::to_value(&out.labels).expect("labels"),
-        );
+    if decode {
+        secret.string_data = secret.data.take().map(|data| {
+            data.into_iter()
+                .map(|(k, v)| {
+                    let text = String::from_utf8(v.0).unwrap_or_else(|e| {
+                        base64::engine::general_purpose::STANDARD.encode(e.as_bytes())
+                    });
+                    (k, text)
+                })
+                .collect()
+        });
     }
-    if !out.annotations.is_empty() {
-        md.insert(
-            "annotations".into(),
-            serde_yaml::to_value(&out.annotations).expect("annotations"),
-        );
-    }
-    secret.insert("metadata".into(), serde_yaml::Value::Mapping(md));
-    secret.insert(
-        "type".into(),
-        out.type_.clone().unwrap_or_else(|| "Opaque".into()).into(),
-    );
-    let mut data = serde_yaml::Mapping::new();
-    for (k, v) in &out.data {
-        let text = match (decode, std::str::from_utf8(v.expose())) {
-            (true, Ok(s)) => s.to_string(),
-            _ => base64::engine::general_purpose::STANDARD.encode(v.expose()),
-        };
-        data.insert(k.clone().into(), text.into());
-    }
-    secret.insert(
-        if decode { "stringData" } else { "data" }.into(),
-        serde_yaml::Value::Mapping(data),
-    );
-    Ok(serde_yaml::to_string(&secret).expect("a Secret serializes"))
+    serde_yaml::to_string(&secret).expect("a Secret serializes")
 }
 
 /// The store: a `--data` file, or the Fake store the ExternalSecret names.
@@ -238,16 +248,7 @@ async fn aws_provider(
             "store {name}: spec.provider.aws.auth needs the cluster (a Secret or a ServiceAccount token); offline renders use the AWS default credential chain: remove auth, or pass --data FILE.json"
         )));
     }
-    // Never called: the default chain reads no Kubernetes object.
-    let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a valid URL"));
-    let client =
-        kube::Client::try_from(config).map_err(|e| RenderError::Input(format!("internal: {e}")))?;
-    let ctx = crate::provider::BuildContext {
-        client: &client,
-        store_kind: crate::api::StoreKind::SecretStore,
-        namespace: "default",
-        metrics,
-    };
+    let ctx = crate::provider::BuildContext::offline(metrics);
     let (provider, _) = crate::provider::aws::connect(&spec, &ctx)
         .await
         .map_err(|e| RenderError::Input(format!("store {name}: {e}")))?;
@@ -351,5 +352,180 @@ impl Runner for OfflineRunner<'_> {
         context: SecretMap,
     ) -> Result<Vec<(String, crate::plugin::TemplateOutput)>, TemplateError> {
         self.builtins.render(engine, templates, context).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use k8s_openapi::api::core::v1::Secret;
+
+    use super::*;
+
+    fn host() -> Arc<PluginHost> {
+        static HOST: OnceLock<Arc<PluginHost>> = OnceLock::new();
+        HOST.get_or_init(|| PluginHost::new(Default::default()).unwrap())
+            .clone()
+    }
+
+    const STORE: &str = "apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: store}
+spec:
+  provider:
+    fake:
+      data: [{key: db, value: s3cr3t}]
+";
+
+    fn inputs(yaml: &str) -> Inputs {
+        Inputs {
+            docs: documents(&format!("{STORE}---\n{yaml}")).unwrap(),
+            data: None,
+            plugins: Default::default(),
+            name: None,
+        }
+    }
+
+    async fn render_secret(yaml: &str, decode: bool) -> Secret {
+        let out = render(inputs(yaml), host(), decode).await.unwrap();
+        serde_yaml::from_str(&out).unwrap()
+    }
+
+    const APP: &str = "apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: app
+  namespace: team
+  labels: {tier: db}
+  annotations: {note: kept}
+spec:
+  secretStoreRef: {name: store}
+  target: {name: app-secret}
+  data:
+  - secretKey: password
+    remoteRef: {key: db}
+";
+
+    #[tokio::test]
+    async fn the_secret_is_the_one_the_controller_would_create() {
+        let secret = render_secret(APP, false).await;
+        let es = external_secret(&documents::<serde_yaml::Value>(APP).unwrap()[0]).unwrap();
+        let data: BTreeMap<String, ByteString> =
+            [("password".to_string(), ByteString(b"s3cr3t".to_vec()))].into();
+        let output = crate::template::Output {
+            data: [("password".to_string(), SecretBytes::from("s3cr3t"))].into(),
+            labels: es.labels().clone(),
+            annotations: es.annotations().clone(),
+            ..Default::default()
+        };
+        let mut expected = target::desired_secret(&es, None, data.clone(), &output);
+        expected.metadata.owner_references = None;
+        assert_eq!(secret, expected);
+        // What that means, spelled out.
+        assert_eq!(secret.metadata.name.as_deref(), Some("app-secret"));
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("team"));
+        let labels = secret.labels();
+        assert_eq!(labels["tier"], "db");
+        assert_eq!(labels[target::MANAGED_LABEL], "true");
+        assert!(labels.contains_key(target::CREATED_BY_LABEL), "{labels:?}");
+        let annotations = secret.annotations();
+        assert_eq!(annotations["note"], "kept");
+        assert_eq!(
+            annotations[target::DATA_HASH_ANNOTATION],
+            target::data_hash(&data)
+        );
+        assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+        assert_eq!(secret.data, Some(data));
+        assert_eq!(secret.string_data, None);
+        // No uid in the manifest: nothing to own the Secret by.
+        assert_eq!(secret.metadata.owner_references, None);
+    }
+
+    #[tokio::test]
+    async fn decode_moves_the_values_to_string_data() {
+        let secret = render_secret(APP, true).await;
+        assert_eq!(secret.data, None);
+        assert_eq!(
+            secret.string_data,
+            Some([("password".to_string(), "s3cr3t".to_string())].into())
+        );
+        // The data hash is the controller's: of the data, not of how it is printed.
+        let data = [("password".to_string(), ByteString(b"s3cr3t".to_vec()))].into();
+        assert_eq!(
+            secret.annotations()[target::DATA_HASH_ANNOTATION],
+            target::data_hash(&data)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_external_secret_with_a_uid_owns_its_secret() {
+        let yaml = APP.replace("  name: app\n", "  name: app\n  uid: 0e1d-uid\n");
+        let secret = render_secret(&yaml, false).await;
+        let owners = secret.metadata.owner_references.unwrap();
+        assert_eq!(owners.len(), 1, "{owners:?}");
+        assert_eq!(owners[0].uid, "0e1d-uid");
+        assert_eq!(owners[0].kind, "ExternalSecret");
+        assert_eq!(owners[0].controller, Some(true));
+    }
+
+    #[tokio::test]
+    async fn the_template_sets_the_type_and_metadata() {
+        let yaml = APP.replace(
+            "  target: {name: app-secret}\n",
+            "  target:
+    name: app-secret
+    template:
+      type: kubernetes.io/basic-auth
+      metadata:
+        labels: {from: template}
+      data:
+        password: '{{ .password | upper }}'
+",
+        );
+        let secret = render_secret(&yaml, true).await;
+        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+        assert_eq!(secret.labels()["from"], "template");
+        assert_eq!(secret.labels()[target::MANAGED_LABEL], "true");
+        assert_eq!(
+            secret.string_data,
+            Some([("password".to_string(), "S3CR3T".to_string())].into())
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_metadata_is_reported() {
+        let yaml = APP.replace("labels: {tier: db}", "labels: [tier]");
+        let err = render(inputs(&yaml), host(), false).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("ExternalSecret app: invalid metadata:"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_aws_store_connects_without_a_client() {
+        let store = documents::<serde_yaml::Value>(
+            "kind: SecretStore
+metadata: {name: aws}
+spec:
+  provider:
+    aws: {service: SecretsManager, region: us-east-1}
+",
+        )
+        .unwrap();
+        let spec: ExternalSecretSpec =
+            serde_yaml::from_str("secretStoreRef: {name: aws}\n").unwrap();
+        let inputs = Inputs {
+            docs: store,
+            data: None,
+            plugins: Default::default(),
+            name: None,
+        };
+        let metrics = Arc::new(Metrics::new(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        assert!(provider(&inputs, &spec, &metrics).await.is_ok());
     }
 }

@@ -219,6 +219,14 @@ impl Runtime {
             }
         };
         let mut linker = Linker::new(&engine);
+        // All of WASI p2 is linked, and each call's `WasiCtx` (`store()`) grants nothing: no
+        // preopened directory, no address a socket may reach, no environment, output
+        // discarded. Linking only what the built-ins and the SDK scaffolds import (wasi:cli,
+        // wasi:io, wasi:clocks, wasi:random) would turn that run-time denial into a load
+        // error, but also refuse components that import more without using it:
+        // componentize-py's output (examples/plugins/python-prefix) imports wasi:filesystem
+        // and wasi:sockets whatever the Python code does, and so does the hostile fixture,
+        // whose file and socket probes are how the tests prove the denial.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| load_err(format!("{e:#}")))?;
         // The epoch ticker: deadlines are counted in ticks of this thread.

@@ -173,12 +173,8 @@ impl<'a> StoreResolver<'a> {
         kind: StoreKind,
         store_id: String,
     ) -> Result<ResolvedStore, SourceError> {
-        let bctx = BuildContext {
-            client: &self.ctx.client,
-            store_kind: kind,
-            namespace: self.namespace,
-            metrics: &self.ctx.metrics,
-        };
+        let bctx =
+            BuildContext::in_cluster(&self.ctx.metrics, &self.ctx.client, kind, self.namespace);
         // A store's references resolve in this namespace (a ClusterSecretStore's, unless
         // they name one), so the same store is a different connection per namespace.
         let key = format!("{store_id} in {}", self.namespace);

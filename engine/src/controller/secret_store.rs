@@ -55,12 +55,7 @@ async fn validate(
     if let Some(msg) = crate::api::validate::store(name, scope, spec) {
         return (false, "InvalidProviderConfig", msg);
     }
-    let bctx = provider::BuildContext {
-        client: &ctx.client,
-        store_kind: kind,
-        namespace,
-        metrics: &ctx.metrics,
-    };
+    let bctx = provider::BuildContext::in_cluster(&ctx.metrics, &ctx.client, kind, namespace);
     match provider::build(spec, &bctx).await {
         Err(e) => (false, e.reason(), e.to_string()),
         Ok((p, _)) => match p.validate().await {

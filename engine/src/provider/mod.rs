@@ -8,8 +8,11 @@
 //! call (and, for AWS, batch them): a request is fully described by a [`GetRequest`].
 
 pub mod aws;
+mod calls;
 pub mod fake;
 pub mod fetch;
+
+pub use calls::{Calls, Metered, Recorded};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -126,8 +129,48 @@ impl ProviderBuildError {
     }
 }
 
-/// What building a provider may need from the cluster.
+/// What building a provider needs: where it counts its API calls and, for a store whose
+/// credentials are cluster objects (a Secret, a ServiceAccount token), the cluster to read them
+/// from. Providers that read nothing from Kubernetes (the Fake provider, AWS with the SDK's
+/// default credential chain) build without one, so `esox render` needs no client.
 pub struct BuildContext<'a> {
+    /// Where providers count their API calls.
+    pub metrics: &'a Arc<crate::metrics::Metrics>,
+    /// Where the store's references to Secrets and ServiceAccounts resolve; `None` offline,
+    /// where a store with such references cannot be built.
+    pub cluster: Option<ClusterRefs<'a>>,
+}
+
+impl<'a> BuildContext<'a> {
+    /// Building without a cluster: stores that reference cluster objects fail to build.
+    pub fn offline(metrics: &'a Arc<crate::metrics::Metrics>) -> Self {
+        BuildContext {
+            metrics,
+            cluster: None,
+        }
+    }
+
+    /// Building in the cluster: references resolve as a `store_kind` in `namespace` does.
+    pub fn in_cluster(
+        metrics: &'a Arc<crate::metrics::Metrics>,
+        client: &'a kube::Client,
+        store_kind: StoreKind,
+        namespace: &'a str,
+    ) -> Self {
+        BuildContext {
+            metrics,
+            cluster: Some(ClusterRefs {
+                client,
+                store_kind,
+                namespace,
+            }),
+        }
+    }
+}
+
+/// Where a store's references to cluster objects resolve.
+#[derive(Clone, Copy)]
+pub struct ClusterRefs<'a> {
     /// Kubernetes client (to read Secrets and request ServiceAccount tokens).
     pub client: &'a kube::Client,
     /// Kind of the store being built.
@@ -135,8 +178,6 @@ pub struct BuildContext<'a> {
     /// Namespace references resolve in: the store's for a SecretStore, the ExternalSecret's
     /// (unless a reference names one) for a ClusterSecretStore.
     pub namespace: &'a str,
-    /// Where providers count their API calls.
-    pub metrics: &'a Arc<crate::metrics::Metrics>,
 }
 
 /// Builds the provider for a store spec. Returns it with a string naming the identity it
@@ -153,7 +194,7 @@ pub async fn build(
     }
     if let Some(fake) = &spec.provider.fake {
         let inner = Arc::new(fake::FakeProvider::new(fake));
-        let metered = Metered::wrap(inner, "fake", ctx.metrics.clone());
+        let metered = Metered::wrap(inner, Calls::new(ctx.metrics, "fake"));
         return Ok((metered, "static".to_string()));
     }
     if let Some(aws) = &spec.provider.aws {
@@ -162,68 +203,59 @@ pub async fn build(
     Err(ProviderBuildError::Unsupported(names[0].clone()))
 }
 
-/// Counts calls of a provider that has no API calls of its own to count (the Fake provider)
-/// in `externalsecret_provider_api_calls_count`. Providers with a remote API (AWS) count each
-/// API call themselves, under the API's own call names, as ESO does. Either way the count sits
-/// *inside* the fetch layer, so coalesced requests are counted once — as they are billed.
-pub struct Metered {
-    inner: Arc<dyn Provider>,
-    provider: &'static str,
-    metrics: Arc<crate::metrics::Metrics>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
 
-impl Metered {
-    /// Wraps `inner`, labelling its calls with `provider`.
-    pub fn wrap(
-        inner: Arc<dyn Provider>,
-        provider: &'static str,
-        metrics: Arc<crate::metrics::Metrics>,
-    ) -> Arc<dyn Provider> {
-        Arc::new(Metered {
-            inner,
-            provider,
-            metrics,
-        })
+    fn metrics() -> Arc<crate::metrics::Metrics> {
+        Arc::new(crate::metrics::Metrics::new(
+            &mut prometheus_client::registry::Registry::default(),
+        ))
     }
 
-    fn count<T>(&self, call: &str, r: &Result<T, ProviderError>) {
-        let status = if r.is_ok() { "success" } else { "error" };
-        self.metrics
-            .provider_calls
-            .get_or_create(&crate::metrics::ProviderCallLabels {
-                provider: self.provider.to_string(),
-                call: call.to_string(),
-                status: status.to_string(),
-            })
-            .inc();
+    fn spec(provider: serde_json::Value) -> SecretStoreSpec {
+        serde_json::from_value(json!({ "provider": provider })).unwrap()
     }
-}
 
-#[async_trait]
-impl Provider for Metered {
-    async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError> {
-        let r = self.inner.get(req).await;
-        self.count(
-            if req.metadata {
-                "GetSecretMetadata"
-            } else {
-                "GetSecret"
-            },
-            &r,
+    async fn build_error(provider: serde_json::Value) -> ProviderBuildError {
+        let metrics = metrics();
+        build(&spec(provider), &BuildContext::offline(&metrics))
+            .await
+            .err()
+            .expect("the build fails")
+    }
+
+    #[tokio::test]
+    async fn a_fake_store_builds_without_a_cluster() {
+        let metrics = metrics();
+        let store = spec(json!({"fake": {"data": [{"key": "k", "value": "v"}]}}));
+        let Ok((provider, identity)) = build(&store, &BuildContext::offline(&metrics)).await else {
+            panic!("a Fake store builds");
+        };
+        assert_eq!(identity, "static");
+        let got = provider
+            .get(&GetRequest::new("k", None, MetadataPolicy::None))
+            .await
+            .unwrap();
+        assert_eq!(got.expose(), b"v");
+    }
+
+    #[tokio::test]
+    async fn a_store_names_exactly_one_supported_provider() {
+        assert!(matches!(
+            build_error(json!({})).await,
+            ProviderBuildError::NoProvider
+        ));
+        match build_error(json!({"fake": {}, "vault": {}})).await {
+            ProviderBuildError::MultipleProviders(names) => assert_eq!(names, "fake, vault"),
+            other => panic!("expected MultipleProviders, got {other:?}"),
+        }
+        let unsupported = build_error(json!({"vault": {}})).await;
+        assert_eq!(unsupported.reason(), "UnsupportedProvider");
+        assert_eq!(
+            unsupported.to_string(),
+            "provider \"vault\" is not supported by esox"
         );
-        r
-    }
-    async fn find(
-        &self,
-        query: &FindQuery,
-    ) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
-        let r = self.inner.find(query).await;
-        self.count("GetAllSecrets", &r);
-        r
-    }
-    async fn validate(&self) -> Result<Option<String>, ProviderError> {
-        let r = self.inner.validate().await;
-        self.count("Validate", &r);
-        r
     }
 }

@@ -2,16 +2,9 @@
 //! (`missingkey=error`, as ESO sets it) and its error messages.
 
 use crate::funcs::{self, FnError};
+use crate::limits::{MAX_DEPTH, MAX_OUTPUT, MAX_STEPS};
 use crate::parse::{Arg, Branch, Cmd, Node, Pipe, Set};
 use crate::value::Value;
-
-/// Go stops runaway recursion at this depth; so do we, well before the Wasm stack would.
-const MAX_DEPTH: usize = 1000;
-/// A template renders into one Secret value (at most 1 MiB); stop long before memory runs out.
-pub const MAX_OUTPUT: usize = 16 << 20;
-/// Nodes walked and functions called per execution. The sandbox's deadline stops a runaway
-/// template anyway; this stops it sooner, with an error that says what happened.
-pub const MAX_STEPS: u64 = 20_000_000;
 
 /// Why a walk stopped early.
 pub enum Ctl {

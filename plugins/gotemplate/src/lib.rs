@@ -14,6 +14,7 @@ pub mod exec;
 pub mod fmt;
 pub mod funcs;
 pub mod lex;
+pub mod limits;
 pub mod parse;
 pub mod time;
 pub mod value;

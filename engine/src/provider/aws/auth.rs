@@ -28,7 +28,7 @@ use kube::{Api, Client};
 
 use super::{sdk_config, sts_client};
 use crate::api::{AwsProvider, SecretKeySelector, StoreKind};
-use crate::provider::{BuildContext, ProviderBuildError};
+use crate::provider::{BuildContext, ClusterRefs, ProviderBuildError};
 
 /// ServiceAccount annotation naming the role to assume with its token (EKS IRSA convention).
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
@@ -45,16 +45,17 @@ pub async fn credentials(
 ) -> Result<(SharedCredentialsProvider, String), ProviderBuildError> {
     let auth = spec.auth.clone().unwrap_or_default();
     let (mut provider, mut identity) = if let Some(secret_ref) = &auth.secret_ref {
-        static_keys(secret_ref, ctx).await?
+        static_keys(secret_ref, cluster(ctx, "secretRef")?).await?
     } else if let Some(jwt) = &auth.jwt {
         let sa = jwt.service_account_ref.as_ref().ok_or_else(|| {
             ProviderBuildError::Invalid(
                 "spec.provider.aws.auth.jwt.serviceAccountRef is required".into(),
             )
         })?;
-        let ns = ref_namespace(ctx, sa.namespace.as_deref());
+        let refs = cluster(ctx, "jwt")?;
+        let ns = ref_namespace(refs, sa.namespace.as_deref());
         web_identity(
-            ctx.client.clone(),
+            refs.client.clone(),
             &ns,
             &sa.name,
             &sa.audiences,
@@ -114,25 +115,34 @@ pub async fn credentials(
     Ok((provider, identity))
 }
 
-fn ref_namespace(ctx: &BuildContext<'_>, explicit: Option<&str>) -> String {
-    match (ctx.store_kind, explicit) {
+/// The cluster an `auth.<field>` reference is read from; an error when building offline.
+fn cluster<'a>(ctx: &BuildContext<'a>, field: &str) -> Result<ClusterRefs<'a>, ProviderBuildError> {
+    ctx.cluster.ok_or_else(|| {
+        ProviderBuildError::Invalid(format!(
+            "spec.provider.aws.auth.{field} reads its credentials from the cluster, and there is none: without one, only the default credential chain (no auth) works"
+        ))
+    })
+}
+
+fn ref_namespace(refs: ClusterRefs<'_>, explicit: Option<&str>) -> String {
+    match (refs.store_kind, explicit) {
         (StoreKind::ClusterSecretStore, Some(ns)) if !ns.is_empty() => ns.to_string(),
-        _ => ctx.namespace.to_string(),
+        _ => refs.namespace.to_string(),
     }
 }
 
 async fn read_key(
-    ctx: &BuildContext<'_>,
+    refs: ClusterRefs<'_>,
     sel: &SecretKeySelector,
     field: &str,
 ) -> Result<(String, String), ProviderBuildError> {
-    let ns = ref_namespace(ctx, sel.namespace.as_deref());
+    let ns = ref_namespace(refs, sel.namespace.as_deref());
     let key = sel.key.clone().ok_or_else(|| {
         ProviderBuildError::Invalid(format!(
             "spec.provider.aws.auth.secretRef.{field}.key is required"
         ))
     })?;
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<Secret> = Api::namespaced(refs.client.clone(), &ns);
     let secret = api
         .get_opt(&sel.name)
         .await
@@ -171,13 +181,13 @@ async fn read_key(
 
 async fn static_keys(
     r: &crate::api::AwsAuthSecretRef,
-    ctx: &BuildContext<'_>,
+    refs: ClusterRefs<'_>,
 ) -> Result<(SharedCredentialsProvider, String), ProviderBuildError> {
     let missing = |f: &str| {
         ProviderBuildError::Invalid(format!("spec.provider.aws.auth.secretRef.{f} is required"))
     };
     let (akid, v1) = read_key(
-        ctx,
+        refs,
         r.access_key_id_secret_ref
             .as_ref()
             .ok_or_else(|| missing("accessKeyIDSecretRef"))?,
@@ -185,7 +195,7 @@ async fn static_keys(
     )
     .await?;
     let (secret, v2) = read_key(
-        ctx,
+        refs,
         r.secret_access_key_secret_ref
             .as_ref()
             .ok_or_else(|| missing("secretAccessKeySecretRef"))?,
@@ -194,7 +204,7 @@ async fn static_keys(
     .await?;
     let (token, v3) = match &r.session_token_secret_ref {
         Some(sel) => {
-            let (t, v) = read_key(ctx, sel, "sessionTokenSecretRef").await?;
+            let (t, v) = read_key(refs, sel, "sessionTokenSecretRef").await?;
             (Some(t), v)
         }
         None => (None, String::new()),

@@ -68,6 +68,27 @@ where
     }
 }
 
+/// Classifies an SDK error from `call` reading one secret (`key`, at `version`): a secret that
+/// does not exist is ESO's `NoSecretErr`, which deletion policies act on.
+pub fn classify_get<E>(
+    err: SdkError<E, Response>,
+    call: &str,
+    key: &str,
+    version: Option<&str>,
+) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if is_not_found(&err) {
+        ProviderError::NoSecret {
+            key: key.to_string(),
+            version: version.map(str::to_string),
+        }
+    } else {
+        classify(err, call)
+    }
+}
+
 /// The text of the first `<tag>…</tag>` in `body`.
 fn xml_tag(body: &str, tag: &str) -> Option<String> {
     let start = body.find(&format!("<{tag}>"))? + tag.len() + 2;
@@ -100,5 +121,40 @@ mod tests {
             Some("User: x is not authorized")
         );
         assert_eq!(super::xml_tag("{}", "Code"), None);
+    }
+
+    #[test]
+    fn a_missing_secret_is_no_secret_and_anything_else_is_classified() {
+        use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+
+        let error = |code: &str, status: u16| {
+            super::SdkError::service_error(
+                GetSecretValueError::generic(ErrorMetadata::builder().code(code).build()),
+                super::Response::new(status.try_into().unwrap(), SdkBody::empty()),
+            )
+        };
+        let missing = super::classify_get(
+            error("ResourceNotFoundException", 400),
+            "secretsmanager:GetSecretValue",
+            "db",
+            Some("v1"),
+        );
+        assert!(
+            matches!(&missing, super::ProviderError::NoSecret { key, version }
+                if key == "db" && version.as_deref() == Some("v1")),
+            "{missing:?}"
+        );
+        let denied = super::classify_get(
+            error("AccessDeniedException", 400),
+            "secretsmanager:GetSecretValue",
+            "db",
+            None,
+        );
+        assert!(
+            matches!(denied, super::ProviderError::AccessDenied(_)),
+            "{denied:?}"
+        );
     }
 }

@@ -19,9 +19,17 @@ use std::sync::Arc;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-use super::{BuildContext, Provider, ProviderBuildError};
+use super::{BuildContext, Calls, Provider, ProviderBuildError};
 use crate::api::region::valid_region;
 use crate::api::{AwsProvider, AwsService};
+
+/// The `provider` label of Secrets Manager calls (ESO's `ProviderAWSSM`).
+pub const SECRETS_MANAGER: &str = "AWS/SecretsManager";
+/// The `provider` label of Parameter Store calls (ESO's `ProviderAWSPS`).
+pub const PARAMETER_STORE: &str = "AWS/ParameterStore";
+/// The `provider` label of the STSSessionToken generator's calls (ESO counts none; named
+/// after ESO's two above).
+pub const STS: &str = "AWS/STS";
 
 /// An ESO-specific endpoint override, if set.
 pub(crate) fn endpoint_env(var: &str) -> Option<String> {
@@ -64,17 +72,11 @@ pub async fn connect(
     let prefix = spec.prefix.clone().unwrap_or_default();
     let provider: Arc<dyn Provider> = match spec.service {
         AwsService::SecretsManager => {
-            let calls = Calls {
-                metrics: ctx.metrics.clone(),
-                provider: "AWS/SecretsManager",
-            };
+            let calls = Calls::new(ctx.metrics, SECRETS_MANAGER);
             Arc::new(secrets_manager::SecretsManager::new(&conf, prefix, calls))
         }
         AwsService::ParameterStore => {
-            let calls = Calls {
-                metrics: ctx.metrics.clone(),
-                provider: "AWS/ParameterStore",
-            };
+            let calls = Calls::new(ctx.metrics, PARAMETER_STORE);
             Arc::new(parameter_store::ParameterStore::new(&conf, prefix, calls))
         }
     };
@@ -103,36 +105,128 @@ pub(crate) async fn check_identity(
     Ok(out.arn().map(str::to_string))
 }
 
-/// Records an SDK call's outcome in the provider-call metric, inline.
-pub(crate) trait Recorded: Sized {
-    fn recorded(self, calls: &Calls, call: &str) -> Self;
+/// An SDK configuration whose every call fails at once, without retries: its endpoint is
+/// port 1 of the loopback, where nothing listens (for tests of what a failed call does).
+#[cfg(test)]
+pub(crate) async fn unreachable_conf() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "AKIDTEST", "test", None, None, "test",
+        ))
+        .retry_config(RetryConfig::disabled())
+        .endpoint_url("http://127.0.0.1:1")
+        .load()
+        .await
 }
 
-impl<T, E> Recorded for Result<T, E> {
-    fn recorded(self, calls: &Calls, call: &str) -> Self {
-        calls.record(call, &self);
-        self
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Connects `spec` without a cluster; the identity, or why not.
+    async fn connect_offline(spec: serde_json::Value) -> Result<String, ProviderBuildError> {
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        let spec: AwsProvider = serde_json::from_value(spec).unwrap();
+        connect(&spec, &BuildContext::offline(&metrics))
+            .await
+            .map(|(_, identity)| identity)
     }
-}
 
-/// Counts AWS API calls in `externalsecret_provider_api_calls_count`, with the API's own call
-/// names (`GetSecretValue`, `BatchGetSecretValue`, …) as ESO labels them.
-#[derive(Clone)]
-pub(crate) struct Calls {
-    metrics: Arc<crate::metrics::Metrics>,
-    provider: &'static str,
-}
+    #[tokio::test]
+    async fn the_default_chain_needs_no_cluster() {
+        for service in ["SecretsManager", "ParameterStore"] {
+            let identity = connect_offline(json!({"service": service, "region": "eu-west-1"}))
+                .await
+                .unwrap();
+            assert_eq!(identity, "default-chain");
+        }
+        let chained = connect_offline(json!({
+            "service": "SecretsManager",
+            "region": "eu-west-1",
+            "role": "arn:aws:iam::1:role/app",
+        }))
+        .await
+        .unwrap();
+        assert_eq!(chained, "default-chain -> arn:aws:iam::1:role/app");
+    }
 
-impl Calls {
-    /// Records one call and its outcome.
-    pub(crate) fn record<T, E>(&self, call: &str, result: &Result<T, E>) {
-        self.metrics
-            .provider_calls
-            .get_or_create(&crate::metrics::ProviderCallLabels {
-                provider: self.provider.to_string(),
-                call: call.to_string(),
-                status: if result.is_ok() { "success" } else { "error" }.to_string(),
-            })
-            .inc();
+    #[tokio::test]
+    async fn credentials_in_the_cluster_need_a_cluster() {
+        for (auth, field) in [
+            (json!({"secretRef": {}}), "secretRef"),
+            (json!({"jwt": {"serviceAccountRef": {"name": "sa"}}}), "jwt"),
+        ] {
+            let err = connect_offline(json!({
+                "service": "SecretsManager",
+                "region": "eu-west-1",
+                "auth": auth,
+            }))
+            .await
+            .unwrap_err();
+            assert!(matches!(err, ProviderBuildError::Invalid(_)), "{err:?}");
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "spec.provider.aws.auth.{field} reads its credentials from the cluster"
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_region_is_checked_before_anything_is_built() {
+        let missing = connect_offline(json!({"service": "SecretsManager"}))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.to_string(), "spec.provider.aws.region is required");
+        let invalid = connect_offline(json!({"service": "SecretsManager", "region": "moon"}))
+            .await
+            .unwrap_err();
+        assert!(
+            invalid
+                .to_string()
+                .starts_with("invalid AWS region \"moon\""),
+            "{invalid}"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_api_call_is_counted_under_its_own_name() {
+        use crate::api::MetadataPolicy::{Fetch, None as Value};
+        use crate::provider::GetRequest;
+        use crate::provider::calls::{ERROR, counted};
+
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        let conf = unreachable_conf().await;
+        let sm = secrets_manager::SecretsManager::new(
+            &conf,
+            String::new(),
+            Calls::new(&metrics, SECRETS_MANAGER),
+        );
+        let ps = parameter_store::ParameterStore::new(
+            &conf,
+            String::new(),
+            Calls::new(&metrics, PARAMETER_STORE),
+        );
+        // A versioned get is never batched: one GetSecretValue.
+        assert!(
+            sm.get(&GetRequest::new("k", Some("v1"), Value))
+                .await
+                .is_err()
+        );
+        assert!(sm.get(&GetRequest::new("k", None, Fetch)).await.is_err());
+        assert!(ps.get(&GetRequest::new("k", None, Value)).await.is_err());
+        assert!(ps.get(&GetRequest::new("k", None, Fetch)).await.is_err());
+        let count = |provider, call| counted(&metrics, provider, call, ERROR);
+        assert_eq!(count("AWS/SecretsManager", "GetSecretValue"), 1);
+        assert_eq!(count("AWS/SecretsManager", "DescribeSecret"), 1);
+        assert_eq!(count("AWS/ParameterStore", "GetParameter"), 1);
+        assert_eq!(count("AWS/ParameterStore", "ListTagsForResource"), 1);
     }
 }

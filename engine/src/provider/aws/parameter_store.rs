@@ -14,9 +14,9 @@ use aws_sdk_ssm::error::ProvideErrorMetadata as _;
 use aws_sdk_ssm::types::ParameterStringFilter;
 use regex::Regex;
 
-use super::errors::{classify, is_not_found};
-use super::{Calls, Recorded, check_identity, endpoint_env, sts_client};
-use crate::provider::{FindQuery, GetRequest, Provider, ProviderError};
+use super::errors::{classify, classify_get, is_not_found};
+use super::{check_identity, endpoint_env, sts_client};
+use crate::provider::{Calls, FindQuery, GetRequest, Provider, ProviderError, Recorded};
 use crate::secret::SecretBytes;
 
 /// Parameter Store provider.
@@ -94,16 +94,7 @@ impl Provider for ParameterStore {
             .send()
             .await
             .recorded(&self.calls, "GetParameter")
-            .map_err(|e| {
-                if is_not_found(&e) {
-                    ProviderError::NoSecret {
-                        key: req.key.clone(),
-                        version: req.version.clone(),
-                    }
-                } else {
-                    classify(e, "ssm:GetParameter")
-                }
-            })?;
+            .map_err(|e| classify_get(e, "ssm:GetParameter", &req.key, req.version.as_deref()))?;
         Ok(SecretBytes::from(
             out.parameter().and_then(|p| p.value()).unwrap_or_default(),
         ))

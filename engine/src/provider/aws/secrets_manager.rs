@@ -25,9 +25,9 @@ use regex::Regex;
 use tokio::sync::oneshot;
 use tracing::warn;
 
-use super::errors::{classify, is_not_found};
-use super::{Calls, check_identity, endpoint_env, sts_client};
-use crate::provider::{FindQuery, GetRequest, Provider, ProviderError};
+use super::errors::{classify, classify_get};
+use super::{check_identity, endpoint_env, sts_client};
+use crate::provider::{Calls, FindQuery, GetRequest, Provider, ProviderError, Recorded};
 use crate::secret::SecretBytes;
 
 /// How long a single get waits for others to batch with.
@@ -81,24 +81,15 @@ impl SecretsManager {
     }
 
     async fn tags_json(&self, key: &str) -> Result<SecretBytes, ProviderError> {
-        let r = self
+        let out = self
             .api
             .client
             .describe_secret()
             .secret_id(self.id(key))
             .send()
-            .await;
-        self.api.calls.record("DescribeSecret", &r);
-        let out = r.map_err(|e| {
-            if is_not_found(&e) {
-                ProviderError::NoSecret {
-                    key: key.to_string(),
-                    version: None,
-                }
-            } else {
-                classify(e, "secretsmanager:DescribeSecret")
-            }
-        })?;
+            .await
+            .recorded(&self.api.calls, "DescribeSecret")
+            .map_err(|e| classify_get(e, "secretsmanager:DescribeSecret", key, None))?;
         let tags: BTreeMap<String, String> = out
             .tags()
             .iter()
@@ -158,15 +149,15 @@ impl SecretsManager {
         out: &mut BTreeMap<String, SecretBytes>,
     ) -> Result<(), ProviderError> {
         for chunk in ids.chunks(BATCH_MAX) {
-            let r = self
+            let resp = self
                 .api
                 .client
                 .batch_get_secret_value()
                 .set_secret_id_list(Some(chunk.to_vec()))
                 .send()
-                .await;
-            self.api.calls.record("BatchGetSecretValue", &r);
-            let resp = r.map_err(|e| classify(e, "secretsmanager:BatchGetSecretValue"))?;
+                .await
+                .recorded(&self.api.calls, "BatchGetSecretValue")
+                .map_err(|e| classify(e, "secretsmanager:BatchGetSecretValue"))?;
             for entry in resp.secret_values() {
                 self.insert(entry, out);
             }
@@ -190,18 +181,13 @@ impl Api {
                 None => call.version_stage(v),
             },
         };
-        let r = call.send().await;
-        self.calls.record("GetSecretValue", &r);
-        let out = r.map_err(|e| {
-            if is_not_found(&e) {
-                ProviderError::NoSecret {
-                    key: key.clone(),
-                    version: version.clone(),
-                }
-            } else {
-                classify(e, "secretsmanager:GetSecretValue")
-            }
-        })?;
+        let out = call
+            .send()
+            .await
+            .recorded(&self.calls, "GetSecretValue")
+            .map_err(|e| {
+                classify_get(e, "secretsmanager:GetSecretValue", &key, version.as_deref())
+            })?;
         Ok(value_of(
             out.secret_string(),
             out.secret_binary().map(|b| b.as_ref()),
@@ -221,14 +207,14 @@ impl Api {
             return;
         }
         for chunk in ids.chunks(BATCH_MAX) {
-            let r = self
+            match self
                 .client
                 .batch_get_secret_value()
                 .set_secret_id_list(Some(chunk.to_vec()))
                 .send()
-                .await;
-            self.calls.record("BatchGetSecretValue", &r);
-            match r {
+                .await
+                .recorded(&self.calls, "BatchGetSecretValue")
+            {
                 Ok(resp) => {
                     for entry in resp.secret_values() {
                         let value = value_of(
@@ -368,7 +354,7 @@ impl Provider for SecretsManager {
             // Path only: the batch call filters and returns values in one paginated call.
             let mut token = None;
             loop {
-                let r = self
+                let resp = self
                     .api
                     .client
                     .batch_get_secret_value()
@@ -376,9 +362,9 @@ impl Provider for SecretsManager {
                     .max_results(BATCH_MAX as i32)
                     .set_next_token(token)
                     .send()
-                    .await;
-                self.api.calls.record("BatchGetSecretValue", &r);
-                let resp = r.map_err(|e| classify(e, "secretsmanager:BatchGetSecretValue"))?;
+                    .await
+                    .recorded(&self.api.calls, "BatchGetSecretValue")
+                    .map_err(|e| classify(e, "secretsmanager:BatchGetSecretValue"))?;
                 for entry in resp.secret_values() {
                     if path
                         .as_deref()
@@ -397,7 +383,7 @@ impl Provider for SecretsManager {
         let mut ids = Vec::new();
         let mut token = None;
         loop {
-            let r = self
+            let resp = self
                 .api
                 .client
                 .list_secrets()
@@ -405,9 +391,9 @@ impl Provider for SecretsManager {
                 .max_results(100)
                 .set_next_token(token)
                 .send()
-                .await;
-            self.api.calls.record("ListSecrets", &r);
-            let resp = r.map_err(|e| classify(e, "secretsmanager:ListSecrets"))?;
+                .await
+                .recorded(&self.api.calls, "ListSecrets")
+                .map_err(|e| classify(e, "secretsmanager:ListSecrets"))?;
             for s in resp.secret_list() {
                 let Some(name) = s.name() else { continue };
                 let path_ok = path.as_deref().is_none_or(|p| name.starts_with(p));

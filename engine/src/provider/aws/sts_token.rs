@@ -5,9 +5,11 @@
 //! The expiry is also returned on its own, so the controller can renew the credentials before
 //! they expire rather than on the ExternalSecret's refresh interval alone.
 
-use crate::api::generators::STSSessionTokenSpec;
+use aws_sdk_sts::operation::get_session_token::GetSessionTokenOutput;
+
+use crate::api::generators::{STSRequestParameters, STSSessionTokenSpec};
 use crate::api::{AwsProvider, StoreKind};
-use crate::provider::{BuildContext, ProviderBuildError, ProviderError};
+use crate::provider::{BuildContext, Calls, ProviderBuildError, ProviderError, Recorded};
 use crate::secret::{SecretBytes, SecretMap};
 
 /// Why no session credentials were generated. Messages name the region and the call, never
@@ -46,25 +48,14 @@ pub async fn generate(
         auth: spec.auth.clone(),
         ..Default::default()
     };
-    let ctx = BuildContext {
-        client,
-        store_kind: StoreKind::SecretStore,
-        namespace,
-        metrics,
-    };
+    let ctx = BuildContext::in_cluster(metrics, client, StoreKind::SecretStore, namespace);
     let (creds, _) = super::auth::credentials(&store, &ctx)
         .await
         .map_err(StsTokenError::Auth)?;
     let conf = super::sdk_config(&spec.region, Some(creds)).await;
     let params = spec.request_parameters.clone().unwrap_or_default();
-    let out = super::sts_client(&conf)
-        .get_session_token()
-        .set_duration_seconds(params.session_duration)
-        .set_serial_number(params.serial_number)
-        .set_token_code(params.token_code)
-        .send()
-        .await
-        .map_err(|e| StsTokenError::Call(super::errors::classify(e, "sts:GetSessionToken")))?;
+    let calls = Calls::new(metrics, super::STS);
+    let out = session_token(&super::sts_client(&conf), params, &calls).await?;
     let c = out
         .credentials
         .ok_or_else(|| StsTokenError::BadAnswer("no credentials".into()))?;
@@ -88,4 +79,43 @@ pub async fn generate(
     let expires = jiff::Timestamp::from_second(c.expiration.secs())
         .map_err(|e| StsTokenError::BadAnswer(format!("an invalid expiration: {e}")))?;
     Ok((data, expires))
+}
+
+/// `GetSessionToken`, counted in `calls`.
+async fn session_token(
+    sts: &aws_sdk_sts::Client,
+    params: STSRequestParameters,
+    calls: &Calls,
+) -> Result<GetSessionTokenOutput, StsTokenError> {
+    sts.get_session_token()
+        .set_duration_seconds(params.session_duration)
+        .set_serial_number(params.serial_number)
+        .set_token_code(params.token_code)
+        .send()
+        .await
+        .recorded(calls, "GetSessionToken")
+        .map_err(|e| StsTokenError::Call(super::errors::classify(e, "sts:GetSessionToken")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::provider::aws::{STS, unreachable_conf};
+    use crate::provider::calls::{ERROR, counted};
+
+    #[tokio::test]
+    async fn get_session_token_is_counted() {
+        let metrics = Arc::new(Metrics::new(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        let sts = aws_sdk_sts::Client::new(&unreachable_conf().await);
+        let err = session_token(&sts, Default::default(), &Calls::new(&metrics, STS))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StsTokenError::Call(_)), "{err:?}");
+        assert_eq!(counted(&metrics, "AWS/STS", "GetSessionToken", ERROR), 1);
+    }
 }

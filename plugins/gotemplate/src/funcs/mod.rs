@@ -135,10 +135,10 @@ pub fn count_arg(v: &Value) -> Result<usize, FnError> {
     if n < 0 {
         return Err(call_err("count must be non-negative"));
     }
-    if n as u64 > crate::exec::MAX_OUTPUT as u64 {
+    if n as u64 > crate::limits::MAX_OUTPUT as u64 {
         return Err(call_err(format!(
             "count {n} is larger than a template's output may be ({} bytes)",
-            crate::exec::MAX_OUTPUT
+            crate::limits::MAX_OUTPUT
         )));
     }
     Ok(n as usize)
