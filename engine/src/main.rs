@@ -154,13 +154,16 @@ struct ControllerArgs {
     #[arg(long, env = "ESOX_NAMESPACE")]
     namespace: Option<String>,
     /// ExternalSecrets reconciled at once.
-    #[arg(long, default_value_t = 8, env = "ESOX_CONCURRENT")]
+    #[arg(long, default_value_t = 32, env = "ESOX_CONCURRENT")]
     concurrent: u16,
-    /// Kubernetes API requests per second (client-side limit).
-    #[arg(long, default_value_t = 50.0, env = "ESOX_KUBE_QPS")]
+    /// Kubernetes API requests per second (client-side limit). The default leaves the pacing
+    /// to the apiserver's API Priority and Fairness (a first sync costs 4 writes per
+    /// ExternalSecret; at 50/s, 1000 of them took 80 s where the apiserver takes about 8, see
+    /// BENCHMARKS.md); lower it to be gentle with a shared apiserver.
+    #[arg(long, default_value_t = 500.0, env = "ESOX_KUBE_QPS")]
     kube_api_qps: f64,
     /// Kubernetes API request burst.
-    #[arg(long, default_value_t = 100, env = "ESOX_KUBE_BURST")]
+    #[arg(long, default_value_t = 1000, env = "ESOX_KUBE_BURST")]
     kube_api_burst: u32,
     /// Default interval between store validations.
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "ESOX_STORE_REQUEUE_INTERVAL")]

@@ -282,7 +282,7 @@ fn default_values_render_a_hardened_cluster_wide_controller() {
         [
             "controller",
             "--metrics-addr=0.0.0.0:8080",
-            "--concurrent=8",
+            "--concurrent=32",
             "--log-format=json",
             "--plugin-cache-dir=/var/cache/esox",
         ]
