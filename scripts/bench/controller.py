@@ -611,11 +611,17 @@ class Stack:
 
     def up(self) -> None:
         env = dict(os.environ, ESOX_STACK_DIR=self.dir)
-        with open(os.path.join(self.run_dir, "stack.log"), "ab") as logf:
-            r = subprocess.run(["bash", STACK_SH, "up"], env=env, stdout=logf, stderr=subprocess.STDOUT,
-                               timeout=900)
-        if r.returncode != 0:
-            raise RuntimeError(f"scripts/stack.sh up failed (see {self.run_dir}/stack.log)")
+        # Twice: on a loaded machine a service can miss stack.sh's start timeout (moto's 60 s).
+        for attempt in (1, 2):
+            with open(os.path.join(self.run_dir, "stack.log"), "ab") as logf:
+                r = subprocess.run(["bash", STACK_SH, "up"], env=env, stdout=logf, stderr=subprocess.STDOUT,
+                                   timeout=900)
+            if r.returncode == 0:
+                break
+            log(f"scripts/stack.sh up failed (attempt {attempt}; see {self.run_dir}/stack.log)")
+            os.makedirs(self.dir, exist_ok=True)  # stack.sh down removed it
+        else:
+            raise RuntimeError(f"scripts/stack.sh up failed twice (see {self.run_dir}/stack.log)")
         out = subprocess.run(["bash", "-c", f'source "{self.dir}/env" && env -0'], capture_output=True,
                              check=True).stdout.decode()
         self.env = dict(kv.split("=", 1) for kv in out.split("\0") if "=" in kv)
