@@ -206,6 +206,18 @@ impl TestEnv {
         Self::with(test, Options::default()).await
     }
 
+    /// A test environment whose controller the test starts itself (a process, or none).
+    pub async fn without_controller(test: &str) -> TestEnv {
+        Self::with(
+            test,
+            Options {
+                no_controller: true,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
     /// A test environment with options.
     pub async fn with(test: &str, opts: Options) -> TestEnv {
         init_tracing();
@@ -526,17 +538,37 @@ pub struct ControllerProcess {
 impl ControllerProcess {
     /// Fetches `/metrics` from the process.
     pub async fn metrics(&self) -> String {
+        self.get("/metrics").await
+    }
+
+    /// The raw HTTP response of its endpoint `path` (empty while it does not answer).
+    pub async fn get(&self, path: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let addr = self.http.trim_start_matches("http://").to_string();
         let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
             return String::new();
         };
-        let _ = s
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let _ = s.write_all(request.as_bytes()).await;
         let mut out = String::new();
         let _ = s.read_to_string(&mut out).await;
         out
+    }
+
+    /// Waits until its `/readyz` answers 200 (the ExternalSecret cache has synced).
+    pub async fn wait_ready(&self) {
+        wait_for(
+            Duration::from_secs(60),
+            "controller /readyz 200",
+            || async {
+                self.get("/readyz")
+                    .await
+                    .starts_with("HTTP/1.1 200")
+                    .then_some(())
+            },
+        )
+        .await
+        .unwrap();
     }
 }
 

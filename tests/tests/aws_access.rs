@@ -7,22 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use esox_tests::manifests::{aws_static_store, external_secret};
-use esox_tests::{
-    Options, TestEnv, aws_config_for, put_aws_secret, secret_strings, stack_env, wait_for,
-};
+use esox_tests::{TestEnv, aws_config_for, put_aws_secret, secret_strings, stack_env, wait_for};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 #[tokio::test]
 async fn access_denied_is_precise_and_batch_denial_falls_back() {
-    let env = TestEnv::with(
-        "aws-denied",
-        Options {
-            no_controller: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = TestEnv::without_controller("aws-denied").await;
     let vars = stack_env().unwrap();
     let url = &vars["ESOX_MOTO_IAM_URL"];
     let sm = aws_sdk_secretsmanager::Client::new(
@@ -185,14 +176,7 @@ async fn read_message(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>)>
 
 #[tokio::test]
 async fn throttling_never_flaps_ready_on_a_synced_secret() {
-    let env = TestEnv::with(
-        "aws-throttle",
-        Options {
-            no_controller: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = TestEnv::without_controller("aws-throttle").await;
     let vars = stack_env().unwrap();
     let key = format!("{}/paced", env.ns);
     put_aws_secret(&key, "steady", &[]).await;

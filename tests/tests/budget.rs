@@ -189,36 +189,9 @@ async fn all_synced(env: &TestEnv) {
     .unwrap();
 }
 
-/// Waits for the controller process's /readyz.
-async fn controller_ready(http: &str) {
-    let addr = http.trim_start_matches("http://").to_string();
-    wait_for(Duration::from_secs(60), "controller /readyz", || {
-        let addr = addr.clone();
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
-            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .await
-                .ok()?;
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.ok()?;
-            out.starts_with("HTTP/1.1 200").then_some(())
-        }
-    })
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn reconciles_stay_within_the_request_budget() {
-    let env = TestEnv::with(
-        "budget",
-        esox_tests::Options {
-            no_controller: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = TestEnv::without_controller("budget").await;
     let stack = stack_env().unwrap();
     let policy = std::path::Path::new(&stack["ESOX_STACK_DIR"]).join("audit-policy.yaml");
     assert!(
@@ -238,7 +211,7 @@ async fn reconciles_stay_within_the_request_budget() {
     env.apply(&fake_store("fake", &entries)).await.unwrap();
 
     let controller = env.spawn_controller(&[("KUBECONFIG", kubeconfig.to_str().unwrap())]);
-    controller_ready(&controller.http).await;
+    controller.wait_ready().await;
     // The store's own validation (one status write) is not part of the ExternalSecrets' budget.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -292,7 +265,7 @@ async fn reconciles_stay_within_the_request_budget() {
     drop(controller);
     let restart_from = jiff::Timestamp::now();
     let controller = env.spawn_controller(&[("KUBECONFIG", kubeconfig.to_str().unwrap())]);
-    controller_ready(&controller.http).await;
+    controller.wait_ready().await;
     tokio::time::sleep(Duration::from_secs(8)).await;
     let restart_to = jiff::Timestamp::now();
     let restart = counts(&audited(&env.ns, restart_from), restart_from, restart_to);

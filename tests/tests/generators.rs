@@ -303,14 +303,7 @@ spec:
 /// force-sync, leave the password alone.
 #[tokio::test]
 async fn created_once_survives_a_controller_restart() {
-    let env = TestEnv::with(
-        "gen-restart",
-        esox_tests::Options {
-            no_controller: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = TestEnv::without_controller("gen-restart").await;
     env.apply(PASSWORD_GENERATOR).await.unwrap();
     env.apply(&created_once("kept")).await.unwrap();
     let first = env.spawn_controller(&[]);
@@ -355,14 +348,7 @@ async fn created_once_survives_a_controller_restart() {
 /// esox renews a third of the lifetime early, i.e. 15 s before expiry.
 #[tokio::test]
 async fn sts_credentials_are_renewed_before_they_expire() {
-    let env = TestEnv::with(
-        "gen-sts-renew",
-        esox_tests::Options {
-            no_controller: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = TestEnv::without_controller("gen-sts-renew").await;
     env.apply(
         r#"
 apiVersion: v1

@@ -837,14 +837,7 @@ fn status_code(e: kube::Error) -> u16 {
 async fn installed_chart_rbac_lets_esox_sync_cluster_wide() {
     let bin = helm_or_skip!();
     let _cluster = cluster_lock().await;
-    let env = TestEnv::with(
-        "helm-cluster",
-        Options {
-            no_controller: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = TestEnv::without_controller("helm-cluster").await;
     let ns = env.ns.clone();
     let release = ns.clone();
     // The seeds' install: IRSA-annotated ServiceAccount `external-secrets-sa`.

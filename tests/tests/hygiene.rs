@@ -113,14 +113,7 @@ spec:
 /// secret value, and is not drowned by the Wasm compiler, the HTTP stack or the AWS SDK.
 #[tokio::test]
 async fn the_binary_at_trace_logs_esox_spans_and_no_secret_values() {
-    let env = TestEnv::with(
-        "hygiene-bin",
-        esox_tests::Options {
-            no_controller: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = TestEnv::without_controller("hygiene-bin").await;
     let doc = format!(r#"{{"user":"{CANARY}-user","nested":{{"pw":"{CANARY}-pw"}}}}"#);
     esox_tests::put_aws_secret(&format!("{}/canary", env.ns), &doc, &[]).await;
     env.apply(&format!(

@@ -20,9 +20,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use esox_tests::{
-    Options, TestEnv, helm_bin, helm_ok, repo_root, secret_strings, stack_env, wait_for,
-};
+use esox_tests::{TestEnv, helm_bin, helm_ok, repo_root, secret_strings, stack_env, wait_for};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
@@ -182,14 +180,7 @@ async fn image_runs_under_the_charts_pod_security_context() {
     assert_eq!(config["Cmd"], json!(["controller"]));
 
     // The chart, scoped to the test's namespace, pointing at the image just built.
-    let env = TestEnv::with(
-        "image",
-        Options {
-            no_controller: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = TestEnv::without_controller("image").await;
     let ns = env.ns.clone();
     let stack = stack_env().unwrap();
     let (repository, tag) = image.rsplit_once(':').expect("image is repository:tag");

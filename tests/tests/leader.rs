@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use esox_tests::{Options, TestEnv, secret_strings};
+use esox_tests::{TestEnv, secret_strings};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
@@ -28,14 +28,7 @@ async fn syncs(p: &esox_tests::ControllerProcess) -> u64 {
 #[tokio::test]
 async fn one_leader_syncs_and_the_standby_takes_over() {
     // No in-process controller: only the two processes under test write.
-    let env = TestEnv::with(
-        "leader",
-        Options {
-            no_controller: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = TestEnv::without_controller("leader").await;
     let le: Vec<(&str, &str)> = vec![
         ("ESOX_LEADER_ELECT", "true"),
         ("ESOX_LEADER_ELECTION_NAMESPACE", &env.ns),

@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use esox_tests::{Options, TestEnv, secret_strings};
+use esox_tests::{TestEnv, secret_strings};
 
 fn hostile() -> Vec<u8> {
     std::fs::read(esox::plugin::builtin::component_path("esox_plugin_hostile"))
@@ -193,14 +193,7 @@ spec:
 #[tokio::test]
 async fn digests_and_namespaces_are_enforced() {
     let env = TestEnv::new("plugin-trust").await;
-    let other = TestEnv::with(
-        "plugin-other",
-        Options {
-            no_controller: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let other = TestEnv::without_controller("plugin-other").await;
     let bytes = hostile();
     let sha = hex::encode(Sha256::digest(&bytes));
     env.apply(&component_configmap("hostile", &bytes))

@@ -169,14 +169,7 @@ spec:
 
 #[tokio::test]
 async fn seeds_aws_store_manifests_apply_as_written() {
-    let env = TestEnv::with(
-        "seed-stores",
-        Options {
-            no_controller: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = TestEnv::without_controller("seed-stores").await;
     let name = format!("aws-secrets-manager-{}", env.ns);
     env.apply(&irsa_cluster_store(&name, "external-secrets"))
         .await

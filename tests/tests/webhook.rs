@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use std::time::Duration;
 
-use esox_tests::{Options, TestEnv, wait_for};
+use esox_tests::{TestEnv, wait_for};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 
 fn openssl(dir: &std::path::Path, args: &[&str]) {
@@ -70,14 +70,7 @@ spec:
 
 #[tokio::test]
 async fn webhook_refuses_invalid_manifests_with_esos_messages() {
-    let env = TestEnv::with(
-        "webhook",
-        Options {
-            no_controller: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = TestEnv::without_controller("webhook").await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     openssl(
@@ -227,14 +220,7 @@ spec:
 /// upgrade` of a chart without one does) is set again.
 #[tokio::test]
 async fn webhook_provisions_and_mends_its_own_certificate() {
-    let env = TestEnv::with(
-        "webhook-certs",
-        Options {
-            no_controller: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = TestEnv::without_controller("webhook-certs").await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
