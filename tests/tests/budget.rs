@@ -215,13 +215,15 @@ async fn reconciles_stay_within_the_request_budget() {
     // The store's own validation (one status write) is not part of the ExternalSecrets' budget.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // 1. Cold sync of N new ExternalSecrets by a running controller.
+    // 1. Cold sync of N new ExternalSecrets by a running controller. A year's interval: a
+    // refresh falls on a per-object grid slot, possibly sooner than the interval after the
+    // first sync (never later), so with 1h one of them could land in a phase's window.
     let cold_from = jiff::Timestamp::now();
     for (i, (key, _)) in keys.iter().enumerate() {
         env.apply(&external_secret(
             &format!("es-{i}"),
             "fake",
-            "1h",
+            "8760h",
             &[("v", key)],
         ))
         .await
