@@ -18,9 +18,6 @@ use std::time::Duration;
 
 use esox_tests::manifests::{external_secret, fake_store};
 use esox_tests::{TestEnv, service_account_kubeconfig, stack_env, wait_for};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -119,42 +116,36 @@ fn writes(c: &BTreeMap<String, usize>) -> usize {
 
 /// The ServiceAccount, bound to cluster-admin (what it may do is not under test here, only
 /// how many requests it makes), and a kubeconfig for it.
-async fn budget_identity(admin: &kube::Client, dir: &std::path::Path) -> std::path::PathBuf {
-    let pp = PatchParams::apply("esox-tests").force();
-    let ns: Api<Namespace> = Api::all(admin.clone());
-    ns.patch(
-        SA_NAMESPACE,
-        &pp,
-        &Patch::Apply(
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SA_NAMESPACE}}),
-        ),
-    )
+async fn budget_identity(env: &TestEnv, dir: &std::path::Path) -> std::path::PathBuf {
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: {SA_NAMESPACE}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {SA_NAME}
+  namespace: {SA_NAMESPACE}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: esox-budget
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: cluster-admin
+subjects:
+- kind: ServiceAccount
+  name: {SA_NAME}
+  namespace: {SA_NAMESPACE}
+"#
+    ))
     .await
-    .expect("namespace esox-budget");
-    let sa: Api<ServiceAccount> = Api::namespaced(admin.clone(), SA_NAMESPACE);
-    sa.patch(
-        SA_NAME,
-        &pp,
-        &Patch::Apply(
-            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SA_NAME}}),
-        ),
-    )
-    .await
-    .expect("the budget ServiceAccount");
-    let crb: Api<ClusterRoleBinding> = Api::all(admin.clone());
-    crb.patch(
-        "esox-budget",
-        &pp,
-        &Patch::Apply(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": "esox-budget"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"kind": "ServiceAccount", "name": SA_NAME, "namespace": SA_NAMESPACE}],
-        })),
-    )
-    .await
-    .expect("the budget ServiceAccount's binding");
-    service_account_kubeconfig(admin, SA_NAMESPACE, SA_NAME, dir).await
+    .expect("the budget ServiceAccount and its binding");
+    service_account_kubeconfig(&env.client, SA_NAMESPACE, SA_NAME, dir).await
 }
 
 /// Waits until every ExternalSecret `es-0..N` is Ready with a status written for its current
@@ -203,7 +194,7 @@ async fn reconciles_stay_within_the_request_budget() {
         policy.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = budget_identity(&env.client, dir.path()).await;
+    let kubeconfig = budget_identity(&env, dir.path()).await;
     let keys: Vec<(String, String)> = (0..N)
         .map(|i| (format!("k-{i}"), format!("v-{i}")))
         .collect();
