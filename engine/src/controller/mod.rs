@@ -7,6 +7,7 @@
 //! to one — an edit, a deletion, the label being removed — reconciles its ExternalSecret at
 //! once, which is what makes drift self-heal without waiting for the refresh interval.
 
+pub mod bulkhead;
 pub mod cache;
 pub mod context;
 pub mod error;
@@ -165,10 +166,34 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     // Turns are taken by priority, then in the order objects become due (see `turns`):
     // kube-runtime's runner, once its concurrency limit is reached, parks due objects in a
     // hash set and takes them back in hash order, so it is left unbounded (it still never
-    // runs one object twice at once) and the limit is this gate around the reconciler.
-    let turns = turns::Turns::new(usize::from(concurrency.max(1)));
+    // runs one object twice at once) and the limit is the context's gate, which the
+    // reconciler takes, gives back while it waits on a store and takes again.
     let lookup = reader.clone();
+    // A store that becomes Ready releases the ExternalSecrets that read it (held back by the
+    // flood gate, or backing off after its failures) at once.
+    let readers = reader.clone();
+    let ready_keys = futures::stream::unfold(ctx.stores_ready.subscribe(), |mut rx| async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match rx.recv().await {
+                Ok(key) => return Some((key, rx)),
+                // Missed some: their ExternalSecrets retry on their own backoff.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    let stores_ready = ready_keys.flat_map(move |key| {
+        let refs: Vec<_> = readers
+            .state()
+            .into_iter()
+            .filter(|es| bulkhead::keys(es).contains(&key))
+            .map(|es| ObjectRef::from_obj(es.as_ref()))
+            .collect();
+        futures::stream::iter(refs)
+    });
     let es_controller = Controller::for_stream(es_stream, reader.clone())
+        .reconcile_on(stores_ready)
         .watches_stream(secrets, move |secret| {
             let ns = secret.namespace().unwrap_or_default();
             // A Secret an ExternalSecret controls names it; others (Orphan targets) are
@@ -192,15 +217,7 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         })
         .shutdown_on_signal()
         .run(
-            move |es, ctx| {
-                let turns = turns.clone();
-                async move {
-                    let priority = external_secret::priority(&es, &ctx);
-                    tracing::trace!(name = %es.name_any(), ?priority, waiting = ?turns.waiting(), "queued for a turn");
-                    let _turn = turns.acquire(priority).await;
-                    external_secret::reconcile(es, ctx).await
-                }
-            },
+            external_secret::reconcile,
             external_secret::error_policy,
             ctx.clone(),
         )
