@@ -153,3 +153,89 @@ spec:
         "dead store: fake {fake}, healthy {healthy}, slow {slow} refreshes in 10 s; new ExternalSecret in {took:?}"
     );
 }
+
+/// Overload degrades fairly: 100 ExternalSecrets due every second through a controller
+/// allowed 10 apiserver requests a second (a tenth of what they need). Every one is still
+/// refreshed, oldest first, and the status of a late refresh says how late it ran.
+#[tokio::test]
+async fn overload_refreshes_every_object_and_says_it_is_late() {
+    let env = TestEnv::without_controller("overload").await;
+    let n = 100;
+    let mut manifests = String::from(
+        r#"apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: fake}
+spec:
+  provider:
+    fake:
+      data:
+      - {key: k, value: v}
+"#,
+    );
+    for i in 0..n {
+        manifests.push_str(&external_secret(&format!("es-{i}"), "fake", "k").replace(
+            &format!("refreshInterval: {INTERVAL}"),
+            "refreshInterval: 1s",
+        ));
+    }
+    env.apply(&manifests).await.unwrap();
+    let _controller = env.spawn_controller(&[("ESOX_KUBE_QPS", "10"), ("ESOX_KUBE_BURST", "10")]);
+    let api = env.external_secrets();
+    wait_for(Duration::from_secs(120), "all synced", || {
+        let api = api.clone();
+        async move {
+            let list = api.list(&Default::default()).await.ok()?;
+            let synced = list
+                .items
+                .iter()
+                .filter(|es| es.status.as_ref().is_some_and(|s| s.refresh_time.is_some()))
+                .count();
+            (synced == n).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+
+    // 25 s of overload (each object's turn comes about every 10 s), watched through one list
+    // every second.
+    let mut seen: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    let mut late = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(25) {
+        for es in api.list(&Default::default()).await.unwrap().items {
+            let Some(status) = es.status else { continue };
+            if let Some(t) = status.refresh_time {
+                seen.entry(es.metadata.name.clone().unwrap_or_default())
+                    .or_default()
+                    .insert(t.0.to_string());
+            }
+            if status.conditions.iter().any(|c| {
+                c.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("after it was due"))
+            }) {
+                late += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let counts: Vec<usize> = seen.values().map(|s| s.len()).collect();
+    let (min, max) = (
+        counts.iter().copied().min().unwrap_or(0),
+        counts.iter().copied().max().unwrap_or(0),
+    );
+    eprintln!(
+        "overload: refreshes per object in 25 s: min {min}, max {max}; late statuses seen {late}"
+    );
+    assert_eq!(counts.len(), n, "every ExternalSecret was seen");
+    // Each one's first value is the one it had; two distinct values = refreshed in the window.
+    assert!(
+        min >= 2,
+        "an ExternalSecret was not refreshed in 25 s (min {min})"
+    );
+    assert!(
+        max <= min * 4 + 2,
+        "refreshes were not spread fairly (min {min}, max {max})"
+    );
+    assert!(late > 0, "no status said its refresh ran late");
+}

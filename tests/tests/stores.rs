@@ -186,3 +186,60 @@ async fn seeds_aws_store_manifests_apply_as_written() {
         ("external-secrets-sa", Some("external-secrets"))
     );
 }
+
+/// ESO's flood gate: a store esox itself reports as not Ready serves nothing, even where the
+/// fetch could succeed (here the `secretRef` names another namespace, and a Secret of the same
+/// name exists in the ExternalSecret's own); once the store is fixed, its ExternalSecrets sync
+/// at once, not at their next backoff.
+#[tokio::test]
+async fn an_unready_store_serves_nothing_until_it_is_ready() {
+    let env = TestEnv::new("flood-gate").await;
+    let key = format!("{}/db", env.ns);
+    esox_tests::put_aws_secret(&key, "flood-value", &[]).await;
+    let store = esox_tests::manifests::aws_static_store("aws", "SecretsManager", "AKID:s");
+    let cross = store.replace(
+        "            name: aws-creds\n            key: secret",
+        "            name: aws-creds\n            namespace: elsewhere\n            key: secret",
+    );
+    assert_ne!(store, cross);
+    env.apply(&format!(
+        r#"{cross}---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: gated}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: aws}}
+  data:
+  - secretKey: value
+    remoteRef: {{key: "{key}"}}
+"#
+    ))
+    .await
+    .unwrap();
+    let (status, reason, _) = store_ready(&env, "SecretStore", "aws").await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "InvalidProviderConfig")
+    );
+    let msg = env.wait_ready("gated", "False", "SecretSyncedError").await;
+    assert!(
+        msg.starts_with("SecretStore \"aws\" is not ready: InvalidProviderConfig"),
+        "{msg}"
+    );
+    assert!(
+        env.secrets().get_opt("gated").await.unwrap().is_none(),
+        "nothing is synced through a store that is not Ready"
+    );
+    // The store fixed: the ExternalSecret follows within seconds (its backoff would be longer
+    // by now), because a store turning Ready reconciles the ExternalSecrets that read it.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let start = std::time::Instant::now();
+    env.apply(&store).await.unwrap();
+    env.wait_value("gated", "value", "flood-value").await;
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "synced {:?} after the store was fixed",
+        start.elapsed()
+    );
+}

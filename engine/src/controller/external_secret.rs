@@ -35,7 +35,7 @@ use crate::api::condition::{get_condition, set_condition};
 use crate::api::duration;
 use crate::api::{
     Condition, CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretStatus,
-    LocalObjectReference,
+    LocalObjectReference, RefreshPolicy,
 };
 use crate::metrics::{ErrorLabels, Metrics, ObjectLabels};
 use crate::pipeline::{self, hash};
@@ -157,6 +157,9 @@ enum Synced {
         requeue: Action,
         /// The parsed refresh interval.
         interval: Duration,
+        /// How long after it was due this periodic refresh ran, when that is enough to say
+        /// so (see [`lateness`]).
+        late: Option<Duration>,
     },
 }
 
@@ -214,6 +217,11 @@ async fn sync(
     let changed = status
         .and_then(|s| s.synced_resource_version.as_deref())
         .is_some_and(|v| v != resource_version(es));
+    let late = if changed {
+        None
+    } else {
+        lateness(es, interval, now)
+    };
     let max_age = if changed {
         Duration::ZERO
     } else {
@@ -298,7 +306,23 @@ async fn sync(
         at: now,
         requeue: next(&state, now),
         interval,
+        late,
     })
+}
+
+/// How late a periodic refresh is, if late enough to tell the user: more than half an
+/// interval (and 5 s) past the time it was due. A controller with more work than its
+/// `--concurrent`, its request budget or the apiserver allow serves refreshes oldest first
+/// (see [`super::turns`]), so every object is refreshed, later; the status says by how much
+/// rather than claiming a freshness it did not have.
+fn lateness(es: &ExternalSecret, interval: Duration, now: jiff::Timestamp) -> Option<Duration> {
+    if interval.is_zero() || es.spec.refresh_policy.unwrap_or_default() != RefreshPolicy::Periodic {
+        return None;
+    }
+    let last = es.status.as_ref()?.refresh_time.as_ref()?.0;
+    let since = Duration::try_from(now.duration_since(last)).ok()?;
+    let overdue = since.checked_sub(interval)?;
+    (overdue > (interval / 2).max(Duration::from_secs(5))).then_some(overdue)
 }
 
 /// The target Secret as a plan needs it.
@@ -604,7 +628,7 @@ async fn report(
     synced: Result<Synced, Error>,
 ) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(es);
-    let (outcome, at, requeue, interval) = match synced {
+    let (outcome, at, requeue, interval, late) = match synced {
         Ok(Synced::Idle(action)) => {
             ctx.record_success(&key);
             return Ok(action);
@@ -615,7 +639,8 @@ async fn report(
             at,
             requeue,
             interval,
-        }) => (outcome, at, requeue, interval),
+            late,
+        }) => (outcome, at, requeue, interval, late),
         Err(err) => return report_failure(es, ctx, err).await,
     };
     let (ready, cond_reason, message) = match outcome {
@@ -649,6 +674,17 @@ async fn report(
         ctx.publish(&es.object_ref(&()), type_, reason, note, "Sync")
             .await;
     }
+    let message = match late {
+        Some(late) if ready => {
+            let late = Duration::from_secs(late.as_secs());
+            warn!(late = ?late, "refresh ran late: more work than the controller's limits allow");
+            format!(
+                "{message} (this refresh ran {} after it was due: the controller is behind, see --concurrent and --kube-api-qps)",
+                duration::format(late)
+            )
+        }
+        _ => message.to_string(),
+    };
     let old = es.status.clone().unwrap_or_default();
     let mut new = old.clone();
     set_condition(
@@ -804,4 +840,47 @@ async fn write_status(
     ctx.written_status
         .record(es.resource_version().into_iter().collect(), &written);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn es(refresh: Option<&str>, policy: &str) -> ExternalSecret {
+        let mut es: ExternalSecret = serde_json::from_value(json!({
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "ExternalSecret",
+            "metadata": {"name": "es", "namespace": "ns"},
+            "spec": {"refreshPolicy": policy, "secretStoreRef": {"name": "s"}},
+        }))
+        .unwrap();
+        es.status = Some(ExternalSecretStatus {
+            refresh_time: refresh.map(|t| Time(t.parse().unwrap())),
+            ..Default::default()
+        });
+        es
+    }
+
+    #[test]
+    fn a_refresh_is_late_past_half_an_interval_and_five_seconds() {
+        let now: jiff::Timestamp = "2026-12-06T10:00:00Z".parse().unwrap();
+        let minute = Duration::from_secs(60);
+        let at = |t| lateness(&es(Some(t), "Periodic"), minute, now);
+        // Late by up to half an interval: not said.
+        assert_eq!(at("2026-12-06T09:59:30Z"), None);
+        assert_eq!(at("2026-12-06T09:58:30Z"), None);
+        assert_eq!(at("2026-12-06T09:58:10Z"), Some(Duration::from_secs(50)));
+        // Due at 09:58:00, two minutes ago: late by 120 s.
+        assert_eq!(at("2026-12-06T09:57:00Z"), Some(Duration::from_secs(120)));
+        // Short intervals: 5 s of slack at least.
+        let second = Duration::from_secs(1);
+        let short = |t| lateness(&es(Some(t), "Periodic"), second, now);
+        assert_eq!(short("2026-12-06T09:59:55Z"), None);
+        assert_eq!(short("2026-12-06T09:59:50Z"), Some(Duration::from_secs(9)));
+        // Never synced, never periodic, or no interval: nothing to be late for.
+        assert_eq!(lateness(&es(None, "Periodic"), minute, now), None);
+        let old = Some("2026-12-06T08:00:00Z");
+        assert_eq!(lateness(&es(old, "OnChange"), minute, now), None);
+        assert_eq!(lateness(&es(old, "Periodic"), Duration::ZERO, now), None);
+    }
 }
