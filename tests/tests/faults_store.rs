@@ -53,7 +53,9 @@ async fn a_dead_store_holds_back_no_other_store() {
     let moto = stack_env().unwrap()["ESOX_MOTO_URL"].clone();
     let proxy = FaultProxy::start(&moto, Vec::new()).await;
     let key = format!("{}/db", env.ns);
-    put_aws_secret(&key, "remote-value", &[]).await;
+    // A canary: the log (at trace), the events and the statuses are scanned for it at the end.
+    let canary = format!("canary-{}", rand::random::<u64>());
+    put_aws_secret(&key, &canary, &[]).await;
 
     let mut manifests = String::new();
     manifests.push_str(&aws_static_store("dead", "SecretsManager", "DEADKEY:s"));
@@ -82,18 +84,24 @@ spec:
     manifests.push_str(&external_secret("fake-0", "fake", "k"));
     env.apply(&manifests).await.unwrap();
 
-    let _controller = env.spawn_controller(&[
-        ("AWS_ENDPOINT_URL", proxy.url.as_str()),
-        ("ESOX_CONCURRENT", "2"),
-        ("ESOX_PROVIDER_TIMEOUT", "4s"),
-    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("esox.log");
+    let controller = env.spawn_controller_logging(
+        &[
+            ("AWS_ENDPOINT_URL", proxy.url.as_str()),
+            ("ESOX_CONCURRENT", "2"),
+            ("ESOX_PROVIDER_TIMEOUT", "4s"),
+            ("RUST_LOG", "trace"),
+        ],
+        std::fs::File::create(&log_path).unwrap(),
+    );
     // Everything syncs while the proxy passes everything through; the stores are validated.
     for name in dead
         .iter()
         .map(String::as_str)
         .chain(["slow-0", "healthy-0"])
     {
-        env.wait_value(name, "value", "remote-value").await;
+        env.wait_value(name, "value", &canary).await;
     }
     env.wait_value("fake-0", "value", "fake-value").await;
 
@@ -113,7 +121,7 @@ spec:
     }
     assert!(proxy.faulted() >= dead.len(), "the fault was hit");
     for name in &dead {
-        env.wait_value(name, "value", "remote-value").await;
+        env.wait_value(name, "value", &canary).await;
     }
 
     // The other stores keep their refresh rate: at a 2 s interval, 10 s hold about five
@@ -152,6 +160,22 @@ spec:
     eprintln!(
         "dead store: fake {fake}, healthy {healthy}, slow {slow} refreshes in 10 s; new ExternalSecret in {took:?}"
     );
+
+    // Through all of it, at trace: no value in the log, an event or a status.
+    drop(controller);
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&canary);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.len() > 1000, "the controller logged at trace");
+    for (what, text) in [("log", log)]
+        .into_iter()
+        .chain([("statuses and events", env.external_secret_states().await)])
+    {
+        assert!(
+            !text.contains(&canary) && !text.contains(&encoded),
+            "the secret value reached the {what}"
+        );
+    }
 }
 
 /// Overload degrades fairly: 100 ExternalSecrets due every second through a controller

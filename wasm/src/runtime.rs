@@ -202,6 +202,11 @@ impl Runtime {
         let mut base = Config::new();
         base.wasm_component_model(true);
         base.epoch_interruption(true);
+        // Each component compiles on its own (blocking) thread. With parallel compilation,
+        // every compile shares one rayon pool the size of the machine, so one tenant's large
+        // component (a componentize-py plugin is tens of MB) held every other plugin's first
+        // compile behind it for minutes on 2 cores; alone, a small one takes about a second.
+        base.parallel_compilation(false);
         let mut pooled = base.clone();
         pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(&config)));
         // The pool reserves its address space up front; where that is not available, run

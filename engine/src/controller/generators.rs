@@ -70,6 +70,18 @@ pub enum GeneratorError {
     /// The STSSessionToken call failed.
     #[error("error using generator: {0}")]
     Sts(#[source] crate::provider::aws::sts_token::StsTokenError),
+    /// A generator that calls out (STSSessionToken) did not answer within
+    /// `--provider-timeout`; the call was cancelled. (Plugin generators run under the plugin
+    /// host's own deadline.)
+    #[error("error using generator: {kind} {name:?}: no answer within {}", crate::api::duration::format(*.after))]
+    Timeout {
+        /// Its kind.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// The deadline.
+        after: std::time::Duration,
+    },
 }
 
 impl GeneratorError {
@@ -81,6 +93,7 @@ impl GeneratorError {
         "generator_plugin",
         "generator_sts",
         "kube",
+        "timeout",
     ];
 
     /// Low-cardinality category. A plugin failure reports the plugin's own label instead
@@ -95,6 +108,7 @@ impl GeneratorError {
             GeneratorError::Unsupported(_) => "generator_unsupported",
             GeneratorError::Plugin(_) | GeneratorError::UserPlugin(_) => "generator_plugin",
             GeneratorError::Sts(_) => "generator_sts",
+            GeneratorError::Timeout { .. } => "timeout",
         }
     }
 }
@@ -176,7 +190,20 @@ pub async fn generate(
             run(resolver, plugins.builtin(Builtin::Fake), config).await
         }
         GeneratorSpec::Uuid => run(resolver, plugins.builtin(Builtin::Uuid), "{}".into()).await,
-        GeneratorSpec::Sts(s) => sts_session(resolver, &s).await,
+        GeneratorSpec::Sts(s) => {
+            let deadline = ctx.settings.provider_timeout;
+            let call = sts_session(resolver, &s);
+            if deadline.is_zero() {
+                return call.await;
+            }
+            tokio::time::timeout(deadline, call)
+                .await
+                .map_err(|_| GeneratorError::Timeout {
+                    kind: generator.kind.clone(),
+                    name: generator.name.clone(),
+                    after: deadline,
+                })?
+        }
     }
 }
 
@@ -310,6 +337,11 @@ mod tests {
             GeneratorError::Sts(
                 crate::provider::aws::sts_token::StsTokenError::InvalidRegion("moon-1".into()),
             ),
+            GeneratorError::Timeout {
+                kind: "STSSessionToken".into(),
+                name: "sts".into(),
+                after: std::time::Duration::from_secs(30),
+            },
         ];
         for e in &errors {
             assert!(e.to_string().starts_with("error using generator: "), "{e}");

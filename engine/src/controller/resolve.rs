@@ -238,14 +238,9 @@ impl<'a> StoreResolver<'a> {
 #[async_trait]
 impl DataSource for StoreResolver<'_> {
     async fn generate(&self, generator: &GeneratorRef) -> Result<SecretMap, SourceError> {
-        let deadline = self.ctx.settings.provider_timeout;
-        let call = || format!("generator {} {:?}", generator.kind, generator.name);
-        let generated = async {
-            Ok(super::generators::generate(self, generator)
-                .await
-                .map_err(|e| SourceError::Generator(std::sync::Arc::new(e))))
-        };
-        provider::with_deadline(deadline, call, generated).await?
+        super::generators::generate(self, generator)
+            .await
+            .map_err(|e| SourceError::Generator(std::sync::Arc::new(e)))
     }
 
     async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
