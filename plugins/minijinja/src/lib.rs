@@ -198,35 +198,39 @@ fn environment() -> Environment<'static> {
         Ok(hex::encode(sha2::Sha256::digest(input_bytes(&v)?)))
     });
     env.add_filter("pkcs12key", |v: Value| -> Result<String, Error> {
-        esox_pem::pkcs12_key(&input_bytes(&v)?, "").map_err(failed)
+        esox_pem::pkcs12_key(&input_bytes(&v)?, "").map_err(|e| failed(format!("pkcs12key: {e}")))
     });
     env.add_filter(
         "pkcs12keyPass",
         |v: Value, pass: String| -> Result<String, Error> {
-            esox_pem::pkcs12_key(&input_bytes(&v)?, &pass).map_err(failed)
+            esox_pem::pkcs12_key(&input_bytes(&v)?, &pass)
+                .map_err(|e| failed(format!("pkcs12keyPass: {e}")))
         },
     );
     env.add_filter("pkcs12cert", |v: Value| -> Result<String, Error> {
-        esox_pem::pkcs12_cert(&input_bytes(&v)?, "").map_err(failed)
+        esox_pem::pkcs12_cert(&input_bytes(&v)?, "").map_err(|e| failed(format!("pkcs12cert: {e}")))
     });
     env.add_filter(
         "pkcs12certPass",
         |v: Value, pass: String| -> Result<String, Error> {
-            esox_pem::pkcs12_cert(&input_bytes(&v)?, &pass).map_err(failed)
+            esox_pem::pkcs12_cert(&input_bytes(&v)?, &pass)
+                .map_err(|e| failed(format!("pkcs12certPass: {e}")))
         },
     );
     env.add_filter(
         "filterPEM",
         |v: Value, kind: String| -> Result<String, Error> {
             let raw = input_bytes(&v)?;
-            esox_pem::pem::filter(&kind, &String::from_utf8_lossy(&raw)).map_err(failed)
+            esox_pem::pem::filter(&kind, &String::from_utf8_lossy(&raw))
+                .map_err(|e| failed(format!("filterPEM: {e}")))
         },
     );
     env.add_filter(
         "filterCertChain",
         |v: Value, kind: String| -> Result<String, Error> {
             let raw = input_bytes(&v)?;
-            esox_pem::chain::filter(&kind, &String::from_utf8_lossy(&raw)).map_err(failed)
+            esox_pem::chain::filter(&kind, &String::from_utf8_lossy(&raw))
+                .map_err(|e| failed(format!("filterCertChain: {e}")))
         },
     );
     // `string` on bytes would print a byte list; make it the text users expect.
