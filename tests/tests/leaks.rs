@@ -138,7 +138,7 @@ const CASES: &[Case] = &[
         engine: Some("minijinja"),
         template: "{{ v | int }}",
         value: "{}",
-        names: "v | int",
+        names: "at \"int\"",
     },
     Case {
         name: "jinja-filterpem",

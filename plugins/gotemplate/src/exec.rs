@@ -480,7 +480,7 @@ impl<'a> State<'a> {
             funcs::Imp::F(f) => {
                 f(vals.clone()).map_err(|e| match scrub(name, call_args, &vals, e) {
                     // Go reports a mistyped argument at the argument.
-                    FnError::Type { got, .. } => {
+                    e @ FnError::Type { got, .. } => {
                         match call_args
                             .iter()
                             .zip(&vals)

@@ -486,7 +486,7 @@ mod tests {
     #[test]
     fn errors_name_the_failing_expression() {
         let err = one("{{ v | int }}", Scope::Values, &[("v", "canary-zq9x")]).unwrap_err();
-        assert!(err.message.contains("at \"v | int\""), "{}", err.message);
+        assert!(err.message.contains("at \"int\""), "{}", err.message);
         let err = one("{{ v | fromJson }}", Scope::Values, &[("v", "canary-zq9x")]).unwrap_err();
         assert!(err.message.contains("fromJson"), "{}", err.message);
         let err = one(
