@@ -621,17 +621,19 @@ async fn template_from_secret_texts_are_redacted_too() {
         "tpl".into(),
         data(&[("t", "canary-template-text-in-a-secret")]),
     );
-    let mut tpl = ExternalSecretTemplate::default();
-    tpl.template_from = vec![TemplateFrom {
-        secret: Some(TemplateRef {
-            name: "tpl".into(),
-            items: vec![TemplateRefItem {
-                key: "t".into(),
-                template_as: None,
-            }],
-        }),
+    let tpl = ExternalSecretTemplate {
+        template_from: vec![TemplateFrom {
+            secret: Some(TemplateRef {
+                name: "tpl".into(),
+                items: vec![TemplateRefItem {
+                    key: "t".into(),
+                    template_as: None,
+                }],
+            }),
+            ..Default::default()
+        }],
         ..Default::default()
-    }];
+    };
     let err = echo_error(&tpl, &runner, data(&[]), &sources).await;
     assert!(err.contains("(template \"<redacted>\")"), "{err}");
     assert_clean(&err, &["canary-template-text-in-a-secret"]);
