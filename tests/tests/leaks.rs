@@ -3,6 +3,13 @@
 //! the controller's log, and never the value (raw or base64). One ExternalSecret per
 //! data-handling function (Go engine and minijinja), each over a Fake store entry holding a
 //! unique canary shaped to make that function fail.
+//!
+//! Against the engines before the fix, both tests fail: the value reached the Ready message,
+//! the events, the status and the log for `fail`, `mustToDate`, `semverCompare`,
+//! `mustDateModify`, `filterPEM` (Go and minijinja), `jwkPublicKeyPem`, `rsaDecrypt` and
+//! minijinja's arithmetic (`unable to calculate <value> * …`).
+//!
+//! Run: `cargo test -p esox-tests --test leaks` against the local stack (`scripts/stack.sh up`).
 
 use std::time::Duration;
 
