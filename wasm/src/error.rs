@@ -27,6 +27,16 @@ impl PluginError {
     pub fn metric_label(&self) -> &'static str {
         self.kind.metric_label()
     }
+
+    /// The same error with `f` applied to every text that came from the plugin or the runtime
+    /// (a reason, a message, a key), for callers that must scrub them (the template step
+    /// removes secret values). The plugin's name and the limits are kept.
+    pub fn map_text(self, f: impl Fn(&str) -> String) -> PluginError {
+        PluginError {
+            plugin: self.plugin,
+            kind: self.kind.map_text(f),
+        }
+    }
 }
 
 impl fmt::Display for PluginError {
@@ -135,6 +145,28 @@ impl PluginFailure {
         "plugin_error",
     ];
 
+    /// The same failure with `f` applied to every free text in it (see
+    /// [`PluginError::map_text`]).
+    pub fn map_text(self, f: impl Fn(&str) -> String) -> PluginFailure {
+        match self {
+            PluginFailure::Load { reason } => PluginFailure::Load { reason: f(&reason) },
+            PluginFailure::Trap { reason } => PluginFailure::Trap { reason: f(&reason) },
+            PluginFailure::PoolExhausted { reason } => {
+                PluginFailure::PoolExhausted { reason: f(&reason) }
+            }
+            PluginFailure::Host { reason } => PluginFailure::Host { reason: f(&reason) },
+            PluginFailure::Malformed { reason } => PluginFailure::Malformed { reason: f(&reason) },
+            PluginFailure::Failed { message, key } => PluginFailure::Failed {
+                message: f(&message),
+                key: key.map(|k| f(&k)),
+            },
+            other @ (PluginFailure::Timeout { .. }
+            | PluginFailure::OutOfMemory { .. }
+            | PluginFailure::InputTooLarge { .. }
+            | PluginFailure::OutputTooLarge { .. }) => other,
+        }
+    }
+
     /// Low-cardinality label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -212,6 +244,30 @@ mod tests {
             "a listed category no variant uses"
         );
         assert!(!listed.contains(&OK_OUTCOME));
+    }
+
+    #[test]
+    fn map_text_reaches_every_free_text_and_keeps_the_rest() {
+        for kind in one_of_each() {
+            let label = kind.metric_label();
+            let e = PluginError::new("p", kind).map_text(|t| t.replace(['r', 'm'], "X"));
+            assert_eq!(e.metric_label(), label);
+            assert_eq!(&*e.plugin, "p");
+            let shown = e.to_string();
+            assert!(!shown.contains(": r") && !shown.contains(": m"), "{shown}");
+        }
+        let e = PluginError::new(
+            "p",
+            PluginFailure::Failed {
+                message: "bad s3cret".into(),
+                key: Some("s3cret".into()),
+            },
+        )
+        .map_text(|t| t.replace("s3cret", "<redacted>"));
+        assert_eq!(
+            e.to_string(),
+            "plugin p: bad <redacted> (key \"<redacted>\")"
+        );
     }
 
     #[test]

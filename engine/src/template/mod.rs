@@ -36,6 +36,9 @@ use crate::plugin::{
 };
 use crate::secret::{SecretBytes, SecretMap};
 
+mod redact;
+pub use redact::{REDACTED, Redactor};
+
 /// The template engines an ExternalSecret can select with `engineVersion`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TemplateEngine {
@@ -144,6 +147,25 @@ impl TemplateError {
         }
     }
 
+    /// The same error with every value `r` knows replaced in its text (keys and plugin names
+    /// stay, unless they contain a value).
+    pub fn redacted(self, r: &Redactor) -> TemplateError {
+        if r.is_empty() {
+            return self;
+        }
+        match self {
+            TemplateError::Invalid(m) => TemplateError::Invalid(r.redact(&m)),
+            TemplateError::Source(m) => TemplateError::Source(r.redact(&m)),
+            TemplateError::Plugin(m) => TemplateError::Plugin(r.redact(&m)),
+            TemplateError::Render(m) => TemplateError::Render(r.redact(&m)),
+            TemplateError::Decode { key, source } => TemplateError::Decode {
+                key: r.redact(&key),
+                source,
+            },
+            TemplateError::Sandbox(e) => TemplateError::Sandbox(e.map_text(|t| r.redact(t))),
+        }
+    }
+
     /// From a template engine's error: the engine's own message for its errors, the
     /// sandbox's verdict otherwise.
     pub fn from_plugin(e: PluginError) -> TemplateError {
@@ -206,6 +228,11 @@ struct Slot {
 
 /// Applies `tpl` (or ESO's no-template behaviour when `None`: the data as is, with the
 /// ExternalSecret's own labels and annotations).
+///
+/// This is where a template's or a plugin's error leaves the template step (to become the
+/// ExternalSecret's condition, an event and a log line), so every value the step saw — the
+/// fetched data, each transformer's output, the `templateFrom` Secrets — is redacted from it
+/// here ([`Redactor`]), whatever the engine or plugin put in its message.
 pub async fn apply(
     tpl: Option<&ExternalSecretTemplate>,
     es_labels: &BTreeMap<String, String>,
@@ -222,6 +249,31 @@ pub async fn apply(
             ..Default::default()
         });
     };
+    // The values a message could carry, kept until the step is over (zeroized on drop).
+    let mut seen = vec![data.clone()];
+    match apply_template(tpl, data, sources, runner, &mut seen).await {
+        Ok(out) => Ok(out),
+        Err(e) => {
+            let mut r = Redactor::new();
+            for m in &seen {
+                r.add_map(m);
+            }
+            for m in sources.secrets.values() {
+                r.add_map(m);
+            }
+            Err(e.redacted(&r))
+        }
+    }
+}
+
+/// [`apply`] with a template; `seen` collects each transformer's output.
+async fn apply_template(
+    tpl: &ExternalSecretTemplate,
+    data: SecretMap,
+    sources: &Sources,
+    runner: &dyn Runner,
+    seen: &mut Vec<SecretMap>,
+) -> Result<Output, TemplateError> {
     validate(tpl)?;
     let mut data = data;
     for p in &tpl.plugins {
@@ -231,6 +283,7 @@ pub async fn apply(
             .map(|c| c.to_string())
             .unwrap_or_else(|| "{}".into());
         data = runner.transform(&p.plugin_ref, data, config).await?;
+        seen.push(data.clone());
     }
 
     let mut out = Output {

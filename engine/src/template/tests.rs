@@ -447,3 +447,229 @@ async fn values_decoding_errors_name_the_key_not_the_value() {
     );
     assert!(!msg.contains("hun"), "{msg}");
 }
+
+/// A runner whose transformer and engine put every value they are given into their error,
+/// as a careless plugin (or a template passing data to `fail`) would.
+struct Echo {
+    /// Fail in the transformer (else in the engine).
+    in_transform: bool,
+    /// What the transformer outputs (when it succeeds).
+    transformed: SecretMap,
+}
+
+impl Echo {
+    fn leak(map: &SecretMap) -> String {
+        use base64::Engine as _;
+        map.values()
+            .map(|v| {
+                let s = String::from_utf8_lossy(v.expose()).into_owned();
+                let b = base64::engine::general_purpose::STANDARD.encode(v.expose());
+                format!("raw {s} quoted {s:?} b64 {b}")
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+#[async_trait]
+impl Runner for Echo {
+    async fn transform(
+        &self,
+        _: &PluginRef,
+        data: SecretMap,
+        _: String,
+    ) -> Result<SecretMap, TemplateError> {
+        if self.in_transform {
+            return Err(TemplateError::from_transformer(PluginError::new(
+                "echo",
+                PluginFailure::Trap {
+                    reason: format!("panicked: {}", Echo::leak(&data)),
+                },
+            )));
+        }
+        Ok(self.transformed.clone())
+    }
+
+    async fn render(
+        &self,
+        _: TemplateEngine,
+        templates: Vec<TemplateRequest>,
+        context: SecretMap,
+    ) -> Result<Vec<(String, TemplateOutput)>, TemplateError> {
+        Ok(templates
+            .into_iter()
+            .map(|t| {
+                let e = PluginError::new(
+                    "echo",
+                    PluginFailure::Failed {
+                        message: format!(
+                            "error calling fail: {} (template {:?})",
+                            Echo::leak(&context),
+                            t.text
+                        ),
+                        key: Some(t.name.clone()),
+                    },
+                );
+                (t.name, Err(e))
+            })
+            .collect())
+    }
+}
+
+fn echo_template(with_plugin: bool) -> ExternalSecretTemplate {
+    let mut tpl = ExternalSecretTemplate::default();
+    tpl.data.insert("out".into(), "{{ fail .pw }}".into());
+    if with_plugin {
+        tpl.plugins = vec![crate::api::TemplatePlugin {
+            plugin_ref: PluginRef {
+                kind: PluginSource::Builtin,
+                name: "echo".into(),
+            },
+            config: None,
+        }];
+    }
+    tpl
+}
+
+async fn echo_error(
+    tpl: &ExternalSecretTemplate,
+    runner: &Echo,
+    input: SecretMap,
+    sources: &Sources,
+) -> String {
+    apply(
+        Some(tpl),
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        input,
+        sources,
+        runner,
+    )
+    .await
+    .unwrap_err()
+    .to_string()
+}
+
+fn assert_clean(err: &str, values: &[&str]) {
+    use base64::Engine as _;
+    for v in values {
+        let b = base64::engine::general_purpose::STANDARD.encode(v);
+        assert!(!err.contains(v), "{v:?} in {err}");
+        assert!(!err.contains(&b), "base64 of {v:?} in {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_leaking_engine_error_is_redacted_before_it_leaves_the_step() {
+    let runner = Echo {
+        in_transform: false,
+        transformed: SecretMap::new(),
+    };
+    let input = data(&[("pw", "canary-engine-\"q\"\n-value"), ("port", "80")]);
+    let err = echo_error(&echo_template(false), &runner, input, &Sources::default()).await;
+    assert!(
+        err.starts_with(
+            "could not apply template: could not execute template: error calling fail: "
+        ),
+        "{err}"
+    );
+    assert!(err.contains("raw <redacted> quoted"), "{err}");
+    assert_clean(
+        &err,
+        &[
+            "canary-engine-\"q\"\n-value",
+            "canary-engine-\\\"q\\\"\\n-value",
+        ],
+    );
+    // Values too short to redact safely stay (the message would otherwise lose every digit).
+    assert!(err.contains("raw 80"), "{err}");
+}
+
+#[tokio::test]
+async fn transformer_errors_and_transformed_values_are_redacted() {
+    // The transformer itself leaks its input.
+    let runner = Echo {
+        in_transform: true,
+        transformed: SecretMap::new(),
+    };
+    let input = data(&[("p12", "canary-transformer-input")]);
+    let err = echo_error(&echo_template(true), &runner, input, &Sources::default()).await;
+    assert!(
+        err.contains("plugin echo crashed: panicked: raw <redacted>"),
+        "{err}"
+    );
+    assert_clean(&err, &["canary-transformer-input"]);
+
+    // The engine leaks what the transformer made of the input (a value the fetch never had).
+    let runner = Echo {
+        in_transform: false,
+        transformed: data(&[("tls.key", "canary-derived-by-the-transformer")]),
+    };
+    let input = data(&[("p12", "canary-transformer-input")]);
+    let err = echo_error(&echo_template(true), &runner, input, &Sources::default()).await;
+    assert_clean(&err, &["canary-derived-by-the-transformer"]);
+}
+
+#[tokio::test]
+async fn template_from_secret_texts_are_redacted_too() {
+    let runner = Echo {
+        in_transform: false,
+        transformed: SecretMap::new(),
+    };
+    let mut sources = Sources::default();
+    sources.secrets.insert(
+        "tpl".into(),
+        data(&[("t", "canary-template-text-in-a-secret")]),
+    );
+    let tpl = ExternalSecretTemplate {
+        template_from: vec![TemplateFrom {
+            secret: Some(TemplateRef {
+                name: "tpl".into(),
+                items: vec![TemplateRefItem {
+                    key: "t".into(),
+                    template_as: None,
+                }],
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let err = echo_error(&tpl, &runner, data(&[]), &sources).await;
+    assert!(err.contains("(template \"<redacted>\")"), "{err}");
+    assert_clean(&err, &["canary-template-text-in-a-secret"]);
+}
+
+/// The real engines, end to end through the step: a failing function over a secret value
+/// names the function, never the value.
+#[tokio::test]
+async fn real_engine_function_errors_over_secret_values_carry_no_value() {
+    let canary = "canary-real-engine-7f3a";
+    let cases: &[(Option<&str>, &str, &str)] = &[
+        (None, "{{ fail .v }}", "fail"),
+        (None, "{{ .v | mustToDate \"2006-01-02\" }}", "mustToDate"),
+        (None, "{{ semverCompare .v \"1.2.3\" }}", "semverCompare"),
+        (None, "{{ now | mustDateModify .v }}", "mustDateModify"),
+        (None, "{{ .v | mustFromJson }}", "mustFromJson"),
+        (
+            None,
+            "{{ mustRegexMatch (printf \"%s(\" .v) \"x\" }}",
+            "mustRegexMatch",
+        ),
+        (Some("minijinja"), "{{ v | fromJson }}", "fromJson"),
+        (Some("minijinja"), "{{ v | b64dec }}", "b64dec"),
+        (Some("minijinja"), "{{ v | int }}", "int"),
+    ];
+    for (engine, text, function) in cases {
+        let mut tpl = ExternalSecretTemplate {
+            engine_version: engine.map(str::to_string),
+            ..Default::default()
+        };
+        tpl.data.insert("out".into(), text.to_string());
+        let err = run(&tpl, data(&[("v", canary)]), &Sources::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(function), "{function}: {err}");
+        assert_clean(&err, &[canary]);
+    }
+}

@@ -477,20 +477,22 @@ impl<'a> State<'a> {
             vals.push(f);
         }
         match spec.imp {
-            funcs::Imp::F(f) => f(vals.clone()).map_err(|e| match e {
-                // Go reports a mistyped argument at the argument.
-                FnError::Type { got, .. } => {
-                    match call_args
-                        .iter()
-                        .zip(&vals)
-                        .find(|(_, v)| v.type_name() == got)
-                    {
-                        Some((a, _)) => self.fn_fail(a.pos(), &a.to_string(), name, e),
-                        None => self.fn_fail(pos, context, name, e),
+            funcs::Imp::F(f) => {
+                f(vals.clone()).map_err(|e| match scrub(name, call_args, &vals, e) {
+                    // Go reports a mistyped argument at the argument.
+                    e @ FnError::Type { got, .. } => {
+                        match call_args
+                            .iter()
+                            .zip(&vals)
+                            .find(|(_, v)| v.type_name() == got)
+                        {
+                            Some((a, _)) => self.fn_fail(a.pos(), &a.to_string(), name, e),
+                            None => self.fn_fail(pos, context, name, e),
+                        }
                     }
-                }
-                e => self.fn_fail(pos, context, name, e),
-            }),
+                    e => self.fn_fail(pos, context, name, e),
+                })
+            }
             funcs::Imp::Unsupported(why) => Err(self.fail(
                 pos,
                 context,
@@ -544,6 +546,89 @@ impl<'a> State<'a> {
             }
         }
     }
+}
+
+/// What `fail` reports when its message is not a string literal of the template.
+pub const FAIL_NOT_SHOWN: &str = "the message is not shown: it is computed from data (only a string literal of the template is shown)";
+
+/// What replaces an argument's text that a function's error repeated.
+pub const REDACTED: &str = "<redacted>";
+
+/// Argument texts shorter than this are not searched for in messages (they would match
+/// too much); functions' messages do not quote arguments in the first place.
+const MIN_REDACTED_LEN: usize = 4;
+
+/// A function's error, made safe to show: the data it was called with (secret values) never
+/// appears in it.
+///
+/// - `fail` (sprig) errors with its argument, the template author's message: it is shown
+///   only when it is a string literal of the template (`{{ fail "no password" }}`); a
+///   message computed from data (`{{ fail .x }}`, `{{ .x | fail }}`, `printf`) is replaced by
+///   [`FAIL_NOT_SHOWN`].
+/// - Every other function builds its messages without its arguments' values (it names the
+///   problem: `improper constraint`, `parsing time as "2006-01-02": …`). As a net under
+///   that, the text of every argument that is not a literal of the template (fields,
+///   variables, pipelines, the piped value) is replaced by [`REDACTED`] wherever the message
+///   still contains it, raw or `{:?}`-quoted.
+fn scrub(name: &str, args: &[Arg], vals: &[Value], e: FnError) -> FnError {
+    let (message, wrap): (String, fn(String) -> FnError) = match e {
+        FnError::Call(m) => (m, FnError::Call),
+        FnError::Plain(m) => (m, FnError::Plain),
+        other => return other,
+    };
+    if name == "fail" {
+        return match (args, vals.len()) {
+            ([Arg::Str(..)], 1) => wrap(message),
+            _ => wrap(FAIL_NOT_SHOWN.into()),
+        };
+    }
+    let mut out = message;
+    for (i, v) in vals.iter().enumerate() {
+        // `vals` are the arguments in order, then the piped value (no node: data).
+        if matches!(
+            args.get(i),
+            Some(Arg::Str(..) | Arg::Number(..) | Arg::Bool(..) | Arg::Nil(..))
+        ) {
+            continue;
+        }
+        for_each_text(v, 0, &mut |t| out = redact_text(&out, t));
+    }
+    wrap(out)
+}
+
+/// Every string in `v` (and in the lists and maps it holds, a few levels deep).
+fn for_each_text(v: &Value, depth: usize, f: &mut dyn FnMut(&str)) {
+    match v {
+        Value::Str(s) => f(&crate::value::text(s)),
+        Value::List(l) if depth < 4 => {
+            for e in l.iter() {
+                for_each_text(e, depth + 1, f);
+            }
+        }
+        Value::Map(m) if depth < 4 => {
+            for e in m.borrow().entries.values() {
+                for_each_text(e, depth + 1, f);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `message` without `t`, raw, trimmed or quoted.
+fn redact_text(message: &str, t: &str) -> String {
+    let mut out = message.to_string();
+    for form in [t, t.trim()] {
+        if form.len() < MIN_REDACTED_LEN {
+            continue;
+        }
+        let quoted = format!("{form:?}");
+        for needle in [&quoted[1..quoted.len() - 1], form] {
+            if out.contains(needle) {
+                out = out.replace(needle, REDACTED);
+            }
+        }
+    }
+    out
 }
 
 /// What an error may show of a value: its type only, never a string's content (secrets).

@@ -33,6 +33,12 @@ struct Golden {
 const MESSAGE_DIFFERS: &[(&str, &str)] = &[
     // Go quotes the offending input character; values can be secret, so we give the position.
     ("must_from_json_invalid", "no input in JSON errors"),
+    // Go quotes the value that is not a date or a duration; it is template data (secrets).
+    ("must_to_date_error", "no value in time parse errors"),
+    (
+        "must_date_modify_error",
+        "no value in duration parse errors",
+    ),
 ];
 
 fn run(c: &Case) -> Result<String, String> {
@@ -291,4 +297,160 @@ fn trim_markers_around_multibyte_text() {
         .unwrap();
     assert_eq!(out, "av\u{79d}\u{0}3v\n\n  x".as_bytes());
     assert!(parse("t", "{{- .a -}} \u{79d}\u{0}3 {{- }", &Options::default()).is_err());
+}
+
+/// The canary's marker: no error may contain it, in any case, whole or in part.
+const MARK: &str = "zq9x";
+
+/// Values shaped to get past the first checks of the parsers (dates, semver, JSON, PEM,
+/// base64, URLs, regexps), so their deeper errors are reached too.
+const CANARIES: &[&str] = &[
+    "canary-zq9x-value",
+    "2024-13-01zq9x",
+    "1.2.3 zq9x",
+    ">= 1.2.zq9x",
+    "3dzq9x",
+    "{\"a\": zq9x}",
+    "-----BEGIN ZQ9X-----\nzq9x\n",
+    "-----BEGIN CERTIFICATE-----\nzq9x\n-----END CERTIFICATE-----\n",
+    "zq9x(",
+    "http://[zq9x",
+    "{\"kty\": \"zq9x\", \"crv\": \"zq9x\"}",
+    "{\"kty\": \"EC\", \"crv\": \"zq9x\", \"x\": \"zq9x\"}",
+    "{\"kty\": \"OKP\", \"crv\": \"zq9x\"}",
+];
+
+/// Slow functions whose errors come from their argument types only (bcrypt's cost).
+const SLOW: &[&str] = &["bcrypt", "htpasswd", "derivePassword"];
+
+fn leaked(message: &str, canary: &str) -> bool {
+    let lower = message.to_lowercase();
+    lower.contains(MARK)
+        || message.contains(&base64::engine::general_purpose::STANDARD.encode(canary))
+        || message.contains(&hex::encode(canary))
+}
+
+/// Every function of the engine, with a secret value in every argument position (and as the
+/// piped value), beside literal strings and numbers: whatever fails names the function and
+/// never the value.
+#[test]
+fn no_function_error_carries_its_data() {
+    let opts = Options::default();
+    let mut leaks = Vec::new();
+    let mut failures = 0;
+    for canary in CANARIES {
+        let root = data(&[Entry {
+            key: "c".into(),
+            value: canary.as_bytes().to_vec(),
+        }]);
+        for (name, unsupported) in funcs::names() {
+            if unsupported.is_some() || SLOW.contains(&name) {
+                continue;
+            }
+            let spec = funcs::lookup(name).unwrap();
+            let max = spec.max.unwrap_or(spec.min + 2).min(4);
+            for n in spec.min.max(1)..=max {
+                // Besides the value: a string, a number, a time and a version, so functions
+                // get past their other arguments' checks (all five up to three arguments).
+                let choices: &[&str] = if n <= 3 {
+                    &[".c", "\"x\"", "3", "now", "\"1.2.3\""]
+                } else {
+                    &[".c", "\"x\"", "3"]
+                };
+                let k = choices.len();
+                for combo in 0..k.pow(n as u32) {
+                    let args: Vec<&str> = (0..n)
+                        .map(|i| choices[(combo / k.pow(i as u32)) % k])
+                        .collect();
+                    if !args.contains(&".c") {
+                        continue;
+                    }
+                    let mut texts = vec![format!("{{{{ {name} {} }}}}", args.join(" "))];
+                    if args[n - 1] == ".c" {
+                        texts.push(format!("{{{{ .c | {name} {} }}}}", args[..n - 1].join(" ")));
+                    }
+                    for text in texts {
+                        if let Err(e) = render_text("k", &text, &root, &opts) {
+                            failures += 1;
+                            if leaked(&e, canary) {
+                                leaks.push(format!("{text} over {canary:?}: {e}"));
+                            } else if !e.contains("error calling")
+                                && !e.contains("wrong type")
+                                && !e.contains("wrong number")
+                            {
+                                leaks.push(format!("{text}: unexpected error {e}"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures > 1000,
+        "only {failures} errors: the audit reached too little"
+    );
+    assert!(
+        leaks.is_empty(),
+        "{} leaks:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+}
+
+#[test]
+fn fail_shows_a_literal_message_and_hides_a_computed_one() {
+    let root = data(&[Entry {
+        key: "pw".into(),
+        value: b"canary-fail-zq9x".to_vec(),
+    }]);
+    let opts = Options::default();
+    let e = render_text("k", "{{ fail \"no password set\" }}", &root, &opts).unwrap_err();
+    assert!(e.ends_with("error calling fail: no password set"), "{e}");
+    for text in [
+        "{{ fail .pw }}",
+        "{{ .pw | fail }}",
+        "{{ fail (printf \"bad %s\" .pw) }}",
+        "{{ fail (.pw | upper) }}",
+        "{{ fail (.pw | b64enc) }}",
+    ] {
+        let e = render_text("k", text, &root, &opts).unwrap_err();
+        assert!(
+            e.ends_with(&format!("error calling fail: {}", exec::FAIL_NOT_SHOWN)),
+            "{text}: {e}"
+        );
+        assert!(!leaked(&e, "canary-fail-zq9x"), "{text}: {e}");
+    }
+}
+
+#[test]
+fn the_measured_leaks_name_the_function_only() {
+    let canary = "canary-measured-zq9x";
+    let root = data(&[Entry {
+        key: "v".into(),
+        value: canary.as_bytes().to_vec(),
+    }]);
+    let opts = Options::default();
+    for (text, want) in [
+        (
+            "{{ .v | mustToDate \"2006-01-02\" }}",
+            "error calling mustToDate: parsing time as \"2006-01-02\": the value does not match the layout",
+        ),
+        (
+            "{{ semverCompare .v \"1.2.3\" }}",
+            "error calling semverCompare: improper constraint",
+        ),
+        (
+            "{{ now | mustDateModify .v }}",
+            "error calling mustDateModify: time: invalid duration",
+        ),
+        (
+            "{{ fail .v }}",
+            "error calling fail: the message is not shown",
+        ),
+    ] {
+        let e = render_text("k", text, &root, &opts).unwrap_err();
+        assert!(e.contains(want), "{text}: {e}");
+        assert!(!leaked(&e, canary), "{text}: {e}");
+    }
 }

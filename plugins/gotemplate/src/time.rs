@@ -254,11 +254,10 @@ impl Time {
         }
     }
 
-    /// Go's `time.ParseInLocation(layout, value, UTC)`.
+    /// Go's `time.ParseInLocation(layout, value, UTC)`. Go's errors quote the value; these
+    /// name the layout and what is wrong, never the value (it is secret data in a template).
     pub fn parse(layout: &str, value: &str) -> Result<Time, String> {
-        let bad = || {
-            format!("parsing time {value:?} as {layout:?}: cannot parse {value:?} as {layout:?}")
-        };
+        let bad = || format!("parsing time as {layout:?}: the value does not match the layout");
         let (mut year, mut month, mut day, mut hour, mut min, mut sec, mut nanos) =
             (1i64, 1u32, 1u32, 0u32, 0u32, 0u32, 0u32);
         let mut pm: Option<bool> = None;
@@ -415,11 +414,14 @@ impl Time {
             }
         }
         if !v.is_empty() {
-            return Err(format!("parsing time {value:?}: extra text: {:?}", v));
+            return Err(format!(
+                "parsing time as {layout:?}: extra text after the layout ({} bytes)",
+                v.len()
+            ));
         }
         if let Some(p) = pm {
             if hour > 12 {
-                return Err(format!("parsing time {value:?}: hour out of range"));
+                return Err("parsing time: hour out of range".to_string());
             }
             if p && hour < 12 {
                 hour += 12;
@@ -442,15 +444,13 @@ impl Time {
             31,
         ];
         if !(1..=12).contains(&month) {
-            return Err(format!("parsing time {value:?}: month out of range"));
+            return Err("parsing time: month out of range".to_string());
         }
         if day < 1 || day > dim[month as usize - 1] {
-            return Err(format!("parsing time {value:?}: day out of range"));
+            return Err("parsing time: day out of range".to_string());
         }
         if hour > 23 || min > 59 || sec > 59 {
-            return Err(format!(
-                "parsing time {value:?}: hour/minute/second out of range"
-            ));
+            return Err("parsing time: hour/minute/second out of range".to_string());
         }
         let local = days_from_civil(year, month, day) * 86_400
             + i64::from(hour) * 3600
@@ -684,9 +684,9 @@ fn frac(v: u128, scale: u128) -> String {
     format!("{whole}.{f}")
 }
 
-/// Go's `time.ParseDuration`.
+/// Go's `time.ParseDuration`. Go's errors quote the text; these do not (it can be data).
 pub fn parse_duration(s: &str) -> Result<i128, String> {
-    let err = || format!("time: invalid duration {s:?}");
+    let err = || "time: invalid duration".to_string();
     let (neg, mut rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
@@ -721,8 +721,8 @@ pub fn parse_duration(s: &str) -> Result<i128, String> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
-            "" => return Err(format!("time: missing unit in duration {s:?}")),
-            other => return Err(format!("time: unknown unit {other:?} in duration {s:?}")),
+            "" => return Err("time: missing unit in duration".into()),
+            _ => return Err("time: unknown unit in duration (units: ns us ms s m h)".into()),
         };
         total += value * scale;
     }
@@ -762,5 +762,27 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), 5_400_000_000_000);
         assert_eq!(parse_duration("-1.5h").unwrap(), -5_400_000_000_000);
         assert!(parse_duration("10").is_err());
+    }
+
+    /// Parse errors name the layout and the problem, never the value (template data).
+    #[test]
+    fn parse_errors_never_quote_the_value() {
+        let v = "2024-13-01-canary";
+        for (layout, value) in [
+            ("2006-01-02", "canary-not-a-date"),
+            ("2006-01-02", v),
+            ("2006-01-02", "2024-13-01"),
+            ("2006-01-02", "2024-02-31"),
+            ("15:04 PM", "13:00 PM"),
+        ] {
+            let e = Time::parse(layout, value).unwrap_err();
+            assert!(e.starts_with("parsing time"), "{e}");
+            assert!(!e.contains(value) && !e.contains("canary"), "{e}");
+        }
+        for d in ["canary", "3 canaries", "12", "1h-canary"] {
+            let e = parse_duration(d).unwrap_err();
+            assert!(e.starts_with("time: "), "{e}");
+            assert!(!e.contains("canar") && !e.contains(d), "{e}");
+        }
     }
 }

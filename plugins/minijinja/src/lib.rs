@@ -29,7 +29,7 @@ pub fn render(templates: Vec<Template>, context: Vec<Entry>, _options: &str) -> 
     templates
         .into_iter()
         .map(|t| {
-            let output = render_one(&env, &t, &root);
+            let output = render_one(&env, &t, &root, &context);
             Rendered {
                 name: t.name,
                 output,
@@ -42,10 +42,11 @@ fn render_one(
     env: &Environment<'_>,
     t: &Template,
     root: &Value,
+    context: &[Entry],
 ) -> Result<Vec<Entry>, PluginError> {
     let text = env
         .render_str(&t.text, root)
-        .map_err(|e| template_error(&t.name, &e))?;
+        .map_err(|e| template_error(&t.name, &t.text, &e, context))?;
     match t.scope {
         Scope::Values => Ok(vec![Entry {
             key: t.name.clone(),
@@ -59,21 +60,66 @@ fn render_one(
     }
 }
 
-/// The error's kind, detail and line. minijinja's `detail` describes the template (undefined
-/// names, unknown filters, syntax); it does not quote values.
-fn template_error(name: &str, e: &Error) -> PluginError {
+/// What replaces a value that an error message would have repeated.
+pub const REDACTED: &str = "<redacted>";
+
+/// Values shorter than this are not searched for in messages (they would match too much).
+const MIN_REDACTED_LEN: usize = 4;
+
+/// The longest template excerpt an error quotes.
+const MAX_EXCERPT: usize = 80;
+
+/// The error's kind, detail, line and the failing expression of the template (which names the
+/// filter or function: `at "v | int"`), never a value.
+///
+/// minijinja's `detail` mostly describes the template (undefined names, unknown filters,
+/// syntax) and our filters' details name the filter and the problem only. What minijinja
+/// quotes of values is removed: the operands of an arithmetic error (`unable to calculate
+/// 3 * 4`), and, as a net under every detail, any context value it still contains (raw or
+/// quoted).
+fn template_error(name: &str, text: &str, e: &Error, context: &[Entry]) -> PluginError {
     let mut message = format!("unable to execute template at key {name}: {}", e.kind());
     if let Some(d) = e.detail() {
         message.push_str(": ");
-        message.push_str(d);
+        if d.starts_with("unable to calculate") {
+            message.push_str("unable to calculate: the result overflows or is undefined");
+        } else {
+            message.push_str(d);
+        }
+    }
+    if let Some(excerpt) = e
+        .range()
+        .and_then(|r| text.get(r))
+        .filter(|x| !x.is_empty() && x.len() <= MAX_EXCERPT)
+    {
+        message.push_str(&format!(" at {excerpt:?}"));
     }
     if let Some(line) = e.line() {
         message.push_str(&format!(" (line {line})"));
     }
     PluginError {
-        message,
+        message: scrub(message, context),
         key: Some(name.to_string()),
     }
+}
+
+/// `message` without any context value, raw, trimmed or quoted.
+fn scrub(mut message: String, context: &[Entry]) -> String {
+    for e in context {
+        let text = String::from_utf8_lossy(&e.value);
+        for form in [&*text, text.trim()] {
+            if form.len() < MIN_REDACTED_LEN {
+                continue;
+            }
+            let quoted = format!("{form:?}");
+            for needle in [&quoted[1..quoted.len() - 1], form] {
+                if message.contains(needle) {
+                    message = message.replace(needle, REDACTED);
+                }
+            }
+        }
+    }
+    message
 }
 
 /// Secret values are bytes; most are text. Text becomes a string, anything else bytes.
@@ -104,6 +150,8 @@ fn failed(e: impl std::fmt::Display) -> Error {
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Debug info would copy the template's variables (secret values) into every error.
+    env.set_debug(false);
     // Secret files are not HTML: never escape.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_keep_trailing_newline(true);
@@ -150,35 +198,39 @@ fn environment() -> Environment<'static> {
         Ok(hex::encode(sha2::Sha256::digest(input_bytes(&v)?)))
     });
     env.add_filter("pkcs12key", |v: Value| -> Result<String, Error> {
-        esox_pem::pkcs12_key(&input_bytes(&v)?, "").map_err(failed)
+        esox_pem::pkcs12_key(&input_bytes(&v)?, "").map_err(|e| failed(format!("pkcs12key: {e}")))
     });
     env.add_filter(
         "pkcs12keyPass",
         |v: Value, pass: String| -> Result<String, Error> {
-            esox_pem::pkcs12_key(&input_bytes(&v)?, &pass).map_err(failed)
+            esox_pem::pkcs12_key(&input_bytes(&v)?, &pass)
+                .map_err(|e| failed(format!("pkcs12keyPass: {e}")))
         },
     );
     env.add_filter("pkcs12cert", |v: Value| -> Result<String, Error> {
-        esox_pem::pkcs12_cert(&input_bytes(&v)?, "").map_err(failed)
+        esox_pem::pkcs12_cert(&input_bytes(&v)?, "").map_err(|e| failed(format!("pkcs12cert: {e}")))
     });
     env.add_filter(
         "pkcs12certPass",
         |v: Value, pass: String| -> Result<String, Error> {
-            esox_pem::pkcs12_cert(&input_bytes(&v)?, &pass).map_err(failed)
+            esox_pem::pkcs12_cert(&input_bytes(&v)?, &pass)
+                .map_err(|e| failed(format!("pkcs12certPass: {e}")))
         },
     );
     env.add_filter(
         "filterPEM",
         |v: Value, kind: String| -> Result<String, Error> {
             let raw = input_bytes(&v)?;
-            esox_pem::pem::filter(&kind, &String::from_utf8_lossy(&raw)).map_err(failed)
+            esox_pem::pem::filter(&kind, &String::from_utf8_lossy(&raw))
+                .map_err(|e| failed(format!("filterPEM: {e}")))
         },
     );
     env.add_filter(
         "filterCertChain",
         |v: Value, kind: String| -> Result<String, Error> {
             let raw = input_bytes(&v)?;
-            esox_pem::chain::filter(&kind, &String::from_utf8_lossy(&raw)).map_err(failed)
+            esox_pem::chain::filter(&kind, &String::from_utf8_lossy(&raw))
+                .map_err(|e| failed(format!("filterCertChain: {e}")))
         },
     );
     // `string` on bytes would print a byte list; make it the text users expect.
@@ -275,6 +327,180 @@ mod tests {
         assert_eq!(err.key.as_deref(), Some("out"));
         let err = one("{{ pw | fromJson }}", Scope::Values, &[("pw", "hunter2")]).unwrap_err();
         assert!(!err.message.contains("hunter2"), "{}", err.message);
+    }
+
+    /// The canary's marker: no error may contain it, in any case, whole or in part.
+    const MARK: &str = "zq9x";
+
+    const CANARIES: &[&str] = &[
+        "canary-zq9x-value",
+        "12345678909876",
+        "{\"a\": zq9x}",
+        "a: [zq9x",
+        "-----BEGIN ZQ9X-----\nzq9x\n",
+        "-----BEGIN CERTIFICATE-----\nzq9x\n-----END CERTIFICATE-----\n",
+        "zq9x%s%d",
+    ];
+
+    const FILTERS: &[&str] = &[
+        "b64enc",
+        "b64dec",
+        "fromJson",
+        "toJson",
+        "fromYaml",
+        "toYaml",
+        "sha256sum",
+        "pkcs12key",
+        "pkcs12keyPass",
+        "pkcs12cert",
+        "pkcs12certPass",
+        "filterPEM",
+        "filterCertChain",
+        "str",
+        "abs",
+        "attr",
+        "batch",
+        "bool",
+        "capitalize",
+        "count",
+        "default",
+        "dictsort",
+        "escape",
+        "first",
+        "float",
+        "groupby",
+        "indent",
+        "int",
+        "items",
+        "join",
+        "last",
+        "length",
+        "lines",
+        "list",
+        "lower",
+        "map",
+        "max",
+        "min",
+        "pprint",
+        "reject",
+        "rejectattr",
+        "replace",
+        "reverse",
+        "round",
+        "safe",
+        "select",
+        "selectattr",
+        "slice",
+        "sort",
+        "split",
+        "string",
+        "sum",
+        "title",
+        "tojson",
+        "trim",
+        "unique",
+        "upper",
+        "urlencode",
+        "chain",
+        "zip",
+        "format",
+    ];
+
+    fn leaked(message: &str, canary: &str) -> bool {
+        message.to_lowercase().contains(MARK)
+            || message.contains(&STANDARD.encode(canary))
+            || message.contains(&hex::encode(canary))
+            || canary
+                .lines()
+                .any(|l| l.len() >= 8 && message.contains(l.trim()))
+    }
+
+    /// Every filter (ours and minijinja's), test and operator with a secret value as input
+    /// and as argument: whatever fails names the filter or expression, never the value.
+    #[test]
+    fn no_filter_error_carries_its_data() {
+        let mut texts: Vec<String> = Vec::new();
+        for f in FILTERS {
+            for t in [
+                "{{ c | F }}",
+                "{{ c | F(c) }}",
+                "{{ c | F('x') }}",
+                "{{ c | F(3) }}",
+                "{{ 'x' | F(c) }}",
+                "{{ 3 | F(c) }}",
+                "{{ [c] | F(c) }}",
+                "{{ c | F(c, c) }}",
+                "{{ c | b64enc | F }}",
+                "{{ c | b64dec | F }}",
+            ] {
+                texts.push(t.replace('F', f));
+            }
+        }
+        for t in [
+            "{{ c * 3 }}",
+            "{{ c + 3 }}",
+            "{{ c - 3 }}",
+            "{{ c / 0 }}",
+            "{{ (c | int) * 999999999999999999999999999999 }}",
+            "{{ (c | int) // 0 }}",
+            "{{ (c | int) ** 99999 }}",
+            "{{ c is divisibleby(c) }}",
+            "{{ c is startingwith(3) }}",
+            "{{ c() }}",
+            "{{ c.x }}",
+            "{{ c[3] }}",
+            "{{ range(c) }}",
+            "{{ dict(c) }}",
+            "{{ c ~ nope }}",
+            "{{ (c | fromJson).x }}",
+            "{% for a, b in c %}{% endfor %}",
+            "{{ c | format(c) }}",
+            "{{ c % 3 }}",
+        ] {
+            texts.push(t.to_string());
+        }
+        let mut failures = 0;
+        let mut leaks = Vec::new();
+        for canary in CANARIES {
+            for text in &texts {
+                if let Err(e) = one(text, Scope::Values, &[("c", canary)]) {
+                    failures += 1;
+                    if leaked(&e.message, canary) {
+                        leaks.push(format!("{text} over {canary:?}: {}", e.message));
+                    }
+                }
+            }
+        }
+        assert!(
+            failures > 300,
+            "only {failures} errors: the audit reached too little"
+        );
+        assert!(
+            leaks.is_empty(),
+            "{} leaks:\n{}",
+            leaks.len(),
+            leaks.join("\n")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_failing_expression() {
+        let err = one("{{ v | int }}", Scope::Values, &[("v", "canary-zq9x")]).unwrap_err();
+        assert!(err.message.contains("at \"int\""), "{}", err.message);
+        let err = one("{{ v | fromJson }}", Scope::Values, &[("v", "canary-zq9x")]).unwrap_err();
+        assert!(err.message.contains("fromJson"), "{}", err.message);
+        let err = one(
+            "{{ (v | int) * 999999999999999999999999999999 }}",
+            Scope::Values,
+            &[("v", "9123456789")],
+        )
+        .unwrap_err();
+        assert!(!err.message.contains("9123456789"), "{}", err.message);
+        assert!(
+            err.message.contains("unable to calculate"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -18,6 +18,10 @@ const RSA: &[u64] = &[1, 2, 840, 113549, 1, 1, 1];
 const EC: &[u64] = &[1, 2, 840, 10045, 2, 1];
 const ED25519: &[u64] = &[1, 3, 101, 112];
 const X25519: &[u64] = &[1, 3, 101, 110];
+
+/// jwx says `invalid key type from JSON (KTY)`; the type is read from the key (possibly
+/// secret text that is not a JWK at all), so it is not repeated.
+const INVALID_KTY: &str = "invalid key type from JSON (kty is not RSA, EC, OKP or oct)";
 const SUBJECT_ALT_NAME: x509_cert::der::asn1::ObjectIdentifier =
     x509_cert::der::asn1::ObjectIdentifier::new_unwrap("2.5.29.17");
 
@@ -31,7 +35,10 @@ fn curve(crv: &str) -> Result<(&'static [u64], usize), Error> {
         "P-256" => Ok((&[1, 2, 840, 10045, 3, 1, 7], 32)),
         "P-384" => Ok((&[1, 3, 132, 0, 34], 48)),
         "P-521" => Ok((&[1, 3, 132, 0, 35], 66)),
-        other => Err(Error::Key(format!("unsupported elliptic curve {other:?}"))),
+        // The curve name is read from the key: not repeated.
+        _ => Err(Error::Key(
+            "unsupported elliptic curve (crv is not P-256, P-384 or P-521)".into(),
+        )),
     }
 }
 
@@ -151,7 +158,7 @@ pub fn jwk_public_pem(json: &str) -> Result<String, Error> {
                 "x509: unsupported public key type: []uint8".into(),
             ));
         }
-        other => return Err(Error::Key(format!("invalid key type from JSON ({other})"))),
+        _ => return Err(Error::Key(INVALID_KTY.into())),
     };
     Ok(crate::pem::encode("PUBLIC KEY", &der))
 }
@@ -160,7 +167,9 @@ fn okp(crv: &str) -> Result<&'static [u64], Error> {
     match crv {
         "Ed25519" => Ok(ED25519),
         "X25519" => Ok(X25519),
-        other => Err(Error::Key(format!("unsupported OKP curve {other:?}"))),
+        _ => Err(Error::Key(
+            "unsupported OKP curve (crv is not Ed25519 or X25519)".into(),
+        )),
     }
 }
 
@@ -245,7 +254,7 @@ pub fn jwk_private_pem(json: &str) -> Result<String, Error> {
                 "x509: unknown key type while marshaling PKCS#8: []uint8".into(),
             ));
         }
-        other => return Err(Error::Key(format!("invalid key type from JSON ({other})"))),
+        _ => return Err(Error::Key(INVALID_KTY.into())),
     };
     let der = yasna::construct_der(|w| {
         w.write_sequence(|w| {

@@ -47,7 +47,10 @@ pub fn parse(input: &str) -> Result<Vec<Block>, Error> {
         let body_start = &after[label_end + 5..];
         let end_marker = format!("-----END {label}-----");
         let Some(end) = body_start.find(&end_marker) else {
-            return Err(Error::Pem(format!("the {label} block has no END line")));
+            return Err(Error::Pem(format!(
+                "the {} block has no END line",
+                shown_label(&label)
+            )));
         };
         let body: String = body_start[..end]
             .lines()
@@ -56,13 +59,47 @@ pub fn parse(input: &str) -> Result<Vec<Block>, Error> {
             .flat_map(|l| l.chars())
             .filter(|c| !c.is_whitespace())
             .collect();
-        let der = STANDARD
-            .decode(body.as_bytes())
-            .map_err(|_| Error::Pem(format!("the {label} block is not valid base64")))?;
+        let der = STANDARD.decode(body.as_bytes()).map_err(|_| {
+            Error::Pem(format!(
+                "the {} block is not valid base64",
+                shown_label(&label)
+            ))
+        })?;
         blocks.push(Block { label, der });
         rest = &body_start[end + end_marker.len()..];
     }
     Ok(blocks)
+}
+
+/// The labels an error names as they are. A label is read from the input (any text between
+/// `-----BEGIN ` and dashes, so possibly secret data that merely looks like PEM); others are
+/// reported as `PEM`.
+const KNOWN_LABELS: &[&str] = &[
+    "CERTIFICATE",
+    "TRUSTED CERTIFICATE",
+    "CERTIFICATE REQUEST",
+    "NEW CERTIFICATE REQUEST",
+    "X509 CRL",
+    "PRIVATE KEY",
+    "ENCRYPTED PRIVATE KEY",
+    "RSA PRIVATE KEY",
+    "EC PRIVATE KEY",
+    "DSA PRIVATE KEY",
+    "OPENSSH PRIVATE KEY",
+    "PUBLIC KEY",
+    "RSA PUBLIC KEY",
+    "EC PARAMETERS",
+    "PKCS7",
+    "CMS",
+];
+
+/// How an error names a block's label: the label when it is a well-known one, else `PEM`.
+pub fn shown_label(label: &str) -> &str {
+    KNOWN_LABELS
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(label))
+        .copied()
+        .unwrap_or("PEM")
 }
 
 /// Encodes one block as PEM text with 64-column lines, as Go's `encoding/pem` writes it.
@@ -133,5 +170,21 @@ mod tests {
             .to_string();
         assert!(err.contains("CERTIFICATE") && !err.contains("!!!!"));
         assert!(parse("-----BEGIN X-----\nAAAA\n").is_err());
+    }
+
+    #[test]
+    fn unknown_labels_are_not_repeated() {
+        for text in [
+            "-----BEGIN s3cret-canary-----\nAAAA\n",
+            "-----BEGIN s3cret-canary-----\n!!\n-----END s3cret-canary-----\n",
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(!err.contains("s3cret"), "{err}");
+            assert!(err.contains("the PEM block"), "{err}");
+        }
+        let err = parse("-----BEGIN RSA PRIVATE KEY-----\nAAAA\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the RSA PRIVATE KEY block"), "{err}");
     }
 }

@@ -54,10 +54,26 @@ fn error(message: impl Into<String>, key: Option<&str>) -> PluginError {
     }
 }
 
+/// A config error without the config's values: serde's `invalid type: string "…"` quotes
+/// them, and `password` is one. Field names (unknown, missing, duplicate) are shown.
+fn config_error(e: &serde_json::Error) -> String {
+    let m = e.to_string();
+    if ["unknown field", "missing field", "duplicate field"]
+        .iter()
+        .any(|p| m.starts_with(p))
+    {
+        return format!("pkcs12: invalid config: {m}");
+    }
+    format!(
+        "pkcs12: invalid config: a value does not fit its field at line {} column {}",
+        e.line(),
+        e.column()
+    )
+}
+
 /// Extracts key and chain as configured; the rest of the data passes through.
 pub fn transform(mut data: Vec<Entry>, config: &str) -> Result<Vec<Entry>, PluginError> {
-    let config: Config = serde_json::from_str(config)
-        .map_err(|e| error(format!("pkcs12: invalid config: {e}"), None))?;
+    let config: Config = serde_json::from_str(config).map_err(|e| error(config_error(&e), None))?;
     let find = |k: &str| data.iter().position(|e| e.key == k);
     let Some(at) = find(&config.key) else {
         return Err(error(
@@ -126,5 +142,30 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("ks"));
         let e = transform(data, r#"{"key":"ks","colour":"red"}"#).unwrap_err();
         assert!(e.message.contains("unknown field"), "{}", e.message);
+    }
+
+    #[test]
+    fn config_errors_never_quote_values() {
+        let data = vec![Entry {
+            key: "ks".into(),
+            value: b"junk".to_vec(),
+        }];
+        for config in [
+            r#"{"key":"ks","password":12345678901}"#,
+            r#"{"key":"ks","password":["canary-pw"]}"#,
+            r#"{"key":"ks","inputEncoding":"canary-pw"}"#,
+        ] {
+            let e = transform(data.clone(), config).unwrap_err();
+            assert!(
+                e.message.starts_with("pkcs12: invalid config"),
+                "{}",
+                e.message
+            );
+            assert!(
+                !e.message.contains("canary") && !e.message.contains("12345678901"),
+                "{}",
+                e.message
+            );
+        }
     }
 }

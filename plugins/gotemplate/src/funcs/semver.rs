@@ -43,6 +43,10 @@ struct Version {
 
 const INVALID: &str = "Invalid Semantic Version";
 
+/// Masterminds says `improper constraint: CONSTRAINT`; the constraint can be secret data
+/// (`semverCompare .x "1.2.3"`), so it is not repeated.
+const IMPROPER: &str = "improper constraint";
+
 impl Version {
     fn parse(s: &str) -> Result<Version, String> {
         let t = s.strip_prefix('v').unwrap_or(s);
@@ -135,7 +139,7 @@ struct Partial {
 }
 
 fn partial(s: &str) -> Result<Partial, String> {
-    let bad = || format!("improper constraint: {s}");
+    let bad = || IMPROPER.to_string();
     let t = s.strip_prefix('v').unwrap_or(s);
     let (t, _) = t.split_once('+').unwrap_or((t, ""));
     let (core, pre) = t.split_once('-').unwrap_or((t, ""));
@@ -283,7 +287,7 @@ fn matches(c: &str, v: &Version) -> Result<bool, String> {
                 ]
                 .contains(&op)
                 {
-                    return Err(format!("improper constraint: {c}"));
+                    return Err(IMPROPER.into());
                 }
                 let op = match op {
                     "=>" => ">=",
@@ -295,11 +299,11 @@ fn matches(c: &str, v: &Version) -> Result<bool, String> {
             out
         };
         if terms.is_empty() {
-            return Err(format!("improper constraint: {c}"));
+            return Err(IMPROPER.into());
         }
         let mut all = true;
         for (op, ver) in &terms {
-            let p = partial(ver).map_err(|_| format!("improper constraint: {c}"))?;
+            let p = partial(ver).map_err(|_| IMPROPER.to_string())?;
             // A pre-release version only matches range terms that name a pre-release
             // (exact `=` and `!=` compare as they are, as Masterminds does).
             let exact_eq = p.exact == 3 && matches!(op.as_str(), "" | "=" | "!=");
