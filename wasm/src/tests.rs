@@ -10,8 +10,10 @@ use super::*;
 fn runtime() -> Arc<Runtime> {
     static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
     RT.get_or_init(|| {
+        // Generous for a debug build on a loaded 2-core CI machine: a well-behaved call (the
+        // chatty `stdout` one) must never reach it.
         Runtime::new(Limits {
-            deadline: Duration::from_millis(500),
+            deadline: Duration::from_secs(2),
             max_memory: 32 << 20,
             ..Default::default()
         })
@@ -83,8 +85,8 @@ fn infinite_loop_is_stopped_at_the_deadline() {
     assert!(matches!(err.kind, PluginFailure::Timeout { .. }), "{err}");
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(500) && took < Duration::from_secs(2),
-        "stopped at the 500 ms deadline: {took:?}"
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "stopped at the 2 s deadline: {took:?}"
     );
 }
 
