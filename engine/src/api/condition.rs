@@ -20,7 +20,12 @@ pub struct Condition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// When `status` last changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // None when the apiserver holds a time esox cannot represent (`9999-12-31T23:59:59Z`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient_time"
+    )]
     pub last_transition_time: Option<Time>,
 }
 

@@ -229,7 +229,11 @@ pub struct TemplatePlugin {
     #[serde(rename = "ref")]
     pub plugin_ref: PluginRef,
     /// The plugin's configuration, handed to it as JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::free_form::deserialize"
+    )]
     #[schemars(schema_with = "super::preserve_unknown_object")]
     pub config: Option<serde_json::Value>,
 }
@@ -550,7 +554,11 @@ pub struct ExternalSecretRewrite {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<RewriteTransform>,
     /// Merge JSON values into one key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::free_form::deserialize"
+    )]
     #[schemars(schema_with = "super::preserve_unknown_object")]
     pub merge: Option<serde_json::Value>,
 }
@@ -578,7 +586,13 @@ pub struct RewriteTransform {
 #[serde(rename_all = "camelCase")]
 pub struct ExternalSecretStatus {
     /// When the data was last fetched from the provider.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // A time esox cannot represent (the apiserver accepts `9999-12-31T23:59:59Z`) reads as
+    // none: never refreshed.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient_time"
+    )]
     pub refresh_time: Option<Time>,
     /// The ExternalSecret's generation (and metadata hash) at the last sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -614,6 +628,35 @@ impl ExternalSecret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Status times the apiserver accepts but a timestamp cannot hold do not make the object
+    /// (and with it the whole watch list) unreadable.
+    #[test]
+    fn status_times_beyond_what_esox_represents_read_as_none() {
+        let es = |t: &str| -> ExternalSecret {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "x"},
+                "spec": {},
+                "status": {
+                    "refreshTime": t,
+                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": t}],
+                },
+            }))
+            .unwrap()
+        };
+        let status = es("9999-12-31T23:59:59Z").status.unwrap();
+        assert_eq!(status.refresh_time, None);
+        assert_eq!(status.conditions[0].last_transition_time, None);
+        let status = es("2024-01-02T03:04:05Z").status.unwrap();
+        assert_eq!(
+            status.refresh_time.unwrap().0,
+            "2024-01-02T03:04:05Z".parse::<jiff::Timestamp>().unwrap()
+        );
+        assert!(status.conditions[0].last_transition_time.is_some());
+        let text = r#"{"metadata":{"name":"x"},"spec":{},"status":{"refreshTime":null}}"#;
+        let es: ExternalSecret = serde_json::from_str(text).unwrap();
+        assert_eq!(es.status.unwrap().refresh_time, None);
+    }
 
     /// ESO v1's `templateFrom[].valuesDecodingStrategy` is read, and left out when omitted (so a
     /// round trip does not add a default ESO would not store).

@@ -227,7 +227,11 @@ pub struct AwsProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
     /// Secrets Manager options.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::free_form::deserialize"
+    )]
     #[schemars(schema_with = "super::preserve_unknown_object")]
     pub secrets_manager: Option<serde_json::Value>,
     /// How to authenticate; absent means the SDK default chain (IRSA in a pod).

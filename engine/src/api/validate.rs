@@ -9,6 +9,11 @@ use super::{
     ExternalSecretSpec, FakeProvider, SecretStoreSpec,
 };
 
+/// How much of one detail (a regex error) a message repeats.
+const MAX_DETAIL: usize = 512;
+/// How many problems of one kind a message lists.
+const MAX_LISTED: usize = 10;
+
 /// Which store is validated: ESO's rules for credential references depend on it.
 #[derive(Debug, Clone, Copy)]
 pub enum StoreScope<'a> {
@@ -23,12 +28,18 @@ pub enum StoreScope<'a> {
 /// admit a valid one, and the store's status says esox cannot use it.
 pub fn store(name: &str, scope: StoreScope<'_>, spec: &SecretStoreSpec) -> Option<String> {
     let mut regex_errs = Vec::new();
-    for (ci, condition) in spec.conditions.iter().enumerate() {
+    'conditions: for (ci, condition) in spec.conditions.iter().enumerate() {
         for (ri, r) in condition.namespace_regexes.iter().enumerate() {
             if let Err(e) = regex::Regex::new(r) {
+                // The regex crate's message repeats the pattern (a manifest can hold a
+                // megabyte of one): keep the message, not all of it.
                 regex_errs.push(format!(
-                    "failed to compile {ri}th namespace regex in {ci}th condition: {e}"
+                    "failed to compile {ri}th namespace regex in {ci}th condition: {}",
+                    super::abbreviate(&e.to_string(), MAX_DETAIL)
                 ));
+                if regex_errs.len() == MAX_LISTED {
+                    break 'conditions;
+                }
             }
         }
     }
@@ -70,6 +81,12 @@ fn aws_store(scope: StoreScope<'_>, aws: &AwsProvider) -> Option<String> {
         return Some(format!("region not found: {}", aws.region));
     }
     if let Some(sm) = &aws.secrets_manager {
+        if super::free_form::too_deep(sm) {
+            return Some(format!(
+                "spec.provider.aws.secretsManager is nested more than {} levels deep",
+                super::free_form::MAX_DEPTH
+            ));
+        }
         let window = sm
             .get("recoveryWindowInDays")
             .and_then(serde_json::Value::as_i64)
@@ -125,6 +142,13 @@ fn aws_store(scope: StoreScope<'_>, aws: &AwsProvider) -> Option<String> {
 /// Every rule `spec` breaks, in ESO's order and words (empty when valid).
 pub fn external_secret(spec: &ExternalSecretSpec) -> Vec<String> {
     let mut errs = Vec::new();
+    // ESO decodes the field as a Go `metav1.Duration` before any rule runs, so its webhook
+    // refuses what Go's `ParseDuration` refuses (`1d`, `9999999999h`) with Go's message.
+    if let Some(i) = spec.refresh_interval.as_deref().filter(|i| !i.is_empty())
+        && let Err(e) = super::duration::parse(i)
+    {
+        errs.push(format!("spec.refreshInterval: {e}"));
+    }
     let t = &spec.target;
     if t.deletion_policy == DeletionPolicy::Delete
         && matches!(
@@ -143,14 +167,59 @@ pub fn external_secret(spec: &ExternalSecretSpec) -> Vec<String> {
     for r in &spec.data_from {
         errs.extend(data_from(r));
     }
+    errs.extend(too_deep(spec));
+    // Thousands of broken entries say the same few things: list each message once.
+    let mut said = std::collections::HashSet::new();
+    errs.retain(|e| said.insert(e.clone()));
     if t.deletion_policy == DeletionPolicy::Retain {
         let mut seen = std::collections::HashSet::new();
+        let mut duplicates = std::collections::BTreeSet::new();
         for d in &spec.data {
-            if !seen.insert(d.secret_key.as_str()) {
-                errs.push(format!("duplicate secretKey found: {}", d.secret_key));
+            if !seen.insert(d.secret_key.as_str())
+                && duplicates.insert(d.secret_key.as_str())
+                && duplicates.len() <= MAX_LISTED
+            {
+                errs.push(format!(
+                    "duplicate secretKey found: {}",
+                    super::abbreviate(&d.secret_key, MAX_DETAIL)
+                ));
+            }
+        }
+        if duplicates.len() > MAX_LISTED {
+            errs.push(format!(
+                "{} more duplicate secretKeys",
+                duplicates.len() - MAX_LISTED
+            ));
+        }
+    }
+    errs
+}
+
+/// esox's own rule: free-form fields nested deeper than esox reads them
+/// ([`super::free_form`]) are refused by name rather than silently cut.
+fn too_deep(spec: &ExternalSecretSpec) -> Vec<String> {
+    let deep = |v: &Option<serde_json::Value>| v.as_ref().is_some_and(super::free_form::too_deep);
+    let message = |field: String| {
+        format!(
+            "{field} is nested more than {} levels deep",
+            super::free_form::MAX_DEPTH
+        )
+    };
+    let mut errs = Vec::new();
+    for (i, r) in spec.data_from.iter().enumerate() {
+        for (j, rw) in r.rewrite.iter().enumerate() {
+            if deep(&rw.merge) {
+                errs.push(message(format!("spec.dataFrom[{i}].rewrite[{j}].merge")));
             }
         }
     }
+    let plugins = spec.target.template.iter().flat_map(|t| &t.plugins);
+    for (i, p) in plugins.enumerate() {
+        if deep(&p.config) {
+            errs.push(message(format!("spec.target.template.plugins[{i}].config")));
+        }
+    }
+    errs.truncate(MAX_LISTED);
     errs
 }
 
@@ -225,6 +294,105 @@ mod tests {
                 "either extract, find, or sourceRef must be set to dataFrom"
             ]
         );
+    }
+
+    /// Thousands of broken entries make a short message, not a megabyte of status.
+    #[test]
+    fn many_problems_make_a_bounded_message() {
+        let mut spec = spec("data: [{secretKey: a, remoteRef: {key: k}}]");
+        let entry = spec.data[0].clone();
+        spec.data = vec![entry; 2000];
+        spec.data_from = vec![Default::default(); 2000];
+        let errs = external_secret(&spec);
+        assert_eq!(
+            errs,
+            [
+                "either extract, find, or sourceRef must be set to dataFrom",
+                "duplicate secretKey found: a"
+            ]
+        );
+        let keys: Vec<String> = (0..2000).map(|i| format!("k{}", i / 2)).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let errs = external_secret(&spec_of_keys(&keys));
+        assert_eq!(errs.len(), 11, "{errs:?}");
+        assert_eq!(errs[0], "duplicate secretKey found: k0");
+        assert_eq!(errs[10], "990 more duplicate secretKeys");
+        let long_key = "k".repeat(100_000);
+        let errs = external_secret(&spec_of_keys(&[&long_key, &long_key]));
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].len() < 700, "{}", errs[0].len());
+
+        let bad = format!("({}", "a".repeat(100_000));
+        let store_spec: SecretStoreSpec = serde_json::from_value(serde_json::json!({
+            "provider": {"fake": {}},
+            "conditions": [{"namespaceRegexes": vec![bad; 1000]}],
+        }))
+        .unwrap();
+        let msg = store("s", StoreScope::Cluster, &store_spec).unwrap();
+        assert_eq!(
+            msg.lines()
+                .filter(|l| l.starts_with("failed to compile"))
+                .count(),
+            10
+        );
+        assert!(msg.len() < 10 * 700, "{}", msg.len());
+    }
+
+    #[test]
+    fn refresh_intervals_go_cannot_parse_are_refused() {
+        let with = |i: &str| {
+            spec(&format!(
+                "refreshInterval: '{i}'\ndata: [{{secretKey: a, remoteRef: {{key: k}}}}]"
+            ))
+        };
+        assert!(external_secret(&with("1h30m")).is_empty());
+        assert!(external_secret(&with("0")).is_empty());
+        assert!(external_secret(&with("")).is_empty());
+        assert_eq!(
+            external_secret(&with("9999999999h")),
+            [
+                "spec.refreshInterval: time: invalid duration \"9999999999h\": longer than 2562047h47m16.854775807s, the longest duration Go (and ESO) accepts"
+            ]
+        );
+        assert_eq!(
+            external_secret(&with("1d")),
+            ["spec.refreshInterval: time: unknown unit \"d\" in duration \"1d\""]
+        );
+    }
+
+    #[test]
+    fn free_form_fields_nested_too_deep_are_named() {
+        let nested =
+            |levels: usize| format!("{}1{}", r#"{"a":"#.repeat(levels), "}".repeat(levels));
+        let text = format!(
+            r#"{{"dataFrom":[{{"extract":{{"key":"k"}},"rewrite":[{{"regexp":{{"source":"a","target":"b"}}}},{{"merge":{deep}}}]}}],
+               "target":{{"template":{{"plugins":[{{"ref":{{"kind":"Builtin","name":"p"}},"config":{deep}}}]}}}}}}"#,
+            deep = nested(10_000)
+        );
+        let spec: ExternalSecretSpec = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            external_secret(&spec),
+            [
+                "spec.dataFrom[0].rewrite[1].merge is nested more than 32 levels deep",
+                "spec.target.template.plugins[0].config is nested more than 32 levels deep"
+            ]
+        );
+        let store_text = format!(
+            r#"{{"provider":{{"aws":{{"service":"SecretsManager","region":"eu-west-1","secretsManager":{}}}}}}}"#,
+            nested(200)
+        );
+        let s: SecretStoreSpec = serde_json::from_str(&store_text).unwrap();
+        assert_eq!(
+            store("s", StoreScope::Cluster, &s).as_deref(),
+            Some("spec.provider.aws.secretsManager is nested more than 32 levels deep")
+        );
+    }
+
+    fn spec_of_keys(keys: &[&str]) -> ExternalSecretSpec {
+        serde_json::from_value(serde_json::json!({
+            "data": keys.iter().map(|k| serde_json::json!({"secretKey": k, "remoteRef": {"key": "r"}})).collect::<Vec<_>>(),
+        }))
+        .unwrap()
     }
 
     #[test]

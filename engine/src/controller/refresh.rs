@@ -67,7 +67,8 @@ pub fn phase(key: &str) -> u64 {
 }
 
 /// When the refresh after one at `last` is due: the object's first grid point after `last`,
-/// and never later than `last + interval`. `None` when the interval is zero (sync once).
+/// and never later than `last + interval` (intervals below a second count as one). `None`
+/// when the interval is zero (sync once).
 pub fn due_at(last: Timestamp, interval: Duration, phase: u64) -> Option<Timestamp> {
     if interval.is_zero() {
         return None;
@@ -75,6 +76,10 @@ pub fn due_at(last: Timestamp, interval: Duration, phase: u64) -> Option<Timesta
     // Whole seconds, like status.refreshTime. An interval beyond what a timestamp can hold
     // (the apiserver accepts `9999999999h`) is never due: saturate instead of overflowing.
     let last = Timestamp::from_second(last.as_second()).unwrap_or(last);
+    // Below a second (`1ns`, `500ms`) an interval refreshes once a second: refreshTime has
+    // whole seconds, so a shorter one would be due before the refresh it follows, and the
+    // object would refresh in a loop as fast as the controller can go.
+    let interval = interval.max(Duration::from_secs(1));
     let Ok(step) = SignedDuration::try_from(interval) else {
         return Some(Timestamp::MAX);
     };
@@ -108,10 +113,12 @@ pub fn should_refresh(s: &RefreshState<'_>, now: Timestamp) -> bool {
             if changed || s.last_refresh.is_none() || s.renew_at.is_some_and(|t| t <= now) {
                 return true;
             }
+            let Some(last) = s.last_refresh else {
+                return true;
+            };
             if s.interval.is_zero() {
                 return false;
             }
-            let last = s.last_refresh.expect("checked above");
             // A refresh time in the future (clock skew, a restored backup) is not trusted.
             if last > now {
                 return true;
@@ -128,10 +135,12 @@ pub fn next_refresh(s: &RefreshState<'_>, now: Timestamp) -> Option<Duration> {
         return None;
     }
     let until = |t: Timestamp| Duration::try_from(t.duration_since(now)).unwrap_or_default();
-    let renewal = s.renew_at.map(until);
-    let periodic = due_at(s.last_refresh.unwrap_or(now), s.interval, s.phase).map(until);
     // A requeue is a timer in the runtime: keep it within what a timer can hold. An object
-    // whose refresh lies further out is looked at again (from the cache, for free) daily.
+    // whose refresh lies further out is looked at again (from the cache, for free) daily. The
+    // renewal deadline is an annotation on the Secret, which anyone who can edit the Secret
+    // can set to any time.
+    let renewal = s.renew_at.map(until).map(|d| d.min(MAX_WAIT));
+    let periodic = due_at(s.last_refresh.unwrap_or(now), s.interval, s.phase).map(until);
     let periodic = periodic.map(|d| d.min(MAX_WAIT));
     match (periodic, renewal) {
         (Some(p), Some(r)) => Some(p.min(r)),
@@ -336,6 +345,102 @@ mod tests {
         let s = state(RefreshPolicy::Periodic, u64::MAX, Some(now), Some("1-abc"));
         assert!(!should_refresh(&s, now));
         assert_eq!(next_refresh(&s, now), Some(MAX_WAIT));
+    }
+
+    /// Every interval a Duration holds, against every instant a timestamp holds: no panic,
+    /// and a requeue a runtime timer can hold.
+    #[test]
+    fn extreme_intervals_and_times_never_panic() {
+        let intervals = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_millis(999),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            crate::api::duration::MAX,
+            Duration::from_secs(i64::MAX as u64),
+            Duration::from_secs(i64::MAX as u64 + 1),
+            Duration::MAX,
+        ];
+        let times = [
+            Timestamp::MIN,
+            Timestamp::MIN + SignedDuration::from_secs(1),
+            Timestamp::UNIX_EPOCH,
+            Timestamp::now(),
+            Timestamp::MAX - SignedDuration::from_secs(1),
+            Timestamp::MAX,
+        ];
+        for interval in intervals {
+            for &last in &times {
+                for &now in &times {
+                    for phase in [0, 1, u64::MAX] {
+                        for renew_at in
+                            [None, Some(last), Some(Timestamp::MIN), Some(Timestamp::MAX)]
+                        {
+                            for policy in [
+                                RefreshPolicy::Periodic,
+                                RefreshPolicy::CreatedOnce,
+                                RefreshPolicy::OnChange,
+                            ] {
+                                let s = RefreshState {
+                                    policy,
+                                    interval,
+                                    last_refresh: Some(last),
+                                    synced_version: Some("1-abc"),
+                                    current_version: "1-abc",
+                                    renew_at,
+                                    phase,
+                                };
+                                should_refresh(&s, now);
+                                if let Some(d) = next_refresh(&s, now) {
+                                    assert!(d <= MAX_WAIT, "{interval:?} {last} {now}: {d:?}");
+                                }
+                                if let Some(due) = due_at(last, interval, phase) {
+                                    assert!(due >= last, "{interval:?} {last} {phase}: {due}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            jitter(interval);
+        }
+        for failures in [0, 1, 9, 10, 31, 32, u32::MAX] {
+            assert!(backoff(failures) <= Duration::from_secs(330));
+        }
+        let t = Timestamp::now();
+        for (issued, expires) in [
+            (t, Timestamp::MAX),
+            (t, Timestamp::MIN),
+            (Timestamp::MIN, Timestamp::MAX),
+        ] {
+            renewal_time(issued, expires);
+        }
+    }
+
+    /// `refreshInterval: 1ns` (or `500ms`) refreshes once a second, not in a loop.
+    #[test]
+    fn sub_second_intervals_refresh_once_a_second() {
+        let last = Timestamp::from_millisecond(1_000_000_400).unwrap();
+        for interval in [Duration::from_nanos(1), Duration::from_millis(500)] {
+            let due = due_at(last, interval, 7).unwrap();
+            assert_eq!(
+                due,
+                Timestamp::from_second(1_000_001).unwrap(),
+                "{interval:?}"
+            );
+            let s = RefreshState {
+                policy: RefreshPolicy::Periodic,
+                interval,
+                last_refresh: Some(last),
+                synced_version: Some("1-abc"),
+                current_version: "1-abc",
+                renew_at: None,
+                phase: 7,
+            };
+            assert!(!should_refresh(&s, last));
+            assert_eq!(next_refresh(&s, last), Some(Duration::from_millis(600)));
+        }
     }
 
     #[test]

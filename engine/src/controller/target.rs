@@ -149,6 +149,51 @@ pub enum TargetError {
     /// A changed immutable Secret.
     #[error("target secret {0:?} is immutable; esox will not overwrite it")]
     Immutable(String),
+    /// The data (a template's output included) has keys Kubernetes does not accept.
+    #[error("target secret {secret:?}: {keys}")]
+    InvalidKeys {
+        /// The target.
+        secret: String,
+        /// The bad keys.
+        keys: crate::pipeline::InvalidKeys,
+    },
+    /// The data is larger than a Secret may be: the apiserver would refuse the write.
+    #[error(
+        "target secret {secret:?} would hold {size} bytes of data, more than the {MAX_SECRET_SIZE} bytes Kubernetes allows in a Secret"
+    )]
+    TooLarge {
+        /// The target.
+        secret: String,
+        /// Keys and values, in bytes, as Kubernetes counts them.
+        size: usize,
+    },
+}
+
+/// Kubernetes' limit on a Secret's data: keys and values together (`MaxSecretSize`).
+pub const MAX_SECRET_SIZE: usize = 1024 * 1024;
+
+/// The size of Secret data as Kubernetes counts it: every key and every value.
+fn data_size(data: &BTreeMap<String, ByteString>) -> usize {
+    data.iter()
+        .map(|(k, v)| k.len().saturating_add(v.0.len()))
+        .fold(0, usize::saturating_add)
+}
+
+/// Refuses data the apiserver would refuse, with a message that says why (before a write
+/// that would fail the same way on every retry).
+fn check_data(target: &str, data: &BTreeMap<String, ByteString>) -> Result<(), TargetError> {
+    crate::pipeline::keys::validate(data.keys()).map_err(|keys| TargetError::InvalidKeys {
+        secret: target.to_string(),
+        keys,
+    })?;
+    let size = data_size(data);
+    if size > MAX_SECRET_SIZE {
+        return Err(TargetError::TooLarge {
+            secret: target.to_string(),
+            size,
+        });
+    }
+    Ok(())
 }
 
 /// Decides what to do to the target. `output` is `None` when the provider returned no data
@@ -197,6 +242,9 @@ pub fn plan(
                 }
             }
             merged.extend(data.clone());
+            if let Err(e) = check_data(&target, &merged) {
+                return SecretPlan::Refuse(e);
+            }
             let renew_at = super::refresh::RENEW_AT_ANNOTATION;
             if current.is_some_and(|c| {
                 let s = c.secret;
@@ -244,6 +292,9 @@ pub fn plan(
                     secret: target,
                     owner,
                 });
+            }
+            if let Err(e) = check_data(&target, &data) {
+                return SecretPlan::Refuse(e);
             }
             let desired = desired_secret(es, existing, data, output);
             match current {
@@ -884,5 +935,62 @@ mod tests {
                 "replace"
             );
         }
+    }
+
+    /// Data the apiserver would refuse is refused here, with a message that says why, for
+    /// every policy that writes; the existing Secret is left as it is.
+    #[test]
+    fn oversized_data_and_bad_keys_are_refused_before_writing() {
+        let big = "x".repeat(MAX_SECRET_SIZE);
+        for policy in ["Owner", "Orphan", "Merge", "CreateOrMerge"] {
+            let es = es(policy, "Retain");
+            let current = synced(&es, &[("k", "v")]);
+            for existing in [None, Some(Current::read(&current))] {
+                if existing.is_none() && policy == "Merge" {
+                    continue;
+                }
+                let SecretPlan::Refuse(e) = plan(&es, existing, Some(&output(&[("k", &big)])))
+                else {
+                    panic!("{policy}: a Secret over 1 MiB is refused")
+                };
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "target secret \"target\" would hold {} bytes of data, more than the 1048576 bytes Kubernetes allows in a Secret",
+                        MAX_SECRET_SIZE + 1
+                    )
+                );
+                let SecretPlan::Refuse(e) =
+                    plan(&es, existing, Some(&output(&[("bad key", "v"), ("", "v")])))
+                else {
+                    panic!("{policy}: invalid keys are refused")
+                };
+                assert!(
+                    e.to_string()
+                        .starts_with("target secret \"target\": invalid secret keys"),
+                    "{e}"
+                );
+            }
+            // Exactly at the limit is fine (a one-byte key and the rest of a MiB).
+            let at_limit = "x".repeat(MAX_SECRET_SIZE - 1);
+            let es2 = if policy == "Merge" {
+                self::es("CreateOrMerge", "Retain")
+            } else {
+                es.clone()
+            };
+            assert!(
+                !matches!(
+                    plan(&es2, None, Some(&output(&[("k", &at_limit)]))),
+                    SecretPlan::Refuse(_)
+                ),
+                "{policy}"
+            );
+        }
+        // The None policy writes nothing, so there is nothing to refuse.
+        let es = es("None", "Retain");
+        assert_eq!(
+            plan(&es, None, Some(&output(&[("k", &big)]))),
+            SecretPlan::NotManaged
+        );
     }
 }

@@ -83,16 +83,35 @@ pub fn key_problem(key: &str) -> Option<KeyProblem> {
     None
 }
 
-/// Some keys are not valid Secret keys. The message lists every bad key and why (keys are
-/// names, not secret values).
+/// Some keys are not valid Secret keys. The message lists the bad keys and why (keys are
+/// names, not secret values): the first [`InvalidKeys::LISTED`] of them, each shortened, and
+/// how many more, so a find that matched ten thousand bad names makes a readable status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "invalid secret keys (TIP: use rewrite or conversionStrategy to change keys): {}",
-    .keys.iter().map(|(k, p)| format!("{k:?}: {p}")).collect::<Vec<_>>().join("; ")
+    self.listed()
 )]
 pub struct InvalidKeys {
     /// Each bad key with its problem, in key order.
     pub keys: Vec<(String, KeyProblem)>,
+}
+
+impl InvalidKeys {
+    /// How many bad keys the message names.
+    pub const LISTED: usize = 10;
+
+    fn listed(&self) -> String {
+        let mut parts: Vec<String> = self
+            .keys
+            .iter()
+            .take(Self::LISTED)
+            .map(|(k, p)| format!("{:?}: {p}", crate::api::abbreviate(k, 64)))
+            .collect();
+        if self.keys.len() > Self::LISTED {
+            parts.push(format!("and {} more", self.keys.len() - Self::LISTED));
+        }
+        parts.join("; ")
+    }
 }
 
 /// Validates all keys; the error lists every bad key.
@@ -161,5 +180,28 @@ mod tests {
         let labels: Vec<_> = err.keys.iter().map(|(_, p)| p.metric_label()).collect();
         assert_eq!(labels, ["empty", "dot", "dot_dot", "invalid_characters"]);
         assert_eq!(KeyProblem::TooLong.metric_label(), "too_long");
+    }
+
+    /// Thousands of bad keys, or a very long one, make a message of bounded length.
+    #[test]
+    fn many_or_long_bad_keys_make_a_short_message() {
+        let keys: Vec<String> = (0..2000).map(|i| format!("bad key {i}")).collect();
+        let err = validate(&keys).unwrap_err();
+        assert_eq!(err.keys.len(), 2000, "every key is kept for callers");
+        let msg = err.to_string();
+        assert!(msg.ends_with("; and 1990 more"), "{msg}");
+        assert!(msg.len() < 2500, "{}", msg.len());
+        let long = ["x/".repeat(100_000)];
+        let msg = validate(&long).unwrap_err().to_string();
+        assert!(msg.contains("(200000 bytes)"), "{msg}");
+        assert!(msg.len() < 600, "{}", msg.len());
+        // Control and unassigned characters convert to a valid key; letters outside ASCII
+        // stay (as in ESO) and validation names them.
+        for strategy in [ConversionStrategy::Default, ConversionStrategy::Unicode] {
+            let k = convert(strategy, "a/b c\u{0}\u{10ffff}..");
+            assert_eq!(key_problem(&k), None, "{strategy:?}: {k:?}");
+            let k = convert(strategy, "é");
+            assert_eq!(key_problem(&k), Some(KeyProblem::InvalidCharacters));
+        }
     }
 }

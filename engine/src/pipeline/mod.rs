@@ -8,6 +8,8 @@
 //! by offline tools.
 
 pub mod decode;
+#[doc(hidden)]
+pub mod harness;
 pub mod hash;
 pub mod keys;
 pub mod property;
@@ -95,6 +97,22 @@ pub enum PipelineError {
         key: String,
         /// The property.
         property: String,
+    },
+    /// A `property` was asked of a secret that is not JSON at all (binary, plain text, a
+    /// document nested deeper than esox parses). `reason` is the parser's, which names a
+    /// position, never the content.
+    #[error(
+        "error processing spec.{entry}, err: key {property:?} does not exist in secret {key:?}: the secret is not valid JSON ({reason})"
+    )]
+    NotJson {
+        /// Which entry.
+        entry: String,
+        /// The remote key.
+        key: String,
+        /// The property.
+        property: String,
+        /// The parser's message (a position, no content).
+        reason: String,
     },
     /// A value that must be a JSON object is not one.
     #[error(
@@ -235,6 +253,20 @@ pub async fn collect(
             let map = json_map(&name, extract, &raw)?;
             (map, extract.conversion_strategy, extract.decoding_strategy)
         } else if let Some(find) = &entry.find {
+            // Checked here, once, with a short message: a provider would compile it too, and
+            // repeat all of a megabyte-long pattern in its error.
+            if let Some(re) = find.name.as_ref().and_then(|n| n.regexp.as_deref())
+                && let Err(e) = regex::Regex::new(re)
+            {
+                return Err(PipelineError::InvalidEntry {
+                    entry: name,
+                    reason: format!(
+                        "invalid find.name.regexp {:?}: {}",
+                        shown(re),
+                        crate::api::abbreviate(&e.to_string(), 512)
+                    ),
+                });
+            }
             let query = FindQuery {
                 path: find.path.clone().filter(|p| !p.is_empty()),
                 name_regexp: find.name.as_ref().and_then(|n| n.regexp.clone()),
@@ -293,17 +325,17 @@ pub async fn collect(
         let value = match r.property.as_deref().filter(|p| !p.is_empty()) {
             None => raw.expose().to_vec(),
             Some(prop) => {
-                let doc: Value = serde_json::from_slice(raw.expose()).map_err(|_| {
-                    PipelineError::MissingProperty {
+                let doc: Value =
+                    serde_json::from_slice(raw.expose()).map_err(|e| PipelineError::NotJson {
                         entry: name.clone(),
-                        key: r.key.clone(),
-                        property: prop.to_string(),
-                    }
-                })?;
+                        key: shown(&r.key),
+                        property: shown(prop),
+                        reason: json_reason(&e),
+                    })?;
                 property::extract(&doc, prop).ok_or_else(|| PipelineError::MissingProperty {
                     entry: name.clone(),
-                    key: r.key.clone(),
-                    property: prop.to_string(),
+                    key: shown(&r.key),
+                    property: shown(prop),
                 })?
             }
         };
@@ -316,7 +348,7 @@ pub async fn collect(
         if r.null_byte_policy == NullBytePolicy::Fail && decoded.contains(&0) {
             return Err(PipelineError::NullByte {
                 entry: name,
-                key: entry.secret_key.clone(),
+                key: shown(&entry.secret_key),
             });
         }
         out.insert(entry.secret_key.clone(), SecretBytes::new(decoded));
@@ -338,14 +370,14 @@ struct Memo<'a> {
 impl DataSource for Memo<'_> {
     async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
         let key = (format!("{source:?}"), req.clone());
-        if let Some(hit) = self.seen.lock().expect("memo lock poisoned").get(&key) {
+        // A poisoned lock (a panic elsewhere while it was held) still holds a usable map:
+        // results are inserted whole.
+        let seen = || self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hit) = seen().get(&key) {
             return hit.clone();
         }
         let result = self.inner.get(source, req).await;
-        self.seen
-            .lock()
-            .expect("memo lock poisoned")
-            .insert(key, result.clone());
+        seen().insert(key, result.clone());
         result
     }
 
@@ -362,6 +394,18 @@ impl DataSource for Memo<'_> {
     }
 }
 
+/// A key, property or path from a manifest or a provider as an error message repeats it.
+fn shown(text: &str) -> String {
+    crate::api::abbreviate(text, 256)
+}
+
+/// serde_json's message for a document that does not parse: its category and position
+/// ("expected value at line 1 column 1", "recursion limit exceeded at line 1 column 129"),
+/// which never quote the document.
+fn json_reason(e: &serde_json::Error) -> String {
+    e.to_string()
+}
+
 /// Parses a fetched secret (optionally one property of it) as a JSON object, ESO-style:
 /// string values unquoted, others as compact JSON.
 fn json_map(
@@ -371,7 +415,7 @@ fn json_map(
 ) -> Result<SecretMap, PipelineError> {
     let not_object = || PipelineError::NotJsonObject {
         entry: entry.to_string(),
-        key: r.key.clone(),
+        key: shown(&r.key),
     };
     let doc: Value = serde_json::from_slice(raw.expose()).map_err(|_| not_object())?;
     let doc = match r.property.as_deref().filter(|p| !p.is_empty()) {
@@ -380,8 +424,8 @@ fn json_map(
             let bytes =
                 property::extract(&doc, prop).ok_or_else(|| PipelineError::MissingProperty {
                     entry: entry.to_string(),
-                    key: r.key.clone(),
-                    property: prop.to_string(),
+                    key: shown(&r.key),
+                    property: shown(prop),
                 })?;
             serde_json::from_slice(&bytes).map_err(|_| not_object())?
         }

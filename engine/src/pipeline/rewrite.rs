@@ -82,6 +82,15 @@ pub enum RewriteError {
     /// A rewrite names no operation.
     #[error("rewrite entry has neither regexp nor transform")]
     Empty,
+    /// The template engine answered with a different number of names than it was given
+    /// keys (keys would be lost or invented).
+    #[error("rewrite.transform returned {got} keys for {expected}")]
+    TransformCount {
+        /// Keys given.
+        expected: usize,
+        /// Names returned.
+        got: usize,
+    },
 }
 
 /// Applies the rewrites in order to the keys of `data`.
@@ -93,9 +102,11 @@ pub async fn apply(
     let mut data = data;
     for rewrite in rewrites {
         if let Some(re) = &rewrite.regexp {
+            // The regex crate's message repeats the pattern, which a manifest can make a
+            // megabyte long: both are shortened.
             let regex = Regex::new(&re.source).map_err(|e| RewriteError::InvalidRegexp {
-                pattern: re.source.clone(),
-                reason: e.to_string(),
+                pattern: crate::api::abbreviate(&re.source, 256),
+                reason: crate::api::abbreviate(&e.to_string(), 512),
             })?;
             data = data
                 .into_iter()
@@ -107,6 +118,12 @@ pub async fn apply(
                 .rename_keys(&t.template, keys)
                 .await
                 .map_err(RewriteError::Transform)?;
+            if renamed.len() != values.len() {
+                return Err(RewriteError::TransformCount {
+                    expected: values.len(),
+                    got: renamed.len(),
+                });
+            }
             data = renamed.into_iter().zip(values).collect();
         } else if rewrite.merge.is_some() {
             return Err(RewriteError::Unsupported("merge"));
@@ -181,6 +198,39 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("invalid rewrite regexp"));
+    }
+
+    #[tokio::test]
+    async fn huge_bad_regexps_make_short_messages() {
+        for pattern in [
+            format!("({}", "a".repeat(1 << 20)),
+            // Compiles past the regex crate's size limit: an error, not a stall.
+            "(a{1000}){1000}".to_string(),
+        ] {
+            let err = apply(&[rw(&pattern, "")], SecretMap::new(), &Upper)
+                .await
+                .unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.starts_with("invalid rewrite regexp"), "{msg}");
+            assert!(msg.len() < 1200, "{}", msg.len());
+        }
+    }
+
+    /// A renamer that loses keys.
+    struct Lossy;
+
+    #[async_trait]
+    impl KeyRenamer for Lossy {
+        async fn rename_keys(&self, _: &str, _: Vec<String>) -> Result<Vec<String>, RenameError> {
+            Ok(vec!["one".into()])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transform_must_name_every_key() {
+        let data: SecretMap = [("a".to_string(), "1".into()), ("b".to_string(), "2".into())].into();
+        let err = apply(&[upper()], data, &Lossy).await.unwrap_err();
+        assert_eq!(err.to_string(), "rewrite.transform returned 1 keys for 2");
     }
 
     #[tokio::test]

@@ -310,3 +310,108 @@ async fn invalid_keys_are_typed() {
         [("dev /app".to_string(), KeyProblem::InvalidCharacters)]
     );
 }
+
+/// A `property` of a secret that is not JSON (plain text, binary, nested deeper than esox
+/// parses) says so, and never repeats the value.
+#[tokio::test]
+async fn property_of_a_secret_that_is_not_json() {
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep_object = format!("{}1{}", r#"{"a":"#.repeat(200), "}".repeat(200));
+    let binary = String::from_utf8_lossy(&[0xff, 0x00, 0xfe, b'{']).into_owned();
+    let src = store(&[
+        ("text", "hunter2 is not json"),
+        ("deep", &deep),
+        ("deep-object", &deep_object),
+        ("binary", &binary),
+    ]);
+    for (remote, reason) in [
+        ("text", "expected value at line 1 column 1"),
+        ("deep", "recursion limit exceeded at line 1 column"),
+        ("deep-object", "recursion limit exceeded"),
+        ("binary", "expected value at line 1 column 1"),
+    ] {
+        let spec = ExternalSecretSpec {
+            data: vec![data("x", remote, Some("a"))],
+            ..Default::default()
+        };
+        let err = collect(&spec, &src, &NoKeyRenamer).await.unwrap_err();
+        assert!(matches!(err, PipelineError::NotJson { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "error processing spec.data[0], err: key \"a\" does not exist in secret \"{remote}\": the secret is not valid JSON ("
+            )),
+            "{msg}"
+        );
+        assert!(msg.contains(reason), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+    // Without a property a binary value is data like any other.
+    let spec = ExternalSecretSpec {
+        data: vec![data("x", "binary", None)],
+        ..Default::default()
+    };
+    let out = collect(&spec, &src, &NoKeyRenamer).await.unwrap();
+    assert_eq!(out["x"].expose(), binary.as_bytes());
+    // A property path as long as a manifest allows, against a deep document: no stack
+    // overflow, just not found.
+    let nested = format!("{}1{}", r#"{"a":"#.repeat(100), "}".repeat(100));
+    let src = store(&[("nested", &nested)]);
+    let path = vec!["a"; 500_000].join(".");
+    let spec = ExternalSecretSpec {
+        data: vec![data("x", "nested", Some(&path))],
+        ..Default::default()
+    };
+    let msg = collect(&spec, &src, &NoKeyRenamer)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("does not exist"), "{}", &msg[..200]);
+    assert!(msg.len() < 1000, "{}", msg.len());
+}
+
+/// 2000 entries, and a find returning 2000 bad names: a result, or a short message.
+#[tokio::test]
+async fn thousands_of_entries() {
+    let entries: Vec<(String, String)> = (0..2000)
+        .map(|i| (format!("dir/k{i}"), format!("v{i}")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let src = store(&pairs);
+    let names: Vec<String> = (0..2000).map(|i| format!("k{i}")).collect();
+    let spec = ExternalSecretSpec {
+        data: entries
+            .iter()
+            .zip(&names)
+            .map(|((remote, _), name)| data(name, remote, None))
+            .collect(),
+        ..Default::default()
+    };
+    let out = collect(&spec, &src, &NoKeyRenamer).await.unwrap();
+    assert_eq!(out.len(), 2000);
+    assert_eq!(out["k1999"].expose(), b"v1999");
+
+    let spec = ExternalSecretSpec {
+        data_from: vec![ExternalSecretDataFromRemoteRef {
+            find: Some(ExternalSecretFind::default()),
+            rewrite: vec![ExternalSecretRewrite {
+                regexp: Some(RewriteRegexp {
+                    source: "/".into(),
+                    target: " ".into(),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let PipelineError::InvalidKeys(err) = collect(&spec, &src, &NoKeyRenamer).await.unwrap_err()
+    else {
+        panic!("expected InvalidKeys");
+    };
+    assert_eq!(err.keys.len(), 2000);
+    assert!(err.to_string().len() < 3000);
+}
