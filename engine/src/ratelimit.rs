@@ -34,7 +34,10 @@ impl Limiter {
     /// Waits for a slot.
     pub async fn acquire(&self) {
         let allow_at = {
-            let mut tat = self.tat.lock().expect("limiter lock poisoned");
+            let mut tat = self
+                .tat
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let now = Instant::now();
             let start = (*tat).max(now);
             *tat = start + self.interval;

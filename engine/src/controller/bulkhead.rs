@@ -78,7 +78,9 @@ impl Bulkheads {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Semaphore>>> {
-        self.stores.lock().expect("bulkhead lock poisoned")
+        self.stores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

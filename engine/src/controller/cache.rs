@@ -131,7 +131,9 @@ impl KnownTargets {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), KnownTarget>> {
-        self.0.lock().expect("known targets lock poisoned")
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -192,7 +194,9 @@ impl WrittenStatus {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<ExternalSecret>, Written>> {
-        self.0.lock().expect("written status lock poisoned")
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

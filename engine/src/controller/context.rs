@@ -139,7 +139,9 @@ impl ProviderCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedProvider>> {
-        self.0.lock().expect("provider cache lock poisoned")
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -216,7 +218,10 @@ impl Context {
 
     /// Records a failure for `key` and returns how many there have been in a row.
     pub fn record_failure(&self, key: &ObjectRef<ExternalSecret>) -> u32 {
-        let mut f = self.failures.lock().expect("failure map lock poisoned");
+        let mut f = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = f.entry(key.clone()).or_insert(0);
         *n = n.saturating_add(1);
         *n
@@ -226,7 +231,7 @@ impl Context {
     pub fn record_success(&self, key: &ObjectRef<ExternalSecret>) {
         self.failures
             .lock()
-            .expect("failure map lock poisoned")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(key);
     }
 }

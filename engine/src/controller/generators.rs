@@ -239,7 +239,10 @@ async fn sts_session(
     )
     .await
     .map_err(GeneratorError::Sts)?;
-    let mut earliest = resolver.expires.lock().expect("expiry lock");
+    let mut earliest = resolver
+        .expires
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     *earliest = Some(earliest.map_or(expires, |e| e.min(expires)));
     Ok(data)
 }

@@ -68,7 +68,10 @@ impl<'a> StoreResolver<'a> {
     /// The earliest expiry of the credentials generated in this reconcile (STSSessionToken),
     /// if any: the Secret must be renewed before then whatever its refresh interval says.
     pub fn credentials_expire(&self) -> Option<jiff::Timestamp> {
-        *self.expires.lock().expect("expiry lock")
+        *self
+            .expires
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn resolve(&self, source: Source<'_>) -> Result<ResolvedStore, SourceError> {

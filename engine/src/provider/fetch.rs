@@ -54,7 +54,11 @@ impl Leader<'_> {
     fn finish(mut self, result: &Result<SecretBytes, ProviderError>) {
         let Some(key) = self.key.take() else { return };
         self.layer.lock_in_flight().remove(&key);
-        let mut recent = self.layer.recent.lock().expect("fetch layer lock poisoned");
+        let mut recent = self
+            .layer
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         recent.retain(|_, (at, _)| at.elapsed() <= MAX_WINDOW);
         match result {
             Ok(value) => {
@@ -100,7 +104,10 @@ impl FetchLayer {
     ) -> Result<SecretBytes, ProviderError> {
         let key = (store.clone(), req.clone());
         if !max_age.is_zero() {
-            let recent = self.recent.lock().expect("fetch layer lock poisoned");
+            let recent = self
+                .recent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some((at, value)) = recent.get(&key)
                 && at.elapsed() <= max_age
             {
@@ -141,12 +148,17 @@ impl FetchLayer {
     }
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<Key, SharedGet>> {
-        self.in_flight.lock().expect("fetch layer lock poisoned")
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Number of values kept for reuse (for tests and metrics).
     pub fn cached(&self) -> usize {
-        self.recent.lock().expect("fetch layer lock poisoned").len()
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// Number of calls currently in flight (for tests and metrics).

@@ -112,7 +112,10 @@ impl SecretsManager {
         }
         let (tx, rx) = oneshot::channel();
         let first = {
-            let mut pending = self.pending.lock().expect("batch lock poisoned");
+            let mut pending = self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             pending.push((key.to_string(), self.id(key), tx));
             pending.len() == 1
         };
@@ -121,7 +124,11 @@ impl SecretsManager {
             let pending = self.pending.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(BATCH_WINDOW).await;
-                let batch = std::mem::take(&mut *pending.lock().expect("batch lock poisoned"));
+                let batch = std::mem::take(
+                    &mut *pending
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                );
                 api.flush(batch).await;
             });
         }
