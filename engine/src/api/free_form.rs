@@ -64,6 +64,18 @@ struct Bounded {
     depth: usize,
 }
 
+/// Reads one free-form value depth-bounded, as a `DeserializeSeed` (for a map whose values
+/// are free-form, read by hand).
+pub struct Seed;
+
+impl<'de> DeserializeSeed<'de> for Seed {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Bounded { depth: 0 }.deserialize(d)
+    }
+}
+
 impl<'de> DeserializeSeed<'de> for Bounded {
     type Value = Value;
 

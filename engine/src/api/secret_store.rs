@@ -138,7 +138,12 @@ pub struct RetrySettings {
 }
 
 /// The provider of a store: exactly one key should be set.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+///
+/// Deserialized by hand ([`SecretStoreProvider::deserialize`]): providers esox does not
+/// implement are read depth-bounded ([`super::free_form`]), where serde's buffering for a
+/// flattened map recursed into them, so one store with a provider block nested deeper than
+/// serde_json's 128 levels failed the whole SecretStore list and stalled the store watch.
+#[derive(Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct SecretStoreProvider {
@@ -152,6 +157,36 @@ pub struct SecretStoreProvider {
     #[serde(flatten)]
     #[schemars(skip)]
     pub other: BTreeMap<String, serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for SecretStoreProvider {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = SecretStoreProvider;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a store provider object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = SecretStoreProvider::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "fake" => out.fake = map.next_value()?,
+                        "aws" => out.aws = map.next_value()?,
+                        _ => {
+                            let value = map.next_value_seed(super::free_form::Seed)?;
+                            out.other.insert(key, value);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Fields)
+    }
 }
 
 impl SecretStoreProvider {
@@ -337,4 +372,39 @@ pub struct SecretStoreStatus {
     /// `ReadOnly`, `WriteOnly` or `ReadWrite`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_read_typed_and_unknown_ones_verbatim() {
+        let p: SecretStoreProvider = serde_json::from_str(
+            r#"{"fake": {"data": [{"key": "k", "value": "v"}]}, "vault": {"server": "https://v", "path": "secret"}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.fake.as_ref().unwrap().data[0].key, "k");
+        assert_eq!(p.other["vault"]["path"], "secret");
+        assert_eq!(p.names(), ["fake", "vault"]);
+        // And back as it came.
+        let back = serde_json::to_value(&p).unwrap();
+        assert_eq!(back["vault"]["server"], "https://v");
+        assert!(back.get("aws").is_none());
+    }
+
+    #[test]
+    fn a_provider_nested_deeper_than_serde_json_allows_still_decodes() {
+        // 300 levels under an unknown provider: a SecretStore the apiserver accepts. The list
+        // the store watch decodes holds it beside a healthy store.
+        let deep = format!("{}1{}", r#"{"a":"#.repeat(300), "}".repeat(300));
+        let list = format!(
+            r#"[{{"provider": {{"vault": {deep}}}}}, {{"provider": {{"fake": {{"data": []}}}}}}]"#
+        );
+        let specs: Vec<SecretStoreSpec> = serde_json::from_str(&list).unwrap();
+        assert!(super::super::free_form::too_deep(
+            &specs[0].provider.other["vault"]
+        ));
+        assert!(specs[1].provider.fake.is_some());
+    }
 }
