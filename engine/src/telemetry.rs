@@ -37,6 +37,9 @@ pub const CAPPED_TARGETS: &[(&str, LevelFilter)] = &[
     ("tower", LevelFilter::INFO),
     ("tower_http", LevelFilter::INFO),
     ("kube_client", LevelFilter::DEBUG),
+    // On a response it cannot decode, the client logs the whole body at `warn`: a Secret's
+    // data, a store's static values. The watcher reports the same error without the body.
+    ("kube_client::client", LevelFilter::ERROR),
 ];
 
 /// Targets that are esox's own: a bare level in `RUST_LOG` applies to these. Target
@@ -225,6 +228,7 @@ mod tests {
                 "aws_smithy_runtime::client" => ev!("aws_smithy_runtime::client"),
                 "hyper::proto" => ev!("hyper::proto"),
                 "kube_client::client" => ev!("kube_client::client"),
+                "kube_client::config" => ev!("kube_client::config"),
                 "kube_runtime::controller" => ev!("kube_runtime::controller"),
                 other => panic!("add {other} to the test's targets"),
             }
@@ -241,12 +245,15 @@ mod tests {
             "wasmtime::runtime",
             "aws_smithy_runtime::client",
             "hyper::proto",
-            "kube_client::client",
+            "kube_client::config",
             "kube_runtime::controller",
         ] {
             assert!(!enabled("trace", dep, Level::DEBUG), "{dep} at debug");
             assert!(enabled("trace", dep, Level::INFO), "{dep} at info");
         }
+        // The client's own module logs undecodable bodies at warn: errors only.
+        assert!(!enabled("trace", "kube_client::client", Level::WARN));
+        assert!(enabled("trace", "kube_client::client", Level::ERROR));
     }
 
     #[test]
@@ -285,14 +292,20 @@ mod tests {
         }
         assert!(!enabled(
             "kube_client=trace",
-            "kube_client::client",
+            "kube_client::config",
             Level::TRACE
         ));
         assert!(enabled(
             "kube_client=trace",
-            "kube_client::client",
+            "kube_client::config",
             Level::DEBUG
         ));
+        for spec in ["kube_client=trace", "kube_client::client=trace", "trace"] {
+            assert!(
+                !enabled(spec, "kube_client::client", Level::WARN),
+                "{spec}: response bodies"
+            );
+        }
     }
 
     #[test]
