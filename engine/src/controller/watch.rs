@@ -172,7 +172,11 @@ where
     S: Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
     F: FnMut() -> S + Send + 'static,
 {
-    struct Run<K: Resource, F> {
+    struct Run<K, F>
+    where
+        K: Resource + 'static,
+        K::DynamicType: Eq + Hash,
+    {
         inner: futures::stream::BoxStream<'static, Result<Event<K>, watcher::Error>>,
         make: F,
         backoff: Backoff,
@@ -395,7 +399,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn errors_back_off_briefly_and_expiry_not_at_all() {
-        let mut script = vec![Ok(Event::Init), Ok(Event::InitDone)];
+        let mut script: Vec<Result<Event<ConfigMap>, watcher::Error>> =
+            vec![Ok(Event::Init), Ok(Event::InitDone)];
         // Twenty failures in a row (a long outage): the delay stops growing at MAX_BACKOFF.
         script.extend((0..20).map(|_| Err(unavailable())));
         script.push(Err(gone()));
