@@ -14,6 +14,10 @@
 //!   reconcile that does not return, e.g. a provider that never answers): the kubelet then
 //!   restarts the process. Running reconciles with nothing waiting behind them are not
 //!   counted as wedged (nothing is held up yet); the next due refresh queues and makes it so.
+//!   A reconcile waiting on its store's bulkhead has given its turn back and is not counted
+//!   either: a dead provider is bounded by `--provider-timeout` and holds up only its own
+//!   store, which a restart would not fix. Nor is anything wedged while a watch fails (the
+//!   apiserver is down).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -120,12 +124,20 @@ impl Health {
         }
     }
 
-    /// `Ok` unless the reconcile loop is wedged; otherwise why.
+    /// `Ok` unless the reconcile loop is wedged; otherwise why. Never while a watch fails:
+    /// the apiserver is unreachable, and a restart cannot help (it would only add the
+    /// kubelet's restart backoff to the recovery).
     pub fn liveness(&self) -> Result<(), String> {
         let completed = self.completed.load(Ordering::Relaxed);
         let (running, waiting) = self.work();
+        let apiserver_down = self
+            .watches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|w| w.problem().is_some());
         let mut stall = self.stall.lock().unwrap_or_else(|e| e.into_inner());
-        if completed != stall.0 || waiting == 0 {
+        if completed != stall.0 || waiting == 0 || apiserver_down {
             *stall = (completed, Instant::now());
             return Ok(());
         }
@@ -240,5 +252,14 @@ mod tests {
         let _w = health.watch("ExternalSecrets");
         let why = health.readiness().unwrap_err();
         assert!(why.contains("ExternalSecrets: first list"), "{why}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn not_wedged_while_the_apiserver_is_down() {
+        let health = Health::new(Arc::new(AtomicBool::new(true)), Duration::from_secs(60));
+        health.set_work(|| (4, 10));
+        let _w = health.watch("ExternalSecrets");
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert!(health.liveness().is_ok(), "a watch not live: no verdict");
     }
 }

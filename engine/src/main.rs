@@ -169,6 +169,15 @@ struct ControllerArgs {
     /// Default interval between store validations.
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "ESOX_STORE_REQUEUE_INTERVAL")]
     store_requeue_interval: Duration,
+    /// Longest a provider call (a fetch, a search, connecting, a generator, a store
+    /// validation) may take before it is cancelled and reported on its objects; `0`: no limit.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "ESOX_PROVIDER_TIMEOUT")]
+    provider_timeout: Duration,
+    /// ExternalSecrets that may fetch from one store at once (0: as many as --concurrent). A
+    /// reconcile waiting on a store gives its --concurrent turn back, so a slow store holds
+    /// only its own share.
+    #[arg(long, default_value_t = 0, env = "ESOX_STORE_CONCURRENCY")]
+    store_concurrency: u16,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:8080", env = "ESOX_METRICS_ADDR")]
     metrics_addr: SocketAddr,
@@ -189,8 +198,8 @@ struct ControllerArgs {
     #[arg(long, default_value = "15s", value_parser = parse_duration, env = "ESOX_SHUTDOWN_GRACE")]
     shutdown_grace: Duration,
     /// `/healthz` fails once ExternalSecrets have waited this long for a turn with no
-    /// reconcile completing (the controller is wedged, e.g. every turn held by a provider
-    /// that never answers), so the kubelet restarts it.
+    /// reconcile completing (the controller is wedged: every turn held by reconciles that do
+    /// not return), so the kubelet restarts it.
     #[arg(long, default_value = "3m", value_parser = parse_duration, env = "ESOX_WEDGED_AFTER")]
     wedged_after: Duration,
     #[command(flatten)]
@@ -591,6 +600,8 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
                 left: args.template_left_delimiter,
                 right: args.template_right_delimiter,
             },
+            provider_timeout: args.provider_timeout,
+            store_concurrency: args.store_concurrency,
         },
     );
     let Some(elector) = elector else {

@@ -8,6 +8,7 @@
 #![allow(missing_docs)]
 
 pub mod manifests;
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -192,6 +193,10 @@ pub struct Options {
     pub namespace_labels: BTreeMap<String, String>,
     /// ExternalSecrets reconciled at once (default 4).
     pub concurrency: Option<u16>,
+    /// The provider-call deadline (default: the controller's, 30 s).
+    pub provider_timeout: Option<Duration>,
+    /// ExternalSecrets fetching from one store at once (default: as many as `concurrency`).
+    pub store_concurrency: Option<u16>,
 }
 
 /// Serialises tests that run a cluster-wide controller.
@@ -253,6 +258,8 @@ impl TestEnv {
                     store_requeue: Duration::from_secs(300),
                     concurrency: opts.concurrency.unwrap_or(4),
                     delimiters: Default::default(),
+                    provider_timeout: opts.provider_timeout.unwrap_or(Settings::PROVIDER_TIMEOUT),
+                    store_concurrency: opts.store_concurrency.unwrap_or(0),
                 },
             );
             tokio::spawn(esox::controller::run(ctx, Arc::new(AtomicBool::new(false))))
@@ -326,14 +333,60 @@ impl TestEnv {
         what: &str,
         check: impl Fn(&Secret) -> bool,
     ) -> Secret {
+        self.wait_secret_within(name, what, Duration::from_secs(30), check)
+            .await
+    }
+
+    /// [`TestEnv::wait_secret`] with its own timeout (a first use of a plugin compiles it,
+    /// which takes long on a loaded 2-core machine).
+    pub async fn wait_secret_within(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Secret) -> bool,
+    ) -> Secret {
         let api = self.secrets();
-        wait_for(Duration::from_secs(30), what, || {
+        let found = wait_for(timeout, what, || {
             let api = api.clone();
             let check = &check;
             async move { api.get_opt(name).await.ok().flatten().filter(|s| check(s)) }
         })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        .await;
+        match found {
+            Ok(secret) => secret,
+            Err(e) => panic!("{e}\n{}", self.external_secret_states().await),
+        }
+    }
+
+    /// One line per ExternalSecret of this namespace with its Ready condition, and its
+    /// Events: what a test that timed out waiting prints, so a CI failure says why.
+    pub async fn external_secret_states(&self) -> String {
+        let mut out = String::from("ExternalSecrets in the namespace:");
+        let list = self
+            .external_secrets()
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        for es in list {
+            let name = es.name_any();
+            let ready = es
+                .status
+                .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+                .map(|c| {
+                    format!(
+                        "Ready={} {} {}",
+                        c.status,
+                        c.reason.unwrap_or_default(),
+                        c.message.unwrap_or_default()
+                    )
+                })
+                .unwrap_or_else(|| "no Ready condition".into());
+            let events = self.events_for(&name).await.join(" | ");
+            out.push_str(&format!("\n  {name}: {ready}; events: {events}"));
+        }
+        out
     }
 
     /// Force-syncs ExternalSecret `name` as ESO documents it: by changing an annotation.

@@ -4,6 +4,7 @@
 //! generator in `generatorRef`); and the scaffold → build → test path a newcomer follows.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use base64::Engine as _;
 use esox::cli::plugin as author;
@@ -92,10 +93,13 @@ spec:
     )
     .await
     .unwrap();
+    // The first reconcile compiles both user plugins (cranelift, seconds each on a loaded
+    // 2-core CI machine running other tests).
     let s = env
-        .wait_secret(
+        .wait_secret_within(
             "flattened",
             "secret shaped by the example transformers",
+            Duration::from_secs(120),
             |s| s.data.is_some(),
         )
         .await;
@@ -108,9 +112,12 @@ spec:
         "CONFIG_DB_PORT=\"5432\"\nCONFIG_DB_USER=\"app\"\nCONFIG_REGION=\"eu-west-1\"\n"
     );
     let p = env
-        .wait_secret("phrase", "secret from the example generator", |s| {
-            s.data.is_some()
-        })
+        .wait_secret_within(
+            "phrase",
+            "secret from the example generator",
+            Duration::from_secs(120),
+            |s| s.data.is_some(),
+        )
         .await;
     let phrase = secret_strings(&p)["passphrase"].clone();
     assert_eq!(phrase.split('.').count(), 5, "{phrase}");

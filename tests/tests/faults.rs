@@ -6,8 +6,8 @@
 //! Each case checks what a user would: after the fault, a new ExternalSecret syncs and a
 //! deleted managed Secret is restored within [`RECOVERY`] of the apiserver answering again,
 //! `/readyz` says so, and SIGTERM stops the controller within its `--shutdown-grace`. A
-//! provider that never answers makes `/healthz` fail (wedged) and SIGTERM cut its reconcile
-//! short at the end of the grace period.
+//! provider call that never returns (no `--provider-timeout`) is cut short when the grace
+//! period ends.
 //!
 //! The apiserver case failed before the watch fixes (controller/watch.rs): the new
 //! ExternalSecret took 30-90 s and the deleted Secret never came back.
@@ -423,20 +423,13 @@ fn black_hole() -> String {
 }
 
 #[tokio::test]
-async fn provider_that_never_answers_wedges_and_sigterm_cuts_it_short() {
+async fn sigterm_cuts_a_provider_call_that_never_returns_short() {
     let _turn = turn().await;
     let stack = stack();
     let env = TestEnv::on_client(stack.client().await, "fault-provider").await;
     let mut yaml = aws_static_store("aws", "SecretsManager", "AKID:s");
-    for i in 0..3 {
-        yaml.push_str("---\n");
-        yaml.push_str(&external_secret(
-            &format!("es-{i}"),
-            "aws",
-            "1h",
-            &[("k", "k")],
-        ));
-    }
+    yaml.push_str("---\n");
+    yaml.push_str(&external_secret("es-0", "aws", "1h", &[("k", "k")]));
     env.apply(&yaml).await.unwrap();
     let endpoint = black_hole();
     let (log, file) = Log::new("provider");
@@ -445,33 +438,19 @@ async fn provider_that_never_answers_wedges_and_sigterm_cuts_it_short() {
         Path::new(stack.kubeconfig()),
         &[
             ("ESOX_SHUTDOWN_GRACE", &grace),
-            ("ESOX_WEDGED_AFTER", "3s"),
-            // One turn: the first reconcile holds it for ever, the others wait.
-            ("ESOX_CONCURRENT", "1"),
+            // No deadline on provider calls: the fetch never returns.
+            ("ESOX_PROVIDER_TIMEOUT", "0"),
             ("AWS_ENDPOINT_URL", &endpoint),
             ("AWS_EC2_METADATA_DISABLED", "true"),
         ],
         file,
     );
-    // The caches are live: ready. The reconcile loop is not: /healthz says wedged.
     controller.wait_ready().await;
-    let start = Instant::now();
-    let body = wait_for(Duration::from_secs(30), "/healthz 503", || async {
-        let r = controller.get("/healthz").await;
-        r.starts_with("HTTP/1.1 503").then_some(r)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}; log:\n{}", log.tail()));
-    assert!(body.contains("wedged"), "{body}");
-    eprintln!(
-        "[faults] provider: /healthz failing {:?} after ready: {}",
-        start.elapsed(),
-        body.lines().last().unwrap_or_default()
-    );
-    assert!(
-        controller.get("/readyz").await.starts_with("HTTP/1.1 200"),
-        "the caches are live"
-    );
+    // The fetch is under way (the store's validation and the ExternalSecret's fetch both
+    // hang on the black hole); the process stays live and ready meanwhile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(controller.get("/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(controller.get("/readyz").await.starts_with("HTTP/1.1 200"));
     let (status, took) = controller
         .terminate(GRACE + Duration::from_secs(3))
         .unwrap_or_else(|| panic!("still running after SIGTERM; log:\n{}", log.tail()));

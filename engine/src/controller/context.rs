@@ -28,6 +28,19 @@ pub struct Settings {
     pub concurrency: u16,
     /// Delimiters of the Go template engine.
     pub delimiters: crate::template::Delimiters,
+    /// How long one provider call (a fetch, a search, connecting to a store, a generator,
+    /// a store validation) may take before it is cancelled and reported; zero: no limit.
+    pub provider_timeout: Duration,
+    /// How many reconciles may fetch from one store at once (0: as many as `concurrency`);
+    /// see [`super::bulkhead`].
+    pub store_concurrency: u16,
+}
+
+impl Settings {
+    /// `--provider-timeout`'s default: long enough for a slow but working store (ESO's AWS
+    /// calls have no deadline at all), short enough that a hung one is reported within a
+    /// refresh.
+    pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 /// Shared state passed to every reconcile.
@@ -58,6 +71,13 @@ pub struct Context {
     pub known_targets: super::cache::KnownTargets,
     /// Status writes the ExternalSecret cache may not show yet.
     pub written_status: super::cache::WrittenStatus,
+    /// Who reconciles next, `concurrency` at a time (see [`super::turns`]).
+    pub turns: Arc<super::turns::Turns>,
+    /// Fetches per store (see [`super::bulkhead`]).
+    pub bulkheads: super::bulkhead::Bulkheads,
+    /// Stores that just became Ready, by bulkhead key ([`super::bulkhead::keys`]): the
+    /// ExternalSecrets reading them are reconciled at once (see [`super::run`]).
+    pub stores_ready: tokio::sync::broadcast::Sender<String>,
 }
 
 /// Connected providers keyed by store (kind, namespace, name, generation) and the namespace
@@ -137,11 +157,19 @@ impl Context {
             controller: EVENT_CONTROLLER.into(),
             instance,
         };
+        let turns = super::turns::Turns::new(usize::from(settings.concurrency.max(1)));
+        let per_store = match settings.store_concurrency {
+            0 => settings.concurrency,
+            n => n,
+        };
         Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
-            fetch: FetchLayer::new(),
+            fetch: FetchLayer::with_deadline(settings.provider_timeout),
+            turns,
+            bulkheads: super::bulkhead::Bulkheads::new(usize::from(per_store)),
+            stores_ready: tokio::sync::broadcast::channel(256).0,
             failures: Mutex::default(),
             providers: ProviderCache::default(),
             plugins,
@@ -178,6 +206,12 @@ impl Context {
         if let Err(e) = self.recorder.publish(&ev, &object).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         }
+    }
+
+    /// Says that the store with bulkhead key `key` became Ready.
+    pub fn store_ready(&self, key: String) {
+        // No receiver: the ExternalSecret controller is not running (a test, a store-only run).
+        let _ = self.stores_ready.send(key);
     }
 
     /// Records a failure for `key` and returns how many there have been in a row.

@@ -57,6 +57,23 @@ pub enum Error {
     /// The target Secret cannot be written as asked.
     #[error("{0}")]
     Target(#[source] TargetError),
+    /// The store the ExternalSecret reads is not Ready (ESO's flood gate): nothing is fetched
+    /// through a store esox itself reports as unusable.
+    #[error("{kind} {name:?} is not ready: {why}")]
+    StoreNotReady {
+        /// `SecretStore` or `ClusterSecretStore`.
+        kind: &'static str,
+        /// The store's name.
+        name: String,
+        /// What its Ready condition says (or that it has none yet).
+        why: String,
+    },
+    /// The reconcile panicked: a bug in esox, caught so that this object is reported and
+    /// every other keeps being served. Nothing was written after the panic.
+    #[error(
+        "internal error while reconciling (a bug in esox: the controller log has the panic); the existing Secret was left as it was"
+    )]
+    Panicked,
     /// A Kubernetes API call failed.
     #[error("{action}: {source}")]
     Kube {
@@ -77,7 +94,10 @@ const OWN_CATEGORIES: &[&str] = &[
     "fetch",
     "template",
     "target",
+    "store_not_ready",
+    "panic",
     "kube",
+    "timeout",
 ];
 
 impl Error {
@@ -108,6 +128,8 @@ impl Error {
             Error::Throttled(_) => "throttled",
             Error::Template(_) => "template",
             Error::Target(_) => "target",
+            Error::StoreNotReady { .. } => "store_not_ready",
+            Error::Panicked => "panic",
             Error::Kube { .. } => "kube",
         }
     }
@@ -160,6 +182,10 @@ impl Error {
                 label = Some(u.metric_label());
             } else if let Some(g) = e.downcast_ref::<GeneratorError>() {
                 label = Some(g.metric_label());
+            } else if let Some(p) = e.downcast_ref::<crate::provider::ProviderError>()
+                && p.is_timeout()
+            {
+                label = Some("timeout");
             }
             cause = e.source();
         }
@@ -206,6 +232,19 @@ mod tests {
                 },
             ))),
             Error::Target(TargetError::Immutable("s".into())),
+            Error::StoreNotReady {
+                kind: "SecretStore",
+                name: "s".into(),
+                why: "x".into(),
+            },
+            Error::Panicked,
+            Error::Fetch(PipelineError::Provider {
+                entry: "data[0]".into(),
+                source: ProviderError::Timeout {
+                    call: "get key \"k\"".into(),
+                    after: Duration::from_secs(30),
+                },
+            }),
             Error::Kube {
                 action: "x".into(),
                 source: kube::Error::LinesCodecMaxLineLengthExceeded,
@@ -218,6 +257,8 @@ mod tests {
                 | Error::Throttled(_)
                 | Error::Template(_)
                 | Error::Target(_)
+                | Error::StoreNotReady { .. }
+                | Error::Panicked
                 | Error::Kube { .. } => {}
             }
         }

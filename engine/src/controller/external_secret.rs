@@ -9,8 +9,11 @@
 //! [`Disposition`]. A failure at any step leaves the existing Secret untouched
 //! (keep-last-good).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures::FutureExt;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -22,11 +25,12 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, instrument, trace, warn};
 
+use super::bulkhead;
 use super::context::Context;
 use super::refresh::{self, RefreshState};
 use super::resolve::StoreResolver;
 use super::target::{self, FIELD_MANAGER, FINALIZER, SecretPlan};
-use super::turns::Priority;
+use super::turns::{Priority, Seat};
 use crate::api::condition::{get_condition, set_condition};
 use crate::api::duration;
 use crate::api::{
@@ -70,9 +74,16 @@ pub fn resource_version(es: &ExternalSecret) -> String {
     )
 }
 
-/// Reconciles one ExternalSecret.
+/// Reconciles one ExternalSecret: takes a turn at the context's gate (new work first, see
+/// [`super::turns`]), syncs, reports. A panic in the sync is caught and reported on this
+/// object like any failure, so one bad object cannot take the process (and every tenant's
+/// secrets) down with it.
 #[instrument(skip_all, fields(namespace = %es.namespace().unwrap_or_default(), name = %es.name_any()))]
 pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let priority = priority(&es, &ctx);
+    trace!(?priority, waiting = ?ctx.turns.waiting(), "queued for a turn");
+    let mut seat = Seat::new(ctx.turns.clone(), priority);
+    seat.take().await;
     let start = Instant::now();
     let labels = ObjectLabels {
         name: es.name_any(),
@@ -81,7 +92,18 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     ctx.metrics.sync_calls.get_or_create(&labels).inc();
     debug!("reconciling");
     let mut es = es;
-    let synced = sync(&mut es, &ctx).await;
+    let synced = match AssertUnwindSafe(sync(&mut es, &ctx, &mut seat))
+        .catch_unwind()
+        .await
+    {
+        Ok(synced) => synced,
+        Err(_) => {
+            // The panic hook has logged where; what is reported names no data.
+            tracing::error!("reconcile panicked; reporting it on the ExternalSecret");
+            Err(Error::Panicked)
+        }
+    };
+    seat.take().await;
     let action = report(&es, &ctx, synced).await;
     if es.meta().deletion_timestamp.is_some() {
         // Its last reconcile: the watch's Delete event may already have dropped its series,
@@ -158,7 +180,11 @@ enum Outcome {
 /// come from the watch caches; a Secret is read only when the cache cannot vouch for its data
 /// (a version esox did not write, `Merge` targets) or a write conflicts; writes happen only
 /// for a change.
-async fn sync(es: &mut Arc<ExternalSecret>, ctx: &Context) -> Result<Synced, Error> {
+async fn sync(
+    es: &mut Arc<ExternalSecret>,
+    ctx: &Context,
+    seat: &mut Seat,
+) -> Result<Synced, Error> {
     let ns = es.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     if es.meta().deletion_timestamp.is_some() {
@@ -193,23 +219,34 @@ async fn sync(es: &mut Arc<ExternalSecret>, ctx: &Context) -> Result<Synced, Err
     } else {
         (interval / 10).min(Duration::from_secs(5))
     };
+    super::resolve::flood_gate(ctx, &ns, &es.spec).map_err(|n| Error::StoreNotReady {
+        kind: n.kind,
+        name: n.name,
+        why: n.why,
+    })?;
     let resolver = StoreResolver::new(ctx, &ns, es.spec.secret_store_ref.as_ref(), max_age);
     let policy = es.spec.target.creation_policy;
     let renamer = crate::template::GoKeyRenamer {
         host: &ctx.plugins,
         metrics: &ctx.metrics,
     };
-    let data = pipeline::collect(&es.spec, &resolver, &renamer)
-        .await
-        .map_err(|e| {
-            // Throttling is the provider pacing us, not a broken sync: a Secret that is in
-            // sync stays Ready while the per-object backoff slows us down.
-            if e.is_throttled() && target::secret_is_valid(existing.current(), policy) {
-                Error::Throttled(e)
-            } else {
-                Error::Fetch(e)
-            }
-        })?;
+    // The turn is given back while the stores answer: a slow store holds its own bulkhead,
+    // never the workers every other store's ExternalSecrets need.
+    seat.give_back();
+    let fetched = {
+        let _entered = ctx.bulkheads.enter(&bulkhead::keys(es)).await;
+        pipeline::collect(&es.spec, &resolver, &renamer).await
+    };
+    seat.take().await;
+    let data = fetched.map_err(|e| {
+        // Throttling is the provider pacing us, not a broken sync: a Secret that is in
+        // sync stays Ready while the per-object backoff slows us down.
+        if e.is_throttled() && target::secret_is_valid(existing.current(), policy) {
+            Error::Throttled(e)
+        } else {
+            Error::Fetch(e)
+        }
+    })?;
 
     let output = if data.is_empty() && es.spec.target.deletion_policy != DeletionPolicy::Merge {
         None

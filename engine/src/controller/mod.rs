@@ -11,6 +11,7 @@
 //! `410 Expired`, and a relist that reports what was deleted meanwhile, so the caches and
 //! self-heal come back within seconds of an apiserver or etcd restart.
 
+pub mod bulkhead;
 pub mod cache;
 pub mod context;
 pub mod error;
@@ -230,16 +231,40 @@ pub async fn run_until(
     // Turns are taken by priority, then in the order objects become due (see `turns`):
     // kube-runtime's runner, once its concurrency limit is reached, parks due objects in a
     // hash set and takes them back in hash order, so it is left unbounded (it still never
-    // runs one object twice at once) and the limit is this gate around the reconciler.
-    let turns = turns::Turns::new(usize::from(concurrency.max(1)));
-    let probe_turns = turns.clone();
+    // runs one object twice at once) and the limit is the context's gate, which the
+    // reconciler takes, gives back while it waits on a store and takes again.
+    let probe_turns = ctx.turns.clone();
     health.set_work(move || {
         let (urgent, periodic) = probe_turns.waiting();
         (probe_turns.in_use(), urgent + periodic)
     });
     let lookup = reader.clone();
     let progress_health = health.clone();
+    // A store that becomes Ready releases the ExternalSecrets that read it (held back by the
+    // flood gate, or backing off after its failures) at once.
+    let readers = reader.clone();
+    let ready_keys = futures::stream::unfold(ctx.stores_ready.subscribe(), |mut rx| async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match rx.recv().await {
+                Ok(key) => return Some((key, rx)),
+                // Missed some: their ExternalSecrets retry on their own backoff.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    let stores_ready = ready_keys.flat_map(move |key| {
+        let refs: Vec<_> = readers
+            .state()
+            .into_iter()
+            .filter(|es| bulkhead::keys(es).contains(&key))
+            .map(|es| ObjectRef::from_obj(es.as_ref()))
+            .collect();
+        futures::stream::iter(refs)
+    });
     let es_controller = Controller::for_stream(es_stream, reader.clone())
+        .reconcile_on(stores_ready)
         .watches_stream(secrets, move |secret| {
             let ns = secret.namespace().unwrap_or_default();
             // A Secret an ExternalSecret controls names it; others (Orphan targets) are
@@ -263,15 +288,7 @@ pub async fn run_until(
         })
         .graceful_shutdown_on(shutdown.clone())
         .run(
-            move |es, ctx| {
-                let turns = turns.clone();
-                async move {
-                    let priority = external_secret::priority(&es, &ctx);
-                    tracing::trace!(name = %es.name_any(), ?priority, waiting = ?turns.waiting(), "queued for a turn");
-                    let _turn = turns.acquire(priority).await;
-                    external_secret::reconcile(es, ctx).await
-                }
-            },
+            external_secret::reconcile,
             external_secret::error_policy,
             ctx.clone(),
         )

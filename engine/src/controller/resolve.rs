@@ -178,11 +178,26 @@ impl<'a> StoreResolver<'a> {
         // A store's references resolve in this namespace (a ClusterSecretStore's, unless
         // they name one), so the same store is a different connection per namespace.
         let key = format!("{store_id} in {}", self.namespace);
-        let (provider, auth_id) = self
-            .ctx
-            .providers
-            .get_or_try_insert_with(key, || provider::build(spec, &bctx))
+        let deadline = self.ctx.settings.provider_timeout;
+        let build = async {
+            let connect = self
+                .ctx
+                .providers
+                .get_or_try_insert_with(key, || provider::build(spec, &bctx));
+            // Connecting may call out too (STS, a TokenRequest): under the same deadline.
+            if deadline.is_zero() {
+                return Ok(connect.await);
+            }
+            tokio::time::timeout(deadline, connect).await
+        };
+        let (provider, auth_id) = build
             .await
+            .map_err(|_| {
+                SourceError::Provider(provider::ProviderError::Timeout {
+                    call: format!("connecting to {store_id}"),
+                    after: deadline,
+                })
+            })?
             .map_err(|e| SourceError::Store(e.to_string()))?;
         let identity = format!("{store_id} as {auth_id}");
         Ok(ResolvedStore {
@@ -223,9 +238,14 @@ impl<'a> StoreResolver<'a> {
 #[async_trait]
 impl DataSource for StoreResolver<'_> {
     async fn generate(&self, generator: &GeneratorRef) -> Result<SecretMap, SourceError> {
-        super::generators::generate(self, generator)
-            .await
-            .map_err(|e| SourceError::Generator(std::sync::Arc::new(e)))
+        let deadline = self.ctx.settings.provider_timeout;
+        let call = || format!("generator {} {:?}", generator.kind, generator.name);
+        let generated = async {
+            Ok(super::generators::generate(self, generator)
+                .await
+                .map_err(|e| SourceError::Generator(std::sync::Arc::new(e))))
+        };
+        provider::with_deadline(deadline, call, generated).await?
     }
 
     async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
@@ -243,8 +263,82 @@ impl DataSource for StoreResolver<'_> {
         query: &FindQuery,
     ) -> Result<BTreeMap<String, SecretBytes>, SourceError> {
         let store = self.resolve(source).await?;
-        Ok(store.provider.find(query).await?)
+        let deadline = self.ctx.settings.provider_timeout;
+        Ok(provider::with_deadline(deadline, || "find".into(), store.provider.find(query)).await?)
     }
+}
+
+/// A store an ExternalSecret reads that is not Ready, by ESO's flood gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotReady {
+    /// `SecretStore` or `ClusterSecretStore`.
+    pub kind: &'static str,
+    /// The store's name.
+    pub name: String,
+    /// Its Ready condition's reason and message.
+    pub why: String,
+}
+
+/// ESO's flood gate (`--enable-flood-gate`, on by default in ESO): an ExternalSecret is not
+/// synced through a store whose `Ready` condition is `False`, so a store esox reports as
+/// misconfigured (a `secretRef` into another namespace, an unsupported provider, credentials
+/// that failed validation) serves nothing. Checked on the watch caches, before any fetch.
+///
+/// Unlike ESO, a store not validated yet (no condition) is let through: it is either about to
+/// be validated or validated by a controller of an older version, and the fetch itself
+/// reports any real problem; ESO makes a brand-new ExternalSecret on a brand-new store fail
+/// and back off first.
+pub fn flood_gate(
+    ctx: &Context,
+    namespace: &str,
+    spec: &crate::api::ExternalSecretSpec,
+) -> Result<(), NotReady> {
+    let Some(caches) = ctx.caches.get() else {
+        return Ok(());
+    };
+    let refs = spec
+        .data
+        .iter()
+        .filter_map(|d| d.source_ref.as_ref())
+        .chain(spec.data_from.iter().filter_map(|d| d.source_ref.as_ref()))
+        .filter_map(|s| s.store_ref.as_ref())
+        .chain(spec.secret_store_ref.as_ref());
+    for r in refs {
+        let status = match r.kind() {
+            StoreKind::SecretStore => caches
+                .secret_stores
+                .get(&kube::runtime::reflector::ObjectRef::new(&r.name).within(namespace))
+                .and_then(|s| s.status.clone()),
+            StoreKind::ClusterSecretStore => caches
+                .cluster_stores
+                .as_ref()
+                .and_then(|c| c.get(&kube::runtime::reflector::ObjectRef::new(&r.name)))
+                .and_then(|s| s.status.clone()),
+        };
+        let ready = status
+            .as_ref()
+            .and_then(|s| crate::api::condition::get_condition(&s.conditions, "Ready").cloned());
+        if let Some(c) = ready
+            && c.status == "False"
+        {
+            let kind = match r.kind() {
+                StoreKind::SecretStore => "SecretStore",
+                StoreKind::ClusterSecretStore => "ClusterSecretStore",
+            };
+            let why = match (c.reason.as_deref(), c.message.as_deref()) {
+                (Some(reason), Some(msg)) if !msg.is_empty() => format!("{reason}: {msg}"),
+                (Some(reason), _) => reason.to_string(),
+                (None, Some(msg)) => msg.to_string(),
+                (None, None) => "Ready=False".to_string(),
+            };
+            return Err(NotReady {
+                kind,
+                name: r.name.clone(),
+                why,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// ESO's ClusterSecretStore condition check: allowed when any condition matches; a condition

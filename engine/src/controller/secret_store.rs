@@ -55,26 +55,78 @@ async fn validate(
     if let Some(msg) = crate::api::validate::store(name, scope, spec) {
         return (false, "InvalidProviderConfig", msg);
     }
+    if kind == StoreKind::ClusterSecretStore && referent(spec) {
+        // ESO's referent authentication: the credentials resolve in each ExternalSecret's
+        // namespace, which a store-wide validation does not have (ESO skips it too).
+        return (
+            true,
+            "Valid",
+            "store validated (referent authentication: credentials are resolved in each ExternalSecret's namespace)".into(),
+        );
+    }
     let bctx = provider::BuildContext::in_cluster(&ctx.metrics, &ctx.client, kind, namespace);
-    match provider::build(spec, &bctx).await {
-        Err(e) => (false, e.reason(), e.to_string()),
-        Ok((p, _)) => match p.validate().await {
-            Ok(identity) => (
-                true,
-                "Valid",
-                match identity {
-                    Some(id) => format!("store validated (authenticated as {id})"),
-                    None => "store validated".to_string(),
-                },
-            ),
-            Err(e) => (
+    let deadline = ctx.settings.provider_timeout;
+    let built = async { Ok(provider::build(spec, &bctx).await) };
+    let built = match provider::with_deadline(deadline, || "connecting".into(), built).await {
+        Ok(built) => built,
+        Err(e) => {
+            return (
                 false,
                 "ValidationFailed",
                 format!("unable to validate store: {e}"),
-            ),
-        },
+            );
+        }
+    };
+    match built {
+        Err(e) => (false, e.reason(), e.to_string()),
+        Ok((p, _)) => {
+            match provider::with_deadline(deadline, || "validate".into(), p.validate()).await {
+                Ok(identity) => (
+                    true,
+                    "Valid",
+                    match identity {
+                        Some(id) => format!("store validated (authenticated as {id})"),
+                        None => "store validated".to_string(),
+                    },
+                ),
+                Err(e) => (
+                    false,
+                    "ValidationFailed",
+                    format!("unable to validate store: {e}"),
+                ),
+            }
+        }
     }
 }
+
+/// Whether a ClusterSecretStore's credentials are "referent" (ESO's `IsReferentSpec`): a
+/// Secret or ServiceAccount named without a namespace, so it is looked up in the namespace of
+/// each ExternalSecret that uses the store.
+fn referent(spec: &SecretStoreSpec) -> bool {
+    let Some(auth) = spec.provider.aws.as_ref().and_then(|a| a.auth.as_ref()) else {
+        return false;
+    };
+    let jwt = auth
+        .jwt
+        .as_ref()
+        .and_then(|j| j.service_account_ref.as_ref())
+        .is_some_and(|sa| sa.namespace.is_none());
+    let keys = auth.secret_ref.as_ref().is_some_and(|r| {
+        [
+            &r.access_key_id_secret_ref,
+            &r.secret_access_key_secret_ref,
+            &r.session_token_secret_ref,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|k| k.namespace.is_none())
+    });
+    jwt || keys
+}
+
+/// How soon a store that failed validation is validated again: ExternalSecrets wait for it
+/// (the flood gate), so a provider outage must not keep them waiting for a whole interval.
+const RETRY_NOT_READY: Duration = Duration::from_secs(15);
 
 fn requeue(spec: &SecretStoreSpec, ctx: &Context) -> Action {
     let secs = spec.refresh_interval.filter(|s| *s > 0).map(|s| s as u64);
@@ -90,6 +142,7 @@ async fn report<K>(
     ctx: &Context,
     status: Option<&SecretStoreStatus>,
     result: (bool, &'static str, String),
+    store_key: String,
 ) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -115,6 +168,13 @@ where
         )
         .await
         .map_err(Error::Status)?;
+    }
+    let was_ready_true = was_ready
+        .as_ref()
+        .is_some_and(|(status, _)| status == "True");
+    if ready && !was_ready_true {
+        // ExternalSecrets the flood gate held back (or that failed on this store) go now.
+        ctx.store_ready(store_key);
     }
     if was_ready
         != Some((
@@ -154,7 +214,17 @@ pub async fn reconcile_store(store: Arc<SecretStore>, ctx: Arc<Context>) -> Resu
         result.0,
     );
     let api: Api<SecretStore> = Api::namespaced(ctx.client.clone(), &ns);
-    report(store.as_ref(), api, &ctx, store.status.as_ref(), result).await?;
+    let ready = result.0;
+    let key = format!("SecretStore/{ns}/{}", store.name_any());
+    report(
+        store.as_ref(),
+        api,
+        &ctx,
+        store.status.as_ref(),
+        result,
+        key,
+    )
+    .await?;
     ctx.metrics
         .store_reconcile_duration
         .get_or_create(&ObjectLabels {
@@ -162,6 +232,9 @@ pub async fn reconcile_store(store: Arc<SecretStore>, ctx: Arc<Context>) -> Resu
             namespace: ns,
         })
         .observe(start.elapsed().as_secs_f64());
+    if !ready {
+        return Ok(Action::requeue(RETRY_NOT_READY));
+    }
     Ok(requeue(&store.spec, &ctx))
 }
 
@@ -189,7 +262,20 @@ pub async fn reconcile_cluster_store(
         result.0,
     );
     let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
-    report(store.as_ref(), api, &ctx, store.status.as_ref(), result).await?;
+    let ready = result.0;
+    let key = format!("ClusterSecretStore/{}", store.name_any());
+    report(
+        store.as_ref(),
+        api,
+        &ctx,
+        store.status.as_ref(),
+        result,
+        key,
+    )
+    .await?;
+    if !ready {
+        return Ok(Action::requeue(RETRY_NOT_READY));
+    }
     Ok(requeue(&store.spec, &ctx))
 }
 

@@ -138,6 +138,46 @@ impl Turns {
     }
 }
 
+/// A reconcile's place at the gate: it takes a turn, gives it back while it waits on
+/// something that is not the apiserver's or the CPU's work (a remote store, see
+/// [`super::bulkhead`]), and takes one again, ahead of new periodic work, to finish.
+#[derive(Debug)]
+pub struct Seat {
+    gate: Arc<Turns>,
+    priority: Priority,
+    turn: Option<Turn>,
+}
+
+impl Seat {
+    /// A seat at `gate`, not yet holding a turn.
+    pub fn new(gate: Arc<Turns>, priority: Priority) -> Self {
+        Seat {
+            gate,
+            priority,
+            turn: None,
+        }
+    }
+
+    /// Holds a turn (waits for one unless already held).
+    pub async fn take(&mut self) {
+        if self.turn.is_none() {
+            self.turn = Some(self.gate.acquire(self.priority).await);
+        }
+    }
+
+    /// Gives the turn back until [`Seat::take`]; a reconcile that already started is finished
+    /// with priority, so what it fetched does not wait behind refreshes not yet begun.
+    pub fn give_back(&mut self) {
+        self.turn = None;
+        self.priority = Priority::Urgent;
+    }
+
+    /// Whether a turn is held.
+    pub fn holds(&self) -> bool {
+        self.turn.is_some()
+    }
+}
+
 impl Drop for Turn {
     fn drop(&mut self) {
         if let Some(gate) = self.gate.take() {
@@ -231,5 +271,30 @@ mod tests {
         let _c = gate.acquire(Priority::Periodic).await;
         drop(_b);
         let _d = gate.acquire(Priority::Periodic).await;
+    }
+
+    #[tokio::test]
+    async fn a_seat_gives_its_turn_back_while_it_waits_elsewhere() {
+        let gate = Turns::new(1);
+        let mut seat = Seat::new(gate.clone(), Priority::Periodic);
+        seat.take().await;
+        assert!(seat.holds());
+        seat.give_back();
+        // The turn is free for someone else meanwhile.
+        let other = tokio::time::timeout(Duration::from_secs(1), gate.acquire(Priority::Periodic))
+            .await
+            .expect("the turn was given back");
+        let retake = {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                let mut seat = Seat::new(gate, Priority::Periodic);
+                seat.take().await;
+                seat.give_back();
+                seat.take().await;
+                seat.holds()
+            })
+        };
+        drop(other);
+        assert!(retake.await.unwrap());
     }
 }

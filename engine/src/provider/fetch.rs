@@ -35,15 +35,58 @@ type Key = (StoreIdentity, GetRequest);
 pub struct FetchLayer {
     in_flight: Arc<Mutex<HashMap<Key, SharedGet>>>,
     recent: Arc<Mutex<HashMap<Key, (Instant, SecretBytes)>>>,
+    /// Each call's deadline (`Duration::ZERO`: none); see [`super::with_deadline`].
+    deadline: Duration,
 }
 
 /// Longest time a fetched value is kept for reuse.
 const MAX_WINDOW: Duration = Duration::from_secs(300);
 
+/// The caller that started a call: it takes the call out of the in-flight map when the call
+/// ends, or when the caller is dropped before that (its reconcile cancelled), so a later
+/// request never joins a call nobody will clean up.
+struct Leader<'a> {
+    layer: &'a FetchLayer,
+    key: Option<Key>,
+}
+
+impl Leader<'_> {
+    fn finish(mut self, result: &Result<SecretBytes, ProviderError>) {
+        let Some(key) = self.key.take() else { return };
+        self.layer.lock_in_flight().remove(&key);
+        let mut recent = self.layer.recent.lock().expect("fetch layer lock poisoned");
+        recent.retain(|_, (at, _)| at.elapsed() <= MAX_WINDOW);
+        match result {
+            Ok(value) => {
+                recent.insert(key, (Instant::now(), value.clone()));
+            }
+            Err(_) => {
+                recent.remove(&key);
+            }
+        }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.layer.lock_in_flight().remove(&key);
+        }
+    }
+}
+
 impl FetchLayer {
-    /// A new, empty fetch layer.
+    /// A new, empty fetch layer whose calls have no deadline.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A new, empty fetch layer that cancels any call not answered within `deadline`.
+    pub fn with_deadline(deadline: Duration) -> Self {
+        FetchLayer {
+            deadline,
+            ..Self::default()
+        }
     }
 
     /// Fetches `req` from `provider`, sharing the call with identical concurrent requests and
@@ -65,36 +108,40 @@ impl FetchLayer {
             }
         }
         let (fut, leader) = {
-            let mut map = self.in_flight.lock().expect("fetch layer lock poisoned");
+            let mut map = self.lock_in_flight();
             match map.get(&key) {
-                Some(f) => (f.clone(), false),
+                Some(f) => (f.clone(), None),
                 None => {
                     let r = req.clone();
-                    let f: BoxFuture<'static, _> = async move { provider.get(&r).await }.boxed();
+                    let deadline = self.deadline;
+                    // The deadline is inside the shared call, so every caller waiting on it
+                    // is released when it passes, and the call itself is dropped.
+                    let f: BoxFuture<'static, _> = async move {
+                        let describe = || format!("get key {:?}", r.key);
+                        super::with_deadline(deadline, describe, provider.get(&r)).await
+                    }
+                    .boxed();
                     let shared = f.shared();
                     map.insert(key.clone(), shared.clone());
-                    (shared, true)
+                    (
+                        shared,
+                        Some(Leader {
+                            layer: self,
+                            key: Some(key),
+                        }),
+                    )
                 }
             }
         };
         let result = fut.await;
-        if leader {
-            self.in_flight
-                .lock()
-                .expect("fetch layer lock poisoned")
-                .remove(&key);
-            let mut recent = self.recent.lock().expect("fetch layer lock poisoned");
-            recent.retain(|_, (at, _)| at.elapsed() <= MAX_WINDOW);
-            match &result {
-                Ok(value) => {
-                    recent.insert(key, (Instant::now(), value.clone()));
-                }
-                Err(_) => {
-                    recent.remove(&key);
-                }
-            }
+        if let Some(leader) = leader {
+            leader.finish(&result);
         }
         result
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<Key, SharedGet>> {
+        self.in_flight.lock().expect("fetch layer lock poisoned")
     }
 
     /// Number of values kept for reuse (for tests and metrics).
@@ -104,10 +151,7 @@ impl FetchLayer {
 
     /// Number of calls currently in flight (for tests and metrics).
     pub fn in_flight(&self) -> usize {
-        self.in_flight
-            .lock()
-            .expect("fetch layer lock poisoned")
-            .len()
+        self.lock_in_flight().len()
     }
 }
 
@@ -192,5 +236,66 @@ mod tests {
             4,
             "never shared across stores or identities"
         );
+    }
+
+    struct Hung;
+
+    #[async_trait]
+    impl Provider for Hung {
+        async fn get(&self, _: &GetRequest) -> Result<SecretBytes, ProviderError> {
+            futures::future::pending().await
+        }
+        async fn find(
+            &self,
+            _: &FindQuery,
+        ) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
+            futures::future::pending().await
+        }
+        async fn validate(&self) -> Result<Option<String>, ProviderError> {
+            futures::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_call_times_out_for_every_caller_waiting_on_it() {
+        let layer = FetchLayer::with_deadline(Duration::from_secs(10));
+        let store = StoreIdentity("ns/hung".into());
+        let req = GetRequest::new("db", None, Default::default());
+        let p: Arc<dyn Provider> = Arc::new(Hung);
+        let calls = (0..3).map(|_| layer.get(&store, p.clone(), &req, Duration::ZERO));
+        for result in futures::future::join_all(calls).await {
+            let err = result.expect_err("a hung provider times out");
+            assert!(err.is_timeout(), "{err}");
+            assert_eq!(
+                err.to_string(),
+                "get key \"db\": no answer from the provider within 10s"
+            );
+        }
+        assert_eq!(
+            layer.in_flight(),
+            0,
+            "the timed-out call is not left behind"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_caller_leaves_no_call_behind() {
+        let layer = FetchLayer::new();
+        let store = StoreIdentity("ns/hung".into());
+        let req = GetRequest::new("db", None, Default::default());
+        let p: Arc<dyn Provider> = Arc::new(Hung);
+        // The caller that started the call gives up (its reconcile was cancelled).
+        let cut = tokio::time::timeout(
+            Duration::from_secs(1),
+            layer.get(&store, p.clone(), &req, Duration::ZERO),
+        )
+        .await;
+        assert!(cut.is_err());
+        assert_eq!(layer.in_flight(), 0);
+        // A later request starts its own call instead of joining an orphaned one.
+        let slow = Arc::new(Slow(AtomicUsize::new(0)));
+        let got = layer.get(&store, slow.clone(), &req, Duration::ZERO).await;
+        assert_eq!(got.unwrap().expose(), b"v");
+        assert_eq!(slow.0.load(Ordering::SeqCst), 1);
     }
 }

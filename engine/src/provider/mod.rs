@@ -48,12 +48,47 @@ pub enum ProviderError {
     /// The store's configuration is invalid.
     #[error("invalid store configuration: {0}")]
     InvalidConfig(String),
+    /// The provider did not answer within the deadline (`--provider-timeout`); the call was
+    /// cancelled.
+    #[error("{call}: no answer from the provider within {}", crate::api::duration::format(*.after))]
+    Timeout {
+        /// What was called (`get key "db"`, `find`, `validate`).
+        call: String,
+        /// The deadline.
+        after: std::time::Duration,
+    },
 }
 
 impl ProviderError {
     /// Whether this is ESO's `NoSecretErr`, which deletion policies act on.
     pub fn is_no_secret(&self) -> bool {
         matches!(self, ProviderError::NoSecret { .. })
+    }
+
+    /// Whether the call was cut off by its deadline.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ProviderError::Timeout { .. })
+    }
+}
+
+/// Runs `call` under `deadline`: a provider that does not answer in time is cancelled (the
+/// future is dropped, closing its connection) and reported as [`ProviderError::Timeout`], so
+/// a hung store never holds a reconcile, a worker or a store validation for ever.
+/// `Duration::ZERO` means no deadline.
+pub async fn with_deadline<T>(
+    deadline: std::time::Duration,
+    call: impl FnOnce() -> String,
+    fut: impl std::future::Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    if deadline.is_zero() {
+        return fut.await;
+    }
+    match tokio::time::timeout(deadline, fut).await {
+        Ok(result) => result,
+        Err(_) => Err(ProviderError::Timeout {
+            call: call(),
+            after: deadline,
+        }),
     }
 }
 
