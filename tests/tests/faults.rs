@@ -15,8 +15,8 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use esox_tests::manifests::{aws_static_store, external_secret, fake_store};
@@ -26,12 +26,23 @@ use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::Value;
 
-/// How soon after the apiserver answers again the controller must have caught up.
-const RECOVERY: Duration = Duration::from_secs(10);
+/// How soon after the apiserver answers again the controller must have caught up
+/// (`ESOX_FAULTS_RECOVERY` seconds: more, to measure a controller that takes longer).
+static RECOVERY: LazyLock<Duration> = LazyLock::new(|| seconds("ESOX_FAULTS_RECOVERY", 10));
 /// `--shutdown-grace` of the controllers under test.
 const GRACE: Duration = Duration::from_secs(5);
-/// How long a killed service stays down (the apiserver's restart adds its own start time).
-const OUTAGE: Duration = Duration::from_secs(15);
+/// How long a killed service stays down (the apiserver's restart adds its own start time;
+/// `ESOX_FAULTS_OUTAGE` seconds to measure longer outages).
+static OUTAGE: LazyLock<Duration> = LazyLock::new(|| seconds("ESOX_FAULTS_OUTAGE", 15));
+
+fn seconds(var: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
+}
 /// The tests in this file: the last to finish brings the stack down.
 const TESTS: usize = 4;
 
@@ -130,7 +141,7 @@ async fn recovers(
 ) -> (Duration, Duration) {
     let secrets = env.secrets();
     // The client may still be reconnecting: retry the two writes for a moment.
-    wait_for(RECOVERY, "delete Secret es-0", || async {
+    wait_for(*RECOVERY, "delete Secret es-0", || async {
         match secrets.delete("es-0", &DeleteParams::default()).await {
             Ok(_) => Some(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Some(()),
@@ -140,7 +151,7 @@ async fn recovers(
     .await
     .unwrap();
     let new = format!("new-{label}");
-    wait_for(RECOVERY, "create a new ExternalSecret", || async {
+    wait_for(*RECOVERY, "create a new ExternalSecret", || async {
         env.apply(&external_secret(&new, "store", "1h", &[("k", "k")]))
             .await
             .ok()
@@ -163,12 +174,13 @@ async fn recovers(
     let (healed, synced) = match (healed, synced) {
         (Ok(h), Ok(s)) => (h, s),
         (h, s) => panic!(
-            "{label}: not recovered within {RECOVERY:?} of the apiserver answering again \
+            "{label}: not recovered within {:?} of the apiserver answering again \
              (deleted Secret restored: {h:?}; new ExternalSecret synced: {s:?}); controller log:\n{}",
+            *RECOVERY,
             log.tail()
         ),
     };
-    wait_for(RECOVERY, "controller /readyz 200", || async {
+    wait_for(*RECOVERY, "controller /readyz 200", || async {
         controller
             .get("/readyz")
             .await
@@ -229,7 +241,7 @@ async fn apiserver_killed_and_restarted() {
     let (env, mut controller, log) = synced("fault-apiserver", 3).await;
     stack().run(&["stop-service", "kube-apiserver", "--kill"]);
     let down = Instant::now();
-    tokio::time::sleep(OUTAGE).await;
+    tokio::time::sleep(*OUTAGE).await;
     stack().run(&["start-service", "kube-apiserver"]);
     let back = Instant::now();
     eprintln!("[faults] apiserver down for {:?}", back - down);
@@ -243,7 +255,7 @@ async fn etcd_killed_and_restarted() {
     let (env, mut controller, log) = synced("fault-etcd", 3).await;
     stack().run(&["stop-service", "etcd", "--kill"]);
     let down = Instant::now();
-    tokio::time::sleep(OUTAGE).await;
+    tokio::time::sleep(*OUTAGE).await;
     stack().run(&["start-service", "etcd"]);
     // "Answering again": the apiserver reaches etcd (its /readyz checks it).
     let client = env.client.clone();
@@ -396,9 +408,19 @@ async fn controller_killed_mid_cold_sync_and_restarted() {
         restarted.elapsed()
     );
     // Every Secret written once: the restart finds those the first process wrote in sync.
-    let writes = secret_writes(&stack.env["ESOX_AUDIT_LOG"], &env.ns);
+    // (The apiserver logs a request once it has answered it: give the last ones a moment.)
+    let audit_log = &stack.env["ESOX_AUDIT_LOG"];
+    let writes = wait_for(
+        Duration::from_secs(10),
+        "the audit log of every Secret write",
+        || async {
+            let writes = secret_writes(audit_log, &env.ns);
+            (writes.len() == N).then_some(writes)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {:?}", secret_writes(audit_log, &env.ns)));
     let twice: Vec<_> = writes.iter().filter(|(_, n)| **n > 1).collect();
-    assert_eq!(writes.len(), N, "every Secret written: {writes:?}");
     assert!(
         twice.is_empty(),
         "Secrets written more than once: {twice:?}"
