@@ -158,7 +158,8 @@ async fn recovers(
     })
     .await
     .unwrap();
-    let left = RECOVERY.saturating_sub(back.elapsed());
+    let accepted = back.elapsed();
+    let left = RECOVERY.saturating_sub(accepted);
     let (healed, synced) = tokio::join!(
         async {
             wait_value(&secrets, "es-0", left)
@@ -194,7 +195,7 @@ async fn recovers(
         "{label}: /healthz"
     );
     eprintln!(
-        "[faults] {label}: deleted Secret restored {healed:?}, new ExternalSecret synced {synced:?} after the apiserver answered again"
+        "[faults] {label}: deleted Secret restored {healed:?}, new ExternalSecret synced {synced:?} after the apiserver answered again (the deletion and the new ExternalSecret accepted after {accepted:?})"
     );
     (healed, synced)
 }
@@ -257,14 +258,26 @@ async fn etcd_killed_and_restarted() {
     let down = Instant::now();
     tokio::time::sleep(*OUTAGE).await;
     stack().run(&["start-service", "etcd"]);
-    // "Answering again": the apiserver reaches etcd (its /readyz checks it).
-    let client = env.client.clone();
+    // "Answering again": the apiserver writes to etcd again (it serves reads from its watch
+    // cache all along, and takes a while to reconnect).
+    let probes: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(env.client.clone(), &env.ns);
+    let attempt = AtomicUsize::new(0);
     wait_for(
-        Duration::from_secs(60),
-        "the apiserver serving from etcd",
+        Duration::from_secs(90),
+        "the apiserver writing to etcd",
         || {
-            let api: Api<Secret> = Api::namespaced(client.clone(), &env.ns);
-            async move { api.list(&Default::default()).await.ok().map(|_| ()) }
+            let mut probe = k8s_openapi::api::core::v1::ConfigMap::default();
+            probe.metadata.name =
+                Some(format!("probe-{}", attempt.fetch_add(1, Ordering::Relaxed)));
+            let probes = probes.clone();
+            async move {
+                probes
+                    .create(&PostParams::default(), &probe)
+                    .await
+                    .ok()
+                    .map(|_| ())
+            }
         },
     )
     .await
