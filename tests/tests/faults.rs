@@ -86,6 +86,16 @@ impl Drop for Turn {
 /// What a test's controller logs (kept in a file, printed when a check fails).
 struct Log(PathBuf);
 
+impl Drop for Log {
+    fn drop(&mut self) {
+        // Kept for a failed test (its panic message has the tail; the file has it all), or
+        // with ESOX_FAULTS_KEEP_LOGS set.
+        if !std::thread::panicking() && std::env::var_os("ESOX_FAULTS_KEEP_LOGS").is_none() {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
 impl Log {
     fn new(name: &str) -> (Log, std::fs::File) {
         let path =
@@ -243,6 +253,16 @@ async fn apiserver_killed_and_restarted() {
     stack().run(&["stop-service", "kube-apiserver", "--kill"]);
     let down = Instant::now();
     tokio::time::sleep(*OUTAGE).await;
+    // Meanwhile: not ready (the caches are not live), and alive (a restart would not help).
+    let readyz = controller.get("/readyz").await;
+    assert!(
+        readyz.starts_with("HTTP/1.1 503") && readyz.contains("failing for"),
+        "/readyz during the outage: {readyz}"
+    );
+    assert!(
+        controller.get("/healthz").await.starts_with("HTTP/1.1 200"),
+        "/healthz during the outage"
+    );
     stack().run(&["start-service", "kube-apiserver"]);
     let back = Instant::now();
     eprintln!("[faults] apiserver down for {:?}", back - down);
