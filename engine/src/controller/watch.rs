@@ -18,7 +18,8 @@
 //!   does not).
 //!
 //! [`watch`] fixes these at the source: one short backoff per watch (250 ms doubling to 4 s,
-//! jittered, reset by any event), `410 Expired` relisting at once, a relist emitting a
+//! jittered, reset by any event, and started over when an unreachable apiserver answers
+//! again, if only with a 503 while it starts), `410 Expired` relisting at once, a relist emitting a
 //! `Delete` for every cached object it no longer lists, and errors logged here and not passed
 //! on (so the `Controller`'s own backoff never pauses its triggers). Each watch reports into a
 //! [`WatchStatus`] that `/readyz` reads.
@@ -143,6 +144,16 @@ impl Backoff {
     }
 }
 
+/// The apiserver answered (with an error status), as opposed to not being reached at all.
+fn answered(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::WatchError(_) | watcher::Error::NoResourceVersion => true,
+        watcher::Error::WatchStartFailed(e)
+        | watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchFailed(e) => matches!(e, kube::Error::Api(_)),
+    }
+}
+
 /// A `410 Gone`: the resource version we asked for is older than the apiserver keeps (after
 /// an apiserver restart, always). Only a new list helps, and waiting does not.
 fn expired(error: &watcher::Error) -> bool {
@@ -186,6 +197,8 @@ where
         listed: Option<HashSet<ObjectRef<K>>>,
         /// Events to emit before reading on (the Deletes a relist found).
         pending: VecDeque<Event<K>>,
+        /// The last error was the apiserver not being reached.
+        unreachable: bool,
     }
     let inner = make().boxed();
     let run = Run {
@@ -196,6 +209,7 @@ where
         store,
         listed: None,
         pending: VecDeque::new(),
+        unreachable: false,
     };
     futures::stream::unfold(run, |mut run| async move {
         loop {
@@ -206,6 +220,7 @@ where
             match run.inner.next().await? {
                 Ok(event) => {
                     run.backoff.reset();
+                    run.unreachable = false;
                     if let Some(down) = run.status.event(&event) {
                         info!(watch = name, after = ?down, "watch recovered");
                     }
@@ -251,6 +266,13 @@ where
                     info!(watch = name, error = %error, "resource version expired; relisting");
                 }
                 Err(error) => {
+                    // The apiserver answers again (still starting: a 503, a 429): it will
+                    // serve soon, so the retries start over from the shortest delay.
+                    let answered = answered(&error);
+                    if answered && run.unreachable {
+                        run.backoff.reset();
+                    }
+                    run.unreachable = !answered;
                     let delay = run.backoff.next();
                     if run.status.error(&error) {
                         warn!(watch = name, error = %error, retry_in = ?delay, "watch failed; retrying");
@@ -459,6 +481,54 @@ mod tests {
             status.problem().is_none(),
             "quiet for {QUIET:?}: taken as live"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_apiserver_answering_again_is_retried_at_once() {
+        let refused = || {
+            watcher::Error::WatchStartFailed(kube::Error::Service(
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused").into(),
+            ))
+        };
+        let starting = || {
+            watcher::Error::WatchStartFailed(kube::Error::Api(Box::new(
+                kube::core::Status::failure("starting", "ServiceUnavailable").with_code(503),
+            )))
+        };
+        let mut script: Vec<Result<Event<ConfigMap>, watcher::Error>> =
+            vec![Ok(Event::Init), Ok(Event::InitDone)];
+        script.extend((0..10).map(|_| Err(refused())));
+        script.push(Err(starting()));
+        script.push(Err(gone()));
+        script.push(Ok(Event::Init));
+        let (reader, writer) = reflector::store();
+        // When each scripted item is pulled: the gaps are the delays before each retry.
+        let pulled = Arc::new(Mutex::new(Vec::new()));
+        let times = pulled.clone();
+        let mut script = Some(script);
+        let mut stream = Box::pin(
+            watch(WatchStatus::new("configmaps"), reader, move || {
+                let times = times.clone();
+                futures::stream::iter(script.take().unwrap_or_default())
+                    .then(move |item| {
+                        times.lock().unwrap().push(Instant::now());
+                        futures::future::ready(item)
+                    })
+                    .chain(futures::stream::pending())
+            })
+            .reflect(writer),
+        );
+        for _ in 0..3 {
+            stream.next().await.unwrap().unwrap();
+        }
+        let pulled = pulled.lock().unwrap();
+        // Items: 0-1 the list, 2-11 refused, 12 the 503, 13 the 410, 14 the relist.
+        let after_refused = pulled[12] - pulled[11];
+        let after_503 = pulled[13] - pulled[12];
+        let after_410 = pulled[14] - pulled[13];
+        assert!(after_refused >= MAX_BACKOFF * 3 / 4, "{after_refused:?}");
+        assert!(after_503 <= MIN_BACKOFF, "{after_503:?}");
+        assert!(after_410.is_zero(), "{after_410:?}");
     }
 
     #[test]
