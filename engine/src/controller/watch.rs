@@ -23,6 +23,12 @@
 //! `Delete` for every cached object it no longer lists, and errors logged here and not passed
 //! on (so the `Controller`'s own backoff never pauses its triggers). Each watch reports into a
 //! [`WatchStatus`] that `/readyz` reads.
+//!
+//! Measured with `tests/tests/faults.rs` (apiserver killed for 37 s and for 152 s): the
+//! deleted Secret is back 0.05-0.1 s and a new ExternalSecret synced 0.9-3.8 s after the
+//! apiserver's `/readyz` answers again. The rest of those 3.8 s is the restarted apiserver:
+//! for a few seconds it answers requests for custom resources with `503` and `Retry-After`,
+//! which kube-client's own retry layer waits out before the watch sees anything.
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt::Debug;
