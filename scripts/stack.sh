@@ -8,7 +8,13 @@
 #   scripts/stack.sh down      stop everything and remove the state directory
 #   scripts/stack.sh status    exit 0 when the stack answers, print what runs
 #   scripts/stack.sh env       print the env file path
-#   scripts/stack.sh stop-service moto | start-service moto   (outage tests)
+#   scripts/stack.sh stop-service moto|kube-apiserver|etcd [--kill]   (outage tests)
+#   scripts/stack.sh start-service moto|kube-apiserver|etcd
+#
+# stop-service stops one service (SIGTERM, SIGKILL after 5 s; --kill: SIGKILL at once, a
+# crash); start-service starts it again with the same command line: the same port, certs and
+# data, so clients reconnect to the same URL. It waits until the service answers (the
+# apiserver's /readyz).
 #
 # State (certs, data, logs, env file): ${ESOX_STACK_DIR:-<repo>/.stack}
 # Binaries: ${ESOX_CACHE:-$HOME/.cache/esox}/bin/<name>-<version>
@@ -131,8 +137,20 @@ running() { # name
 
 start_bg() { # name logfile command...
   local name=$1 logfile=$2; shift 2
+  # The command line, for `start-service` to start it again the same way.
+  printf '%q ' "$@" >"$state/$name.cmd"
   # setsid: the service outlives this script and is not killed by the caller's job control.
   setsid "$@" >"$logfile" 2>&1 < /dev/null &
+  echo $! >"$state/$name.pid"
+}
+
+# Starts a service stopped by stop-service again, as it first ran (its log is appended to).
+restart_bg() { # name
+  local name=$1 cmd
+  [ -f "$state/$name.cmd" ] || die "$name never ran in $state"
+  eval "cmd=($(cat "$state/$name.cmd"))"
+  printf '\n[stack] %s restarted at %s\n' "$name" "$(date -u +%FT%TZ)" >>"$state/$name.log"
+  setsid "${cmd[@]}" >>"$state/$name.log" 2>&1 < /dev/null &
   echo $! >"$state/$name.pid"
 }
 
@@ -303,14 +321,36 @@ print(f"export ESOX_MOTO_IAM_NO_ACCESS_KEY={keys['no-access']['AccessKeyId']}:{k
 PY
 }
 
-stop_service() {
+stop_service() { # name [--kill]
   local name=$1
+  if running "$name" && [ "${2:-}" = --kill ]; then
+    kill -9 "$(cat "$state/$name.pid")" 2>/dev/null || true
+    for _ in $(seq 1 50); do running "$name" || break; sleep 0.1; done
+  fi
   if running "$name"; then
     kill "$(cat "$state/$name.pid")" 2>/dev/null || true
     for _ in $(seq 1 50); do running "$name" || break; sleep 0.1; done
     running "$name" && kill -9 "$(cat "$state/$name.pid")" 2>/dev/null || true
   fi
   rm -f "$state/$name.pid"
+}
+
+# kube-apiserver or etcd again, on the port, certificates and data directory of the first
+# start (the kubeconfig and the env file stay valid); waits until it answers.
+start_again() { # name
+  local name=$1
+  [ -f "$state/env" ] || die "no stack in $state (scripts/stack.sh up)"
+  # shellcheck disable=SC1091
+  source "$state/env"
+  restart_bg "$name"
+  case "$name" in
+    etcd) wait_until 30 "etcd" "$state/etcd.log" curl -sf "$ESOX_ETCD_URL/health" ;;
+    kube-apiserver)
+      wait_until 90 "kube-apiserver /readyz" "$state/kube-apiserver.log" \
+        curl -sf --cacert "$state/pki/ca.crt" --cert "$state/pki/admin.crt" --key "$state/pki/admin.key" \
+        "$ESOX_APISERVER_URL/readyz" ;;
+  esac
+  log "$name started again"
 }
 
 # --- commands --------------------------------------------------------------------------------
@@ -370,7 +410,16 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   env) echo "$state/env" ;;
-  stop-service) [ "${2:-}" = moto ] || die "only moto can be stopped alone"; stop_service moto ;;
-  start-service) [ "${2:-}" = moto ] || die "only moto can be started alone"; running moto || start_moto ;;
-  *) echo "usage: $0 install|up|down|status|env|stop-service moto|start-service moto" >&2; exit 2 ;;
+  stop-service)
+    case "${2:-}" in
+      moto|kube-apiserver|etcd) stop_service "$2" "${3:-}" ;;
+      *) die "stop-service: moto, kube-apiserver or etcd" ;;
+    esac ;;
+  start-service)
+    case "${2:-}" in
+      moto) running moto || start_moto ;;
+      kube-apiserver|etcd) running "$2" || start_again "$2" ;;
+      *) die "start-service: moto, kube-apiserver or etcd" ;;
+    esac ;;
+  *) echo "usage: $0 install|up|down|status|env|stop-service moto|kube-apiserver|etcd [--kill]|start-service moto|kube-apiserver|etcd" >&2; exit 2 ;;
 esac

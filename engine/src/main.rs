@@ -2,11 +2,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use futures::FutureExt;
 use kube::client::ClientBuilder;
 use prometheus_client::registry::Registry;
 
@@ -191,6 +192,16 @@ struct ControllerArgs {
     /// Right delimiter of Go templates (ESO's flag of the same name).
     #[arg(long, default_value = "}}", env = "ESOX_TEMPLATE_RIGHT_DELIMITER")]
     template_right_delimiter: String,
+    /// After SIGTERM (or Ctrl-C), how long reconciles in flight may take to finish; then the
+    /// process exits anyway, logging how many it cut short. Keep it below the pod's
+    /// terminationGracePeriodSeconds (30 s by default).
+    #[arg(long, default_value = "15s", value_parser = parse_duration, env = "ESOX_SHUTDOWN_GRACE")]
+    shutdown_grace: Duration,
+    /// `/healthz` fails once ExternalSecrets have waited this long for a turn with no
+    /// reconcile completing (the controller is wedged: every turn held by reconciles that do
+    /// not return), so the kubelet restarts it.
+    #[arg(long, default_value = "3m", value_parser = parse_duration, env = "ESOX_WEDGED_AFTER")]
+    wedged_after: Duration,
     #[command(flatten)]
     plugin: PluginArgs,
     #[command(flatten)]
@@ -328,7 +339,19 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", esox::api::crd::to_yaml());
             Ok(())
         }
-        Command::Controller(args) => run_controller(*args).await,
+        Command::Controller(args) => {
+            let result = run_controller(*args).await;
+            // Exit here rather than by dropping the runtime, which would wait for blocking
+            // tasks (a plugin call, a DNS lookup) the shutdown grace already gave up on.
+            let code = match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("Error: {e:?}");
+                    1
+                }
+            };
+            std::process::exit(code)
+        }
         Command::Plugin(cmd) => plugin_command(cmd),
         Command::Render(args) => render_command(args).await,
     }
@@ -495,10 +518,16 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(&mut registry));
     let registry = Arc::new(registry);
     let ready = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(esox::http::Health::new(ready.clone(), args.wedged_after));
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("could not listen on {}", args.metrics_addr))?;
-    tokio::spawn(esox::http::serve(listener, registry.clone(), ready.clone()));
+    tokio::spawn(esox::http::serve(
+        listener,
+        registry.clone(),
+        health.clone(),
+    ));
+    let stopping = shutdown_on_signal(args.shutdown_grace, health.clone());
     if args.webhook.port != 0 {
         // Every replica serves the webhook (it reads nothing but the object under review).
         let tls = match &args.webhook.cert_secret {
@@ -577,16 +606,22 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     );
     let Some(elector) = elector else {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?ctx.settings.namespace, "starting esox controller");
-        esox::controller::run(ctx, ready).await;
+        esox::controller::run_until(ctx, health, stopping).await;
         return Ok(());
     };
     // A standby is healthy and ready to take over: it reports ready while it waits.
-    ready.store(true, std::sync::atomic::Ordering::Relaxed);
-    elector.acquire().await;
+    ready.store(true, Ordering::Relaxed);
+    tokio::select! {
+        _ = elector.acquire() => {}
+        _ = stopping.clone() => return Ok(()),
+    }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?ctx.settings.namespace, "starting esox controller as leader");
     tokio::select! {
-        _ = esox::controller::run(ctx, ready) => {
-            elector.release().await;
+        _ = esox::controller::run_until(ctx, health, stopping) => {
+            // Bounded: an apiserver that does not answer must not hold the exit up.
+            if tokio::time::timeout(Duration::from_secs(2), elector.release()).await.is_err() {
+                tracing::warn!("could not release the leader Lease in time; it expires by itself");
+            }
             Ok(())
         }
         _ = elector.hold() => {
@@ -594,6 +629,41 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             anyhow::bail!("lost the leader Lease; exiting so that only the new leader writes")
         }
     }
+}
+
+/// Stops the process on SIGTERM or Ctrl-C: the returned future resolves at the first signal
+/// (the controllers then start no new reconcile and wait for those in flight); after `grace`,
+/// or at a second signal, the process exits anyway, saying how many reconciles it cut short.
+fn shutdown_on_signal(
+    grace: Duration,
+    health: Arc<esox::http::Health>,
+) -> futures::future::Shared<futures::future::BoxFuture<'static, ()>> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        esox::controller::shutdown_signal().await;
+        let (running, waiting) = health.work();
+        tracing::info!(
+            ?grace,
+            running,
+            waiting,
+            "shutting down: no new reconciles; waiting for those running"
+        );
+        let _ = tx.send(());
+        let second = tokio::select! {
+            _ = tokio::time::sleep(grace) => false,
+            _ = esox::controller::shutdown_signal() => true,
+        };
+        let (running, waiting) = health.work();
+        tracing::warn!(
+            ?grace,
+            second_signal = second,
+            running,
+            waiting,
+            "shutdown grace over: exiting with {running} reconciles cut short (they run again at the next start)"
+        );
+        std::process::exit(1);
+    });
+    rx.map(|_| ()).boxed().shared()
 }
 
 /// Who we are in the Lease: the pod name (or host name) and a per-process suffix.

@@ -788,3 +788,167 @@ pub async fn service_account_kubeconfig(
     std::fs::write(&path, serde_yaml::to_string(&kubeconfig).unwrap()).unwrap();
     path
 }
+
+/// A local stack of its own (state directory `dir`, free ports), for tests that stop its
+/// kube-apiserver or etcd: the suite's stack and the tests sharing it are unaffected.
+pub struct PrivateStack {
+    /// Its state directory (`ESOX_STACK_DIR`).
+    pub dir: PathBuf,
+    /// Its env file's variables.
+    pub env: BTreeMap<String, String>,
+}
+
+impl PrivateStack {
+    /// Starts a stack in `dir` (`scripts/stack.sh up`; cached binaries, so seconds). A
+    /// detached watchdog brings it down when this process exits, however it exits.
+    pub fn up(dir: &std::path::Path) -> PrivateStack {
+        let stack = PrivateStack {
+            dir: dir.to_path_buf(),
+            env: BTreeMap::new(),
+        };
+        stack.run(&["up"]);
+        let script = repo_root().join("scripts/stack.sh");
+        let watchdog = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; ESOX_STACK_DIR={dir} bash {script} down",
+            pid = std::process::id(),
+            dir = dir.display(),
+            script = script.display()
+        );
+        // `setsid -f`: the watchdog forks off in a session of its own and `setsid` returns.
+        let started = std::process::Command::new("setsid")
+            .args(["-f", "bash", "-c", &watchdog])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(started, "could not start the private stack's watchdog");
+        let text = std::fs::read_to_string(dir.join("env")).expect("the private stack's env file");
+        let env = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        PrivateStack { env, ..stack }
+    }
+
+    /// `scripts/stack.sh args` on this stack; fails the test if it fails.
+    pub fn run(&self, args: &[&str]) {
+        let status = std::process::Command::new("bash")
+            .arg(repo_root().join("scripts/stack.sh"))
+            .args(args)
+            .env("ESOX_STACK_DIR", &self.dir)
+            .status()
+            .expect("run scripts/stack.sh");
+        assert!(status.success(), "scripts/stack.sh {args:?} failed");
+    }
+
+    /// Its kubeconfig (cluster admin).
+    pub fn kubeconfig(&self) -> &str {
+        &self.env["KUBECONFIG"]
+    }
+
+    /// A cluster-admin client.
+    pub async fn client(&self) -> Client {
+        let kc = Kubeconfig::read_from(self.kubeconfig()).expect("the private kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .expect("a client configuration");
+        Client::try_from(config).expect("a client")
+    }
+}
+
+impl TestEnv {
+    /// A test environment (fresh namespace, CRDs installed, no controller) on another
+    /// apiserver than the suite's, e.g. a [`PrivateStack`].
+    pub async fn on_client(client: Client, test: &str) -> TestEnv {
+        init_tracing();
+        install_crds(&client).await.expect("install CRDs");
+        let suffix: u32 = rand::random::<u32>() % 100_000;
+        let ns = format!("{}-{suffix}", test.replace('_', "-"));
+        let nsapi: Api<Namespace> = Api::all(client.clone());
+        let mut nsobj = Namespace::default();
+        nsobj.metadata.name = Some(ns.clone());
+        nsapi
+            .create(&PostParams::default(), &nsobj)
+            .await
+            .expect("create test namespace");
+        TestEnv {
+            client,
+            ns,
+            registry: Arc::new(Registry::default()),
+            controller: None,
+        }
+    }
+
+    /// Runs the `esox` binary against this namespace with `kubeconfig`, its log (stderr) to
+    /// `log`.
+    pub fn spawn_controller_on(
+        &self,
+        kubeconfig: &std::path::Path,
+        extra_env: &[(&str, &str)],
+        log: impl Into<std::process::Stdio>,
+    ) -> ControllerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = std::process::Command::new(esox_bin());
+        cmd.args([
+            "controller",
+            "--namespace",
+            &self.ns,
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("KUBECONFIG", kubeconfig)
+        .env(
+            "RUST_LOG",
+            std::env::var("ESOX_TEST_CONTROLLER_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start esox controller");
+        ControllerProcess {
+            child,
+            http: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl ControllerProcess {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills it with SIGKILL (a crash) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for it to exit: its exit status and how long
+    /// it took, or `None` if it was still running (it is then killed).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        let start = Instant::now();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "could not send SIGTERM to the controller");
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some((status, start.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        None
+    }
+}

@@ -6,6 +6,10 @@
 //! managed=true`), so esox never caches Secret data or Secrets it does not manage; any change
 //! to one — an edit, a deletion, the label being removed — reconciles its ExternalSecret at
 //! once, which is what makes drift self-heal without waiting for the refresh interval.
+//!
+//! Every watch goes through [`watch::watch`]: a short backoff, an immediate relist on
+//! `410 Expired`, and a relist that reports what was deleted meanwhile, so the caches and
+//! self-heal come back within seconds of an apiserver or etcd restart.
 
 pub mod bulkhead;
 pub mod cache;
@@ -19,11 +23,13 @@ pub mod resolve;
 pub mod secret_store;
 pub mod target;
 pub mod turns;
+pub mod watch;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Config as ControllerConfig;
@@ -33,6 +39,7 @@ use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use crate::http::Health;
 use context::Context;
 use kube::runtime::Predicate;
 
@@ -55,9 +62,63 @@ fn being_deleted(es: &ExternalSecret) -> Option<u64> {
     es.metadata.deletion_timestamp.as_ref().map(|_| 1)
 }
 
+/// Counts a finished reconcile as progress (for `/healthz`) and logs the controller's own
+/// errors.
+fn reconciled<T, E, Q>(health: &Health, res: Result<T, kube::runtime::controller::Error<E, Q>>)
+where
+    E: std::error::Error + 'static,
+    Q: std::error::Error + 'static,
+{
+    match res {
+        Ok(_) | Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => health.progress(),
+        // A managed Secret seen before its ExternalSecret (the start, a deletion racing): the
+        // ExternalSecret's own event reconciles it.
+        Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+            tracing::debug!(%obj, "a Secret's ExternalSecret is not in the cache")
+        }
+        Err(other) => warn!(error = %other, "ExternalSecret controller error"),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c().map(|_| ());
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the controllers");
+                ctrl_c.await
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await
+}
+
 /// Runs all controllers until a termination signal arrives. `ready` flips to true once the
 /// ExternalSecret cache has synced.
 pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
+    let health = Arc::new(Health::new(ready, crate::http::DEFAULT_WEDGED_AFTER));
+    run_until(ctx, health, shutdown_signal()).await
+}
+
+/// Runs all controllers until `shutdown` resolves, then lets the reconciles in flight finish
+/// (the caller bounds how long: see `--shutdown-grace`). Readiness and progress go to
+/// `health`: its ready flag flips to true once the ExternalSecret cache has synced.
+pub async fn run_until(
+    ctx: Arc<Context>,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let shutdown = shutdown.boxed().shared();
+    let ready = health.ready_flag().clone();
     let client = ctx.client.clone();
     let ns = ctx.settings.namespace.clone();
     let concurrency = ctx.settings.concurrency;
@@ -66,11 +127,12 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     // controllers run from these streams, and every ExternalSecret reconcile reads them
     // instead of the apiserver (see `cache`).
     let (store_reader, store_writer) = reflector::store();
-    let store_stream = watcher(
-        api::<SecretStore>(&client, ns.as_deref()),
-        watcher::Config::default().any_semantic(),
+    let store_api = api::<SecretStore>(&client, ns.as_deref());
+    let store_stream = watch::watch(
+        health.watch("SecretStore"),
+        store_reader.clone(),
+        move || watcher(store_api.clone(), watcher::Config::default().any_semantic()),
     )
-    .default_backoff()
     .reflect(store_writer)
     .applied_objects();
     let (cluster_store_reader, cluster_store_writer) = reflector::store();
@@ -113,30 +175,31 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     let es_api: Api<ExternalSecret> = api(&client, ns.as_deref());
     let (reader, writer) = reflector::store();
     let forget_ctx = ctx.clone();
-    let es_stream = watcher(es_api, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .reflect(writer)
-        .inspect(move |event| {
-            // Deleted ExternalSecrets are never reconciled again: drop their metric series,
-            // backoff state and status memo here, or they grow for the life of the process.
-            if let Ok(watcher::Event::Delete(es)) = event {
-                let (name, ns) = (es.name_any(), es.namespace().unwrap_or_default());
-                forget_ctx
-                    .metrics
-                    .forget(&name, &ns, error::Error::categories());
-                let key = ObjectRef::from_obj(es);
-                forget_ctx.record_success(&key);
-                forget_ctx.written_status.forget(&key);
-            }
-        })
-        .applied_objects()
-        .predicate_filter(
-            predicates::generation
-                .combine(predicates::labels)
-                .combine(predicates::annotations)
-                .combine(being_deleted),
-            Default::default(),
-        );
+    let es_stream = watch::watch(health.watch("ExternalSecret"), reader.clone(), move || {
+        watcher(es_api.clone(), watcher::Config::default().any_semantic())
+    })
+    .reflect(writer)
+    .inspect(move |event| {
+        // Deleted ExternalSecrets are never reconciled again: drop their metric series,
+        // backoff state and status memo here, or they grow for the life of the process.
+        if let Ok(watcher::Event::Delete(es)) = event {
+            let (name, ns) = (es.name_any(), es.namespace().unwrap_or_default());
+            forget_ctx
+                .metrics
+                .forget(&name, &ns, error::Error::categories());
+            let key = ObjectRef::from_obj(es);
+            forget_ctx.record_success(&key);
+            forget_ctx.written_status.forget(&key);
+        }
+    })
+    .applied_objects()
+    .predicate_filter(
+        predicates::generation
+            .combine(predicates::labels)
+            .combine(predicates::annotations)
+            .combine(being_deleted),
+        Default::default(),
+    );
     let es_stream = futures::stream::once(async move {
         caches_gate.await;
         es_stream
@@ -148,11 +211,13 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
         None => Api::all(client.clone()),
     };
     let known_ctx = ctx.clone();
-    let secrets = watcher(
-        secret_api,
-        watcher::Config::default().labels(&format!("{}=true", target::MANAGED_LABEL)),
+    let secret_config =
+        watcher::Config::default().labels(&format!("{}=true", target::MANAGED_LABEL));
+    let secrets = watch::watch(
+        health.watch("managed Secret"),
+        target_reader.clone(),
+        move || watcher(secret_api.clone(), secret_config.clone()),
     )
-    .default_backoff()
     .reflect(target_writer)
     .inspect(move |event| {
         if let Ok(watcher::Event::Delete(s)) = event {
@@ -168,7 +233,13 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
     // hash set and takes them back in hash order, so it is left unbounded (it still never
     // runs one object twice at once) and the limit is the context's gate, which the
     // reconciler takes, gives back while it waits on a store and takes again.
+    let probe_turns = ctx.turns.clone();
+    health.set_work(move || {
+        let (urgent, periodic) = probe_turns.waiting();
+        (probe_turns.in_use(), urgent + periodic)
+    });
     let lookup = reader.clone();
+    let progress_health = health.clone();
     // A store that becomes Ready releases the ExternalSecrets that read it (held back by the
     // flood gate, or backing off after its failures) at once.
     let readers = reader.clone();
@@ -215,29 +286,20 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
                 .map(|es| ObjectRef::from_obj(es.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone())
         .run(
             external_secret::reconcile,
             external_secret::error_policy,
             ctx.clone(),
         )
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                match e {
-                    kube::runtime::controller::Error::ReconcilerFailed(..) => {}
-                    // A managed Secret seen before its ExternalSecret (the start, a deletion
-                    // racing): the ExternalSecret's own event reconciles it.
-                    kube::runtime::controller::Error::ObjectNotFound(obj) => {
-                        tracing::debug!(%obj, "a Secret's ExternalSecret is not in the cache")
-                    }
-                    other => warn!(error = %other, "ExternalSecret controller error"),
-                }
-            }
+        .for_each(move |res| {
+            reconciled(&progress_health, res);
+            futures::future::ready(())
         });
 
     let store_controller = Controller::for_stream(store_stream, store_reader)
         .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown.clone())
         .run(
             secret_store::reconcile_store,
             secret_store::error_policy,
@@ -251,33 +313,37 @@ pub async fn run(ctx: Arc<Context>, ready: Arc<AtomicBool>) {
             info!("ExternalSecret cache synced; ready");
         }
     };
+    // Waiting for the first lists ends with the controllers (an apiserver that never
+    // answered must not hold a shutdown up).
+    let stopped = shutdown.clone();
+    let startup = async move {
+        tokio::select! {
+            _ = futures::future::join(ready_flag, caches_ready) => {}
+            _ = stopped => {}
+        }
+    };
 
     if ns.is_none() {
-        let cluster_store_stream = watcher(
-            Api::<ClusterSecretStore>::all(client.clone()),
-            watcher::Config::default().any_semantic(),
+        let css_api = Api::<ClusterSecretStore>::all(client.clone());
+        let cluster_store_stream = watch::watch(
+            health.watch("ClusterSecretStore"),
+            cluster_store_reader.clone(),
+            move || watcher(css_api.clone(), watcher::Config::default().any_semantic()),
         )
-        .default_backoff()
         .reflect(cluster_store_writer)
         .applied_objects();
         let css_controller = Controller::for_stream(cluster_store_stream, cluster_store_reader)
             .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
-            .shutdown_on_signal()
+            .graceful_shutdown_on(shutdown.clone())
             .run(
                 secret_store::reconcile_cluster_store,
                 secret_store::error_policy,
                 ctx.clone(),
             )
             .for_each(|_| async {});
-        tokio::join!(
-            es_controller,
-            store_controller,
-            css_controller,
-            ready_flag,
-            caches_ready
-        );
+        tokio::join!(es_controller, store_controller, css_controller, startup);
     } else {
-        tokio::join!(es_controller, store_controller, ready_flag, caches_ready);
+        tokio::join!(es_controller, store_controller, startup);
     }
     info!("controllers stopped");
 }

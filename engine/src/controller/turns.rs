@@ -29,6 +29,7 @@ pub enum Priority {
 #[derive(Debug)]
 pub struct Turns {
     state: Mutex<State>,
+    size: usize,
 }
 
 #[derive(Debug)]
@@ -59,6 +60,7 @@ impl Turns {
                 periodic: VecDeque::new(),
                 urgent_streak: 0,
             }),
+            size: n.max(1),
         })
     }
 
@@ -89,6 +91,11 @@ impl Turns {
     pub fn waiting(&self) -> (usize, usize) {
         let state = self.lock();
         (state.urgent.len(), state.periodic.len())
+    }
+
+    /// How many turns are out: reconciles running (for liveness and the shutdown log).
+    pub fn in_use(&self) -> usize {
+        self.size - self.lock().free
     }
 
     fn release(self: &Arc<Self>) {
