@@ -171,7 +171,7 @@ struct ControllerArgs {
     store_requeue_interval: Duration,
     /// Longest a provider call (a fetch, a search, connecting, a generator, a store
     /// validation) may take before it is cancelled and reported on its objects; `0`: no limit.
-    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "ESOX_PROVIDER_TIMEOUT")]
+    #[arg(long, default_value = "2m", value_parser = parse_duration, env = "ESOX_PROVIDER_TIMEOUT")]
     provider_timeout: Duration,
     /// ExternalSecrets that may fetch from one store at once (0: as many as --concurrent). A
     /// reconcile waiting on a store gives its --concurrent turn back, so a slow store holds

@@ -37,10 +37,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// `--provider-timeout`'s default: long enough for a slow but working store (ESO's AWS
-    /// calls have no deadline at all), short enough that a hung one is reported within a
-    /// refresh.
-    pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `--provider-timeout`'s default: longer than a throttled store's own retries (the AWS
+    /// SDK's backoff under throttling ran past 30 s in `tests/tests/aws_access.rs`, and a
+    /// throttled store must keep its synced Secrets Ready), short enough that a store that
+    /// does not answer at all is reported and lets go of its bulkhead within a few refreshes.
+    pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(120);
 }
 
 /// Shared state passed to every reconcile.
