@@ -311,6 +311,9 @@ async fn created_once_survives_a_controller_restart() {
         .wait_secret("kept", "generated once", |s| s.data.is_some())
         .await;
     let p1 = password_of(&env, &s);
+    // The status is written after the Secret: a controller killed between the two has not
+    // recorded the sync, and the next one rightly generates again (ESO too).
+    env.wait_ready("kept", "True", "SecretSynced").await;
     drop(first);
     let second = env.spawn_controller(&[]);
     env.apply(&created_once("kept").replacen(
