@@ -644,12 +644,25 @@ impl TestEnv {
         extra_env: &[(&str, &str)],
         log: impl Into<std::process::Stdio>,
     ) -> ControllerProcess {
+        let env = stack_env().unwrap();
+        let kubeconfig = std::path::Path::new(&env["KUBECONFIG"]);
+        self.spawn_process(kubeconfig, "warn", extra_env, log)
+    }
+
+    /// `esox controller` on this namespace through `kubeconfig`, at `RUST_LOG=log_level`
+    /// unless `ESOX_TEST_CONTROLLER_LOG` says otherwise.
+    fn spawn_process(
+        &self,
+        kubeconfig: &std::path::Path,
+        log_level: &str,
+        extra_env: &[(&str, &str)],
+        log: impl Into<std::process::Stdio>,
+    ) -> ControllerProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let env = stack_env().unwrap();
         let mut cmd = std::process::Command::new(esox_bin());
         cmd.args([
             "controller",
@@ -658,10 +671,10 @@ impl TestEnv {
             "--metrics-addr",
             &format!("127.0.0.1:{port}"),
         ])
-        .env("KUBECONFIG", &env["KUBECONFIG"])
+        .env("KUBECONFIG", kubeconfig)
         .env(
             "RUST_LOG",
-            std::env::var("ESOX_TEST_CONTROLLER_LOG").unwrap_or_else(|_| "warn".into()),
+            std::env::var("ESOX_TEST_CONTROLLER_LOG").unwrap_or_else(|_| log_level.into()),
         )
         .stdout(std::process::Stdio::null())
         .stderr(log);
@@ -890,34 +903,7 @@ impl TestEnv {
         extra_env: &[(&str, &str)],
         log: impl Into<std::process::Stdio>,
     ) -> ControllerProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = std::process::Command::new(esox_bin());
-        cmd.args([
-            "controller",
-            "--namespace",
-            &self.ns,
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("KUBECONFIG", kubeconfig)
-        .env(
-            "RUST_LOG",
-            std::env::var("ESOX_TEST_CONTROLLER_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(log);
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start esox controller");
-        ControllerProcess {
-            child,
-            http: format!("http://127.0.0.1:{port}"),
-        }
+        self.spawn_process(kubeconfig, "info", extra_env, log)
     }
 }
 

@@ -128,7 +128,11 @@ fn referent(spec: &SecretStoreSpec) -> bool {
 /// (the flood gate), so a provider outage must not keep them waiting for a whole interval.
 const RETRY_NOT_READY: Duration = Duration::from_secs(15);
 
-fn requeue(spec: &SecretStoreSpec, ctx: &Context) -> Action {
+/// When to validate again: soon after a failure, else at the store's interval.
+fn requeue(spec: &SecretStoreSpec, ctx: &Context, ready: bool) -> Action {
+    if !ready {
+        return Action::requeue(RETRY_NOT_READY);
+    }
     let secs = spec.refresh_interval.filter(|s| *s > 0).map(|s| s as u64);
     Action::requeue(
         secs.map(Duration::from_secs)
@@ -232,10 +236,7 @@ pub async fn reconcile_store(store: Arc<SecretStore>, ctx: Arc<Context>) -> Resu
             namespace: ns,
         })
         .observe(start.elapsed().as_secs_f64());
-    if !ready {
-        return Ok(Action::requeue(RETRY_NOT_READY));
-    }
-    Ok(requeue(&store.spec, &ctx))
+    Ok(requeue(&store.spec, &ctx, ready))
 }
 
 /// Reconciles a ClusterSecretStore.
@@ -273,10 +274,7 @@ pub async fn reconcile_cluster_store(
         key,
     )
     .await?;
-    if !ready {
-        return Ok(Action::requeue(RETRY_NOT_READY));
-    }
-    Ok(requeue(&store.spec, &ctx))
+    Ok(requeue(&store.spec, &ctx, ready))
 }
 
 /// Retries a failed store reconcile after a short delay.
