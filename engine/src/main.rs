@@ -8,12 +8,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use futures::FutureExt;
-use kube::client::ClientBuilder;
 use prometheus_client::registry::Registry;
 
 use esox::controller::context::{Context, Settings};
 use esox::metrics::Metrics;
-use esox::ratelimit::{Limiter, RateLimitLayer};
+use esox::ratelimit::Limiter;
 
 #[derive(Parser)]
 #[command(
@@ -509,10 +508,8 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         .await
         .context("could not load a kubeconfig or in-cluster configuration")?;
     let limiter = Limiter::new(args.kube_api_qps, args.kube_api_burst);
-    let client = ClientBuilder::try_from(config)
-        .context("could not build the Kubernetes client")?
-        .with_layer(&RateLimitLayer(limiter))
-        .build();
+    let client = esox::kube_client::build(config, limiter)
+        .context("could not build the Kubernetes client")?;
 
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));

@@ -58,15 +58,26 @@ pub fn stack_env() -> anyhow::Result<BTreeMap<String, String>> {
         .collect())
 }
 
-/// A client for the local apiserver as cluster admin.
-pub async fn admin_client() -> anyhow::Result<Client> {
+/// The local apiserver's cluster-admin configuration.
+async fn admin_config() -> anyhow::Result<kube::Config> {
     let env = stack_env()?;
     let kubeconfig = env
         .get("KUBECONFIG")
         .context("env file has no KUBECONFIG")?;
     let kc = Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {kubeconfig}"))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-    Ok(Client::try_from(config)?)
+    Ok(kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?)
+}
+
+/// A client for the local apiserver as cluster admin.
+pub async fn admin_client() -> anyhow::Result<Client> {
+    Ok(Client::try_from(admin_config().await?)?)
+}
+
+/// The client an in-process controller uses: built as the binary builds its own (the
+/// managed-fields strip, a rate limit as generous as the binary's default).
+async fn controller_client() -> anyhow::Result<Client> {
+    let limiter = esox::ratelimit::Limiter::new(500.0, 1000);
+    Ok(esox::kube_client::build(admin_config().await?, limiter)?)
 }
 
 /// Captured controller logs of this test process (to check no secret value is ever logged).
@@ -243,9 +254,12 @@ impl TestEnv {
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::new(&mut registry));
         let registry = Arc::new(registry);
+        let controller_client = controller_client()
+            .await
+            .expect("connect to the local apiserver");
         let controller = (!opts.no_controller).then(|| {
             let ctx = Context::new(
-                client.clone(),
+                controller_client,
                 None,
                 plugin_host(),
                 metrics,
@@ -936,5 +950,35 @@ impl ControllerProcess {
         }
         self.kill();
         None
+    }
+}
+
+/// What a test's controller logs (kept in a file, printed when a check fails).
+pub struct Log(pub PathBuf);
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        // Kept for a failed test (its panic message has the tail; the file has it all), or
+        // with ESOX_TESTS_KEEP_LOGS set.
+        if !std::thread::panicking() && std::env::var_os("ESOX_TESTS_KEEP_LOGS").is_none() {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+impl Log {
+    /// A log file for the controller `name` (and the handle to give the process).
+    pub fn new(name: &str) -> (Log, std::fs::File) {
+        let path =
+            std::env::temp_dir().join(format!("esox-tests-{}-{name}.log", std::process::id()));
+        let file = std::fs::File::create(&path).unwrap();
+        (Log(path), file)
+    }
+
+    /// Its last 40 lines.
+    pub fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
+        let lines: Vec<_> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 }

@@ -20,7 +20,7 @@ use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
 use esox_tests::manifests::{aws_static_store, external_secret, fake_store};
-use esox_tests::{ControllerProcess, PrivateStack, TestEnv, secret_strings, wait_for};
+use esox_tests::{ControllerProcess, Log, PrivateStack, TestEnv, secret_strings, wait_for};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
@@ -80,34 +80,6 @@ impl Drop for Turn {
         if DONE.fetch_add(1, Ordering::SeqCst) + 1 == TESTS {
             stack().run(&["down"]);
         }
-    }
-}
-
-/// What a test's controller logs (kept in a file, printed when a check fails).
-struct Log(PathBuf);
-
-impl Drop for Log {
-    fn drop(&mut self) {
-        // Kept for a failed test (its panic message has the tail; the file has it all), or
-        // with ESOX_FAULTS_KEEP_LOGS set.
-        if !std::thread::panicking() && std::env::var_os("ESOX_FAULTS_KEEP_LOGS").is_none() {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
-
-impl Log {
-    fn new(name: &str) -> (Log, std::fs::File) {
-        let path =
-            std::env::temp_dir().join(format!("esox-faults-{}-{name}.log", std::process::id()));
-        let file = std::fs::File::create(&path).unwrap();
-        (Log(path), file)
-    }
-
-    fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.0).unwrap_or_default();
-        let lines: Vec<_> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 }
 

@@ -1,0 +1,44 @@
+//! Arbitrary bytes through the managed-fields strip the controller's client applies to every
+//! answer about its own kinds (`esox::managed_fields`). It must never panic; its output must
+//! not depend on where the body was split into chunks; and for any JSON document serde_json
+//! reads, the output is that document without `metadata.managedFields`.
+#![no_main]
+
+use esox::managed_fields::{Stripper, strip};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+fn without_managed_fields(v: &mut Value, parent_is_metadata: bool) {
+    match v {
+        Value::Object(map) => {
+            if parent_is_metadata {
+                map.remove("managedFields");
+            }
+            for (k, child) in map.iter_mut() {
+                without_managed_fields(child, k == "metadata");
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|c| without_managed_fields(c, false)),
+        _ => {}
+    }
+}
+
+fuzz_target!(|input: &[u8]| {
+    let Some((&at, doc)) = input.split_first() else {
+        return;
+    };
+    let whole = strip(doc);
+    let at = usize::from(at).min(doc.len());
+    let mut split = Vec::new();
+    let mut s = Stripper::new();
+    s.push(&doc[..at], &mut split);
+    s.push(&doc[at..], &mut split);
+    assert_eq!(whole, split, "the output depends on the chunking");
+    if let Ok(mut want) = serde_json::from_slice::<Value>(doc) {
+        without_managed_fields(&mut want, false);
+        let got: Value = serde_json::from_slice(&whole).expect("stripped JSON is JSON");
+        assert_eq!(got, want);
+    }
+});
