@@ -268,6 +268,8 @@ fn default_values_render_a_hardened_cluster_wide_controller() {
     assert_eq!(psc["runAsNonRoot"], true);
     assert_eq!(psc["runAsUser"], 65532);
     assert_eq!(psc["seccompProfile"]["type"], "RuntimeDefault");
+    // SIGTERM's grace for reconciles in flight ends before the kubelet's SIGKILL.
+    assert_eq!(pod["terminationGracePeriodSeconds"], 30);
     let c = container(&docs);
     assert_eq!(c["image"], "ghcr.io/esox-dev/esox:0.1.0");
     let sc = &c["securityContext"];
@@ -283,6 +285,7 @@ fn default_values_render_a_hardened_cluster_wide_controller() {
             "controller",
             "--metrics-addr=0.0.0.0:8080",
             "--concurrent=32",
+            "--shutdown-grace=15s",
             "--log-format=json",
             "--plugin-cache-dir=/var/cache/esox",
         ]
