@@ -403,6 +403,14 @@ impl TestEnv {
         out
     }
 
+    /// Every Event of this namespace, as text.
+    pub async fn namespace_events(&self) -> String {
+        let api: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        let events = api.list(&Default::default()).await.map(|l| l.items);
+        serde_json::to_string(&events.unwrap_or_default()).unwrap_or_default()
+    }
+
     /// Force-syncs ExternalSecret `name` as ESO documents it: by changing an annotation.
     pub async fn force_sync(&self, name: &str) {
         self.external_secrets()
@@ -980,5 +988,45 @@ impl Log {
         let text = std::fs::read_to_string(&self.0).unwrap_or_default();
         let lines: Vec<_> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+/// Asserts that the secret value `canary` (raw or base64) is in none of the `logs` (the
+/// controller's, at trace), the Events of `env`'s namespace or its ExternalSecrets' statuses.
+pub async fn assert_no_secret_value(env: &TestEnv, logs: &[&std::path::Path], canary: &str) {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(canary);
+    let mut places = Vec::new();
+    for path in logs {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            text.len() > 1000,
+            "{} holds a controller's log at trace",
+            path.display()
+        );
+        places.push((path.display().to_string(), text));
+    }
+    let statuses = env
+        .external_secrets()
+        .list(&Default::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .map(|es| serde_json::to_string(&es.status).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    places.push(("the ExternalSecrets' statuses".into(), statuses));
+    places.push((
+        "the namespace's Events".into(),
+        env.namespace_events().await,
+    ));
+    for (what, text) in places {
+        assert!(
+            !text.contains(canary) && !text.contains(&encoded),
+            "the secret value reached {what}"
+        );
     }
 }

@@ -43,6 +43,16 @@ fn seconds(var: &str, default: u64) -> Duration {
             .unwrap_or(default),
     )
 }
+/// The remote value every ExternalSecret here reads: the controllers log at trace, and no log
+/// line, event or status may hold it ([`esox_tests::assert_no_secret_value`]).
+static CANARY: LazyLock<String> =
+    LazyLock::new(|| format!("canary-faults-{}", rand::random::<u64>()));
+
+/// The controllers' environment: `--shutdown-grace` [`GRACE`], logging at trace.
+fn controller_env(grace: &str) -> [(&'static str, &str); 2] {
+    [("ESOX_SHUTDOWN_GRACE", grace), ("RUST_LOG", "trace")]
+}
+
 /// The tests in this file: the last to finish brings the stack down.
 const TESTS: usize = 4;
 
@@ -86,7 +96,7 @@ impl Drop for Turn {
 /// A Fake store `store` and ExternalSecrets `es-0..n` reading `k` (refresh 1h: only events
 /// make them sync again).
 fn workload(n: usize) -> String {
-    let mut yaml = fake_store("store", &[("k", "v1")]);
+    let mut yaml = fake_store("store", &[("k", &CANARY)]);
     for i in 0..n {
         yaml.push_str("---\n");
         yaml.push_str(&external_secret(
@@ -102,10 +112,10 @@ fn workload(n: usize) -> String {
 async fn wait_value(secrets: &Api<Secret>, name: &str, timeout: Duration) -> anyhow::Result<()> {
     wait_for(
         timeout,
-        &format!("Secret {name} with k=v1"),
+        &format!("Secret {name} with its value"),
         || async move {
             let s = secrets.get_opt(name).await.ok().flatten()?;
-            (secret_strings(&s).get("k").map(String::as_str) == Some("v1")).then_some(())
+            (secret_strings(&s).get("k") == Some(&*CANARY)).then_some(())
         },
     )
     .await
@@ -203,11 +213,8 @@ async fn synced(label: &str, n: usize) -> (TestEnv, ControllerProcess, Log) {
     env.apply(&workload(n)).await.unwrap();
     let (log, file) = Log::new(label);
     let grace = format!("{}s", GRACE.as_secs());
-    let controller = env.spawn_controller_on(
-        Path::new(stack.kubeconfig()),
-        &[("ESOX_SHUTDOWN_GRACE", &grace)],
-        file,
-    );
+    let controller =
+        env.spawn_controller_on(Path::new(stack.kubeconfig()), &controller_env(&grace), file);
     controller.wait_ready().await;
     let secrets = env.secrets();
     for i in 0..n {
@@ -240,6 +247,7 @@ async fn apiserver_killed_and_restarted() {
     eprintln!("[faults] apiserver down for {:?}", back - down);
     recovers(&env, &controller, back, &log, "apiserver").await;
     stops(&mut controller, &log, "apiserver");
+    esox_tests::assert_no_secret_value(&env, &[&log.0], &CANARY).await;
 }
 
 #[tokio::test]
@@ -278,6 +286,7 @@ async fn etcd_killed_and_restarted() {
     eprintln!("[faults] etcd down for {:?}", back - down);
     recovers(&env, &controller, back, &log, "etcd").await;
     stops(&mut controller, &log, "etcd");
+    esox_tests::assert_no_secret_value(&env, &[&log.0], &CANARY).await;
 }
 
 /// Writes to Secrets in `ns` by the audited ServiceAccount, per Secret name.
@@ -372,8 +381,8 @@ async fn controller_killed_mid_cold_sync_and_restarted() {
     let kubeconfig = audited_kubeconfig(&env, dir.path()).await;
     env.apply(&workload(N)).await.unwrap();
     let grace = format!("{}s", GRACE.as_secs());
-    let extra = [("ESOX_SHUTDOWN_GRACE", grace.as_str())];
-    let (log, file) = Log::new("controller-1");
+    let extra = controller_env(&grace);
+    let (first_log, file) = Log::new("controller-1");
     let mut first = env.spawn_controller_on(&kubeconfig, &extra, file);
 
     // Kill it once about a quarter of the Secrets are written.
@@ -391,7 +400,7 @@ async fn controller_killed_mid_cold_sync_and_restarted() {
         || async { (count().await >= N / 4).then_some(()) },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}; log:\n{}", log.tail()));
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", first_log.tail()));
     first.kill();
     // A write in flight at the kill either lands within moments or never: after that, the
     // Secrets the first process wrote are fixed, and the restart must leave them alone.
@@ -476,6 +485,7 @@ async fn controller_killed_mid_cold_sync_and_restarted() {
 
     recovers(&env, &second, Instant::now(), &log, "controller").await;
     stops(&mut second, &log, "controller");
+    esox_tests::assert_no_secret_value(&env, &[&first_log.0, &log.0], &CANARY).await;
 }
 
 /// A TCP server that accepts connections and never answers (a provider endpoint that hangs);
