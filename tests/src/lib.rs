@@ -29,9 +29,13 @@ use kube::discovery::pinned_kind;
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
 
-/// The repository root.
+/// The repository root: from cargo's run-time `CARGO_MANIFEST_DIR` (the checkout the tests
+/// run in), else the one compiled in. Cargo keeps a build fresh when the checkout moves (CI
+/// clones elsewhere and reuses the build cache), and `env!` keeps the path it was built in.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf()

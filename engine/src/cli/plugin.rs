@@ -536,7 +536,12 @@ mod tests {
     const KINDS: [Kind; 3] = [Kind::Transformer, Kind::Generator, Kind::Template];
 
     fn sdk_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk")
+        // Cargo's run-time CARGO_MANIFEST_DIR: a build reused from another checkout keeps
+        // the path it was compiled in.
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+            .join("../sdk")
     }
 
     /// Every file of the SDK package (`include` in sdk/Cargo.toml) is embedded, as it is.

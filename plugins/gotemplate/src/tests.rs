@@ -65,9 +65,18 @@ fn run(c: &Case) -> Result<String, String> {
         .map(|b| String::from_utf8(b).expect("cases render text"))
 }
 
+/// This package's directory: cargo's run-time `CARGO_MANIFEST_DIR` (the checkout the tests run
+/// in), else the one compiled in (a build reused from another checkout keeps its path).
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
+
 #[test]
 fn renders_what_go_renders() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/conformance");
+    let dir = manifest_dir().join("conformance");
+    let dir = dir.display();
     let cases: Vec<Case> =
         serde_json::from_str(&std::fs::read_to_string(format!("{dir}/cases.json")).unwrap())
             .unwrap();
@@ -262,11 +271,7 @@ fn huge_sizes_are_refused_not_allocated() {
 /// The compatibility table in docs/gotemplate.md lists every function with its real status.
 #[test]
 fn compatibility_table_matches_the_function_table() {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/gotemplate.md"
-    ))
-    .unwrap();
+    let doc = std::fs::read_to_string(manifest_dir().join("../../docs/gotemplate.md")).unwrap();
     for (name, unsupported) in funcs::names() {
         let row = doc
             .lines()
