@@ -122,14 +122,23 @@ impl WatchStatus {
     }
 }
 
-/// Exponential backoff with jitter, reset by any event.
+/// Exponential backoff with jitter, reset by any event: [`MIN_BACKOFF`] doubling to
+/// [`MAX_BACKOFF`]. Also a kube-runtime backoff for watches that need no reflector
+/// (`watcher(…).backoff(Backoff::new())`), so they too come back within seconds.
 #[derive(Debug)]
-struct Backoff {
+pub struct Backoff {
     next: Duration,
 }
 
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Backoff {
-    fn new() -> Self {
+    /// A backoff at its first step.
+    pub fn new() -> Self {
         Backoff { next: MIN_BACKOFF }
     }
 
@@ -139,7 +148,7 @@ impl Backoff {
 
     /// The next delay: the current step with up to a quarter off (so that watches failing
     /// together do not retry in lockstep), then the step doubles up to [`MAX_BACKOFF`].
-    fn next(&mut self) -> Duration {
+    fn step(&mut self) -> Duration {
         let step = self.next;
         self.next = (step * 2).min(MAX_BACKOFF);
         let nanos = std::time::SystemTime::now()
@@ -147,6 +156,19 @@ impl Backoff {
             .map(|d| d.subsec_nanos())
             .unwrap_or_default();
         step - step / 4 * (nanos % 1000) / 1000
+    }
+}
+
+impl Iterator for Backoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.step())
+    }
+}
+
+impl kube::runtime::utils::Backoff for Backoff {
+    fn reset(&mut self) {
+        Backoff::reset(self);
     }
 }
 
@@ -279,7 +301,7 @@ where
                         run.backoff.reset();
                     }
                     run.unreachable = !answered;
-                    let delay = run.backoff.next();
+                    let delay = run.backoff.step();
                     if run.status.error(&error) {
                         warn!(watch = name, error = %error, retry_in = ?delay, "watch failed; retrying");
                     } else {
@@ -540,11 +562,11 @@ mod tests {
     #[test]
     fn the_backoff_is_short_and_capped() {
         let mut b = Backoff::new();
-        let delays: Vec<_> = (0..10).map(|_| b.next()).collect();
+        let delays: Vec<_> = (0..10).map(|_| b.step()).collect();
         assert!(delays[0] <= MIN_BACKOFF && delays[0] >= MIN_BACKOFF * 3 / 4);
         assert!(delays.iter().all(|d| *d <= MAX_BACKOFF));
         assert!(delays[9] >= MAX_BACKOFF * 3 / 4);
         b.reset();
-        assert!(b.next() <= MIN_BACKOFF);
+        assert!(b.step() <= MIN_BACKOFF);
     }
 }

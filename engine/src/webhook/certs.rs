@@ -487,14 +487,17 @@ pub fn provision(
         let fields =
             |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &settings.namespace);
-        // Backoff on watch errors (it also paces the warnings below).
+        // Backoff on watch errors (it also paces the warnings below): the controllers' short
+        // one, so the keeper is back within seconds of an apiserver outage.
         let mut secret_events = watcher(secrets, fields(&settings.secret))
-            .default_backoff()
+            .backoff(crate::controller::watch::Backoff::new())
             .boxed();
         let mut config_events = match &settings.webhook_config {
             Some(name) => {
                 let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-                watcher(api, fields(name)).default_backoff().boxed()
+                watcher(api, fields(name))
+                    .backoff(crate::controller::watch::Backoff::new())
+                    .boxed()
             }
             None => futures::stream::pending().boxed(),
         };
@@ -508,7 +511,8 @@ pub fn provision(
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(error = %e, "could not provision the webhook certificate; retrying");
-                    let wait = SignedDuration::from_secs(1 << failures.min(6));
+                    // 2 s doubling to 32 s: an apiserver that is back is retried soon.
+                    let wait = SignedDuration::from_secs(1 << failures.min(5));
                     Timestamp::now() + wait
                 }
             };
