@@ -172,7 +172,13 @@ spec:
 #[tokio::test]
 async fn overload_refreshes_every_object_and_says_it_is_late() {
     let env = TestEnv::without_controller("overload").await;
-    let n = 100;
+    // The issue's own figures (2000 at 10 s for 180 s, the binary's default budget):
+    // ESOX_OVERLOAD_N=2000 ESOX_OVERLOAD_INTERVAL=10s ESOX_OVERLOAD_WINDOW=180 ESOX_OVERLOAD_QPS=
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    let n: usize = var("ESOX_OVERLOAD_N", "100").parse().unwrap();
+    let interval = var("ESOX_OVERLOAD_INTERVAL", "1s");
+    let window = Duration::from_secs(var("ESOX_OVERLOAD_WINDOW", "25").parse().unwrap());
+    let qps = var("ESOX_OVERLOAD_QPS", "10");
     let mut manifests = String::from(
         r#"apiVersion: external-secrets.io/v1
 kind: SecretStore
@@ -187,33 +193,43 @@ spec:
     for i in 0..n {
         manifests.push_str(&external_secret(&format!("es-{i}"), "fake", "k").replace(
             &format!("refreshInterval: {INTERVAL}"),
-            "refreshInterval: 1s",
+            &format!("refreshInterval: {interval}"),
         ));
     }
     env.apply(&manifests).await.unwrap();
-    let _controller = env.spawn_controller(&[("ESOX_KUBE_QPS", "10"), ("ESOX_KUBE_BURST", "10")]);
+    let limits = [
+        ("ESOX_KUBE_QPS", qps.as_str()),
+        ("ESOX_KUBE_BURST", qps.as_str()),
+    ];
+    let _controller = env.spawn_controller(if qps.is_empty() { &[] } else { &limits });
     let api = env.external_secrets();
-    wait_for(Duration::from_secs(120), "all synced", || {
-        let api = api.clone();
-        async move {
-            let list = api.list(&Default::default()).await.ok()?;
-            let synced = list
-                .items
-                .iter()
-                .filter(|es| es.status.as_ref().is_some_and(|s| s.refresh_time.is_some()))
-                .count();
-            (synced == n).then_some(())
-        }
-    })
+    let cold = Instant::now();
+    wait_for(
+        Duration::from_secs(120.max(n as u64 / 5)),
+        "all synced",
+        || {
+            let api = api.clone();
+            async move {
+                let list = api.list(&Default::default()).await.ok()?;
+                let synced = list
+                    .items
+                    .iter()
+                    .filter(|es| es.status.as_ref().is_some_and(|s| s.refresh_time.is_some()))
+                    .count();
+                (synced == n).then_some(())
+            }
+        },
+    )
     .await
     .unwrap();
+    eprintln!("overload: {n} synced in {:?}", cold.elapsed());
 
     // 25 s of overload (each object's turn comes about every 10 s), watched through one list
     // every second.
     let mut seen: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
     let mut late = 0;
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(25) {
+    while start.elapsed() < window {
         for es in api.list(&Default::default()).await.unwrap().items {
             let Some(status) = es.status else { continue };
             if let Some(t) = status.refresh_time {
@@ -237,17 +253,22 @@ spec:
         counts.iter().copied().max().unwrap_or(0),
     );
     eprintln!(
-        "overload: refreshes per object in 25 s: min {min}, max {max}; late statuses seen {late}"
+        "overload: {n} at {interval}: refreshes per object in {window:?}: min {min}, max {max}, total {}; late statuses seen {late}",
+        counts.iter().sum::<usize>()
     );
     assert_eq!(counts.len(), n, "every ExternalSecret was seen");
     // Each one's first value is the one it had; two distinct values = refreshed in the window.
     assert!(
         min >= 2,
-        "an ExternalSecret was not refreshed in 25 s (min {min})"
+        "an ExternalSecret was not refreshed in {window:?} (min {min})"
     );
     assert!(
         max <= min * 4 + 2,
         "refreshes were not spread fairly (min {min}, max {max})"
     );
-    assert!(late > 0, "no status said its refresh ran late");
+    // Behind its budget, the controller says so on the status.
+    assert!(
+        late > 0 || qps.is_empty(),
+        "no status said its refresh ran late"
+    );
 }
