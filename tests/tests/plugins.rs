@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use esox_tests::{TestEnv, secret_strings};
+use esox_tests::{TestEnv, plugin_host, secret_strings, wait_for};
 
 fn hostile() -> Vec<u8> {
     std::fs::read(esox::plugin::builtin::component_path("esox_plugin_hostile"))
@@ -188,6 +188,74 @@ spec:
             "{outcome}: {m}"
         );
     }
+}
+
+/// The controller's plugin-object watch drops a plugin's compiled component from the host
+/// when the object pins another digest or is deleted (`controller::plugins::
+/// forget_stale_plugins`), instead of keeping it until newer plugins push it out.
+#[tokio::test]
+async fn deleted_and_repinned_plugins_are_dropped_from_the_host() {
+    let env = TestEnv::new("plugin-forget").await;
+    let bytes = hostile();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    env.apply(&component_configmap("hostile", &bytes))
+        .await
+        .unwrap();
+    let plugin = |name: &str, digest: &str| {
+        format!(
+            r#"
+apiVersion: plugins.esox.dev/v1alpha1
+kind: WasmPlugin
+metadata: {{name: {name}}}
+spec:
+  world: Generator
+  source:
+    configMap: {{name: hostile, key: plugin.wasm}}
+  sha256: {digest}
+  config: {{behaviour: ok}}
+"#
+        )
+    };
+    let host = plugin_host();
+    let host_name = |name: &str| format!("WasmPlugin/{}/{name}", env.ns);
+    let compiled = |name: &str, want: Vec<String>, what: &'static str| {
+        let (host, name) = (host.clone(), host_name(name));
+        wait_for(std::time::Duration::from_secs(30), what, move || {
+            let found = host.user_plugin_digests(&name);
+            futures::future::ready((found == want).then_some(()))
+        })
+    };
+    for name in ["repinned", "deleted"] {
+        env.apply(&plugin(name, &sha)).await.unwrap();
+        env.apply(&generator_es(name, "WasmPlugin", name))
+            .await
+            .unwrap();
+    }
+    for name in ["repinned", "deleted"] {
+        env.wait_value(name, "value", "fine").await;
+        assert_eq!(host.user_plugin_digests(&host_name(name)), [sha.as_str()]);
+    }
+
+    // Pinned to another digest (one no component has): its compiled component is dropped at
+    // once, and only its own.
+    env.apply(&plugin("repinned", &"0".repeat(64)))
+        .await
+        .unwrap();
+    compiled("repinned", vec![], "the repinned plugin dropped")
+        .await
+        .unwrap();
+    assert_eq!(
+        host.user_plugin_digests(&host_name("deleted")),
+        [sha.as_str()]
+    );
+
+    // Deleted: dropped.
+    let api: kube::Api<esox::api::plugins::WasmPlugin> =
+        kube::Api::namespaced(env.client.clone(), &env.ns);
+    api.delete("deleted", &Default::default()).await.unwrap();
+    compiled("deleted", vec![], "the deleted plugin dropped")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

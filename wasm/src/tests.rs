@@ -392,8 +392,22 @@ async fn concurrent_first_uses_of_a_plugin_compile_it_once() {
         .unwrap_err();
     assert_eq!(host.runtime().loads(), 4, "the next use tries again");
 
+    assert_eq!(host.user_plugin_digests("WasmPlugin/ns/u"), ["d2"]);
+    assert!(host.user_plugin_digests("WasmPlugin/ns/bad").is_empty());
+    host.forget_user_plugin("WasmPlugin/ns/other");
+    assert_eq!(host.user_plugins(), 1, "only the name given is forgotten");
     host.forget_user_plugin("WasmPlugin/ns/u");
     assert_eq!(host.user_plugins(), 0);
+    assert!(host.user_plugin_digests("WasmPlugin/ns/u").is_empty());
+    first_use("WasmPlugin/ns/u", "d2", bytes.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        host.runtime().loads(),
+        5,
+        "a forgotten plugin is compiled again on its next use"
+    );
 }
 
 #[test]
