@@ -410,6 +410,27 @@ async fn concurrent_first_uses_of_a_plugin_compile_it_once() {
     );
 }
 
+/// What the built-ins need from WASI, which is less than the linker links (all of p2: see
+/// `Runtime::new` for the components that import more, and why they keep it linked).
+#[test]
+fn builtins_import_only_cli_io_clocks_and_random() {
+    let rt = runtime();
+    let needed = ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/"];
+    for b in builtin::Builtin::ALL {
+        for import in rt.wasi_imports(b.component()) {
+            assert!(
+                needed.iter().any(|n| import.starts_with(n)),
+                "{b:?} imports {import}"
+            );
+        }
+    }
+    // The hostile fixture imports more: its file and socket probes are denied at run time.
+    let hostile = rt.wasi_imports(&hostile_bytes());
+    for import in ["wasi:filesystem/preopens", "wasi:sockets/tcp"] {
+        assert!(hostile.contains(import), "{import} not in {hostile:?}");
+    }
+}
+
 #[test]
 fn every_builtin_fits_in_one_slot_of_the_pool() {
     // A pool of one slot holds exactly one instance's share of memories, tables and core
