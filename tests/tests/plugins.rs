@@ -5,6 +5,7 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use esox_tests::manifests::{EsOptions, external_secret_with, fake_store_v1};
 use esox_tests::{TestEnv, plugin_host, secret_strings, wait_for};
 
 fn hostile() -> Vec<u8> {
@@ -77,28 +78,15 @@ spec:
         .unwrap();
     }
     // A healthy ExternalSecret beside them.
-    env.apply(
-        r#"
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {name: store}
-spec:
-  provider:
-    fake:
-      data:
-      - {key: k, value: v1}
----
-apiVersion: external-secrets.io/v1
-kind: ExternalSecret
-metadata: {name: healthy}
-spec:
-  refreshInterval: 1s
-  secretStoreRef: {name: store, kind: SecretStore}
-  data:
-  - secretKey: k
-    remoteRef: {key: k}
-"#,
-    )
+    let healthy = EsOptions {
+        store_kind: Some("SecretStore"),
+        ..Default::default()
+    };
+    env.apply(&format!(
+        "{}---\n{}",
+        fake_store_v1("store", &[("k", "v1")]),
+        external_secret_with("healthy", "store", "1s", &[("k", "k")], healthy)
+    ))
     .await
     .unwrap();
 
@@ -158,20 +146,9 @@ spec:
         .await;
     assert_eq!(secret_strings(&ok)["value"], "fine");
     env.wait_value("healthy", "k", "v1").await;
-    env.apply(
-        r#"
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {name: store}
-spec:
-  provider:
-    fake:
-      data:
-      - {key: k, value: v2}
-"#,
-    )
-    .await
-    .unwrap();
+    env.apply(&fake_store_v1("store", &[("k", "v2")]))
+        .await
+        .unwrap();
     env.wait_value("healthy", "k", "v2").await;
 
     let m = env.metrics();
@@ -384,16 +361,7 @@ spec:
 
     // A generator is not a transformer.
     env.apply(&format!(
-        r#"
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {{name: store}}
-spec:
-  provider:
-    fake:
-      data:
-      - {{key: k, value: v}}
----
+        r#"{}---
 apiVersion: external-secrets.io/v1
 kind: ExternalSecret
 metadata: {{name: misused}}
@@ -408,7 +376,8 @@ spec:
   data:
   - secretKey: k
     remoteRef: {{key: k}}
-"#
+"#,
+        fake_store_v1("store", &[("k", "v")])
     ))
     .await
     .unwrap();
