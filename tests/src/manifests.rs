@@ -342,31 +342,15 @@ mod tests {
             target: Some("out"),
             annotations: &[("force-sync", "2")],
         };
-        assert_eq!(
-            docs(&external_secret_with(
-                "es",
-                "store",
-                "1h",
-                &[("k", "k")],
-                options
-            )),
-            docs(before)
-        );
         let plain = before.replace("{name: es, annotations: {force-sync: '2'}}", "{name: es}");
-        let options = EsOptions {
+        let unannotated = EsOptions {
             annotations: &[],
             ..options
         };
-        assert_eq!(
-            docs(&external_secret_with(
-                "es",
-                "store",
-                "1h",
-                &[("k", "k")],
-                options
-            )),
-            docs(&plain)
-        );
+        for (options, before) in [(options, before), (unannotated, plain.as_str())] {
+            let es = external_secret_with("es", "store", "1h", &[("k", "k")], options);
+            assert_eq!(docs(&es), docs(before));
+        }
         // Default options: external_secret's manifest.
         assert_eq!(
             external_secret_with("es", "store", "1s", &[("k", "k")], EsOptions::default()),

@@ -26,6 +26,28 @@ binaryData:
     )
 }
 
+/// A generator `WasmPlugin` `name` running the hostile fixture as `behaviour` (`ok`, `loop`,
+/// …), its component in the ConfigMap `hostile` (of `source_ns`, when given) pinned to
+/// `digest`.
+fn hostile_plugin(name: &str, digest: &str, behaviour: &str, source_ns: Option<&str>) -> String {
+    let ns = source_ns
+        .map(|n| format!(", namespace: {n}"))
+        .unwrap_or_default();
+    format!(
+        r#"
+apiVersion: plugins.esox.dev/v1alpha1
+kind: WasmPlugin
+metadata: {{name: {name}}}
+spec:
+  world: Generator
+  source:
+    configMap: {{name: hostile, key: plugin.wasm{ns}}}
+  sha256: {digest}
+  config: {{behaviour: {behaviour}}}
+"#
+    )
+}
+
 fn generator_es(name: &str, kind: &str, plugin: &str) -> String {
     format!(
         r#"
@@ -54,21 +76,9 @@ async fn hostile_plugins_are_contained_and_others_keep_syncing() {
         "ok", "loop", "alloc", "output", "output2m", "trap", "file", "socket",
     ];
     for b in behaviours {
-        env.apply(&format!(
-            r#"
-apiVersion: plugins.esox.dev/v1alpha1
-kind: WasmPlugin
-metadata: {{name: hostile-{b}}}
-spec:
-  world: Generator
-  source:
-    configMap: {{name: hostile, key: plugin.wasm}}
-  sha256: {sha}
-  config: {{behaviour: {b}}}
-"#
-        ))
-        .await
-        .unwrap();
+        env.apply(&hostile_plugin(&format!("hostile-{b}"), &sha, b, None))
+            .await
+            .unwrap();
         env.apply(&generator_es(
             &format!("es-{b}"),
             "WasmPlugin",
@@ -178,21 +188,7 @@ async fn deleted_and_repinned_plugins_are_dropped_from_the_host() {
     env.apply(&component_configmap("hostile", &bytes))
         .await
         .unwrap();
-    let plugin = |name: &str, digest: &str| {
-        format!(
-            r#"
-apiVersion: plugins.esox.dev/v1alpha1
-kind: WasmPlugin
-metadata: {{name: {name}}}
-spec:
-  world: Generator
-  source:
-    configMap: {{name: hostile, key: plugin.wasm}}
-  sha256: {digest}
-  config: {{behaviour: ok}}
-"#
-        )
-    };
+    let plugin = |name: &str, digest: &str| hostile_plugin(name, digest, "ok", None);
     let host = plugin_host();
     let host_name = |name: &str| format!("WasmPlugin/{}/{name}", env.ns);
     let compiled = |name: &str, want: Vec<String>, what: &'static str| {
@@ -249,22 +245,7 @@ async fn digests_and_namespaces_are_enforced() {
         .await
         .unwrap();
     let plugin = |name: &str, digest: &str, source_ns: Option<&str>| {
-        let ns = source_ns
-            .map(|n| format!(", namespace: {n}"))
-            .unwrap_or_default();
-        format!(
-            r#"
-apiVersion: plugins.esox.dev/v1alpha1
-kind: WasmPlugin
-metadata: {{name: {name}}}
-spec:
-  world: Generator
-  source:
-    configMap: {{name: hostile, key: plugin.wasm{ns}}}
-  sha256: {digest}
-  config: {{behaviour: ok}}
-"#
-        )
+        hostile_plugin(name, digest, "ok", source_ns)
     };
     // Good digest: works. Then the same name with a wrong digest: refused, Secret kept.
     env.apply(&plugin("pinned", &sha, None)).await.unwrap();
