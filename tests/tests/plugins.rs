@@ -26,6 +26,18 @@ binaryData:
     )
 }
 
+/// A test namespace (its controller running) holding the hostile fixture in the ConfigMap
+/// `hostile`, and the fixture's digest.
+async fn with_hostile_component(test: &str) -> (TestEnv, String) {
+    let env = TestEnv::new(test).await;
+    let bytes = hostile();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    env.apply(&component_configmap("hostile", &bytes))
+        .await
+        .unwrap();
+    (env, sha)
+}
+
 /// A generator `WasmPlugin` `name` running the hostile fixture as `behaviour` (`ok`, `loop`,
 /// …), its component in the ConfigMap `hostile` (of `source_ns`, when given) pinned to
 /// `digest`.
@@ -66,12 +78,7 @@ spec:
 
 #[tokio::test]
 async fn hostile_plugins_are_contained_and_others_keep_syncing() {
-    let env = TestEnv::new("plugin-hostile").await;
-    let bytes = hostile();
-    let sha = hex::encode(Sha256::digest(&bytes));
-    env.apply(&component_configmap("hostile", &bytes))
-        .await
-        .unwrap();
+    let (env, sha) = with_hostile_component("plugin-hostile").await;
     let behaviours = [
         "ok", "loop", "alloc", "output", "output2m", "trap", "file", "socket",
     ];
@@ -182,12 +189,7 @@ async fn hostile_plugins_are_contained_and_others_keep_syncing() {
 /// forget_stale_plugins`), instead of keeping it until newer plugins push it out.
 #[tokio::test]
 async fn deleted_and_repinned_plugins_are_dropped_from_the_host() {
-    let env = TestEnv::new("plugin-forget").await;
-    let bytes = hostile();
-    let sha = hex::encode(Sha256::digest(&bytes));
-    env.apply(&component_configmap("hostile", &bytes))
-        .await
-        .unwrap();
+    let (env, sha) = with_hostile_component("plugin-forget").await;
     let plugin = |name: &str, digest: &str| hostile_plugin(name, digest, "ok", None);
     let host = plugin_host();
     let host_name = |name: &str| format!("WasmPlugin/{}/{name}", env.ns);
