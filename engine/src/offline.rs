@@ -493,6 +493,61 @@ spec:
         );
     }
 
+    /// The controller's path for the same manifest, written out: the pipeline, the template
+    /// step with the ExternalSecret's labels and annotations, then `target::plan` on a
+    /// missing target. Render must print exactly the Secret that plan creates.
+    #[tokio::test]
+    async fn template_labels_and_annotations_are_the_controllers() {
+        let yaml = APP
+            .replace("  name: app\n", "  name: app\n  uid: 0e1d-uid\n")
+            .replace(
+                "  target: {name: app-secret}\n",
+                "  target:
+    name: app-secret
+    template:
+      metadata:
+        labels: {from: template, tier: web}
+        annotations: {owner: '{{ .password | len }}', note: from-template}
+      data:
+        password: '{{ .password | upper }}'
+",
+            );
+        let secret = render_secret(&yaml, false).await;
+
+        let es = external_secret(&documents::<serde_yaml::Value>(&yaml).unwrap()[0]).unwrap();
+        let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
+        let data: SecretMap = [("password".to_string(), SecretBytes::from("s3cr3t"))].into();
+        let runner = BuiltinRunner {
+            host: &host(),
+            metrics: &metrics,
+            delimiters: &Delimiters::default(),
+        };
+        let output = crate::template::apply(
+            es.spec.target.template.as_ref(),
+            es.labels(),
+            es.annotations(),
+            data,
+            &Sources::default(),
+            &runner,
+        )
+        .await
+        .unwrap();
+        let target::SecretPlan::Create(expected) = target::plan(&es, None, Some(&output)) else {
+            panic!("a missing Owner target is created");
+        };
+        assert_eq!(secret, *expected);
+        // The template's metadata, merged over the ExternalSecret's as the controller does.
+        let (labels, annotations) = (secret.labels(), secret.annotations());
+        assert_eq!(labels["from"], "template");
+        assert_eq!(labels["tier"], "web", "the template's label wins");
+        assert_eq!(labels[target::MANAGED_LABEL], "true");
+        assert!(labels.contains_key(target::CREATED_BY_LABEL), "{labels:?}");
+        assert_eq!(annotations["owner"], "6", "annotations are templated");
+        assert_eq!(annotations["note"], "from-template");
+        assert!(annotations.contains_key(target::DATA_HASH_ANNOTATION));
+        assert_eq!(secret.metadata.owner_references.as_ref().unwrap().len(), 1);
+    }
+
     #[tokio::test]
     async fn invalid_metadata_is_reported() {
         let yaml = APP.replace("labels: {tier: db}", "labels: [tier]");

@@ -19,8 +19,18 @@ fn quoted(s: &str) -> String {
 /// A SecretStore `name` (`v1beta1`, as the seeds write it) served by the Fake provider, holding
 /// `entries` as (key, value).
 pub fn fake_store(name: &str, entries: &[(&str, &str)]) -> String {
+    fake_store_at("v1beta1", name, entries)
+}
+
+/// [`fake_store`] at `external-secrets.io/v1`, the version the tests other than the seeds'
+/// write.
+pub fn fake_store_v1(name: &str, entries: &[(&str, &str)]) -> String {
+    fake_store_at("v1", name, entries)
+}
+
+fn fake_store_at(version: &str, name: &str, entries: &[(&str, &str)]) -> String {
     let mut yaml = format!(
-        r#"apiVersion: external-secrets.io/v1beta1
+        r#"apiVersion: external-secrets.io/{version}
 kind: SecretStore
 metadata:
   name: {name}
@@ -53,18 +63,55 @@ pub fn external_secret(
     refresh_interval: &str,
     data: &[(&str, &str)],
 ) -> String {
+    external_secret_with(name, store, refresh_interval, data, EsOptions::default())
+}
+
+/// What [`external_secret_with`] sets beyond [`external_secret`]; the default sets nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EsOptions<'a> {
+    /// `secretStoreRef.kind` (`SecretStore`, `ClusterSecretStore`).
+    pub store_kind: Option<&'a str>,
+    /// `target.name`: the Secret's name, when not the ExternalSecret's.
+    pub target: Option<&'a str>,
+    /// `metadata.annotations` (`force-sync` to make a change that forces a refresh).
+    pub annotations: &'a [(&'a str, &'a str)],
+}
+
+/// [`external_secret`] with the store's kind, the target's name or annotations set.
+pub fn external_secret_with(
+    name: &str,
+    store: &str,
+    refresh_interval: &str,
+    data: &[(&str, &str)],
+    options: EsOptions<'_>,
+) -> String {
     let mut yaml = format!(
         r#"apiVersion: external-secrets.io/v1
 kind: ExternalSecret
 metadata:
   name: {name}
-spec:
+"#
+    );
+    if !options.annotations.is_empty() {
+        yaml.push_str("  annotations:\n");
+        for (key, value) in options.annotations {
+            yaml.push_str(&format!("    {key}: {}\n", quoted(value)));
+        }
+    }
+    yaml.push_str(&format!(
+        r#"spec:
   refreshInterval: "{refresh_interval}"
   secretStoreRef:
     name: {store}
-  data:
 "#
-    );
+    ));
+    if let Some(kind) = options.store_kind {
+        yaml.push_str(&format!("    kind: {kind}\n"));
+    }
+    if let Some(target) = options.target {
+        yaml.push_str(&format!("  target:\n    name: {target}\n"));
+    }
+    yaml.push_str("  data:\n");
     for (secret_key, key) in data {
         yaml.push_str(&format!(
             "  - secretKey: {secret_key}\n    remoteRef:\n      key: {}\n",
@@ -273,6 +320,42 @@ mod tests {
                 docs(&before)
             );
         }
+    }
+
+    #[test]
+    fn fake_store_v1_is_the_tests_inline_store() {
+        // As leader.rs, plugins.rs, sync.rs and webhook.rs wrote it.
+        let before = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: store}\nspec:\n  provider:\n    fake:\n      data:\n      - {key: k, value: one}\n";
+        assert_eq!(docs(&fake_store_v1("store", &[("k", "one")])), docs(before));
+        assert_eq!(
+            docs(&fake_store_v1("store", &[]))[0]["spec"]["provider"]["fake"]["data"],
+            json!([])
+        );
+    }
+
+    #[test]
+    fn external_secret_with_options_is_the_tests_inline_external_secret() {
+        // As leader.rs wrote it (twice: without and with the force-sync annotation).
+        let before = "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: es, annotations: {force-sync: '2'}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {name: store, kind: SecretStore}\n  target: {name: out}\n  data:\n  - secretKey: k\n    remoteRef: {key: k}\n";
+        let options = EsOptions {
+            store_kind: Some("SecretStore"),
+            target: Some("out"),
+            annotations: &[("force-sync", "2")],
+        };
+        let plain = before.replace("{name: es, annotations: {force-sync: '2'}}", "{name: es}");
+        let unannotated = EsOptions {
+            annotations: &[],
+            ..options
+        };
+        for (options, before) in [(options, before), (unannotated, plain.as_str())] {
+            let es = external_secret_with("es", "store", "1h", &[("k", "k")], options);
+            assert_eq!(docs(&es), docs(before));
+        }
+        // Default options: external_secret's manifest.
+        assert_eq!(
+            external_secret_with("es", "store", "1s", &[("k", "k")], EsOptions::default()),
+            external_secret("es", "store", "1s", &[("k", "k")])
+        );
     }
 
     #[test]

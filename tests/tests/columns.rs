@@ -2,6 +2,7 @@
 //! (`additionalPrinterColumns` of config/crds/bases/external-secrets.io_*.yaml at v2.9.0) for
 //! ESO's kinds, in both served versions.
 
+use esox_tests::manifests::fake_store_v1;
 use esox_tests::{Options, TestEnv, cluster_lock, stack_env, stdout_ok};
 
 fn kubectl(args: &[&str]) -> String {
@@ -48,15 +49,9 @@ async fn kubectl_get_shows_esos_columns() {
     )
     .await;
     let css = format!("css-{}", env.ns);
+    let store = fake_store_v1("store", &[("k", "v")]);
     env.apply(&format!(
-        r#"apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {{name: store}}
-spec:
-  provider:
-    fake:
-      data: [{{key: k, value: v}}]
----
+        r#"{store}---
 apiVersion: external-secrets.io/v1
 kind: ClusterSecretStore
 metadata: {{name: {css}}}

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use esox_tests::manifests::aws_static_store;
+use esox_tests::manifests::{aws_static_store, fake_store_v1};
 use esox_tests::proxy::{Fault, FaultProxy};
 use esox_tests::{TestEnv, put_aws_secret, stack_env, wait_for};
 
@@ -63,18 +63,8 @@ async fn a_dead_store_holds_back_no_other_store() {
     manifests.push_str(&aws_static_store("slow", "SecretsManager", "SLOWKEY:s"));
     manifests.push_str("---\n");
     manifests.push_str(&aws_static_store("healthy", "SecretsManager", "OKKEY:s"));
-    manifests.push_str(
-        r#"---
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {name: fake}
-spec:
-  provider:
-    fake:
-      data:
-      - {key: k, value: fake-value}
-"#,
-    );
+    manifests.push_str("---\n");
+    manifests.push_str(&fake_store_v1("fake", &[("k", "fake-value")]));
     let dead: Vec<String> = (0..6).map(|i| format!("dead-{i}")).collect();
     for name in &dead {
         manifests.push_str(&external_secret(name, "dead", &key));
@@ -179,17 +169,7 @@ async fn overload_refreshes_every_object_and_says_it_is_late() {
     let interval = var("ESOX_OVERLOAD_INTERVAL", "1s");
     let window = Duration::from_secs(var("ESOX_OVERLOAD_WINDOW", "25").parse().unwrap());
     let qps = var("ESOX_OVERLOAD_QPS", "10");
-    let mut manifests = String::from(
-        r#"apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {name: fake}
-spec:
-  provider:
-    fake:
-      data:
-      - {key: k, value: v}
-"#,
-    );
+    let mut manifests = fake_store_v1("fake", &[("k", "v")]);
     for i in 0..n {
         manifests.push_str(&external_secret(&format!("es-{i}"), "fake", "k").replace(
             &format!("refreshInterval: {INTERVAL}"),

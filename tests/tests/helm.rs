@@ -158,7 +158,7 @@ fn controller_rules(cluster: bool) -> Vec<(Vec<String>, Vec<String>, Vec<String>
         // ESO's cleanup finalizer.
         rule(&["external-secrets.io"], &["externalsecrets"], &["patch"]),
         rule(&["generators.external-secrets.io"], &generators, &["get"]),
-        rule(&["plugins.esox.dev"], &plugins, &["get"]),
+        rule(&["plugins.esox.dev"], &plugins, &["get", "list", "watch"]),
         rule(
             &[""],
             &["secrets"],

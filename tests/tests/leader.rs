@@ -3,9 +3,25 @@
 
 use std::time::{Duration, Instant};
 
+use esox_tests::manifests::{EsOptions, external_secret_with, fake_store_v1};
 use esox_tests::{TestEnv, secret_strings};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
+
+/// The ExternalSecret both controllers would sync: `k` of the Fake store into the Secret `out`.
+fn synced_es(annotations: &[(&str, &str)]) -> String {
+    external_secret_with(
+        "es",
+        "store",
+        "1h",
+        &[("k", "k")],
+        EsOptions {
+            store_kind: Some("SecretStore"),
+            target: Some("out"),
+            annotations,
+        },
+    )
+}
 
 async fn holder(api: &Api<Lease>) -> Option<String> {
     api.get_opt("external-secrets-controller")
@@ -45,29 +61,11 @@ async fn one_leader_syncs_and_the_standby_takes_over() {
     }
     let leader = holder(&leases).await.unwrap();
     let second = env.spawn_controller(&le);
-    env.apply(
-        r#"
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {name: store}
-spec:
-  provider:
-    fake:
-      data:
-      - {key: k, value: one}
----
-apiVersion: external-secrets.io/v1
-kind: ExternalSecret
-metadata: {name: es}
-spec:
-  refreshInterval: 1h
-  secretStoreRef: {name: store, kind: SecretStore}
-  target: {name: out}
-  data:
-  - secretKey: k
-    remoteRef: {key: k}
-"#,
-    )
+    env.apply(&format!(
+        "{}---\n{}",
+        fake_store_v1("store", &[("k", "one")]),
+        synced_es(&[])
+    ))
     .await
     .unwrap();
     let s = env
@@ -95,29 +93,11 @@ spec:
         assert!(Instant::now() < deadline, "the standby did not take over");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    env.apply(
-        r#"
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {name: store}
-spec:
-  provider:
-    fake:
-      data:
-      - {key: k, value: two}
----
-apiVersion: external-secrets.io/v1
-kind: ExternalSecret
-metadata: {name: es, annotations: {force-sync: '2'}}
-spec:
-  refreshInterval: 1h
-  secretStoreRef: {name: store, kind: SecretStore}
-  target: {name: out}
-  data:
-  - secretKey: k
-    remoteRef: {key: k}
-"#,
-    )
+    env.apply(&format!(
+        "{}---\n{}",
+        fake_store_v1("store", &[("k", "two")]),
+        synced_es(&[("force-sync", "2")])
+    ))
     .await
     .unwrap();
     let s = env

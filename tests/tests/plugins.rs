@@ -5,7 +5,8 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use esox_tests::{TestEnv, secret_strings};
+use esox_tests::manifests::{EsOptions, external_secret_with, fake_store_v1};
+use esox_tests::{TestEnv, plugin_host, secret_strings, wait_for};
 
 fn hostile() -> Vec<u8> {
     std::fs::read(esox::plugin::builtin::component_path("esox_plugin_hostile"))
@@ -21,6 +22,40 @@ kind: ConfigMap
 metadata: {{name: {name}}}
 binaryData:
   plugin.wasm: {b64}
+"#
+    )
+}
+
+/// A test namespace (its controller running) holding the hostile fixture in the ConfigMap
+/// `hostile`, and the fixture's digest.
+async fn with_hostile_component(test: &str) -> (TestEnv, String) {
+    let env = TestEnv::new(test).await;
+    let bytes = hostile();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    env.apply(&component_configmap("hostile", &bytes))
+        .await
+        .unwrap();
+    (env, sha)
+}
+
+/// A generator `WasmPlugin` `name` running the hostile fixture as `behaviour` (`ok`, `loop`,
+/// …), its component in the ConfigMap `hostile` (of `source_ns`, when given) pinned to
+/// `digest`.
+fn hostile_plugin(name: &str, digest: &str, behaviour: &str, source_ns: Option<&str>) -> String {
+    let ns = source_ns
+        .map(|n| format!(", namespace: {n}"))
+        .unwrap_or_default();
+    format!(
+        r#"
+apiVersion: plugins.esox.dev/v1alpha1
+kind: WasmPlugin
+metadata: {{name: {name}}}
+spec:
+  world: Generator
+  source:
+    configMap: {{name: hostile, key: plugin.wasm{ns}}}
+  sha256: {digest}
+  config: {{behaviour: {behaviour}}}
 "#
     )
 }
@@ -43,31 +78,14 @@ spec:
 
 #[tokio::test]
 async fn hostile_plugins_are_contained_and_others_keep_syncing() {
-    let env = TestEnv::new("plugin-hostile").await;
-    let bytes = hostile();
-    let sha = hex::encode(Sha256::digest(&bytes));
-    env.apply(&component_configmap("hostile", &bytes))
-        .await
-        .unwrap();
+    let (env, sha) = with_hostile_component("plugin-hostile").await;
     let behaviours = [
         "ok", "loop", "alloc", "output", "output2m", "trap", "file", "socket",
     ];
     for b in behaviours {
-        env.apply(&format!(
-            r#"
-apiVersion: plugins.esox.dev/v1alpha1
-kind: WasmPlugin
-metadata: {{name: hostile-{b}}}
-spec:
-  world: Generator
-  source:
-    configMap: {{name: hostile, key: plugin.wasm}}
-  sha256: {sha}
-  config: {{behaviour: {b}}}
-"#
-        ))
-        .await
-        .unwrap();
+        env.apply(&hostile_plugin(&format!("hostile-{b}"), &sha, b, None))
+            .await
+            .unwrap();
         env.apply(&generator_es(
             &format!("es-{b}"),
             "WasmPlugin",
@@ -77,28 +95,15 @@ spec:
         .unwrap();
     }
     // A healthy ExternalSecret beside them.
-    env.apply(
-        r#"
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {name: store}
-spec:
-  provider:
-    fake:
-      data:
-      - {key: k, value: v1}
----
-apiVersion: external-secrets.io/v1
-kind: ExternalSecret
-metadata: {name: healthy}
-spec:
-  refreshInterval: 1s
-  secretStoreRef: {name: store, kind: SecretStore}
-  data:
-  - secretKey: k
-    remoteRef: {key: k}
-"#,
-    )
+    let healthy = EsOptions {
+        store_kind: Some("SecretStore"),
+        ..Default::default()
+    };
+    env.apply(&format!(
+        "{}---\n{}",
+        fake_store_v1("store", &[("k", "v1")]),
+        external_secret_with("healthy", "store", "1s", &[("k", "k")], healthy)
+    ))
     .await
     .unwrap();
 
@@ -158,20 +163,9 @@ spec:
         .await;
     assert_eq!(secret_strings(&ok)["value"], "fine");
     env.wait_value("healthy", "k", "v1").await;
-    env.apply(
-        r#"
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {name: store}
-spec:
-  provider:
-    fake:
-      data:
-      - {key: k, value: v2}
-"#,
-    )
-    .await
-    .unwrap();
+    env.apply(&fake_store_v1("store", &[("k", "v2")]))
+        .await
+        .unwrap();
     env.wait_value("healthy", "k", "v2").await;
 
     let m = env.metrics();
@@ -190,6 +184,55 @@ spec:
     }
 }
 
+/// The controller's plugin-object watch drops a plugin's compiled component from the host
+/// when the object pins another digest or is deleted (`controller::plugins::
+/// forget_stale_plugins`), instead of keeping it until newer plugins push it out.
+#[tokio::test]
+async fn deleted_and_repinned_plugins_are_dropped_from_the_host() {
+    let (env, sha) = with_hostile_component("plugin-forget").await;
+    let plugin = |name: &str, digest: &str| hostile_plugin(name, digest, "ok", None);
+    let host = plugin_host();
+    let host_name = |name: &str| format!("WasmPlugin/{}/{name}", env.ns);
+    let compiled = |name: &str, want: Vec<String>, what: &'static str| {
+        let (host, name) = (host.clone(), host_name(name));
+        wait_for(std::time::Duration::from_secs(30), what, move || {
+            let found = host.user_plugin_digests(&name);
+            futures::future::ready((found == want).then_some(()))
+        })
+    };
+    for name in ["repinned", "deleted"] {
+        env.apply(&plugin(name, &sha)).await.unwrap();
+        env.apply(&generator_es(name, "WasmPlugin", name))
+            .await
+            .unwrap();
+    }
+    for name in ["repinned", "deleted"] {
+        env.wait_value(name, "value", "fine").await;
+        assert_eq!(host.user_plugin_digests(&host_name(name)), [sha.as_str()]);
+    }
+
+    // Pinned to another digest (one no component has): its compiled component is dropped at
+    // once, and only its own.
+    env.apply(&plugin("repinned", &"0".repeat(64)))
+        .await
+        .unwrap();
+    compiled("repinned", vec![], "the repinned plugin dropped")
+        .await
+        .unwrap();
+    assert_eq!(
+        host.user_plugin_digests(&host_name("deleted")),
+        [sha.as_str()]
+    );
+
+    // Deleted: dropped.
+    let api: kube::Api<esox::api::plugins::WasmPlugin> =
+        kube::Api::namespaced(env.client.clone(), &env.ns);
+    api.delete("deleted", &Default::default()).await.unwrap();
+    compiled("deleted", vec![], "the deleted plugin dropped")
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn digests_and_namespaces_are_enforced() {
     let env = TestEnv::new("plugin-trust").await;
@@ -204,22 +247,7 @@ async fn digests_and_namespaces_are_enforced() {
         .await
         .unwrap();
     let plugin = |name: &str, digest: &str, source_ns: Option<&str>| {
-        let ns = source_ns
-            .map(|n| format!(", namespace: {n}"))
-            .unwrap_or_default();
-        format!(
-            r#"
-apiVersion: plugins.esox.dev/v1alpha1
-kind: WasmPlugin
-metadata: {{name: {name}}}
-spec:
-  world: Generator
-  source:
-    configMap: {{name: hostile, key: plugin.wasm{ns}}}
-  sha256: {digest}
-  config: {{behaviour: ok}}
-"#
-        )
+        hostile_plugin(name, digest, "ok", source_ns)
     };
     // Good digest: works. Then the same name with a wrong digest: refused, Secret kept.
     env.apply(&plugin("pinned", &sha, None)).await.unwrap();
@@ -316,16 +344,7 @@ spec:
 
     // A generator is not a transformer.
     env.apply(&format!(
-        r#"
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {{name: store}}
-spec:
-  provider:
-    fake:
-      data:
-      - {{key: k, value: v}}
----
+        r#"{}---
 apiVersion: external-secrets.io/v1
 kind: ExternalSecret
 metadata: {{name: misused}}
@@ -340,7 +359,8 @@ spec:
   data:
   - secretKey: k
     remoteRef: {{key: k}}
-"#
+"#,
+        fake_store_v1("store", &[("k", "v")])
     ))
     .await
     .unwrap();

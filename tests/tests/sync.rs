@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use esox_tests::manifests::{
-    SEED_CREDS as CREDS, external_secret, fake_store, seed_api_key, seed_db_credentials,
+    SEED_CREDS as CREDS, external_secret, fake_store, fake_store_v1, seed_api_key,
+    seed_db_credentials,
 };
 use esox_tests::{TestEnv, secret_strings, wait_for};
 use k8s_openapi::api::core::v1::Secret;
@@ -829,18 +830,10 @@ spec:
 #[tokio::test]
 async fn eso_admission_rules_are_reported_on_status() {
     let env = TestEnv::new("sync-rules").await;
-    env.apply(
-        r#"
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {name: store}
-spec:
-  provider:
-    fake:
-      data:
-      - {key: k, value: v}
----
-apiVersion: external-secrets.io/v1
+    env.apply(&format!(
+        "{}---\n{}",
+        fake_store_v1("store", &[("k", "v")]),
+        r#"apiVersion: external-secrets.io/v1
 kind: ExternalSecret
 metadata: {name: dup}
 spec:
@@ -849,8 +842,8 @@ spec:
   data:
   - {secretKey: a, remoteRef: {key: k}}
   - {secretKey: b, remoteRef: {key: k}}
-"#,
-    )
+"#
+    ))
     .await
     .unwrap();
     let msg = env.wait_ready("dup", "False", "SecretSyncedError").await;

@@ -5,6 +5,7 @@
 use base64::Engine as _;
 use std::time::Duration;
 
+use esox_tests::manifests::fake_store_v1;
 use esox_tests::{TestEnv, wait_for};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 
@@ -188,26 +189,18 @@ spec:
         "{err}"
     );
     // Valid manifests are admitted.
-    env.apply(
-        r#"
-apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {name: store}
-spec:
-  provider:
-    fake:
-      data:
-      - {key: k, value: v}
----
-apiVersion: external-secrets.io/v1beta1
+    env.apply(&format!(
+        "{}---\n{}",
+        fake_store_v1("store", &[("k", "v")]),
+        r#"apiVersion: external-secrets.io/v1beta1
 kind: ExternalSecret
 metadata: {name: good}
 spec:
   secretStoreRef: {name: store, kind: SecretStore}
   data:
   - {secretKey: a, remoteRef: {key: k}}
-"#,
-    )
+"#
+    ))
     .await
     .unwrap();
     let api: kube::Api<ValidatingWebhookConfiguration> = kube::Api::all(env.client.clone());

@@ -15,7 +15,8 @@ use crate::{
 
 /// The most user plugins (name, world and digest) kept compiled at once; past it the least
 /// recently used is dropped (and compiled again, or read from the compiled cache, when next
-/// used). A bound, because nothing tells the host that a plugin object was deleted.
+/// used). A bound, whatever tells the host that a plugin object was deleted
+/// ([`PluginHost::forget_user_plugin`]) or not.
 pub const MAX_USER_PLUGINS: usize = 128;
 
 /// Where [`PluginHost`] reports each call: the controller counts them in its metrics.
@@ -200,12 +201,28 @@ impl PluginHost {
         compiled
     }
 
-    /// Drops every compiled digest of the user plugin `name` (for a deleted plugin object).
+    /// Drops every compiled digest of the user plugin `name`: the controller calls it when the
+    /// plugin object is deleted or pinned to another component. A call already holding the
+    /// plugin finishes with it; the next use compiles again (or reads the compiled cache).
     pub fn forget_user_plugin(&self, name: &str) {
         self.user
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|k, _| k.name != name);
+    }
+
+    /// The digests of the user plugin `name` kept compiled (or compiling), sorted.
+    pub fn user_plugin_digests(&self, name: &str) -> Vec<String> {
+        let mut digests: Vec<String> = self
+            .user
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .filter(|k| k.name == name)
+            .map(|k| k.sha256.clone())
+            .collect();
+        digests.sort();
+        digests
     }
 
     /// How many user plugins are kept compiled (or compiling).

@@ -392,8 +392,43 @@ async fn concurrent_first_uses_of_a_plugin_compile_it_once() {
         .unwrap_err();
     assert_eq!(host.runtime().loads(), 4, "the next use tries again");
 
+    assert_eq!(host.user_plugin_digests("WasmPlugin/ns/u"), ["d2"]);
+    assert!(host.user_plugin_digests("WasmPlugin/ns/bad").is_empty());
+    host.forget_user_plugin("WasmPlugin/ns/other");
+    assert_eq!(host.user_plugins(), 1, "only the name given is forgotten");
     host.forget_user_plugin("WasmPlugin/ns/u");
     assert_eq!(host.user_plugins(), 0);
+    assert!(host.user_plugin_digests("WasmPlugin/ns/u").is_empty());
+    first_use("WasmPlugin/ns/u", "d2", bytes.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        host.runtime().loads(),
+        5,
+        "a forgotten plugin is compiled again on its next use"
+    );
+}
+
+/// What the built-ins need from WASI, which is less than the linker links (all of p2: see
+/// `Runtime::new` for the components that import more, and why they keep it linked).
+#[test]
+fn builtins_import_only_cli_io_clocks_and_random() {
+    let rt = runtime();
+    let needed = ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/"];
+    for b in builtin::Builtin::ALL {
+        for import in rt.wasi_imports(b.component()) {
+            assert!(
+                needed.iter().any(|n| import.starts_with(n)),
+                "{b:?} imports {import}"
+            );
+        }
+    }
+    // The hostile fixture imports more: its file and socket probes are denied at run time.
+    let hostile = rt.wasi_imports(&hostile_bytes());
+    for import in ["wasi:filesystem/preopens", "wasi:sockets/tcp"] {
+        assert!(hostile.contains(import), "{import} not in {hostile:?}");
+    }
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The controllers: ExternalSecrets, SecretStores and ClusterSecretStores.
+//! The controllers: ExternalSecrets, SecretStores and ClusterSecretStores (and a watch of the
+//! plugin objects that keeps the plugin host's compiled components in step with them).
 //!
 //! ExternalSecrets are watched through a predicate on generation, labels and annotations, so
 //! our own status writes never trigger a reconcile (and ESO's force-sync annotation does).
@@ -38,6 +39,7 @@ use kube::runtime::{Controller, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
+use crate::api::plugins::{ClusterWasmPlugin, WasmPlugin};
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
 use crate::http::Health;
 use context::Context;
@@ -323,7 +325,19 @@ pub async fn run_until(
         }
     };
 
+    // Compiled user plugins whose objects are deleted or repinned are dropped from the host.
+    let plugins = plugins::forget_stale_plugins(
+        api::<WasmPlugin>(&client, ns.as_deref()),
+        ctx.plugins.clone(),
+        shutdown.clone(),
+    );
+
     if ns.is_none() {
+        let cluster_plugins = plugins::forget_stale_plugins(
+            Api::<ClusterWasmPlugin>::all(client.clone()),
+            ctx.plugins.clone(),
+            shutdown.clone(),
+        );
         let css_api = Api::<ClusterSecretStore>::all(client.clone());
         let cluster_store_stream = watch::watch(
             health.watch("ClusterSecretStore"),
@@ -341,9 +355,16 @@ pub async fn run_until(
                 ctx.clone(),
             )
             .for_each(|_| async {});
-        tokio::join!(es_controller, store_controller, css_controller, startup);
+        tokio::join!(
+            es_controller,
+            store_controller,
+            css_controller,
+            startup,
+            plugins,
+            cluster_plugins
+        );
     } else {
-        tokio::join!(es_controller, store_controller, startup);
+        tokio::join!(es_controller, store_controller, startup, plugins);
     }
     info!("controllers stopped");
 }

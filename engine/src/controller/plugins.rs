@@ -6,18 +6,25 @@
 //! declares; a `WasmPlugin` is looked up in the ExternalSecret's own namespace and reads its
 //! component from that namespace only, so one tenant cannot run another's plugin.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::Api;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
 use sha2::{Digest, Sha256};
+use tracing::debug;
 
 use super::context::Context;
+use super::watch::WatchStatus;
 use crate::api::plugins::{
     ClusterWasmPlugin, ComponentRef, PluginSpec, PluginWorld, WasmPlugin, declared_digest,
 };
 use crate::api::{PluginRef, PluginSource};
 use crate::plugin::{
-    Plugin, PluginError, TemplateOutput, TemplateRequest, UnpackError, unpack_component,
+    Plugin, PluginError, PluginHost, TemplateOutput, TemplateRequest, UnpackError, unpack_component,
 };
 use crate::secret::SecretMap;
 use crate::template::{BuiltinRunner, Runner, TemplateEngine, TemplateError};
@@ -208,7 +215,7 @@ pub async fn user_plugin(
                     name: name.to_string(),
                     namespace: Some(namespace.to_string()),
                 })?;
-            let spec = obj.spec.plugin;
+            let spec = obj.spec.plugin.clone();
             for r in spec.source.refs() {
                 if let Some(other) = r.namespace.as_deref().filter(|n| *n != namespace) {
                     return Err(UserPluginError::WrongNamespace {
@@ -218,11 +225,7 @@ pub async fn user_plugin(
                     });
                 }
             }
-            (
-                format!("WasmPlugin/{namespace}/{name}"),
-                spec,
-                namespace.to_string(),
-            )
+            (obj.host_name(), spec, namespace.to_string())
         }
         PluginSource::ClusterWasmPlugin => {
             let api: Api<ClusterWasmPlugin> = Api::all(ctx.client.clone());
@@ -235,7 +238,7 @@ pub async fn user_plugin(
                     name: name.to_string(),
                     namespace: None,
                 })?;
-            let spec = obj.spec.plugin;
+            let spec = obj.spec.plugin.clone();
             let ns = spec
                 .source
                 .refs()
@@ -243,7 +246,7 @@ pub async fn user_plugin(
                 .ok_or_else(|| UserPluginError::MissingNamespace {
                     name: name.to_string(),
                 })?;
-            (format!("ClusterWasmPlugin/{name}"), spec, ns)
+            (obj.host_name(), spec, ns)
         }
         PluginSource::Builtin => {
             return Err(UserPluginError::Builtin {
@@ -350,6 +353,111 @@ async fn component_bytes(
     Err(UserPluginError::NoSource {
         plugin: label.to_string(),
     })
+}
+
+/// A plugin object, as the host knows it.
+pub trait PluginObject:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The kind, for logs and the watch's name.
+    const KIND: &'static str;
+
+    /// The name the host compiles it under: `WasmPlugin/<namespace>/<name>` or
+    /// `ClusterWasmPlugin/<name>` (also the plugin's name in errors and metrics).
+    fn host_name(&self) -> String;
+
+    /// Its settings.
+    fn plugin(&self) -> &PluginSpec;
+}
+
+impl PluginObject for WasmPlugin {
+    const KIND: &'static str = "WasmPlugin";
+
+    fn host_name(&self) -> String {
+        format!(
+            "WasmPlugin/{}/{}",
+            self.namespace().unwrap_or_default(),
+            self.name_any()
+        )
+    }
+
+    fn plugin(&self) -> &PluginSpec {
+        &self.spec.plugin
+    }
+}
+
+impl PluginObject for ClusterWasmPlugin {
+    const KIND: &'static str = "ClusterWasmPlugin";
+
+    fn host_name(&self) -> String {
+        format!("ClusterWasmPlugin/{}", self.name_any())
+    }
+
+    fn plugin(&self) -> &PluginSpec {
+        &self.spec.plugin
+    }
+}
+
+/// Whether a plugin object going from `old` to `new` (`None`: deleted) leaves the component
+/// the host compiled for it unreachable: it is deleted, or pins another digest or world. An
+/// object seen for the first time (`old` is `None`: the first list after a start) has nothing
+/// compiled under older settings; what a use compiled before the list came in is replaced by
+/// the host on the next use if its digest is stale.
+pub fn leaves_compiled_stale(old: Option<&PluginSpec>, new: Option<&PluginSpec>) -> bool {
+    match (old, new) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(old), Some(new)) => {
+            old.world != new.world || declared_digest(old) != declared_digest(new)
+        }
+    }
+}
+
+/// Watches the plugin objects of `api` and drops from `host` the compiled component of each
+/// one deleted or pinned to another component ([`leaves_compiled_stale`]), until `shutdown`.
+/// Without it a deleted plugin's component stays in memory until
+/// [`MAX_USER_PLUGINS`](crate::plugin::MAX_USER_PLUGINS) newer ones push it out.
+///
+/// The watch only frees memory, so it does not count towards readiness: RBAC without
+/// list/watch on the plugin kinds (an older chart) costs a warning, not a ready controller.
+pub async fn forget_stale_plugins<K: PluginObject>(
+    api: Api<K>,
+    host: Arc<PluginHost>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (reader, writer) = reflector::store();
+    let before = reader.clone();
+    let events = super::watch::watch(WatchStatus::new(K::KIND), reader, move || {
+        watcher(api.clone(), watcher::Config::default().any_semantic())
+    })
+    // Before the reflector applies the event, its store still holds the object as it was.
+    .inspect(move |event| {
+        let (obj, gone) = match event {
+            Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => (obj, false),
+            Ok(watcher::Event::Delete(obj)) => (obj, true),
+            _ => return,
+        };
+        let old = before.get(&ObjectRef::from_obj(obj));
+        let new = (!gone).then(|| obj.plugin());
+        if leaves_compiled_stale(old.as_deref().map(K::plugin), new) {
+            let name = obj.host_name();
+            if !host.user_plugin_digests(&name).is_empty() {
+                debug!(plugin = %name, deleted = gone, "dropping the plugin's compiled component");
+            }
+            host.forget_user_plugin(&name);
+        }
+    })
+    .reflect(writer);
+    events
+        .take_until(shutdown)
+        .for_each(|_| futures::future::ready(()))
+        .await;
 }
 
 /// Runs one ExternalSecret's template plugins.
@@ -516,6 +624,75 @@ mod tests {
             }
             .metric_label()
         );
+    }
+
+    fn spec(world: PluginWorld, sha256: &str) -> PluginSpec {
+        PluginSpec {
+            world,
+            sha256: sha256.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_compiled_component_is_stale_once_its_object_is_gone_or_repinned() {
+        use PluginWorld::{Generator, Transformer};
+        let ab = spec(Transformer, "ab");
+        let cases = [
+            (
+                "first seen (a start's list)",
+                None,
+                Some(spec(Transformer, "ab")),
+                false,
+            ),
+            (
+                "unchanged",
+                Some(ab.clone()),
+                Some(spec(Transformer, "ab")),
+                false,
+            ),
+            // declared_digest normalises: the same component, so the same compilation.
+            (
+                "the same digest spelt otherwise",
+                Some(ab.clone()),
+                Some(spec(Transformer, " sha256:AB ")),
+                false,
+            ),
+            (
+                "another digest",
+                Some(ab.clone()),
+                Some(spec(Transformer, "cd")),
+                true,
+            ),
+            (
+                "another world",
+                Some(ab.clone()),
+                Some(spec(Generator, "ab")),
+                true,
+            ),
+            ("deleted", Some(ab.clone()), None, true),
+            ("deleted, never seen (a relist)", None, None, true),
+        ];
+        for (case, old, new, stale) in cases {
+            assert_eq!(
+                leaves_compiled_stale(old.as_ref(), new.as_ref()),
+                stale,
+                "{case}"
+            );
+        }
+        // Config is the object's, not the component's: no recompilation for it.
+        let mut configured = ab.clone();
+        configured.config = Some(serde_json::json!({"k": "v"}));
+        assert!(!leaves_compiled_stale(Some(&ab), Some(&configured)));
+    }
+
+    #[test]
+    fn plugin_objects_are_named_as_the_host_compiles_them() {
+        let mut namespaced = WasmPlugin::new("flatten", Default::default());
+        namespaced.metadata.namespace = Some("team-a".into());
+        assert_eq!(namespaced.host_name(), "WasmPlugin/team-a/flatten");
+        let cluster = ClusterWasmPlugin::new("approved", Default::default());
+        assert_eq!(cluster.host_name(), "ClusterWasmPlugin/approved");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! A provider with a remote API (AWS Secrets Manager, Parameter Store, the STS generator)
 //! counts each API call where it makes it, under the API's own call name (`GetSecretValue`,
-//! `BatchGetSecretValue`, `GetSessionToken`, …), as ESO labels them: the SDK call's result
+//! `BatchGetSecretValue`, `GetSessionToken`, …), as ESO labels them; the STS calls that
+//! connect a store and check it (`AssumeRole`, `AssumeRoleWithWebIdentity`,
+//! `GetCallerIdentity`, which ESO does not count) are counted under `AWS/STS`. The SDK call's result
 //! goes through [`Recorded::recorded`] (`.send().await.recorded(&self.calls, "GetParameter")`)
 //! before anything else looks at it.
 //!
@@ -41,6 +43,15 @@ impl Calls {
         }
     }
 
+    /// The same metrics, counting another provider's calls (`AWS/STS` beside a store's own
+    /// service).
+    pub fn for_provider(&self, provider: &'static str) -> Calls {
+        Calls {
+            metrics: self.metrics.clone(),
+            provider,
+        }
+    }
+
     /// Records one call and its outcome.
     pub fn record<T, E>(&self, call: &str, result: &Result<T, E>) {
         self.metrics
@@ -51,6 +62,14 @@ impl Calls {
                 status: if result.is_ok() { SUCCESS } else { ERROR }.to_string(),
             })
             .inc();
+    }
+}
+
+impl std::fmt::Debug for Calls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Calls")
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
     }
 }
 

@@ -110,10 +110,11 @@ cannot grant and a namespaced controller does not use.
 - apiGroups: ["generators.external-secrets.io"]
   resources: ["passwords", "uuids", "fakes", "stssessiontokens"{{ if not .scoped }}, "clustergenerators"{{ end }}]
   verbs: ["get"]
-# Read the user plugins templates and generatorRefs name{{ if .scoped }} (ClusterWasmPlugins are cluster-wide only){{ end }}.
+# Read the user plugins templates and generatorRefs name{{ if .scoped }} (ClusterWasmPlugins are cluster-wide only){{ end }}; list/watch:
+# a deleted or repinned plugin's compiled component is dropped from memory.
 - apiGroups: ["plugins.esox.dev"]
   resources: ["wasmplugins"{{ if not .scoped }}, "clusterwasmplugins"{{ end }}]
-  verbs: ["get"]
+  verbs: ["get", "list", "watch"]
 # Secrets. list/watch: the metadata-only watch of managed Secrets that heals edits and
 # deletions at once (label-selected, but RBAC cannot restrict by label). get: the target
 # Secret before writing it, templateFrom Secrets, auth.secretRef keys, plugin components.

@@ -26,9 +26,9 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::PostParams;
 use kube::{Api, Client};
 
-use super::{sdk_config, sts_client};
+use super::{STS, sdk_config, sts_client};
 use crate::api::{AwsProvider, SecretKeySelector, StoreKind};
-use crate::provider::{BuildContext, ClusterRefs, ProviderBuildError};
+use crate::provider::{BuildContext, Calls, ClusterRefs, ProviderBuildError, Recorded};
 
 /// ServiceAccount annotation naming the role to assume with its token (EKS IRSA convention).
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
@@ -44,6 +44,7 @@ pub async fn credentials(
     ctx: &BuildContext<'_>,
 ) -> Result<(SharedCredentialsProvider, String), ProviderBuildError> {
     let auth = spec.auth.clone().unwrap_or_default();
+    let calls = Calls::new(ctx.metrics, STS);
     let (mut provider, mut identity) = if let Some(secret_ref) = &auth.secret_ref {
         static_keys(secret_ref, cluster(ctx, "secretRef")?).await?
     } else if let Some(jwt) = &auth.jwt {
@@ -60,6 +61,7 @@ pub async fn credentials(
             &sa.name,
             &sa.audiences,
             &spec.region,
+            calls.clone(),
         )
         .await?
     } else {
@@ -88,6 +90,7 @@ pub async fn credentials(
         let conf = sdk_config(&spec.region, Some(provider.clone())).await;
         let assume = AssumeRole {
             sts: sts_client(&conf),
+            calls: calls.clone(),
             role: role.clone(),
             external_id: if is_final {
                 spec.external_id.clone()
@@ -229,6 +232,7 @@ async fn web_identity(
     name: &str,
     audiences: &[String],
     region: &str,
+    calls: Calls,
 ) -> Result<(SharedCredentialsProvider, String), ProviderBuildError> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let sa = api
@@ -261,6 +265,7 @@ async fn web_identity(
     let conf = sdk_config(region, None).await;
     let provider = WebIdentity {
         sts: sts_client(&conf),
+        calls,
         api,
         name: name.to_string(),
         audiences: auds,
@@ -296,6 +301,8 @@ fn from_sts(
 #[derive(Debug)]
 struct WebIdentity {
     sts: aws_sdk_sts::Client,
+    /// Counts `AssumeRoleWithWebIdentity` under `AWS/STS`.
+    calls: Calls,
     api: Api<ServiceAccount>,
     name: String,
     audiences: Vec<String>,
@@ -334,6 +341,7 @@ impl WebIdentity {
             .web_identity_token(token)
             .send()
             .await
+            .recorded(&self.calls, "AssumeRoleWithWebIdentity")
             .map_err(|e| {
                 CredentialsError::provider_error(super::errors::classify(
                     e,
@@ -361,6 +369,8 @@ impl ProvideCredentials for WebIdentity {
 #[derive(Debug)]
 struct AssumeRole {
     sts: aws_sdk_sts::Client,
+    /// Counts `AssumeRole` under `AWS/STS`.
+    calls: Calls,
     role: String,
     external_id: Option<String>,
     tags: Vec<(String, String)>,
@@ -390,12 +400,16 @@ impl AssumeRole {
         for k in &self.transitive {
             req = req.transitive_tag_keys(k);
         }
-        let out = req.send().await.map_err(|e| {
-            CredentialsError::provider_error(super::errors::classify(
-                e,
-                &format!("sts:AssumeRole {}", self.role),
-            ))
-        })?;
+        let out = req
+            .send()
+            .await
+            .recorded(&self.calls, "AssumeRole")
+            .map_err(|e| {
+                CredentialsError::provider_error(super::errors::classify(
+                    e,
+                    &format!("sts:AssumeRole {}", self.role),
+                ))
+            })?;
         from_sts(out.credentials, "AssumeRole", "esox-assume-role")
     }
 }
@@ -406,5 +420,34 @@ impl ProvideCredentials for AssumeRole {
         Self: 'a,
     {
         future::ProvideCredentials::new(self.fetch())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::provider::calls::{ERROR, counted};
+
+    #[tokio::test]
+    async fn a_role_assumption_is_counted_under_aws_sts() {
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        let assume = AssumeRole {
+            sts: aws_sdk_sts::Client::new(&super::super::unreachable_conf().await),
+            calls: Calls::new(&metrics, STS),
+            role: "arn:aws:iam::1:role/app".into(),
+            external_id: None,
+            tags: vec![],
+            transitive: vec![],
+        };
+        let err = assume.fetch().await.unwrap_err();
+        assert!(
+            format!("{err:?}").contains("sts:AssumeRole arn:aws:iam::1:role/app"),
+            "{err:?}"
+        );
+        assert_eq!(counted(&metrics, "AWS/STS", "AssumeRole", ERROR), 1);
     }
 }

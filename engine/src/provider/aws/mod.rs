@@ -19,7 +19,7 @@ use std::sync::Arc;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-use super::{BuildContext, Calls, Provider, ProviderBuildError};
+use super::{BuildContext, Calls, Provider, ProviderBuildError, Recorded};
 use crate::api::region::valid_region;
 use crate::api::{AwsProvider, AwsService};
 
@@ -27,8 +27,9 @@ use crate::api::{AwsProvider, AwsService};
 pub const SECRETS_MANAGER: &str = "AWS/SecretsManager";
 /// The `provider` label of Parameter Store calls (ESO's `ProviderAWSPS`).
 pub const PARAMETER_STORE: &str = "AWS/ParameterStore";
-/// The `provider` label of the STSSessionToken generator's calls (ESO counts none; named
-/// after ESO's two above).
+/// The `provider` label of STS calls: the STSSessionToken generator's, and those that connect
+/// and check a store (role chains, IRSA, `GetCallerIdentity`). ESO counts none of them; named
+/// after ESO's two above.
 pub const STS: &str = "AWS/STS";
 
 /// An ESO-specific endpoint override, if set.
@@ -94,13 +95,16 @@ pub(crate) fn sts_client(conf: &SdkConfig) -> aws_sdk_sts::Client {
 
 /// Checks the credentials with STS `GetCallerIdentity` (needs no permission, costs nothing)
 /// and returns the caller's ARN — after a role chain, the assumed role's.
+/// The call is counted under [`STS`] in `calls`' metrics.
 pub(crate) async fn check_identity(
     sts: &aws_sdk_sts::Client,
+    calls: &Calls,
 ) -> Result<Option<String>, super::ProviderError> {
     let out = sts
         .get_caller_identity()
         .send()
         .await
+        .recorded(&calls.for_provider(STS), "GetCallerIdentity")
         .map_err(|e| errors::classify(e, "sts:GetCallerIdentity"))?;
     Ok(out.arn().map(str::to_string))
 }
@@ -223,7 +227,11 @@ mod tests {
         assert!(sm.get(&GetRequest::new("k", None, Fetch)).await.is_err());
         assert!(ps.get(&GetRequest::new("k", None, Value)).await.is_err());
         assert!(ps.get(&GetRequest::new("k", None, Fetch)).await.is_err());
+        // Validation checks the identity with STS, for either service.
+        assert!(sm.validate().await.is_err());
+        assert!(ps.validate().await.is_err());
         let count = |provider, call| counted(&metrics, provider, call, ERROR);
+        assert_eq!(count("AWS/STS", "GetCallerIdentity"), 2);
         assert_eq!(count("AWS/SecretsManager", "GetSecretValue"), 1);
         assert_eq!(count("AWS/SecretsManager", "DescribeSecret"), 1);
         assert_eq!(count("AWS/ParameterStore", "GetParameter"), 1);

@@ -208,6 +208,6 @@ impl Provider for ParameterStore {
     }
 
     async fn validate(&self) -> Result<Option<String>, ProviderError> {
-        check_identity(&self.sts).await
+        check_identity(&self.sts, &self.calls).await
     }
 }

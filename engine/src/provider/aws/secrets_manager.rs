@@ -419,6 +419,6 @@ impl Provider for SecretsManager {
     }
 
     async fn validate(&self) -> Result<Option<String>, ProviderError> {
-        check_identity(&self.sts).await
+        check_identity(&self.sts, &self.api.calls).await
     }
 }
