@@ -315,6 +315,27 @@ pub fn strip(json: &[u8]) -> Vec<u8> {
     out
 }
 
+/// What [`Stripper`] does to the bytes, done to a parsed document: the specification its
+/// tests and fuzz target compare it with. (A parsed value is at most 128 levels deep, so the
+/// recursion is bounded.)
+pub fn strip_value(v: &mut serde_json::Value) {
+    fn walk(v: &mut serde_json::Value, parent_is_metadata: bool) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if parent_is_metadata {
+                    map.remove("managedFields");
+                }
+                for (k, child) in map.iter_mut() {
+                    walk(child, k == "metadata");
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|c| walk(c, false)),
+            _ => {}
+        }
+    }
+    walk(v, false)
+}
+
 /// Whether the answers to requests for `path` are stripped: every API group but the core one
 /// (`/api/v1`), whose Secrets' managed fields esox reads.
 fn strips(path: &str) -> bool {
@@ -423,22 +444,8 @@ mod tests {
     /// The reference: the same document with every `metadata.managedFields` removed by
     /// serde_json (documents shallow enough for it).
     fn reference(doc: &Value) -> Value {
-        fn walk(v: &mut Value, parent_is_metadata: bool) {
-            match v {
-                Value::Object(map) => {
-                    if parent_is_metadata {
-                        map.remove("managedFields");
-                    }
-                    for (k, child) in map.iter_mut() {
-                        walk(child, k == "metadata");
-                    }
-                }
-                Value::Array(items) => items.iter_mut().for_each(|c| walk(c, false)),
-                _ => {}
-            }
-        }
         let mut v = doc.clone();
-        walk(&mut v, false);
+        strip_value(&mut v);
         v
     }
 

@@ -93,6 +93,20 @@ impl Drop for Turn {
     }
 }
 
+/// Every Secret's name and resourceVersion.
+async fn versions(secrets: &Api<Secret>) -> BTreeMap<String, String> {
+    let list = secrets.list_metadata(&Default::default()).await.unwrap();
+    list.items
+        .into_iter()
+        .map(|s| {
+            (
+                s.metadata.name.unwrap(),
+                s.metadata.resource_version.unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// A Fake store `store` and ExternalSecrets `es-0..n` reading `k` (refresh 1h: only events
 /// make them sync again).
 fn workload(n: usize) -> String {
@@ -405,19 +419,7 @@ async fn controller_killed_mid_cold_sync_and_restarted() {
     // A write in flight at the kill either lands within moments or never: after that, the
     // Secrets the first process wrote are fixed, and the restart must leave them alone.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let written: BTreeMap<String, String> = secrets
-        .list_metadata(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|s| {
-            (
-                s.metadata.name.unwrap(),
-                s.metadata.resource_version.unwrap(),
-            )
-        })
-        .collect();
+    let written = versions(&secrets).await;
     let at_kill = written.len();
     assert!(
         at_kill < N,
@@ -438,19 +440,7 @@ async fn controller_killed_mid_cold_sync_and_restarted() {
         restarted.elapsed()
     );
     // The restart finds the Secrets the first process wrote in sync: not one is rewritten.
-    let after: BTreeMap<String, String> = secrets
-        .list_metadata(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|s| {
-            (
-                s.metadata.name.unwrap(),
-                s.metadata.resource_version.unwrap(),
-            )
-        })
-        .collect();
+    let after = versions(&secrets).await;
     let rewritten: Vec<_> = written
         .iter()
         .filter(|(name, rv)| after.get(*name) != Some(*rv))

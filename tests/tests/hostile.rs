@@ -574,16 +574,22 @@ async fn deeply_nested_free_form_fields_do_not_stop_the_controller() {
     let mut controller = env.spawn_controller_logging(&[], file);
     let stores: Api<esox::api::SecretStore> = Api::namespaced(env.client.clone(), &env.ns);
     // The checks run to the end, whatever fails, so the deep objects are always deleted.
+    let secrets = env.secrets();
+    let secret_made = |name: &'static str| {
+        let secrets = secrets.clone();
+        async move {
+            wait_for(Duration::from_secs(30), &format!("Secret {name}"), || {
+                let secrets = secrets.clone();
+                async move { secrets.get_opt(name).await.ok().flatten() }
+            })
+            .await
+            .map_err(|e| e.to_string())
+        }
+    };
     let checked = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
         let mut failures = Vec::new();
-        let synced = wait_for(
-            Duration::from_secs(30),
-            "the ExternalSecret before",
-            || async { env.secrets().get_opt("before").await.ok().flatten() },
-        )
-        .await;
-        if let Err(e) = synced {
-            failures.push(format!("{e}"));
+        if let Err(e) = secret_made("before").await {
+            failures.push(e);
         }
         for name in &accepted {
             let msg = env.wait_ready(name, "False", "SecretSyncedError").await;
@@ -615,14 +621,8 @@ async fn deeply_nested_free_form_fields_do_not_stop_the_controller() {
         if let Err(e) = store_ready {
             failures.push(format!("{e}"));
         }
-        let synced = wait_for(
-            Duration::from_secs(30),
-            "the ExternalSecret after",
-            || async { env.secrets().get_opt("after").await.ok().flatten() },
-        )
-        .await;
-        if let Err(e) = synced {
-            failures.push(format!("{e}"));
+        if let Err(e) = secret_made("after").await {
+            failures.push(e);
         }
         failures
     }))
