@@ -173,6 +173,23 @@ fn controller_rules(cluster: bool) -> Vec<(Vec<String>, Vec<String>, Vec<String>
     ];
     if cluster {
         r.push(rule(&[""], &["namespaces"], &["get"]));
+        // ClusterExternalSecrets.
+        r.push(rule(
+            &["external-secrets.io"],
+            &["clusterexternalsecrets"],
+            &["get", "list", "watch", "patch"],
+        ));
+        r.push(rule(
+            &["external-secrets.io"],
+            &["clusterexternalsecrets/status"],
+            &["patch"],
+        ));
+        r.push(rule(
+            &["external-secrets.io"],
+            &["externalsecrets"],
+            &["create", "update", "delete"],
+        ));
+        r.push(rule(&[""], &["namespaces"], &["list", "watch"]));
     }
     r.sort();
     r

@@ -13,6 +13,7 @@
 
 pub mod bulkhead;
 pub mod cache;
+pub mod cluster_external_secret;
 pub mod context;
 pub mod error;
 pub mod external_secret;
@@ -175,6 +176,10 @@ pub async fn run_until(
     let es_api: Api<ExternalSecret> = api(&client, ns.as_deref());
     let (reader, writer) = reflector::store();
     let forget_ctx = ctx.clone();
+    // ClusterExternalSecrets (cluster-wide only) are told when an ExternalSecret they control
+    // changes or goes, so an edited or deleted child is put back at once.
+    let (ces_tx, ces_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let ces_tx = ns.is_none().then_some(ces_tx);
     let es_stream = watch::watch(health.watch("ExternalSecret"), reader.clone(), move || {
         watcher(es_api.clone(), watcher::Config::default().any_semantic())
     })
@@ -190,6 +195,12 @@ pub async fn run_until(
             let key = ObjectRef::from_obj(es);
             forget_ctx.record_success(&key);
             forget_ctx.written_status.forget(&key);
+        }
+        if let (Some(tx), Ok(watcher::Event::Apply(es) | watcher::Event::Delete(es))) =
+            (&ces_tx, event)
+            && let Some(owner) = cluster_external_secret::controller_owner(es)
+        {
+            let _ = tx.send(owner.to_string());
         }
     })
     .applied_objects()
@@ -239,6 +250,7 @@ pub async fn run_until(
         (probe_turns.in_use(), urgent + periodic)
     });
     let lookup = reader.clone();
+    let ces_reader = reader.clone();
     let progress_health = health.clone();
     // A store that becomes Ready releases the ExternalSecrets that read it (held back by the
     // flood gate, or backing off after its failures) at once.
@@ -341,7 +353,23 @@ pub async fn run_until(
                 ctx.clone(),
             )
             .for_each(|_| async {});
-        tokio::join!(es_controller, store_controller, css_controller, startup);
+        let owned_changes = futures::stream::unfold(ces_rx, |mut rx| async move {
+            rx.recv().await.map(|name| (name, rx))
+        });
+        let ces_controller = cluster_external_secret::run(
+            ctx.clone(),
+            health.clone(),
+            ces_reader,
+            owned_changes,
+            shutdown.clone(),
+        );
+        tokio::join!(
+            es_controller,
+            store_controller,
+            css_controller,
+            ces_controller,
+            startup
+        );
     } else {
         tokio::join!(es_controller, store_controller, startup);
     }
