@@ -450,6 +450,55 @@ pub fn affected_by_namespace(
     out.into_iter().map(|n| ObjectRef::new(&n)).collect()
 }
 
+/// An ExternalSecret event a ClusterExternalSecret may care about: one it controls changed
+/// or went (it is put back), or one of another owner went (a namespace that failed because
+/// of it can now be provisioned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EsChange {
+    /// The ClusterExternalSecret controlling it, if one does.
+    pub owner: Option<String>,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl EsChange {
+    /// The change an ExternalSecret watch event is, if any matters.
+    pub fn of(event: &Result<watcher::Event<ExternalSecret>, watcher::Error>) -> Option<EsChange> {
+        let (es, deleted) = match event {
+            Ok(watcher::Event::Apply(es)) => (es, false),
+            Ok(watcher::Event::Delete(es)) => (es, true),
+            _ => return None,
+        };
+        let owner = controller_owner(es).map(str::to_string);
+        (owner.is_some() || deleted).then(|| EsChange {
+            owner,
+            namespace: es.namespace().unwrap_or_default(),
+            name: es.name_any(),
+        })
+    }
+
+    /// The ClusterExternalSecrets to reconcile for it.
+    fn targets(&self, all: &Store<ClusterExternalSecret>) -> Vec<ObjectRef<ClusterExternalSecret>> {
+        if let Some(owner) = &self.owner {
+            return vec![ObjectRef::new(owner)];
+        }
+        all.state()
+            .iter()
+            .filter(|ces| {
+                ces.external_secret_name() == self.name
+                    && ces.status.as_ref().is_some_and(|s| {
+                        s.failed_namespaces
+                            .iter()
+                            .any(|f| f.namespace == self.namespace)
+                    })
+            })
+            .map(|ces| ObjectRef::from_obj(ces.as_ref()))
+            .collect()
+    }
+}
+
 /// What a ClusterExternalSecret reconcile reads besides its own object.
 pub struct CesContext {
     /// The shared controller context (client, settings).
@@ -739,14 +788,14 @@ fn namespace_key(ns: &PartialObjectMeta<Namespace>) -> u64 {
 }
 
 /// Runs the ClusterExternalSecret controller (cluster-wide mode only) until `shutdown`.
-/// `external_secrets` is the ExternalSecret controller's reflector; `owned_changes` names the
-/// ClusterExternalSecret controlling each ExternalSecret that changed or went (so an edited
-/// or deleted child is put back at once).
+/// `external_secrets` is the ExternalSecret controller's reflector; `es_changes` are its
+/// events that may concern a ClusterExternalSecret ([`EsChange`]): an edited or deleted
+/// child is put back at once.
 pub async fn run(
     ctx: Arc<Context>,
     health: Arc<crate::http::Health>,
     external_secrets: Store<ExternalSecret>,
-    owned_changes: impl Stream<Item = String> + Send + 'static,
+    es_changes: impl Stream<Item = EsChange> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
@@ -809,7 +858,8 @@ pub async fn run(
             .combine(being_deleted),
         Default::default(),
     );
-    let owned = owned_changes.map(|name| ObjectRef::<ClusterExternalSecret>::new(&name));
+    let all_ces = ces_reader.clone();
+    let owned = es_changes.flat_map(move |change| futures::stream::iter(change.targets(&all_ces)));
     let cctx = Arc::new(CesContext {
         ctx: ctx.clone(),
         namespaces: ns_reader,

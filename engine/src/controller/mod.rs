@@ -178,7 +178,7 @@ pub async fn run_until(
     let forget_ctx = ctx.clone();
     // ClusterExternalSecrets (cluster-wide only) are told when an ExternalSecret they control
     // changes or goes, so an edited or deleted child is put back at once.
-    let (ces_tx, ces_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (ces_tx, ces_rx) = tokio::sync::mpsc::unbounded_channel();
     let ces_tx = ns.is_none().then_some(ces_tx);
     let es_stream = watch::watch(health.watch("ExternalSecret"), reader.clone(), move || {
         watcher(es_api.clone(), watcher::Config::default().any_semantic())
@@ -196,11 +196,10 @@ pub async fn run_until(
             forget_ctx.record_success(&key);
             forget_ctx.written_status.forget(&key);
         }
-        if let (Some(tx), Ok(watcher::Event::Apply(es) | watcher::Event::Delete(es))) =
-            (&ces_tx, event)
-            && let Some(owner) = cluster_external_secret::controller_owner(es)
+        if let Some(tx) = &ces_tx
+            && let Some(change) = cluster_external_secret::EsChange::of(event)
         {
-            let _ = tx.send(owner.to_string());
+            let _ = tx.send(change);
         }
     })
     .applied_objects()
