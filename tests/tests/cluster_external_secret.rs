@@ -19,6 +19,15 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+fn kubectl(args: &[&str]) -> String {
+    let env = esox_tests::stack_env().unwrap();
+    esox_tests::stdout_ok(
+        std::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &env["KUBECONFIG"]),
+    )
+}
+
 async fn create_namespace(client: &Client, name: &str, labels: &[(&str, &str)]) {
     let api: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({
@@ -241,6 +250,7 @@ spec:
         )
     );
     assert_eq!(owner.block_owner_deletion, Some(true));
+    assert_eq!(child.metadata.generation, Some(1), "written once");
     assert_eq!(
         child.labels().get("team").map(String::as_str),
         Some("platform")
@@ -318,6 +328,22 @@ spec:
     .await;
     assert_eq!(ready(&status), Some(("True", None)));
 
+    // Writes only on change: the child never deleted or edited was written once, though its
+    // status changed and the ClusterExternalSecret was reconciled many times since.
+    let named: Api<ExternalSecret> = Api::namespaced(client.clone(), &ns_named);
+    assert_eq!(
+        named.get(&ces_name).await.unwrap().metadata.generation,
+        Some(1)
+    );
+    let ces_api: Api<ClusterExternalSecret> = Api::all(client.clone());
+    let version = ces_api.get(&ces_name).await.unwrap().resource_version();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        ces_api.get(&ces_name).await.unwrap().resource_version(),
+        version,
+        "no status write without a change"
+    );
+
     // No finalizer of esox's on any namespace (ESO leaves `…/ces-<name>` behind).
     let ns_api: Api<Namespace> = Api::all(client.clone());
     for ns in [&ns_a, &ns_b, &ns_named, &ns_taken, &ns_late] {
@@ -325,7 +351,6 @@ spec:
         assert!(n.finalizers().is_empty(), "{ns}: {:?}", n.finalizers());
     }
     // The CES carries ESO's cleanup finalizer.
-    let ces_api: Api<ClusterExternalSecret> = Api::all(client.clone());
     let ces = ces_api.get(&ces_name).await.unwrap();
     assert_eq!(
         ces.finalizers(),
@@ -404,6 +429,7 @@ apiVersion: external-secrets.io/v1
 kind: ClusterExternalSecret
 metadata: {{name: {ces_name}}}
 spec:
+  refreshTime: 1h
   namespaces: [{run}]
   externalSecretSpec:
     refreshInterval: 1h
@@ -417,6 +443,40 @@ spec:
     .await
     .unwrap();
     wait_secret_value(&client, &run, "out", "key", "v1").await;
+    wait_status(&client, &ces_name, "Ready", |s| {
+        ready(s) == Some(("True", None))
+    })
+    .await;
+
+    // ESO's printer columns, in both served versions.
+    for resource in [
+        "ces",
+        "clusterexternalsecrets.v1.external-secrets.io",
+        "clusterexternalsecrets.v1beta1.external-secrets.io",
+    ] {
+        let out = kubectl(&["get", resource, &ces_name]);
+        let mut lines = out
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>());
+        assert_eq!(
+            lines.next().unwrap_or_default(),
+            ["NAME", "STORE", "REFRESH", "INTERVAL", "READY"],
+            "{resource}: {out}"
+        );
+        assert_eq!(
+            lines.next().unwrap_or_default(),
+            [ces_name.as_str(), css.as_str(), "1h", "True"],
+            "{resource}: {out}"
+        );
+    }
+    // ESO's metrics.
+    let metrics = env.metrics();
+    assert!(
+        metrics.contains(&format!(
+            "clusterexternalsecret_status_condition{{name=\"{ces_name}\",namespace=\"\",condition=\"Ready\",status=\"True\"}} 1"
+        )),
+        "{metrics}"
+    );
 
     // Drift: an edit to the child's spec is put back.
     let es_api: Api<ExternalSecret> = Api::namespaced(client.clone(), &run);

@@ -559,6 +559,7 @@ pub async fn reconcile(
     let name = ces.name_any();
     if ces.metadata.deletion_timestamp.is_some() {
         cleanup(&ces, &cctx).await?;
+        forget_metrics(&cctx.ctx.metrics, &name);
         return Ok(Action::await_change());
     }
     if !ces.finalizers().iter().any(|f| f == FINALIZER) {
@@ -659,11 +660,46 @@ pub async fn reconcile(
                 "could not update the ClusterExternalSecret's status",
             ))?;
     }
+    crate::metrics::Metrics::set_condition(
+        &cctx.ctx.metrics.ces_condition,
+        &name,
+        "",
+        "Ready",
+        new.failed_namespaces.is_empty(),
+    );
+    cctx.ctx
+        .metrics
+        .ces_reconcile_duration
+        .get_or_create(&crate::metrics::ObjectLabels {
+            name: name.clone(),
+            namespace: String::new(),
+        })
+        .observe(start.elapsed().as_secs_f64());
     debug!(elapsed = ?start.elapsed(), provisioned = new.provisioned_namespaces.len(), failed = new.failed_namespaces.len(), "reconciled");
     if conflict {
         return Ok(Action::requeue(CONFLICT_RETRY));
     }
     Ok(requeue(&ces))
+}
+
+/// Drops a deleted ClusterExternalSecret's metric series.
+fn forget_metrics(metrics: &crate::metrics::Metrics, name: &str) {
+    metrics
+        .ces_reconcile_duration
+        .remove(&crate::metrics::ObjectLabels {
+            name: name.to_string(),
+            namespace: String::new(),
+        });
+    for status in ["True", "False"] {
+        metrics
+            .ces_condition
+            .remove(&crate::metrics::ConditionLabels {
+                name: name.to_string(),
+                namespace: String::new(),
+                condition: "Ready".into(),
+                status: status.into(),
+            });
+    }
 }
 
 /// `refreshTime` (ESO's default 1h; `0` waits for a change).
