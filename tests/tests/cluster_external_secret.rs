@@ -530,7 +530,7 @@ spec:
         s.external_secret_name.as_deref() == Some("renamed")
     })
     .await;
-    assert_eq!(status.provisioned_namespaces, [run.clone()]);
+    assert_eq!(status.provisioned_namespaces, [run.as_str()]);
 
     // An invalid selector: failedNamespaces `unknown`, Ready False, the ExternalSecret kept.
     let ces_api: Api<ClusterExternalSecret> = Api::all(client.clone());
@@ -552,7 +552,7 @@ spec:
         ready(&status),
         Some(("False", Some("one or more namespaces failed")))
     );
-    assert_eq!(status.provisioned_namespaces, [run.clone()]);
+    assert_eq!(status.provisioned_namespaces, [run.as_str()]);
     assert!(es_api.get_opt("renamed").await.unwrap().is_some());
 
     ces_api

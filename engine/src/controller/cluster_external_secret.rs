@@ -1147,18 +1147,19 @@ mod tests {
         };
         let s = status(Some(&old), &p.es_name, &p.provisioned, &p.failed, true);
         assert_eq!(s.provisioned_namespaces, ["kept"]);
-        assert_eq!(
-            check_selector(&LabelSelector {
-                match_expressions: Some(vec![LabelSelectorRequirement {
-                    key: "k".into(),
-                    operator: "In".into(),
-                    values: Some(vec![]),
-                }]),
-                match_labels: None,
-            })
-            .is_err(),
-            true
-        );
+        let expr = |operator: &str, values: &[&str]| LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "k".into(),
+                operator: operator.into(),
+                values: Some(values.iter().map(|v| v.to_string()).collect()),
+            }]),
+            match_labels: None,
+        };
+        assert!(check_selector(&expr("In", &[])).is_err());
+        assert!(check_selector(&expr("NotIn", &[])).is_err());
+        assert!(check_selector(&expr("Exists", &["x"])).is_err());
+        assert!(check_selector(&expr("In", &["x"])).is_ok());
+        assert!(check_selector(&expr("DoesNotExist", &[])).is_ok());
     }
 
     #[test]
