@@ -563,3 +563,65 @@ spec:
     let css_api: Api<esox::api::ClusterSecretStore> = Api::all(client.clone());
     let _ = css_api.delete(&css, &DeleteParams::default()).await;
 }
+
+/// `examples/cluster-external-secrets/db-credentials.yaml` and the store it reads
+/// (`examples/stores/fake.yaml`), applied as written but for the cluster-scoped names (made
+/// unique to this run) and the label value.
+#[tokio::test]
+async fn the_example_applies_and_syncs() {
+    let _guard = cluster_lock().await;
+    let env = TestEnv::with(
+        "ces-example",
+        Options {
+            cluster_wide: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = env.client.clone();
+    let run = env.ns.clone();
+    let root = esox_tests::repo_root();
+    let stores = std::fs::read_to_string(root.join("examples/stores/fake.yaml")).unwrap();
+    let store = stores
+        .split("\n---\n")
+        .find(|doc| doc.contains("name: aws-secrets-manager\n"))
+        .expect("the example store")
+        .replace("name: aws-secrets-manager\n", &format!("name: css-{run}\n"));
+    let example =
+        std::fs::read_to_string(root.join("examples/cluster-external-secrets/db-credentials.yaml"))
+            .unwrap()
+            .replace("name: aws-secrets-manager\n", &format!("name: css-{run}\n"))
+            .replace(
+                "metadata:\n  name: db-credentials\n",
+                &format!("metadata:\n  name: ces-{run}\n"),
+            )
+            .replace(
+                "esox.dev/db-credentials: \"true\"",
+                &format!("esox.dev/db-credentials: {run}"),
+            );
+    env.apply(&store).await.unwrap();
+    env.apply(&example).await.unwrap();
+    label_namespace(&client, &run, "esox.dev/db-credentials", Some(&run)).await;
+    wait_secret_value(&client, &run, "db-credentials", "username", "admin").await;
+    let es: Api<ExternalSecret> = Api::namespaced(client.clone(), &run);
+    let child = es.get("db-credentials").await.unwrap();
+    assert_eq!(
+        child
+            .labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("platform-team")
+    );
+    label_namespace(&client, &run, "esox.dev/db-credentials", None).await;
+    wait_es_gone(&client, &run, "db-credentials", Duration::from_secs(10)).await;
+
+    let ces_api: Api<ClusterExternalSecret> = Api::all(client.clone());
+    ces_api
+        .delete(&format!("ces-{run}"), &DeleteParams::default())
+        .await
+        .unwrap();
+    let css_api: Api<esox::api::ClusterSecretStore> = Api::all(client.clone());
+    let _ = css_api
+        .delete(&format!("css-{run}"), &DeleteParams::default())
+        .await;
+}
