@@ -186,6 +186,11 @@ fn controller_rules(cluster: bool) -> Vec<(Vec<String>, Vec<String>, Vec<String>
         ));
         r.push(rule(
             &["external-secrets.io"],
+            &["clusterexternalsecrets/finalizers"],
+            &["update"],
+        ));
+        r.push(rule(
+            &["external-secrets.io"],
             &["externalsecrets"],
             &["create", "update", "delete"],
         ));

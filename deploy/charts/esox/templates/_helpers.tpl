@@ -150,6 +150,12 @@ cannot grant and a namespaced controller does not use.
 - apiGroups: ["external-secrets.io"]
   resources: ["clusterexternalsecrets/status"]
   verbs: ["patch"]
+# The ExternalSecrets carry ESO's controller owner reference with blockOwnerDeletion, which
+# the OwnerReferencesPermissionEnforcement admission plugin allows only to who may update the
+# owner's finalizers.
+- apiGroups: ["external-secrets.io"]
+  resources: ["clusterexternalsecrets/finalizers"]
+  verbs: ["update"]
 # ... create the ExternalSecret in each selected namespace, replace it when it drifts from the
 # ClusterExternalSecret, delete it when its namespace is no longer selected or the
 # ClusterExternalSecret goes.
