@@ -848,13 +848,22 @@ pub async fn run(
         .reflect(ns_writer)
         .filter_map(move |event| {
             // Only label changes, a deletion starting, and namespaces appearing or going.
+            // The first list says nothing new (every ClusterExternalSecret is reconciled when
+            // its own watch starts); a relist after an outage does, for what changed meanwhile.
             let changed: Vec<NamespaceInfo> = match event {
-                Ok(watcher::Event::Apply(ns) | watcher::Event::InitApply(ns)) => {
+                Ok(watcher::Event::Apply(ns)) => {
                     let key = namespace_key(&ns);
                     if seen.insert(ns.name_any(), key) == Some(key) {
                         Vec::new()
                     } else {
                         vec![NamespaceInfo::from_meta(&ns)]
+                    }
+                }
+                Ok(watcher::Event::InitApply(ns)) => {
+                    let key = namespace_key(&ns);
+                    match seen.insert(ns.name_any(), key) {
+                        Some(old) if old != key => vec![NamespaceInfo::from_meta(&ns)],
+                        _ => Vec::new(),
                     }
                 }
                 Ok(watcher::Event::Delete(ns)) => {
