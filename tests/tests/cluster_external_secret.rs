@@ -499,6 +499,59 @@ spec:
     .await
     .unwrap();
 
+    // The ClusterExternalSecret changes: the child follows (spec and ESO's force-sync
+    // annotation, mirrored and then removed with it).
+    let ces_api: Api<ClusterExternalSecret> = Api::all(client.clone());
+    ces_api
+        .patch(
+            &ces_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": {"annotations": {"external-secrets.io/force-sync": "1"}},
+                "spec": {"externalSecretSpec": {"refreshInterval": "2h"}},
+            })),
+        )
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(30), "the child updated", || {
+        let es_api = es_api.clone();
+        let ces_name = ces_name.clone();
+        async move {
+            let es = es_api.get(&ces_name).await.ok()?;
+            (es.spec.refresh_interval.as_deref() == Some("2h")
+                && es.annotations().get("external-secrets.io/force-sync") == Some(&"1".to_string()))
+            .then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    ces_api
+        .patch(
+            &ces_name,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"external-secrets.io/force-sync": null}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "force-sync removed from the child",
+        || {
+            let es_api = es_api.clone();
+            let ces_name = ces_name.clone();
+            async move {
+                let es = es_api.get(&ces_name).await.ok()?;
+                (!es.annotations()
+                    .contains_key("external-secrets.io/force-sync"))
+                .then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+
     // Rename: the old name goes, the new one comes.
     env.apply(&format!(
         r#"
@@ -533,7 +586,6 @@ spec:
     assert_eq!(status.provisioned_namespaces, [run.as_str()]);
 
     // An invalid selector: failedNamespaces `unknown`, Ready False, the ExternalSecret kept.
-    let ces_api: Api<ClusterExternalSecret> = Api::all(client.clone());
     ces_api
         .patch(
             &ces_name,
