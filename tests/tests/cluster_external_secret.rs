@@ -677,3 +677,124 @@ async fn the_example_applies_and_syncs() {
         .delete(&format!("css-{run}"), &DeleteParams::default())
         .await;
 }
+
+/// `GET path` on `addr`; the raw answer (empty while nothing answers).
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = s.write_all(request.as_bytes()).await;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out
+}
+
+/// The binary upgraded before the chart's RBAC: with an older chart's rules (no
+/// ClusterExternalSecrets, namespaces `get` only) esox says why it does not process
+/// ClusterExternalSecrets, and everything else runs and reports ready as before.
+#[tokio::test]
+async fn without_the_rbac_for_it_the_rest_still_runs() {
+    let _guard = cluster_lock().await;
+    let env = TestEnv::without_controller("ces-norbac").await;
+    let client = env.client.clone();
+    let run = env.ns.clone();
+    env.apply(&format!(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: esox}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {run}-old}}
+rules:
+- apiGroups: [external-secrets.io]
+  resources: [externalsecrets, secretstores, clustersecretstores]
+  verbs: [get, list, watch]
+- apiGroups: [external-secrets.io]
+  resources: [externalsecrets]
+  verbs: [patch]
+- apiGroups: [external-secrets.io]
+  resources: [externalsecrets/status, secretstores/status, clustersecretstores/status]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [""]
+  resources: [namespaces, configmaps]
+  verbs: [get]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {run}-old}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {run}-old}}
+subjects:
+- {{kind: ServiceAccount, name: esox, namespace: {run}}}
+---
+{store}---
+{es}"#,
+        store = esox_tests::manifests::fake_store("fake", &[("k", "v")]),
+        es = esox_tests::manifests::external_secret("plain", "fake", "1h", &[("key", "k")]),
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig =
+        esox_tests::service_account_kubeconfig(&client, &run, "esox", dir.path()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log_path = dir.path().join("esox.log");
+    /// The controller process, stopped however the test ends.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = std::process::Command::new(esox_tests::esox_bin())
+        .args(["controller", "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("start esox controller");
+    let child = Stop(child);
+    let addr = format!("127.0.0.1:{port}");
+    let outcome = async {
+        wait_for(Duration::from_secs(60), "/readyz 200", || async {
+            http_get(&addr, "/readyz")
+                .await
+                .starts_with("HTTP/1.1 200")
+                .then_some(())
+        })
+        .await?;
+        wait_secret_value(&client, &run, "plain", "key", "v").await;
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        anyhow::ensure!(
+            log.contains("ClusterExternalSecrets are not processed: no permission to list clusterexternalsecrets"),
+            "log: {log}"
+        );
+        Ok(())
+    }
+    .await;
+    drop(child);
+    let rbac = kube::Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(client.clone());
+    let _ = rbac
+        .delete(&format!("{run}-old"), &DeleteParams::default())
+        .await;
+    let binding = kube::Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(client.clone());
+    let _ = binding
+        .delete(&format!("{run}-old"), &DeleteParams::default())
+        .await;
+    outcome.unwrap();
+}

@@ -823,6 +823,37 @@ fn namespace_key(ns: &PartialObjectMeta<Namespace>) -> u64 {
     h.finish()
 }
 
+/// Why the ClusterExternalSecret controller cannot run, if it cannot: its CRD is not
+/// installed, or the RBAC does not let esox list ClusterExternalSecrets or namespaces (an
+/// older chart's). One small list each at start; other errors (an apiserver still starting)
+/// are left to the watches' retries.
+async fn unavailable(client: &kube::Client) -> Option<String> {
+    let one = kube::api::ListParams::default().limit(1);
+    let ces: Api<ClusterExternalSecret> = Api::all(client.clone());
+    match ces.list_metadata(&one).await {
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            return Some(
+                "the ClusterExternalSecret CRD is not installed (install the CRDs: `esox crds | kubectl apply --server-side -f -`)".into(),
+            );
+        }
+        Err(kube::Error::Api(e)) if e.code == 403 => {
+            return Some(format!(
+                "no permission to list clusterexternalsecrets ({}); upgrade the chart's RBAC",
+                e.message
+            ));
+        }
+        _ => {}
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    match namespaces.list_metadata(&one).await {
+        Err(kube::Error::Api(e)) if e.code == 403 => Some(format!(
+            "no permission to list namespaces ({}); upgrade the chart's RBAC",
+            e.message
+        )),
+        _ => None,
+    }
+}
+
 /// Runs the ClusterExternalSecret controller (cluster-wide mode only) until `shutdown`.
 /// `external_secrets` is the ExternalSecret controller's reflector; `es_changes` are its
 /// events that may concern a ClusterExternalSecret ([`EsChange`]): an edited or deleted
@@ -835,6 +866,13 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
+    if let Some(why) = unavailable(&client).await {
+        // A binary upgraded before its CRDs or the chart's RBAC: the other controllers run
+        // (and report ready) as before; ClusterExternalSecrets wait for a restart.
+        warn!("ClusterExternalSecrets are not processed: {why}");
+        shutdown.await;
+        return;
+    }
     let (ns_reader, ns_writer) = kube::runtime::reflector::store();
     let ns_api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
     let ces_reader_slot: Arc<std::sync::OnceLock<Store<ClusterExternalSecret>>> = Arc::default();
