@@ -337,11 +337,17 @@ spec:
     );
     let ces_api: Api<ClusterExternalSecret> = Api::all(client.clone());
     let version = ces_api.get(&ces_name).await.unwrap().resource_version();
+    let child_version = named.get(&ces_name).await.unwrap().resource_version();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         ces_api.get(&ces_name).await.unwrap().resource_version(),
         version,
         "no status write without a change"
+    );
+    assert_eq!(
+        named.get(&ces_name).await.unwrap().resource_version(),
+        child_version,
+        "no write to a child without a change (labels and annotations included)"
     );
 
     // No finalizer of esox's on any namespace (ESO leaves `…/ces-<name>` behind).
