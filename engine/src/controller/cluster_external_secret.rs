@@ -1252,6 +1252,41 @@ mod tests {
         assert_eq!(s.conditions.len(), 1);
     }
 
+    /// ESO's bug (b): a namespace relabelled out enqueued nothing. Here the ClusterExternalSecrets
+    /// that select it now, list it in their status, or control an ExternalSecret in it are all
+    /// enqueued; an unrelated namespace enqueues none.
+    #[test]
+    fn a_namespace_event_enqueues_old_and_new_selections() {
+        let selecting = Arc::new(ces(base_spec()));
+        let mut listed = ces(json!({"externalSecretSpec": {}}));
+        listed.metadata.name = Some("listed".into());
+        listed.status = Some(ClusterExternalSecretStatus {
+            provisioned_namespaces: vec!["relabelled".into()],
+            ..Default::default()
+        });
+        let mut owner = ces(json!({"externalSecretSpec": {}}));
+        owner.metadata.name = Some("owner".into());
+        let all = vec![selecting, Arc::new(listed), Arc::new(owner.clone())];
+
+        let (store, mut writer) = kube::runtime::reflector::store::<ExternalSecret>();
+        // `owner` selects nothing any more, but still controls an ExternalSecret there.
+        let mut child = ExternalSecret::new("owner", Default::default());
+        child.metadata.namespace = Some("orphaned".into());
+        child.metadata.owner_references = Some(vec![owner_reference(&owner)]);
+        writer.apply_watcher_event(&watcher::Event::Apply(child));
+
+        let names = |n: &NamespaceInfo| -> Vec<String> {
+            affected_by_namespace(n, &all, &store)
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert_eq!(names(&ns("a1", &[("team", "a")])), ["shared"]);
+        assert_eq!(names(&ns("relabelled", &[("team", "gone")])), ["listed"]);
+        assert_eq!(names(&ns("orphaned", &[])), ["owner"]);
+        assert!(names(&ns("unrelated", &[])).is_empty());
+    }
+
     #[test]
     fn refresh_time_sets_the_requeue() {
         let mut spec = base_spec();
