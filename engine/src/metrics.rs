@@ -88,6 +88,10 @@ pub struct Metrics {
     pub cluster_store_condition: Family<ConditionLabels, Gauge>,
     /// `secretstore_reconcile_duration` (seconds).
     pub store_reconcile_duration: Family<ObjectLabels, Histogram>,
+    /// `clusterexternalsecret_status_condition`.
+    pub ces_condition: Family<ConditionLabels, Gauge>,
+    /// `clusterexternalsecret_reconcile_duration` (seconds).
+    pub ces_reconcile_duration: Family<ObjectLabels, Histogram>,
     /// `esox_plugin_calls_total{plugin,outcome}`: invocations, traps, timeouts, ….
     pub plugin_calls: Family<PluginCallLabels, Counter>,
     /// `esox_plugin_call_duration_seconds{plugin}`.
@@ -110,6 +114,8 @@ impl Metrics {
             store_condition: Family::default(),
             cluster_store_condition: Family::default(),
             store_reconcile_duration: Family::new_with_constructor(histogram),
+            ces_condition: Family::default(),
+            ces_reconcile_duration: Family::new_with_constructor(histogram),
             plugin_calls: Family::default(),
             plugin_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -155,6 +161,16 @@ impl Metrics {
             "secretstore_reconcile_duration",
             "SecretStore reconcile duration in seconds",
             m.store_reconcile_duration.clone(),
+        );
+        registry.register(
+            "clusterexternalsecret_status_condition",
+            "The status condition of a ClusterExternalSecret",
+            m.ces_condition.clone(),
+        );
+        registry.register(
+            "clusterexternalsecret_reconcile_duration",
+            "ClusterExternalSecret reconcile duration in seconds",
+            m.ces_reconcile_duration.clone(),
         );
         registry.register(
             "esox_plugin_calls",

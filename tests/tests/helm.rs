@@ -173,6 +173,28 @@ fn controller_rules(cluster: bool) -> Vec<(Vec<String>, Vec<String>, Vec<String>
     ];
     if cluster {
         r.push(rule(&[""], &["namespaces"], &["get"]));
+        // ClusterExternalSecrets.
+        r.push(rule(
+            &["external-secrets.io"],
+            &["clusterexternalsecrets"],
+            &["get", "list", "watch", "patch"],
+        ));
+        r.push(rule(
+            &["external-secrets.io"],
+            &["clusterexternalsecrets/status"],
+            &["patch"],
+        ));
+        r.push(rule(
+            &["external-secrets.io"],
+            &["clusterexternalsecrets/finalizers"],
+            &["update"],
+        ));
+        r.push(rule(
+            &["external-secrets.io"],
+            &["externalsecrets"],
+            &["create", "update", "delete"],
+        ));
+        r.push(rule(&[""], &["namespaces"], &["list", "watch"]));
     }
     r.sort();
     r
@@ -978,6 +1000,63 @@ spec:
             .any(|e| e.starts_with("Created"))
             .then_some(())
     })
+    .await
+    .unwrap();
+
+    // A ClusterExternalSecret, with only the chart's RBAC: its ExternalSecret is created and
+    // synced, its status written, and both go when it is deleted (finalizer patches included).
+    let ces = format!("{ns}-ces");
+    env.apply(&format!(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ClusterExternalSecret
+metadata: {{name: {ces}}}
+spec:
+  namespaces: [{ns}]
+  externalSecretName: stamped
+  externalSecretSpec:
+    refreshInterval: 1h
+    secretStoreRef: {{name: fake, kind: SecretStore}}
+    target: {{name: stamped}}
+    data:
+    - secretKey: API_TOKEN
+      remoteRef: {{key: api-key, property: api_token_value}}
+"#
+    ))
+    .await
+    .unwrap();
+    wait_value(&env.client, &ns, "stamped", "API_TOKEN", "tok-123").await;
+    let ces_api: Api<esox::api::ClusterExternalSecret> = Api::all(env.client.clone());
+    wait_for(
+        Duration::from_secs(30),
+        "ClusterExternalSecret Ready",
+        || async {
+            let status = ces_api.get(&ces).await.ok()?.status?;
+            (status.provisioned_namespaces == [ns.clone()]
+                && status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True"))
+            .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    ces_api.delete(&ces, &Default::default()).await.unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "ClusterExternalSecret and its ExternalSecret gone",
+        || async {
+            (ces_api.get_opt(&ces).await.ok()?.is_none()
+                && env
+                    .external_secrets()
+                    .get_opt("stamped")
+                    .await
+                    .ok()?
+                    .is_none())
+            .then_some(())
+        },
+    )
     .await
     .unwrap();
 

@@ -37,6 +37,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         with_served_versions(ExternalSecret::crd()),
         with_served_versions(SecretStore::crd()),
         with_served_versions(ClusterSecretStore::crd()),
+        with_served_versions(super::ClusterExternalSecret::crd()),
         super::generators::Password::crd(),
         super::generators::UUID::crd(),
         super::generators::Fake::crd(),
@@ -129,6 +130,16 @@ mod tests {
         for kind in ["SecretStore", "ClusterSecretStore"] {
             assert_eq!(columns(kind), [store.clone(), store.clone()], "{kind}");
         }
+        let ces = expect(&[
+            (
+                "Store",
+                "string",
+                ".spec.externalSecretSpec.secretStoreRef.name",
+            ),
+            ("Refresh Interval", "string", ".spec.refreshTime"),
+            ("Ready", "string", READY_STATUS),
+        ]);
+        assert_eq!(columns("ClusterExternalSecret"), [ces.clone(), ces]);
         // ESO's generators declare no columns, so kubectl shows NAME and AGE.
         for kind in [
             "Password",

@@ -2,6 +2,7 @@
 //!
 //! These types stand alone (no controller code) so tests and tools can use them.
 
+pub mod cluster_external_secret;
 pub mod condition;
 pub mod crd;
 pub mod duration;
@@ -13,6 +14,9 @@ pub mod region;
 pub mod secret_store;
 pub mod validate;
 
+pub use cluster_external_secret::{
+    ClusterExternalSecret, ClusterExternalSecretSpec, ClusterExternalSecretStatus,
+};
 pub use condition::Condition;
 pub use external_secret::*;
 pub use secret_store::*;

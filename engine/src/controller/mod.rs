@@ -14,6 +14,7 @@
 
 pub mod bulkhead;
 pub mod cache;
+pub mod cluster_external_secret;
 pub mod context;
 pub mod error;
 pub mod external_secret;
@@ -177,6 +178,10 @@ pub async fn run_until(
     let es_api: Api<ExternalSecret> = api(&client, ns.as_deref());
     let (reader, writer) = reflector::store();
     let forget_ctx = ctx.clone();
+    // ClusterExternalSecrets (cluster-wide only) are told when an ExternalSecret they control
+    // changes or goes, so an edited or deleted child is put back at once.
+    let (ces_tx, ces_rx) = tokio::sync::mpsc::unbounded_channel();
+    let ces_tx = ns.is_none().then_some(ces_tx);
     let es_stream = watch::watch(health.watch("ExternalSecret"), reader.clone(), move || {
         watcher(es_api.clone(), watcher::Config::default().any_semantic())
     })
@@ -192,6 +197,11 @@ pub async fn run_until(
             let key = ObjectRef::from_obj(es);
             forget_ctx.record_success(&key);
             forget_ctx.written_status.forget(&key);
+        }
+        if let Some(tx) = &ces_tx
+            && let Some(change) = cluster_external_secret::EsChange::of(event)
+        {
+            let _ = tx.send(change);
         }
     })
     .applied_objects()
@@ -241,6 +251,7 @@ pub async fn run_until(
         (probe_turns.in_use(), urgent + periodic)
     });
     let lookup = reader.clone();
+    let ces_reader = reader.clone();
     let progress_health = health.clone();
     // A store that becomes Ready releases the ExternalSecrets that read it (held back by the
     // flood gate, or backing off after its failures) at once.
@@ -355,10 +366,21 @@ pub async fn run_until(
                 ctx.clone(),
             )
             .for_each(|_| async {});
+        let owned_changes = futures::stream::unfold(ces_rx, |mut rx| async move {
+            rx.recv().await.map(|name| (name, rx))
+        });
+        let ces_controller = cluster_external_secret::run(
+            ctx.clone(),
+            health.clone(),
+            ces_reader,
+            owned_changes,
+            shutdown.clone(),
+        );
         tokio::join!(
             es_controller,
             store_controller,
             css_controller,
+            ces_controller,
             startup,
             plugins,
             cluster_plugins

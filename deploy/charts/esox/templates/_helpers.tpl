@@ -143,6 +143,30 @@ cannot grant and a namespaced controller does not use.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get"]
+# ClusterExternalSecrets (cluster-wide mode only): watch them; patch their finalizer (ESO's
+# clusterexternalsecret-cleanup, a merge patch guarded by the resource version) and status.
+- apiGroups: ["external-secrets.io"]
+  resources: ["clusterexternalsecrets"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["external-secrets.io"]
+  resources: ["clusterexternalsecrets/status"]
+  verbs: ["patch"]
+# The ExternalSecrets carry ESO's controller owner reference with blockOwnerDeletion, which
+# the OwnerReferencesPermissionEnforcement admission plugin allows only to who may update the
+# owner's finalizers.
+- apiGroups: ["external-secrets.io"]
+  resources: ["clusterexternalsecrets/finalizers"]
+  verbs: ["update"]
+# ... create the ExternalSecret in each selected namespace, replace it when it drifts from the
+# ClusterExternalSecret, delete it when its namespace is no longer selected or the
+# ClusterExternalSecret goes.
+- apiGroups: ["external-secrets.io"]
+  resources: ["externalsecrets"]
+  verbs: ["create", "update", "delete"]
+# ... and the namespaces' labels (a metadata-only watch; esox puts no finalizer on namespaces).
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
 {{- end }}
 # Events on ExternalSecrets and stores (events.k8s.io/v1): create, and patch to count a
 # repeated event instead of creating another.
