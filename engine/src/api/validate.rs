@@ -487,7 +487,7 @@ mod tests {
         );
         // A provider esox does not implement is ESO's to judge, not ours.
         assert_eq!(
-            check(ns, "provider: {vault: {server: 'https://vault'}}"),
+            check(ns, "provider: {gcpsm: {projectID: p}}"),
             None
         );
     }
