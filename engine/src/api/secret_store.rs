@@ -437,8 +437,7 @@ mod tests {
         let k8s = vault.auth.as_ref().unwrap().kubernetes.as_ref().unwrap();
         assert_eq!(k8s.service_account_ref.as_ref().unwrap().name, "sa");
         assert_eq!(p.names(), ["vault"]);
-        let bad: SecretStoreProvider =
-            serde_json::from_str(r#"{"vault": {"server": 5}}"#).unwrap();
+        let bad: SecretStoreProvider = serde_json::from_str(r#"{"vault": {"server": 5}}"#).unwrap();
         assert!(bad.vault.is_none());
         assert_eq!(bad.other["vault"]["server"], 5);
         assert_eq!(bad.names(), ["vault"]);

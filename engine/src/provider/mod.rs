@@ -316,7 +316,8 @@ mod tests {
     async fn vault_stores_say_what_is_wrong_before_any_call() {
         let err = build_error(json!({"vault": {"server": 5}})).await;
         assert!(
-            err.to_string().starts_with("spec.provider.vault: invalid type"),
+            err.to_string()
+                .starts_with("spec.provider.vault: invalid type"),
             "{err}"
         );
         let err = build_error(json!({"vault": {"server": "https://v", "auth": {}}})).await;
@@ -324,9 +325,15 @@ mod tests {
             err.to_string(),
             "cannot initialize Vault client: no valid auth method specified"
         );
-        let err = build_error(json!({"vault": {"server": "https://v", "auth": {"iam": {"vaultRole": "r"}}}})).await;
+        let err = build_error(
+            json!({"vault": {"server": "https://v", "auth": {"iam": {"vaultRole": "r"}}}}),
+        )
+        .await;
         assert_eq!(err.reason(), "UnsupportedAuth");
-        assert!(err.to_string().contains("not supported by esox yet"), "{err}");
+        assert!(
+            err.to_string().contains("not supported by esox yet"),
+            "{err}"
+        );
         let err = build_error(json!({"vault": {"server": "https://v", "version": "v3"}})).await;
         assert!(err.to_string().contains("expected v1 or v2"), "{err}");
         let err = build_error(json!({"vault": {"server": "https://v", "auth": {"appRole": {"secretRef": {"name": "s", "key": "k"}}}}})).await;

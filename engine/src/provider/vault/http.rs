@@ -230,7 +230,10 @@ fn tls_config(tls: &TlsMaterial) -> Result<rustls::ClientConfig, String> {
                     .map_err(|_| "cannot set Vault CA certificate: failed to parse certificates from CertPool".to_string())?;
             }
             if roots.is_empty() {
-                return Err("cannot set Vault CA certificate: failed to parse certificates from CertPool".into());
+                return Err(
+                    "cannot set Vault CA certificate: failed to parse certificates from CertPool"
+                        .into(),
+                );
             }
             builder.with_root_certificates(roots)
         }

@@ -93,7 +93,8 @@ pub async fn connect(
             HeaderValue::from_static("forward-active-node"),
         ));
     }
-    let http = Http::new(&spec.server, &resolved.tls, headers).map_err(ProviderBuildError::Invalid)?;
+    let http =
+        Http::new(&spec.server, &resolved.tls, headers).map_err(ProviderBuildError::Invalid)?;
     let namespace = spec.namespace.clone().filter(|n| !n.is_empty());
     let auth_namespace = spec
         .auth
@@ -155,7 +156,9 @@ pub(crate) fn check(
                 detail
             }
         ))),
-        429 => Err(ProviderError::Throttled(format!("{what}: HTTP 429{detail}"))),
+        429 => Err(ProviderError::Throttled(format!(
+            "{what}: HTTP 429{detail}"
+        ))),
         400 => Err(ProviderError::InvalidConfig(format!(
             "{what}: HTTP 400{detail}"
         ))),

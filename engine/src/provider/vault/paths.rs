@@ -83,10 +83,16 @@ mod tests {
         assert_eq!(v1.data("secret/path/foo"), "secret/path/foo");
         let no_mount = paths(None, false);
         assert_eq!(no_mount.data("secret/path/foo"), "secret/data/path/foo");
-        assert_eq!(no_mount.data("secret/path/data/foo"), "secret/path/data/foo");
+        assert_eq!(
+            no_mount.data("secret/path/data/foo"),
+            "secret/path/data/foo"
+        );
         assert_eq!(paths(None, true).data("secret/path/foo"), "secret/path/foo");
         // The mount named again in the key is dropped, ESO's known quirk included.
-        assert_eq!(paths(Some("secret"), false).data("secret/x"), "secret/data/x");
+        assert_eq!(
+            paths(Some("secret"), false).data("secret/x"),
+            "secret/data/x"
+        );
     }
 
     #[test]

@@ -115,9 +115,13 @@ impl<'a> Reader<'a> {
     ) -> Result<Vec<u8>, ProviderBuildError> {
         let refs = self.cluster("caProvider")?;
         let ns = match refs.store_kind {
-            StoreKind::ClusterSecretStore => p.namespace.clone().filter(|n| !n.is_empty()).ok_or_else(
-                || ProviderBuildError::Invalid("missing namespace on caProvider secret".into()),
-            )?,
+            StoreKind::ClusterSecretStore => p
+                .namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| {
+                    ProviderBuildError::Invalid("missing namespace on caProvider secret".into())
+                })?,
             StoreKind::SecretStore => refs.namespace.to_string(),
         };
         match p.type_.as_str() {
@@ -206,12 +210,17 @@ fn ca_bundle(field: &str) -> Vec<u8> {
     let raw = if field.contains("-----BEGIN") {
         field.as_bytes().to_vec()
     } else {
-        b64.decode(field.trim()).unwrap_or_else(|_| field.as_bytes().to_vec())
+        b64.decode(field.trim())
+            .unwrap_or_else(|_| field.as_bytes().to_vec())
     };
     if raw.windows(10).any(|w| w == b"-----BEGIN") {
         return raw;
     }
-    let compact: Vec<u8> = raw.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    let compact: Vec<u8> = raw
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
     b64.decode(&compact).unwrap_or(raw)
 }
 
@@ -303,7 +312,9 @@ async fn login(
             }
         };
         let sel = a.secret_ref.as_ref().ok_or_else(|| {
-            ProviderBuildError::Invalid("spec.provider.vault.auth.appRole.secretRef is required".into())
+            ProviderBuildError::Invalid(
+                "spec.provider.vault.auth.appRole.secretRef is required".into(),
+            )
         })?;
         let secret_id = r.secret(sel, None, "auth.appRole.secretRef").await?;
         let mount = mount(&a.path, "approle");
@@ -325,7 +336,12 @@ async fn login(
         }
         let mount = mount(&k.mount_path, "kubernetes");
         let (jwt, from) = if let Some(sa) = &k.service_account_ref {
-            r.service_account(sa, sa.audiences.clone(), 600, "auth.kubernetes.serviceAccountRef")?
+            r.service_account(
+                sa,
+                sa.audiences.clone(),
+                600,
+                "auth.kubernetes.serviceAccountRef",
+            )?
         } else if let Some(sel) = &k.secret_ref {
             let t = r
                 .secret(sel, Some("token"), "auth.kubernetes.secretRef")

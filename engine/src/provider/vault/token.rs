@@ -492,10 +492,7 @@ pub fn slot(key: String, make: impl FnOnce() -> TokenSlot) -> Arc<TokenSlot> {
             true
         }
     });
-    let slot = slots
-        .entry(key)
-        .or_insert_with(|| Arc::new(make()))
-        .clone();
+    let slot = slots.entry(key).or_insert_with(|| Arc::new(make())).clone();
     drop(slots);
     if !stale.is_empty()
         && let Ok(rt) = tokio::runtime::Handle::try_current()
