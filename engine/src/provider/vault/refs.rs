@@ -191,7 +191,7 @@ impl<'a> Reader<'a> {
         self.digest.update(desc.as_bytes());
         Ok((
             JwtSource::TokenRequest {
-                api,
+                api: Box::new(api),
                 name: sa.name.clone(),
                 audiences,
                 expiration,

@@ -43,7 +43,7 @@ pub enum JwtSource {
     /// A fresh ServiceAccount token from the TokenRequest API for each login.
     TokenRequest {
         /// The ServiceAccounts of the namespace.
-        api: Api<ServiceAccount>,
+        api: Box<Api<ServiceAccount>>,
         /// The ServiceAccount.
         name: String,
         /// Audiences (empty: the apiserver's default).
