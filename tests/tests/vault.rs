@@ -1073,3 +1073,167 @@ fn regex_lite_tokens(text: &str) -> Vec<String> {
     }
     found
 }
+
+/// `spec.provider.openBao` (ESO's read-only OpenBao block): its own mount, userPass auth,
+/// literal paths, one-level find by name, ESO's errors for tags, a missing secret, and a
+/// mount of the wrong type or version.
+#[tokio::test]
+async fn openbao_block() {
+    let _bao = BAO.read().await;
+    let env = TestEnv::new("vault-openbao").await;
+    let bao = Bao::new();
+    let ns = env.ns.clone();
+    let (v2, v1) = (format!("bao-{ns}"), format!("baov1-{ns}"));
+    bao.ok(
+        "POST",
+        &format!("sys/mounts/{v2}"),
+        json!({"type": "kv", "options": {"version": "2"}}),
+    )
+    .await;
+    bao.ok(
+        "POST",
+        &format!("sys/mounts/{v1}"),
+        json!({"type": "kv", "options": {"version": "1"}}),
+    )
+    .await;
+    for (key, value) in [
+        ("team/a", json!({"x": "1"})),
+        ("team/b", json!({"x": "2"})),
+        ("team/sub/c", json!({"x": "3"})),
+        ("top", json!({"n": {"m": "v"}})),
+    ] {
+        bao.put(&v2, key, value).await;
+    }
+    let policy = format!("openbao-{ns}");
+    bao.policy(
+        &policy,
+        &format!(
+            r#"path "{v2}/*" {{ capabilities = ["read", "list"] }}
+path "sys/mounts/{v2}" {{ capabilities = ["read"] }}"#
+        ),
+    )
+    .await;
+    bao.enable_auth(&format!("up-{ns}"), "userpass").await;
+    bao.ok(
+        "POST",
+        &format!("auth/up-{ns}/users/reader"),
+        json!({"password": format!("{CANARY}-pw"), "token_policies": [policy]}),
+    )
+    .await;
+    let store = |name: &str, path: &str, version: &str, auth: &str| {
+        format!(
+            r#"apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata:
+  name: {name}
+spec:
+  provider:
+    openBao:
+      server: "{url}"
+      path: {path}
+      version: {version}
+      auth:
+{auth}
+"#,
+            url = bao.url
+        )
+    };
+    let userpass = format!(
+        "        userPass: {{path: up-{ns}, username: reader, secretRef: {{name: creds, key: password}}}}"
+    );
+    let token = "        tokenSecretRef: {name: creds, key: token}";
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: creds
+stringData:
+  password: "{CANARY}-pw"
+  token: "{root}"
+---
+{bao_store}---
+{wrong_version}---
+{not_kv}---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: read
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: bao}}
+  data:
+  - secretKey: nested
+    remoteRef: {{key: top, property: n}}
+  dataFrom:
+  - find:
+      path: team
+      name: {{regexp: ".*"}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: tags
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: bao}}
+  dataFrom:
+  - find: {{tags: {{env: dev}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: missing
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: bao}}
+  data:
+  - secretKey: x
+    remoteRef: {{key: nope}}
+"#,
+        root = bao.token,
+        bao_store = store("bao", &v2, "v2", &userpass),
+        wrong_version = store("wrong-version", &v1, "v2", token),
+        not_kv = store("not-kv", "sys", "v2", token),
+    ))
+    .await
+    .unwrap();
+    let s = env
+        .wait_secret("read", "read through openBao", |s| s.data.is_some())
+        .await;
+    let d = secret_strings(&s);
+    assert_eq!(d["nested"], r#"{"m":"v"}"#);
+    assert_eq!(
+        (d["a"].as_str(), d["b"].as_str()),
+        (r#"{"x":"1"}"#, r#"{"x":"2"}"#)
+    );
+    assert_eq!(d.len(), 3, "one level, folders skipped: {:?}", d.keys());
+    env.wait_store("bao", |s, _, _| s == "True").await;
+    let message = env.wait_ready("tags", "False", "SecretSyncedError").await;
+    assert!(
+        message.contains("tag based search is not implemented"),
+        "{message}"
+    );
+    let message = env
+        .wait_ready("missing", "False", "SecretSyncedError")
+        .await;
+    assert!(
+        message.contains(&format!("secret not found: at {v2}/data/nope")),
+        "{message}"
+    );
+    let (_, _, message) = env
+        .wait_store("wrong-version", |s, _, _| s == "False")
+        .await;
+    assert!(
+        message.contains("expected kv engine version 2 found version 1"),
+        "{message}"
+    );
+    let (_, _, message) = env.wait_store("not-kv", |s, _, _| s == "False").await;
+    assert!(
+        message.contains(r#"expected mount type "kv" found "system""#),
+        "{message}"
+    );
+    assert!(
+        !esox_tests::logs().contains(CANARY),
+        "a credential reached the logs"
+    );
+}

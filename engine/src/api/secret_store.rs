@@ -156,6 +156,9 @@ pub struct SecretStoreProvider {
     /// HashiCorp Vault (or OpenBao through the Vault API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault: Option<super::vault::VaultProvider>,
+    /// OpenBao's own block (read-only, `kv` mount by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_bao: Option<super::vault::OpenBaoProvider>,
     /// Every other ESO provider, kept verbatim.
     #[serde(flatten)]
     #[schemars(skip)]
@@ -191,6 +194,15 @@ impl<'de> Deserialize<'de> for SecretStoreProvider {
                                 }
                             }
                         }
+                        "openBao" => {
+                            let value = map.next_value_seed(super::free_form::Seed)?;
+                            match serde_json::from_value(value.clone()) {
+                                Ok(bao) => out.open_bao = Some(bao),
+                                Err(_) => {
+                                    out.other.insert(key, value);
+                                }
+                            }
+                        }
                         _ => {
                             let value = map.next_value_seed(super::free_form::Seed)?;
                             out.other.insert(key, value);
@@ -216,6 +228,9 @@ impl SecretStoreProvider {
         }
         if self.vault.is_some() {
             names.push("vault".to_string());
+        }
+        if self.open_bao.is_some() {
+            names.push("openBao".to_string());
         }
         names.extend(self.other.keys().cloned());
         names

@@ -62,7 +62,38 @@ pub fn store(name: &str, scope: StoreScope<'_>, spec: &SecretStoreSpec) -> Optio
     if let Some(vault) = &spec.provider.vault {
         return vault_store(scope, vault);
     }
+    if let Some(bao) = &spec.provider.open_bao {
+        return openbao_store(scope, bao);
+    }
     None
+}
+
+/// ESO's `openbao.ValidateStore`: references stay in a namespaced store's namespace.
+fn openbao_store(scope: StoreScope<'_>, bao: &super::OpenBaoProvider) -> Option<String> {
+    let foreign = |ns: Option<&String>| match scope {
+        StoreScope::Namespaced(own) => ns.is_some_and(|n| !n.is_empty() && n != own),
+        StoreScope::Cluster => false,
+    };
+    let auth = bao.auth.as_ref()?;
+    let ns = |s: &Option<super::SecretKeySelector>| s.as_ref().and_then(|s| s.namespace.clone());
+    let refs = [
+        (
+            "Auth.AppRole.RoleRef",
+            auth.app_role.as_ref().and_then(|a| ns(&a.role_ref)),
+        ),
+        (
+            "Auth.AppRole.SecretRef",
+            auth.app_role.as_ref().and_then(|a| ns(&a.secret_ref)),
+        ),
+        ("Auth.TokenSecretRef", ns(&auth.token_secret_ref)),
+        (
+            "Auth.UserPass.SecretRef",
+            auth.user_pass.as_ref().and_then(|u| ns(&u.secret_ref)),
+        ),
+    ];
+    refs.into_iter().find(|(_, n)| foreign(n.as_ref())).map(|(field, _)| {
+        format!("invalid {field}: namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore")
+    })
 }
 
 /// ESO's `vault.ValidateStore`: references stay in a namespaced store's namespace, client TLS

@@ -233,3 +233,49 @@ pub struct VaultCertAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeySelector>,
 }
+
+/// `spec.provider.openBao` (ESO ≥ 2.x): OpenBao's own, read-only block; its KV mount defaults
+/// to `kv` and its auth is one of a token, AppRole or username/password.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenBaoProvider {
+    /// OpenBao address, e.g. `https://openbao.example.com:8200`.
+    #[serde(default)]
+    pub server: String,
+    /// The KV mount (default `kv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// KV engine version, `v1` or `v2` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// OpenBao namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// PEM bundle of the CAs that sign the server's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+    /// Where the CA bundle is: a Secret or ConfigMap key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_provider: Option<CaProvider>,
+    /// How to authenticate: exactly one of `tokenSecretRef`, `appRole`, `userPass`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<OpenBaoAuth>,
+}
+
+/// OpenBao authentication.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenBaoAuth {
+    /// Namespace used for the login only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A static token from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<SecretKeySelector>,
+    /// AppRole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_role: Option<VaultAppRole>,
+    /// Username and password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_pass: Option<VaultUserPassAuth>,
+}

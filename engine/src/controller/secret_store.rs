@@ -106,6 +106,24 @@ fn referent(spec: &SecretStoreSpec) -> bool {
     if let Some(vault) = &spec.provider.vault {
         return vault_referent(vault);
     }
+    if let Some(bao) = &spec.provider.open_bao {
+        // ESO's openbao `isReferentSpec`: a credential, or the caProvider, without a namespace.
+        let unset = |s: &Option<crate::api::SecretKeySelector>| {
+            s.as_ref().is_some_and(|s| s.namespace.is_none())
+        };
+        let auth = bao.auth.as_ref().is_some_and(|a| {
+            unset(&a.token_secret_ref)
+                || a.app_role
+                    .as_ref()
+                    .is_some_and(|r| unset(&r.role_ref) || unset(&r.secret_ref))
+                || a.user_pass.as_ref().is_some_and(|u| unset(&u.secret_ref))
+        });
+        return auth
+            || bao
+                .ca_provider
+                .as_ref()
+                .is_some_and(|c| c.namespace.is_none());
+    }
     let Some(auth) = spec.provider.aws.as_ref().and_then(|a| a.auth.as_ref()) else {
         return false;
     };

@@ -243,14 +243,26 @@ pub async fn build(
     if let Some(v) = &spec.provider.vault {
         return vault::connect(v, ctx).await;
     }
+    if let Some(b) = &spec.provider.open_bao {
+        return vault::connect_openbao(b, ctx).await;
+    }
+    // Kept free-form because they do not decode: say why.
     if let Some(raw) = spec.provider.other.get("vault") {
-        // Kept free-form because it does not decode: say why.
         let why = serde_json::from_value::<crate::api::VaultProvider>(raw.clone())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         return Err(ProviderBuildError::Invalid(format!(
             "spec.provider.vault: {why}"
+        )));
+    }
+    if let Some(raw) = spec.provider.other.get("openBao") {
+        let why = serde_json::from_value::<crate::api::OpenBaoProvider>(raw.clone())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        return Err(ProviderBuildError::Invalid(format!(
+            "spec.provider.openBao: {why}"
         )));
     }
     Err(ProviderBuildError::Unsupported(names[0].clone()))

@@ -35,11 +35,21 @@ use super::{
     BuildContext, Calls, FindQuery, GetRequest, Provider, ProviderBuildError, ProviderError,
     Recorded,
 };
-use crate::api::VaultProvider;
+use crate::api::{OpenBaoProvider, VaultAppRole, VaultAuth, VaultProvider};
 use crate::secret::SecretBytes;
 
 /// The `provider` label of Vault calls (ESO's `ProviderHCVault`).
 pub const PROVIDER: &str = "HashiCorp/Vault";
+
+/// Which ESO provider a store is: they read the same API with different rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `spec.provider.vault`.
+    Vault,
+    /// `spec.provider.openBao`: literal paths, one-level find by name only, plain "secret not
+    /// found" errors, `metadataPolicy` ignored, validation by the mount's type and version.
+    OpenBao,
+}
 
 /// A connected Vault store.
 pub struct VaultStore {
@@ -48,12 +58,71 @@ pub struct VaultStore {
     paths: paths::Paths,
     namespace: Option<String>,
     calls: Calls,
+    flavor: Flavor,
+    server: String,
 }
 
 /// Connects to Vault for one store (and one identity). Reads the Secrets the store's `auth`
 /// and TLS settings name; logs in only when a call first needs a token.
 pub async fn connect(
     spec: &VaultProvider,
+    ctx: &BuildContext<'_>,
+) -> Result<(Arc<dyn Provider>, String), ProviderBuildError> {
+    connect_as(spec, Flavor::Vault, ctx).await
+}
+
+/// Connects an `openBao` store: its block read as the Vault block it is a subset of (mount
+/// `kv` by default; exactly one of token, AppRole, username/password).
+pub async fn connect_openbao(
+    spec: &OpenBaoProvider,
+    ctx: &BuildContext<'_>,
+) -> Result<(Arc<dyn Provider>, String), ProviderBuildError> {
+    let auth = match &spec.auth {
+        None => None,
+        Some(a) => {
+            let set = [
+                a.token_secret_ref.is_some(),
+                a.app_role.is_some(),
+                a.user_pass.is_some(),
+            ];
+            if set.iter().filter(|s| **s).count() != 1 {
+                return Err(ProviderBuildError::Invalid(
+                    "spec.provider.openBao.auth: exactly one of appRole, tokenSecretRef and userPass must be set".into(),
+                ));
+            }
+            Some(VaultAuth {
+                namespace: a.namespace.clone(),
+                token_secret_ref: a.token_secret_ref.clone(),
+                app_role: a.app_role.clone().map(|r| VaultAppRole {
+                    role_id: r.role_id.filter(|id| !id.is_empty()),
+                    ..r
+                }),
+                user_pass: a.user_pass.clone(),
+                ..Default::default()
+            })
+        }
+    };
+    let vault = VaultProvider {
+        server: spec.server.clone(),
+        path: Some(
+            spec.path
+                .clone()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "kv".into()),
+        ),
+        version: spec.version.clone(),
+        namespace: spec.namespace.clone(),
+        ca_bundle: spec.ca_bundle.clone(),
+        ca_provider: spec.ca_provider.clone(),
+        auth,
+        ..Default::default()
+    };
+    connect_as(&vault, Flavor::OpenBao, ctx).await
+}
+
+async fn connect_as(
+    spec: &VaultProvider,
+    flavor: Flavor,
     ctx: &BuildContext<'_>,
 ) -> Result<(Arc<dyn Provider>, String), ProviderBuildError> {
     if spec.server.is_empty() {
@@ -120,11 +189,18 @@ pub async fn connect(
         paths: paths::Paths {
             mount: spec.path.clone(),
             v1,
+            literal: flavor == Flavor::OpenBao,
         },
         namespace,
         calls,
+        flavor,
+        server: spec.server.clone(),
     };
-    let identity = format!("vault {} {}", spec.server, resolved.identity);
+    let kind = match flavor {
+        Flavor::Vault => "vault",
+        Flavor::OpenBao => "openBao",
+    };
+    let identity = format!("{kind} {} {}", spec.server, resolved.identity);
     Ok((Arc::new(store), identity))
 }
 
@@ -284,9 +360,14 @@ impl VaultStore {
     ) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError> {
         let path = self.paths.data(key);
         let query: Vec<(&str, &str)> = version.map(|v| ("version", v)).into_iter().collect();
-        let no_secret = || ProviderError::NoSecret {
-            key: key.to_string(),
-            version: version.map(str::to_string),
+        let flavor = self.flavor;
+        let no_secret = || match flavor {
+            Flavor::Vault => ProviderError::NoSecret {
+                key: key.to_string(),
+                version: version.map(str::to_string),
+            },
+            // The OpenBao client's ErrSecretNotFound: not ESO's NoSecretErr.
+            Flavor::OpenBao => ProviderError::Unsupported(format!("secret not found: at {path}")),
         };
         let body = self
             .read("GET", &path, &query, "ReadSecretData")
@@ -388,9 +469,133 @@ impl VaultStore {
     }
 }
 
+impl VaultStore {
+    /// ESO's OpenBao `GetAllSecrets`: by name only, one level under `path` (folders skipped),
+    /// keys relative to `path`. (ESO then reads each name from the mount's root, which finds
+    /// nothing when `path` is set; esox reads `path/name`.)
+    async fn find_openbao(
+        &self,
+        query: &FindQuery,
+    ) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
+        if !query.tags.is_empty() {
+            return Err(ProviderError::Unsupported(
+                "tag based search is not implemented".into(),
+            ));
+        }
+        let Some(re) = &query.name_regexp else {
+            return Err(ProviderError::InvalidConfig(
+                "find.name is required by the OpenBao provider".into(),
+            ));
+        };
+        let regex = Regex::new(re).map_err(|e| {
+            ProviderError::InvalidConfig(format!(
+                "invalid find.name.regexp {:?}: {e}",
+                crate::api::abbreviate(re, 100)
+            ))
+        })?;
+        let base = query.path.as_deref().unwrap_or_default().trim_matches('/');
+        let url = self
+            .paths
+            .metadata(base)
+            .map_err(ProviderError::InvalidConfig)?;
+        let Some(body) = self
+            .read("GET", &url, &[("list", "true")], "ListSecrets")
+            .await?
+        else {
+            return Ok(BTreeMap::new());
+        };
+        let keys: Vec<String> = body
+            .get("data")
+            .and_then(|d| d.get("keys"))
+            .and_then(|k| k.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut out = BTreeMap::new();
+        for name in keys {
+            if name.ends_with('/') || !regex.is_match(&name) {
+                continue;
+            }
+            let key = if base.is_empty() {
+                name.clone()
+            } else {
+                format!("{base}/{name}")
+            };
+            let data = self.read_secret(&key, None).await?;
+            out.insert(
+                name,
+                SecretBytes::new(go_json(&serde_json::Value::Object(data))),
+            );
+        }
+        Ok(out)
+    }
+
+    /// ESO's OpenBao `Validate`: the mount exists, is `kv`, of the store's version.
+    async fn validate_openbao(&self) -> Result<Option<String>, ProviderError> {
+        let mount = self.paths.mount.clone().unwrap_or_default();
+        let path = format!("sys/mounts/{mount}");
+        let server = self.server.clone();
+        let wrap = |e: ProviderError| prefixed(e, &format!("error while validating {server:?}: "));
+        let body = self
+            .read("GET", &path, &[], "ReadSecretData")
+            .await
+            .map_err(wrap)?
+            .ok_or_else(|| {
+                wrap(ProviderError::InvalidConfig(format!(
+                    "{}: no such mount",
+                    describe("GET", &path)
+                )))
+            })?;
+        let data = body.get("data").cloned().unwrap_or(body);
+        let kind = data
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default();
+        if kind != "kv" {
+            return Err(ProviderError::InvalidConfig(format!(
+                "expected mount type \"kv\" found {kind:?}"
+            )));
+        }
+        let actual = data
+            .get("options")
+            .and_then(|o| o.get("version"))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let expected = if self.paths.v1 { "1" } else { "2" };
+        if actual != expected {
+            return Err(ProviderError::InvalidConfig(format!(
+                "expected kv engine version {expected} found version {actual}"
+            )));
+        }
+        Ok(None)
+    }
+}
+
 #[async_trait]
 impl Provider for VaultStore {
     async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError> {
+        if self.flavor == Flavor::OpenBao {
+            // ESO's OpenBao provider ignores metadataPolicy.
+            if let Some(v) = &req.version {
+                if self.paths.v1 {
+                    return Err(ProviderError::Unsupported(
+                        "OpenBao KVv1 secrets do not support versioning (use KVv2)".into(),
+                    ));
+                }
+                if v.parse::<u64>().is_err() {
+                    return Err(ProviderError::InvalidConfig(format!(
+                        "invalid Ref.Version: {:?} is not an integer",
+                        crate::api::abbreviate(v, 40)
+                    )));
+                }
+            }
+            let data = self.read_secret(&req.key, req.version.as_deref()).await?;
+            return Ok(SecretBytes::new(go_json(&serde_json::Value::Object(data))));
+        }
         if req.metadata {
             if self.paths.v1 {
                 return Err(ProviderError::Unsupported(
@@ -412,6 +617,9 @@ impl Provider for VaultStore {
         &self,
         query: &FindQuery,
     ) -> Result<BTreeMap<String, SecretBytes>, ProviderError> {
+        if self.flavor == Flavor::OpenBao {
+            return self.find_openbao(query).await;
+        }
         if self.paths.v1 && !query.tags.is_empty() {
             return Err(ProviderError::Unsupported(
                 "cannot perform find by tag operations with kv version v1".into(),
@@ -462,6 +670,9 @@ impl Provider for VaultStore {
     }
 
     async fn validate(&self) -> Result<Option<String>, ProviderError> {
+        if self.flavor == Flavor::OpenBao {
+            return self.validate_openbao().await;
+        }
         if !self.slot.can_login() && self.slot.lease().await?.token.is_none() {
             // No auth: nothing to check without reading a secret.
             return Ok(None);

@@ -8,6 +8,8 @@ pub struct Paths {
     pub mount: Option<String>,
     /// KV v1 (else v2).
     pub v1: bool,
+    /// Keys are always relative to the mount (the OpenBao block: `<mount>/data/<key>`).
+    pub literal: bool,
 }
 
 impl Paths {
@@ -25,6 +27,14 @@ impl Paths {
 
     /// The path a secret's data is read from.
     pub fn data(&self, key: &str) -> String {
+        if self.literal {
+            let mount = self.mount.as_deref().unwrap_or("kv");
+            return if self.v1 {
+                format!("{mount}/{key}")
+            } else {
+                format!("{mount}/data/{key}")
+            };
+        }
         match &self.mount {
             Some(mount) => {
                 let rest = self.strip(mount, key);
@@ -45,6 +55,14 @@ impl Paths {
     /// The path a secret's metadata is read (and a folder listed) from; on KV v1 the data
     /// itself.
     pub fn metadata(&self, key: &str) -> Result<String, String> {
+        if self.literal {
+            let mount = self.mount.as_deref().unwrap_or("kv");
+            return Ok(if self.v1 {
+                format!("{mount}/{key}")
+            } else {
+                format!("{mount}/metadata/{key}")
+            });
+        }
         match (&self.mount, self.v1) {
             (Some(mount), true) => Ok(format!("{mount}/{key}")),
             (None, true) => Err(
@@ -68,6 +86,7 @@ mod tests {
         Paths {
             mount: mount.map(str::to_string),
             v1,
+            literal: false,
         }
     }
 
@@ -119,5 +138,16 @@ mod tests {
             "provided Path isn't a valid kv v2 path"
         );
         assert!(paths(None, true).metadata("foo").is_err());
+    }
+
+    #[test]
+    fn openbao_paths_are_the_mount_and_the_key() {
+        let bao = Paths {
+            mount: Some("kv".into()),
+            v1: false,
+            literal: true,
+        };
+        assert_eq!(bao.data("kv/app"), "kv/data/kv/app");
+        assert_eq!(bao.metadata("team").unwrap(), "kv/metadata/team");
     }
 }
