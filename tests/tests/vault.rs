@@ -1237,3 +1237,157 @@ spec:
         "a credential reached the logs"
     );
 }
+
+/// The VaultDynamicSecret generator on bao, authenticated as a Kubernetes-auth store would
+/// be: a Vault token (`auth/token/create`, resultType Auth: the documents' "Vault tokens"), a
+/// certificate from the PKI engine (a write, resultType Data), and a ClusterGenerator
+/// carrying one (a read).
+#[tokio::test]
+async fn vault_dynamic_secret_generator() {
+    let _bao = BAO.read().await;
+    let env = TestEnv::new("vault-vds").await;
+    let bao = Bao::new();
+    let ns = env.ns.clone();
+    let pki = format!("pki-{ns}");
+    bao.ok(
+        "POST",
+        &format!("sys/mounts/{pki}"),
+        json!({"type": "pki", "config": {"max_lease_ttl": "24h"}}),
+    )
+    .await;
+    bao.ok(
+        "POST",
+        &format!("{pki}/root/generate/internal"),
+        json!({"common_name": "esox test CA", "ttl": "24h"}),
+    )
+    .await;
+    bao.ok(
+        "POST",
+        &format!("{pki}/roles/web"),
+        json!({"allowed_domains": "example.com", "allow_subdomains": true, "max_ttl": "1h"}),
+    )
+    .await;
+    let policy = format!("vds-{ns}");
+    bao.policy(
+        &policy,
+        &format!(
+            r#"path "auth/token/create" {{ capabilities = ["update"] }}
+path "{pki}/issue/web" {{ capabilities = ["update"] }}
+path "secret/data/{ns}/*" {{ capabilities = ["read"] }}"#
+        ),
+    )
+    .await;
+    service_account(&env, "generator").await;
+    kubernetes_role(&bao, &format!("vds-{ns}"), "generator", &ns, &policy, "1h").await;
+    bao.put("secret", &format!("{ns}/static"), json!({"k": "v"}))
+        .await;
+    let provider = format!(
+        r#"  provider:
+    server: "{url}"
+    auth:
+      kubernetes:
+        role: vds-{ns}
+        serviceAccountRef: {{name: generator}}"#,
+        url = bao.url
+    );
+    let es = |name: &str, kind: &str, generator: &str| {
+        format!(
+            r#"apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: {name}
+spec:
+  refreshInterval: 1h
+  dataFrom:
+  - sourceRef:
+      generatorRef:
+        apiVersion: generators.external-secrets.io/v1alpha1
+        kind: {kind}
+        name: {generator}
+"#
+        )
+    };
+    env.apply(&format!(
+        r#"apiVersion: generators.external-secrets.io/v1alpha1
+kind: VaultDynamicSecret
+metadata:
+  name: token
+spec:
+  method: POST
+  path: auth/token/create
+  parameters: {{policies: [default], ttl: 1h}}
+  resultType: Auth
+{provider}
+---
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: VaultDynamicSecret
+metadata:
+  name: certificate
+spec:
+  method: POST
+  path: {pki}/issue/web
+  parameters: {{common_name: app.example.com, ttl: 10m}}
+{provider}
+---
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: ClusterGenerator
+metadata:
+  name: vds-{ns}
+spec:
+  kind: VaultDynamicSecret
+  generator:
+    vaultDynamicSecretSpec:
+      path: secret/data/{ns}/static
+{provider_nested}
+---
+{token_es}---
+{cert_es}---
+{cluster_es}"#,
+        provider_nested = provider
+            .lines()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        token_es = es("token", "VaultDynamicSecret", "token"),
+        cert_es = es("certificate", "VaultDynamicSecret", "certificate"),
+        cluster_es = es("cluster", "ClusterGenerator", &format!("vds-{ns}")),
+    ))
+    .await
+    .unwrap();
+
+    let s = env
+        .wait_secret("token", "a Vault token generated", |s| s.data.is_some())
+        .await;
+    let d = secret_strings(&s);
+    assert!(d["client_token"].starts_with("s."), "a bao token");
+    assert_eq!(d["lease_duration"], "3600");
+    assert_eq!(d["policies"], r#"["default"]"#);
+    let (status, looked_up) = bao
+        .call(
+            "POST",
+            "auth/token/lookup",
+            Some(json!({"token": d["client_token"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "the generated token is valid: {looked_up}");
+
+    let s = env
+        .wait_secret("certificate", "a certificate issued", |s| s.data.is_some())
+        .await;
+    let d = secret_strings(&s);
+    assert!(
+        d["certificate"].starts_with("-----BEGIN CERTIFICATE-----"),
+        "a PEM certificate"
+    );
+    assert!(d["private_key"].contains("PRIVATE KEY"), "its key");
+    assert!(d.contains_key("serial_number") && d.contains_key("issuing_ca"));
+
+    let s = env
+        .wait_secret("cluster", "a ClusterGenerator's read", |s| s.data.is_some())
+        .await;
+    assert_eq!(secret_strings(&s)["data"], r#"{"k":"v"}"#);
+    assert!(
+        !esox_tests::logs().contains("PRIVATE KEY"),
+        "a generated key reached the logs"
+    );
+}

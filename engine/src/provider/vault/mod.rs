@@ -68,7 +68,104 @@ pub async fn connect(
     spec: &VaultProvider,
     ctx: &BuildContext<'_>,
 ) -> Result<(Arc<dyn Provider>, String), ProviderBuildError> {
-    connect_as(spec, Flavor::Vault, ctx).await
+    let (store, identity) = connect_as(spec, Flavor::Vault, ctx).await?;
+    Ok((Arc::new(store), identity))
+}
+
+/// ESO's VaultDynamicSecret generator: one call with the provider's auth (the token shared
+/// with stores of the same identity); `resultType` picks the answer's `data` (default),
+/// `auth` or the whole body, whose values become strings as ESO's `GetByteValue` makes them.
+pub async fn generate_dynamic(
+    spec: &crate::api::generators::VaultDynamicSecretSpec,
+    ctx: &BuildContext<'_>,
+) -> Result<crate::secret::SecretMap, ProviderError> {
+    if spec.path.is_empty() {
+        return Err(ProviderError::InvalidConfig("spec.path is required".into()));
+    }
+    let (store, _) = connect_as(&spec.provider, Flavor::Vault, ctx)
+        .await
+        .map_err(|e| ProviderError::InvalidConfig(format!("unable to setup Vault client: {e}")))?;
+    let method = spec
+        .method
+        .as_deref()
+        .filter(|m| !m.is_empty())
+        .unwrap_or("GET")
+        .to_ascii_uppercase();
+    let query: Vec<(&str, &str)> = spec
+        .get_parameters
+        .iter()
+        .flat_map(|(k, vs)| vs.iter().map(move |v| (k.as_str(), v.as_str())))
+        .collect();
+    let (http_method, query, body): (&str, Vec<(&str, &str)>, Option<serde_json::Value>) =
+        match method.as_str() {
+            "GET" => ("GET", query, None),
+            "LIST" => ("GET", vec![("list", "true")], None),
+            "DELETE" => ("DELETE", vec![], None),
+            other => {
+                let body = spec
+                    .parameters
+                    .clone()
+                    .unwrap_or_else(|| serde_json::json!({}));
+                (
+                    if other == "POST" { "POST" } else { "PUT" },
+                    vec![],
+                    Some(body),
+                )
+            }
+        };
+    let path = spec.path.trim_start_matches('/').to_string();
+    let call_name = if body.is_some() {
+        "WriteSecretData"
+    } else {
+        "ReadSecretData"
+    };
+    let reply = store
+        .with_token(|lease| {
+            let (store, path, query, body) = (&store, &path, &query, &body);
+            async move {
+                store
+                    .http
+                    .call(
+                        http_method,
+                        path,
+                        query,
+                        lease.as_deref(),
+                        store.namespace.as_deref(),
+                        body.as_ref(),
+                    )
+                    .await
+                    .and_then(|r| check(r, http_method, path))
+            }
+        })
+        .await
+        .recorded(&store.calls, call_name)
+        .map_err(|e| prefixed(e, "unable to get dynamic secret: "))?;
+    let reply = reply.filter(|b| !b.is_null());
+    let Some(body) = reply else {
+        if spec.allow_empty_response {
+            return Ok(Default::default());
+        }
+        return Err(ProviderError::Unavailable(
+            "unable to get dynamic secret: empty response from Vault".into(),
+        ));
+    };
+    let picked = match spec.result_type.as_deref() {
+        Some("Auth") => body.get("auth").cloned().unwrap_or_default(),
+        Some("Raw") => body,
+        _ => body.get("data").cloned().unwrap_or_default(),
+    };
+    let mut out = crate::secret::SecretMap::new();
+    if let serde_json::Value::Object(map) = picked {
+        for (k, v) in map {
+            let bytes = match v {
+                serde_json::Value::String(s) => s.into_bytes(),
+                serde_json::Value::Null => Vec::new(),
+                other => go_json(&other),
+            };
+            out.insert(k, SecretBytes::new(bytes));
+        }
+    }
+    Ok(out)
 }
 
 /// Connects an `openBao` store: its block read as the Vault block it is a subset of (mount
@@ -117,14 +214,15 @@ pub async fn connect_openbao(
         auth,
         ..Default::default()
     };
-    connect_as(&vault, Flavor::OpenBao, ctx).await
+    let (store, identity) = connect_as(&vault, Flavor::OpenBao, ctx).await?;
+    Ok((Arc::new(store), identity))
 }
 
 async fn connect_as(
     spec: &VaultProvider,
     flavor: Flavor,
     ctx: &BuildContext<'_>,
-) -> Result<(Arc<dyn Provider>, String), ProviderBuildError> {
+) -> Result<(VaultStore, String), ProviderBuildError> {
     if spec.server.is_empty() {
         return Err(ProviderBuildError::Invalid(
             "spec.provider.vault.server is required".into(),
@@ -201,7 +299,7 @@ async fn connect_as(
         Flavor::OpenBao => "openBao",
     };
     let identity = format!("{kind} {} {}", spec.server, resolved.identity);
-    Ok((Arc::new(store), identity))
+    Ok((store, identity))
 }
 
 /// Judges a reply: the body on success, `None` when Vault says 404 with nothing in it (a
