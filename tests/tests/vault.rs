@@ -1370,6 +1370,14 @@ spec:
         )
         .await;
     assert_eq!(status, 200, "the generated token is valid: {looked_up}");
+    // Its 1 h lease: generated again before it ends, whatever refreshInterval says.
+    assert!(
+        s.metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("esox.dev/renew-at")),
+        "renew-at annotation on the token's Secret"
+    );
 
     let s = env
         .wait_secret("certificate", "a certificate issued", |s| s.data.is_some())

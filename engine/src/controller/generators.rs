@@ -209,13 +209,23 @@ pub async fn generate(
                 resolver.namespace,
             );
             let call = crate::provider::vault::generate_dynamic(&s, &bctx);
-            crate::provider::with_deadline(
+            let (data, expires) = crate::provider::with_deadline(
                 ctx.settings.provider_timeout,
                 || format!("VaultDynamicSecret {:?}", generator.name),
                 call,
             )
             .await
-            .map_err(GeneratorError::Vault)
+            .map_err(GeneratorError::Vault)?;
+            // A leased credential (a token, a database user) is generated again before its
+            // lease ends, as STS credentials are.
+            if let Some(expires) = expires {
+                let mut earliest = resolver
+                    .expires
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *earliest = Some(earliest.map_or(expires, |e| e.min(expires)));
+            }
+            Ok(data)
         }
         GeneratorSpec::Sts(s) => {
             let deadline = ctx.settings.provider_timeout;

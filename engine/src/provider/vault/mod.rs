@@ -75,10 +75,12 @@ pub async fn connect(
 /// ESO's VaultDynamicSecret generator: one call with the provider's auth (the token shared
 /// with stores of the same identity); `resultType` picks the answer's `data` (default),
 /// `auth` or the whole body, whose values become strings as ESO's `GetByteValue` makes them.
+/// Also returns when the answer's lease (or generated token) expires, if it does, so the
+/// controller generates the next value before then whatever `refreshInterval` says.
 pub async fn generate_dynamic(
     spec: &crate::api::generators::VaultDynamicSecretSpec,
     ctx: &BuildContext<'_>,
-) -> Result<crate::secret::SecretMap, ProviderError> {
+) -> Result<(crate::secret::SecretMap, Option<jiff::Timestamp>), ProviderError> {
     if spec.path.is_empty() {
         return Err(ProviderError::InvalidConfig("spec.path is required".into()));
     }
@@ -143,12 +145,23 @@ pub async fn generate_dynamic(
     let reply = reply.filter(|b| !b.is_null());
     let Some(body) = reply else {
         if spec.allow_empty_response {
-            return Ok(Default::default());
+            return Ok((Default::default(), None));
         }
         return Err(ProviderError::Unavailable(
             "unable to get dynamic secret: empty response from Vault".into(),
         ));
     };
+    let lease = body
+        .get("auth")
+        .and_then(|a| a.get("lease_duration"))
+        .or_else(|| body.get("lease_duration"))
+        .and_then(|d| d.as_i64())
+        .filter(|d| *d > 0);
+    let expires = lease.and_then(|secs| {
+        jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_secs(secs))
+            .ok()
+    });
     let picked = match spec.result_type.as_deref() {
         Some("Auth") => body.get("auth").cloned().unwrap_or_default(),
         Some("Raw") => body,
@@ -165,7 +178,7 @@ pub async fn generate_dynamic(
             out.insert(k, SecretBytes::new(bytes));
         }
     }
-    Ok(out)
+    Ok((out, expires))
 }
 
 /// Connects an `openBao` store: its block read as the Vault block it is a subset of (mount
