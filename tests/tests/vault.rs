@@ -1399,3 +1399,116 @@ spec:
         "a generated key reached the logs"
     );
 }
+
+/// The shipped binary at `RUST_LOG=trace`: Kubernetes and userPass logins, reads, a
+/// generated Vault token, refreshes every second. Its log holds no secret value, no
+/// password, no bao token (the generated one included).
+#[tokio::test]
+async fn the_binary_at_trace_logs_no_value_and_no_token() {
+    let _bao = BAO.read().await;
+    let env = TestEnv::without_controller("vault-hygiene").await;
+    let bao = Bao::new();
+    let ns = env.ns.clone();
+    let policy = format!("hyg-{ns}");
+    bao.policy(
+        &policy,
+        &format!(
+            r#"path "secret/data/{ns}/*" {{ capabilities = ["read"] }}
+path "auth/token/create" {{ capabilities = ["update"] }}"#
+        ),
+    )
+    .await;
+    service_account(&env, "reader").await;
+    kubernetes_role(&bao, &format!("hyg-{ns}"), "reader", &ns, &policy, "1h").await;
+    bao.enable_auth(&format!("hyg-up-{ns}"), "userpass").await;
+    bao.ok(
+        "POST",
+        &format!("auth/hyg-up-{ns}/users/esox"),
+        json!({"password": format!("{CANARY}-password"), "token_policies": [policy]}),
+    )
+    .await;
+    bao.put(
+        "secret",
+        &format!("{ns}/db"),
+        json!({"password": format!("{CANARY}-value")}),
+    )
+    .await;
+    env.apply(&format!(
+        r#"{k8s}---
+apiVersion: v1
+kind: Secret
+metadata: {{name: creds}}
+stringData: {{password: "{CANARY}-password"}}
+---
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: userpass}}
+spec:
+  provider:
+    vault:
+      server: "{url}"
+      path: secret
+      auth:
+        userPass: {{path: hyg-up-{ns}, username: esox, secretRef: {{name: creds, key: password}}}}
+---
+{es_k8s}---
+{es_up}---
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: VaultDynamicSecret
+metadata: {{name: token}}
+spec:
+  method: POST
+  path: auth/token/create
+  parameters: {{policies: [default], ttl: 1h}}
+  resultType: Auth
+  provider:
+    server: "{url}"
+    auth:
+      kubernetes: {{role: hyg-{ns}, serviceAccountRef: {{name: reader}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: token}}
+spec:
+  refreshInterval: 1h
+  dataFrom:
+  - sourceRef:
+      generatorRef: {{apiVersion: generators.external-secrets.io/v1alpha1, kind: VaultDynamicSecret, name: token}}
+"#,
+        url = bao.url,
+        k8s = kubernetes_store("k8s", &bao.url, &format!("hyg-{ns}"), "reader"),
+        es_k8s = reading_es("via-k8s", "k8s", &format!("{ns}/db"), "password", "1s"),
+        es_up = reading_es("via-userpass", "userpass", &format!("{ns}/db"), "password", "1s"),
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("esox.log");
+    let controller = env.spawn_controller_logging(
+        &[("RUST_LOG", "trace")],
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    let value = format!("{CANARY}-value");
+    for name in ["via-k8s", "via-userpass"] {
+        env.wait_value(name, "value", &value).await;
+    }
+    let token = env
+        .wait_secret("token", "a generated token", |s| s.data.is_some())
+        .await;
+    let token = secret_strings(&token)["client_token"].clone();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    drop(controller);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.len() > 10_000, "a trace log ({} bytes)", log.len());
+    assert!(
+        !log.contains(CANARY),
+        "a value or the password reached the log"
+    );
+    assert!(!log.contains(&token), "the generated token reached the log");
+    let tokens = regex_lite_tokens(&log);
+    assert!(
+        tokens.is_empty(),
+        "{} bao token(s) in the log",
+        tokens.len()
+    );
+}
