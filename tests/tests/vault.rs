@@ -50,6 +50,22 @@ impl Bao {
         (reply.status, reply.body)
     }
 
+    /// A call in bao namespace `ns`, which must succeed.
+    async fn ok_in(&self, ns: &str, method: &str, path: &str, body: Value) -> Value {
+        let reply = self
+            .http
+            .call(method, path, &[], Some(&self.token), Some(ns), Some(&body))
+            .await
+            .unwrap_or_else(|e| panic!("{method} {ns}/{path}: {e}"));
+        assert!(
+            (200..300).contains(&reply.status),
+            "{method} {ns}/{path}: HTTP {} {}",
+            reply.status,
+            reply.body
+        );
+        reply.body
+    }
+
     async fn ok(&self, method: &str, path: &str, body: Value) -> Value {
         let (status, reply) = self.call(method, path, Some(body)).await;
         assert!(
@@ -1510,5 +1526,120 @@ spec:
         tokens.is_empty(),
         "{} bao token(s) in the log",
         tokens.len()
+    );
+}
+
+/// bao namespaces (OpenBao has them; Vault OSS does not): a store in namespace
+/// `org/team` logging in there, and one logging in at `org` (`auth.namespace`) with a policy
+/// of `org` that grants the child's paths.
+#[tokio::test]
+async fn namespaces() {
+    let _bao = BAO.read().await;
+    let env = TestEnv::new("vault-ns").await;
+    let bao = Bao::new();
+    let org = format!("org-{}", env.ns);
+    let team = format!("{org}/team");
+    bao.ok("POST", &format!("sys/namespaces/{org}"), json!({}))
+        .await;
+    bao.ok_in(&org, "POST", "sys/namespaces/team", json!({}))
+        .await;
+    bao.ok_in(
+        &team,
+        "POST",
+        "sys/mounts/kv",
+        json!({"type": "kv", "options": {"version": "2"}}),
+    )
+    .await;
+    bao.ok_in(
+        &team,
+        "POST",
+        "kv/data/app",
+        json!({"data": {"v": "in-team"}}),
+    )
+    .await;
+    // Login in the team namespace.
+    bao.ok_in(
+        &team,
+        "PUT",
+        "sys/policies/acl/read",
+        json!({"policy": r#"path "kv/data/*" { capabilities = ["read"] }"#}),
+    )
+    .await;
+    bao.ok_in(
+        &team,
+        "POST",
+        "sys/auth/userpass",
+        json!({"type": "userpass"}),
+    )
+    .await;
+    bao.ok_in(
+        &team,
+        "POST",
+        "auth/userpass/users/esox",
+        json!({"password": "team-pw", "token_policies": ["read"]}),
+    )
+    .await;
+    // Login in the parent, whose policy grants the child's paths.
+    bao.ok_in(
+        &org,
+        "PUT",
+        "sys/policies/acl/read-team",
+        json!({"policy": r#"path "team/kv/data/*" { capabilities = ["read"] }"#}),
+    )
+    .await;
+    bao.ok_in(
+        &org,
+        "POST",
+        "sys/auth/userpass",
+        json!({"type": "userpass"}),
+    )
+    .await;
+    bao.ok_in(
+        &org,
+        "POST",
+        "auth/userpass/users/esox",
+        json!({"password": "org-pw", "token_policies": ["read-team"]}),
+    )
+    .await;
+    let store = |name: &str, auth_ns: &str, key: &str| {
+        format!(
+            r#"apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: {name}}}
+spec:
+  provider:
+    vault:
+      server: "{url}"
+      path: kv
+      namespace: {team}
+      auth:
+{auth_ns}        userPass: {{username: esox, secretRef: {{name: creds, key: {key}}}}}
+"#,
+            url = bao.url
+        )
+    };
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: creds}}
+stringData: {{team: team-pw, org: org-pw}}
+---
+{in_team}---
+{in_org}---
+{es_team}---
+{es_org}"#,
+        in_team = store("in-team", "", "team"),
+        in_org = store("in-org", &format!("        namespace: {org}\n"), "org"),
+        es_team = reading_es("in-team", "in-team", "app", "v", "1h"),
+        es_org = reading_es("in-org", "in-org", "app", "v", "1h"),
+    ))
+    .await
+    .unwrap();
+    env.wait_value("in-team", "value", "in-team").await;
+    env.wait_value("in-org", "value", "in-team").await;
+    let (_, _, message) = env.wait_store("in-org", |s, _, _| s == "True").await;
+    assert!(
+        message.contains("read-team"),
+        "logged in at the parent: {message}"
     );
 }
