@@ -11,9 +11,9 @@
 //!   passed, on the first use after that; one past 90 % of its TTL, or refused with 403 while
 //!   `lookup-self` refuses it too (revoked from outside, server restarted), is replaced by a
 //!   new login;
-//! - a slot no provider holds any more (its store changed or its credentials rotated) is
-//!   revoked (`auth/token/revoke-self`) by the next registry sweep, and so is one unused for a
-//!   day.
+//! - a slot no provider has held for 15 minutes (its store changed or was deleted, its
+//!   credentials rotated) is revoked (`auth/token/revoke-self`) by a registry sweep, and so is
+//!   one unused for a day; every token is revoked at shutdown.
 //!
 //! Tokens are [`Zeroizing`] strings, never formatted: messages name the call and the login
 //! method, not the token.
@@ -35,6 +35,10 @@ use crate::provider::{Calls, ProviderError, Recorded};
 
 /// A slot unused this long has its token revoked.
 const IDLE: Duration = Duration::from_secs(24 * 3600);
+/// A slot no provider holds is kept this long after its last use before its token is
+/// revoked: the store reconciler's validation holds it only while it validates, and the
+/// ExternalSecrets' providers are built after (a store revalidates every few minutes).
+const UNHELD: Duration = Duration::from_secs(15 * 60);
 
 /// Where a JWT comes from.
 pub enum JwtSource {
@@ -477,15 +481,16 @@ fn login_error(path: &str, e: ProviderError) -> ProviderError {
 static SLOTS: LazyLock<Mutex<HashMap<String, Arc<TokenSlot>>>> = LazyLock::new(Default::default);
 
 /// The slot of `key`, made by `make` when there is none. Sweeps the registry on the way:
-/// slots nobody else holds, or unused for [`IDLE`], have their token revoked.
+/// slots nobody else has held for [`UNHELD`], or unused for [`IDLE`], have their token
+/// revoked.
 pub fn slot(key: String, make: impl FnOnce() -> TokenSlot) -> Arc<TokenSlot> {
     let mut slots = SLOTS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut stale = Vec::new();
     slots.retain(|k, s| {
-        let unused = *k != key && Arc::strong_count(s) == 1;
-        if unused || s.idle() > IDLE {
+        let unheld = *k != key && Arc::strong_count(s) == 1 && s.idle() > UNHELD;
+        if unheld || s.idle() > IDLE {
             stale.push(s.clone());
             false
         } else {
