@@ -1643,3 +1643,50 @@ stringData: {{team: team-pw, org: org-pw}}
         "logged in at the parent: {message}"
     );
 }
+
+/// A token that expires for good (a 6 s TTL, at most 12 s with renewals): esox logs in again
+/// before it does, and no sync fails for it.
+#[tokio::test]
+async fn expiring_tokens_are_replaced_before_they_expire() {
+    let _bao = BAO.read().await;
+    let env = TestEnv::new("vault-expiry").await;
+    let bao = Bao::new();
+    let ns = env.ns.clone();
+    service_account(&env, "reader").await;
+    read_policy(&bao, &format!("exp-{ns}"), &ns).await;
+    bao.ok(
+        "POST",
+        &format!("auth/kubernetes/role/exp-{ns}"),
+        json!({
+            "bound_service_account_names": ["reader"],
+            "bound_service_account_namespaces": [ns],
+            "token_policies": [format!("exp-{ns}")],
+            "token_ttl": "6s",
+            "token_max_ttl": "12s",
+        }),
+    )
+    .await;
+    bao.put("secret", &format!("{ns}/k"), json!({"v": "1"}))
+        .await;
+    env.apply(&format!(
+        "{}---\n{}",
+        kubernetes_store("store", &bao.url, &format!("exp-{ns}"), "reader"),
+        reading_es("es", "store", &format!("{ns}/k"), "v", "1s")
+    ))
+    .await
+    .unwrap();
+    env.wait_value("es", "value", "1").await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let logins = answered_now("auth/kubernetes/login", &ns).await;
+    eprintln!("[vault] 30 s with a 6 s token (12 s max): {logins} logins");
+    assert!(
+        (3..=6).contains(&logins),
+        "a new login per 12 s of max TTL, not per sync: {logins}"
+    );
+    let events = env.events_for("es").await;
+    assert!(
+        !events.iter().any(|e| e.starts_with("UpdateFailed")),
+        "no sync failed: {events:?}"
+    );
+    env.wait_ready("es", "True", "SecretSynced").await;
+}

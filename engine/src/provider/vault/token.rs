@@ -409,6 +409,12 @@ impl TokenSlot {
             .get("lease_duration")
             .and_then(|d| d.as_u64())
             .unwrap_or(0);
+        if ttl == 0 {
+            // At its max TTL: nothing left to renew (0 here is not "no expiry").
+            return Err(ProviderError::InvalidConfig(
+                "the token reached its maximum TTL".into(),
+            ));
+        }
         tracing::debug!(ttl, "vault token renewed");
         Ok(Token {
             value: t.value.clone(),
