@@ -1690,3 +1690,89 @@ async fn expiring_tokens_are_replaced_before_they_expire() {
     );
     env.wait_ready("es", "True", "SecretSynced").await;
 }
+
+/// A ClusterSecretStore with referent Kubernetes auth (a `serviceAccountRef` without a
+/// namespace): the ServiceAccount is each ExternalSecret's namespace's, the store is not
+/// validated on its own (as in ESO), and each namespace logs in as itself.
+#[tokio::test]
+async fn referent_cluster_store() {
+    // Exclusive: a cluster-wide controller reconciles every namespace.
+    let _bao = BAO.write().await;
+    let _guard = esox_tests::cluster_lock().await;
+    let env = TestEnv::with(
+        "vault-css",
+        esox_tests::Options {
+            cluster_wide: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let bao = Bao::new();
+    let ns = env.ns.clone();
+    service_account(&env, "reader").await;
+    read_policy(&bao, &format!("css-{ns}"), &ns).await;
+    kubernetes_role(
+        &bao,
+        &format!("css-{ns}"),
+        "reader",
+        &ns,
+        &format!("css-{ns}"),
+        "1h",
+    )
+    .await;
+    bao.put("secret", &format!("{ns}/k"), json!({"v": "from-css"}))
+        .await;
+    let css = format!("vault-{ns}");
+    env.apply(&format!(
+        r#"apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata:
+  name: {css}
+spec:
+  provider:
+    vault:
+      server: "{url}"
+      path: secret
+      auth:
+        kubernetes:
+          role: css-{ns}
+          serviceAccountRef: {{name: reader}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: es
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: {css}, kind: ClusterSecretStore}}
+  data:
+  - secretKey: value
+    remoteRef: {{key: {ns}/k, property: v}}
+"#,
+        url = bao.url
+    ))
+    .await
+    .unwrap();
+    env.wait_value("es", "value", "from-css").await;
+    let api: Api<esox::api::ClusterSecretStore> = Api::all(env.client.clone());
+    let message = wait_for(
+        Duration::from_secs(30),
+        "the ClusterSecretStore's status",
+        || async {
+            let c = api
+                .get(&css)
+                .await
+                .ok()?
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            (c.status == "True").then(|| c.message.unwrap_or_default())
+        },
+    )
+    .await
+    .unwrap();
+    assert!(message.contains("referent"), "{message}");
+    assert_eq!(answered_now("auth/kubernetes/login", &ns).await, 1);
+    let _ = api.delete(&css, &Default::default()).await;
+}
