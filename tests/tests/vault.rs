@@ -1776,3 +1776,63 @@ spec:
     assert_eq!(answered_now("auth/kubernetes/login", &ns).await, 1);
     let _ = api.delete(&css, &Default::default()).await;
 }
+
+/// bao sealed: the sync fails naming the call and "Vault is sealed", the Secret is kept;
+/// unsealed: the same token works again (sealing keeps tokens), no new login.
+#[tokio::test]
+async fn sealed_server() {
+    let _bao = BAO.write().await;
+    let env = TestEnv::new("vault-sealed").await;
+    let bao = Bao::new();
+    let ns = env.ns.clone();
+    service_account(&env, "reader").await;
+    read_policy(&bao, &format!("seal-{ns}"), &ns).await;
+    kubernetes_role(
+        &bao,
+        &format!("seal-{ns}"),
+        "reader",
+        &ns,
+        &format!("seal-{ns}"),
+        "1h",
+    )
+    .await;
+    bao.put("secret", &format!("{ns}/k"), json!({"v": "kept"}))
+        .await;
+    env.apply(&format!(
+        "{}---\n{}",
+        kubernetes_store("store", &bao.url, &format!("seal-{ns}"), "reader"),
+        reading_es("es", "store", &format!("{ns}/k"), "v", "1s")
+    ))
+    .await
+    .unwrap();
+    env.wait_value("es", "value", "kept").await;
+    let key = stack_file("bao.log")
+        .lines()
+        .filter_map(|l| l.strip_prefix("Unseal Key: "))
+        .last()
+        .expect("the dev server's unseal key in its log")
+        .trim()
+        .to_string();
+    bao.ok("PUT", "sys/seal", json!({})).await;
+    let message = env.wait_ready("es", "False", "SecretSyncedError").await;
+    let unsealed = bao
+        .call("PUT", "sys/unseal", Some(json!({ "key": key })))
+        .await;
+    assert_eq!(unsealed.0, 200, "unsealed again: {}", unsealed.1);
+    assert!(
+        message.contains(&format!(
+            "GET secret/data/{ns}/k: HTTP 503: Vault is sealed"
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        secret_strings(&env.secrets().get("es").await.unwrap())["value"],
+        "kept"
+    );
+    env.wait_ready("es", "True", "SecretSynced").await;
+    assert_eq!(
+        answered_now("auth/kubernetes/login", &ns).await,
+        1,
+        "the token outlived the seal"
+    );
+}
