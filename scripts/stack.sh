@@ -198,6 +198,8 @@ healthy() {
   [ -f "$state/env" ] || return 1
   # shellcheck disable=SC1091
   source "$state/env"
+  # A stack started before bao was part of it is started again, with bao.
+  [ -n "${ESOX_BAO_URL:-}" ] || return 1
   curl -sf --max-time 3 --cacert "$state/pki/ca.crt" --cert "$state/pki/admin.crt" --key "$state/pki/admin.key" \
     "$ESOX_APISERVER_URL/readyz" >/dev/null
 }
@@ -358,7 +360,8 @@ PY
 # Dev storage is in memory: `start-service bao` starts an empty server on the same ports and
 # configures it again (mounts, auth); what tests wrote, and every token, is gone.
 start_bao() {
-  local port tls_port pki=$state/pki
+  local port tls_port pki=$state/pki t0
+  t0=$(date +%s%N)
   if [ -f "$state/bao.port" ]; then read -r port tls_port <"$state/bao.port"; else
     port=$(free_port); tls_port=$(free_port); echo "$port $tls_port" >"$state/bao.port"
   fi
@@ -388,6 +391,7 @@ HCL
   local url=http://127.0.0.1:$port
   wait_until 30 "bao" "$state/bao.log" curl -sf "$url/v1/sys/health"
   configure_bao "$url"
+  log "bao started and configured in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
   if [ -f "$state/env.new" ]; then
     {
       echo "export ESOX_BAO_URL=$url"
