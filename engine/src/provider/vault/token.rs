@@ -529,3 +529,90 @@ pub async fn revoke_all() {
         s.revoke().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A Vault that answers every request with a login reply, counting requests.
+    async fn fake_vault(count: Arc<AtomicUsize>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    count.fetch_add(1, Ordering::SeqCst);
+                    // Slow enough that concurrent callers overlap.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let body = r#"{"auth":{"client_token":"s.test","lease_duration":3600,"renewable":true}}"#;
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn slot(url: &str) -> TokenSlot {
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        let http = Http::new(url, &super::super::http::TlsMaterial::default(), vec![]).unwrap();
+        TokenSlot::new(
+            Login::AppRole {
+                mount: "approle".into(),
+                role_id: "r".into(),
+                secret_id: Zeroizing::new("s".into()),
+            },
+            http,
+            None,
+            Calls::new(&metrics, super::super::PROVIDER),
+        )
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_login() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let url = fake_vault(count.clone()).await;
+        let slot = Arc::new(slot(&url));
+        let leases = futures::future::join_all((0..20).map(|_| {
+            let slot = slot.clone();
+            async move { slot.lease().await.unwrap() }
+        }))
+        .await;
+        assert_eq!(count.load(Ordering::SeqCst), 1, "one login for 20 callers");
+        assert!(leases.iter().all(|l| l.as_deref() == Some("s.test")));
+        // Invalidated: the next caller logs in again, once.
+        slot.invalidate(&leases[0]).await;
+        slot.lease().await.unwrap();
+        slot.lease().await.unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn tokens_are_renewed_at_two_thirds_and_replaced_at_nine_tenths() {
+        let token = |age: u64, ttl: u64, renewable: bool| Token {
+            value: Arc::new(Zeroizing::new("t".into())),
+            generation: 1,
+            obtained: Instant::now() - Duration::from_secs(age),
+            ttl: Duration::from_secs(ttl),
+            renewable,
+        };
+        assert!(!token(60, 100, true).due_for_renewal());
+        assert!(token(67, 100, true).due_for_renewal());
+        assert!(!token(67, 100, false).due_for_renewal());
+        assert!(!token(89, 100, true).expiring());
+        assert!(token(90, 100, true).expiring());
+        // No TTL: never expires, never renewed.
+        assert!(!token(1_000_000, 0, true).expiring());
+        assert!(!token(1_000_000, 0, true).due_for_renewal());
+    }
+}
