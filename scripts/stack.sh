@@ -350,9 +350,11 @@ print(f"export ESOX_MOTO_IAM_NO_ACCESS_KEY={keys['no-access']['AccessKeyId']}:{k
 PY
 }
 
-# bao: OpenBao in dev mode (in-memory storage, unsealed, root token `root`) on two loopback
-# ports: plain HTTP (ESOX_BAO_URL) and TLS with a serving certificate from the stack's CA
-# (ESOX_BAO_TLS_URL, ESOX_BAO_CA; it asks for client certificates, for cert auth). A file audit
+# bao: OpenBao in dev mode (in-memory storage, unsealed, root token `root`) on three loopback
+# ports: plain HTTP (ESOX_BAO_URL), TLS with a serving certificate from the stack's CA
+# (ESOX_BAO_TLS_URL, ESOX_BAO_CA; it asks for client certificates, for cert auth), and mTLS
+# requiring a client certificate of the stack's CA (ESOX_BAO_MTLS_URL; one is
+# ESOX_BAO_CLIENT_CERT/ESOX_BAO_CLIENT_KEY). A file audit
 # device (configured declaratively: OpenBao refuses to enable audit devices through its API)
 # logs every request and response with secrets and tokens HMAC'd, so tests count logins and
 # reads. Kubernetes auth is mounted at `kubernetes` against the stack's kube-apiserver, with a
@@ -360,10 +362,11 @@ PY
 # Dev storage is in memory: `start-service bao` starts an empty server on the same ports and
 # configures it again (mounts, auth); what tests wrote, and every token, is gone.
 start_bao() {
-  local port tls_port pki=$state/pki t0
+  local port tls_port mtls_port pki=$state/pki t0
   t0=$(date +%s%N)
-  if [ -f "$state/bao.port" ]; then read -r port tls_port <"$state/bao.port"; else
-    port=$(free_port); tls_port=$(free_port); echo "$port $tls_port" >"$state/bao.port"
+  if [ -f "$state/bao.port" ]; then read -r port tls_port mtls_port <"$state/bao.port"; else
+    port=$(free_port); tls_port=$(free_port); mtls_port=$(free_port)
+    echo "$port $tls_port $mtls_port" >"$state/bao.port"
   fi
   if [ ! -f "$pki/bao.crt" ]; then
     (
@@ -372,6 +375,11 @@ start_bao() {
       openssl req -newkey rsa:2048 -nodes -subj "/CN=bao" -keyout bao.key -out bao.csr 2>/dev/null
       openssl x509 -req -in bao.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
         -extfile bao.ext -out bao.crt 2>/dev/null
+      # A client certificate the mTLS listener accepts (signed by the stack's CA).
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=esox-bao-client" -keyout bao-client.key \
+        -out bao-client.csr 2>/dev/null
+      openssl x509 -req -in bao-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile client.ext -out bao-client.crt 2>/dev/null
     )
   fi
   cat >"$state/bao.hcl" <<HCL
@@ -385,6 +393,13 @@ listener "tcp" {
   tls_cert_file = "$pki/bao.crt"
   tls_key_file = "$pki/bao.key"
 }
+listener "tcp" {
+  address = "127.0.0.1:$mtls_port"
+  tls_cert_file = "$pki/bao.crt"
+  tls_key_file = "$pki/bao.key"
+  tls_require_and_verify_client_cert = true
+  tls_client_ca_file = "$pki/ca.crt"
+}
 HCL
   start_bg bao "$state/bao.log" "$bao_bin" server -dev -dev-root-token-id=root \
     -dev-listen-address="127.0.0.1:$port" -config="$state/bao.hcl"
@@ -396,11 +411,15 @@ HCL
     {
       echo "export ESOX_BAO_URL=$url"
       echo "export ESOX_BAO_TLS_URL=https://127.0.0.1:$tls_port"
+      echo "export ESOX_BAO_MTLS_URL=https://127.0.0.1:$mtls_port"
+      echo "export ESOX_BAO_CLIENT_CERT=$pki/bao-client.crt"
+      echo "export ESOX_BAO_CLIENT_KEY=$pki/bao-client.key"
       echo "export ESOX_BAO_CA=$pki/ca.crt"
       echo "export ESOX_BAO_TOKEN=root"
       echo "export ESOX_BAO_AUDIT_LOG=$state/bao-audit.log"
       echo "export ESOX_BAO_BIN=$bao_bin"
-      echo "export VAULT_ADDR=$url BAO_ADDR=$url"
+      echo "export VAULT_ADDR=$url"
+      echo "export BAO_ADDR=$url"
     } >>"$state/env.new"
   fi
 }

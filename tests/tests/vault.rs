@@ -1836,3 +1836,74 @@ async fn sealed_server() {
         "the token outlived the seal"
     );
 }
+
+/// The mTLS listener (a client certificate required): a store with `tls` (client certificate
+/// and key from a Secret, ESO's default keys) reads; one without gets ESO's e2e result,
+/// `Ready=False` with "unable to validate store".
+#[tokio::test]
+async fn client_tls() {
+    let _bao = BAO.read().await;
+    let env = TestEnv::new("vault-mtls").await;
+    let bao = Bao::new();
+    let ns = env.ns.clone();
+    let stack = stack_env().unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    bao.put("secret", &format!("{ns}/k"), json!({"v": "over-mtls"}))
+        .await;
+    let store = |name: &str, tls: &str| {
+        format!(
+            r#"apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: {name}}}
+spec:
+  provider:
+    vault:
+      server: "{url}"
+      path: secret
+      caBundle: {ca}
+{tls}      auth:
+        tokenSecretRef: {{name: creds, key: token}}
+"#,
+            url = stack["ESOX_BAO_MTLS_URL"],
+            ca = b64.encode(stack_file("pki/ca.crt")),
+        )
+    };
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: creds}}
+stringData: {{token: "{token}"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: client-tls}}
+data:
+  tls.crt: {cert}
+  tls.key: {key}
+---
+{with_tls}---
+{without}---
+{es}"#,
+        token = bao.token,
+        cert = b64.encode(std::fs::read(&stack["ESOX_BAO_CLIENT_CERT"]).unwrap()),
+        key = b64.encode(std::fs::read(&stack["ESOX_BAO_CLIENT_KEY"]).unwrap()),
+        with_tls = store(
+            "mtls",
+            "      tls:\n        certSecretRef: {name: client-tls}\n        keySecretRef: {name: client-tls}\n"
+        ),
+        without = store("no-client-cert", ""),
+        es = reading_es("mtls", "mtls", &format!("{ns}/k"), "v", "1h"),
+    ))
+    .await
+    .unwrap();
+    env.wait_value("mtls", "value", "over-mtls").await;
+    env.wait_store("mtls", |s, _, _| s == "True").await;
+    let (_, _, message) = env
+        .wait_store("no-client-cert", |s, _, _| s == "False")
+        .await;
+    assert!(
+        message.starts_with("unable to validate store")
+            && message.contains("GET auth/token/lookup-self"),
+        "{message}"
+    );
+}
