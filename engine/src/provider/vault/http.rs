@@ -123,38 +123,66 @@ impl Http {
         }
         let http_method = hyper::Method::from_bytes(method.as_bytes())
             .map_err(|e| ProviderError::InvalidConfig(format!("{}: {e}", what())))?;
-        let mut req = hyper::Request::builder().method(http_method).uri(&uri);
-        for (k, v) in self.headers.iter() {
-            req = req.header(k, v);
-        }
-        if let Some(ns) = namespace.filter(|n| !n.is_empty()) {
-            req = req.header("X-Vault-Namespace", ns);
-        }
-        if let Some(t) = token {
-            let mut value = HeaderValue::from_str(t).map_err(|_| {
-                ProviderError::InvalidConfig(format!(
-                    "{}: the Vault token is not a valid header value",
-                    what()
-                ))
-            })?;
-            value.set_sensitive(true);
-            req = req.header("X-Vault-Token", value);
-        }
-        let payload = match body {
-            Some(b) => {
-                req = req.header("Content-Type", "application/json");
-                Bytes::from(serde_json::to_vec(b).unwrap_or_default())
+        let token = match token {
+            Some(t) => {
+                let mut value = HeaderValue::from_str(t).map_err(|_| {
+                    ProviderError::InvalidConfig(format!(
+                        "{}: the Vault token is not a valid header value",
+                        what()
+                    ))
+                })?;
+                value.set_sensitive(true);
+                Some(value)
             }
-            None => Bytes::new(),
+            None => None,
         };
-        let req = req
-            .body(Full::new(payload))
-            .map_err(|e| ProviderError::InvalidConfig(format!("{}: {e}", what())))?;
-        let resp = self
-            .client
-            .request(req)
-            .await
-            .map_err(|e| ProviderError::Unavailable(format!("{}: {}", what(), chain(&e))))?;
+        let payload = body.map(|b| Bytes::from(serde_json::to_vec(b).unwrap_or_default()));
+        // A standby answers 307 with the active node's address, as Vault's own client follows.
+        let mut redirects = 0;
+        let resp = loop {
+            let mut req = hyper::Request::builder()
+                .method(http_method.clone())
+                .uri(&uri);
+            for (k, v) in self.headers.iter() {
+                req = req.header(k, v);
+            }
+            if let Some(ns) = namespace.filter(|n| !n.is_empty()) {
+                req = req.header("X-Vault-Namespace", ns);
+            }
+            if let Some(t) = &token {
+                req = req.header("X-Vault-Token", t.clone());
+            }
+            if payload.is_some() {
+                req = req.header("Content-Type", "application/json");
+            }
+            let req = req
+                .body(Full::new(payload.clone().unwrap_or_default()))
+                .map_err(|e| ProviderError::InvalidConfig(format!("{}: {e}", what())))?;
+            let resp =
+                self.client.request(req).await.map_err(|e| {
+                    ProviderError::Unavailable(format!("{}: {}", what(), chain(&e)))
+                })?;
+            let location = resp
+                .headers()
+                .get(hyper::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_string);
+            match (resp.status().as_u16(), location) {
+                (307 | 308, Some(to)) if redirects < 3 => {
+                    redirects += 1;
+                    uri = if to.starts_with('/') {
+                        let origin_end = self.base.find("://").map_or(0, |i| i + 3);
+                        let host_end = self.base[origin_end..]
+                            .find('/')
+                            .map_or(self.base.len(), |i| origin_end + i);
+                        format!("{}{to}", &self.base[..host_end])
+                    } else {
+                        to
+                    };
+                }
+                _ => break resp,
+            }
+        };
         let status = resp.status().as_u16();
         let bytes = resp
             .into_body()
@@ -291,5 +319,43 @@ mod tests {
             err,
             "cannot set Vault CA certificate: failed to parse certificates from CertPool"
         );
+    }
+
+    #[tokio::test]
+    async fn a_standby_redirect_is_followed_with_the_token() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    let req = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+                    let reply = if req.starts_with("get /v1/secret/data/x") {
+                        "HTTP/1.1 307 Temporary Redirect\r\nLocation: /v1/active/data/x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                    } else if req.starts_with("get /v1/active/data/x")
+                        && req.contains("x-vault-token: t")
+                    {
+                        let body = r#"{"data":{"data":{"k":"v"}}}"#;
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    } else {
+                        "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_string()
+                    };
+                    let _ = s.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        let http = Http::new(&format!("http://{addr}"), &TlsMaterial::default(), vec![]).unwrap();
+        let reply = http
+            .call("GET", "secret/data/x", &[], Some("t"), None, None)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body["data"]["data"]["k"], "v");
     }
 }
