@@ -1808,8 +1808,8 @@ async fn sealed_server() {
     env.wait_value("es", "value", "kept").await;
     let key = stack_file("bao.log")
         .lines()
-        .filter_map(|l| l.strip_prefix("Unseal Key: "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("Unseal Key: "))
         .expect("the dev server's unseal key in its log")
         .trim()
         .to_string();
