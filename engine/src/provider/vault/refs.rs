@@ -122,7 +122,14 @@ impl<'a> Reader<'a> {
                 .ok_or_else(|| {
                     ProviderBuildError::Invalid("missing namespace on caProvider secret".into())
                 })?,
-            StoreKind::SecretStore => refs.namespace.to_string(),
+            StoreKind::SecretStore => {
+                if p.namespace.as_deref().is_some_and(|n| n != refs.namespace) {
+                    return Err(ProviderBuildError::Invalid(
+                        "namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore".into(),
+                    ));
+                }
+                refs.namespace.to_string()
+            }
         };
         match p.type_.as_str() {
             "Secret" => {
