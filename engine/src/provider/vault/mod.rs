@@ -164,7 +164,29 @@ pub async fn generate_dynamic(
     });
     let picked = match spec.result_type.as_deref() {
         Some("Auth") => body.get("auth").cloned().unwrap_or_default(),
-        Some("Raw") => body,
+        // ESO marshals the Go client's `Secret`: these fields, whatever else Vault sends.
+        Some("Raw") => serde_json::Value::Object(
+            body.as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(k, _)| {
+                            matches!(
+                                k.as_str(),
+                                "request_id"
+                                    | "lease_id"
+                                    | "lease_duration"
+                                    | "renewable"
+                                    | "data"
+                                    | "warnings"
+                                    | "auth"
+                                    | "wrap_info"
+                            )
+                        })
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
         _ => body.get("data").cloned().unwrap_or_default(),
     };
     let mut out = crate::secret::SecretMap::new();
