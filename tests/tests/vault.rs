@@ -1356,8 +1356,18 @@ spec:
       path: secret/data/{ns}/static
 {provider_nested}
 ---
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: VaultDynamicSecret
+metadata:
+  name: raw
+spec:
+  path: secret/data/{ns}/static
+  resultType: Raw
+{provider}
+---
 {token_es}---
 {cert_es}---
+{raw_es}---
 {cluster_es}"#,
         provider_nested = provider
             .lines()
@@ -1367,6 +1377,7 @@ spec:
         token_es = es("token", "VaultDynamicSecret", "token"),
         cert_es = es("certificate", "VaultDynamicSecret", "certificate"),
         cluster_es = es("cluster", "ClusterGenerator", &format!("vds-{ns}")),
+        raw_es = es("raw", "VaultDynamicSecret", "raw"),
     ))
     .await
     .unwrap();
@@ -1405,6 +1416,31 @@ spec:
     );
     assert!(d["private_key"].contains("PRIVATE KEY"), "its key");
     assert!(d.contains_key("serial_number") && d.contains_key("issuing_ca"));
+
+    // Raw: the Go client's Secret, field by field.
+    let s = env
+        .wait_secret("raw", "a raw answer", |s| s.data.is_some())
+        .await;
+    let d = secret_strings(&s);
+    assert_eq!(
+        d.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        BTreeSet::from([
+            "auth",
+            "data",
+            "lease_duration",
+            "lease_id",
+            "renewable",
+            "request_id",
+            "warnings",
+            "wrap_info"
+        ])
+    );
+    assert!(
+        d["data"].starts_with(r#"{"data":{"k":"v"}"#),
+        "{}",
+        d["data"]
+    );
+    assert_eq!((d["renewable"].as_str(), d["auth"].as_str()), ("false", ""));
 
     let s = env
         .wait_secret("cluster", "a ClusterGenerator's read", |s| s.data.is_some())
