@@ -3,6 +3,8 @@
 # examples/, and print what esox synced.
 #   scripts/demo.sh        stores served by the Fake provider
 #   scripts/demo.sh aws    the seeds' AWS stores (IRSA via TokenRequest + STS) against moto
+#   scripts/demo.sh vault  the Fake stores, plus the seeds' Vault store (Kubernetes auth)
+#                          against the stack's bao
 #   scripts/demo.sh stop   stop esox and the control plane
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,7 +18,7 @@ state=${ESOX_STACK_DIR:-$root/.stack}
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 mode=${1:-fake}
-case "$mode" in fake|aws|stop) ;; *) echo "usage: $0 [fake|aws|stop]" >&2; exit 2 ;; esac
+case "$mode" in fake|aws|vault|stop) ;; *) echo "usage: $0 [fake|aws|vault|stop]" >&2; exit 2 ;; esac
 if [ "$mode" = stop ]; then
   if [ -f "$state/esox.pid" ]; then kill "$(cat "$state/esox.pid")" 2>/dev/null || true; rm -f "$state/esox.pid"; fi
   bash "$here/stack.sh" down
@@ -75,9 +77,24 @@ for name, value in json.load(open(sys.argv[1])).items():
     print("  " + name)
 PY
 fi
-say "Applying the seeds' stores (examples/stores/$mode.yaml) and ExternalSecrets"
-kubectl apply -f "examples/stores/$mode.yaml" >/dev/null
+stores=$mode
+[ "$mode" = vault ] && stores=fake
+say "Applying the seeds' stores (examples/stores/$stores.yaml) and ExternalSecrets"
+kubectl apply -f "examples/stores/$stores.yaml" >/dev/null
 kubectl apply -f examples/external-secrets/ >/dev/null
+if [ "$mode" = vault ]; then
+  say "Vault (bao at $ESOX_BAO_URL): role my-role for my-app/my-app-sa, the seeds' API key"
+  export BAO_ADDR=$ESOX_BAO_URL BAO_TOKEN=$ESOX_BAO_TOKEN
+  printf 'path "secret/data/production/*" { capabilities = ["read"] }\n' | "$ESOX_BAO_BIN" policy write my-app - >/dev/null
+  "$ESOX_BAO_BIN" write auth/kubernetes/role/my-role bound_service_account_names=my-app-sa \
+    bound_service_account_namespaces=my-app token_policies=my-app token_ttl=1h >/dev/null
+  "$ESOX_BAO_BIN" kv put secret/production/api-key api_token_value=tok-from-vault >/dev/null
+  sed "s|https://vault.example.com|$ESOX_BAO_URL|" examples/vault/vault-backend.yaml | kubectl apply -f - >/dev/null
+  kubectl wait --for=condition=Ready externalsecret/api-key-vault -n my-app --timeout=60s >/dev/null || true
+  say "The seeds' Vault store"
+  kubectl get secretstore vault-backend -n my-app
+  kubectl get secret api-credentials-vault -n my-app -o go-template='{{range $k, $v := .data}}{{printf "  %s = %s\n" $k ($v | base64decode)}}{{end}}'
+fi
 for ns in production-apps my-app dev-apps my-app-namespace; do
   kubectl wait --for=condition=Ready externalsecrets --all -n "$ns" --timeout=60s >/dev/null || true
 done

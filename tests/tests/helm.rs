@@ -145,7 +145,13 @@ fn controller_rules(cluster: bool) -> Vec<(Vec<String>, Vec<String>, Vec<String>
     let mut stores = vec!["externalsecrets", "secretstores"];
     let mut status = vec!["externalsecrets/status", "secretstores/status"];
     let mut plugins = vec!["wasmplugins"];
-    let mut generators = vec!["passwords", "uuids", "fakes", "stssessiontokens"];
+    let mut generators = vec![
+        "passwords",
+        "uuids",
+        "fakes",
+        "stssessiontokens",
+        "vaultdynamicsecrets",
+    ];
     if cluster {
         stores.push("clustersecretstores");
         status.push("clustersecretstores/status");

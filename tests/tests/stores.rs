@@ -48,23 +48,22 @@ async fn store_ready(env: &TestEnv, kind: &str, name: &str) -> (String, String, 
 async fn secret_store_status_and_unsupported_providers() {
     let env = TestEnv::new("store-status").await;
     env.apply(&fake_store("fake", &[("k", "v")])).await.unwrap();
-    // The seeds' Vault store, as written: accepted by the schema, reported as unsupported.
+    // A provider esox does not serve (GCP Secret Manager, as ESO writes it): accepted by
+    // the schema, reported as unsupported. (The seeds' Vault store is served: tests/vault.rs.)
     env.apply(
         r#"
 apiVersion: external-secrets.io/v1beta1
 kind: SecretStore
 metadata:
-  name: vault-backend
+  name: gcp-backend
 spec:
   provider:
-    vault:
-      server: "https://vault.example.com"
-      path: "secret"
-      version: "v2"
+    gcpsm:
+      projectID: "my-project"
       auth:
-        kubernetes:
-          mountPath: "kubernetes"
-          role: "my-role"
+        workloadIdentity:
+          clusterLocation: europe-west1
+          clusterName: prod
           serviceAccountRef:
             name: "my-app-sa"
 "#,
@@ -75,20 +74,20 @@ spec:
         store_ready(&env, "SecretStore", "fake").await,
         ("True".into(), "Valid".into(), "store validated".into())
     );
-    let (status, reason, message) = store_ready(&env, "SecretStore", "vault-backend").await;
+    let (status, reason, message) = store_ready(&env, "SecretStore", "gcp-backend").await;
     assert_eq!(
         (status.as_str(), reason.as_str()),
         ("False", "UnsupportedProvider")
     );
-    assert!(message.contains("\"vault\""), "{message}");
+    assert!(message.contains("\"gcpsm\""), "{message}");
     // The unknown provider's fields are kept verbatim, not pruned.
     let raw = kube::Api::<esox::api::SecretStore>::namespaced(env.client.clone(), &env.ns)
-        .get("vault-backend")
+        .get("gcp-backend")
         .await
         .unwrap();
     assert_eq!(
-        raw.spec.provider.other["vault"]["auth"]["kubernetes"]["role"],
-        "my-role"
+        raw.spec.provider.other["gcpsm"]["auth"]["workloadIdentity"]["serviceAccountRef"]["name"],
+        "my-app-sa"
     );
 }
 

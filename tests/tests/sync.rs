@@ -392,7 +392,7 @@ kind: SecretStore
 metadata: {name: store}
 spec:
   provider:
-    vault: {server: 'https://vault.example.com', path: secret, version: v2}
+    gcpsm: {projectID: my-project}
 "#,
     )
     .await
@@ -407,7 +407,7 @@ spec:
                 .conditions
                 .into_iter()
                 .find(|c| c.type_ == "Ready")?;
-            c.message.filter(|m| m.contains("vault")).map(|_| ())
+            c.message.filter(|m| m.contains("gcpsm")).map(|_| ())
         },
     )
     .await

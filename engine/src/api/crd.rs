@@ -43,6 +43,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         super::generators::Fake::crd(),
         super::generators::ClusterGenerator::crd(),
         super::generators::STSSessionToken::crd(),
+        super::generators::VaultDynamicSecret::crd(),
         super::plugins::WasmPlugin::crd(),
         super::plugins::ClusterWasmPlugin::crd(),
     ]

@@ -178,3 +178,63 @@ impl GeneratorSpecs {
             .and_then(|v| serde_json::from_value(v.clone()).ok())
     }
 }
+
+/// ESO's VaultDynamicSecret generator: one call to Vault (a dynamic secrets engine, a token
+/// to create, a certificate to issue) with the auth of a Vault store; its answer's `data`,
+/// `auth` or whole body becomes the Secret's data.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[kube(
+    group = "generators.external-secrets.io",
+    version = "v1alpha1",
+    kind = "VaultDynamicSecret",
+    plural = "vaultdynamicsecrets",
+    namespaced,
+    category = "external-secrets",
+    category = "external-secrets-generators",
+    doc = "VaultDynamicSecret generates credentials with one call to Vault on every refresh of the ExternalSecrets that use it."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultDynamicSecretSpec {
+    /// Only the controller whose class matches uses this generator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
+    /// HTTP method: `GET` (default), `LIST`, `DELETE`, or a write (`POST`, `PUT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The body of a write, as JSON.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::free_form::deserialize"
+    )]
+    #[schemars(schema_with = "super::preserve_unknown_object")]
+    pub parameters: Option<serde_json::Value>,
+    /// Query parameters of a `GET`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub get_parameters: std::collections::BTreeMap<String, Vec<String>>,
+    /// What becomes the Secret's data: `Data` (default: the answer's `data`), `Auth` (its
+    /// `auth`: a token), `Raw` (the whole answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_type: Option<String>,
+    /// Retry settings (kept; esox retries by requeue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_settings: Option<super::RetrySettings>,
+    /// How to reach and authenticate to Vault, as in a Vault SecretStore.
+    #[serde(default)]
+    pub provider: super::VaultProvider,
+    /// The Vault path to call, e.g. `auth/token/create` or `pki/issue/web`.
+    #[serde(default)]
+    pub path: String,
+    /// An empty answer gives empty data instead of an error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_empty_response: bool,
+}
+
+impl GeneratorSpecs {
+    /// The `vaultDynamicSecretSpec`, if set.
+    pub fn vault_dynamic_secret(&self) -> Option<VaultDynamicSecretSpec> {
+        self.other
+            .get("vaultDynamicSecretSpec")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+}

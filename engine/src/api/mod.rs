@@ -13,6 +13,7 @@ pub mod plugins;
 pub mod region;
 pub mod secret_store;
 pub mod validate;
+pub mod vault;
 
 pub use cluster_external_secret::{
     ClusterExternalSecret, ClusterExternalSecretSpec, ClusterExternalSecretStatus,
@@ -20,6 +21,7 @@ pub use cluster_external_secret::{
 pub use condition::Condition;
 pub use external_secret::*;
 pub use secret_store::*;
+pub use vault::*;
 
 /// The API group shared with ESO.
 pub const GROUP: &str = "external-secrets.io";

@@ -153,6 +153,12 @@ pub struct SecretStoreProvider {
     /// AWS Secrets Manager or Parameter Store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<AwsProvider>,
+    /// HashiCorp Vault (or OpenBao through the Vault API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<super::vault::VaultProvider>,
+    /// OpenBao's own block (read-only, `kv` mount by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_bao: Option<super::vault::OpenBaoProvider>,
     /// Every other ESO provider, kept verbatim.
     #[serde(flatten)]
     #[schemars(skip)]
@@ -176,6 +182,27 @@ impl<'de> Deserialize<'de> for SecretStoreProvider {
                     match key.as_str() {
                         "fake" => out.fake = map.next_value()?,
                         "aws" => out.aws = map.next_value()?,
+                        // Read free-form first: a block that does not decode as a Vault spec
+                        // stays in `other`, where building the provider reports why, instead
+                        // of failing the whole store list.
+                        "vault" => {
+                            let value = map.next_value_seed(super::free_form::Seed)?;
+                            match serde_json::from_value(value.clone()) {
+                                Ok(vault) => out.vault = Some(vault),
+                                Err(_) => {
+                                    out.other.insert(key, value);
+                                }
+                            }
+                        }
+                        "openBao" => {
+                            let value = map.next_value_seed(super::free_form::Seed)?;
+                            match serde_json::from_value(value.clone()) {
+                                Ok(bao) => out.open_bao = Some(bao),
+                                Err(_) => {
+                                    out.other.insert(key, value);
+                                }
+                            }
+                        }
                         _ => {
                             let value = map.next_value_seed(super::free_form::Seed)?;
                             out.other.insert(key, value);
@@ -198,6 +225,12 @@ impl SecretStoreProvider {
         }
         if self.aws.is_some() {
             names.push("aws".to_string());
+        }
+        if self.vault.is_some() {
+            names.push("vault".to_string());
+        }
+        if self.open_bao.is_some() {
+            names.push("openBao".to_string());
         }
         names.extend(self.other.keys().cloned());
         names
@@ -381,15 +414,15 @@ mod tests {
     #[test]
     fn providers_read_typed_and_unknown_ones_verbatim() {
         let p: SecretStoreProvider = serde_json::from_str(
-            r#"{"fake": {"data": [{"key": "k", "value": "v"}]}, "vault": {"server": "https://v", "path": "secret"}}"#,
+            r#"{"fake": {"data": [{"key": "k", "value": "v"}]}, "gcpsm": {"projectID": "p", "auth": {}}}"#,
         )
         .unwrap();
         assert_eq!(p.fake.as_ref().unwrap().data[0].key, "k");
-        assert_eq!(p.other["vault"]["path"], "secret");
-        assert_eq!(p.names(), ["fake", "vault"]);
+        assert_eq!(p.other["gcpsm"]["projectID"], "p");
+        assert_eq!(p.names(), ["fake", "gcpsm"]);
         // And back as it came.
         let back = serde_json::to_value(&p).unwrap();
-        assert_eq!(back["vault"]["server"], "https://v");
+        assert_eq!(back["gcpsm"]["projectID"], "p");
         assert!(back.get("aws").is_none());
     }
 
@@ -399,12 +432,29 @@ mod tests {
         // the store watch decodes holds it beside a healthy store.
         let deep = format!("{}1{}", r#"{"a":"#.repeat(300), "}".repeat(300));
         let list = format!(
-            r#"[{{"provider": {{"vault": {deep}}}}}, {{"provider": {{"fake": {{"data": []}}}}}}]"#
+            r#"[{{"provider": {{"gcpsm": {deep}}}}}, {{"provider": {{"fake": {{"data": []}}}}}}]"#
         );
         let specs: Vec<SecretStoreSpec> = serde_json::from_str(&list).unwrap();
         assert!(super::super::free_form::too_deep(
-            &specs[0].provider.other["vault"]
+            &specs[0].provider.other["gcpsm"]
         ));
         assert!(specs[1].provider.fake.is_some());
+    }
+
+    #[test]
+    fn a_vault_block_is_typed_and_one_that_does_not_decode_is_kept() {
+        let p: SecretStoreProvider = serde_json::from_str(
+            r#"{"vault": {"server": "https://v", "path": "secret", "version": "v2", "auth": {"kubernetes": {"mountPath": "kubernetes", "role": "r", "serviceAccountRef": {"name": "sa"}}}}}"#,
+        )
+        .unwrap();
+        let vault = p.vault.as_ref().unwrap();
+        assert_eq!(vault.path.as_deref(), Some("secret"));
+        let k8s = vault.auth.as_ref().unwrap().kubernetes.as_ref().unwrap();
+        assert_eq!(k8s.service_account_ref.as_ref().unwrap().name, "sa");
+        assert_eq!(p.names(), ["vault"]);
+        let bad: SecretStoreProvider = serde_json::from_str(r#"{"vault": {"server": 5}}"#).unwrap();
+        assert!(bad.vault.is_none());
+        assert_eq!(bad.other["vault"]["server"], 5);
+        assert_eq!(bad.names(), ["vault"]);
     }
 }

@@ -59,6 +59,114 @@ pub fn store(name: &str, scope: StoreScope<'_>, spec: &SecretStoreSpec) -> Optio
     if let Some(aws) = &spec.provider.aws {
         return aws_store(scope, aws);
     }
+    if let Some(vault) = &spec.provider.vault {
+        return vault_store(scope, vault);
+    }
+    if let Some(bao) = &spec.provider.open_bao {
+        return openbao_store(scope, bao);
+    }
+    None
+}
+
+/// ESO's `openbao.ValidateStore`: references stay in a namespaced store's namespace.
+fn openbao_store(scope: StoreScope<'_>, bao: &super::OpenBaoProvider) -> Option<String> {
+    let foreign = |ns: Option<&String>| match scope {
+        StoreScope::Namespaced(own) => ns.is_some_and(|n| !n.is_empty() && n != own),
+        StoreScope::Cluster => false,
+    };
+    let auth = bao.auth.as_ref()?;
+    let ns = |s: &Option<super::SecretKeySelector>| s.as_ref().and_then(|s| s.namespace.clone());
+    let refs = [
+        (
+            "Auth.AppRole.RoleRef",
+            auth.app_role.as_ref().and_then(|a| ns(&a.role_ref)),
+        ),
+        (
+            "Auth.AppRole.SecretRef",
+            auth.app_role.as_ref().and_then(|a| ns(&a.secret_ref)),
+        ),
+        ("Auth.TokenSecretRef", ns(&auth.token_secret_ref)),
+        (
+            "Auth.UserPass.SecretRef",
+            auth.user_pass.as_ref().and_then(|u| ns(&u.secret_ref)),
+        ),
+    ];
+    refs.into_iter().find(|(_, n)| foreign(n.as_ref())).map(|(field, _)| {
+        format!("invalid {field}: namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore")
+    })
+}
+
+/// ESO's `vault.ValidateStore`: references stay in a namespaced store's namespace, client TLS
+/// comes as a pair, check-and-set needs KV v2.
+fn vault_store(scope: StoreScope<'_>, vault: &super::VaultProvider) -> Option<String> {
+    const NOT_ALLOWED: &str = "namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore";
+    let foreign = |ns: Option<&String>| match scope {
+        StoreScope::Namespaced(own) => ns.is_some_and(|n| !n.is_empty() && n != own),
+        StoreScope::Cluster => false,
+    };
+    let sel = |s: &Option<super::SecretKeySelector>| s.as_ref().and_then(|s| s.namespace.clone());
+    let mut refs: Vec<(&str, Option<String>)> = Vec::new();
+    if let Some(auth) = &vault.auth {
+        if let Some(a) = &auth.app_role {
+            refs.push(("Auth.AppRole.SecretRef", sel(&a.secret_ref)));
+            refs.push(("Auth.AppRole.RoleRef", sel(&a.role_ref)));
+        }
+        if let Some(c) = &auth.cert {
+            refs.push(("Auth.Cert.ClientCert", sel(&c.client_cert)));
+            refs.push(("Auth.Cert.SecretRef", sel(&c.secret_ref)));
+        }
+        if let Some(j) = &auth.jwt {
+            refs.push(("Auth.Jwt.SecretRef", sel(&j.secret_ref)));
+            refs.push((
+                "Auth.Jwt.KubernetesServiceAccountToken.ServiceAccountRef",
+                j.kubernetes_service_account_token
+                    .as_ref()
+                    .and_then(|k| k.service_account_ref.namespace.clone()),
+            ));
+        }
+        if let Some(k) = &auth.kubernetes {
+            refs.push((
+                "Auth.Kubernetes.ServiceAccountRef",
+                k.service_account_ref
+                    .as_ref()
+                    .and_then(|s| s.namespace.clone()),
+            ));
+            refs.push(("Auth.Kubernetes.SecretRef", sel(&k.secret_ref)));
+        }
+        if let Some(l) = &auth.ldap {
+            refs.push(("Auth.Ldap.SecretRef", sel(&l.secret_ref)));
+        }
+        if let Some(u) = &auth.user_pass {
+            refs.push(("Auth.UserPass.SecretRef", sel(&u.secret_ref)));
+        }
+        refs.push(("Auth.TokenSecretRef", sel(&auth.token_secret_ref)));
+    }
+    if let Some(tls) = &vault.tls {
+        refs.push(("ClientTLS.ClientCert", sel(&tls.cert_secret_ref)));
+        refs.push(("ClientTLS.SecretRef", sel(&tls.key_secret_ref)));
+    }
+    for (field, ns) in refs {
+        if foreign(ns.as_ref()) {
+            return Some(format!("invalid {field}: {NOT_ALLOWED}"));
+        }
+    }
+    if let Some(tls) = &vault.tls
+        && tls.cert_secret_ref.is_some() != tls.key_secret_ref.is_some()
+    {
+        return Some(
+            "when provided, both ClientTLS.ClientCert and ClientTLS.SecretRef should be provided"
+                .into(),
+        );
+    }
+    let cas = vault
+        .check_and_set
+        .as_ref()
+        .and_then(|c| c.get("required"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    if cas && vault.version.as_deref() == Some("v1") {
+        return Some("checkAndSet is not supported with Vault KV version v1".into());
+    }
     None
 }
 
@@ -485,10 +593,54 @@ mod tests {
                 "invalid Auth.JWT.ServiceAccountRef: namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore"
             )
         );
-        // A provider esox does not implement is ESO's to judge, not ours.
+        let vault =
+            |auth: &str| format!("provider: {{vault: {{server: 'https://v', auth: {auth}}}}}");
         assert_eq!(
-            check(ns, "provider: {vault: {server: 'https://vault'}}"),
+            check(
+                ns,
+                &vault(
+                    "{kubernetes: {role: r, serviceAccountRef: {name: sa, namespace: kube-system}}}"
+                )
+            )
+            .as_deref(),
+            Some(
+                "invalid Auth.Kubernetes.ServiceAccountRef: namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore"
+            )
+        );
+        assert_eq!(
+            check(
+                StoreScope::Cluster,
+                &vault(
+                    "{kubernetes: {role: r, serviceAccountRef: {name: sa, namespace: kube-system}}}"
+                )
+            ),
             None
         );
+        assert_eq!(
+            check(
+                ns,
+                &vault("{appRole: {roleId: x, secretRef: {name: s, key: k, namespace: other}}}")
+            )
+            .as_deref(),
+            Some(
+                "invalid Auth.AppRole.SecretRef: namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore"
+            )
+        );
+        assert_eq!(
+            check(ns, "provider: {vault: {server: 'https://v', version: v1, checkAndSet: {required: true}}}").as_deref(),
+            Some("checkAndSet is not supported with Vault KV version v1")
+        );
+        assert_eq!(
+            check(
+                ns,
+                "provider: {vault: {server: 'https://v', tls: {certSecretRef: {name: c}}}}"
+            )
+            .as_deref(),
+            Some(
+                "when provided, both ClientTLS.ClientCert and ClientTLS.SecretRef should be provided"
+            )
+        );
+        // A provider esox does not implement is ESO's to judge, not ours.
+        assert_eq!(check(ns, "provider: {gcpsm: {projectID: p}}"), None);
     }
 }

@@ -11,7 +11,7 @@ use kube::Api;
 use super::resolve::StoreResolver;
 use crate::api::generators::{
     ClusterGenerator, Fake as FakeGenerator, FakeSpec, GENERATORS_GROUP, Password, PasswordSpec,
-    STSSessionToken, STSSessionTokenSpec, UUID,
+    STSSessionToken, STSSessionTokenSpec, UUID, VaultDynamicSecret, VaultDynamicSecretSpec,
 };
 use crate::api::plugins::{PLUGINS_GROUP, PluginWorld};
 use crate::api::{GeneratorRef, PluginSource};
@@ -70,6 +70,9 @@ pub enum GeneratorError {
     /// The STSSessionToken call failed.
     #[error("error using generator: {0}")]
     Sts(#[source] crate::provider::aws::sts_token::StsTokenError),
+    /// The VaultDynamicSecret call failed.
+    #[error("error using generator: {0}")]
+    Vault(#[source] crate::provider::ProviderError),
     /// A generator that calls out (STSSessionToken) did not answer within
     /// `--provider-timeout`; the call was cancelled. (Plugin generators run under the plugin
     /// host's own deadline.)
@@ -92,6 +95,7 @@ impl GeneratorError {
         "generator_unsupported",
         "generator_plugin",
         "generator_sts",
+        "generator_vault",
         "kube",
         "timeout",
     ];
@@ -108,6 +112,7 @@ impl GeneratorError {
             GeneratorError::Unsupported(_) => "generator_unsupported",
             GeneratorError::Plugin(_) | GeneratorError::UserPlugin(_) => "generator_plugin",
             GeneratorError::Sts(_) => "generator_sts",
+            GeneratorError::Vault(_) => "generator_vault",
             GeneratorError::Timeout { .. } => "timeout",
         }
     }
@@ -120,6 +125,7 @@ enum GeneratorSpec {
     Uuid,
     Fake(FakeSpec),
     Sts(Box<STSSessionTokenSpec>),
+    Vault(Box<VaultDynamicSecretSpec>),
 }
 
 /// Runs the generator `generator` names for an ExternalSecret resolved by `resolver`.
@@ -148,6 +154,11 @@ pub async fn generate(
         }
         (GENERATORS_GROUP, "STSSessionToken") => GeneratorSpec::Sts(Box::new(
             object::<STSSessionToken>(resolver, generator).await?.spec,
+        )),
+        (GENERATORS_GROUP, "VaultDynamicSecret") => GeneratorSpec::Vault(Box::new(
+            object::<VaultDynamicSecret>(resolver, generator)
+                .await?
+                .spec,
         )),
         (GENERATORS_GROUP, "ClusterGenerator") => {
             cluster_generator(resolver, &generator.name).await?
@@ -190,6 +201,32 @@ pub async fn generate(
             run(resolver, plugins.builtin(Builtin::Fake), config).await
         }
         GeneratorSpec::Uuid => run(resolver, plugins.builtin(Builtin::Uuid), "{}".into()).await,
+        GeneratorSpec::Vault(s) => {
+            let bctx = crate::provider::BuildContext::in_cluster(
+                &ctx.metrics,
+                &ctx.client,
+                crate::api::StoreKind::SecretStore,
+                resolver.namespace,
+            );
+            let call = crate::provider::vault::generate_dynamic(&s, &bctx);
+            let (data, expires) = crate::provider::with_deadline(
+                ctx.settings.provider_timeout,
+                || format!("VaultDynamicSecret {:?}", generator.name),
+                call,
+            )
+            .await
+            .map_err(GeneratorError::Vault)?;
+            // A leased credential (a token, a database user) is generated again before its
+            // lease ends, as STS credentials are.
+            if let Some(expires) = expires {
+                let mut earliest = resolver
+                    .expires
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *earliest = Some(earliest.map_or(expires, |e| e.min(expires)));
+            }
+            Ok(data)
+        }
         GeneratorSpec::Sts(s) => {
             let deadline = ctx.settings.provider_timeout;
             let call = sts_session(resolver, &s);
@@ -281,6 +318,10 @@ async fn cluster_generator(
         "STSSessionToken" => GeneratorSpec::Sts(Box::new(
             g.sts_session_token()
                 .ok_or_else(|| missing("stsSessionTokenSpec"))?,
+        )),
+        "VaultDynamicSecret" => GeneratorSpec::Vault(Box::new(
+            g.vault_dynamic_secret()
+                .ok_or_else(|| missing("vaultDynamicSecretSpec"))?,
         )),
         other => {
             return Err(GeneratorError::Unsupported(format!(

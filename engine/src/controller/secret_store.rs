@@ -103,6 +103,27 @@ async fn validate(
 /// Secret or ServiceAccount named without a namespace, so it is looked up in the namespace of
 /// each ExternalSecret that uses the store.
 fn referent(spec: &SecretStoreSpec) -> bool {
+    if let Some(vault) = &spec.provider.vault {
+        return vault_referent(vault);
+    }
+    if let Some(bao) = &spec.provider.open_bao {
+        // ESO's openbao `isReferentSpec`: a credential, or the caProvider, without a namespace.
+        let unset = |s: &Option<crate::api::SecretKeySelector>| {
+            s.as_ref().is_some_and(|s| s.namespace.is_none())
+        };
+        let auth = bao.auth.as_ref().is_some_and(|a| {
+            unset(&a.token_secret_ref)
+                || a.app_role
+                    .as_ref()
+                    .is_some_and(|r| unset(&r.role_ref) || unset(&r.secret_ref))
+                || a.user_pass.as_ref().is_some_and(|u| unset(&u.secret_ref))
+        });
+        return auth
+            || bao
+                .ca_provider
+                .as_ref()
+                .is_some_and(|c| c.namespace.is_none());
+    }
     let Some(auth) = spec.provider.aws.as_ref().and_then(|a| a.auth.as_ref()) else {
         return false;
     };
@@ -281,4 +302,40 @@ pub async fn reconcile_cluster_store(
 pub fn error_policy<K>(_: Arc<K>, err: &Error, _: Arc<Context>) -> Action {
     warn!(error = %err, reason = err.metric_label(), "store reconcile failed");
     Action::requeue(Duration::from_secs(10))
+}
+
+/// ESO's `isReferentSpec` for Vault: any credential reference without a namespace.
+fn vault_referent(vault: &crate::api::VaultProvider) -> bool {
+    let unset = |s: &Option<crate::api::SecretKeySelector>| {
+        s.as_ref().is_some_and(|s| s.namespace.is_none())
+    };
+    let Some(auth) = &vault.auth else {
+        return false;
+    };
+    unset(&auth.token_secret_ref)
+        || auth
+            .app_role
+            .as_ref()
+            .is_some_and(|a| unset(&a.secret_ref) || unset(&a.role_ref))
+        || auth.kubernetes.as_ref().is_some_and(|k| {
+            unset(&k.secret_ref)
+                || k.service_account_ref
+                    .as_ref()
+                    .is_some_and(|s| s.namespace.is_none())
+        })
+        || auth.ldap.as_ref().is_some_and(|l| unset(&l.secret_ref))
+        || auth
+            .user_pass
+            .as_ref()
+            .is_some_and(|u| unset(&u.secret_ref))
+        || auth.jwt.as_ref().is_some_and(|j| {
+            unset(&j.secret_ref)
+                || j.kubernetes_service_account_token
+                    .as_ref()
+                    .is_some_and(|k| k.service_account_ref.namespace.is_none())
+        })
+        || auth
+            .cert
+            .as_ref()
+            .is_some_and(|c| unset(&c.client_cert) || unset(&c.secret_ref))
 }

@@ -11,6 +11,7 @@ pub mod aws;
 mod calls;
 pub mod fake;
 pub mod fetch;
+pub mod vault;
 
 pub use calls::{Calls, Metered, Recorded};
 
@@ -152,6 +153,9 @@ pub enum ProviderBuildError {
     /// The provider's settings are invalid.
     #[error("{0}")]
     Invalid(String),
+    /// The store's authentication method exists in ESO but not (yet) in esox.
+    #[error("{0}")]
+    UnsupportedAuth(String),
 }
 
 impl ProviderBuildError {
@@ -159,6 +163,7 @@ impl ProviderBuildError {
     pub fn reason(&self) -> &'static str {
         match self {
             ProviderBuildError::Unsupported(_) => "UnsupportedProvider",
+            ProviderBuildError::UnsupportedAuth(_) => "UnsupportedAuth",
             _ => "InvalidProviderConfig",
         }
     }
@@ -235,6 +240,31 @@ pub async fn build(
     if let Some(aws) = &spec.provider.aws {
         return aws::connect(aws, ctx).await;
     }
+    if let Some(v) = &spec.provider.vault {
+        return vault::connect(v, ctx).await;
+    }
+    if let Some(b) = &spec.provider.open_bao {
+        return vault::connect_openbao(b, ctx).await;
+    }
+    // Kept free-form because they do not decode: say why.
+    if let Some(raw) = spec.provider.other.get("vault") {
+        let why = serde_json::from_value::<crate::api::VaultProvider>(raw.clone())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        return Err(ProviderBuildError::Invalid(format!(
+            "spec.provider.vault: {why}"
+        )));
+    }
+    if let Some(raw) = spec.provider.other.get("openBao") {
+        let why = serde_json::from_value::<crate::api::OpenBaoProvider>(raw.clone())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        return Err(ProviderBuildError::Invalid(format!(
+            "spec.provider.openBao: {why}"
+        )));
+    }
     Err(ProviderBuildError::Unsupported(names[0].clone()))
 }
 
@@ -282,15 +312,52 @@ mod tests {
             build_error(json!({})).await,
             ProviderBuildError::NoProvider
         ));
-        match build_error(json!({"fake": {}, "vault": {}})).await {
-            ProviderBuildError::MultipleProviders(names) => assert_eq!(names, "fake, vault"),
+        match build_error(json!({"fake": {}, "gcpsm": {}})).await {
+            ProviderBuildError::MultipleProviders(names) => assert_eq!(names, "fake, gcpsm"),
             other => panic!("expected MultipleProviders, got {other:?}"),
         }
-        let unsupported = build_error(json!({"vault": {}})).await;
+        let unsupported = build_error(json!({"gcpsm": {}})).await;
         assert_eq!(unsupported.reason(), "UnsupportedProvider");
         assert_eq!(
             unsupported.to_string(),
-            "provider \"vault\" is not supported by esox"
+            "provider \"gcpsm\" is not supported by esox"
         );
+    }
+
+    #[tokio::test]
+    async fn vault_stores_say_what_is_wrong_before_any_call() {
+        let err = build_error(json!({"vault": {"server": 5}})).await;
+        assert!(
+            err.to_string()
+                .starts_with("spec.provider.vault: invalid type"),
+            "{err}"
+        );
+        let err = build_error(json!({"vault": {"server": "https://v", "auth": {}}})).await;
+        assert_eq!(
+            err.to_string(),
+            "cannot initialize Vault client: no valid auth method specified"
+        );
+        let err = build_error(
+            json!({"vault": {"server": "https://v", "auth": {"iam": {"vaultRole": "r"}}}}),
+        )
+        .await;
+        assert_eq!(err.reason(), "UnsupportedAuth");
+        assert!(
+            err.to_string().contains("not supported by esox yet"),
+            "{err}"
+        );
+        let err = build_error(json!({"vault": {"server": "https://v", "version": "v3"}})).await;
+        assert!(err.to_string().contains("expected v1 or v2"), "{err}");
+        let err = build_error(json!({"vault": {"server": "https://v", "auth": {"appRole": {"secretRef": {"name": "s", "key": "k"}}}}})).await;
+        assert_eq!(
+            err.to_string(),
+            "invalid Auth.AppRole: neither `roleId` nor `roleRef` was supplied"
+        );
+        let metrics = metrics();
+        let store = spec(json!({"vault": {"server": "http://127.0.0.1:1", "path": "secret"}}));
+        let Ok((_, identity)) = build(&store, &BuildContext::offline(&metrics)).await else {
+            panic!("a Vault store without auth builds offline");
+        };
+        assert_eq!(identity, "vault http://127.0.0.1:1 without a token");
     }
 }

@@ -108,7 +108,7 @@ cannot grant and a namespaced controller does not use.
   verbs: ["patch"]
 # Read the generator an ExternalSecret's dataFrom[].sourceRef.generatorRef names.
 - apiGroups: ["generators.external-secrets.io"]
-  resources: ["passwords", "uuids", "fakes", "stssessiontokens"{{ if not .scoped }}, "clustergenerators"{{ end }}]
+  resources: ["passwords", "uuids", "fakes", "stssessiontokens", "vaultdynamicsecrets"{{ if not .scoped }}, "clustergenerators"{{ end }}]
   verbs: ["get"]
 # Read the user plugins templates and generatorRefs name{{ if .scoped }} (ClusterWasmPlugins are cluster-wide only){{ end }}; list/watch:
 # a deleted or repinned plugin's compiled component is dropped from memory.
