@@ -220,6 +220,17 @@ pub struct ClusterRefs<'a> {
     pub namespace: &'a str,
 }
 
+impl ClusterRefs<'_> {
+    /// The namespace a reference resolves in: one it names itself only from a
+    /// ClusterSecretStore (a SecretStore's references stay in its own namespace), as ESO.
+    pub fn namespace_for(&self, explicit: Option<&str>) -> String {
+        match (self.store_kind, explicit) {
+            (StoreKind::ClusterSecretStore, Some(ns)) if !ns.is_empty() => ns.to_string(),
+            _ => self.namespace.to_string(),
+        }
+    }
+}
+
 /// Builds the provider for a store spec. Returns it with a string naming the identity it
 /// authenticates as, so callers can cache connected providers per store and identity.
 pub async fn build(

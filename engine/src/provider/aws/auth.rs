@@ -27,7 +27,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 
 use super::{STS, sdk_config, sts_client};
-use crate::api::{AwsProvider, SecretKeySelector, StoreKind};
+use crate::api::{AwsProvider, SecretKeySelector};
 use crate::provider::{BuildContext, Calls, ClusterRefs, ProviderBuildError, Recorded};
 
 /// ServiceAccount annotation naming the role to assume with its token (EKS IRSA convention).
@@ -54,7 +54,7 @@ pub async fn credentials(
             )
         })?;
         let refs = cluster(ctx, "jwt")?;
-        let ns = ref_namespace(refs, sa.namespace.as_deref());
+        let ns = refs.namespace_for(sa.namespace.as_deref());
         web_identity(
             refs.client.clone(),
             &ns,
@@ -127,19 +127,12 @@ fn cluster<'a>(ctx: &BuildContext<'a>, field: &str) -> Result<ClusterRefs<'a>, P
     })
 }
 
-fn ref_namespace(refs: ClusterRefs<'_>, explicit: Option<&str>) -> String {
-    match (refs.store_kind, explicit) {
-        (StoreKind::ClusterSecretStore, Some(ns)) if !ns.is_empty() => ns.to_string(),
-        _ => refs.namespace.to_string(),
-    }
-}
-
 async fn read_key(
     refs: ClusterRefs<'_>,
     sel: &SecretKeySelector,
     field: &str,
 ) -> Result<(String, String), ProviderBuildError> {
-    let ns = ref_namespace(refs, sel.namespace.as_deref());
+    let ns = refs.namespace_for(sel.namespace.as_deref());
     let key = sel.key.clone().ok_or_else(|| {
         ProviderBuildError::Invalid(format!(
             "spec.provider.aws.auth.secretRef.{field}.key is required"

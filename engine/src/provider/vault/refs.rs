@@ -42,13 +42,6 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn namespace(refs: ClusterRefs<'_>, explicit: Option<&str>) -> String {
-        match (refs.store_kind, explicit) {
-            (StoreKind::ClusterSecretStore, Some(ns)) if !ns.is_empty() => ns.to_string(),
-            _ => refs.namespace.to_string(),
-        }
-    }
-
     /// A Secret key's value, as ESO's `resolvers.SecretKeyRef` reads it (untrimmed).
     async fn secret(
         &mut self,
@@ -57,7 +50,7 @@ impl<'a> Reader<'a> {
         field: &str,
     ) -> Result<Zeroizing<String>, ProviderBuildError> {
         let refs = self.cluster(field)?;
-        let ns = Self::namespace(refs, sel.namespace.as_deref());
+        let ns = refs.namespace_for(sel.namespace.as_deref());
         let key = sel
             .key
             .clone()
@@ -192,7 +185,7 @@ impl<'a> Reader<'a> {
         field: &str,
     ) -> Result<(JwtSource, String), ProviderBuildError> {
         let refs = self.cluster(field)?;
-        let ns = Self::namespace(refs, sa.namespace.as_deref());
+        let ns = refs.namespace_for(sa.namespace.as_deref());
         let api: Api<ServiceAccount> = Api::namespaced(refs.client.clone(), &ns);
         let desc = format!("serviceaccount {ns}/{} audiences {audiences:?}", sa.name);
         self.digest.update(desc.as_bytes());
