@@ -170,6 +170,21 @@ async fn kubernetes_role(
     .await;
 }
 
+/// ServiceAccount `sa` in the test's namespace, a policy `policy` reading the namespace's
+/// prefix, and Kubernetes-auth role `role` binding the two with tokens of `ttl`.
+async fn kubernetes_reader(
+    env: &TestEnv,
+    bao: &Bao,
+    role: &str,
+    sa: &str,
+    policy: &str,
+    ttl: &str,
+) {
+    service_account(env, sa).await;
+    read_policy(bao, policy, &env.ns).await;
+    kubernetes_role(bao, role, sa, &env.ns, policy, ttl).await;
+}
+
 /// The seeds' `vault-backend` SecretStore as written (Kubernetes auth at `kubernetes`, role
 /// `my-role`, ServiceAccount `my-app-sa`), only its server pointed at bao and its namespace
 /// the test's; and an ExternalSecret reading through it, as the seeds' does from AWS.
@@ -178,17 +193,8 @@ async fn seeds_vault_backend_store_with_kubernetes_auth() {
     let _bao = BAO.read().await;
     let env = TestEnv::new("vault-seed").await;
     let bao = Bao::new();
-    service_account(&env, "my-app-sa").await;
-    read_policy(&bao, &format!("seed-{}", env.ns), &env.ns).await;
-    kubernetes_role(
-        &bao,
-        "my-role",
-        "my-app-sa",
-        &env.ns,
-        &format!("seed-{}", env.ns),
-        "1h",
-    )
-    .await;
+    let policy = format!("seed-{}", env.ns);
+    kubernetes_reader(&env, &bao, "my-role", "my-app-sa", &policy, "1h").await;
     bao.put(
         "secret",
         &format!("{}/production/api-key", env.ns),
@@ -658,17 +664,8 @@ async fn one_login_for_many_syncs_and_recovery_from_revocation() {
     let env = TestEnv::new("vault-tokens").await;
     let bao = Bao::new();
     let ns = env.ns.clone();
-    service_account(&env, "reader").await;
-    read_policy(&bao, &format!("count-{ns}"), &ns).await;
-    kubernetes_role(
-        &bao,
-        &format!("count-{ns}"),
-        "reader",
-        &ns,
-        &format!("count-{ns}"),
-        "15s",
-    )
-    .await;
+    let role = format!("count-{ns}");
+    kubernetes_reader(&env, &bao, &role, "reader", &role, "15s").await;
     bao.put("secret", &format!("{ns}/shared"), json!({"v": "before"}))
         .await;
     const N: usize = 6;
@@ -1745,17 +1742,8 @@ async fn referent_cluster_store() {
     .await;
     let bao = Bao::new();
     let ns = env.ns.clone();
-    service_account(&env, "reader").await;
-    read_policy(&bao, &format!("css-{ns}"), &ns).await;
-    kubernetes_role(
-        &bao,
-        &format!("css-{ns}"),
-        "reader",
-        &ns,
-        &format!("css-{ns}"),
-        "1h",
-    )
-    .await;
+    let role = format!("css-{ns}");
+    kubernetes_reader(&env, &bao, &role, "reader", &role, "1h").await;
     bao.put("secret", &format!("{ns}/k"), json!({"v": "from-css"}))
         .await;
     let css = format!("vault-{ns}");
@@ -1821,17 +1809,8 @@ async fn sealed_server() {
     let env = TestEnv::new("vault-sealed").await;
     let bao = Bao::new();
     let ns = env.ns.clone();
-    service_account(&env, "reader").await;
-    read_policy(&bao, &format!("seal-{ns}"), &ns).await;
-    kubernetes_role(
-        &bao,
-        &format!("seal-{ns}"),
-        "reader",
-        &ns,
-        &format!("seal-{ns}"),
-        "1h",
-    )
-    .await;
+    let role = format!("seal-{ns}");
+    kubernetes_reader(&env, &bao, &role, "reader", &role, "1h").await;
     bao.put("secret", &format!("{ns}/k"), json!({"v": "kept"}))
         .await;
     env.apply(&format!(
