@@ -30,8 +30,25 @@ fn main() {
         Err(_) => PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("wasm-target"),
     };
     println!("cargo:rerun-if-env-changed=ESOX_WASM_TARGET_DIR");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("cargo:rerun-if-env-changed=ESOX_WASM_TOOLCHAIN");
+    // `ESOX_WASM_TOOLCHAIN=stable`: build the plugins with that rustup toolchain rather than the
+    // one building this crate (the fuzz targets build with nightly, whose wasm32-wasip2 target a
+    // machine may not have).
+    let toolchain = std::env::var("ESOX_WASM_TOOLCHAIN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let cargo = match &toolchain {
+        Some(_) => "cargo".to_string(),
+        None => std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+    };
     let mut cmd = Command::new(cargo);
+    if let Some(toolchain) = &toolchain {
+        // Through the rustup proxy, with cargo's choice of compiler for this build removed.
+        cmd.env("RUSTUP_TOOLCHAIN", toolchain)
+            .env_remove("RUSTC")
+            .env_remove("RUSTDOC")
+            .env_remove("RUSTC_BOOTSTRAP");
+    }
     cmd.current_dir(&root)
         .args([
             "build",

@@ -238,6 +238,21 @@ impl TestEnv {
         .await
     }
 
+    /// A test environment whose controller runs cluster-wide (it also reconciles
+    /// ClusterSecretStores and the cluster-scoped kinds), holding [`cluster_lock`] for the test.
+    pub async fn cluster_wide(test: &str) -> (tokio::sync::MutexGuard<'static, ()>, TestEnv) {
+        let guard = cluster_lock().await;
+        let env = Self::with(
+            test,
+            Options {
+                cluster_wide: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        (guard, env)
+    }
+
     /// A test environment with options.
     pub async fn with(test: &str, opts: Options) -> TestEnv {
         init_tracing();
@@ -533,6 +548,54 @@ impl Drop for TestEnv {
 }
 
 /// A Secret's data as strings.
+/// `GET path` on `addr` (`host:port`): the raw HTTP answer, empty while nothing answers.
+pub async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = s.write_all(request.as_bytes()).await;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out
+}
+
+/// `kubectl ARGS` against the stack (its kubeconfig); its stdout, panicking on failure.
+pub fn kubectl(args: &[&str]) -> String {
+    let env = stack_env().expect("the stack's env file");
+    stdout_ok(
+        std::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &env["KUBECONFIG"]),
+    )
+}
+
+/// Waits (90 s: a cluster-wide controller also works through other tests' leftovers) until
+/// Secret `name` in `namespace` holds `key` = `value`; the Secret.
+pub async fn wait_secret_value(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> Secret {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    wait_for(
+        Duration::from_secs(90),
+        &format!("Secret {namespace}/{name} with {key}={value}"),
+        || {
+            let api = api.clone();
+            async move {
+                let s = api.get_opt(name).await.ok()??;
+                (secret_strings(&s).get(key).map(String::as_str) == Some(value)).then_some(s)
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 pub fn secret_strings(s: &Secret) -> BTreeMap<String, String> {
     s.data
         .clone()
@@ -622,16 +685,7 @@ impl ControllerProcess {
 
     /// The raw HTTP response of its endpoint `path` (empty while it does not answer).
     pub async fn get(&self, path: &str) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let addr = self.http.trim_start_matches("http://").to_string();
-        let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
-            return String::new();
-        };
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        let _ = s.write_all(request.as_bytes()).await;
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out).await;
-        out
+        http_get(self.http.trim_start_matches("http://"), path).await
     }
 
     /// Waits until its `/readyz` answers 200 (the ExternalSecret cache has synced).

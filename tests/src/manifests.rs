@@ -28,10 +28,19 @@ pub fn fake_store_v1(name: &str, entries: &[(&str, &str)]) -> String {
     fake_store_at("v1", name, entries)
 }
 
+/// A ClusterSecretStore `name` (`v1`) served by the Fake provider, holding `entries`.
+pub fn fake_cluster_store(name: &str, entries: &[(&str, &str)]) -> String {
+    fake_store_of("v1", "ClusterSecretStore", name, entries)
+}
+
 fn fake_store_at(version: &str, name: &str, entries: &[(&str, &str)]) -> String {
+    fake_store_of(version, "SecretStore", name, entries)
+}
+
+fn fake_store_of(version: &str, kind: &str, name: &str, entries: &[(&str, &str)]) -> String {
     let mut yaml = format!(
         r#"apiVersion: external-secrets.io/{version}
-kind: SecretStore
+kind: {kind}
 metadata:
   name: {name}
 spec:

@@ -13,20 +13,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use esox::api::{ClusterExternalSecret, ExternalSecret};
-use esox_tests::{Options, TestEnv, cluster_lock, secret_strings, wait_for};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use esox_tests::manifests::fake_cluster_store;
+use esox_tests::{TestEnv, cluster_lock, kubectl, wait_for, wait_secret_value};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-
-fn kubectl(args: &[&str]) -> String {
-    let env = esox_tests::stack_env().unwrap();
-    esox_tests::stdout_ok(
-        std::process::Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", &env["KUBECONFIG"]),
-    )
-}
 
 async fn create_namespace(client: &Client, name: &str, labels: &[(&str, &str)]) {
     let api: Api<Namespace> = Api::all(client.clone());
@@ -46,24 +38,6 @@ async fn label_namespace(client: &Client, name: &str, key: &str, value: Option<&
         name,
         &PatchParams::default(),
         &Patch::Merge(json!({"metadata": {"labels": {key: value}}})),
-    )
-    .await
-    .unwrap();
-}
-
-/// The Secret `name` in `ns` once it holds `key` = `value`.
-async fn wait_secret_value(client: &Client, ns: &str, name: &str, key: &str, value: &str) {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        Duration::from_secs(60),
-        &format!("Secret {ns}/{name} with {key}={value}"),
-        || {
-            let api = api.clone();
-            async move {
-                let s = api.get_opt(name).await.ok()??;
-                (secret_strings(&s).get(key).map(String::as_str) == Some(value)).then_some(())
-            }
-        },
     )
     .await
     .unwrap();
@@ -122,15 +96,7 @@ fn ready(status: &esox::api::ClusterExternalSecretStatus) -> Option<(&str, Optio
 
 #[tokio::test]
 async fn provisions_by_name_and_label_follows_namespace_labels_and_cleans_up() {
-    let _guard = cluster_lock().await;
-    let env = TestEnv::with(
-        "ces",
-        Options {
-            cluster_wide: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_guard, env) = TestEnv::cluster_wide("ces").await;
     let client = env.client.clone();
     let run = env.ns.clone();
     let css = format!("css-{run}");
@@ -148,19 +114,9 @@ async fn provisions_by_name_and_label_follows_namespace_labels_and_cleans_up() {
     }
     create_namespace(&client, &ns_named, &[]).await;
 
-    env.apply(&format!(
-        r#"
-apiVersion: external-secrets.io/v1
-kind: ClusterSecretStore
-metadata: {{name: {css}}}
-spec:
-  provider:
-    fake:
-      data: [{{key: db-password, value: s3cr3t}}]
-"#
-    ))
-    .await
-    .unwrap();
+    env.apply(&fake_cluster_store(&css, &[("db-password", "s3cr3t")]))
+        .await
+        .unwrap();
     // An ExternalSecret of that name that is not the ClusterExternalSecret's.
     env.apply(&format!(
         r#"
@@ -408,29 +364,14 @@ spec:
 /// selector is reported as ESO does (`unknown`), without touching what exists.
 #[tokio::test]
 async fn rename_drift_and_invalid_selectors() {
-    let _guard = cluster_lock().await;
-    let env = TestEnv::with(
-        "ces-rename",
-        Options {
-            cluster_wide: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_guard, env) = TestEnv::cluster_wide("ces-rename").await;
     let client = env.client.clone();
     let run = env.ns.clone();
     let css = format!("css-{run}");
     let ces_name = format!("ces-{run}");
+    let store = fake_cluster_store(&css, &[("k", "v1")]);
     env.apply(&format!(
-        r#"
-apiVersion: external-secrets.io/v1
-kind: ClusterSecretStore
-metadata: {{name: {css}}}
-spec:
-  provider:
-    fake:
-      data: [{{key: k, value: v1}}]
----
+        r#"{store}---
 apiVersion: external-secrets.io/v1
 kind: ClusterExternalSecret
 metadata: {{name: {ces_name}}}
@@ -627,15 +568,7 @@ spec:
 /// unique to this run) and the label value.
 #[tokio::test]
 async fn the_example_applies_and_syncs() {
-    let _guard = cluster_lock().await;
-    let env = TestEnv::with(
-        "ces-example",
-        Options {
-            cluster_wide: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let (_guard, env) = TestEnv::cluster_wide("ces-example").await;
     let client = env.client.clone();
     let run = env.ns.clone();
     let root = esox_tests::repo_root();
@@ -682,19 +615,6 @@ async fn the_example_applies_and_syncs() {
     let _ = css_api
         .delete(&format!("css-{run}"), &DeleteParams::default())
         .await;
-}
-
-/// `GET path` on `addr`; the raw answer (empty while nothing answers).
-async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return String::new();
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let _ = s.write_all(request.as_bytes()).await;
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
-    out
 }
 
 /// The binary upgraded before the chart's RBAC: with an older chart's rules (no
@@ -778,7 +698,7 @@ subjects:
     let addr = format!("127.0.0.1:{port}");
     let outcome = async {
         wait_for(Duration::from_secs(60), "/readyz 200", || async {
-            http_get(&addr, "/readyz")
+            esox_tests::http_get(&addr, "/readyz")
                 .await
                 .starts_with("HTTP/1.1 200")
                 .then_some(())

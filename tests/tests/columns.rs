@@ -3,16 +3,7 @@
 //! ESO's kinds, in both served versions.
 
 use esox_tests::manifests::fake_store_v1;
-use esox_tests::{Options, TestEnv, cluster_lock, stack_env, stdout_ok};
-
-fn kubectl(args: &[&str]) -> String {
-    let env = stack_env().unwrap();
-    stdout_ok(
-        std::process::Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", &env["KUBECONFIG"]),
-    )
-}
+use esox_tests::{Options, TestEnv, cluster_lock, kubectl};
 
 /// The header and the single row of `kubectl get`, split into words.
 fn table(args: &[&str]) -> (Vec<String>, Vec<String>) {

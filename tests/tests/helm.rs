@@ -822,31 +822,6 @@ impl Drop for ChartController {
     }
 }
 
-/// Waits (generously: a cluster-wide controller also works through the other tests'
-/// leftovers) until Secret `name` in `namespace` holds `key` = `value`.
-async fn wait_value(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    key: &str,
-    value: &str,
-) -> Secret {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    wait_for(
-        Duration::from_secs(90),
-        &format!("Secret {namespace}/{name} with {key}={value}"),
-        || {
-            let api = api.clone();
-            async move {
-                let s = api.get_opt(name).await.ok()??;
-                (secret_strings(&s).get(key).map(String::as_str) == Some(value)).then_some(s)
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// RBAC denials of this ServiceAccount in the controller's log (kube reports them as
 /// `... is forbidden: User "system:serviceaccount:<ns>:<name>" cannot ...`).
 fn denials(log: &str, namespace: &str, sa: &str) -> Vec<String> {
@@ -961,8 +936,9 @@ spec:
     esox.wait_ready().await;
     assert!(esox.get("/healthz").await.contains("200"));
 
-    wait_value(&env.client, &ns, "api-credentials", "API_TOKEN", "tok-123").await;
-    let db = wait_value(
+    esox_tests::wait_secret_value(&env.client, &ns, "api-credentials", "API_TOKEN", "tok-123")
+        .await;
+    let db = esox_tests::wait_secret_value(
         &env.client,
         &ns,
         "db-credentials-native",
@@ -1031,7 +1007,7 @@ spec:
     ))
     .await
     .unwrap();
-    wait_value(&env.client, &ns, "stamped", "API_TOKEN", "tok-123").await;
+    esox_tests::wait_secret_value(&env.client, &ns, "stamped", "API_TOKEN", "tok-123").await;
     let ces_api: Api<esox::api::ClusterExternalSecret> = Api::all(env.client.clone());
     wait_for(
         Duration::from_secs(30),
@@ -1153,7 +1129,7 @@ async fn installed_scoped_chart_confines_esox_to_its_namespace() {
         args(&docs)
     );
     esox.wait_ready().await;
-    wait_value(
+    esox_tests::wait_secret_value(
         &tenant.client,
         &tenant.ns,
         "db-credentials-native",

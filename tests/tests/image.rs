@@ -89,24 +89,12 @@ impl Drop for Container {
 
 /// The status line of `GET path` on `addr`.
 async fn get(addr: &str, path: &str) -> String {
-    body(addr, path)
+    esox_tests::http_get(addr, path)
         .await
         .lines()
         .next()
         .unwrap_or_default()
         .to_string()
-}
-
-async fn body(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return String::new();
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let _ = s.write_all(request.as_bytes()).await;
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
-    out
 }
 
 /// The one line of `/proc/<pid>/status` starting with `key:`, its value.
@@ -450,7 +438,7 @@ spec:
     .unwrap_or_else(|e| panic!("{e}; container log:\n{}", container.logs()));
     assert_eq!(generated.chars().count(), 24);
     let metrics = wait_for(Duration::from_secs(30), "sync metrics", || async {
-        let m = body(&addr, "/metrics").await;
+        let m = esox_tests::http_get(&addr, "/metrics").await;
         m.lines()
             .any(|l| {
                 l.starts_with("externalsecret_sync_calls_total{")

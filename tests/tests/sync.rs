@@ -8,7 +8,7 @@ use esox_tests::manifests::{
     SEED_CREDS as CREDS, external_secret, fake_store, fake_store_v1, seed_api_key,
     seed_db_credentials,
 };
-use esox_tests::{TestEnv, secret_strings, wait_for};
+use esox_tests::{TestEnv, kubectl, secret_strings, wait_for};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -120,15 +120,6 @@ async fn seed_extract_flow_v1beta1() {
         "jsonpath={.apiVersion}",
     ]);
     assert_eq!(v1, "external-secrets.io/v1");
-}
-
-fn kubectl(args: &[&str]) -> String {
-    let env = esox_tests::stack_env().unwrap();
-    esox_tests::stdout_ok(
-        std::process::Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", &env["KUBECONFIG"]),
-    )
 }
 
 #[tokio::test]
