@@ -173,11 +173,7 @@ pub struct ClusterExternalSecretStatus {
 impl ClusterExternalSecret {
     /// The name of its ExternalSecrets: `externalSecretName`, else its own name.
     pub fn external_secret_name(&self) -> String {
-        self.spec
-            .external_secret_name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+        super::name_or_own(self.spec.external_secret_name.as_ref(), &self.metadata)
     }
 }
 

@@ -616,12 +616,7 @@ pub struct LocalObjectReference {
 impl ExternalSecret {
     /// Name of the Secret this ExternalSecret writes (`target.name`, else its own name).
     pub fn target_name(&self) -> String {
-        self.spec
-            .target
-            .name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+        super::name_or_own(self.spec.target.name.as_ref(), &self.metadata)
     }
 }
 

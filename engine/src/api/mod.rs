@@ -41,6 +41,16 @@ pub fn abbreviate(text: &str, max: usize) -> String {
     format!("{}… ({} bytes)", &text[..end], text.len())
 }
 
+/// A name a spec may set (`target.name`, `externalSecretName`), else the object's own: ESO
+/// treats an empty one as unset.
+pub(crate) fn name_or_own(explicit: Option<&String>, meta: &kube::api::ObjectMeta) -> String {
+    explicit
+        .filter(|n| !n.is_empty())
+        .or(meta.name.as_ref())
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// A `metav1.Time` field that reads as `None` when it holds a time esox cannot represent.
 ///
 /// The apiserver checks only that it is RFC 3339, so a status can say

@@ -30,7 +30,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, instrument, warn};
@@ -808,11 +808,6 @@ pub fn error_policy(_: Arc<ClusterExternalSecret>, err: &Error, _: Arc<CesContex
     }
 }
 
-/// A deletion starting is a change the reconciler must see (it runs the cleanup).
-fn being_deleted(ces: &ClusterExternalSecret) -> Option<u64> {
-    ces.metadata.deletion_timestamp.as_ref().map(|_| 1)
-}
-
 /// A stable hash of what makes a namespace event matter: its labels and whether it is
 /// terminating.
 fn namespace_key(ns: &PartialObjectMeta<Namespace>) -> u64 {
@@ -934,13 +929,7 @@ pub async fn run(
     )
     .reflect(ces_writer)
     .applied_objects()
-    .predicate_filter(
-        predicates::generation
-            .combine(predicates::labels)
-            .combine(predicates::annotations)
-            .combine(being_deleted),
-        Default::default(),
-    );
+    .predicate_filter(super::worth_a_reconcile(), Default::default());
     let all_ces = ces_reader.clone();
     let owned = es_changes.flat_map(move |change| futures::stream::iter(change.targets(&all_ces)));
     let cctx = Arc::new(CesContext {

@@ -59,10 +59,18 @@ where
     }
 }
 
-/// A deletion starting (the deletion timestamp being set) is a change the reconciler must
-/// see, whether or not the apiserver bumped the generation: it runs the finalizer.
-fn being_deleted(es: &ExternalSecret) -> Option<u64> {
-    es.metadata.deletion_timestamp.as_ref().map(|_| 1)
+/// What makes an event on one of esox's own kinds worth a reconcile: a new generation (the
+/// spec), labels, annotations (force-sync, ESO's annotations) or the start of its deletion,
+/// which runs the finalizer whether or not the apiserver bumped the generation. Status-only
+/// updates (most often esox's own) are not.
+pub(crate) fn worth_a_reconcile<K: kube::Resource>() -> impl Predicate<K> {
+    fn being_deleted<K: kube::Resource>(obj: &K) -> Option<u64> {
+        obj.meta().deletion_timestamp.as_ref().map(|_| 1)
+    }
+    predicates::generation
+        .combine(predicates::labels)
+        .combine(predicates::annotations)
+        .combine(being_deleted::<K>)
 }
 
 /// Counts a finished reconcile as progress (for `/healthz`) and logs the controller's own
@@ -205,13 +213,7 @@ pub async fn run_until(
         }
     })
     .applied_objects()
-    .predicate_filter(
-        predicates::generation
-            .combine(predicates::labels)
-            .combine(predicates::annotations)
-            .combine(being_deleted),
-        Default::default(),
-    );
+    .predicate_filter(worth_a_reconcile(), Default::default());
     let es_stream = futures::stream::once(async move {
         caches_gate.await;
         es_stream
