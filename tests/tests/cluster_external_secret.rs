@@ -3,8 +3,9 @@
 //! relabelled out loses its ExternalSecret at once (ESO waits for `refreshTime`); a new
 //! matching namespace is provisioned; an unowned ExternalSecret of that name is reported and
 //! left alone; a deleted child comes back; deleting the ClusterExternalSecret deletes its
-//! ExternalSecrets (the local stack runs no garbage collector: this is esox's own cleanup);
-//! no namespace ever carries a finalizer of esox's.
+//! ExternalSecrets (esox's own cleanup, under the CES's finalizer, before the garbage
+//! collector could) and the garbage collector then their Secrets; no namespace ever carries a
+//! finalizer of esox's.
 //!
 //! The controller runs cluster-wide, so the tests take [`cluster_lock`]; cluster-scoped
 //! objects are named after the test's namespace (unique per run) and deleted at the end.
@@ -319,8 +320,8 @@ spec:
         ["externalsecrets.external-secrets.io/clusterexternalsecret-cleanup"]
     );
 
-    // Deleted: its ExternalSecrets are deleted by esox (no garbage collector here), then it
-    // goes itself.
+    // Deleted: its ExternalSecrets are deleted by esox (it does not rely on a garbage
+    // collector), then it goes itself.
     ces_api
         .delete(&ces_name, &DeleteParams::default())
         .await
@@ -346,9 +347,23 @@ spec:
     )
     .await
     .unwrap();
+    // The Secrets those ExternalSecrets owned go with them: the stack's garbage collector
+    // (kube-controller-manager) follows their ownerReferences, as in a real cluster.
+    for ns in &provisioned {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+        wait_for(
+            Duration::from_secs(30),
+            &format!("Secret db in {ns} garbage-collected"),
+            || {
+                let secrets = secrets.clone();
+                async move { secrets.get_opt("db").await.ok()?.is_none().then_some(()) }
+            },
+        )
+        .await
+        .unwrap();
+    }
 
-    // Cleanup of cluster-scoped objects (namespaces stay Terminating on a stack without a
-    // kube-controller-manager; names are unique).
+    // Cleanup of cluster-scoped objects (names are unique).
     let css_api: Api<esox::api::ClusterSecretStore> = Api::all(client.clone());
     let _ = css_api.delete(&css, &DeleteParams::default()).await;
     for ns in [&ns_a, &ns_b, &ns_named, &ns_taken, &ns_late] {

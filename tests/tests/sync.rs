@@ -120,6 +120,28 @@ async fn seed_extract_flow_v1beta1() {
         "jsonpath={.apiVersion}",
     ]);
     assert_eq!(v1, "external-secrets.io/v1");
+
+    // The seeds' promise: "if you delete the ExternalSecret, Kubernetes' native garbage
+    // collection instantly deletes the underlying native Secret" (the owner reference above,
+    // followed by the stack's kube-controller-manager).
+    env.external_secrets()
+        .delete("db-credentials-es", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "the Secret garbage-collected",
+        || async {
+            env.secrets()
+                .get_opt("db-credentials-native")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -491,6 +513,33 @@ spec:
     env.apply(&es("none", "None", "never")).await.unwrap();
     env.wait_ready("none", "True", "SecretSynced").await;
     assert!(env.secrets().get_opt("never").await.unwrap().is_none());
+
+    // Deleting the ExternalSecrets: the garbage collector (the stack's
+    // kube-controller-manager) removes the Owner one's Secret; the Orphan one stays.
+    env.apply(&es("owner", "Owner", "owned")).await.unwrap();
+    env.wait_value("owned", "value", "managed").await;
+    for name in ["orphan", "owner"] {
+        env.external_secrets()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    wait_for(
+        Duration::from_secs(30),
+        "the owned Secret garbage-collected",
+        || async {
+            env.secrets()
+                .get_opt("owned")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let s = env.secrets().get("orphan").await.unwrap();
+    assert_eq!(secret_strings(&s)["value"], "managed");
 }
 
 #[tokio::test]
