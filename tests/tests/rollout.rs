@@ -602,3 +602,85 @@ subjects: [{{kind: ServiceAccount, name: {sa}, namespace: {ns}}}]
         "v2"
     );
 }
+
+/// An Argo Rollout target (`argo.Rollout/web`, VSO's spelling): `spec.restartAt` set once, on
+/// the change only. The Rollout CRD is a stand-in with Argo's group, version and names (the
+/// schema keeps any field), so the patch esox makes is what the apiserver stores.
+#[tokio::test]
+async fn an_argo_rollout_gets_restart_at() {
+    let env = TestEnv::new("rollout-argo").await;
+    env.apply(
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: rollouts.argoproj.io}
+spec:
+  group: argoproj.io
+  names: {kind: Rollout, plural: rollouts, singular: rollout, listKind: RolloutList}
+  scope: Namespaced
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#,
+    )
+    .await
+    .unwrap();
+    let rollout = r#"apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec: {replicas: 1}
+"#;
+    wait_for(
+        Duration::from_secs(30),
+        "the Rollout CRD served",
+        || async { env.apply(rollout).await.ok() },
+    )
+    .await
+    .unwrap();
+    let remote = format!("{}/db/credentials", env.ns);
+    put_aws_secret(&remote, r#"{"password":"v1"}"#, &[]).await;
+    store(&env).await;
+    env.apply(&external_secret(
+        &remote,
+        &[("restart.esox.io/targets", "argo.Rollout/web")],
+    ))
+    .await
+    .unwrap();
+    env.wait_value("db-credentials-native", "password", "v1")
+        .await;
+    let ar = kube::api::ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        plural: "rollouts".into(),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(env.client.clone(), &env.ns, &ar);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let web = api.get("web").await.unwrap();
+    assert!(
+        web.data["spec"].get("restartAt").is_none(),
+        "first sync: {web:?}"
+    );
+
+    put_aws_secret(&remote, r#"{"password":"v2"}"#, &[]).await;
+    force_sync(&env, 1).await;
+    env.wait_value("db-credentials-native", "password", "v2")
+        .await;
+    let hash = secret_hash(&env).await;
+    let web = wait_for(Duration::from_secs(30), "spec.restartAt", || async {
+        let web = api.get("web").await.ok()?;
+        web.data["spec"].get("restartAt").is_some().then_some(web)
+    })
+    .await
+    .unwrap();
+    assert_eq!(web.annotations().get(RESTART_KEY), Some(&hash));
+    let events = wait_events(&env, "RolloutRestartTriggered", 1).await;
+    assert!(
+        events.contains(
+            &"RolloutRestartTriggered: rollout restart triggered for Rollout/web".to_string()
+        ),
+        "{events:?}"
+    );
+}
