@@ -111,6 +111,33 @@ for ref in production-apps/db-credentials-native my-app/api-credentials dev-apps
   kubectl get secret "$name" -n "$ns" -o jsonpath='  labels: {.metadata.labels}{"\n"}  owner: {.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}{"\n"}'
 done
 
+say "A rotation reaching a Deployment (docs/rollout-restarts.md)"
+kubectl apply -f examples/rollout/nodejs-backend.yaml >/dev/null
+kubectl annotate externalsecret db-credentials-es -n production-apps --overwrite \
+  restart.esox.io/targets=deployment/nodejs-backend >/dev/null
+replica_sets() { kubectl get rs -n production-apps -l app=nodejs-backend --no-headers 2>/dev/null | wc -l; }
+for _ in $(seq 1 100); do [ "$(replica_sets)" -ge 1 ] && break; sleep 0.3; done
+rotated='{"username":"admin","password":"rotatedPassword456","host":"rds-prod-01.aws.com","port":"5432"}'
+if [ "$mode" = aws ]; then
+  echo "  rotating production/db/credentials in AWS Secrets Manager (moto)"
+  "$esox_cache/moto-5.2.1/bin/python3" - "$rotated" <<'PY'
+import os, sys, boto3
+sm = boto3.client("secretsmanager", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+sm.put_secret_value(SecretId="production/db/credentials", SecretString=sys.argv[1])
+PY
+else
+  echo "  rotating production/db/credentials in the Fake store"
+  sed "s/superSecretPassword123/rotatedPassword456/" "examples/stores/$stores.yaml" | kubectl apply -f - >/dev/null
+fi
+# ESO's force-sync: any annotation change.
+kubectl annotate externalsecret db-credentials-es -n production-apps --overwrite force-sync="$(date +%s)" >/dev/null
+for _ in $(seq 1 100); do [ "$(replica_sets)" -ge 2 ] && break; sleep 0.3; done
+echo "  password now: $(kubectl get secret db-credentials-native -n production-apps -o go-template='{{.data.password | base64decode}}')"
+kubectl rollout history deployment/nodejs-backend -n production-apps
+kubectl get rs -n production-apps -l app=nodejs-backend \
+  -o custom-columns='REPLICASET:.metadata.name,DESIRED:.spec.replicas,RESTARTED-FOR:.spec.template.metadata.annotations.secret\.restart\.esox\.io/db-credentials-native'
+kubectl get events -n production-apps --field-selector reason=RolloutRestartTriggered
+
 cat <<TXT
 
 esox keeps running in the background (pid $(cat "$state/esox.pid")). Try:

@@ -201,6 +201,12 @@ struct ControllerArgs {
     /// not return), so the kubelet restarts it.
     #[arg(long, default_value = "3m", value_parser = parse_duration, env = "ESOX_WEDGED_AFTER")]
     wedged_after: Duration,
+    /// Also restart workloads annotated for Stakater Reloader
+    /// (`secret.reloader.stakater.com/reload`, `reloader.stakater.com/auto`) when an
+    /// esox-managed Secret they name or use changes. Watches Deployments, StatefulSets and
+    /// DaemonSets (metadata only). Do not run it beside Reloader.
+    #[arg(long, env = "ESOX_RELOADER_COMPAT")]
+    reloader_compat: bool,
     #[command(flatten)]
     plugin: PluginArgs,
     #[command(flatten)]
@@ -601,6 +607,9 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             store_concurrency: args.store_concurrency,
         },
     );
+    ctx.rollout
+        .reloader_compat
+        .store(args.reloader_compat, Ordering::Relaxed);
     let Some(elector) = elector else {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?ctx.settings.namespace, "starting esox controller");
         esox::controller::run_until(ctx, health, stopping).await;

@@ -96,6 +96,8 @@ pub struct Metrics {
     pub plugin_calls: Family<PluginCallLabels, Counter>,
     /// `esox_plugin_call_duration_seconds{plugin}`.
     pub plugin_duration: Family<PluginLabels, Histogram>,
+    /// `esox_rollout_restart_total{result}`: workload restarts by result.
+    pub rollout_restarts: Family<crate::controller::rollout::RestartLabels, Counter>,
 }
 
 fn histogram() -> Histogram {
@@ -120,6 +122,7 @@ impl Metrics {
             plugin_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
+            rollout_restarts: Family::default(),
         };
         // prometheus-client appends `_total` to counters itself.
         registry.register(
@@ -181,6 +184,11 @@ impl Metrics {
             "esox_plugin_call_duration_seconds",
             "Wasm plugin call duration, instantiation included",
             m.plugin_duration.clone(),
+        );
+        registry.register(
+            "esox_rollout_restart",
+            "Workload rollout restarts after a Secret's data changed, by result",
+            m.rollout_restarts.clone(),
         );
         m
     }

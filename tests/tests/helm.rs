@@ -176,6 +176,12 @@ fn controller_rules(cluster: bool) -> Vec<(Vec<String>, Vec<String>, Vec<String>
         rule(&[""], &["serviceaccounts"], &["get"]),
         rule(&[""], &["serviceaccounts/token"], &["create"]),
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
+        // Rollout restarts (rolloutRestart.enabled, the default): named workloads only.
+        rule(
+            &["apps"],
+            &["deployments", "statefulsets", "daemonsets"],
+            &["get", "patch"],
+        ),
     ];
     if cluster {
         r.push(rule(&[""], &["namespaces"], &["get"]));
@@ -1399,4 +1405,49 @@ async fn installed_chart_webhook_gets_its_certificate_from_esox() {
             .is_none(),
         "uninstall removes the certificate Secret"
     );
+}
+
+/// Rollout restarts: `get`/`patch` on the named workload kinds by default; `list`/`watch` and
+/// `--reloader-compat` only in the Reloader-compatible mode; Argo Rollouts on request; none of
+/// it when disabled.
+#[test]
+fn rollout_restart_values() {
+    let bin = helm_or_skip!();
+    let apps = |verbs: &[&str]| {
+        rule(
+            &["apps"],
+            &["deployments", "statefulsets", "daemonsets"],
+            verbs,
+        )
+    };
+    let docs = render(
+        &bin,
+        "external-secrets",
+        &json!({"installCRDs": false, "rolloutRestart": {"reloaderCompat": true, "argoRollouts": true}}),
+    );
+    assert!(args(&docs).contains(&"--reloader-compat".to_string()));
+    let r = rules(one(&docs, "ClusterRole"));
+    assert!(
+        r.contains(&apps(&["get", "patch", "list", "watch"])),
+        "{r:?}"
+    );
+    assert!(r.contains(&rule(&["argoproj.io"], &["rollouts"], &["get", "patch"])));
+
+    let docs = render(
+        &bin,
+        "external-secrets",
+        &json!({"installCRDs": false, "rolloutRestart": {"enabled": false, "reloaderCompat": true}}),
+    );
+    assert!(!args(&docs).contains(&"--reloader-compat".to_string()));
+    let r = rules(one(&docs, "ClusterRole"));
+    assert!(!r.iter().any(|(g, _, _)| g == &["apps"]), "{r:?}");
+
+    // Scoped: in the namespace's Role.
+    let docs = render(
+        &bin,
+        "external-secrets",
+        &json!({"installCRDs": false, "scopedNamespace": "tenant-a", "scopedRBAC": true}),
+    );
+    let r = rules(one(&docs, "Role"));
+    assert!(r.contains(&apps(&["get", "patch"])), "{r:?}");
 }

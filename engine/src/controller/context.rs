@@ -79,6 +79,8 @@ pub struct Context {
     /// Stores that just became Ready, by bulkhead key ([`super::bulkhead::keys`]): the
     /// ExternalSecrets reading them are reconciled at once (see [`super::run`]).
     pub stores_ready: tokio::sync::broadcast::Sender<String>,
+    /// Rollout restarts: what is known restarted, the Reloader mode (see [`super::rollout`]).
+    pub rollout: super::rollout::Rollouts,
 }
 
 /// Connected providers keyed by store (kind, namespace, name, generation) and the namespace
@@ -180,6 +182,7 @@ impl Context {
             caches: Default::default(),
             known_targets: Default::default(),
             written_status: Default::default(),
+            rollout: Default::default(),
         })
     }
 

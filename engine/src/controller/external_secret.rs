@@ -29,6 +29,7 @@ use super::bulkhead;
 use super::context::Context;
 use super::refresh::{self, RefreshState};
 use super::resolve::StoreResolver;
+use super::rollout;
 use super::target::{self, FIELD_MANAGER, FINALIZER, SecretPlan};
 use super::turns::{Priority, Seat};
 use crate::api::condition::{get_condition, set_condition};
@@ -207,7 +208,20 @@ async fn sync(
     let now = jiff::Timestamp::now();
     if let Some(next) = idle(es, interval, existing.current(), now) {
         trace!(?next, "no refresh due and the Secret is valid");
-        return Ok(Synced::Idle(next));
+        // A restart the last write could not make (the controller stopped in between) is
+        // made now; once the targets are known up to date, this reads nothing.
+        let version = restarts_apply(es, ctx)
+            .then(|| existing.current())
+            .flatten()
+            .and_then(|c| rollout::SecretVersion::of(&target, c.secret.annotations()));
+        if let Some(version) = version
+            && let Some(wait) = rollout::step(es, ctx, &version).await
+        {
+            return Ok(Synced::Idle(sooner(next, wait)));
+        }
+        return Ok(Synced::Idle(
+            next.map_or_else(Action::await_change, Action::requeue),
+        ));
     }
 
     // Values other ExternalSecrets reading the same thing fetched a moment ago (they share this
@@ -256,7 +270,7 @@ async fn sync(
         }
     })?;
 
-    let output = if data.is_empty() && es.spec.target.deletion_policy != DeletionPolicy::Merge {
+    let mut output = if data.is_empty() && es.spec.target.deletion_policy != DeletionPolicy::Merge {
         None
     } else {
         let mut output = render(es, ctx, &ns, data).await?;
@@ -270,6 +284,26 @@ async fn sync(
         }
         Some(output)
     };
+    // Rollout restarts need to know when the data last changed: stamped in the same write.
+    let restarts = restarts_apply(es, ctx);
+    let mut version = None;
+    if restarts && let Some(output) = output.as_mut() {
+        let data = output
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.expose().to_vec())))
+            .collect();
+        let existing = existing.current().map(|c| c.secret);
+        rollout::stamp(existing, &data, &mut output.annotations, now);
+        version = Some(rollout::SecretVersion {
+            name: target.clone(),
+            hash: target::data_hash(&data).chars().take(16).collect(),
+            changed_at: output
+                .annotations
+                .get(rollout::CHANGED_AT_ANNOTATION)
+                .and_then(|t| t.parse().ok()),
+        });
+    }
     let plan = target::plan(es, existing.current(), output.as_ref());
     trace!(plan = plan.action(), secret = %target, "planned");
     let outcome = match execute(plan, &secrets, ctx).await {
@@ -301,10 +335,22 @@ async fn sync(
         renew_at,
         phase: phase(es),
     };
+    // The restart step, after a successful write (or none needed): it reports on its own
+    // and never fails the sync.
+    let mut requeue = next(&state, now);
+    if let Some(version) = version
+        && matches!(
+            outcome,
+            Outcome::Created | Outcome::Updated | Outcome::Unchanged
+        )
+        && let Some(wait) = rollout::step(es, ctx, &version).await
+    {
+        requeue = sooner(refresh::next_refresh(&state, now), wait);
+    }
     Ok(Synced::Refreshed {
         outcome,
         at: now,
-        requeue: next(&state, now),
+        requeue,
         interval,
         late,
     })
@@ -473,19 +519,34 @@ fn refresh_state<'a>(
     }
 }
 
-/// ESO's skip rule: `Some(when to come back)` when nothing is due and the Secret is valid,
-/// `None` when a refresh is due.
+/// ESO's skip rule: `Some(when to come back, if ever)` when nothing is due and the Secret is
+/// valid, `None` when a refresh is due.
+#[allow(clippy::option_option)]
 fn idle(
     es: &ExternalSecret,
     interval: Duration,
     existing: Option<target::Current<'_>>,
     now: jiff::Timestamp,
-) -> Option<Action> {
+) -> Option<Option<Duration>> {
     let version = resource_version(es);
     let state = refresh_state(es, interval, existing, &version);
     let due = refresh::should_refresh(&state, now)
         || !target::secret_is_valid(existing, es.spec.target.creation_policy);
-    (!due).then(|| next(&state, now))
+    (!due).then(|| refresh::next_refresh(&state, now))
+}
+
+/// Whether the rollout-restart step runs for `es` (see [`rollout`]): it names targets or the
+/// Reloader mode is on, and esox owns the whole Secret's data (`Owner`, `Orphan`).
+fn restarts_apply(es: &ExternalSecret, ctx: &Context) -> bool {
+    matches!(
+        es.spec.target.creation_policy,
+        CreationPolicy::Owner | CreationPolicy::Orphan
+    ) && rollout::wanted(es, ctx)
+}
+
+/// Come back at the sooner of the refresh (if any) and `wait`.
+fn sooner(refresh: Option<Duration>, wait: Duration) -> Action {
+    Action::requeue(refresh.map_or(wait, |r| r.min(wait)))
 }
 
 fn next(state: &RefreshState<'_>, now: jiff::Timestamp) -> Action {

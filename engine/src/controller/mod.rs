@@ -22,6 +22,7 @@ pub mod generators;
 pub mod plugins;
 pub mod refresh;
 pub mod resolve;
+pub mod rollout;
 pub mod secret_store;
 pub mod target;
 pub mod turns;
@@ -345,6 +346,9 @@ pub async fn run_until(
         shutdown.clone(),
     );
 
+    // `--reloader-compat`'s workload caches (nothing otherwise).
+    let workloads = rollout::watch_workloads(ctx.clone(), health.clone(), shutdown.clone());
+
     if ns.is_none() {
         let cluster_plugins = plugins::forget_stale_plugins(
             Api::<ClusterWasmPlugin>::all(client.clone()),
@@ -385,10 +389,11 @@ pub async fn run_until(
             ces_controller,
             startup,
             plugins,
-            cluster_plugins
+            cluster_plugins,
+            workloads
         );
     } else {
-        tokio::join!(es_controller, store_controller, startup, plugins);
+        tokio::join!(es_controller, store_controller, startup, plugins, workloads);
     }
     info!("controllers stopped");
 }
