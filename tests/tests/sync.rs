@@ -961,7 +961,9 @@ spec:
 
 /// ESO's finalizer: every ExternalSecret carries it; deleting one under
 /// `deletionPolicy: Delete` removes the Secret it controls (without waiting for a garbage
-/// collector), under `Retain` leaves it, and the ExternalSecret then goes.
+/// collector), under `Retain` leaves it, and the ExternalSecret then goes. (The `Retain` one is
+/// an `Orphan` target: an `Owner` one would then go with the garbage collector, which
+/// `creation_policies` checks.)
 #[tokio::test]
 async fn deleting_an_external_secret_under_delete_removes_its_secret() {
     let env = TestEnv::new("finalizer").await;
@@ -985,7 +987,7 @@ metadata: {name: retaining}
 spec:
   refreshInterval: 1h
   secretStoreRef: {name: store}
-  target: {name: kept}
+  target: {name: kept, creationPolicy: Orphan}
   data:
   - {secretKey: value, remoteRef: {key: k}}
 "#,
@@ -1027,7 +1029,7 @@ spec:
     );
     assert!(
         env.secrets().get_opt("kept").await.unwrap().is_some(),
-        "deletionPolicy Retain: the Secret stays (for the garbage collector, under Owner)"
+        "deletionPolicy Retain: esox leaves the Secret"
     );
 }
 
