@@ -427,8 +427,12 @@ HCL
 # What a fresh dev server needs: Kubernetes auth against the stack's apiserver.
 configure_bao() { # url
   local url=$1 kc=$state/kubeconfig kubectl=kubectl reviewer
+  # The apiserver of this run: `up` writes env.new as it starts each service (the apiserver on
+  # a new port), while ESOX_APISERVER_URL may still hold the previous run's URL (`healthy`
+  # sources the old env file before `up` restarts a stack). Kubernetes auth configured with a
+  # dead apiserver answered every login with 403 (TokenReview unreachable).
   # shellcheck disable=SC1091
-  [ -n "${ESOX_APISERVER_URL:-}" ] || source "$state/env.new"
+  if [ -f "$state/env.new" ]; then source "$state/env.new"; elif [ -z "${ESOX_APISERVER_URL:-}" ]; then source "$state/env"; fi
   [ -x "$path_dir/kubectl" ] && kubectl=$path_dir/kubectl
   "$kubectl" --kubeconfig "$kc" apply -f - >/dev/null <<YAML
 apiVersion: v1
