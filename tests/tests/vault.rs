@@ -1449,6 +1449,287 @@ spec:
     );
 }
 
+/// Responses to `path` in the audit log (successful ones), with their times.
+fn answered_at(path: &str) -> Vec<jiff::Timestamp> {
+    audit()
+        .iter()
+        .filter(|e| {
+            e["type"] == "response"
+                && e["request"]["path"] == path
+                && e["error"].as_str().unwrap_or_default().is_empty()
+        })
+        .filter_map(|e| e["time"].as_str().and_then(|t| t.parse().ok()))
+        .collect()
+}
+
+/// VaultDynamicSecret leases: a 15 s token (orphan, from a token role with a 40 s max TTL) is
+/// renewed while the Secret keeps it, replaced before its max TTL ends, and revoked only once
+/// the Secret holds its successor; a 12 s PKI certificate (not renewable) is issued again
+/// before it ends and the old one revoked after. At every look, the token in the Secret is
+/// valid: a consumer never holds a revoked credential.
+#[tokio::test]
+async fn vault_dynamic_secret_leases() {
+    let _bao = BAO.read().await;
+    let env = TestEnv::new("vault-leases").await;
+    let bao = Bao::new();
+    let ns = env.ns.clone();
+    let role = format!("leases-{ns}");
+    bao.ok(
+        "POST",
+        &format!("auth/token/roles/{role}"),
+        json!({"orphan": true, "renewable": true, "token_explicit_max_ttl": "40s",
+               "allowed_policies": ["default"]}),
+    )
+    .await;
+    let pki = format!("pki-{ns}");
+    bao.ok("POST", &format!("sys/mounts/{pki}"), json!({"type": "pki"}))
+        .await;
+    bao.ok(
+        "POST",
+        &format!("{pki}/root/generate/internal"),
+        json!({"common_name": "esox lease CA", "ttl": "24h"}),
+    )
+    .await;
+    bao.ok(
+        "POST",
+        &format!("{pki}/roles/web"),
+        json!({"allowed_domains": "example.com", "allow_subdomains": true,
+               "generate_lease": true, "max_ttl": "1h"}),
+    )
+    .await;
+    let policy = format!("leases-{ns}");
+    bao.policy(
+        &policy,
+        &format!(
+            r#"path "auth/token/create/{role}" {{ capabilities = ["update"] }}
+path "auth/token/renew-accessor" {{ capabilities = ["update"] }}
+path "auth/token/revoke-accessor" {{ capabilities = ["update"] }}
+path "{pki}/issue/web" {{ capabilities = ["update"] }}
+path "sys/leases/renew" {{ capabilities = ["update"] }}
+path "sys/leases/revoke" {{ capabilities = ["update"] }}"#
+        ),
+    )
+    .await;
+    service_account(&env, "leases").await;
+    kubernetes_role(&bao, &format!("leases-{ns}"), "leases", &ns, &policy, "1h").await;
+    let renewals_before = answered_at("auth/token/renew-accessor").len();
+    let revocations_before = answered_at("auth/token/revoke-accessor").len();
+    let lease_revocations_before = answered_at("sys/leases/revoke").len();
+    env.apply(&format!(
+        r#"apiVersion: generators.external-secrets.io/v1alpha1
+kind: VaultDynamicSecret
+metadata:
+  name: token
+spec:
+  method: POST
+  path: auth/token/create/{role}
+  parameters: {{ttl: 15s}}
+  resultType: Auth
+  provider:
+    server: "{url}"
+    auth:
+      kubernetes:
+        role: leases-{ns}
+        serviceAccountRef: {{name: leases}}
+---
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: VaultDynamicSecret
+metadata:
+  name: certificate
+spec:
+  method: POST
+  path: {pki}/issue/web
+  parameters: {{common_name: app.example.com, ttl: 12s}}
+  provider:
+    server: "{url}"
+    auth:
+      kubernetes:
+        role: leases-{ns}
+        serviceAccountRef: {{name: leases}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: token
+spec:
+  refreshInterval: 1h
+  dataFrom:
+  - sourceRef:
+      generatorRef:
+        apiVersion: generators.external-secrets.io/v1alpha1
+        kind: VaultDynamicSecret
+        name: token
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: certificate
+spec:
+  refreshInterval: 1h
+  dataFrom:
+  - sourceRef:
+      generatorRef:
+        apiVersion: generators.external-secrets.io/v1alpha1
+        kind: VaultDynamicSecret
+        name: certificate
+"#,
+        url = bao.url
+    ))
+    .await
+    .unwrap();
+
+    let s = env
+        .wait_secret("token", "a Vault token generated", |s| s.data.is_some())
+        .await;
+    let first = secret_strings(&s);
+    let annotation = s
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("esox.dev/vault-leases").cloned())
+        .expect("the lease annotation");
+    assert!(
+        annotation.contains(&first["accessor"]) && !annotation.contains(&first["client_token"]),
+        "the annotation holds the accessor, never the token: {annotation}"
+    );
+    let cert = env
+        .wait_secret("certificate", "a certificate issued", |s| s.data.is_some())
+        .await;
+    let first_serial = secret_strings(&cert)["serial_number"].clone();
+    let cert_leases: Value =
+        serde_json::from_str(&cert.metadata.annotations.as_ref().unwrap()["esox.dev/vault-leases"])
+            .unwrap();
+    let first_lease = cert_leases[0]["handle"]["lease"]
+        .as_str()
+        .expect("the certificate's lease id")
+        .to_string();
+
+    // Watch the Secrets for 45 s: the token's max TTL is 40 s.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client.clone(), &ns);
+    let start = std::time::Instant::now();
+    let mut tokens = vec![first["client_token"].clone()];
+    let mut serials = vec![first_serial.clone()];
+    let mut changed_at = None;
+    let mut cert_changed_at = None;
+    let mut renewed_same_token = false;
+    while start.elapsed() < Duration::from_secs(46) {
+        let s = secrets.get("token").await.unwrap();
+        let d = secret_strings(&s);
+        let token = d["client_token"].clone();
+        let (status, looked_up) = bao
+            .call("POST", "auth/token/lookup", Some(json!({"token": token})))
+            .await;
+        assert_eq!(
+            status,
+            200,
+            "the token in the Secret was revoked or expired at {:?}: {looked_up}",
+            start.elapsed()
+        );
+        if *tokens.last().unwrap() != token {
+            changed_at.get_or_insert_with(jiff::Timestamp::now);
+            tokens.push(token);
+        } else if tokens.len() == 1 && start.elapsed() > Duration::from_secs(17) {
+            // Issued with 15 s: still the same token past that, so it was renewed.
+            renewed_same_token = true;
+        }
+        let c = secret_strings(&secrets.get("certificate").await.unwrap());
+        if *serials.last().unwrap() != c["serial_number"] {
+            cert_changed_at.get_or_insert_with(jiff::Timestamp::now);
+            serials.push(c["serial_number"].clone());
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert!(
+        renewed_same_token,
+        "the first token was kept (renewed) past its 15 s TTL"
+    );
+    assert_eq!(
+        tokens.len(),
+        2,
+        "one replacement before the 40 s max TTL, none after: {} tokens",
+        tokens.len()
+    );
+    let renewals = answered_at("auth/token/renew-accessor").len() - renewals_before;
+    assert!(
+        (3..=6).contains(&renewals),
+        "renewals of the first token before its max TTL: {renewals}"
+    );
+    let revoked = &answered_at("auth/token/revoke-accessor")[revocations_before..];
+    assert_eq!(revoked.len(), 1, "the replaced token revoked once");
+    let changed_at = changed_at.unwrap();
+    assert!(
+        revoked[0] > changed_at,
+        "revoked at {} while the Secret held the new token from {changed_at} on",
+        revoked[0]
+    );
+    let (status, _) = bao
+        .call(
+            "POST",
+            "auth/token/lookup",
+            Some(json!({"token": tokens[0]})),
+        )
+        .await;
+    assert_ne!(status, 200, "the first token is revoked");
+
+    // The certificate: issued again 8 s into its 12 s (5 or 6 times in 46 s), each replaced
+    // one revoked after its successor was in the Secret.
+    assert!(
+        (4..=8).contains(&serials.len()),
+        "certificates seen in 46 s: {}",
+        serials.len()
+    );
+    let cert_revocations = answered_at("sys/leases/revoke").len() - lease_revocations_before;
+    assert!(
+        cert_revocations >= serials.len() - 2,
+        "{cert_revocations} revocations for {} certificates",
+        serials.len()
+    );
+    // The first certificate's lease itself was revoked (found in the audit log by its HMAC),
+    // after the Secret held the second certificate. (bao's PKI puts a certificate revoked in
+    // its last seconds on no CRL, so the lease is what is checked.)
+    let hashed = bao
+        .ok("POST", "sys/audit-hash/esox", json!({"input": first_lease}))
+        .await["hash"]
+        .clone();
+    let revoked_at: Vec<jiff::Timestamp> = audit()
+        .iter()
+        .filter(|e| {
+            e["type"] == "response"
+                && e["request"]["path"] == "sys/leases/revoke"
+                && e["request"]["data"]["lease_id"] == hashed
+                && e["error"].as_str().unwrap_or_default().is_empty()
+        })
+        .filter_map(|e| e["time"].as_str().and_then(|t| t.parse().ok()))
+        .collect();
+    assert_eq!(
+        revoked_at.len(),
+        1,
+        "the first certificate's lease revoked once"
+    );
+    let second_cert_at = cert_changed_at.expect("a second certificate");
+    assert!(
+        revoked_at[0] > second_cert_at,
+        "the first certificate's lease was revoked at {} while the Secret held the second \
+         from {second_cert_at} on",
+        revoked_at[0]
+    );
+    let logs = esox_tests::logs();
+    assert!(
+        logs.contains("renewed a Vault lease"),
+        "renewals are logged"
+    );
+    for t in &tokens {
+        assert!(
+            !logs.contains(t.as_str()),
+            "a generated token reached the logs"
+        );
+    }
+    assert!(
+        !logs.contains(&first["accessor"]) && !logs.contains(&first_lease),
+        "a lease handle reached the logs"
+    );
+}
+
 /// The shipped binary at `RUST_LOG=trace`: Kubernetes and userPass logins, reads, a
 /// generated Vault token, refreshes every second. Its log holds no secret value, no
 /// password, no bao token (the generated one included).

@@ -25,6 +25,7 @@ pub mod resolve;
 pub mod secret_store;
 pub mod target;
 pub mod turns;
+pub mod vault_leases;
 pub mod watch;
 
 use std::future::Future;

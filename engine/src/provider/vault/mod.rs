@@ -18,6 +18,7 @@
 //! `RevokeSelf`, and esox's `RenewSelf`).
 
 pub mod http;
+pub mod leases;
 pub mod paths;
 mod refs;
 pub mod token;
@@ -80,7 +81,7 @@ pub async fn connect(
 pub async fn generate_dynamic(
     spec: &crate::api::generators::VaultDynamicSecretSpec,
     ctx: &BuildContext<'_>,
-) -> Result<(crate::secret::SecretMap, Option<jiff::Timestamp>), ProviderError> {
+) -> Result<Generated, ProviderError> {
     if spec.path.is_empty() {
         return Err(ProviderError::InvalidConfig("spec.path is required".into()));
     }
@@ -145,12 +146,13 @@ pub async fn generate_dynamic(
     let reply = reply.filter(|b| !b.is_null());
     let Some(body) = reply else {
         if spec.allow_empty_response {
-            return Ok((Default::default(), None));
+            return Ok(Generated::default());
         }
         return Err(ProviderError::Unavailable(
             "unable to get dynamic secret: empty response from Vault".into(),
         ));
     };
+    let issued = leases::Issued::from_answer(&body);
     let lease = body
         .get("auth")
         .and_then(|a| a.get("lease_duration"))
@@ -200,7 +202,112 @@ pub async fn generate_dynamic(
             out.insert(k, SecretBytes::new(bytes));
         }
     }
-    Ok((out, expires))
+    Ok(Generated {
+        data: out,
+        expires,
+        lease: issued,
+    })
+}
+
+/// What a VaultDynamicSecret produced.
+#[derive(Default)]
+pub struct Generated {
+    /// The values.
+    pub data: crate::secret::SecretMap,
+    /// When the answer's lease (or generated token) ends, if it does.
+    pub expires: Option<jiff::Timestamp>,
+    /// The lease to renew and, once replaced, revoke.
+    pub lease: Option<leases::Issued>,
+}
+
+/// Renews a lease a VaultDynamicSecret issued, with the generator's auth, by `increment`
+/// seconds; returns the seconds Vault granted.
+pub async fn renew_lease(
+    spec: &crate::api::generators::VaultDynamicSecretSpec,
+    ctx: &BuildContext<'_>,
+    handle: &leases::Handle,
+    increment: u64,
+) -> Result<u64, ProviderError> {
+    let (path, body) = match handle {
+        leases::Handle::Lease(id) => (
+            "sys/leases/renew",
+            serde_json::json!({"lease_id": id, "increment": increment}),
+        ),
+        leases::Handle::Accessor(a) => (
+            "auth/token/renew-accessor",
+            serde_json::json!({"accessor": a, "increment": increment}),
+        ),
+    };
+    let reply = lease_call(spec, ctx, path, body, "RenewLease").await?;
+    let granted = reply
+        .as_ref()
+        .and_then(|b| {
+            b.get("auth")
+                .filter(|a| a.is_object())
+                .and_then(|a| a.get("lease_duration"))
+                .or_else(|| b.get("lease_duration"))
+        })
+        .and_then(|d| d.as_u64())
+        .unwrap_or_default();
+    Ok(granted)
+}
+
+/// Revokes a lease a VaultDynamicSecret issued, with the generator's auth. A lease Vault no
+/// longer knows (ended, revoked by someone else) is revoked already.
+pub async fn revoke_lease(
+    spec: &crate::api::generators::VaultDynamicSecretSpec,
+    ctx: &BuildContext<'_>,
+    handle: &leases::Handle,
+) -> Result<(), ProviderError> {
+    let (path, body) = match handle {
+        leases::Handle::Lease(id) => ("sys/leases/revoke", serde_json::json!({"lease_id": id})),
+        leases::Handle::Accessor(a) => (
+            "auth/token/revoke-accessor",
+            serde_json::json!({"accessor": a}),
+        ),
+    };
+    match lease_call(spec, ctx, path, body, "RevokeLease").await {
+        Ok(_) => Ok(()),
+        // An accessor or lease that no longer exists: what revoking wanted.
+        Err(ProviderError::InvalidConfig(m))
+            if m.contains("invalid") || m.contains("not found") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn lease_call(
+    spec: &crate::api::generators::VaultDynamicSecretSpec,
+    ctx: &BuildContext<'_>,
+    path: &'static str,
+    body: serde_json::Value,
+    call_name: &'static str,
+) -> Result<Option<serde_json::Value>, ProviderError> {
+    let (store, _) = connect_as(&spec.provider, Flavor::Vault, ctx)
+        .await
+        .map_err(|e| ProviderError::InvalidConfig(format!("unable to setup Vault client: {e}")))?;
+    store
+        .with_token(|lease| {
+            let (store, body) = (&store, &body);
+            async move {
+                store
+                    .http
+                    .call(
+                        "PUT",
+                        path,
+                        &[],
+                        lease.as_deref(),
+                        store.namespace.as_deref(),
+                        Some(body),
+                    )
+                    .await
+                    .and_then(|r| check(r, "PUT", path))
+            }
+        })
+        .await
+        .recorded(&store.calls, call_name)
 }
 
 /// Connects an `openBao` store: its block read as the Vault block it is a subset of (mount
