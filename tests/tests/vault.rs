@@ -1449,6 +1449,112 @@ spec:
     );
 }
 
+/// ESO's ldap auth (`auth/<path>/login/<username>` with the password from `secretRef`)
+/// against a real LDAP server: Debian's slapd started by `scripts/stack.sh`, bao's ldap auth
+/// plugin (built from OpenBao's module: bao 2.7.2 ships none) registered in its catalog. A
+/// wrong password is refused by slapd, and the store says so.
+#[tokio::test]
+async fn ldap_auth_against_slapd() {
+    let _bao = BAO.read().await;
+    let env = TestEnv::new("vault-ldap").await;
+    let stack = stack_env().unwrap();
+    let Some(ldap_url) = stack.get("ESOX_LDAP_URL").cloned() else {
+        panic!(
+            "ESOX_LDAP_URL is not in the stack's env file: the stack was started with \
+             ESOX_STACK_LDAP=0 or before slapd was part of it (scripts/stack.sh down && up)"
+        );
+    };
+    let bao = Bao::new();
+    let ns = env.ns.clone();
+    let mount = format!("ldap-{ns}");
+    bao.enable_auth(&mount, "ldap").await;
+    bao.ok(
+        "POST",
+        &format!("auth/{mount}/config"),
+        json!({"url": ldap_url, "userdn": stack["ESOX_LDAP_USERS_DN"], "userattr": "uid"}),
+    )
+    .await;
+    let policy = format!("ldap-{ns}");
+    read_policy(&bao, &policy, &ns).await;
+    bao.ok(
+        "POST",
+        &format!("auth/{mount}/users/{}", stack["ESOX_LDAP_USER"]),
+        json!({"policies": [policy]}),
+    )
+    .await;
+    bao.put("secret", &format!("{ns}/app"), json!({"v": "from-ldap"}))
+        .await;
+    let logins_before = answered_at(&format!("auth/{mount}/login/esox")).len();
+    let store = |name: &str, secret: &str| {
+        format!(
+            r#"apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata:
+  name: {name}
+spec:
+  provider:
+    vault:
+      server: "{url}"
+      path: secret
+      auth:
+        ldap:
+          path: {mount}
+          username: {user}
+          secretRef: {{name: {secret}, key: password}}
+"#,
+            url = bao.url,
+            user = stack["ESOX_LDAP_USER"],
+        )
+    };
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: ldap
+stringData:
+  password: "{password}"
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: wrong
+stringData:
+  password: not-the-password
+---
+{good}---
+{bad}---
+{es}"#,
+        password = stack["ESOX_LDAP_USER_PASSWORD"],
+        good = store("ldap", "ldap"),
+        bad = store("ldap-wrong", "wrong"),
+        es = reading_es("via-ldap", "ldap", &format!("{ns}/app"), "v", "1h"),
+    ))
+    .await
+    .unwrap();
+    env.wait_value("via-ldap", "value", "from-ldap").await;
+    let (_, _, message) = env.wait_store("ldap", |s, _, _| s == "True").await;
+    assert!(
+        message.contains("ldap"),
+        "who the store authenticated as: {message}"
+    );
+    let (_, reason, message) = env.wait_store("ldap-wrong", |s, _, _| s == "False").await;
+    assert_eq!(reason, "ValidationFailed", "{message}");
+    assert!(
+        message.contains(&format!("auth/{mount}/login/esox"))
+            && message.contains("failed to bind as user"),
+        "the refused login, named: {message}"
+    );
+    assert_eq!(
+        answered_at(&format!("auth/{mount}/login/esox")).len() - logins_before,
+        1,
+        "one successful ldap login for the store and its ExternalSecret"
+    );
+    assert!(
+        !esox_tests::logs().contains(stack["ESOX_LDAP_USER_PASSWORD"].as_str()),
+        "the LDAP password reached the logs"
+    );
+}
+
 /// Responses to `path` in the audit log (successful ones), with their times.
 fn answered_at(path: &str) -> Vec<jiff::Timestamp> {
     audit()
