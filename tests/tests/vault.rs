@@ -1836,6 +1836,106 @@ spec:
     );
 }
 
+/// `retrySettings` are honoured by the Vault client: with bao sealed for a few seconds, an
+/// ExternalSecret of a store with `maxRetries: 8, retryInterval: 1s` keeps syncing (its
+/// reads wait for the unseal) while one of a store without them fails and recovers by
+/// requeue. The patient store also has `readYourWrites` and `forwardInconsistent`: bao sends
+/// no `X-Vault-Index` (no replication), so none is invented, and it answers as before. A bad
+/// `retryInterval` is reported on the store.
+#[tokio::test]
+async fn retry_settings_and_read_your_writes() {
+    let _bao = BAO.write().await;
+    let env = TestEnv::new("vault-retry").await;
+    let bao = Bao::new();
+    let ns = env.ns.clone();
+    let role = format!("retry-{ns}");
+    kubernetes_reader(&env, &bao, &role, "reader", &role, "1h").await;
+    // The impatient store logs in as another ServiceAccount: its own token and fetches.
+    let role2 = format!("retry2-{ns}");
+    service_account(&env, "reader2").await;
+    kubernetes_role(&bao, &role2, "reader2", &ns, &role, "1h").await;
+    bao.put("secret", &format!("{ns}/k"), json!({"v": "kept"}))
+        .await;
+    let patient = kubernetes_store("patient", &bao.url, &role, "reader").replace(
+        "  provider:\n",
+        "  retrySettings: {maxRetries: 8, retryInterval: 1s}\n  provider:\n",
+    );
+    let patient = patient.replace(
+        "      path: secret\n",
+        "      path: secret\n      readYourWrites: true\n      forwardInconsistent: true\n",
+    );
+    let bad = kubernetes_store("bad-interval", &bao.url, &role, "reader").replace(
+        "  provider:\n",
+        "  retrySettings: {maxRetries: 1, retryInterval: soon}\n  provider:\n",
+    );
+    env.apply(&format!(
+        "{patient}---\n{impatient}---\n{bad}---\n{es1}---\n{es2}",
+        impatient = kubernetes_store("impatient", &bao.url, &role2, "reader2"),
+        es1 = reading_es("patient", "patient", &format!("{ns}/k"), "v", "1s"),
+        es2 = reading_es("impatient", "impatient", &format!("{ns}/k"), "v", "1s"),
+    ))
+    .await
+    .unwrap();
+    env.wait_value("patient", "value", "kept").await;
+    env.wait_value("impatient", "value", "kept").await;
+    let (_, _, message) = env.wait_store("bad-interval", |s, _, _| s == "False").await;
+    assert!(
+        message.contains("spec.retrySettings.retryInterval"),
+        "{message}"
+    );
+
+    let key = stack_file("bao.log")
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("Unseal Key: "))
+        .expect("the dev server's unseal key in its log")
+        .trim()
+        .to_string();
+    bao.ok("PUT", "sys/seal", json!({})).await;
+    env.wait_ready("impatient", "False", "SecretSyncedError")
+        .await;
+    // Sealed for 3 s more; the patient one's reads are retried meanwhile.
+    let api = env.external_secrets();
+    let ready = |es: &esox::api::ExternalSecret| {
+        es.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone())
+            .unwrap_or_default()
+    };
+    let sealed_until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < sealed_until {
+        let es = api.get("patient").await.unwrap();
+        assert_eq!(
+            ready(&es),
+            "True",
+            "the patient store's sync failed while sealed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let unsealed = bao
+        .call("PUT", "sys/unseal", Some(json!({ "key": key })))
+        .await;
+    assert_eq!(unsealed.0, 200, "unsealed again: {}", unsealed.1);
+    env.wait_ready("impatient", "True", "SecretSynced").await;
+    for _ in 0..10 {
+        let es = api.get("patient").await.unwrap();
+        assert_eq!(
+            ready(&es),
+            "True",
+            "the patient store's sync failed after the unseal"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        env.events_for("patient")
+            .await
+            .iter()
+            .all(|e| !e.starts_with("UpdateFailed")),
+        "no failed sync on the patient store"
+    );
+}
+
 /// The shipped binary at `RUST_LOG=trace`: Kubernetes and userPass logins, reads, a
 /// generated Vault token, refreshes every second. Its log holds no secret value, no
 /// password, no bao token (the generated one included).
