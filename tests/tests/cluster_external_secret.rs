@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use esox::api::{ClusterExternalSecret, ExternalSecret};
 use esox_tests::manifests::fake_cluster_store;
 use esox_tests::{TestEnv, cluster_lock, kubectl, wait_for, wait_secret_value};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;

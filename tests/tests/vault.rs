@@ -1449,6 +1449,493 @@ spec:
     );
 }
 
+/// ESO's ldap auth (`auth/<path>/login/<username>` with the password from `secretRef`)
+/// against a real LDAP server: Debian's slapd started by `scripts/stack.sh`, bao's ldap auth
+/// plugin (built from OpenBao's module: bao 2.7.2 ships none) registered in its catalog. A
+/// wrong password is refused by slapd, and the store says so.
+#[tokio::test]
+async fn ldap_auth_against_slapd() {
+    let _bao = BAO.read().await;
+    let env = TestEnv::new("vault-ldap").await;
+    let stack = stack_env().unwrap();
+    let Some(ldap_url) = stack.get("ESOX_LDAP_URL").cloned() else {
+        panic!(
+            "ESOX_LDAP_URL is not in the stack's env file: the stack was started with \
+             ESOX_STACK_LDAP=0 or before slapd was part of it (scripts/stack.sh down && up)"
+        );
+    };
+    let bao = Bao::new();
+    let ns = env.ns.clone();
+    let mount = format!("ldap-{ns}");
+    bao.enable_auth(&mount, "ldap").await;
+    bao.ok(
+        "POST",
+        &format!("auth/{mount}/config"),
+        json!({"url": ldap_url, "userdn": stack["ESOX_LDAP_USERS_DN"], "userattr": "uid"}),
+    )
+    .await;
+    let policy = format!("ldap-{ns}");
+    read_policy(&bao, &policy, &ns).await;
+    bao.ok(
+        "POST",
+        &format!("auth/{mount}/users/{}", stack["ESOX_LDAP_USER"]),
+        json!({"policies": [policy]}),
+    )
+    .await;
+    bao.put("secret", &format!("{ns}/app"), json!({"v": "from-ldap"}))
+        .await;
+    let logins_before = answered_at(&format!("auth/{mount}/login/esox")).len();
+    let store = |name: &str, secret: &str| {
+        format!(
+            r#"apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata:
+  name: {name}
+spec:
+  provider:
+    vault:
+      server: "{url}"
+      path: secret
+      auth:
+        ldap:
+          path: {mount}
+          username: {user}
+          secretRef: {{name: {secret}, key: password}}
+"#,
+            url = bao.url,
+            user = stack["ESOX_LDAP_USER"],
+        )
+    };
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: ldap
+stringData:
+  password: "{password}"
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: wrong
+stringData:
+  password: not-the-password
+---
+{good}---
+{bad}---
+{es}"#,
+        password = stack["ESOX_LDAP_USER_PASSWORD"],
+        good = store("ldap", "ldap"),
+        bad = store("ldap-wrong", "wrong"),
+        es = reading_es("via-ldap", "ldap", &format!("{ns}/app"), "v", "1h"),
+    ))
+    .await
+    .unwrap();
+    env.wait_value("via-ldap", "value", "from-ldap").await;
+    let (_, _, message) = env.wait_store("ldap", |s, _, _| s == "True").await;
+    assert!(
+        message.contains("ldap"),
+        "who the store authenticated as: {message}"
+    );
+    let (_, reason, message) = env.wait_store("ldap-wrong", |s, _, _| s == "False").await;
+    assert_eq!(reason, "ValidationFailed", "{message}");
+    assert!(
+        message.contains(&format!("auth/{mount}/login/esox"))
+            && message.contains("failed to bind as user"),
+        "the refused login, named: {message}"
+    );
+    assert_eq!(
+        answered_at(&format!("auth/{mount}/login/esox")).len() - logins_before,
+        1,
+        "one successful ldap login for the store and its ExternalSecret"
+    );
+    assert!(
+        !esox_tests::logs().contains(stack["ESOX_LDAP_USER_PASSWORD"].as_str()),
+        "the LDAP password reached the logs"
+    );
+}
+
+/// Responses to `path` in the audit log (successful ones), with their times.
+fn answered_at(path: &str) -> Vec<jiff::Timestamp> {
+    audit()
+        .iter()
+        .filter(|e| {
+            e["type"] == "response"
+                && e["request"]["path"] == path
+                && e["error"].as_str().unwrap_or_default().is_empty()
+        })
+        .filter_map(|e| e["time"].as_str().and_then(|t| t.parse().ok()))
+        .collect()
+}
+
+/// VaultDynamicSecret leases: a 15 s token (orphan, from a token role with a 40 s max TTL) is
+/// renewed while the Secret keeps it, replaced before its max TTL ends, and revoked only once
+/// the Secret holds its successor; a 12 s PKI certificate (not renewable) is issued again
+/// before it ends and the old one revoked after. At every look, the token in the Secret is
+/// valid: a consumer never holds a revoked credential.
+#[tokio::test]
+async fn vault_dynamic_secret_leases() {
+    let _bao = BAO.read().await;
+    let env = TestEnv::new("vault-leases").await;
+    let bao = Bao::new();
+    let ns = env.ns.clone();
+    let role = format!("leases-{ns}");
+    bao.ok(
+        "POST",
+        &format!("auth/token/roles/{role}"),
+        json!({"orphan": true, "renewable": true, "token_explicit_max_ttl": "40s",
+               "allowed_policies": ["default"]}),
+    )
+    .await;
+    let pki = format!("pki-{ns}");
+    bao.ok("POST", &format!("sys/mounts/{pki}"), json!({"type": "pki"}))
+        .await;
+    bao.ok(
+        "POST",
+        &format!("{pki}/root/generate/internal"),
+        json!({"common_name": "esox lease CA", "ttl": "24h"}),
+    )
+    .await;
+    bao.ok(
+        "POST",
+        &format!("{pki}/roles/web"),
+        json!({"allowed_domains": "example.com", "allow_subdomains": true,
+               "generate_lease": true, "max_ttl": "1h"}),
+    )
+    .await;
+    let policy = format!("leases-{ns}");
+    bao.policy(
+        &policy,
+        &format!(
+            r#"path "auth/token/create/{role}" {{ capabilities = ["update"] }}
+path "auth/token/renew-accessor" {{ capabilities = ["update"] }}
+path "auth/token/revoke-accessor" {{ capabilities = ["update"] }}
+path "{pki}/issue/web" {{ capabilities = ["update"] }}
+path "sys/leases/renew" {{ capabilities = ["update"] }}
+path "sys/leases/revoke" {{ capabilities = ["update"] }}"#
+        ),
+    )
+    .await;
+    service_account(&env, "leases").await;
+    kubernetes_role(&bao, &format!("leases-{ns}"), "leases", &ns, &policy, "1h").await;
+    let renewals_before = answered_at("auth/token/renew-accessor").len();
+    let revocations_before = answered_at("auth/token/revoke-accessor").len();
+    let lease_revocations_before = answered_at("sys/leases/revoke").len();
+    env.apply(&format!(
+        r#"apiVersion: generators.external-secrets.io/v1alpha1
+kind: VaultDynamicSecret
+metadata:
+  name: token
+spec:
+  method: POST
+  path: auth/token/create/{role}
+  parameters: {{ttl: 15s}}
+  resultType: Auth
+  provider:
+    server: "{url}"
+    auth:
+      kubernetes:
+        role: leases-{ns}
+        serviceAccountRef: {{name: leases}}
+---
+apiVersion: generators.external-secrets.io/v1alpha1
+kind: VaultDynamicSecret
+metadata:
+  name: certificate
+spec:
+  method: POST
+  path: {pki}/issue/web
+  parameters: {{common_name: app.example.com, ttl: 12s}}
+  provider:
+    server: "{url}"
+    auth:
+      kubernetes:
+        role: leases-{ns}
+        serviceAccountRef: {{name: leases}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: token
+spec:
+  refreshInterval: 1h
+  dataFrom:
+  - sourceRef:
+      generatorRef:
+        apiVersion: generators.external-secrets.io/v1alpha1
+        kind: VaultDynamicSecret
+        name: token
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: certificate
+spec:
+  refreshInterval: 1h
+  dataFrom:
+  - sourceRef:
+      generatorRef:
+        apiVersion: generators.external-secrets.io/v1alpha1
+        kind: VaultDynamicSecret
+        name: certificate
+"#,
+        url = bao.url
+    ))
+    .await
+    .unwrap();
+
+    let s = env
+        .wait_secret("token", "a Vault token generated", |s| s.data.is_some())
+        .await;
+    let first = secret_strings(&s);
+    let annotation = s
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("esox.dev/vault-leases").cloned())
+        .expect("the lease annotation");
+    assert!(
+        annotation.contains(&first["accessor"]) && !annotation.contains(&first["client_token"]),
+        "the annotation holds the accessor, never the token: {annotation}"
+    );
+    let cert = env
+        .wait_secret("certificate", "a certificate issued", |s| s.data.is_some())
+        .await;
+    let first_serial = secret_strings(&cert)["serial_number"].clone();
+    let cert_leases: Value =
+        serde_json::from_str(&cert.metadata.annotations.as_ref().unwrap()["esox.dev/vault-leases"])
+            .unwrap();
+    let first_lease = cert_leases[0]["handle"]["lease"]
+        .as_str()
+        .expect("the certificate's lease id")
+        .to_string();
+
+    // Watch the Secrets for 45 s: the token's max TTL is 40 s.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client.clone(), &ns);
+    let start = std::time::Instant::now();
+    let mut tokens = vec![first["client_token"].clone()];
+    let mut serials = vec![first_serial.clone()];
+    let mut changed_at = None;
+    let mut cert_changed_at = None;
+    let mut renewed_same_token = false;
+    while start.elapsed() < Duration::from_secs(46) {
+        let s = secrets.get("token").await.unwrap();
+        let d = secret_strings(&s);
+        let token = d["client_token"].clone();
+        let (status, looked_up) = bao
+            .call("POST", "auth/token/lookup", Some(json!({"token": token})))
+            .await;
+        assert_eq!(
+            status,
+            200,
+            "the token in the Secret was revoked or expired at {:?}: {looked_up}",
+            start.elapsed()
+        );
+        if *tokens.last().unwrap() != token {
+            changed_at.get_or_insert_with(jiff::Timestamp::now);
+            tokens.push(token);
+        } else if tokens.len() == 1 && start.elapsed() > Duration::from_secs(17) {
+            // Issued with 15 s: still the same token past that, so it was renewed.
+            renewed_same_token = true;
+        }
+        let c = secret_strings(&secrets.get("certificate").await.unwrap());
+        if *serials.last().unwrap() != c["serial_number"] {
+            cert_changed_at.get_or_insert_with(jiff::Timestamp::now);
+            serials.push(c["serial_number"].clone());
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert!(
+        renewed_same_token,
+        "the first token was kept (renewed) past its 15 s TTL"
+    );
+    assert_eq!(
+        tokens.len(),
+        2,
+        "one replacement before the 40 s max TTL, none after: {} tokens",
+        tokens.len()
+    );
+    let renewals = answered_at("auth/token/renew-accessor").len() - renewals_before;
+    assert!(
+        (3..=6).contains(&renewals),
+        "renewals of the first token before its max TTL: {renewals}"
+    );
+    let revoked = &answered_at("auth/token/revoke-accessor")[revocations_before..];
+    assert_eq!(revoked.len(), 1, "the replaced token revoked once");
+    let changed_at = changed_at.unwrap();
+    assert!(
+        revoked[0] > changed_at,
+        "revoked at {} while the Secret held the new token from {changed_at} on",
+        revoked[0]
+    );
+    let (status, _) = bao
+        .call(
+            "POST",
+            "auth/token/lookup",
+            Some(json!({"token": tokens[0]})),
+        )
+        .await;
+    assert_ne!(status, 200, "the first token is revoked");
+
+    // The certificate: issued again 8 s into its 12 s (5 or 6 times in 46 s), each replaced
+    // one revoked after its successor was in the Secret.
+    assert!(
+        (4..=8).contains(&serials.len()),
+        "certificates seen in 46 s: {}",
+        serials.len()
+    );
+    let cert_revocations = answered_at("sys/leases/revoke").len() - lease_revocations_before;
+    assert!(
+        cert_revocations >= serials.len() - 2,
+        "{cert_revocations} revocations for {} certificates",
+        serials.len()
+    );
+    // The first certificate's lease itself was revoked (found in the audit log by its HMAC),
+    // after the Secret held the second certificate. (bao's PKI puts a certificate revoked in
+    // its last seconds on no CRL, so the lease is what is checked.)
+    let hashed = bao
+        .ok("POST", "sys/audit-hash/esox", json!({"input": first_lease}))
+        .await["hash"]
+        .clone();
+    let revoked_at: Vec<jiff::Timestamp> = audit()
+        .iter()
+        .filter(|e| {
+            e["type"] == "response"
+                && e["request"]["path"] == "sys/leases/revoke"
+                && e["request"]["data"]["lease_id"] == hashed
+                && e["error"].as_str().unwrap_or_default().is_empty()
+        })
+        .filter_map(|e| e["time"].as_str().and_then(|t| t.parse().ok()))
+        .collect();
+    assert_eq!(
+        revoked_at.len(),
+        1,
+        "the first certificate's lease revoked once"
+    );
+    let second_cert_at = cert_changed_at.expect("a second certificate");
+    assert!(
+        revoked_at[0] > second_cert_at,
+        "the first certificate's lease was revoked at {} while the Secret held the second \
+         from {second_cert_at} on",
+        revoked_at[0]
+    );
+    let logs = esox_tests::logs();
+    assert!(
+        logs.contains("renewed a Vault lease"),
+        "renewals are logged"
+    );
+    for t in &tokens {
+        assert!(
+            !logs.contains(t.as_str()),
+            "a generated token reached the logs"
+        );
+    }
+    assert!(
+        !logs.contains(&first["accessor"]) && !logs.contains(&first_lease),
+        "a lease handle reached the logs"
+    );
+}
+
+/// `retrySettings` are honoured by the Vault client: with bao sealed for a few seconds, an
+/// ExternalSecret of a store with `maxRetries: 8, retryInterval: 1s` keeps syncing (its
+/// reads wait for the unseal) while one of a store without them fails and recovers by
+/// requeue. The patient store also has `readYourWrites` and `forwardInconsistent`: bao sends
+/// no `X-Vault-Index` (no replication), so none is invented, and it answers as before. A bad
+/// `retryInterval` is reported on the store.
+#[tokio::test]
+async fn retry_settings_and_read_your_writes() {
+    let _bao = BAO.write().await;
+    let env = TestEnv::new("vault-retry").await;
+    let bao = Bao::new();
+    let ns = env.ns.clone();
+    let role = format!("retry-{ns}");
+    kubernetes_reader(&env, &bao, &role, "reader", &role, "1h").await;
+    // The impatient store logs in as another ServiceAccount: its own token and fetches.
+    let role2 = format!("retry2-{ns}");
+    service_account(&env, "reader2").await;
+    kubernetes_role(&bao, &role2, "reader2", &ns, &role, "1h").await;
+    bao.put("secret", &format!("{ns}/k"), json!({"v": "kept"}))
+        .await;
+    let patient = kubernetes_store("patient", &bao.url, &role, "reader").replace(
+        "  provider:\n",
+        "  retrySettings: {maxRetries: 8, retryInterval: 1s}\n  provider:\n",
+    );
+    let patient = patient.replace(
+        "      path: secret\n",
+        "      path: secret\n      readYourWrites: true\n      forwardInconsistent: true\n",
+    );
+    let bad = kubernetes_store("bad-interval", &bao.url, &role, "reader").replace(
+        "  provider:\n",
+        "  retrySettings: {maxRetries: 1, retryInterval: soon}\n  provider:\n",
+    );
+    env.apply(&format!(
+        "{patient}---\n{impatient}---\n{bad}---\n{es1}---\n{es2}",
+        impatient = kubernetes_store("impatient", &bao.url, &role2, "reader2"),
+        es1 = reading_es("patient", "patient", &format!("{ns}/k"), "v", "1s"),
+        es2 = reading_es("impatient", "impatient", &format!("{ns}/k"), "v", "1s"),
+    ))
+    .await
+    .unwrap();
+    env.wait_value("patient", "value", "kept").await;
+    env.wait_value("impatient", "value", "kept").await;
+    let (_, _, message) = env.wait_store("bad-interval", |s, _, _| s == "False").await;
+    assert!(
+        message.contains("spec.retrySettings.retryInterval"),
+        "{message}"
+    );
+
+    let key = stack_file("bao.log")
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("Unseal Key: "))
+        .expect("the dev server's unseal key in its log")
+        .trim()
+        .to_string();
+    bao.ok("PUT", "sys/seal", json!({})).await;
+    env.wait_ready("impatient", "False", "SecretSyncedError")
+        .await;
+    // Sealed for 3 s more; the patient one's reads are retried meanwhile.
+    let api = env.external_secrets();
+    let ready = |es: &esox::api::ExternalSecret| {
+        es.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone())
+            .unwrap_or_default()
+    };
+    let sealed_until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < sealed_until {
+        let es = api.get("patient").await.unwrap();
+        assert_eq!(
+            ready(&es),
+            "True",
+            "the patient store's sync failed while sealed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let unsealed = bao
+        .call("PUT", "sys/unseal", Some(json!({ "key": key })))
+        .await;
+    assert_eq!(unsealed.0, 200, "unsealed again: {}", unsealed.1);
+    env.wait_ready("impatient", "True", "SecretSynced").await;
+    for _ in 0..10 {
+        let es = api.get("patient").await.unwrap();
+        assert_eq!(
+            ready(&es),
+            "True",
+            "the patient store's sync failed after the unseal"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        env.events_for("patient")
+            .await
+            .iter()
+            .all(|e| !e.starts_with("UpdateFailed")),
+        "no failed sync on the patient store"
+    );
+}
+
 /// The shipped binary at `RUST_LOG=trace`: Kubernetes and userPass logins, reads, a
 /// generated Vault token, refreshes every second. Its log holds no secret value, no
 /// password, no bao token (the generated one included).

@@ -40,6 +40,7 @@ use crate::api::{
 };
 use crate::metrics::{ErrorLabels, Metrics, ObjectLabels};
 use crate::pipeline::{self, hash};
+use crate::provider::vault::leases;
 use crate::secret::SecretBytes;
 use crate::template;
 
@@ -206,6 +207,40 @@ async fn sync(
     let target = es.target_name();
     let mut existing = target_secret(es, ctx, &secrets).await?;
     let now = jiff::Timestamp::now();
+    // Leased Vault values: renewed while the Secret keeps them, replaced ones revoked.
+    let mut previous_leases = existing
+        .current()
+        .map(|c| {
+            leases::decode(
+                c.secret
+                    .annotations()
+                    .get(leases::ANNOTATION)
+                    .map(String::as_str),
+            )
+        })
+        .unwrap_or_default();
+    if leases::next_due(&previous_leases).is_some_and(|t| t <= now)
+        && !due_regardless_of_leases(es, interval, existing.current(), now)
+        && let Some(current) = existing.current()
+    {
+        let resolver =
+            StoreResolver::new(ctx, &ns, es.spec.secret_store_ref.as_ref(), Duration::ZERO);
+        let kept = super::vault_leases::maintain(&resolver, previous_leases, now).await;
+        let periodic = es.spec.refresh_policy.unwrap_or_default() == RefreshPolicy::Periodic;
+        if !(kept.regenerate && periodic) {
+            if kept.changed {
+                patch_leases(ctx, &secrets, current.secret, &kept.records).await?;
+            }
+            // The next pass, or the next refresh; never sooner than 5 s (a lease that can
+            // neither be renewed nor replaced, under `CreatedOnce`, must not spin).
+            let version = resource_version(es);
+            let mut state = refresh_state(es, interval, existing.current(), &version);
+            state.renew_at = leases::next_due(&kept.records)
+                .map(|t| t.max(now + jiff::SignedDuration::from_secs(5)));
+            return Ok(Synced::Idle(next(&state, now)));
+        }
+        previous_leases = kept.records;
+    }
     if let Some(next) = idle(es, interval, existing.current(), now) {
         trace!(?next, "no refresh due and the Secret is valid");
         // A restart the last write could not make (the controller stopped in between) is
@@ -270,17 +305,28 @@ async fn sync(
         }
     })?;
 
+    let mut renew_at = None;
     let mut output = if data.is_empty() && es.spec.target.deletion_policy != DeletionPolicy::Merge {
         None
     } else {
         let mut output = render(es, ctx, &ns, data).await?;
         // Generated credentials that expire are renewed before they do; the deadline rides
-        // on the Secret so a restarted controller still knows it.
-        if let Some(expires) = resolver.credentials_expire() {
-            output.annotations.insert(
-                refresh::RENEW_AT_ANNOTATION.into(),
-                refresh::renewal_time(now, expires).to_string(),
-            );
+        // on the Secret so a restarted controller still knows it. Leases of the values this
+        // Secret held are revoked after it holds the new ones.
+        let records = leases::replace(std::mem::take(&mut previous_leases), resolver.leases(), now);
+        if let Some(text) = leases::encode(&records) {
+            output.annotations.insert(leases::ANNOTATION.into(), text);
+        }
+        renew_at = earliest(
+            resolver
+                .credentials_expire()
+                .map(|expires| refresh::renewal_time(now, expires)),
+            leases::next_due(&records),
+        );
+        if let Some(at) = renew_at {
+            output
+                .annotations
+                .insert(refresh::RENEW_AT_ANNOTATION.into(), at.to_string());
         }
         Some(output)
     };
@@ -323,9 +369,6 @@ async fn sync(
     ) {
         info!(secret = %target, outcome = ?outcome, "secret applied");
     }
-    let renew_at = resolver
-        .credentials_expire()
-        .map(|expires| refresh::renewal_time(now, expires));
     let state = RefreshState {
         policy: es.spec.refresh_policy.unwrap_or_default(),
         interval,
@@ -517,6 +560,61 @@ fn refresh_state<'a>(
             .and_then(|t| t.parse().ok()),
         phase: phase(es),
     }
+}
+
+/// Whether a refresh is due for a reason other than a renewal deadline (the interval, a
+/// change, an invalid Secret): then leases are not renewed, the value is generated again.
+fn due_regardless_of_leases(
+    es: &ExternalSecret,
+    interval: Duration,
+    existing: Option<target::Current<'_>>,
+    now: jiff::Timestamp,
+) -> bool {
+    let version = resource_version(es);
+    let mut state = refresh_state(es, interval, existing, &version);
+    state.renew_at = None;
+    refresh::should_refresh(&state, now)
+        || !target::secret_is_valid(existing, es.spec.target.creation_policy)
+}
+
+fn earliest(a: Option<jiff::Timestamp>, b: Option<jiff::Timestamp>) -> Option<jiff::Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Writes a maintenance pass's lease records and the renewal deadline they imply onto the
+/// Secret (a merge patch of two annotations, guarded by its resourceVersion: a Secret
+/// changed meanwhile is looked at again by the next reconcile).
+async fn patch_leases(
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    secret: &Secret,
+    records: &[leases::Record],
+) -> Result<(), Error> {
+    let name = secret.name_any();
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": secret.resource_version(),
+            "annotations": {
+                leases::ANNOTATION: leases::encode(records),
+                refresh::RENEW_AT_ANNOTATION: leases::next_due(records).map(|t| t.to_string()),
+            }
+        }
+    });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    let written = secrets
+        .patch(&name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(kube_err(format!(
+            "could not update the leases on Secret {name:?}"
+        )))?;
+    ctx.known_targets.observe(&written);
+    Ok(())
 }
 
 /// ESO's skip rule: `Some(when to come back, if ever)` when nothing is due and the Secret is

@@ -209,13 +209,31 @@ pub async fn generate(
                 resolver.namespace,
             );
             let call = crate::provider::vault::generate_dynamic(&s, &bctx);
-            let (data, expires) = crate::provider::with_deadline(
+            let generated = crate::provider::with_deadline(
                 ctx.settings.provider_timeout,
                 || format!("VaultDynamicSecret {:?}", generator.name),
                 call,
             )
             .await
             .map_err(GeneratorError::Vault)?;
+            let crate::provider::vault::Generated {
+                data,
+                expires,
+                lease,
+            } = generated;
+            // Its lease is renewed while the Secret keeps the value, and revoked once a new
+            // value replaced it (`super::vault_leases`).
+            if let Some(lease) = lease {
+                resolver
+                    .leases
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(crate::provider::vault::leases::Record::issued(
+                        format!("{}/{}", generator.kind, generator.name),
+                        lease,
+                        jiff::Timestamp::now(),
+                    ));
+            }
             // A leased credential (a token, a database user) is generated again before its
             // lease ends, as STS credentials are.
             if let Some(expires) = expires {
@@ -282,6 +300,37 @@ async fn sts_session(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     *earliest = Some(earliest.map_or(expires, |e| e.min(expires)));
     Ok(data)
+}
+
+/// The VaultDynamicSecret spec a lease record's generator (`VaultDynamicSecret/<name>` in
+/// the ExternalSecret's namespace, or `ClusterGenerator/<name>`) names today, and the
+/// context to call Vault with; `Ok(None)` when it no longer exists or is no longer one.
+pub async fn vault_spec(
+    resolver: &StoreResolver<'_>,
+    generator: &str,
+) -> Result<Option<VaultDynamicSecretSpec>, GeneratorError> {
+    let Some((kind, name)) = generator.split_once('/') else {
+        return Ok(None);
+    };
+    let reference = GeneratorRef {
+        api_version: Some(format!("{GENERATORS_GROUP}/v1alpha1")),
+        kind: kind.into(),
+        name: name.into(),
+    };
+    match kind {
+        "VaultDynamicSecret" => match object::<VaultDynamicSecret>(resolver, &reference).await {
+            Ok(g) => Ok(Some(g.spec)),
+            Err(GeneratorError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        },
+        "ClusterGenerator" => match cluster_generator(resolver, name).await {
+            Ok(GeneratorSpec::Vault(s)) => Ok(Some(*s)),
+            Ok(_) | Err(GeneratorError::ClusterGeneratorNotFound(_)) => Ok(None),
+            Err(GeneratorError::MissingSpec { .. }) => Ok(None),
+            Err(e) => Err(e),
+        },
+        _ => Ok(None),
+    }
 }
 
 /// The generator spec a ClusterGenerator carries for its `kind`.

@@ -26,6 +26,7 @@ pub mod rollout;
 pub mod secret_store;
 pub mod target;
 pub mod turns;
+pub mod vault_leases;
 pub mod watch;
 
 use std::future::Future;

@@ -45,6 +45,8 @@ pub struct StoreResolver<'a> {
     cache: tokio::sync::Mutex<HashMap<SecretStoreRef, Result<ResolvedStore, SourceError>>>,
     /// See [`StoreResolver::credentials_expire`].
     pub(super) expires: std::sync::Mutex<Option<jiff::Timestamp>>,
+    /// See [`StoreResolver::leases`].
+    pub(super) leases: std::sync::Mutex<Vec<crate::provider::vault::leases::Record>>,
 }
 
 impl<'a> StoreResolver<'a> {
@@ -62,7 +64,16 @@ impl<'a> StoreResolver<'a> {
             max_age,
             cache: tokio::sync::Mutex::new(HashMap::new()),
             expires: std::sync::Mutex::new(None),
+            leases: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The Vault leases the generators issued in this reconcile (VaultDynamicSecret).
+    pub fn leases(&self) -> Vec<crate::provider::vault::leases::Record> {
+        self.leases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The earliest expiry of the credentials generated in this reconcile (STSSessionToken),

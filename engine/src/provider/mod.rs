@@ -252,10 +252,10 @@ pub async fn build(
         return aws::connect(aws, ctx).await;
     }
     if let Some(v) = &spec.provider.vault {
-        return vault::connect(v, ctx).await;
+        return vault::connect(v, spec.retry_settings.as_ref(), ctx).await;
     }
     if let Some(b) = &spec.provider.open_bao {
-        return vault::connect_openbao(b, ctx).await;
+        return vault::connect_openbao(b, spec.retry_settings.as_ref(), ctx).await;
     }
     // Kept free-form because they do not decode: say why.
     if let Some(raw) = spec.provider.other.get("vault") {

@@ -57,6 +57,31 @@ pub struct Http {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: Arc<str>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+    retry: Retry,
+    /// With `readYourWrites`: the last `X-Vault-Index` (replication state) Vault sent, sent
+    /// back on every call, as Vault's Go client does (`ReadYourWrites`).
+    index: Option<Arc<std::sync::Mutex<Option<HeaderValue>>>>,
+}
+
+/// The store's `retrySettings`, as Vault's Go client applies them (`MaxRetries`,
+/// `MinRetryWait` = `MaxRetryWait` = `retryInterval`): a call that fails to connect or gets
+/// a 5xx (but 501) or a 412 (a standby behind the index it was given) is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Tries after the first.
+    pub max: u32,
+    /// Wait between tries.
+    pub wait: Duration,
+}
+
+impl Default for Retry {
+    /// No retry (esox retries by requeue); ESO's client waits 1 s when it does.
+    fn default() -> Self {
+        Retry {
+            max: 0,
+            wait: Duration::from_secs(1),
+        }
+    }
 }
 
 /// The TLS material of a store.
@@ -98,13 +123,56 @@ impl Http {
             client,
             base: Arc::from(server),
             headers: Arc::new(headers),
+            retry: Retry::default(),
+            index: None,
         })
     }
 
+    /// Retries as `retry` says.
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Replays the replication state Vault last sent (`X-Vault-Index`) on every call.
+    pub fn with_read_your_writes(mut self) -> Self {
+        self.index = Some(Arc::default());
+        self
+    }
+
     /// One call: `method` on `/v1/<path>` (plus `query`), with `token` and `namespace` if
-    /// given. A transport failure is [`ProviderError::Unavailable`]; any HTTP status is a
-    /// [`Reply`] for the caller to judge.
+    /// given, tried again per [`Retry`]. A transport failure is
+    /// [`ProviderError::Unavailable`]; any HTTP status is a [`Reply`] for the caller to judge.
     pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        token: Option<&str>,
+        namespace: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply, ProviderError> {
+        let mut tries = 0;
+        loop {
+            let reply = self
+                .call_once(method, path, query, token, namespace, body)
+                .await;
+            let again = match &reply {
+                Err(ProviderError::Unavailable(_)) => true,
+                Ok(r) => r.status == 412 || (r.status >= 500 && r.status != 501),
+                Err(_) => false,
+            };
+            if !again || tries >= self.retry.max {
+                return reply;
+            }
+            tries += 1;
+            tracing::debug!(call = %describe(method, path), tries, "vault call failed; trying again");
+            tokio::time::sleep(self.retry.wait).await;
+        }
+    }
+
+    /// One try of [`Http::call`].
+    async fn call_once(
         &self,
         method: &str,
         path: &str,
@@ -152,6 +220,13 @@ impl Http {
             if let Some(t) = &token {
                 req = req.header("X-Vault-Token", t.clone());
             }
+            if let Some(index) = self.index.as_ref().and_then(|i| {
+                i.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            }) {
+                req = req.header("X-Vault-Index", index);
+            }
             if payload.is_some() {
                 req = req.header("Content-Type", "application/json");
             }
@@ -183,6 +258,11 @@ impl Http {
                 _ => break resp,
             }
         };
+        if let (Some(index), Some(sent)) = (&self.index, resp.headers().get("x-vault-index")) {
+            *index
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sent.clone());
+        }
         let status = resp.status().as_u16();
         let bytes = resp
             .into_body()

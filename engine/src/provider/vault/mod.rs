@@ -18,6 +18,7 @@
 //! `RevokeSelf`, and esox's `RenewSelf`).
 
 pub mod http;
+pub mod leases;
 pub mod paths;
 mod refs;
 pub mod token;
@@ -66,9 +67,10 @@ pub struct VaultStore {
 /// and TLS settings name; logs in only when a call first needs a token.
 pub async fn connect(
     spec: &VaultProvider,
+    retry: Option<&crate::api::RetrySettings>,
     ctx: &BuildContext<'_>,
 ) -> Result<(Arc<dyn Provider>, String), ProviderBuildError> {
-    let (store, identity) = connect_as(spec, Flavor::Vault, ctx).await?;
+    let (store, identity) = connect_as(spec, Flavor::Vault, retry, ctx).await?;
     Ok((Arc::new(store), identity))
 }
 
@@ -80,13 +82,18 @@ pub async fn connect(
 pub async fn generate_dynamic(
     spec: &crate::api::generators::VaultDynamicSecretSpec,
     ctx: &BuildContext<'_>,
-) -> Result<(crate::secret::SecretMap, Option<jiff::Timestamp>), ProviderError> {
+) -> Result<Generated, ProviderError> {
     if spec.path.is_empty() {
         return Err(ProviderError::InvalidConfig("spec.path is required".into()));
     }
-    let (store, _) = connect_as(&spec.provider, Flavor::Vault, ctx)
-        .await
-        .map_err(|e| ProviderError::InvalidConfig(format!("unable to setup Vault client: {e}")))?;
+    let (store, _) = connect_as(
+        &spec.provider,
+        Flavor::Vault,
+        spec.retry_settings.as_ref(),
+        ctx,
+    )
+    .await
+    .map_err(|e| ProviderError::InvalidConfig(format!("unable to setup Vault client: {e}")))?;
     let method = spec
         .method
         .as_deref()
@@ -145,12 +152,13 @@ pub async fn generate_dynamic(
     let reply = reply.filter(|b| !b.is_null());
     let Some(body) = reply else {
         if spec.allow_empty_response {
-            return Ok((Default::default(), None));
+            return Ok(Generated::default());
         }
         return Err(ProviderError::Unavailable(
             "unable to get dynamic secret: empty response from Vault".into(),
         ));
     };
+    let issued = leases::Issued::from_answer(&body);
     let lease = body
         .get("auth")
         .and_then(|a| a.get("lease_duration"))
@@ -200,13 +208,124 @@ pub async fn generate_dynamic(
             out.insert(k, SecretBytes::new(bytes));
         }
     }
-    Ok((out, expires))
+    Ok(Generated {
+        data: out,
+        expires,
+        lease: issued,
+    })
+}
+
+/// What a VaultDynamicSecret produced.
+#[derive(Default)]
+pub struct Generated {
+    /// The values.
+    pub data: crate::secret::SecretMap,
+    /// When the answer's lease (or generated token) ends, if it does.
+    pub expires: Option<jiff::Timestamp>,
+    /// The lease to renew and, once replaced, revoke.
+    pub lease: Option<leases::Issued>,
+}
+
+/// Renews a lease a VaultDynamicSecret issued, with the generator's auth, by `increment`
+/// seconds; returns the seconds Vault granted.
+pub async fn renew_lease(
+    spec: &crate::api::generators::VaultDynamicSecretSpec,
+    ctx: &BuildContext<'_>,
+    handle: &leases::Handle,
+    increment: u64,
+) -> Result<u64, ProviderError> {
+    let (path, body) = match handle {
+        leases::Handle::Lease(id) => (
+            "sys/leases/renew",
+            serde_json::json!({"lease_id": id, "increment": increment}),
+        ),
+        leases::Handle::Accessor(a) => (
+            "auth/token/renew-accessor",
+            serde_json::json!({"accessor": a, "increment": increment}),
+        ),
+    };
+    let reply = lease_call(spec, ctx, path, body, "RenewLease").await?;
+    let granted = reply
+        .as_ref()
+        .and_then(|b| {
+            b.get("auth")
+                .filter(|a| a.is_object())
+                .and_then(|a| a.get("lease_duration"))
+                .or_else(|| b.get("lease_duration"))
+        })
+        .and_then(|d| d.as_u64())
+        .unwrap_or_default();
+    Ok(granted)
+}
+
+/// Revokes a lease a VaultDynamicSecret issued, with the generator's auth. A lease Vault no
+/// longer knows (ended, revoked by someone else) is revoked already.
+pub async fn revoke_lease(
+    spec: &crate::api::generators::VaultDynamicSecretSpec,
+    ctx: &BuildContext<'_>,
+    handle: &leases::Handle,
+) -> Result<(), ProviderError> {
+    let (path, body) = match handle {
+        leases::Handle::Lease(id) => ("sys/leases/revoke", serde_json::json!({"lease_id": id})),
+        leases::Handle::Accessor(a) => (
+            "auth/token/revoke-accessor",
+            serde_json::json!({"accessor": a}),
+        ),
+    };
+    match lease_call(spec, ctx, path, body, "RevokeLease").await {
+        Ok(_) => Ok(()),
+        // An accessor or lease that no longer exists: what revoking wanted.
+        Err(ProviderError::InvalidConfig(m))
+            if m.contains("invalid") || m.contains("not found") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn lease_call(
+    spec: &crate::api::generators::VaultDynamicSecretSpec,
+    ctx: &BuildContext<'_>,
+    path: &'static str,
+    body: serde_json::Value,
+    call_name: &'static str,
+) -> Result<Option<serde_json::Value>, ProviderError> {
+    let (store, _) = connect_as(
+        &spec.provider,
+        Flavor::Vault,
+        spec.retry_settings.as_ref(),
+        ctx,
+    )
+    .await
+    .map_err(|e| ProviderError::InvalidConfig(format!("unable to setup Vault client: {e}")))?;
+    store
+        .with_token(|lease| {
+            let (store, body) = (&store, &body);
+            async move {
+                store
+                    .http
+                    .call(
+                        "PUT",
+                        path,
+                        &[],
+                        lease.as_deref(),
+                        store.namespace.as_deref(),
+                        Some(body),
+                    )
+                    .await
+                    .and_then(|r| check(r, "PUT", path))
+            }
+        })
+        .await
+        .recorded(&store.calls, call_name)
 }
 
 /// Connects an `openBao` store: its block read as the Vault block it is a subset of (mount
 /// `kv` by default; exactly one of token, AppRole, username/password).
 pub async fn connect_openbao(
     spec: &OpenBaoProvider,
+    retry: Option<&crate::api::RetrySettings>,
     ctx: &BuildContext<'_>,
 ) -> Result<(Arc<dyn Provider>, String), ProviderBuildError> {
     let auth = match &spec.auth {
@@ -249,13 +368,14 @@ pub async fn connect_openbao(
         auth,
         ..Default::default()
     };
-    let (store, identity) = connect_as(&vault, Flavor::OpenBao, ctx).await?;
+    let (store, identity) = connect_as(&vault, Flavor::OpenBao, retry, ctx).await?;
     Ok((Arc::new(store), identity))
 }
 
 async fn connect_as(
     spec: &VaultProvider,
     flavor: Flavor,
+    retry: Option<&crate::api::RetrySettings>,
     ctx: &BuildContext<'_>,
 ) -> Result<(VaultStore, String), ProviderBuildError> {
     if spec.server.is_empty() {
@@ -295,8 +415,13 @@ async fn connect_as(
             HeaderValue::from_static("forward-active-node"),
         ));
     }
-    let http =
-        Http::new(&spec.server, &resolved.tls, headers).map_err(ProviderBuildError::Invalid)?;
+    let mut http = Http::new(&spec.server, &resolved.tls, headers)
+        .map_err(ProviderBuildError::Invalid)?
+        .with_retry(retry_of(retry)?);
+    // ESO: `ReadYourWrites = readYourWrites || forwardInconsistent`.
+    if spec.read_your_writes || spec.forward_inconsistent {
+        http = http.with_read_your_writes();
+    }
     let namespace = spec.namespace.clone().filter(|n| !n.is_empty());
     let auth_namespace = spec
         .auth
@@ -335,6 +460,23 @@ async fn connect_as(
     };
     let identity = format!("{kind} {} {}", spec.server, resolved.identity);
     Ok((store, identity))
+}
+
+/// A store's `retrySettings` as ESO gives them to Vault's client: `maxRetries` (unset: 0),
+/// `retryInterval` (a Go duration; unset: the client's 1 s). No `retrySettings`: no retry
+/// (ESO's client then retries twice; esox retries by requeue, with per-object backoff).
+fn retry_of(retry: Option<&crate::api::RetrySettings>) -> Result<http::Retry, ProviderBuildError> {
+    let mut out = http::Retry::default();
+    let Some(r) = retry else {
+        return Ok(out);
+    };
+    out.max = r.max_retries.unwrap_or(0).clamp(0, 10) as u32;
+    if let Some(interval) = r.retry_interval.as_deref() {
+        out.wait = crate::api::duration::parse(interval).map_err(|e| {
+            ProviderBuildError::Invalid(format!("spec.retrySettings.retryInterval: {e}"))
+        })?;
+    }
+    Ok(out)
 }
 
 /// Judges a reply: the body on success, `None` when Vault says 404 with nothing in it (a
@@ -836,6 +978,60 @@ impl Provider for VaultStore {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn retry_settings_as_eso_gives_them_to_vaults_client() {
+        let settings = |max: Option<i32>, interval: Option<&str>| crate::api::RetrySettings {
+            max_retries: max,
+            retry_interval: interval.map(str::to_string),
+        };
+        let secs = std::time::Duration::from_secs;
+        let cases = [
+            (
+                None,
+                http::Retry {
+                    max: 0,
+                    wait: secs(1),
+                },
+            ),
+            (
+                Some(settings(None, None)),
+                http::Retry {
+                    max: 0,
+                    wait: secs(1),
+                },
+            ),
+            (
+                Some(settings(Some(3), Some("2s"))),
+                http::Retry {
+                    max: 3,
+                    wait: secs(2),
+                },
+            ),
+            (
+                Some(settings(Some(-1), Some("500ms"))),
+                http::Retry {
+                    max: 0,
+                    wait: std::time::Duration::from_millis(500),
+                },
+            ),
+            (
+                Some(settings(Some(1000), None)),
+                http::Retry {
+                    max: 10,
+                    wait: secs(1),
+                },
+            ),
+        ];
+        for (given, want) in cases {
+            assert_eq!(retry_of(given.as_ref()).unwrap(), want, "{given:?}");
+        }
+        let bad = retry_of(Some(&settings(Some(1), Some("soon")))).unwrap_err();
+        assert!(
+            bad.to_string().contains("spec.retrySettings.retryInterval"),
+            "{bad}"
+        );
+    }
 
     #[test]
     fn json_is_written_as_go_writes_it() {
