@@ -20,6 +20,7 @@ pub mod error;
 pub mod external_secret;
 pub mod generators;
 pub mod plugins;
+pub mod push_secret;
 pub mod refresh;
 pub mod resolve;
 pub mod secret_store;
@@ -336,6 +337,8 @@ pub async fn run_until(
         }
     };
 
+    let push_controller = push_secret::run(ctx.clone(), health.clone(), shutdown.clone());
+
     // Compiled user plugins whose objects are deleted or repinned are dropped from the host.
     let plugins = plugins::forget_stale_plugins(
         api::<WasmPlugin>(&client, ns.as_deref()),
@@ -381,12 +384,19 @@ pub async fn run_until(
             store_controller,
             css_controller,
             ces_controller,
+            push_controller,
             startup,
             plugins,
             cluster_plugins
         );
     } else {
-        tokio::join!(es_controller, store_controller, startup, plugins);
+        tokio::join!(
+            es_controller,
+            store_controller,
+            push_controller,
+            startup,
+            plugins
+        );
     }
     info!("controllers stopped");
 }
