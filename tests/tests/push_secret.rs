@@ -463,3 +463,126 @@ async fn a_push_secret_is_stored_exactly_as_applied() {
     let stored = api.get("as-applied").await.unwrap();
     assert_eq!(stored.data["spec"], spec);
 }
+
+/// ClusterPushSecret: one PushSecret in each selected namespace, pushing that namespace's
+/// Secret to the Fake store; a namespace relabelled out loses its PushSecret; a PushSecret of
+/// that name it does not own is never touched.
+#[tokio::test]
+async fn cluster_push_secret_stamps_a_push_secret_per_selected_namespace() {
+    let _lock = esox_tests::cluster_lock().await;
+    let label = "esox-push-test";
+    let a = TestEnv::with(
+        "cps-a",
+        esox_tests::Options {
+            cluster_wide: true,
+            namespace_labels: [(label.to_string(), "yes".to_string())].into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let b = TestEnv::with(
+        "cps-b",
+        esox_tests::Options {
+            no_controller: true,
+            namespace_labels: [(label.to_string(), "yes".to_string())].into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let cps_name = format!("cps-{}", a.ns);
+    // b already has a PushSecret of that name that is not the ClusterPushSecret's.
+    b.apply(&format!(
+        r#"
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {{name: {cps_name}}}
+spec:
+  secretStoreRefs: [{{name: nowhere}}]
+  selector: {{secret: {{name: nothing}}}}
+"#
+    ))
+    .await
+    .unwrap();
+    let mut src = Secret::default();
+    src.metadata.name = Some("src".into());
+    src.string_data = Some([("v".to_string(), "x".to_string())].into());
+    a.secrets()
+        .create(&PostParams::default(), &src)
+        .await
+        .unwrap();
+    a.apply(&format!(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: fake}}
+spec: {{provider: {{fake: {{data: []}}}}}}
+---
+apiVersion: external-secrets.io/v1alpha1
+kind: ClusterPushSecret
+metadata: {{name: {cps_name}}}
+spec:
+  namespaceSelectors: [{{matchLabels: {{{label}: "yes"}}}}]
+  pushSecretSpec:
+    secretStoreRefs: [{{name: fake}}]
+    selector: {{secret: {{name: src}}}}
+    data:
+    - match: {{secretKey: v, remoteRef: {{remoteKey: pushed}}}}
+"#
+    ))
+    .await
+    .unwrap();
+    let api: Api<esox::api::ClusterPushSecret> = Api::all(a.client.clone());
+    let status = wait_for(
+        Duration::from_secs(60),
+        "ClusterPushSecret status",
+        || async {
+            api.get(&cps_name)
+                .await
+                .ok()
+                .and_then(|c| c.status)
+                .filter(|s| s.provisioned_namespaces.contains(&a.ns))
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        status.failed_namespaces.iter().any(|f| f.namespace == b.ns
+            && f.reason.as_deref() == Some("push secret already exists in namespace")),
+        "{status:?}"
+    );
+    // The stamped PushSecret in a pushes a's Secret to the Fake store.
+    wait_push(&a, &cps_name, "True", "Synced").await;
+    // b's own PushSecret is untouched.
+    let bps: Api<esox::api::PushSecret> = Api::namespaced(b.client.clone(), &b.ns);
+    assert!(
+        bps.get(&cps_name)
+            .await
+            .unwrap()
+            .metadata
+            .owner_references
+            .is_none()
+    );
+    // Relabel a out: its PushSecret goes.
+    let nsapi: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(a.client.clone());
+    nsapi
+        .patch(
+            &a.ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {label: null}}})),
+        )
+        .await
+        .unwrap();
+    let aps: Api<esox::api::PushSecret> = Api::namespaced(a.client.clone(), &a.ns);
+    wait_for(Duration::from_secs(30), "PushSecret removed", || async {
+        aps.get_opt(&cps_name)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    api.delete(&cps_name, &DeleteParams::default())
+        .await
+        .unwrap();
+}

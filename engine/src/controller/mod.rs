@@ -15,6 +15,7 @@
 pub mod bulkhead;
 pub mod cache;
 pub mod cluster_external_secret;
+pub mod cluster_push_secret;
 pub mod context;
 pub mod error;
 pub mod external_secret;
@@ -372,6 +373,7 @@ pub async fn run_until(
         let owned_changes = futures::stream::unfold(ces_rx, |mut rx| async move {
             rx.recv().await.map(|name| (name, rx))
         });
+        let cps_controller = cluster_push_secret::run(ctx.clone(), shutdown.clone());
         let ces_controller = cluster_external_secret::run(
             ctx.clone(),
             health.clone(),
@@ -385,6 +387,7 @@ pub async fn run_until(
             css_controller,
             ces_controller,
             push_controller,
+            cps_controller,
             startup,
             plugins,
             cluster_plugins

@@ -173,6 +173,21 @@ cannot grant and a namespaced controller does not use.
 - apiGroups: ["external-secrets.io"]
   resources: ["externalsecrets"]
   verbs: ["create", "update", "delete"]
+# ClusterPushSecrets (cluster-wide mode only): watch them and write their status; create,
+# replace and delete the PushSecrets they stamp into the selected namespaces (owner reference
+# with blockOwnerDeletion: update on clusterpushsecrets/finalizers).
+- apiGroups: ["external-secrets.io"]
+  resources: ["clusterpushsecrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["external-secrets.io"]
+  resources: ["clusterpushsecrets/status"]
+  verbs: ["patch"]
+- apiGroups: ["external-secrets.io"]
+  resources: ["clusterpushsecrets/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["external-secrets.io"]
+  resources: ["pushsecrets"]
+  verbs: ["create", "update", "delete"]
 # ... and the namespaces' labels (a metadata-only watch; esox puts no finalizer on namespaces).
 - apiGroups: [""]
   resources: ["namespaces"]
