@@ -31,6 +31,16 @@ fn with_served_versions(mut crd: CustomResourceDefinition) -> CustomResourceDefi
     crd
 }
 
+/// A `v1alpha1`-only kind (PushSecret, ClusterPushSecret: ESO serves no other version),
+/// labelled as ESO labels its CRDs.
+fn labelled(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    crd.metadata
+        .labels
+        .get_or_insert_default()
+        .insert("external-secrets.io/component".into(), "controller".into());
+    crd
+}
+
 /// All CRDs esox serves.
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![
@@ -38,6 +48,8 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         with_served_versions(SecretStore::crd()),
         with_served_versions(ClusterSecretStore::crd()),
         with_served_versions(super::ClusterExternalSecret::crd()),
+        labelled(super::PushSecret::crd()),
+        labelled(super::ClusterPushSecret::crd()),
         super::generators::Password::crd(),
         super::generators::UUID::crd(),
         super::generators::Fake::crd(),
@@ -68,6 +80,7 @@ mod tests {
         for crd in all()
             .into_iter()
             .filter(|c| c.spec.group == super::super::GROUP)
+            .filter(|c| !c.spec.names.kind.contains("PushSecret"))
         {
             let names: Vec<_> = crd.spec.versions.iter().map(|v| v.name.as_str()).collect();
             assert_eq!(names, ["v1", "v1beta1"]);
@@ -141,6 +154,17 @@ mod tests {
             ("Ready", "string", READY_STATUS),
         ]);
         assert_eq!(columns("ClusterExternalSecret"), [ces.clone(), ces]);
+        let ps = expect(&[
+            ("AGE", "date", ".metadata.creationTimestamp"),
+            ("Status", "string", READY_REASON),
+            ("Last Sync", "date", ".status.refreshTime"),
+        ]);
+        assert_eq!(columns("PushSecret"), [ps]);
+        let cps = expect(&[
+            ("AGE", "date", ".metadata.creationTimestamp"),
+            ("Status", "string", READY_REASON),
+        ]);
+        assert_eq!(columns("ClusterPushSecret"), [cps]);
         // ESO's generators declare no columns, so kubectl shows NAME and AGE.
         for kind in [
             "Password",
@@ -195,6 +219,30 @@ mod tests {
             let derived = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["data"]["items"]
                 ["properties"]["remoteRef"]["properties"]["decodingStrategy"]["enum"];
             assert_eq!(&field["enum"], derived);
+        }
+    }
+
+    /// ESO 2.10 removed the schema defaults that made Argo CD show drift (#6797/#6798);
+    /// esox's PushSecret schema has none on its own fields (the embedded ExternalSecret
+    /// template keeps ESO's `engineVersion`/`mergePolicy` ones), so a manifest without a
+    /// template is stored exactly as applied.
+    #[test]
+    fn push_secret_schemas_inject_no_defaults() {
+        for kind in ["PushSecret", "ClusterPushSecret"] {
+            let crd = all()
+                .into_iter()
+                .find(|c| c.spec.names.kind == kind)
+                .unwrap();
+            let mut schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+            let mut spec = schema["openAPIV3Schema"]["properties"]["spec"].take();
+            if kind == "ClusterPushSecret" {
+                spec = spec["properties"]["pushSecretSpec"].take();
+            }
+            spec["properties"]["template"].take();
+            spec["properties"]["selector"]["properties"]["generatorRef"].take();
+            let text = spec.to_string();
+            assert!(!text.contains("\"default\""), "{kind}: {text}");
+            assert!(text.contains("conversionStrategy"), "{kind}");
         }
     }
 

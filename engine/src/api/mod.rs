@@ -10,6 +10,7 @@ pub mod external_secret;
 pub mod free_form;
 pub mod generators;
 pub mod plugins;
+pub mod push_secret;
 pub mod region;
 pub mod secret_store;
 pub mod validate;
@@ -20,6 +21,10 @@ pub use cluster_external_secret::{
 };
 pub use condition::Condition;
 pub use external_secret::*;
+pub use push_secret::{
+    ClusterPushSecret, ClusterPushSecretSpec, ClusterPushSecretStatus, PushSecret, PushSecretSpec,
+    PushSecretStatus,
+};
 pub use secret_store::*;
 pub use vault::*;
 

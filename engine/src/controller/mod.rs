@@ -15,11 +15,13 @@
 pub mod bulkhead;
 pub mod cache;
 pub mod cluster_external_secret;
+pub mod cluster_push_secret;
 pub mod context;
 pub mod error;
 pub mod external_secret;
 pub mod generators;
 pub mod plugins;
+pub mod push_secret;
 pub mod refresh;
 pub mod resolve;
 pub mod rollout;
@@ -340,6 +342,8 @@ pub async fn run_until(
         }
     };
 
+    let push_controller = push_secret::run(ctx.clone(), health.clone(), shutdown.clone());
+
     // Compiled user plugins whose objects are deleted or repinned are dropped from the host.
     let plugins = plugins::forget_stale_plugins(
         api::<WasmPlugin>(&client, ns.as_deref()),
@@ -376,6 +380,7 @@ pub async fn run_until(
         let owned_changes = futures::stream::unfold(ces_rx, |mut rx| async move {
             rx.recv().await.map(|name| (name, rx))
         });
+        let cps_controller = cluster_push_secret::run(ctx.clone(), shutdown.clone());
         let ces_controller = cluster_external_secret::run(
             ctx.clone(),
             health.clone(),
@@ -388,13 +393,22 @@ pub async fn run_until(
             store_controller,
             css_controller,
             ces_controller,
+            push_controller,
+            cps_controller,
             startup,
             plugins,
             cluster_plugins,
             workloads
         );
     } else {
-        tokio::join!(es_controller, store_controller, startup, plugins, workloads);
+        tokio::join!(
+            es_controller,
+            store_controller,
+            push_controller,
+            startup,
+            plugins,
+            workloads
+        );
     }
     info!("controllers stopped");
 }

@@ -85,6 +85,12 @@ impl<'a> StoreResolver<'a> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Resolves one store by reference (PushSecret's `secretStoreRefs`), with the same access
+    /// rules and provider cache as an ExternalSecret's.
+    pub async fn store(&self, store_ref: &SecretStoreRef) -> Result<ResolvedStore, SourceError> {
+        self.resolve_uncached(store_ref).await
+    }
+
     async fn resolve(&self, source: Source<'_>) -> Result<ResolvedStore, SourceError> {
         let store_ref = source
             .and_then(|s| s.store_ref.as_ref())

@@ -99,6 +99,22 @@ async fn validate(
     }
 }
 
+/// What a store can do (`status.capabilities`), as ESO's providers say: the providers esox
+/// can push to are `ReadWrite` (Fake, AWS Secrets Manager); the rest `ReadOnly` (`openBao`
+/// is read-only in ESO too; Vault and Parameter Store push are not in esox yet).
+pub fn capabilities(spec: &SecretStoreSpec) -> &'static str {
+    let p = &spec.provider;
+    let sm = p
+        .aws
+        .as_ref()
+        .is_some_and(|a| a.service == crate::api::AwsService::SecretsManager);
+    if p.fake.is_some() || sm {
+        provider::Capabilities::ReadWrite.as_str()
+    } else {
+        provider::Capabilities::ReadOnly.as_str()
+    }
+}
+
 /// Whether a ClusterSecretStore's credentials are "referent" (ESO's `IsReferentSpec`): a
 /// Secret or ServiceAccount named without a namespace, so it is looked up in the namespace of
 /// each ExternalSecret that uses the store.
@@ -165,7 +181,7 @@ async fn report<K>(
     obj: &K,
     api: Api<K>,
     ctx: &Context,
-    status: Option<&SecretStoreStatus>,
+    (status, capabilities): (Option<&SecretStoreStatus>, &'static str),
     result: (bool, &'static str, String),
     store_key: String,
 ) -> Result<(), Error>
@@ -179,7 +195,7 @@ where
         &mut new.conditions,
         Condition::new("Ready", ready, reason, message.clone()),
     );
-    new.capabilities = Some("ReadOnly".to_string());
+    new.capabilities = Some(capabilities.to_string());
     let was_ready = old
         .conditions
         .iter()
@@ -245,7 +261,7 @@ pub async fn reconcile_store(store: Arc<SecretStore>, ctx: Arc<Context>) -> Resu
         store.as_ref(),
         api,
         &ctx,
-        store.status.as_ref(),
+        (store.status.as_ref(), capabilities(&store.spec)),
         result,
         key,
     )
@@ -290,7 +306,7 @@ pub async fn reconcile_cluster_store(
         store.as_ref(),
         api,
         &ctx,
-        store.status.as_ref(),
+        (store.status.as_ref(), capabilities(&store.spec)),
         result,
         key,
     )

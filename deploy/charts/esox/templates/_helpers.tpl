@@ -115,9 +115,19 @@ cannot grant and a namespaced controller does not use.
 - apiGroups: ["plugins.esox.dev"]
   resources: ["wasmplugins"{{ if not .scoped }}, "clusterwasmplugins"{{ end }}]
   verbs: ["get", "list", "watch"]
+# PushSecrets: watch them; patch ESO's finalizer (pushsecret.externalsecrets.io/finalizer,
+# only with deletionPolicy Delete; a merge patch guarded by the resource version) and status
+# (syncedPushSecrets, conditions). esox never writes their spec.
+- apiGroups: ["external-secrets.io"]
+  resources: ["pushsecrets"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["external-secrets.io"]
+  resources: ["pushsecrets/status"]
+  verbs: ["patch"]
 # Secrets. list/watch: the metadata-only watch of managed Secrets that heals edits and
-# deletions at once (label-selected, but RBAC cannot restrict by label). get: the target
-# Secret before writing it, templateFrom Secrets, auth.secretRef keys, plugin components.
+# deletions at once (label-selected, but RBAC cannot restrict by label), a PushSecret's
+# selector.secret.selector and its opt-in source watch (by name). get: the target
+# Secret before writing it, a PushSecret's source Secret, templateFrom Secrets, auth.secretRef keys, plugin components.
 # create/update: creationPolicy Owner and Orphan. patch: server-side apply for Merge and
 # CreateOrMerge. delete: deletionPolicy Delete when the provider has no data any more.
 - apiGroups: [""]
@@ -162,6 +172,21 @@ cannot grant and a namespaced controller does not use.
 # ClusterExternalSecret goes.
 - apiGroups: ["external-secrets.io"]
   resources: ["externalsecrets"]
+  verbs: ["create", "update", "delete"]
+# ClusterPushSecrets (cluster-wide mode only): watch them and write their status; create,
+# replace and delete the PushSecrets they stamp into the selected namespaces (owner reference
+# with blockOwnerDeletion: update on clusterpushsecrets/finalizers).
+- apiGroups: ["external-secrets.io"]
+  resources: ["clusterpushsecrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["external-secrets.io"]
+  resources: ["clusterpushsecrets/status"]
+  verbs: ["patch"]
+- apiGroups: ["external-secrets.io"]
+  resources: ["clusterpushsecrets/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["external-secrets.io"]
+  resources: ["pushsecrets"]
   verbs: ["create", "update", "delete"]
 # ... and the namespaces' labels (a metadata-only watch; esox puts no finalizer on namespaces).
 - apiGroups: [""]

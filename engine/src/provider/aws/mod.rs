@@ -74,7 +74,12 @@ pub async fn connect(
     let provider: Arc<dyn Provider> = match spec.service {
         AwsService::SecretsManager => {
             let calls = Calls::new(ctx.metrics, SECRETS_MANAGER);
-            Arc::new(secrets_manager::SecretsManager::new(&conf, prefix, calls))
+            let deletes = secrets_manager::DeleteOptions::from_spec(spec.secrets_manager.as_ref())
+                .map_err(ProviderBuildError::Invalid)?;
+            Arc::new(
+                secrets_manager::SecretsManager::new(&conf, prefix, calls)
+                    .with_delete_options(deletes),
+            )
         }
         AwsService::ParameterStore => {
             let calls = Calls::new(ctx.metrics, PARAMETER_STORE);

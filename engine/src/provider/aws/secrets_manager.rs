@@ -12,6 +12,10 @@
 //!   values separately) — names come from `ListSecrets` and values from `BatchGetSecretValue`,
 //!   20 per call; exact tag pairs and path prefixes are checked here.
 
+mod push;
+
+pub use push::{DeleteOptions, PushMetadata, parse_metadata, set_property};
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,7 +31,10 @@ use tracing::warn;
 
 use super::errors::{classify, classify_get};
 use super::{check_identity, endpoint_env, sts_client};
-use crate::provider::{Calls, FindQuery, GetRequest, Provider, ProviderError, Recorded};
+use crate::provider::{
+    Calls, Capabilities, FindQuery, GetRequest, Provider, ProviderError, PushOutcome,
+    PushSecretData, Recorded, SourceSecret,
+};
 use crate::secret::SecretBytes;
 
 /// How long a single get waits for others to batch with.
@@ -43,6 +50,7 @@ pub struct SecretsManager {
     sts: aws_sdk_sts::Client,
     prefix: String,
     pending: Arc<Mutex<Vec<(String, String, Reply)>>>,
+    delete_options: DeleteOptions,
 }
 
 /// The SDK client with call counting, shared with the batch flush task.
@@ -69,7 +77,14 @@ impl SecretsManager {
             sts: sts_client(conf),
             prefix,
             pending: Arc::default(),
+            delete_options: DeleteOptions::default(),
         }
+    }
+
+    /// How pushed secrets are deleted (the store's `secretsManager` options).
+    pub(crate) fn with_delete_options(mut self, options: DeleteOptions) -> Self {
+        self.delete_options = options;
+        self
     }
 
     fn id(&self, key: &str) -> String {
@@ -416,6 +431,26 @@ impl Provider for SecretsManager {
         }
         self.batch_by_ids(ids, &mut out).await?;
         Ok(out)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ReadWrite
+    }
+
+    async fn push_secret(
+        &self,
+        secret: &SourceSecret,
+        data: &PushSecretData,
+    ) -> Result<PushOutcome, ProviderError> {
+        self.push(secret, data).await
+    }
+
+    async fn delete_secret(&self, data: &PushSecretData) -> Result<(), ProviderError> {
+        self.delete_pushed(&data.remote).await
+    }
+
+    async fn secret_exists(&self, data: &PushSecretData) -> Result<bool, ProviderError> {
+        self.exists(&data.remote).await
     }
 
     async fn validate(&self) -> Result<Option<String>, ProviderError> {
