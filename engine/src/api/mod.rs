@@ -9,6 +9,7 @@ pub mod duration;
 pub mod external_secret;
 pub mod free_form;
 pub mod generators;
+pub mod kubernetes;
 pub mod plugins;
 pub mod region;
 pub mod secret_store;
@@ -20,6 +21,7 @@ pub use cluster_external_secret::{
 };
 pub use condition::Condition;
 pub use external_secret::*;
+pub use kubernetes::*;
 pub use secret_store::*;
 pub use vault::*;
 

@@ -103,6 +103,22 @@ async fn validate(
 /// Secret or ServiceAccount named without a namespace, so it is looked up in the namespace of
 /// each ExternalSecret that uses the store.
 fn referent(spec: &SecretStoreSpec) -> bool {
+    if let Some(k) = &spec.provider.kubernetes {
+        // ESO's kubernetes `isReferentSpec`.
+        let Some(auth) = &k.auth else {
+            return false;
+        };
+        return auth.cert.as_ref().is_some_and(|c| {
+            c.client_cert.namespace.is_none() || c.client_key.namespace.is_none()
+        }) || auth
+            .service_account
+            .as_ref()
+            .is_some_and(|sa| sa.namespace.is_none())
+            || auth
+                .token
+                .as_ref()
+                .is_some_and(|t| t.bearer_token.namespace.is_none());
+    }
     if let Some(vault) = &spec.provider.vault {
         return vault_referent(vault);
     }

@@ -20,6 +20,7 @@
 pub mod http;
 pub mod paths;
 mod refs;
+pub(crate) use refs::ca_bundle;
 pub mod token;
 
 use std::collections::BTreeMap;
