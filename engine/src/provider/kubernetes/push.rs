@@ -547,12 +547,13 @@ mod tests {
             ..Default::default()
         };
         let labels = |m: &PushMetadata| {
-            created(plan_push(Some(&remote), &source(), &entry(None, None), Some(m), "ns").unwrap())
-                .metadata
-                .labels
-                .unwrap()
-                .into_keys()
-                .collect::<Vec<_>>()
+            let plan =
+                plan_push(Some(&remote), &source(), &entry(None, None), Some(m), "ns").unwrap();
+            let after = match plan {
+                PushPlan::Unchanged => remote.clone(),
+                plan => created(plan),
+            };
+            after.metadata.labels.unwrap().into_keys().collect::<Vec<_>>()
         };
         assert_eq!(
             labels(&meta("", "")),
