@@ -17,7 +17,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{FindQuery, GetRequest, Provider, ProviderError};
+use super::{
+    Capabilities, FindQuery, GetRequest, Provider, ProviderError, PushOutcome, PushSecretData,
+    SourceSecret,
+};
 use crate::metrics::{Metrics, ProviderCallLabels};
 use crate::secret::SecretBytes;
 
@@ -127,6 +130,35 @@ impl Provider for Metered {
             .validate()
             .await
             .recorded(&self.calls, "Validate")
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn push_secret(
+        &self,
+        secret: &SourceSecret,
+        data: &PushSecretData,
+    ) -> Result<PushOutcome, ProviderError> {
+        self.inner
+            .push_secret(secret, data)
+            .await
+            .recorded(&self.calls, "PushSecret")
+    }
+
+    async fn delete_secret(&self, data: &PushSecretData) -> Result<(), ProviderError> {
+        self.inner
+            .delete_secret(data)
+            .await
+            .recorded(&self.calls, "DeleteSecret")
+    }
+
+    async fn secret_exists(&self, data: &PushSecretData) -> Result<bool, ProviderError> {
+        self.inner
+            .secret_exists(data)
+            .await
+            .recorded(&self.calls, "SecretExists")
     }
 }
 

@@ -3,19 +3,36 @@
 //! Used for demos and tests, and as the reference for provider semantics: a key answers only
 //! to the version it declares (no version answers to none), a missing key is ESO's
 //! `NoSecretErr`, and `find` matches names by regular expression and path prefix.
+//!
+//! PushSecret: a push stores the value in memory, shared by every Fake provider built from the
+//! same store spec in this process (ESO keeps it in the provider too), so an ExternalSecret on
+//! the same store reads back what was pushed. A key declared in the store's `data` was not
+//! pushed: overwriting it is refused as not managed. A `property` push merges into a JSON
+//! object; an unchanged value is not rewritten.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
 use regex::Regex;
 
-use super::{FindQuery, GetRequest, Provider, ProviderError};
+use super::push::merge_property;
+use super::{
+    Capabilities, FindQuery, GetRequest, Provider, ProviderError, PushOutcome, PushSecretData,
+    SourceSecret,
+};
 use crate::api::FakeProvider as FakeSpec;
 use crate::secret::SecretBytes;
 
-/// Serves a store's declared data.
+type Pushed = Arc<Mutex<BTreeMap<String, SecretBytes>>>;
+
+/// Pushed values per store spec (the spec's JSON), shared by every provider built from it.
+static PUSHED: LazyLock<Mutex<HashMap<String, Pushed>>> = LazyLock::new(Default::default);
+
+/// Serves a store's declared data and what was pushed to it.
 pub struct FakeProvider {
     entries: Vec<(String, Option<String>, SecretBytes)>,
+    pushed: Pushed,
 }
 
 impl FakeProvider {
@@ -37,7 +54,22 @@ impl FakeProvider {
                 )
             })
             .collect();
-        FakeProvider { entries }
+        let id = serde_json::to_string(spec).unwrap_or_default();
+        let pushed = PUSHED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_default()
+            .clone();
+        FakeProvider { entries, pushed }
+    }
+
+    fn pushed(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SecretBytes>> {
+        self.pushed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn declared(&self, key: &str) -> bool {
+        self.entries.iter().any(|(k, _, _)| k == key)
     }
 }
 
@@ -48,6 +80,11 @@ impl Provider for FakeProvider {
             return Err(ProviderError::Unsupported(
                 "metadataPolicy Fetch is not supported by the fake provider".to_string(),
             ));
+        }
+        if req.version.is_none()
+            && let Some(v) = self.pushed().get(&req.key)
+        {
+            return Ok(v.clone());
         }
         self.entries
             .iter()
@@ -74,18 +111,98 @@ impl Provider for FakeProvider {
             })?),
             None => None,
         };
+        let pushed = self.pushed().clone();
         Ok(self
             .entries
             .iter()
             .filter(|(_, version, _)| version.is_none())
-            .filter(|(k, _, _)| query.path.as_deref().is_none_or(|p| k.starts_with(p)))
-            .filter(|(k, _, _)| regex.as_ref().is_none_or(|r| r.is_match(k)))
-            .map(|(k, _, v)| (k.clone(), v.clone()))
+            .map(|(k, _, v)| (k, v))
+            .chain(pushed.iter())
+            .filter(|(k, _)| query.path.as_deref().is_none_or(|p| k.starts_with(p)))
+            .filter(|(k, _)| regex.as_ref().is_none_or(|r| r.is_match(k)))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }
 
     async fn validate(&self) -> Result<Option<String>, ProviderError> {
         Ok(None)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ReadWrite
+    }
+
+    async fn push_secret(
+        &self,
+        secret: &SourceSecret,
+        data: &PushSecretData,
+    ) -> Result<PushOutcome, ProviderError> {
+        let value = data.value(secret)?;
+        let key = data.remote_key();
+        if self.declared(key) {
+            return Err(ProviderError::NotManaged {
+                key: key.to_string(),
+            });
+        }
+        let mut pushed = self.pushed();
+        let new = match data.property() {
+            Some(p) => match merge_property(pushed.get(key).map(|v| v.expose()), p, &value)? {
+                Some(doc) => doc,
+                None => return Ok(PushOutcome::Unchanged),
+            },
+            None if pushed.get(key) == Some(&value) => return Ok(PushOutcome::Unchanged),
+            None => value,
+        };
+        pushed.insert(key.to_string(), new);
+        Ok(PushOutcome::Written)
+    }
+
+    async fn delete_secret(&self, data: &PushSecretData) -> Result<(), ProviderError> {
+        let key = data.remote_key();
+        let mut pushed = self.pushed();
+        let Some(property) = data.property() else {
+            pushed.remove(key);
+            return Ok(());
+        };
+        let Some(current) = pushed.get(key) else {
+            return Ok(());
+        };
+        let Ok(mut doc) =
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(current.expose())
+        else {
+            return Ok(());
+        };
+        doc.remove(property);
+        if doc.is_empty() {
+            pushed.remove(key);
+        } else {
+            let bytes = SecretBytes::new(serde_json::to_vec(&doc).unwrap_or_default());
+            pushed.insert(key.to_string(), bytes);
+        }
+        Ok(())
+    }
+
+    async fn secret_exists(&self, data: &PushSecretData) -> Result<bool, ProviderError> {
+        let key = data.remote_key();
+        let pushed = self.pushed();
+        let value = match pushed.get(key) {
+            Some(v) => v.clone(),
+            None => match self
+                .entries
+                .iter()
+                .find(|(k, v, _)| k == key && v.is_none())
+            {
+                Some((_, _, v)) => v.clone(),
+                None => return Ok(false),
+            },
+        };
+        Ok(match data.property() {
+            None => true,
+            Some(p) => {
+                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(value.expose())
+                    .is_ok_and(|m| m.contains_key(p))
+            }
+        })
     }
 }
 
@@ -130,6 +247,63 @@ mod tests {
                 .is_no_secret()
         );
         assert!(p.get(&get("/zzz", None)).await.unwrap_err().is_no_secret());
+    }
+
+    #[tokio::test]
+    async fn push_reads_back_and_refuses_declared_keys() {
+        use crate::provider::RemoteRef;
+        let spec = FakeSpec {
+            data: vec![FakeProviderData {
+                key: "declared".into(),
+                value: "d".into(),
+                ..Default::default()
+            }],
+        };
+        let p = FakeProvider::new(&spec);
+        let secret = SourceSecret {
+            data: [("k".to_string(), SecretBytes::from("v"))].into(),
+            ..Default::default()
+        };
+        let entry = |remote: &str, property: Option<&str>| PushSecretData {
+            secret_key: Some("k".into()),
+            remote: RemoteRef {
+                remote_key: remote.into(),
+                property: property.map(str::to_string),
+            },
+            metadata: None,
+        };
+        assert!(!p.secret_exists(&entry("r", None)).await.unwrap());
+        assert_eq!(
+            p.push_secret(&secret, &entry("r", None)).await.unwrap(),
+            PushOutcome::Written
+        );
+        assert_eq!(
+            p.push_secret(&secret, &entry("r", None)).await.unwrap(),
+            PushOutcome::Unchanged
+        );
+        // Another provider built from the same spec sees the push.
+        let again = FakeProvider::new(&spec);
+        let get = GetRequest::new("r", None, Default::default());
+        assert_eq!(again.get(&get).await.unwrap().expose(), b"v");
+        assert!(again.secret_exists(&entry("r", None)).await.unwrap());
+        assert!(matches!(
+            p.push_secret(&secret, &entry("declared", None)).await,
+            Err(ProviderError::NotManaged { .. })
+        ));
+        p.push_secret(&secret, &entry("j", Some("a")))
+            .await
+            .unwrap();
+        p.push_secret(&secret, &entry("j", Some("b")))
+            .await
+            .unwrap();
+        let j = GetRequest::new("j", None, Default::default());
+        assert_eq!(p.get(&j).await.unwrap().expose(), br#"{"a":"v","b":"v"}"#);
+        p.delete_secret(&entry("j", Some("a"))).await.unwrap();
+        assert!(!p.secret_exists(&entry("j", Some("a"))).await.unwrap());
+        assert!(p.secret_exists(&entry("j", Some("b"))).await.unwrap());
+        p.delete_secret(&entry("r", None)).await.unwrap();
+        p.delete_secret(&entry("r", None)).await.unwrap();
+        assert!(p.get(&get).await.unwrap_err().is_no_secret());
     }
 
     #[tokio::test]

@@ -12,9 +12,11 @@ mod calls;
 pub mod fake;
 pub mod fetch;
 pub mod kubernetes;
+pub mod push;
 pub mod vault;
 
 pub use calls::{Calls, Metered, Recorded};
+pub use push::{Capabilities, PushOutcome, PushSecretData, RemoteRef, SourceSecret};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,6 +61,17 @@ pub enum ProviderError {
         /// The deadline.
         after: std::time::Duration,
     },
+    /// A push would overwrite (or a delete would remove) a remote secret that does not carry
+    /// ESO's `managed-by: external-secrets` mark.
+    #[error("secret not managed by external-secrets")]
+    NotManaged {
+        /// Remote key.
+        key: String,
+    },
+    /// What a PushSecret asked cannot be pushed (a missing source key, bad metadata, a
+    /// property into a non-JSON secret). Never echoes a value.
+    #[error("{0}")]
+    InvalidPush(String),
 }
 
 impl ProviderError {
@@ -137,6 +150,43 @@ pub trait Provider: Send + Sync {
     -> Result<BTreeMap<String, SecretBytes>, ProviderError>;
     /// Checks that the store is usable; returns the identity it authenticates as, if known.
     async fn validate(&self) -> Result<Option<String>, ProviderError>;
+
+    /// What the store can do (`status.capabilities`); providers that can push say
+    /// [`Capabilities::ReadWrite`].
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ReadOnly
+    }
+
+    /// Pushes one entry of `secret` (ESO's `PushSecret`). See [`push`] for the rules.
+    async fn push_secret(
+        &self,
+        secret: &SourceSecret,
+        data: &PushSecretData,
+    ) -> Result<PushOutcome, ProviderError> {
+        let _ = (secret, data);
+        Err(ProviderError::Unsupported(
+            "this provider does not support PushSecret".to_string(),
+        ))
+    }
+
+    /// Deletes what an earlier push wrote (ESO's `DeleteSecret`): a missing remote secret
+    /// and one not managed by external-secrets are both a no-op. `data` is the entry as
+    /// recorded in `status.syncedPushSecrets` (its `secret_key` is not used).
+    async fn delete_secret(&self, data: &PushSecretData) -> Result<(), ProviderError> {
+        let _ = data;
+        Err(ProviderError::Unsupported(
+            "this provider does not support deleting pushed secrets".to_string(),
+        ))
+    }
+
+    /// Whether the remote secret (and property, if any) exists (ESO's `SecretExists`, for
+    /// `updatePolicy: IfNotExists`).
+    async fn secret_exists(&self, data: &PushSecretData) -> Result<bool, ProviderError> {
+        let _ = data;
+        Err(ProviderError::Unsupported(
+            "this provider does not support PushSecret".to_string(),
+        ))
+    }
 }
 
 /// Why no provider could be built for a store.
