@@ -2,7 +2,8 @@
 //! (a store in the test's namespace reading Secrets of another namespace, by token and by
 //! ServiceAccount) and a second, separate one started for this file (`PrivateStack`) as the
 //! "remote cluster" (client certificate and kubeconfig `authRef`). Push, delete and exists
-//! are called directly on the provider.
+//! are called directly on the provider (`Provider::push_secret`, `delete_secret`,
+//! `secret_exists`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use esox::api::StoreKind;
 use esox::provider::BuildContext;
-use esox::provider::kubernetes::push::{MANAGED_LABEL, PushEntry, PushSource, Pushed};
+use esox::provider::kubernetes::push::MANAGED_LABEL;
+use esox::provider::{Provider, PushOutcome, PushSecretData, RemoteRef, SourceSecret};
 use esox_tests::{PrivateStack, TestEnv, secret_strings, stack_env};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
@@ -650,8 +652,8 @@ async fn push_delete_and_exists_mark_what_they_manage_and_honour_remote_namespac
     let (store, _) = esox::provider::kubernetes::connect_store(&spec, &ctx)
         .await
         .unwrap();
-    let source = PushSource {
-        type_: "kubernetes.io/tls".into(),
+    let source = SourceSecret {
+        type_: "Opaque".into(),
         data: [
             ("tls.crt".to_string(), "CERT".into()),
             ("tls.key".to_string(), CANARY.into()),
@@ -659,10 +661,12 @@ async fn push_delete_and_exists_mark_what_they_manage_and_honour_remote_namespac
         .into(),
         ..Default::default()
     };
-    let entry = |remote_key: &str, property: Option<&str>, ns: Option<&str>| PushEntry {
+    let entry = |remote_key: &str, property: Option<&str>, ns: Option<&str>| PushSecretData {
         secret_key: None,
-        remote_key: remote_key.into(),
-        property: property.map(str::to_string),
+        remote: RemoteRef {
+            remote_key: remote_key.into(),
+            property: property.map(str::to_string),
+        },
         metadata: ns.map(|ns| {
             serde_json::json!({
                 "apiVersion": "kubernetes.external-secrets.io/v1alpha1",
@@ -677,12 +681,12 @@ async fn push_delete_and_exists_mark_what_they_manage_and_honour_remote_namespac
     // A new Secret is created, marked, with the source's type and data; pushing it again
     // writes nothing.
     let pushed = store
-        .push(&source, &entry("tls", None, None))
+        .push_secret(&source, &entry("tls", None, None))
         .await
         .unwrap();
-    assert_eq!(pushed, Pushed::Written);
+    assert_eq!(pushed, PushOutcome::Written);
     let made = in_first.get("tls").await.unwrap();
-    assert_eq!(made.type_.as_deref(), Some("kubernetes.io/tls"));
+    assert_eq!(made.type_.as_deref(), Some("Opaque"));
     assert_eq!(
         made.metadata.labels.as_ref().unwrap()[MANAGED_LABEL],
         "external-secrets"
@@ -690,10 +694,10 @@ async fn push_delete_and_exists_mark_what_they_manage_and_honour_remote_namespac
     assert_eq!(secret_strings(&made)["tls.key"], CANARY);
     assert_eq!(
         store
-            .push(&source, &entry("tls", None, None))
+            .push_secret(&source, &entry("tls", None, None))
             .await
             .unwrap(),
-        Pushed::Unchanged
+        PushOutcome::Unchanged
     );
     assert_eq!(
         in_first.get("tls").await.unwrap().metadata.resource_version,
@@ -702,17 +706,20 @@ async fn push_delete_and_exists_mark_what_they_manage_and_honour_remote_namespac
 
     // A Secret esox did not make is neither overwritten nor deleted.
     let err = store
-        .push(&source, &entry("foreign", None, None))
+        .push_secret(&source, &entry("foreign", None, None))
         .await
         .unwrap_err();
-    assert!(
-        err.to_string().contains(&format!(
-            "secret {first}/foreign exists and is not managed by external-secrets"
-        )),
-        "{err}"
-    );
+    match &err {
+        esox::provider::ProviderError::NotManaged { key } => {
+            assert_eq!(key, &format!("{first}/foreign"))
+        }
+        other => panic!("expected NotManaged, got {other:?}"),
+    }
     assert!(!err.to_string().contains(CANARY));
-    store.delete(&entry("foreign", None, None)).await.unwrap();
+    store
+        .delete_secret(&entry("foreign", None, None))
+        .await
+        .unwrap();
     assert_eq!(
         secret_strings(&in_first.get("foreign").await.unwrap())["k"],
         "theirs"
@@ -720,18 +727,23 @@ async fn push_delete_and_exists_mark_what_they_manage_and_honour_remote_namespac
 
     // remoteNamespace (a ClusterSecretStore's override) for push, exists and delete alike.
     let elsewhere = entry("tls", Some("cert"), Some(&second));
-    store.push(&source, &elsewhere).await.unwrap();
-    assert!(store.exists(&elsewhere).await.unwrap());
+    store.push_secret(&source, &elsewhere).await.unwrap();
+    assert!(store.secret_exists(&elsewhere).await.unwrap());
     assert!(in_second.get_opt("tls").await.unwrap().is_some());
-    store.delete(&elsewhere).await.unwrap();
-    assert!(!store.exists(&elsewhere).await.unwrap());
+    store.delete_secret(&elsewhere).await.unwrap();
+    assert!(!store.secret_exists(&elsewhere).await.unwrap());
     assert!(in_second.get_opt("tls").await.unwrap().is_none());
     // The store's own namespace kept its Secret.
-    assert!(store.exists(&entry("tls", None, None)).await.unwrap());
+    assert!(
+        store
+            .secret_exists(&entry("tls", None, None))
+            .await
+            .unwrap()
+    );
 
     // A property delete removes that key and keeps the others.
     store
-        .delete(&entry("tls", Some("tls.crt"), None))
+        .delete_secret(&entry("tls", Some("tls.crt"), None))
         .await
         .unwrap();
     let kept = in_first.get("tls").await.unwrap();
@@ -741,12 +753,31 @@ async fn push_delete_and_exists_mark_what_they_manage_and_honour_remote_namespac
     );
     assert!(
         !store
-            .exists(&entry("tls", Some("tls.crt"), None))
+            .secret_exists(&entry("tls", Some("tls.crt"), None))
             .await
             .unwrap()
     );
-    store.delete(&entry("tls", None, None)).await.unwrap();
+    store
+        .delete_secret(&entry("tls", None, None))
+        .await
+        .unwrap();
     assert!(in_first.get_opt("tls").await.unwrap().is_none());
     // Deleting what is not there succeeds.
-    store.delete(&entry("tls", None, None)).await.unwrap();
+    store
+        .delete_secret(&entry("tls", None, None))
+        .await
+        .unwrap();
+    // The remote Secret takes the source's type.
+    let tls = SourceSecret {
+        type_: "kubernetes.io/tls".into(),
+        ..source.clone()
+    };
+    store
+        .push_secret(&tls, &entry("typed", None, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        in_first.get("typed").await.unwrap().type_.as_deref(),
+        Some("kubernetes.io/tls")
+    );
 }

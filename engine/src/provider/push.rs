@@ -161,7 +161,7 @@ pub fn merge_property(
 ) -> Result<Option<SecretBytes>, ProviderError> {
     let mut doc: serde_json::Map<String, serde_json::Value> = match existing {
         None => serde_json::Map::new(),
-        Some(b) if b.is_empty() => serde_json::Map::new(),
+        Some([]) => serde_json::Map::new(),
         Some(b) => match serde_json::from_slice::<serde_json::Value>(b) {
             Ok(serde_json::Value::Object(m)) => m,
             _ => {

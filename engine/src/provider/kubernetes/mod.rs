@@ -38,7 +38,8 @@ use regex::Regex;
 
 use self::auth::Connection;
 use super::{
-    BuildContext, Calls, FindQuery, GetRequest, Provider, ProviderBuildError, ProviderError,
+    BuildContext, Calls, Capabilities, FindQuery, GetRequest, Provider, ProviderBuildError,
+    ProviderError, PushOutcome, PushSecretData, SourceSecret,
 };
 use crate::api::{KubernetesProvider, StoreKind};
 use crate::secret::SecretBytes;
@@ -278,6 +279,26 @@ impl Provider for KubernetesStore {
         Err(ProviderError::AccessDenied(format!(
             "client is not allowed to get secrets in namespace {ns:?}"
         )))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ReadWrite
+    }
+
+    async fn push_secret(
+        &self,
+        secret: &SourceSecret,
+        data: &PushSecretData,
+    ) -> Result<PushOutcome, ProviderError> {
+        self.push(secret, data).await
+    }
+
+    async fn delete_secret(&self, data: &PushSecretData) -> Result<(), ProviderError> {
+        self.delete(data).await
+    }
+
+    async fn secret_exists(&self, data: &PushSecretData) -> Result<bool, ProviderError> {
+        self.exists(data).await
     }
 }
 

@@ -25,48 +25,12 @@ use serde::Deserialize;
 
 use super::{KubernetesStore, failure};
 use crate::api::StoreKind;
-use crate::provider::ProviderError;
-use crate::secret::SecretBytes;
+use crate::provider::{ProviderError, PushOutcome, PushSecretData, SourceSecret};
 
 /// The label that marks a remote Secret as written by esox's PushSecret.
 pub const MANAGED_LABEL: &str = "external-secrets.io/managed-by";
 /// Its value.
 pub const MANAGED_VALUE: &str = "external-secrets";
-
-/// The Secret being pushed.
-#[derive(Debug, Clone, Default)]
-pub struct PushSource {
-    /// `type` (empty: `Opaque`).
-    pub type_: String,
-    /// Data.
-    pub data: BTreeMap<String, SecretBytes>,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// Annotations.
-    pub annotations: BTreeMap<String, String>,
-}
-
-/// One `spec.data[]` entry of a PushSecret.
-#[derive(Debug, Clone, Default)]
-pub struct PushEntry {
-    /// `match.secretKey` (`None`: the whole Secret).
-    pub secret_key: Option<String>,
-    /// `match.remoteRef.remoteKey`: the remote Secret's name.
-    pub remote_key: String,
-    /// `match.remoteRef.property`: a key of the remote Secret.
-    pub property: Option<String>,
-    /// `metadata` (a `PushSecretMetadata` document), raw.
-    pub metadata: Option<serde_json::Value>,
-}
-
-/// What a push did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pushed {
-    /// Created or updated.
-    Written,
-    /// Already as it would be: no write.
-    Unchanged,
-}
 
 /// The provider's `PushSecretMetadata` spec.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -99,7 +63,7 @@ pub fn parse_metadata(
         return Ok(None);
     };
     let bad = |why: String| {
-        ProviderError::InvalidConfig(format!("unable to parse metadata parameters: {why}"))
+        ProviderError::InvalidPush(format!("unable to parse metadata parameters: {why}"))
     };
     let obj = raw.as_object().ok_or_else(|| bad("not an object".into()))?;
     if let Some(kind) = obj.get("kind").and_then(|k| k.as_str())
@@ -127,11 +91,9 @@ pub fn target_namespace(
         .filter(|n| !n.is_empty())
     {
         None => Ok(store_namespace.to_string()),
-        Some(_) if store_kind != StoreKind::ClusterSecretStore => {
-            Err(ProviderError::InvalidConfig(
-                "remoteNamespace override is only supported with ClusterSecretStore".into(),
-            ))
-        }
+        Some(_) if store_kind != StoreKind::ClusterSecretStore => Err(ProviderError::InvalidPush(
+            "remoteNamespace override is only supported with ClusterSecretStore".into(),
+        )),
         Some(ns) => Ok(ns.to_string()),
     }
 }
@@ -160,29 +122,28 @@ pub fn is_managed(secret: &Secret) -> bool {
 /// Plans a push of `entry` from `source` onto `existing` (in `namespace`).
 pub fn plan_push(
     existing: Option<&Secret>,
-    source: &PushSource,
-    entry: &PushEntry,
+    source: &SourceSecret,
+    entry: &PushSecretData,
     meta: Option<&PushMetadata>,
     namespace: &str,
 ) -> Result<PushPlan, ProviderError> {
-    let property = entry.property.as_deref().filter(|p| !p.is_empty());
+    let property = entry.property().filter(|p| !p.is_empty());
     let secret_key = entry.secret_key.as_deref().filter(|k| !k.is_empty());
     if property.is_none() && secret_key.is_some() {
-        return Err(ProviderError::InvalidConfig(
+        return Err(ProviderError::InvalidPush(
             "requires property in RemoteRef to push secret value if secret key is defined".into(),
         ));
     }
     if let Some(e) = existing
         && !is_managed(e)
     {
-        return Err(ProviderError::AccessDenied(format!(
-            "secret {namespace}/{} exists and is not managed by external-secrets (no label {MANAGED_LABEL}={MANAGED_VALUE}): refusing to overwrite it",
-            entry.remote_key
-        )));
+        return Err(ProviderError::NotManaged {
+            key: format!("{namespace}/{}", entry.remote_key()),
+        });
     }
     let mut remote = existing.cloned().unwrap_or_else(|| Secret {
         metadata: ObjectMeta {
-            name: Some(entry.remote_key.clone()),
+            name: Some(entry.remote_key().to_string()),
             namespace: Some(namespace.to_string()),
             ..Default::default()
         },
@@ -206,7 +167,7 @@ pub fn plan_push(
             }
             "Replace" => (m.labels.clone(), m.annotations.clone()),
             other => {
-                return Err(ProviderError::InvalidConfig(format!(
+                return Err(ProviderError::InvalidPush(format!(
                     "failed to merge source metadata: unexpected source merge policy {:?}",
                     crate::api::abbreviate(other, 40)
                 )));
@@ -226,7 +187,7 @@ pub fn plan_push(
         }
         "Ignore" => {}
         other => {
-            return Err(ProviderError::InvalidConfig(format!(
+            return Err(ProviderError::InvalidPush(format!(
                 "failed to merge target metadata: unexpected target merge policy {:?}",
                 crate::api::abbreviate(other, 40)
             )));
@@ -257,7 +218,7 @@ pub fn plan_push(
         }
         (Some(p), Some(k)) => {
             let value = source.data.get(k).ok_or_else(|| {
-                ProviderError::InvalidConfig(format!("secret key {k:?} does not exist"))
+                ProviderError::InvalidPush(format!("secret key {k:?} does not exist"))
             })?;
             data.insert(p.to_string(), ByteString(value.expose().to_vec()));
         }
@@ -327,7 +288,7 @@ pub fn exists_in(existing: Option<&Secret>, property: Option<&str>) -> bool {
 }
 
 impl KubernetesStore {
-    fn namespace_for(&self, entry: &PushEntry) -> Result<String, ProviderError> {
+    fn namespace_for(&self, entry: &PushSecretData) -> Result<String, ProviderError> {
         let meta = parse_metadata(entry.metadata.as_ref())?;
         target_namespace(&self.namespace, self.store_kind, meta.as_ref())
     }
@@ -335,17 +296,17 @@ impl KubernetesStore {
     /// Pushes one entry (ESO's `PushSecret`).
     pub async fn push(
         &self,
-        source: &PushSource,
-        entry: &PushEntry,
-    ) -> Result<Pushed, ProviderError> {
+        source: &SourceSecret,
+        entry: &PushSecretData,
+    ) -> Result<PushOutcome, ProviderError> {
         let meta = parse_metadata(entry.metadata.as_ref())?;
         let ns = target_namespace(&self.namespace, self.store_kind, meta.as_ref())?;
-        let existing = self.read(&ns, &entry.remote_key).await?;
+        let existing = self.read(&ns, entry.remote_key()).await?;
         let plan = plan_push(existing.as_ref(), source, entry, meta.as_ref(), &ns)?;
-        let name = entry.remote_key.as_str();
+        let name = entry.remote_key();
         let what = format!("push secret {ns}/{name}");
         match plan {
-            PushPlan::Unchanged => Ok(Pushed::Unchanged),
+            PushPlan::Unchanged => Ok(PushOutcome::Unchanged),
             PushPlan::Create(secret) => {
                 let nsr = ns.as_str();
                 let secret = &*secret;
@@ -358,7 +319,7 @@ impl KubernetesStore {
                     .await?;
                 self.calls.record("CreateSecret", &result);
                 result.map_err(|e| failure(&e, &what))?;
-                Ok(Pushed::Written)
+                Ok(PushOutcome::Written)
             }
             PushPlan::Update(secret) => {
                 let nsr = ns.as_str();
@@ -372,19 +333,19 @@ impl KubernetesStore {
                     .await?;
                 self.calls.record("UpdateSecret", &result);
                 result.map_err(|e| failure(&e, &what))?;
-                Ok(Pushed::Written)
+                Ok(PushOutcome::Written)
             }
         }
     }
 
     /// Deletes what a push wrote (ESO's `DeleteSecret`), in the entry's namespace.
-    pub async fn delete(&self, entry: &PushEntry) -> Result<(), ProviderError> {
+    pub async fn delete(&self, entry: &PushSecretData) -> Result<(), ProviderError> {
         let ns = self.namespace_for(entry)?;
-        let name = entry.remote_key.as_str();
+        let name = entry.remote_key();
         let existing = self.read(&ns, name).await?;
         let what = format!("delete secret {ns}/{name}");
         let nsr = ns.as_str();
-        match plan_delete(existing.as_ref(), entry.property.as_deref()) {
+        match plan_delete(existing.as_ref(), entry.property()) {
             DeletePlan::Nothing => Ok(()),
             DeletePlan::RemoveKey(secret) => {
                 let secret = &*secret;
@@ -424,19 +385,20 @@ impl KubernetesStore {
 
     /// Whether the entry's remote Secret (or property) exists (ESO's `SecretExists`), in the
     /// entry's namespace.
-    pub async fn exists(&self, entry: &PushEntry) -> Result<bool, ProviderError> {
+    pub async fn exists(&self, entry: &PushSecretData) -> Result<bool, ProviderError> {
         let ns = self.namespace_for(entry)?;
-        let existing = self.read(&ns, &entry.remote_key).await?;
-        Ok(exists_in(existing.as_ref(), entry.property.as_deref()))
+        let existing = self.read(&ns, entry.remote_key()).await?;
+        Ok(exists_in(existing.as_ref(), entry.property()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::SecretBytes;
 
-    fn source() -> PushSource {
-        PushSource {
+    fn source() -> SourceSecret {
+        SourceSecret {
             type_: "kubernetes.io/tls".into(),
             data: [
                 ("tls.crt".to_string(), SecretBytes::from("CERT")),
@@ -444,15 +406,17 @@ mod tests {
             ]
             .into(),
             labels: [("app".to_string(), "web".to_string())].into(),
-            annotations: BTreeMap::new(),
+            ..Default::default()
         }
     }
 
-    fn entry(key: Option<&str>, property: Option<&str>) -> PushEntry {
-        PushEntry {
+    fn entry(key: Option<&str>, property: Option<&str>) -> PushSecretData {
+        PushSecretData {
             secret_key: key.map(str::to_string),
-            remote_key: "remote".into(),
-            property: property.map(str::to_string),
+            remote: crate::provider::RemoteRef {
+                remote_key: "remote".into(),
+                property: property.map(str::to_string),
+            },
             metadata: None,
         }
     }
@@ -501,7 +465,7 @@ mod tests {
             plan_push(None, &source(), &entry(Some("tls.key"), None), None, "ns").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid store configuration: requires property in RemoteRef to push secret value if secret key is defined"
+            "requires property in RemoteRef to push secret value if secret key is defined"
         );
     }
 
@@ -510,11 +474,7 @@ mod tests {
         let mut foreign = Secret::default();
         foreign.metadata.name = Some("remote".into());
         let err = plan_push(Some(&foreign), &source(), &entry(None, None), None, "ns").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("is not managed by external-secrets"),
-            "{err}"
-        );
+        assert!(matches!(err, ProviderError::NotManaged { .. }), "{err}");
         let ours = created(plan_push(None, &source(), &entry(None, None), None, "ns").unwrap());
         assert_eq!(
             plan_push(Some(&ours), &source(), &entry(None, None), None, "ns").unwrap(),
@@ -553,7 +513,12 @@ mod tests {
                 PushPlan::Unchanged => remote.clone(),
                 plan => created(plan),
             };
-            after.metadata.labels.unwrap().into_keys().collect::<Vec<_>>()
+            after
+                .metadata
+                .labels
+                .unwrap()
+                .into_keys()
+                .collect::<Vec<_>>()
         };
         assert_eq!(
             labels(&meta("", "")),
@@ -599,7 +564,7 @@ mod tests {
             target_namespace("base", StoreKind::SecretStore, meta.as_ref())
                 .unwrap_err()
                 .to_string(),
-            "invalid store configuration: remoteNamespace override is only supported with ClusterSecretStore"
+            "remoteNamespace override is only supported with ClusterSecretStore"
         );
         assert_eq!(
             target_namespace("base", StoreKind::SecretStore, None).unwrap(),

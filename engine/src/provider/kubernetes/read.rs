@@ -101,13 +101,14 @@ mod tests {
     use k8s_openapi::ByteString;
 
     fn secret(data: &[(&str, &[u8])]) -> Secret {
-        let mut s = Secret::default();
-        s.data = Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
-                .collect(),
-        );
-        s
+        Secret {
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
     }
 
     #[test]
