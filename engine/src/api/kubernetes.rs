@@ -97,11 +97,11 @@ impl KubernetesAuth {
 #[serde(rename_all = "camelCase")]
 pub struct KubernetesCertAuth {
     /// The PEM client certificate.
-    #[serde(default)]
-    pub client_cert: SecretKeySelector,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<SecretKeySelector>,
     /// The PEM private key.
-    #[serde(default)]
-    pub client_key: SecretKeySelector,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<SecretKeySelector>,
 }
 
 /// Bearer token authentication.
@@ -109,8 +109,8 @@ pub struct KubernetesCertAuth {
 #[serde(rename_all = "camelCase")]
 pub struct KubernetesTokenAuth {
     /// The token.
-    #[serde(default)]
-    pub bearer_token: SecretKeySelector,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<SecretKeySelector>,
 }
 
 #[cfg(test)]

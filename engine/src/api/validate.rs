@@ -108,36 +108,28 @@ fn kubernetes_store(scope: StoreScope<'_>, k: &super::KubernetesProvider) -> Opt
             );
         }
         if let Some(cert) = &auth.cert {
-            if cert.client_cert.name.is_empty() {
+            let empty = super::SecretKeySelector::default();
+            let client_cert = cert.client_cert.as_ref().unwrap_or(&empty);
+            if client_cert.name.is_empty() {
                 return Some("ClientCert.Name cannot be empty".into());
             }
-            if cert
-                .client_cert
-                .key
-                .as_deref()
-                .unwrap_or_default()
-                .is_empty()
-            {
+            if client_cert.key.as_deref().unwrap_or_default().is_empty() {
                 return Some("ClientCert.Key cannot be empty".into());
             }
-            if let Some(msg) = selector(&cert.client_cert) {
+            if let Some(msg) = selector(client_cert) {
                 return Some(msg.into());
             }
         }
         if let Some(token) = &auth.token {
-            if token.bearer_token.name.is_empty() {
+            let empty = super::SecretKeySelector::default();
+            let bearer = token.bearer_token.as_ref().unwrap_or(&empty);
+            if bearer.name.is_empty() {
                 return Some("BearerToken.Name cannot be empty".into());
             }
-            if token
-                .bearer_token
-                .key
-                .as_deref()
-                .unwrap_or_default()
-                .is_empty()
-            {
+            if bearer.key.as_deref().unwrap_or_default().is_empty() {
                 return Some("BearerToken.Key cannot be empty".into());
             }
-            if let Some(msg) = selector(&token.bearer_token) {
+            if let Some(msg) = selector(bearer) {
                 return Some(msg.into());
             }
         }

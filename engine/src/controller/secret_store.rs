@@ -108,16 +108,18 @@ fn referent(spec: &SecretStoreSpec) -> bool {
         let Some(auth) = &k.auth else {
             return false;
         };
-        return auth.cert.as_ref().is_some_and(|c| {
-            c.client_cert.namespace.is_none() || c.client_key.namespace.is_none()
-        }) || auth
-            .service_account
+        let unset = |s: &Option<crate::api::SecretKeySelector>| {
+            s.as_ref().is_none_or(|s| s.namespace.is_none())
+        };
+        return auth
+            .cert
             .as_ref()
-            .is_some_and(|sa| sa.namespace.is_none())
+            .is_some_and(|c| unset(&c.client_cert) || unset(&c.client_key))
             || auth
-                .token
+                .service_account
                 .as_ref()
-                .is_some_and(|t| t.bearer_token.namespace.is_none());
+                .is_some_and(|sa| sa.namespace.is_none())
+            || auth.token.as_ref().is_some_and(|t| unset(&t.bearer_token));
     }
     if let Some(vault) = &spec.provider.vault {
         return vault_referent(vault);

@@ -414,12 +414,12 @@ pub async fn resolve(
     }
     let b64 = base64::engine::general_purpose::STANDARD;
     let (token, who) = if let Some(t) = &auth.token {
-        let token = r
-            .secret(&t.bearer_token, "auth.token.bearerToken")
-            .await
-            .map_err(|e| {
-                ProviderBuildError::Invalid(format!("could not fetch Auth.Token.BearerToken: {e}"))
-            })?;
+        let sel = t.bearer_token.as_ref().ok_or_else(|| {
+            ProviderBuildError::Invalid("BearerToken.Name cannot be empty".into())
+        })?;
+        let token = r.secret(sel, "auth.token.bearerToken").await.map_err(|e| {
+            ProviderBuildError::Invalid(format!("could not fetch Auth.Token.BearerToken: {e}"))
+        })?;
         let text = String::from_utf8(token.to_vec()).map_err(|_| {
             ProviderBuildError::Invalid(
                 "could not fetch Auth.Token.BearerToken: the token is not UTF-8".into(),
@@ -444,14 +444,24 @@ pub async fn resolve(
             desc,
         )
     } else if let Some(c) = &auth.cert {
+        let missing = |what: &str| {
+            ProviderBuildError::Invalid(format!(
+                "could not fetch client key and cert: {what} is not set"
+            ))
+        };
+        let cert_sel = c
+            .client_cert
+            .as_ref()
+            .ok_or_else(|| missing("ClientCert"))?;
+        let key_sel = c.client_key.as_ref().ok_or_else(|| missing("ClientKey"))?;
         let cert = r
-            .secret(&c.client_cert, "auth.cert.clientCert")
+            .secret(cert_sel, "auth.cert.clientCert")
             .await
             .map_err(|e| {
                 ProviderBuildError::Invalid(format!("could not fetch client key and cert: {e}"))
             })?;
         let key = r
-            .secret(&c.client_key, "auth.cert.clientKey")
+            .secret(key_sel, "auth.cert.clientKey")
             .await
             .map_err(|e| {
                 ProviderBuildError::Invalid(format!("could not fetch client key and cert: {e}"))
