@@ -9,6 +9,7 @@ pub mod duration;
 pub mod external_secret;
 pub mod free_form;
 pub mod generators;
+pub mod kubernetes;
 pub mod plugins;
 pub mod push_secret;
 pub mod region;
@@ -21,6 +22,7 @@ pub use cluster_external_secret::{
 };
 pub use condition::Condition;
 pub use external_secret::*;
+pub use kubernetes::*;
 pub use push_secret::{
     ClusterPushSecret, ClusterPushSecretSpec, ClusterPushSecretStatus, PushSecret, PushSecretSpec,
     PushSecretStatus,

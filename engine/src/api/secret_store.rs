@@ -159,6 +159,9 @@ pub struct SecretStoreProvider {
     /// OpenBao's own block (read-only, `kv` mount by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_bao: Option<super::vault::OpenBaoProvider>,
+    /// Secrets of a Kubernetes cluster (this one or another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<super::kubernetes::KubernetesProvider>,
     /// Every other ESO provider, kept verbatim.
     #[serde(flatten)]
     #[schemars(skip)]
@@ -203,6 +206,15 @@ impl<'de> Deserialize<'de> for SecretStoreProvider {
                                 }
                             }
                         }
+                        "kubernetes" => {
+                            let value = map.next_value_seed(super::free_form::Seed)?;
+                            match serde_json::from_value(value.clone()) {
+                                Ok(k) => out.kubernetes = Some(k),
+                                Err(_) => {
+                                    out.other.insert(key, value);
+                                }
+                            }
+                        }
                         _ => {
                             let value = map.next_value_seed(super::free_form::Seed)?;
                             out.other.insert(key, value);
@@ -231,6 +243,9 @@ impl SecretStoreProvider {
         }
         if self.open_bao.is_some() {
             names.push("openBao".to_string());
+        }
+        if self.kubernetes.is_some() {
+            names.push("kubernetes".to_string());
         }
         names.extend(self.other.keys().cloned());
         names

@@ -65,6 +65,87 @@ pub fn store(name: &str, scope: StoreScope<'_>, spec: &SecretStoreSpec) -> Optio
     if let Some(bao) = &spec.provider.open_bao {
         return openbao_store(scope, bao);
     }
+    if let Some(k) = &spec.provider.kubernetes {
+        return kubernetes_store(scope, k);
+    }
+    None
+}
+
+/// ESO's `kubernetes.ValidateStore` (its messages), plus the rules ESO's CRD and client
+/// enforce: one auth method, not both `auth` and `authRef`.
+fn kubernetes_store(scope: StoreScope<'_>, k: &super::KubernetesProvider) -> Option<String> {
+    const NOT_ALLOWED: &str = "namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore";
+    // ESO's `ValidateSecretSelector`: a ClusterSecretStore names the namespace, a SecretStore
+    // only its own.
+    let selector = |s: &super::SecretKeySelector| match scope {
+        StoreScope::Cluster if s.namespace.is_none() => Some("cluster scope requires namespace"),
+        StoreScope::Namespaced(own) if s.namespace.as_deref().is_some_and(|n| n != own) => {
+            Some(NOT_ALLOWED)
+        }
+        _ => None,
+    };
+    if let Some(ca) = k.server.as_ref().and_then(|s| s.ca_provider.as_ref()) {
+        match scope {
+            StoreScope::Cluster if ca.namespace.is_none() => {
+                return Some(
+                    "CAProvider.namespace must not be empty with ClusterSecretStore".into(),
+                );
+            }
+            StoreScope::Namespaced(_) if ca.namespace.is_some() => {
+                return Some("CAProvider.namespace must be empty with SecretStore".into());
+            }
+            _ => {}
+        }
+    }
+    if let Some(auth) = &k.auth {
+        if k.auth_ref.is_some() {
+            return Some("authRef and inline auth cannot both be set".into());
+        }
+        if auth.methods() > 1 {
+            return Some(
+                "multiple auth methods provided: set exactly one of Token, ServiceAccount, or Cert"
+                    .into(),
+            );
+        }
+        if let Some(cert) = &auth.cert {
+            let empty = super::SecretKeySelector::default();
+            let client_cert = cert.client_cert.as_ref().unwrap_or(&empty);
+            if client_cert.name.is_empty() {
+                return Some("ClientCert.Name cannot be empty".into());
+            }
+            if client_cert.key.as_deref().unwrap_or_default().is_empty() {
+                return Some("ClientCert.Key cannot be empty".into());
+            }
+            if let Some(msg) = selector(client_cert) {
+                return Some(msg.into());
+            }
+        }
+        if let Some(token) = &auth.token {
+            let empty = super::SecretKeySelector::default();
+            let bearer = token.bearer_token.as_ref().unwrap_or(&empty);
+            if bearer.name.is_empty() {
+                return Some("BearerToken.Name cannot be empty".into());
+            }
+            if bearer.key.as_deref().unwrap_or_default().is_empty() {
+                return Some("BearerToken.Key cannot be empty".into());
+            }
+            if let Some(msg) = selector(bearer) {
+                return Some(msg.into());
+            }
+        }
+        if let Some(sa) = &auth.service_account
+            && let StoreScope::Namespaced(own) = scope
+            && sa.namespace.as_deref().is_some_and(|n| n != own)
+        {
+            return Some(NOT_ALLOWED.into());
+        }
+    }
+    if let Some(r) = &k.auth_ref
+        && let StoreScope::Namespaced(own) = scope
+        && r.namespace.as_deref().is_some_and(|n| n != own)
+    {
+        return Some(NOT_ALLOWED.into());
+    }
     None
 }
 
@@ -642,5 +723,82 @@ mod tests {
         );
         // A provider esox does not implement is ESO's to judge, not ours.
         assert_eq!(check(ns, "provider: {gcpsm: {projectID: p}}"), None);
+    }
+
+    #[test]
+    fn kubernetes_store_rules_in_esos_words() {
+        let check = |scope: StoreScope<'_>, provider: &str| {
+            let spec: SecretStoreSpec =
+                serde_yaml::from_str(&format!("provider: {{kubernetes: {provider}}}")).unwrap();
+            store("s", scope, &spec)
+        };
+        let ns = StoreScope::Namespaced("team");
+        assert_eq!(check(ns, "{auth: {serviceAccount: {name: sa}}}"), None);
+        assert_eq!(
+            check(
+                ns,
+                "{server: {caProvider: {type: ConfigMap, name: c, key: ca.crt, namespace: team}}}"
+            )
+            .as_deref(),
+            Some("CAProvider.namespace must be empty with SecretStore")
+        );
+        assert_eq!(
+            check(
+                StoreScope::Cluster,
+                "{server: {caProvider: {type: ConfigMap, name: c, key: ca.crt}}}"
+            )
+            .as_deref(),
+            Some("CAProvider.namespace must not be empty with ClusterSecretStore")
+        );
+        assert_eq!(
+            check(ns, "{auth: {token: {bearerToken: {name: t}}}}").as_deref(),
+            Some("BearerToken.Key cannot be empty")
+        );
+        assert_eq!(
+            check(ns, "{auth: {token: {bearerToken: {key: t}}}}").as_deref(),
+            Some("BearerToken.Name cannot be empty")
+        );
+        assert_eq!(
+            check(
+                ns,
+                "{auth: {cert: {clientCert: {name: c}, clientKey: {name: c, key: k}}}}"
+            )
+            .as_deref(),
+            Some("ClientCert.Key cannot be empty")
+        );
+        assert_eq!(
+            check(
+                StoreScope::Cluster,
+                "{auth: {token: {bearerToken: {name: t, key: k}}}}"
+            )
+            .as_deref(),
+            Some("cluster scope requires namespace")
+        );
+        assert!(
+            check(
+                ns,
+                "{auth: {token: {bearerToken: {name: t, key: k, namespace: other}}}}"
+            )
+            .unwrap()
+            .starts_with("namespace should either be empty")
+        );
+        assert_eq!(
+            check(
+                ns,
+                "{auth: {serviceAccount: {name: sa}, token: {bearerToken: {name: t, key: k}}}}"
+            )
+            .as_deref(),
+            Some(
+                "multiple auth methods provided: set exactly one of Token, ServiceAccount, or Cert"
+            )
+        );
+        assert_eq!(
+            check(
+                ns,
+                "{authRef: {name: kc, key: config}, auth: {serviceAccount: {name: sa}}}"
+            )
+            .as_deref(),
+            Some("authRef and inline auth cannot both be set")
+        );
     }
 }

@@ -119,6 +119,24 @@ pub fn capabilities(spec: &SecretStoreSpec) -> &'static str {
 /// Secret or ServiceAccount named without a namespace, so it is looked up in the namespace of
 /// each ExternalSecret that uses the store.
 fn referent(spec: &SecretStoreSpec) -> bool {
+    if let Some(k) = &spec.provider.kubernetes {
+        // ESO's kubernetes `isReferentSpec`.
+        let Some(auth) = &k.auth else {
+            return false;
+        };
+        let unset = |s: &Option<crate::api::SecretKeySelector>| {
+            s.as_ref().is_none_or(|s| s.namespace.is_none())
+        };
+        return auth
+            .cert
+            .as_ref()
+            .is_some_and(|c| unset(&c.client_cert) || unset(&c.client_key))
+            || auth
+                .service_account
+                .as_ref()
+                .is_some_and(|sa| sa.namespace.is_none())
+            || auth.token.as_ref().is_some_and(|t| unset(&t.bearer_token));
+    }
     if let Some(vault) = &spec.provider.vault {
         return vault_referent(vault);
     }

@@ -5,6 +5,11 @@
 //! length), `#.key` (collect `key` from every array element) and `*`/`?` wildcards in keys.
 //! A literal key containing dots wins over the nested path (`"a.b"` first, then `a` → `b`), so
 //! flat JSON documents with dotted keys (common in Secrets Manager) work without escaping.
+//! When neither finds it and the path's first segment names a string that itself holds JSON,
+//! the rest of the path is looked up inside that string: the Kubernetes provider's documents
+//! are `{"key": "<the Secret value>"}`, and ESO reads `config.db.user` there as `db.user`
+//! inside the JSON of data key `config` (for other providers ESO would report the property
+//! missing; esox finds it).
 
 use serde_json::Value;
 
@@ -16,7 +21,25 @@ pub fn extract(document: &Value, path: &str) -> Option<Vec<u8>> {
     {
         return Some(value_bytes(v));
     }
-    lookup(document, &split_path(path)).map(|v| value_bytes(&v))
+    lookup(document, &split_path(path))
+        .map(|v| value_bytes(&v))
+        .or_else(|| inside_string(document, path))
+}
+
+/// `first.rest` where `first` is a top-level string holding JSON: `rest` inside it.
+fn inside_string(document: &Value, path: &str) -> Option<Vec<u8>> {
+    let (first, rest) = path.split_once('.')?;
+    if first.is_empty() || rest.is_empty() {
+        return None;
+    }
+    let Value::String(text) = document.as_object()?.get(first)? else {
+        return None;
+    };
+    let inner: Value = serde_json::from_str(text).ok()?;
+    if !matches!(inner, Value::Object(_) | Value::Array(_)) {
+        return None;
+    }
+    extract(&inner, rest)
 }
 
 /// Bytes of a JSON value as ESO stores them: strings raw, other values as JSON text.

@@ -11,6 +11,7 @@ pub mod aws;
 mod calls;
 pub mod fake;
 pub mod fetch;
+pub mod kubernetes;
 pub mod push;
 pub mod vault;
 
@@ -307,6 +308,9 @@ pub async fn build(
     if let Some(b) = &spec.provider.open_bao {
         return vault::connect_openbao(b, spec.retry_settings.as_ref(), ctx).await;
     }
+    if let Some(k) = &spec.provider.kubernetes {
+        return kubernetes::connect(k, ctx).await;
+    }
     // Kept free-form because they do not decode: say why.
     if let Some(raw) = spec.provider.other.get("vault") {
         let why = serde_json::from_value::<crate::api::VaultProvider>(raw.clone())
@@ -315,6 +319,15 @@ pub async fn build(
             .unwrap_or_default();
         return Err(ProviderBuildError::Invalid(format!(
             "spec.provider.vault: {why}"
+        )));
+    }
+    if let Some(raw) = spec.provider.other.get("kubernetes") {
+        let why = serde_json::from_value::<crate::api::KubernetesProvider>(raw.clone())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        return Err(ProviderBuildError::Invalid(format!(
+            "spec.provider.kubernetes: {why}"
         )));
     }
     if let Some(raw) = spec.provider.other.get("openBao") {

@@ -21,6 +21,7 @@ pub mod http;
 pub mod leases;
 pub mod paths;
 mod refs;
+pub(crate) use refs::ca_bundle;
 pub mod token;
 
 use std::collections::BTreeMap;

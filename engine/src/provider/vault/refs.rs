@@ -204,7 +204,7 @@ impl<'a> Reader<'a> {
 /// A PEM CA bundle from `caBundle`: the field is base64 in the manifest (already decoded by
 /// serde as the apiserver stores it, a base64 string), and ESO accepts PEM or base64 of PEM
 /// inside.
-fn ca_bundle(field: &str) -> Vec<u8> {
+pub(crate) fn ca_bundle(field: &str) -> Vec<u8> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let raw = if field.contains("-----BEGIN") {
