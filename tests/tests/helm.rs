@@ -182,6 +182,17 @@ fn controller_rules(cluster: bool) -> Vec<(Vec<String>, Vec<String>, Vec<String>
             &["deployments", "statefulsets", "daemonsets"],
             &["get", "patch"],
         ),
+        // PushSecrets (and ESO's finalizer on them).
+        rule(
+            &["external-secrets.io"],
+            &["pushsecrets"],
+            &["get", "list", "watch", "patch"],
+        ),
+        rule(
+            &["external-secrets.io"],
+            &["pushsecrets/status"],
+            &["patch"],
+        ),
     ];
     if cluster {
         r.push(rule(&[""], &["namespaces"], &["get"]));
@@ -207,6 +218,27 @@ fn controller_rules(cluster: bool) -> Vec<(Vec<String>, Vec<String>, Vec<String>
             &["create", "update", "delete"],
         ));
         r.push(rule(&[""], &["namespaces"], &["list", "watch"]));
+        // ClusterPushSecrets, and the PushSecrets they stamp.
+        r.push(rule(
+            &["external-secrets.io"],
+            &["clusterpushsecrets"],
+            &["get", "list", "watch"],
+        ));
+        r.push(rule(
+            &["external-secrets.io"],
+            &["clusterpushsecrets/status"],
+            &["patch"],
+        ));
+        r.push(rule(
+            &["external-secrets.io"],
+            &["clusterpushsecrets/finalizers"],
+            &["update"],
+        ));
+        r.push(rule(
+            &["external-secrets.io"],
+            &["pushsecrets"],
+            &["create", "update", "delete"],
+        ));
     }
     r.sort();
     r

@@ -735,6 +735,21 @@ fn stack_sh(args: &[&str]) {
     assert!(status.success(), "scripts/stack.sh {args:?} failed");
 }
 
+/// Starts bao again when dropped while `.0` is set: an outage test that fails must not leave
+/// bao stopped for the tests after it.
+struct StartBaoOnDrop(bool);
+
+impl Drop for StartBaoOnDrop {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::process::Command::new("bash")
+                .arg(esox_tests::repo_root().join("scripts/stack.sh"))
+                .args(["start-service", "bao"])
+                .status();
+        }
+    }
+}
+
 /// bao stopped after a sync: the Secret is left as it was, the ExternalSecret and the store
 /// go Ready=False naming the call that failed; bao back (empty: dev mode keeps nothing, so
 /// the role and the secret are written again, as an operator restoring it would): esox
@@ -775,9 +790,14 @@ async fn outage_keeps_the_secret_and_recovers() {
     env.wait_store("store", |s, _, _| s == "True").await;
 
     stack_sh(&["stop-service", "bao"]);
+    let mut bao_back = StartBaoOnDrop(true);
     let message = env.wait_ready("db", "False", "SecretSyncedError").await;
+    // The ExternalSecret's own read, or the store's check when that came first: either names
+    // the call that failed.
     assert!(
-        message.contains(&format!("GET secret/data/{ns}/db")) && message.contains("refused"),
+        (message.contains(&format!("GET secret/data/{ns}/db"))
+            || message.contains("GET auth/token/lookup-self"))
+            && message.contains("refused"),
         "{message}"
     );
     let (_, _, message) = env.wait_store("store", |s, _, _| s == "False").await;
@@ -792,6 +812,7 @@ async fn outage_keeps_the_secret_and_recovers() {
     );
 
     stack_sh(&["start-service", "bao"]);
+    bao_back.0 = false;
     setup("second").await;
     let found = wait_for(
         Duration::from_secs(60),

@@ -9,6 +9,7 @@
 
 pub mod aws;
 mod calls;
+pub(crate) mod cluster_refs;
 pub mod fake;
 pub mod fetch;
 pub mod kubernetes;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
@@ -202,40 +202,11 @@ impl<'a> Reader<'a> {
         let key = sel.key.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
             ProviderBuildError::Invalid(format!("spec.provider.kubernetes.{field}.key is required"))
         })?;
-        let api: Api<Secret> = Api::namespaced(refs.client.clone(), &ns);
-        let secret = api
-            .get_opt(&sel.name)
-            .await
-            .map_err(|e| {
-                ProviderBuildError::Invalid(format!(
-                    "{field}: cannot get Kubernetes secret {:?} from namespace {ns:?}: {}",
-                    sel.name,
-                    super::describe(&e)
-                ))
-            })?
-            .ok_or_else(|| {
-                ProviderBuildError::Invalid(format!(
-                    "{field}: cannot get Kubernetes secret {:?} from namespace {ns:?}: not found",
-                    sel.name
-                ))
-            })?;
-        let bytes = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&key))
-            .map(|b| Zeroizing::new(b.0.clone()))
-            .ok_or_else(|| {
-                ProviderBuildError::Invalid(format!(
-                    "{field}: cannot find secret data for key: {key:?} (Secret {ns}/{})",
-                    sel.name
-                ))
-            })?;
+        let read =
+            crate::provider::cluster_refs::secret_key(refs, &ns, &sel.name, &key, field).await?;
+        let bytes = read.value;
         self.digest.update(&*bytes);
-        self.versions.push(format!(
-            "{ns}/{}@{}",
-            sel.name,
-            secret.metadata.resource_version.unwrap_or_default()
-        ));
+        self.versions.push(read.version);
         Ok(bytes)
     }
 
@@ -282,39 +253,16 @@ impl<'a> Reader<'a> {
                 Ok(value.to_vec())
             }
             "ConfigMap" => {
-                let api: Api<ConfigMap> = Api::namespaced(refs.client.clone(), &ns);
-                let cm = api
-                    .get_opt(&p.name)
-                    .await
-                    .map_err(|e| {
-                        ProviderBuildError::Invalid(format!(
-                            "server.caProvider: cannot get Kubernetes configmap {:?} from namespace {ns:?}: {}",
-                            p.name,
-                            super::describe(&e)
-                        ))
-                    })?
-                    .ok_or_else(|| {
-                        ProviderBuildError::Invalid(format!(
-                            "server.caProvider: cannot get Kubernetes configmap {:?} from namespace {ns:?}: not found",
-                            p.name
-                        ))
-                    })?;
-                let value = cm
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get(&p.key))
-                    .ok_or_else(|| {
-                        ProviderBuildError::Invalid(format!(
-                            "failed to get caProvider configmap {ns}/{} -> {}: no such key",
-                            p.name, p.key
-                        ))
-                    })?;
-                self.versions.push(format!(
-                    "configmap {ns}/{}@{}",
-                    p.name,
-                    cm.metadata.resource_version.clone().unwrap_or_default()
-                ));
-                Ok(value.as_bytes().to_vec())
+                let read = crate::provider::cluster_refs::config_map_key(
+                    refs,
+                    &ns,
+                    &p.name,
+                    &p.key,
+                    "server.caProvider",
+                )
+                .await?;
+                self.versions.push(read.version);
+                Ok(read.value)
             }
             other => Err(ProviderBuildError::Invalid(format!(
                 "spec.provider.kubernetes.server.caProvider.type {:?}: expected Secret or ConfigMap",

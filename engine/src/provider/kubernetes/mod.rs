@@ -98,10 +98,7 @@ pub async fn connect_store(
 /// A Kubernetes API error as a message: the apiserver's own (which names the user, verb,
 /// resource and namespace of a refusal, and never a Secret's data), else the client's.
 pub fn describe(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
-        other => other.to_string(),
-    }
+    crate::provider::cluster_refs::describe(e)
 }
 
 /// A failed call as a provider error; `what` says what was attempted.

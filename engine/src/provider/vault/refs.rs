@@ -2,7 +2,7 @@
 //! with ESO's namespace rules: a SecretStore reads only its own namespace; a
 //! ClusterSecretStore uses the reference's `namespace`, else the ExternalSecret's.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -59,39 +59,11 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| {
                 ProviderBuildError::Invalid(format!("spec.provider.vault.{field}.key is required"))
             })?;
-        let api: Api<Secret> = Api::namespaced(refs.client.clone(), &ns);
-        let secret = api
-            .get_opt(&sel.name)
-            .await
-            .map_err(|e| {
-                ProviderBuildError::Invalid(format!(
-                    "cannot get Kubernetes secret {:?} from namespace {ns:?}: {e}",
-                    sel.name
-                ))
-            })?
-            .ok_or_else(|| {
-                ProviderBuildError::Invalid(format!(
-                    "cannot get Kubernetes secret {:?} from namespace {ns:?}: not found ({field})",
-                    sel.name
-                ))
-            })?;
-        let bytes = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&key))
-            .map(|b| Zeroizing::new(b.0.clone()))
-            .ok_or_else(|| {
-                ProviderBuildError::Invalid(format!(
-                    "cannot find secret data for key: {key:?} ({field}, Secret {ns}/{})",
-                    sel.name
-                ))
-            })?;
+        let read =
+            crate::provider::cluster_refs::secret_key(refs, &ns, &sel.name, &key, field).await?;
+        let bytes = read.value;
         self.digest.update(&*bytes);
-        self.versions.push(format!(
-            "{ns}/{}@{}",
-            sel.name,
-            secret.metadata.resource_version.unwrap_or_default()
-        ));
+        self.versions.push(read.version);
         let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
             ProviderBuildError::Invalid(format!(
                 "Secret {ns}/{} key {key:?} ({field}) is not UTF-8",
@@ -136,38 +108,16 @@ impl<'a> Reader<'a> {
                 Ok(value.as_bytes().to_vec())
             }
             "ConfigMap" => {
-                let api: Api<ConfigMap> = Api::namespaced(refs.client.clone(), &ns);
-                let cm = api
-                    .get_opt(&p.name)
-                    .await
-                    .map_err(|e| {
-                        ProviderBuildError::Invalid(format!(
-                            "cannot get Kubernetes configmap {:?} from namespace {ns:?}: {e}",
-                            p.name
-                        ))
-                    })?
-                    .ok_or_else(|| {
-                        ProviderBuildError::Invalid(format!(
-                            "cannot get Kubernetes configmap {:?} from namespace {ns:?}: not found",
-                            p.name
-                        ))
-                    })?;
-                let value = cm
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get(&p.key))
-                    .ok_or_else(|| {
-                        ProviderBuildError::Invalid(format!(
-                            "failed to get caProvider configmap {}/{} -> {}: no such key",
-                            ns, p.name, p.key
-                        ))
-                    })?;
-                self.versions.push(format!(
-                    "configmap {ns}/{}@{}",
-                    p.name,
-                    cm.metadata.resource_version.clone().unwrap_or_default()
-                ));
-                Ok(value.as_bytes().to_vec())
+                let read = crate::provider::cluster_refs::config_map_key(
+                    refs,
+                    &ns,
+                    &p.name,
+                    &p.key,
+                    "caProvider",
+                )
+                .await?;
+                self.versions.push(read.version);
+                Ok(read.value)
             }
             other => Err(ProviderBuildError::Invalid(format!(
                 "spec.provider.vault.caProvider.type {:?}: expected Secret or ConfigMap",
