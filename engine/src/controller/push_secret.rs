@@ -1061,6 +1061,22 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    match api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        // A binary upgraded before its CRDs or the chart's RBAC: the other controllers run
+        // (and report ready) as before; PushSecrets wait for a restart.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {
+            tracing::warn!(
+                "PushSecrets are not processed: {} (install the CRDs and upgrade the chart's RBAC)",
+                e.message
+            );
+            shutdown.await;
+            return;
+        }
+        _ => {}
+    }
     let (reader, writer) = kube::runtime::reflector::store();
     let (source_watches, source_rx) = SourceWatches::new(client.clone());
     let forget = source_watches.clone();
