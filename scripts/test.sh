@@ -110,5 +110,6 @@ fi
 step "cargo test (unit and integration tests)"
 # Every integration test runs its own namespaced controller in the test process and talks to
 # the one apiserver; ESOX_TEST_THREADS (default 4) bounds how many run at once, so a 2-core
-# machine stays responsive enough for the apiserver.
-run_tests --workspace -- --test-threads="${ESOX_TEST_THREADS:-4}"
+# machine stays responsive enough for the apiserver. `--no-fail-fast`: one failing test binary
+# does not hide the results of the ones after it (a CI run reports every failure at once).
+run_tests --workspace --no-fail-fast -- --test-threads="${ESOX_TEST_THREADS:-4}"
