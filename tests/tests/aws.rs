@@ -616,7 +616,8 @@ spec:
     );
     assert!(
         msg.contains(&format!(
-            "Secret {}/missing for accessKeyIDSecretRef not found",
+            "spec.provider.aws.auth.secretRef.accessKeyIDSecretRef: cannot get Kubernetes \
+             secret \"missing\" from namespace {:?}: not found",
             env.ns
         )),
         "{msg}"

@@ -22,7 +22,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::PostParams;
 use kube::{Api, Client};
 
@@ -127,52 +127,26 @@ fn cluster<'a>(ctx: &BuildContext<'a>, field: &str) -> Result<ClusterRefs<'a>, P
     })
 }
 
+/// One credential from a Secret key (trimmed, UTF-8), and the version read.
 async fn read_key(
     refs: ClusterRefs<'_>,
     sel: &SecretKeySelector,
     field: &str,
 ) -> Result<(String, String), ProviderBuildError> {
+    let field = format!("spec.provider.aws.auth.secretRef.{field}");
     let ns = refs.namespace_for(sel.namespace.as_deref());
-    let key = sel.key.clone().ok_or_else(|| {
+    let key = sel
+        .key
+        .as_deref()
+        .ok_or_else(|| ProviderBuildError::Invalid(format!("{field}.key is required")))?;
+    let read = crate::provider::cluster_refs::secret_key(refs, &ns, &sel.name, key, &field).await?;
+    let value = std::str::from_utf8(&read.value).map_err(|_| {
         ProviderBuildError::Invalid(format!(
-            "spec.provider.aws.auth.secretRef.{field}.key is required"
-        ))
-    })?;
-    let api: Api<Secret> = Api::namespaced(refs.client.clone(), &ns);
-    let secret = api
-        .get_opt(&sel.name)
-        .await
-        .map_err(|e| {
-            ProviderBuildError::Invalid(format!(
-                "could not read Secret {ns}/{} for {field}: {e}",
-                sel.name
-            ))
-        })?
-        .ok_or_else(|| {
-            ProviderBuildError::Invalid(format!("Secret {ns}/{} for {field} not found", sel.name))
-        })?;
-    let value = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&key))
-        .ok_or_else(|| {
-            ProviderBuildError::Invalid(format!(
-                "Secret {ns}/{} has no key {key:?} ({field})",
-                sel.name
-            ))
-        })?;
-    let value = String::from_utf8(value.0.clone()).map_err(|_| {
-        ProviderBuildError::Invalid(format!(
-            "Secret {ns}/{} key {key:?} ({field}) is not UTF-8",
+            "{field}: Secret {ns}/{} key {key:?} is not UTF-8",
             sel.name
         ))
     })?;
-    let version = format!(
-        "{ns}/{}@{}",
-        sel.name,
-        secret.metadata.resource_version.unwrap_or_default()
-    );
-    Ok((value.trim().to_string(), version))
+    Ok((value.trim().to_string(), read.version))
 }
 
 async fn static_keys(
