@@ -75,21 +75,87 @@ pub struct PushSecretSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data: Vec<PushSecretData>,
 
-    /// Bulk pushes (ESO's `dataTo`); kept verbatim, not yet acted on by esox.
+    /// Bulk pushes: every key of the source (or those matching `match.regexp`), renamed by
+    /// `rewrite`, to the stores `storeRef` picks; one remote secret per key, or all of them
+    /// bundled into `remoteKey`. An explicit `data[]` entry for the same source key wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "data_to_schema")]
-    pub data_to: Vec<serde_json::Value>,
+    pub data_to: Vec<PushSecretDataTo>,
 
-    /// A template applied to a copy of the source Secret before pushing.
+    /// A template applied to a copy of the source Secret before pushing: its keys are added
+    /// to (or replace) the source's, as in ESO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<ExternalSecretTemplate>,
 }
 
-fn data_to_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "array",
-        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-    })
+/// One bulk push rule (ESO's `PushSecretDataTo`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "has(self.storeRef) && (has(self.storeRef.name) || has(self.storeRef.labelSelector))",
+        "message": "storeRef must specify either name or labelSelector"
+    },
+    {
+        "rule": "!has(self.remoteKey) || !has(self.rewrite) || size(self.rewrite) == 0",
+        "message": "remoteKey and rewrite are mutually exclusive: rewrite is only supported in per-key mode (without remoteKey)"
+    }
+]))]
+pub struct PushSecretDataTo {
+    /// The store(s) of `secretStoreRefs` this rule pushes to: by name, or every one whose
+    /// labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_ref: Option<PushSecretStoreRef>,
+    /// When set, every matched key goes into this one remote secret as a JSON object;
+    /// otherwise each key is its own remote secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_key: Option<String>,
+    /// Which source keys (all when absent).
+    #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
+    pub match_: Option<PushSecretDataToMatch>,
+    /// Renames applied in order to each matched key to make its remote key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrite: Vec<PushSecretRewrite>,
+    /// Provider-specific metadata for every entry this rule makes, kept verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::preserve_unknown_object")]
+    pub metadata: Option<serde_json::Value>,
+    /// `None` (default) or `ReverseUnicode`, on the source key names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion_strategy: Option<PushSecretConversionStrategy>,
+}
+
+/// Which source keys a `dataTo` rule takes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq, Eq)]
+pub struct PushSecretDataToMatch {
+    /// Keys matching this regular expression (Go RE2 syntax); all keys when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regexp: Option<String>,
+}
+
+/// One rename of a `dataTo` rule: exactly one of `regexp` or `transform`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.regexp) && !has(self.transform)) || (!has(self.regexp) && has(self.transform))",
+    "message": "exactly one of regexp or transform must be set"
+}]))]
+pub struct PushSecretRewrite {
+    /// Replace a regular expression in the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regexp: Option<super::RewriteRegexp>,
+    /// Rename the key with a Go template (`{{ .value }}` is the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<super::RewriteTransform>,
+}
+
+impl PushSecretRewrite {
+    /// The same rename as an ExternalSecret `rewrite` entry (so one implementation runs both).
+    pub fn as_external_secret_rewrite(&self) -> super::ExternalSecretRewrite {
+        super::ExternalSecretRewrite {
+            regexp: self.regexp.clone(),
+            transform: self.transform.clone(),
+            merge: None,
+        }
+    }
 }
 
 impl PushSecretSpec {
