@@ -116,7 +116,11 @@ pub struct PushSecretDataTo {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rewrite: Vec<PushSecretRewrite>,
     /// Provider-specific metadata for every entry this rule makes, kept verbatim.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::free_form::deserialize"
+    )]
     #[schemars(schema_with = "super::preserve_unknown_object")]
     pub metadata: Option<serde_json::Value>,
     /// `None` (default) or `ReverseUnicode`, on the source key names.
@@ -266,7 +270,11 @@ pub struct PushSecretData {
     #[serde(rename = "match")]
     pub match_: PushSecretMatch,
     /// Provider-specific metadata (e.g. AWS `PushSecretMetadata`), kept verbatim.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::free_form::deserialize"
+    )]
     #[schemars(schema_with = "super::preserve_unknown_object")]
     pub metadata: Option<serde_json::Value>,
     /// `None` (default) or `ReverseUnicode`, on the source key name.
@@ -434,5 +442,25 @@ mod tests {
         .unwrap();
         assert_eq!(empty.refresh_interval(), "1h0m0s");
         assert_eq!(empty.update_policy(), PushSecretUpdatePolicy::Replace);
+    }
+
+    /// A metadata object nested deeper than serde_json reads (the apiserver keeps 10 000
+    /// levels) still decodes, so one such PushSecret cannot stop the watch of them all; the
+    /// part too deep is marked for the validation to name.
+    #[test]
+    fn deeply_nested_metadata_decodes_and_is_marked() {
+        let deep = format!("{}1{}", r#"{"a":"#.repeat(300), "}".repeat(300));
+        let text = format!(
+            r#"{{"secretStoreRefs": [], "selector": {{"secret": {{"name": "x"}}}},
+              "data": [{{"match": {{"remoteRef": {{"remoteKey": "r"}}}}, "metadata": {deep}}}],
+              "dataTo": [{{"storeRef": {{"name": "a"}}, "metadata": {deep}}}]}}"#
+        );
+        let spec: PushSecretSpec = serde_json::from_str(&text).unwrap();
+        assert!(super::super::free_form::too_deep(
+            spec.data[0].metadata.as_ref().unwrap()
+        ));
+        assert!(super::super::free_form::too_deep(
+            spec.data_to[0].metadata.as_ref().unwrap()
+        ));
     }
 }

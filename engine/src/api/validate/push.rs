@@ -93,17 +93,29 @@ fn spec_rules(spec: &PushSecretSpec, at: &str) -> Vec<String> {
     for (i, d) in spec.data_to.iter().enumerate() {
         errs.extend(data_to(i, d, at));
     }
+    let deep =
+        |v: &Option<serde_json::Value>| v.as_ref().is_some_and(crate::api::free_form::too_deep);
+    let too_deep = |field: String| {
+        format!(
+            "{field} is nested more than {} levels deep",
+            crate::api::free_form::MAX_DEPTH
+        )
+    };
+    for (i, d) in spec.data.iter().enumerate() {
+        if deep(&d.metadata) {
+            errs.push(too_deep(format!("{at}.data[{i}].metadata")));
+        }
+    }
+    for (i, d) in spec.data_to.iter().enumerate() {
+        if deep(&d.metadata) {
+            errs.push(too_deep(format!("{at}.dataTo[{i}].metadata")));
+        }
+    }
     if let Some(t) = &spec.template {
         let plugins = t.plugins.iter().enumerate();
         for (i, p) in plugins {
-            if p.config
-                .as_ref()
-                .is_some_and(crate::api::free_form::too_deep)
-            {
-                errs.push(format!(
-                    "{at}.template.plugins[{i}].config is nested more than {} levels deep",
-                    crate::api::free_form::MAX_DEPTH
-                ));
+            if deep(&p.config) {
+                errs.push(too_deep(format!("{at}.template.plugins[{i}].config")));
             }
         }
     }
@@ -354,6 +366,21 @@ template:
         for (yaml, want) in rows {
             assert_eq!(push_secret(&spec(yaml)), *want, "{yaml}");
         }
+    }
+
+    #[test]
+    fn metadata_nested_too_deep_is_named() {
+        let deep = format!("{}1{}", "{a: ".repeat(40), "}".repeat(40));
+        let s = spec(&format!(
+            "secretStoreRefs: [{{name: a}}]\nselector: {{secret: {{name: s}}}}\ndata: [{{match: {{remoteRef: {{remoteKey: r}}}}, metadata: {deep}}}]\ndataTo: [{{storeRef: {{name: a}}, metadata: {deep}}}]"
+        ));
+        assert_eq!(
+            push_secret(&s),
+            [
+                "spec.data[0].metadata is nested more than 32 levels deep",
+                "spec.dataTo[0].metadata is nested more than 32 levels deep"
+            ]
+        );
     }
 
     #[test]
