@@ -1050,7 +1050,8 @@ impl Log {
 }
 
 /// Asserts that the secret value `canary` (raw or base64) is in none of the `logs` (the
-/// controller's, at trace), the Events of `env`'s namespace or its ExternalSecrets' statuses.
+/// controller's, at trace), the Events of `env`'s namespace or its ExternalSecrets' and
+/// PushSecrets' statuses.
 pub async fn assert_no_secret_value(env: &TestEnv, logs: &[&std::path::Path], canary: &str) {
     use base64::Engine as _;
     let encoded = base64::engine::general_purpose::STANDARD.encode(canary);
@@ -1077,6 +1078,19 @@ pub async fn assert_no_secret_value(env: &TestEnv, logs: &[&std::path::Path], ca
         })
         .unwrap_or_default();
     places.push(("the ExternalSecrets' statuses".into(), statuses));
+    let pushes: Api<esox::api::PushSecret> = Api::namespaced(env.client.clone(), &env.ns);
+    let statuses = pushes
+        .list(&Default::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .map(|ps| serde_json::to_string(&ps.status).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    places.push(("the PushSecrets' statuses".into(), statuses));
     places.push((
         "the namespace's Events".into(),
         env.namespace_events().await,

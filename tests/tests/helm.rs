@@ -638,9 +638,40 @@ fn webhook_renders_a_trusted_serving_certificate_or_a_cert_manager_certificate()
         [
             "validate.externalsecret.external-secrets.io",
             "validate.secretstore.external-secrets.io",
-            "validate.clustersecretstore.external-secrets.io"
+            "validate.clustersecretstore.external-secrets.io",
+            "validate.pushsecret.external-secrets.io",
+            "validate.clusterpushsecret.external-secrets.io"
         ]
     );
+    // ESO's paths and versions for its kinds; v1alpha1 (controller-runtime's path
+    // convention) for the PushSecret kinds, which ESO's webhook does not validate.
+    let route = |h: &serde_json::Value| {
+        (
+            h["clientConfig"]["service"]["path"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            h["rules"][0]["apiVersions"].clone(),
+            h["rules"][0]["resources"].clone(),
+        )
+    };
+    assert_eq!(
+        route(&hooks[0]),
+        (
+            "/validate-external-secrets-io-v1-externalsecret".to_string(),
+            json!(["v1", "v1beta1"]),
+            json!(["externalsecrets"])
+        )
+    );
+    assert_eq!(
+        route(&hooks[4]),
+        (
+            "/validate-external-secrets-io-v1alpha1-clusterpushsecret".to_string(),
+            json!(["v1alpha1"]),
+            json!(["clusterpushsecrets"])
+        )
+    );
+    assert_eq!(hooks[3]["rules"][0]["scope"], "Namespaced");
     let secret = one(&docs, "Secret");
     assert_eq!(secret["type"], "kubernetes.io/tls");
     // The apiserver trusts the certificate the pod serves: caBundle verifies it, for the
@@ -684,9 +715,17 @@ fn webhook_renders_a_trusted_serving_certificate_or_a_cert_manager_certificate()
         vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
         "external-secrets/esox-webhook"
     );
-    // Scoped: only the watched namespace's objects, and no cluster store webhook.
+    // Scoped: only the watched namespace's objects, and no cluster-scoped kinds' webhooks.
     let hooks = vwc["webhooks"].as_array().unwrap();
-    assert_eq!(hooks.len(), 2);
+    let names: Vec<_> = hooks.iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "validate.externalsecret.external-secrets.io",
+            "validate.secretstore.external-secrets.io",
+            "validate.pushsecret.external-secrets.io"
+        ]
+    );
     for h in hooks {
         assert_eq!(
             h["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],

@@ -586,3 +586,423 @@ spec:
         .await
         .unwrap();
 }
+
+/// A source Secret `name` holding `data` (string values).
+async fn source_secret(env: &TestEnv, name: &str, data: &[(&str, &str)]) {
+    let mut s = Secret::default();
+    s.metadata.name = Some(name.into());
+    s.string_data = Some(
+        data.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    env.secrets()
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap();
+}
+
+const CANARY: &str = "pushed-template-canary";
+
+/// `spec.template` in both engines, rendered in Wasm by the shipped binary at trace: the Go
+/// template (with a `templateFrom` ConfigMap) pushed to AWS Secrets Manager and the minijinja
+/// one to the Fake store land byte for byte (the Fake one read back by an ExternalSecret);
+/// the source's own keys stay pushable beside the rendered ones (ESO's merge). A template
+/// that fails reports ESO's `Errored` with the engine's message and pushes nothing. No value
+/// reaches the log, a status or an event.
+#[tokio::test]
+async fn templated_pushes_land_byte_for_byte_in_both_engines_and_a_bad_one_pushes_nothing() {
+    let env = TestEnv::with(
+        "push-tpl",
+        esox_tests::Options {
+            no_controller: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let ns = env.ns.clone();
+    let (log, file) = esox_tests::Log::new(&format!("push-tpl-{ns}"));
+    let _esox = env.spawn_controller_logging(&[("RUST_LOG", "trace")], file);
+    source_secret(&env, "db", &[("user", "admin"), ("password", CANARY)]).await;
+    env.apply(&format!(
+        r#"{aws}---
+{fake}---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: tpl}}
+data:
+  config.yaml: "user: {{{{ .user }}}}\npassword: {{{{ .password | b64enc }}}}\n"
+---
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {{name: go}}
+spec:
+  refreshInterval: 1h
+  secretStoreRefs: [{{name: aws}}]
+  selector: {{secret: {{name: db}}}}
+  template:
+    type: Opaque
+    data:
+      dsn: "postgres://{{{{ .user }}}}:{{{{ .password }}}}@db:5432/app"
+    templateFrom:
+    - configMap:
+        name: tpl
+        items: [{{key: config.yaml}}]
+  data:
+  - match: {{secretKey: dsn, remoteRef: {{remoteKey: {ns}/go/dsn}}}}
+  - match: {{secretKey: config.yaml, remoteRef: {{remoteKey: {ns}/go/config}}}}
+  - match: {{secretKey: user, remoteRef: {{remoteKey: {ns}/go/user}}}}
+---
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {{name: jinja}}
+spec:
+  refreshInterval: 1h
+  secretStoreRefs: [{{name: fake}}]
+  selector: {{secret: {{name: db}}}}
+  template:
+    engineVersion: minijinja
+    data:
+      dsn: "postgres://{{{{ user }}}}:{{{{ password | upper }}}}@db:5432/app"
+  data:
+  - match: {{secretKey: dsn, remoteRef: {{remoteKey: jinja-dsn}}}}
+---
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {{name: broken}}
+spec:
+  refreshInterval: 1h
+  secretStoreRefs: [{{name: aws}}]
+  selector: {{secret: {{name: db}}}}
+  template:
+    data:
+      dsn: "{{{{ .password }}}}{{{{ .nope.deeper }}}}"
+  data:
+  - match: {{secretKey: user, remoteRef: {{remoteKey: {ns}/broken/user}}}}
+"#,
+        aws = aws_static_store("aws", "SecretsManager", KEY),
+        fake = esox_tests::manifests::fake_store_v1("fake", &[]),
+    ))
+    .await
+    .unwrap();
+
+    let msg = wait_push(&env, "go", "True", "Synced").await;
+    assert_eq!(msg, "PushSecret synced successfully");
+    let dsn = format!("postgres://admin:{CANARY}@db:5432/app");
+    assert_eq!(
+        remote(&format!("{ns}/go/dsn")).await.unwrap().0,
+        dsn.as_bytes()
+    );
+    use base64::Engine as _;
+    let config = format!(
+        "user: admin\npassword: {}\n",
+        base64::engine::general_purpose::STANDARD.encode(CANARY)
+    );
+    assert_eq!(
+        remote(&format!("{ns}/go/config")).await.unwrap().0,
+        config.as_bytes(),
+        "templateFrom renders into the pushed Secret"
+    );
+    assert_eq!(
+        remote(&format!("{ns}/go/user")).await.unwrap().0,
+        b"admin",
+        "the source's keys stay beside the rendered ones"
+    );
+
+    wait_push(&env, "jinja", "True", "Synced").await;
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: readback}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: fake, kind: SecretStore}
+  data:
+  - secretKey: dsn
+    remoteRef: {key: jinja-dsn}
+"#,
+    )
+    .await
+    .unwrap();
+    let back = env
+        .wait_secret("readback", "minijinja push read back", |s| s.data.is_some())
+        .await;
+    assert_eq!(
+        back.data.unwrap()["dsn"].0,
+        format!("postgres://admin:{}@db:5432/app", CANARY.to_uppercase()).as_bytes()
+    );
+
+    let msg = wait_push(&env, "broken", "False", "Errored").await;
+    assert!(
+        msg.starts_with("could not apply template: could not execute template:")
+            && msg.contains("dsn"),
+        "{msg}"
+    );
+    assert!(
+        env.events_for("broken")
+            .await
+            .iter()
+            .any(|e| e.contains("Errored") && e.contains("could not apply template")),
+        "a Warning event says why"
+    );
+    assert!(
+        remote(&format!("{ns}/broken/user")).await.is_none(),
+        "a template error pushes nothing"
+    );
+    // A few refreshes and retries at trace, then: no value anywhere.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    esox_tests::assert_no_secret_value(&env, &[&log.0], CANARY).await;
+    esox_tests::assert_no_secret_value(&env, &[], &CANARY.to_uppercase()).await;
+}
+
+/// `dataTo`: the source's keys matching `match.regexp` are renamed by a regexp, a Go template
+/// (in Wasm) and a regexp again, each pushed to its own AWS secret; an explicit `data[]` entry
+/// for one of those keys wins; a bundle pushes the keys it matches as one JSON object; the
+/// status records every entry, and `deletionPolicy: Delete` removes them all with the
+/// PushSecret.
+#[tokio::test]
+async fn data_to_pushes_matched_renamed_keys_and_delete_removes_them() {
+    let env = TestEnv::new("push-datato").await;
+    let ns = env.ns.clone();
+    source_secret(
+        &env,
+        "app",
+        &[
+            ("db-host", "db.internal"),
+            ("db-user", "app"),
+            ("api-key", "pushed-datato-canary"),
+            ("api-url", "https://api"),
+            ("other", "x"),
+        ],
+    )
+    .await;
+    env.apply(&aws_static_store("aws", "SecretsManager", KEY))
+        .await
+        .unwrap();
+    env.apply(&format!(
+        r#"
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {{name: bulk}}
+spec:
+  refreshInterval: 1h
+  deletionPolicy: Delete
+  secretStoreRefs: [{{name: aws}}]
+  selector: {{secret: {{name: app}}}}
+  data:
+  - match: {{secretKey: db-user, remoteRef: {{remoteKey: {ns}/explicit-user}}}}
+  dataTo:
+  - storeRef: {{name: aws}}
+    match: {{regexp: "^db-"}}
+    rewrite:
+    - regexp: {{source: "^db-(.*)$", target: "$1"}}
+    - transform: {{template: "{{{{ .value | upper }}}}"}}
+    - regexp: {{source: "^(.*)$", target: "{ns}/db/$1"}}
+  - storeRef: {{name: aws}}
+    match: {{regexp: "^api-"}}
+    remoteKey: {ns}/api
+"#
+    ))
+    .await
+    .unwrap();
+    let msg = wait_push(&env, "bulk", "True", "Synced").await;
+    assert_eq!(msg, "PushSecret synced successfully");
+    assert_eq!(
+        remote(&format!("{ns}/db/HOST")).await.unwrap().0,
+        b"db.internal"
+    );
+    assert_eq!(
+        remote(&format!("{ns}/explicit-user")).await.unwrap().0,
+        b"app",
+        "explicit data[] wins for its key"
+    );
+    assert!(
+        remote(&format!("{ns}/db/USER")).await.is_none(),
+        "dataTo does not push a key data[] pushes"
+    );
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&remote(&format!("{ns}/api")).await.unwrap().0).unwrap();
+    assert_eq!(
+        bundle,
+        json!({"api-key": "pushed-datato-canary", "api-url": "https://api"})
+    );
+    let api: Api<esox::api::PushSecret> = Api::namespaced(env.client.clone(), &env.ns);
+    let synced = api
+        .get("bulk")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .synced_push_secrets
+        .unwrap();
+    let keys: Vec<_> = synced["SecretStore/aws"].keys().cloned().collect();
+    assert_eq!(
+        keys,
+        [
+            format!("{ns}/api"),
+            format!("{ns}/db/HOST"),
+            format!("{ns}/explicit-user")
+        ]
+    );
+    assert_eq!(
+        synced["SecretStore/aws"][&format!("{ns}/db/HOST")]
+            .match_
+            .secret_key
+            .as_deref(),
+        Some("db-host"),
+        "the status names the source key each dataTo entry came from"
+    );
+    esox_tests::assert_no_secret_value(&env, &[], "pushed-datato-canary").await;
+
+    // A rule removed from the spec: what it pushed is deleted, the rest stays.
+    api.patch(
+        "bulk",
+        &PatchParams::default(),
+        &Patch::<()>::Json(
+            serde_json::from_value(json!([
+                {"op": "remove", "path": "/spec/dataTo/1"}
+            ]))
+            .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    let sm = sm().await;
+    wait_for(Duration::from_secs(60), "the bundle deleted", || async {
+        let d = sm
+            .describe_secret()
+            .secret_id(format!("{ns}/api"))
+            .send()
+            .await;
+        d.map(|d| d.deleted_date().is_some())
+            .unwrap_or(true)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let keys = wait_for(
+        Duration::from_secs(30),
+        "status without the bundle",
+        || async {
+            let synced = api.get("bulk").await.ok()?.status?.synced_push_secrets?;
+            let keys: Vec<String> = synced.get("SecretStore/aws")?.keys().cloned().collect();
+            (keys.len() == 2).then_some(keys)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        keys,
+        [format!("{ns}/db/HOST"), format!("{ns}/explicit-user")]
+    );
+    assert_eq!(
+        remote(&format!("{ns}/db/HOST")).await.unwrap().0,
+        b"db.internal"
+    );
+
+    // deletionPolicy Delete: every entry, dataTo's included, goes with the PushSecret.
+    api.delete("bulk", &DeleteParams::default()).await.unwrap();
+    wait_for(Duration::from_secs(60), "PushSecret gone", || async {
+        api.get_opt("bulk").await.unwrap().is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    for key in ["db/HOST", "explicit-user"] {
+        let gone = sm
+            .describe_secret()
+            .secret_id(format!("{ns}/{key}"))
+            .send()
+            .await;
+        assert!(
+            gone.map(|d| d.deleted_date().is_some()).unwrap_or(true),
+            "{key} is deleted (or scheduled for deletion)"
+        );
+    }
+}
+
+/// ESO's CEL rules on `dataTo` refuse at the apiserver, webhook or not.
+#[tokio::test]
+async fn data_to_cel_rules_refuse_at_the_apiserver() {
+    let env = TestEnv::without_controller("push-cel").await;
+    let ps = |data_to: &str| {
+        format!(
+            r#"
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {{name: cel}}
+spec:
+  secretStoreRefs: [{{name: a}}]
+  selector: {{secret: {{name: s}}}}
+  dataTo: [{data_to}]
+"#
+        )
+    };
+    for (data_to, message) in [
+        (
+            "{storeRef: {kind: SecretStore}}",
+            "storeRef must specify either name or labelSelector",
+        ),
+        (
+            "{storeRef: {name: a}, remoteKey: x, rewrite: [{regexp: {source: a, target: b}}]}",
+            "remoteKey and rewrite are mutually exclusive: rewrite is only supported in per-key mode (without remoteKey)",
+        ),
+        (
+            "{storeRef: {name: a}, rewrite: [{}]}",
+            "exactly one of regexp or transform must be set",
+        ),
+    ] {
+        let err = format!("{:#}", env.apply(&ps(data_to)).await.unwrap_err());
+        assert!(err.contains(message), "{data_to}: {err}");
+    }
+    env.apply(&ps("{storeRef: {name: a}, match: {regexp: '^db-'}}"))
+        .await
+        .unwrap();
+}
+
+/// `examples/push-secrets/templated-dsn.yaml` as written, but for its namespace, its store (a
+/// SecretStore on moto in the test namespace instead of the ClusterSecretStore) and a prefix
+/// on its remote keys: the rendered connection string (the password URL-escaped by the Go
+/// engine) and the `dataTo` keys land in AWS.
+#[tokio::test]
+async fn the_templated_push_example_works_as_written() {
+    let env = TestEnv::new("push-example").await;
+    let ns = env.ns.clone();
+    source_secret(
+        &env,
+        "db",
+        &[
+            ("db-user", "app"),
+            ("db-password", "s3cret/+&canary"),
+            ("db-host", "db.internal"),
+        ],
+    )
+    .await;
+    env.apply(&aws_static_store("aws-secret-store", "SecretsManager", KEY))
+        .await
+        .unwrap();
+    let example = std::fs::read_to_string(
+        esox_tests::repo_root().join("examples/push-secrets/templated-dsn.yaml"),
+    )
+    .unwrap();
+    let manifest = example
+        .replace("my-app-namespace", &ns)
+        .replace("kind: ClusterSecretStore", "kind: SecretStore")
+        .replace("prod/", &format!("{ns}/prod/"));
+    env.apply(&manifest).await.unwrap();
+    let msg = wait_push(&env, "push-db-dsn", "True", "Synced").await;
+    assert_eq!(msg, "PushSecret synced successfully");
+    assert_eq!(
+        remote(&format!("{ns}/prod/app/dsn")).await.unwrap().0,
+        b"postgres://app:s3cret%2F%2B%26canary@db.internal:5432/app"
+    );
+    assert_eq!(
+        remote(&format!("{ns}/prod/db/user")).await.unwrap().0,
+        b"app"
+    );
+    assert_eq!(
+        remote(&format!("{ns}/prod/db/host")).await.unwrap().0,
+        b"db.internal"
+    );
+    assert!(remote(&format!("{ns}/prod/db/password")).await.is_none());
+}

@@ -13,15 +13,20 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
     esox_tests::run_ok(dir, "openssl", args);
 }
 
-/// A ValidatingWebhookConfiguration `name` for the ExternalSecrets and SecretStores of
+/// A ValidatingWebhookConfiguration `name` for the ExternalSecrets, SecretStores and PushSecrets of
 /// namespace `ns`, calling esox on loopback `port`, trusting `ca` (base64 PEM) if given.
 fn webhook_config(name: &str, ns: &str, port: u16, ca: Option<&str>) -> String {
     let ca = ca
         .map(|c| format!("    caBundle: {c}\n"))
         .unwrap_or_default();
     let hook = |kind: &str, resource: &str| {
+        let version = if kind.contains("push") {
+            "v1alpha1"
+        } else {
+            "v1"
+        };
         format!(
-            "- name: validate.{kind}.{ns}.esox.dev\n  admissionReviewVersions: [v1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 5\n  clientConfig:\n    url: https://127.0.0.1:{port}/validate-external-secrets-io-v1-{kind}\n{ca}  namespaceSelector:\n    matchLabels: {{kubernetes.io/metadata.name: {ns}}}\n  rules:\n  - apiGroups: [external-secrets.io]\n    apiVersions: ['*']\n    operations: [CREATE, UPDATE]\n    resources: [{resource}]\n"
+            "- name: validate.{kind}.{ns}.esox.dev\n  admissionReviewVersions: [v1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 5\n  clientConfig:\n    url: https://127.0.0.1:{port}/validate-external-secrets-io-{version}-{kind}\n{ca}  namespaceSelector:\n    matchLabels: {{kubernetes.io/metadata.name: {ns}}}\n  rules:\n  - apiGroups: [external-secrets.io]\n    apiVersions: ['*']\n    operations: [CREATE, UPDATE]\n    resources: [{resource}]\n"
         )
     };
     format!(
@@ -30,9 +35,10 @@ apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration
 metadata: {{name: {name}}}
 webhooks:
-{}{}"#,
+{}{}{}"#,
         hook("externalsecret", "externalsecrets"),
-        hook("secretstore", "secretstores")
+        hook("secretstore", "secretstores"),
+        hook("pushsecret", "pushsecrets")
     )
 }
 
@@ -188,7 +194,50 @@ spec:
         err.contains("invalid Auth.SecretRef.AccessKeyID: namespace should either be empty or match the namespace of the SecretStore for a namespaced SecretStore"),
         "{err}"
     );
+    // PushSecrets (ESO has no webhook for them): what would fail at every reconcile.
+    let err = env
+        .apply(
+            r#"
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {name: bad-push}
+spec:
+  refreshInterval: 1d
+  secretStoreRefs: [{name: store}]
+  selector: {secret: {name: src}}
+  dataTo:
+  - storeRef: {name: elsewhere}
+    match: {regexp: "("}
+  template:
+    engineVersion: v9
+"#,
+        )
+        .await
+        .unwrap_err();
+    let err = format!("{err:#}");
+    for said in [
+        "spec.refreshInterval: time: unknown unit \"d\" in duration \"1d\"",
+        "dataTo[0]: storeRef \"elsewhere\" not found in secretStoreRefs",
+        "dataTo[0]: match failed: failed to compile regexp pattern \"(\"",
+        "spec.template: could not apply template: unsupported template engine version: v9",
+    ] {
+        assert!(err.contains(said), "{said}: {err}");
+    }
     // Valid manifests are admitted.
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {name: good-push}
+spec:
+  secretStoreRefs: [{name: store}]
+  selector: {secret: {name: src}}
+  dataTo: [{storeRef: {name: store}, match: {regexp: "^db-"}}]
+  template: {engineVersion: minijinja, data: {k: "{{ v }}"}}
+"#,
+    )
+    .await
+    .unwrap();
     env.apply(&format!(
         "{}---\n{}",
         fake_store_v1("store", &[("k", "v")]),

@@ -75,21 +75,91 @@ pub struct PushSecretSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data: Vec<PushSecretData>,
 
-    /// Bulk pushes (ESO's `dataTo`); kept verbatim, not yet acted on by esox.
+    /// Bulk pushes: every key of the source (or those matching `match.regexp`), renamed by
+    /// `rewrite`, to the stores `storeRef` picks; one remote secret per key, or all of them
+    /// bundled into `remoteKey`. An explicit `data[]` entry for the same source key wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "data_to_schema")]
-    pub data_to: Vec<serde_json::Value>,
+    pub data_to: Vec<PushSecretDataTo>,
 
-    /// A template applied to a copy of the source Secret before pushing.
+    /// A template applied to a copy of the source Secret before pushing: its keys are added
+    /// to (or replace) the source's, as in ESO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<ExternalSecretTemplate>,
 }
 
-fn data_to_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "array",
-        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
-    })
+/// One bulk push rule (ESO's `PushSecretDataTo`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "has(self.storeRef) && (has(self.storeRef.name) || has(self.storeRef.labelSelector))",
+        "message": "storeRef must specify either name or labelSelector"
+    },
+    {
+        "rule": "!has(self.remoteKey) || !has(self.rewrite) || size(self.rewrite) == 0",
+        "message": "remoteKey and rewrite are mutually exclusive: rewrite is only supported in per-key mode (without remoteKey)"
+    }
+]))]
+pub struct PushSecretDataTo {
+    /// The store(s) of `secretStoreRefs` this rule pushes to: by name, or every one whose
+    /// labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_ref: Option<PushSecretStoreRef>,
+    /// When set, every matched key goes into this one remote secret as a JSON object;
+    /// otherwise each key is its own remote secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_key: Option<String>,
+    /// Which source keys (all when absent).
+    #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
+    pub match_: Option<PushSecretDataToMatch>,
+    /// Renames applied in order to each matched key to make its remote key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrite: Vec<PushSecretRewrite>,
+    /// Provider-specific metadata for every entry this rule makes, kept verbatim.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::free_form::deserialize"
+    )]
+    #[schemars(schema_with = "super::preserve_unknown_object")]
+    pub metadata: Option<serde_json::Value>,
+    /// `None` (default) or `ReverseUnicode`, on the source key names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion_strategy: Option<PushSecretConversionStrategy>,
+}
+
+/// Which source keys a `dataTo` rule takes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq, Eq)]
+pub struct PushSecretDataToMatch {
+    /// Keys matching this regular expression (Go RE2 syntax); all keys when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regexp: Option<String>,
+}
+
+/// One rename of a `dataTo` rule: exactly one of `regexp` or `transform`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema, PartialEq)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.regexp) && !has(self.transform)) || (!has(self.regexp) && has(self.transform))",
+    "message": "exactly one of regexp or transform must be set"
+}]))]
+pub struct PushSecretRewrite {
+    /// Replace a regular expression in the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regexp: Option<super::RewriteRegexp>,
+    /// Rename the key with a Go template (`{{ .value }}` is the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<super::RewriteTransform>,
+}
+
+impl PushSecretRewrite {
+    /// The same rename as an ExternalSecret `rewrite` entry (so one implementation runs both).
+    pub fn as_external_secret_rewrite(&self) -> super::ExternalSecretRewrite {
+        super::ExternalSecretRewrite {
+            regexp: self.regexp.clone(),
+            transform: self.transform.clone(),
+            merge: None,
+        }
+    }
 }
 
 impl PushSecretSpec {
@@ -200,7 +270,11 @@ pub struct PushSecretData {
     #[serde(rename = "match")]
     pub match_: PushSecretMatch,
     /// Provider-specific metadata (e.g. AWS `PushSecretMetadata`), kept verbatim.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::free_form::deserialize"
+    )]
     #[schemars(schema_with = "super::preserve_unknown_object")]
     pub metadata: Option<serde_json::Value>,
     /// `None` (default) or `ReverseUnicode`, on the source key name.
@@ -368,5 +442,25 @@ mod tests {
         .unwrap();
         assert_eq!(empty.refresh_interval(), "1h0m0s");
         assert_eq!(empty.update_policy(), PushSecretUpdatePolicy::Replace);
+    }
+
+    /// A metadata object nested deeper than serde_json reads (the apiserver keeps 10 000
+    /// levels) still decodes, so one such PushSecret cannot stop the watch of them all; the
+    /// part too deep is marked for the validation to name.
+    #[test]
+    fn deeply_nested_metadata_decodes_and_is_marked() {
+        let deep = format!("{}1{}", r#"{"a":"#.repeat(300), "}".repeat(300));
+        let text = format!(
+            r#"{{"secretStoreRefs": [], "selector": {{"secret": {{"name": "x"}}}},
+              "data": [{{"match": {{"remoteRef": {{"remoteKey": "r"}}}}, "metadata": {deep}}}],
+              "dataTo": [{{"storeRef": {{"name": "a"}}, "metadata": {deep}}}]}}"#
+        );
+        let spec: PushSecretSpec = serde_json::from_str(&text).unwrap();
+        assert!(super::super::free_form::too_deep(
+            spec.data[0].metadata.as_ref().unwrap()
+        ));
+        assert!(super::super::free_form::too_deep(
+            spec.data_to[0].metadata.as_ref().unwrap()
+        ));
     }
 }

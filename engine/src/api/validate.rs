@@ -9,6 +9,9 @@ use super::{
     ExternalSecretSpec, FakeProvider, SecretStoreSpec,
 };
 
+pub mod push;
+pub use push::{cluster_push_secret, push_secret};
+
 /// How much of one detail (a regex error) a message repeats.
 const MAX_DETAIL: usize = 512;
 /// How many problems of one kind a message lists.

@@ -928,7 +928,7 @@ async fn render(
 }
 
 /// Reads the ConfigMaps and Secrets `templateFrom` names (in the ExternalSecret's namespace).
-async fn template_sources(
+pub(crate) async fn template_sources(
     ctx: &Context,
     ns: &str,
     tpl: &crate::api::ExternalSecretTemplate,

@@ -21,6 +21,7 @@ pub mod error;
 pub mod external_secret;
 pub mod generators;
 pub mod plugins;
+pub mod push_data;
 pub mod push_secret;
 pub mod refresh;
 pub mod resolve;

@@ -8,8 +8,11 @@
 //! (`SourceDeleted`). `updatePolicy: IfNotExists` asks the provider first. Reasons `Synced`,
 //! `Errored`, `SourceDeleted`; messages as ESO's.
 //!
-//! The middle is pure ([`entries`], [`stale`], [`refresh_due`], [`conflict`]); IO is at the
-//! edges and every failure is reported in one place ([`report`]). Where esox does better:
+//! `spec.template` is rendered by the ExternalSecret template code (Go template or minijinja,
+//! in Wasm) before anything is pushed; `data[]` and `dataTo` are planned per store by
+//! [`super::push_data`]. The middle is pure ([`super::push_data::plan`], [`stale`],
+//! [`refresh_due`], [`conflict`]); IO is at the edges and every failure is reported in one
+//! place ([`report`]). Where esox does better:
 //!
 //! - a push whose remote value already equals the source is not written (the provider
 //!   compares first, ESO #5443), and a `Synced` event is sent only when something changed;
@@ -43,6 +46,7 @@ use serde_json::json;
 use tracing::{debug, info, instrument, warn};
 
 use super::context::Context;
+use super::push_data::{self, StoreInfo};
 use super::resolve::{ResolvedStore, StoreResolver, selector_matches};
 use crate::api::push_secret::{
     PUSH_SECRET_FINALIZER, PushSecretConversionStrategy, PushSecretData as SpecData,
@@ -170,25 +174,6 @@ pub fn converted(source: &SourceSecret, strategy: PushSecretConversionStrategy) 
             ..source.clone()
         },
     }
-}
-
-/// Checks `data[]` against the source: every `secretKey` exists (after conversion), no
-/// remote key (and property) is written twice. ESO's messages.
-pub fn entries(data: &[SpecData], source: &SourceSecret) -> Result<(), String> {
-    let mut seen = BTreeSet::new();
-    for d in data {
-        let p = to_provider(d);
-        if let Some(k) = &p.secret_key {
-            let view = converted(source, d.conversion_strategy.unwrap_or_default());
-            if !view.data.contains_key(k) {
-                return Err(format!("secret key {k} does not exist"));
-            }
-        }
-        if !seen.insert(p.remote.clone()) {
-            return Err(format!("duplicate remote key {}", p.remote.status_key()));
-        }
-    }
-    Ok(())
 }
 
 /// Entries pushed before (`old`) that are no longer pushed (`new`): with `deletionPolicy:
@@ -405,59 +390,110 @@ fn label_selector_string(
     Ok(parts.join(","))
 }
 
-/// The stores the PushSecret names (by name or label selector), as `(status key, ref)`.
-fn store_refs(ps: &PushSecret, ctx: &Context) -> Result<Vec<(String, SecretStoreRef)>, String> {
+/// The stores the PushSecret names (by name or label selector), as `(status key, store)`;
+/// a store's labels come from the watch cache (for `dataTo[].storeRef.labelSelector`).
+fn store_refs(ps: &PushSecret, ctx: &Context) -> Result<Vec<(String, StoreInfo)>, String> {
     let ns = ps.namespace().unwrap_or_default();
+    let caches = ctx.caches.get();
+    let namespaced = || {
+        caches
+            .map(|c| c.secret_stores.state())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
+            .map(|s| (s.name_any(), s.labels().clone()))
+            .collect::<Vec<_>>()
+    };
+    let cluster = || {
+        caches
+            .and_then(|c| c.cluster_stores.as_ref())
+            .map(|c| c.state())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.name_any(), s.labels().clone()))
+            .collect::<Vec<_>>()
+    };
     let mut out = BTreeMap::new();
     for r in &ps.spec.secret_store_refs {
         let kind = r.kind.unwrap_or_default();
+        let known = match kind {
+            StoreKind::SecretStore => namespaced(),
+            StoreKind::ClusterSecretStore => cluster(),
+        };
         if let Some(sel) = &r.label_selector {
-            let caches = ctx.caches.get();
-            let names: Vec<String> = match kind {
-                StoreKind::SecretStore => caches
-                    .map(|c| c.secret_stores.state())
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
-                    .filter(|s| selector_matches(sel, s.labels()))
-                    .map(|s| s.name_any())
-                    .collect(),
-                StoreKind::ClusterSecretStore => caches
-                    .and_then(|c| c.cluster_stores.as_ref())
-                    .map(|c| c.state())
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|s| selector_matches(sel, s.labels()))
-                    .map(|s| s.name_any())
-                    .collect(),
-            };
+            let names: Vec<_> = known
+                .into_iter()
+                .filter(|(_, labels)| selector_matches(sel, labels))
+                .collect();
             if names.is_empty() {
                 return Err(format!("no {kind} matches secretStoreRefs[].labelSelector"));
             }
-            for name in names {
-                out.insert(
-                    store_key(kind, &name),
-                    SecretStoreRef {
-                        name,
-                        kind: Some(kind),
-                    },
-                );
+            for (name, labels) in names {
+                out.insert(store_key(kind, &name), StoreInfo { kind, name, labels });
             }
         } else {
             let name = r.name.clone().unwrap_or_default();
             if name.is_empty() {
                 return Err("refStore Name must be provided".into());
             }
-            out.insert(
-                store_key(kind, &name),
-                SecretStoreRef {
-                    name,
-                    kind: Some(kind),
-                },
-            );
+            let labels = known
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, l)| l)
+                .unwrap_or_default();
+            out.insert(store_key(kind, &name), StoreInfo { kind, name, labels });
         }
     }
     Ok(out.into_iter().collect())
+}
+
+/// The template step (ESO's `applyTemplate`, run by esox's template code in Wasm): each
+/// source with `spec.template` applied. As in ESO, the rendered keys are added to the
+/// source's (replacing those of the same name; `mergePolicy` has no effect), the template's
+/// labels and annotations are merged over the source's, and the type becomes the template's.
+/// Errors are the ExternalSecret template's, values redacted.
+async fn render_templates(
+    ps: &PushSecret,
+    ctx: &Context,
+    sources: Vec<SourceSecret>,
+) -> Result<Vec<SourceSecret>, String> {
+    let Some(tpl) = &ps.spec.template else {
+        return Ok(sources);
+    };
+    let ns = ps.namespace().unwrap_or_default();
+    let from = super::external_secret::template_sources(ctx, &ns, tpl)
+        .await
+        .map_err(|e| format!("could not apply template: {e}"))?;
+    let runner = super::plugins::ControllerRunner::new(ctx, &ns);
+    let merged = crate::api::ExternalSecretTemplate {
+        merge_policy: crate::api::TemplateMergePolicy::Merge,
+        ..tpl.clone()
+    };
+    let mut out = Vec::with_capacity(sources.len());
+    for source in sources {
+        let rendered = crate::template::apply(
+            Some(&merged),
+            &source.labels,
+            &source.annotations,
+            source.data.clone(),
+            &from,
+            &runner,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut labels = source.labels.clone();
+        labels.extend(rendered.labels);
+        let mut annotations = source.annotations.clone();
+        annotations.extend(rendered.annotations);
+        out.push(SourceSecret {
+            type_: rendered.type_.unwrap_or_default(),
+            data: rendered.data,
+            labels,
+            annotations,
+            ..source
+        });
+    }
+    Ok(out)
 }
 
 fn resolver<'a>(ctx: &'a Context, ns: &'a str) -> StoreResolver<'a> {
@@ -537,17 +573,10 @@ async fn push(ps: &PushSecret, pctx: &PushContext) -> Outcome {
         requeue: None,
     };
 
-    if ps.spec.template.is_some() {
-        return fail(
-            "set secret failed: spec.template is not supported by esox's PushSecret yet".into(),
-            old,
-        );
-    }
-    if !ps.spec.data_to.is_empty() {
-        return fail(
-            "set secret failed: spec.dataTo is not supported by esox yet".into(),
-            old,
-        );
+    // The webhook's rules (ESO's reconcile-time failures, caught before anything is read).
+    let invalid = crate::api::validate::push_secret(&ps.spec);
+    if !invalid.is_empty() {
+        return fail(invalid.join("\n"), old);
     }
     let sources = match sources(ps, &resolver, &ctx.client).await {
         Sources::Found(s) => s,
@@ -577,6 +606,30 @@ async fn push(ps: &PushSecret, pctx: &PushContext) -> Outcome {
         Ok(s) => s,
         Err(e) => return fail(e, old),
     };
+    let infos: Vec<StoreInfo> = stores.iter().map(|(_, s)| s.clone()).collect();
+    if let Err(e) = push_data::check_selectors_match(&ps.spec.data_to, &infos) {
+        return fail(e, old);
+    }
+    let sources = match render_templates(ps, ctx, sources).await {
+        Ok(s) => s,
+        Err(e) => return fail(e, old),
+    };
+    // Every (source, store) is planned before anything is pushed: bad input pushes nothing.
+    let renamer = crate::template::GoKeyRenamer {
+        host: &ctx.plugins,
+        metrics: &ctx.metrics,
+    };
+    let mut plans = Vec::new();
+    for source in &sources {
+        let mut per_store = Vec::with_capacity(stores.len());
+        for (key, store) in &stores {
+            match push_data::plan(&ps.spec.data, &ps.spec.data_to, store, source, &renamer).await {
+                Ok(entries) => per_store.push((key, store, entries)),
+                Err(e) => return fail(format!("set secret failed: {e}"), old),
+            }
+        }
+        plans.push(per_store);
+    }
     let others = pctx.push_secrets.state();
     let deadline = ctx.settings.provider_timeout;
     let if_not_exists = ps.spec.update_policy() == PushSecretUpdatePolicy::IfNotExists;
@@ -584,13 +637,11 @@ async fn push(ps: &PushSecret, pctx: &PushContext) -> Outcome {
     let mut written = false;
     let mut error: Option<String> = None;
 
-    'sources: for source in &sources {
-        if let Err(e) = entries(&ps.spec.data, source) {
-            error = Some(format!("set secret failed: {e}"));
-            break;
-        }
-        for (key, store_ref) in &stores {
-            let store = match connect(&resolver, key, store_ref).await {
+    'sources: for per_store in &plans {
+        for (key, info, entries) in per_store {
+            let key: &String = key;
+            let store_ref = info.store_ref();
+            let store = match connect(&resolver, key, &store_ref).await {
                 Ok(s) => s,
                 Err(e) => {
                     error = Some(format!("set secret failed: {e}"));
@@ -605,14 +656,13 @@ async fn push(ps: &PushSecret, pctx: &PushContext) -> Outcome {
                 ));
                 break 'sources;
             }
-            for d in &ps.spec.data {
+            for push_data::Entry { data: d, view } in entries {
                 let p = to_provider(d);
                 let status_key = p.remote.status_key();
                 if let Some(c) = conflict(ps, &others, key, &status_key) {
                     error = Some(format!("set secret failed: {c}"));
                     break 'sources;
                 }
-                let view = converted(source, d.conversion_strategy.unwrap_or_default());
                 if if_not_exists {
                     match provider::with_deadline(
                         deadline,
@@ -640,7 +690,7 @@ async fn push(ps: &PushSecret, pctx: &PushContext) -> Outcome {
                 match provider::with_deadline(
                     deadline,
                     || format!("push {status_key}"),
-                    store.provider.push_secret(&view, &p),
+                    store.provider.push_secret(view, &p),
                 )
                 .await
                 {
@@ -655,7 +705,7 @@ async fn push(ps: &PushSecret, pctx: &PushContext) -> Outcome {
                     Err(e) => {
                         error = Some(format!(
                             "set secret failed: could not write remote ref {} to target secretstore {}: {e}",
-                            p.remote.remote_key, store_ref.name
+                            p.remote.remote_key, info.name
                         ));
                         break 'sources;
                     }
@@ -1129,7 +1179,6 @@ mod tests {
     use super::*;
     use crate::api::PushSecretStatus;
     use crate::api::push_secret::{PushSecretMatch, PushSecretRemoteRef};
-    use crate::secret::SecretMap;
 
     fn entry(key: Option<&str>, remote: &str, property: Option<&str>) -> SpecData {
         SpecData {
@@ -1142,52 +1191,6 @@ mod tests {
             },
             ..Default::default()
         }
-    }
-
-    fn source() -> SourceSecret {
-        SourceSecret {
-            data: SecretMap::from([
-                ("tls.crt".to_string(), SecretBytes::from("c")),
-                (
-                    "some-array_U005b_0_U005d_.entity".to_string(),
-                    SecretBytes::from("e"),
-                ),
-            ]),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn entries_are_checked_as_eso_checks_them() {
-        let cases: Vec<(Vec<SpecData>, Result<(), String>)> = vec![
-            (vec![entry(Some("tls.crt"), "a", None)], Ok(())),
-            (vec![entry(None, "a", None)], Ok(())),
-            (
-                vec![entry(Some("unexisting"), "a", None)],
-                Err("secret key unexisting does not exist".into()),
-            ),
-            (
-                vec![
-                    entry(Some("tls.crt"), "a", Some("p")),
-                    entry(None, "a", Some("p")),
-                ],
-                Err("duplicate remote key a/p".into()),
-            ),
-            (
-                vec![
-                    entry(Some("tls.crt"), "a", Some("p")),
-                    entry(None, "a", Some("q")),
-                ],
-                Ok(()),
-            ),
-        ];
-        for (data, want) in cases {
-            assert_eq!(entries(&data, &source()), want, "{data:?}");
-        }
-        let mut unicode = entry(Some("some-array[0].entity"), "a", None);
-        assert!(entries(std::slice::from_ref(&unicode), &source()).is_err());
-        unicode.conversion_strategy = Some(PushSecretConversionStrategy::ReverseUnicode);
-        assert_eq!(entries(&[unicode], &source()), Ok(()));
     }
 
     #[test]

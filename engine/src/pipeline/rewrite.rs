@@ -93,13 +93,27 @@ pub enum RewriteError {
     },
 }
 
-/// Applies the rewrites in order to the keys of `data`.
+/// Applies the rewrites in order to the keys of `data` (keys that end up equal collapse into
+/// one, the last in key order winning, as ESO's map does).
 pub async fn apply(
     rewrites: &[ExternalSecretRewrite],
     data: SecretMap,
     renamer: &dyn KeyRenamer,
 ) -> Result<SecretMap, RewriteError> {
-    let mut data = data;
+    let (keys, values): (Vec<String>, Vec<_>) = data.into_iter().unzip();
+    let renamed = rename(rewrites, keys, renamer).await?;
+    Ok(renamed.into_iter().zip(values).collect())
+}
+
+/// Applies the rewrites in order to each of `keys`, returning the new names in the same
+/// order (nothing collapses: the caller sees which key became which name). PushSecret's
+/// `dataTo` uses this to map each source key to its remote key.
+pub async fn rename(
+    rewrites: &[ExternalSecretRewrite],
+    keys: Vec<String>,
+    renamer: &dyn KeyRenamer,
+) -> Result<Vec<String>, RewriteError> {
+    let mut keys = keys;
     for rewrite in rewrites {
         if let Some(re) = &rewrite.regexp {
             // The regex crate's message repeats the pattern, which a manifest can make a
@@ -108,30 +122,30 @@ pub async fn apply(
                 pattern: crate::api::abbreviate(&re.source, 256),
                 reason: crate::api::abbreviate(&e.to_string(), 512),
             })?;
-            data = data
+            keys = keys
                 .into_iter()
-                .map(|(k, v)| (regex.replace_all(&k, re.target.as_str()).into_owned(), v))
+                .map(|k| regex.replace_all(&k, re.target.as_str()).into_owned())
                 .collect();
         } else if let Some(t) = &rewrite.transform {
-            let (keys, values): (Vec<String>, Vec<_>) = data.into_iter().unzip();
+            let expected = keys.len();
             let renamed = renamer
                 .rename_keys(&t.template, keys)
                 .await
                 .map_err(RewriteError::Transform)?;
-            if renamed.len() != values.len() {
+            if renamed.len() != expected {
                 return Err(RewriteError::TransformCount {
-                    expected: values.len(),
+                    expected,
                     got: renamed.len(),
                 });
             }
-            data = renamed.into_iter().zip(values).collect();
+            keys = renamed;
         } else if rewrite.merge.is_some() {
             return Err(RewriteError::Unsupported("merge"));
         } else {
             return Err(RewriteError::Empty);
         }
     }
-    Ok(data)
+    Ok(keys)
 }
 
 #[cfg(test)]

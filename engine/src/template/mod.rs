@@ -210,6 +210,14 @@ fn validate(tpl: &ExternalSecretTemplate) -> Result<(), TemplateError> {
     Ok(())
 }
 
+/// What can be said about `tpl` without rendering it (the webhook's check): its engine
+/// exists and its type is one a template may make.
+pub fn check(tpl: &ExternalSecretTemplate) -> Result<(), TemplateError> {
+    validate(tpl)?;
+    TemplateEngine::for_version(tpl.engine_version.as_deref())?;
+    Ok(())
+}
+
 /// Does this template render anything (as opposed to only setting `type`/`mergePolicy`)?
 pub fn renders(tpl: &ExternalSecretTemplate) -> bool {
     !tpl.data.is_empty()

@@ -1,7 +1,11 @@
 //! The validating admission webhook: ESO's rules for ExternalSecrets (see
 //! [`crate::api::validate`]) and the store rules esox enforces, answered over TLS on ESO's
 //! paths (`/validate-external-secrets-io-v1-externalsecret`, …) so ESO's
-//! ValidatingWebhookConfiguration works unchanged.
+//! ValidatingWebhookConfiguration works unchanged. PushSecrets and ClusterPushSecrets
+//! (`/validate-external-secrets-io-v1alpha1-pushsecret`, `…-clusterpushsecret`; ESO has no
+//! webhook for them) are refused for what would fail at every reconcile
+//! ([`crate::api::validate::push`]) and for templates that cannot render (an unknown engine,
+//! a type a template may not make).
 //!
 //! It is optional and fast (no API calls: every rule reads only the object under review), so
 //! `failurePolicy: Fail` does not make the controller a single point of failure for long.
@@ -31,7 +35,10 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::api::validate::StoreScope;
-use crate::api::{ExternalSecretSpec, SecretStoreSpec};
+use crate::api::{
+    ClusterPushSecretSpec, ExternalSecretSpec, ExternalSecretTemplate, PushSecretSpec,
+    SecretStoreSpec,
+};
 
 /// Why the webhook could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +82,34 @@ pub fn violations(kind: &str, object: &Value) -> Vec<String> {
                 Err(e) => vec![format!("invalid {kind} spec: {e}")],
             }
         }
+        // ESO has no webhook for these: esox refuses what would fail at every reconcile.
+        "PushSecret" => match serde_json::from_value::<PushSecretSpec>(spec) {
+            Ok(s) => {
+                let mut errs = crate::api::validate::push_secret(&s);
+                errs.extend(template_errors(s.template.as_ref(), "spec.template"));
+                errs
+            }
+            Err(e) => vec![format!("invalid PushSecret spec: {e}")],
+        },
+        "ClusterPushSecret" => match serde_json::from_value::<ClusterPushSecretSpec>(spec) {
+            Ok(s) => {
+                let mut errs = crate::api::validate::cluster_push_secret(&s);
+                errs.extend(template_errors(
+                    s.push_secret_spec.template.as_ref(),
+                    "spec.pushSecretSpec.template",
+                ));
+                errs
+            }
+            Err(e) => vec![format!("invalid ClusterPushSecret spec: {e}")],
+        },
         _ => Vec::new(),
     }
+}
+
+/// What a template's static check finds (its engine, a type it may not make).
+fn template_errors(tpl: Option<&ExternalSecretTemplate>, field: &str) -> Option<String> {
+    let e = crate::template::check(tpl?).err()?;
+    Some(format!("{field}: {e}"))
 }
 
 /// Answers one admission request: allowed, or denied with every rule the object breaks.
@@ -337,6 +370,48 @@ mod tests {
         // A delete carries no object: admitted.
         let delete = review_json("u4", "ExternalSecret", None);
         assert_eq!(post_review(&delete).await["response"]["allowed"], true);
+    }
+
+    #[tokio::test]
+    async fn push_secrets_are_refused_for_what_would_fail_at_every_reconcile() {
+        let ps = |spec: Value| {
+            review_json(
+                "p",
+                "PushSecret",
+                Some(json!({"metadata": {"name": "p", "namespace": "n"}, "spec": spec})),
+            )
+        };
+        let good = json!({
+            "secretStoreRefs": [{"name": "a"}],
+            "selector": {"secret": {"name": "src"}},
+            "dataTo": [{"storeRef": {"name": "a"}, "match": {"regexp": "^db-"}}],
+            "template": {"engineVersion": "minijinja", "data": {"k": "{{ v }}"}}
+        });
+        assert_eq!(
+            post_review(&ps(good.clone())).await["response"]["allowed"],
+            true
+        );
+        let mut bad = good.clone();
+        bad["dataTo"][0]["storeRef"]["name"] = json!("b");
+        bad["template"]["engineVersion"] = json!("v3");
+        let out = post_review(&ps(bad)).await;
+        assert_eq!(out["response"]["allowed"], false);
+        assert_eq!(
+            out["response"]["status"]["message"],
+            "dataTo[0]: storeRef \"b\" not found in secretStoreRefs\nspec.template: could not apply template: unsupported template engine version: v3 (supported: v2, minijinja)"
+        );
+        let cps = review_json(
+            "c",
+            "ClusterPushSecret",
+            Some(json!({"metadata": {"name": "c"}, "spec": {
+                "refreshTime": "1d",
+                "pushSecretSpec": {"secretStoreRefs": [{}], "selector": {"secret": {"name": "s"}}}
+            }})),
+        );
+        assert_eq!(
+            post_review(&cps).await["response"]["status"]["message"],
+            "spec.refreshTime: time: unknown unit \"d\" in duration \"1d\"\nrefStore Name must be provided"
+        );
     }
 
     #[tokio::test]
