@@ -755,3 +755,80 @@ spec:
     wait_gone(&env, "push").await;
     assert!(bao.metadata2(Some(&team), "kv", "ci/token").await.is_none());
 }
+
+/// The shipped binary at trace level, pushing to bao (a create, a check-and-set conflict and
+/// its re-read, a refusal, a delete): no pushed value reaches its log, an Event or a status.
+#[tokio::test]
+async fn the_binary_at_trace_logs_no_pushed_value() {
+    let env = TestEnv::without_controller("pv-trace").await;
+    let bao = Bao::new();
+    let mnt = format!("mt-{}", env.ns);
+    bao.mount(None, &mnt, "2").await;
+    let proxy = RacingProxy::start(&bao.url, format!("{mnt}/data/raced")).await;
+    let canary = format!("pv-trace-canary-{}", env.ns);
+    bao.ok_in(
+        None,
+        "POST",
+        &format!("{mnt}/data/unowned"),
+        json!({"data": {"x": "theirs"}}),
+    )
+    .await;
+    env.apply(&token_secret()).await.unwrap();
+    env.apply(&vault_store("vault", &proxy.url, &mnt, "v2"))
+        .await
+        .unwrap();
+    source(&env, "src", &[("a", &format!("{canary}-1"))]).await;
+    env.apply(
+        r#"
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata:
+  name: push
+  annotations: {esox.dev/push-on-source-change: "true"}
+spec:
+  deletionPolicy: Delete
+  secretStoreRefs: [{name: vault}]
+  selector: {secret: {name: src}}
+  data:
+  - match: {secretKey: a, remoteRef: {remoteKey: raced, property: a}}
+  - match: {remoteRef: {remoteKey: whole}}
+---
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {name: takeover}
+spec:
+  secretStoreRefs: [{name: vault}]
+  selector: {secret: {name: src}}
+  data:
+  - match: {secretKey: a, remoteRef: {remoteKey: unowned, property: x}}
+"#,
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("esox.log");
+    let controller = env.spawn_controller_logging(
+        &[("RUST_LOG", "trace")],
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    wait_push(&env, "push", "True", "Synced").await;
+    wait_push(&env, "takeover", "False", "Errored").await;
+    proxy.races.store(1, Ordering::SeqCst);
+    source(&env, "src", &[("a", &format!("{canary}-2"))]).await;
+    wait_for(Duration::from_secs(30), "the raced push", || async {
+        let d = bao.read2(None, &mnt, "raced").await?["data"].clone();
+        (d["a"] == format!("{canary}-2") && d["other-writer"] == "1").then_some(())
+    })
+    .await
+    .unwrap();
+    wait_gone(&env, "push").await;
+    assert!(bao.read2(None, &mnt, "whole").await.is_none());
+    drop(controller);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("check-and-set"),
+        "the conflict was logged (without the value)"
+    );
+    esox_tests::assert_no_secret_value(&env, &[&log_path], &canary).await;
+    assert!(!push_statuses(&env).await.contains(&canary));
+}
