@@ -3,7 +3,7 @@
 //! ServiceAccount) and a second, separate one started for this file (`PrivateStack`) as the
 //! "remote cluster" (client certificate and kubeconfig `authRef`). Push, delete and exists
 //! are called directly on the provider (`Provider::push_secret`, `delete_secret`,
-//! `secret_exists`).
+//! `secret_exists`), and once through a PushSecret, as a user drives them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -780,4 +780,188 @@ async fn push_delete_and_exists_mark_what_they_manage_and_honour_remote_namespac
         in_first.get("typed").await.unwrap().type_.as_deref(),
         Some("kubernetes.io/tls")
     );
+}
+
+/// A PushSecret to a Kubernetes store (another namespace, by ServiceAccount): the remote
+/// Secret is the source byte for byte with its type and esox's mark; an unchanged source is not
+/// written again; a Secret esox did not make is refused with ESO's status and event and kept;
+/// deleting the PushSecret (deletionPolicy Delete) deletes what it pushed, only that.
+#[tokio::test]
+async fn a_push_secret_to_a_kubernetes_store() {
+    let env = TestEnv::new("kprov-ps").await;
+    let remote = format!("{}-remote", env.ns);
+    namespace(&env.client, &remote).await;
+    service_account(&env.client, &env.ns, "pusher").await;
+    grant(
+        &env.client,
+        &remote,
+        "pusher",
+        &["get", "list", "create", "update", "delete"],
+        sa_subject(&env.ns, "pusher"),
+    )
+    .await;
+    put_secret(&env.client, &remote, "foreign", &[("k", "theirs")], &[]).await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("remote-ca".into());
+    cm.data = Some(BTreeMap::from([("ca.crt".to_string(), local_ca())]));
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let crt = b"-----BEGIN CERTIFICATE-----\nMIIBkTCB+wIJAK\n-----END CERTIFICATE-----\n".to_vec();
+    let mut src = Secret::default();
+    src.metadata.name = Some("app-tls".into());
+    src.type_ = Some("kubernetes.io/tls".into());
+    src.data = Some(BTreeMap::from([
+        ("tls.crt".to_string(), ByteString(crt.clone())),
+        (
+            "tls.key".to_string(),
+            ByteString(CANARY.as_bytes().to_vec()),
+        ),
+    ]));
+    env.secrets()
+        .create(&PostParams::default(), &src)
+        .await
+        .unwrap();
+    env.apply(&format!(
+        r#"apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: k8s}}
+spec:
+  provider:
+    kubernetes:
+      remoteNamespace: {remote}
+      server:
+        url: {url}
+        caProvider: {{type: ConfigMap, name: remote-ca, key: ca.crt}}
+      auth:
+        serviceAccount: {{name: pusher}}
+---
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {{name: push}}
+spec:
+  deletionPolicy: Delete
+  secretStoreRefs: [{{name: k8s}}]
+  selector: {{secret: {{name: app-tls}}}}
+  data:
+  - match: {{remoteRef: {{remoteKey: app-tls}}}}
+---
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {{name: takeover}}
+spec:
+  deletionPolicy: Delete
+  secretStoreRefs: [{{name: k8s}}]
+  selector: {{secret: {{name: app-tls}}}}
+  data:
+  - match: {{secretKey: tls.crt, remoteRef: {{remoteKey: foreign, property: k}}}}
+"#,
+        url = local_url(),
+    ))
+    .await
+    .unwrap();
+    let remote_secrets: Api<Secret> = Api::namespaced(env.client.clone(), &remote);
+    let pushed = esox_tests::wait_for(Duration::from_secs(60), "pushed Secret", || async {
+        remote_secrets.get_opt("app-tls").await.ok().flatten()
+    })
+    .await
+    .unwrap();
+    assert_eq!(pushed.type_.as_deref(), Some("kubernetes.io/tls"));
+    let data = pushed.data.clone().unwrap();
+    assert_eq!(data["tls.crt"].0, crt, "byte for byte");
+    assert_eq!(data["tls.key"].0, CANARY.as_bytes());
+    assert_eq!(
+        pushed.metadata.labels.as_ref().unwrap()[MANAGED_LABEL],
+        "external-secrets"
+    );
+    let pss: Api<esox::api::PushSecret> = Api::namespaced(env.client.clone(), &env.ns);
+    let condition = |name: &'static str| {
+        let pss = pss.clone();
+        async move {
+            let c = pss
+                .get(name)
+                .await
+                .ok()?
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            Some((
+                c.status,
+                c.reason.unwrap_or_default(),
+                c.message.unwrap_or_default(),
+            ))
+        }
+    };
+    let (status, reason, message) =
+        esox_tests::wait_for(Duration::from_secs(60), "takeover refused", || async {
+            condition("takeover").await.filter(|c| c.1 == "Errored")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (status.as_str(), message.as_str()),
+        (
+            "False",
+            "set secret failed: could not write remote ref foreign to target secretstore k8s: secret not managed by external-secrets"
+        ),
+        "{reason}"
+    );
+    assert!(
+        env.events_for("takeover")
+            .await
+            .iter()
+            .any(|e| e.starts_with("Errored: ")),
+    );
+    assert_eq!(
+        secret_strings(&remote_secrets.get("foreign").await.unwrap())["k"],
+        "theirs"
+    );
+    // Synced, and a re-run with nothing changed leaves the remote Secret as it was.
+    esox_tests::wait_for(Duration::from_secs(30), "push synced", || async {
+        condition("push").await.filter(|c| c.1 == "Synced")
+    })
+    .await
+    .unwrap();
+    let synced_version = |p: esox::api::PushSecret| p.status?.synced_resource_version;
+    let before = synced_version(pss.get("push").await.unwrap());
+    pss.patch(
+        "push",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"metadata": {"labels": {"again": "1"}}})),
+    )
+    .await
+    .unwrap();
+    // The re-run is done when the status records the new labels' version.
+    esox_tests::wait_for(Duration::from_secs(30), "push re-run", || async {
+        let now = synced_version(pss.get("push").await.ok()?);
+        (now.is_some() && now != before).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        remote_secrets
+            .get("app-tls")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        pushed.metadata.resource_version,
+        "no write of an unchanged Secret"
+    );
+    // Deleting both PushSecrets: the pushed Secret goes, the foreign one stays.
+    for name in ["push", "takeover"] {
+        pss.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    esox_tests::wait_for(Duration::from_secs(60), "PushSecrets gone", || async {
+        pss.list(&Default::default())
+            .await
+            .ok()
+            .filter(|l| l.items.is_empty())
+            .map(|_| ())
+    })
+    .await
+    .unwrap();
+    assert!(remote_secrets.get_opt("app-tls").await.unwrap().is_none());
+    assert!(remote_secrets.get_opt("foreign").await.unwrap().is_some());
+    esox_tests::assert_no_secret_value(&env, &[], CANARY).await;
 }

@@ -99,16 +99,18 @@ async fn validate(
     }
 }
 
-/// What a store can do (`status.capabilities`), as ESO's providers say: the providers esox
-/// can push to are `ReadWrite` (Fake, AWS Secrets Manager); the rest `ReadOnly` (`openBao`
-/// is read-only in ESO too; Vault and Parameter Store push are not in esox yet).
+/// What a store can do (`status.capabilities`), as the provider says
+/// (`Provider::capabilities`): every provider esox implements can be pushed to (Fake, AWS
+/// Secrets Manager and Parameter Store, Vault, Kubernetes, and `openBao`, which ESO 2.9 keeps
+/// read-only); a provider esox does not implement is `ReadOnly`.
 pub fn capabilities(spec: &SecretStoreSpec) -> &'static str {
     let p = &spec.provider;
-    let sm = p
-        .aws
-        .as_ref()
-        .is_some_and(|a| a.service == crate::api::AwsService::SecretsManager);
-    if p.fake.is_some() || sm {
+    let known = p.fake.is_some()
+        || p.aws.is_some()
+        || p.vault.is_some()
+        || p.open_bao.is_some()
+        || p.kubernetes.is_some();
+    if known {
         provider::Capabilities::ReadWrite.as_str()
     } else {
         provider::Capabilities::ReadOnly.as_str()
@@ -372,4 +374,33 @@ fn vault_referent(vault: &crate::api::VaultProvider) -> bool {
             .cert
             .as_ref()
             .is_some_and(|c| unset(&c.client_cert) || unset(&c.secret_ref))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_report_what_their_provider_can_do() {
+        let cases = [
+            (r#"{"fake": {"data": []}}"#, "ReadWrite"),
+            (
+                r#"{"aws": {"service": "SecretsManager", "region": "us-east-1"}}"#,
+                "ReadWrite",
+            ),
+            (
+                r#"{"aws": {"service": "ParameterStore", "region": "us-east-1"}}"#,
+                "ReadWrite",
+            ),
+            (r#"{"vault": {"server": "http://v"}}"#, "ReadWrite"),
+            (r#"{"openBao": {"server": "http://v"}}"#, "ReadWrite"),
+            (r#"{"kubernetes": {"remoteNamespace": "x"}}"#, "ReadWrite"),
+            (r#"{"gcpsm": {}}"#, "ReadOnly"),
+        ];
+        for (provider, want) in cases {
+            let spec: SecretStoreSpec =
+                serde_json::from_str(&format!(r#"{{"provider": {provider}}}"#)).unwrap();
+            assert_eq!(capabilities(&spec), want, "{provider}");
+        }
+    }
 }

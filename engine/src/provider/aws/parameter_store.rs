@@ -4,6 +4,10 @@
 //! path is `GetParametersByPath` (recursive, values included); by name regexp or tags it lists
 //! names with `DescribeParameters` and fetches values with `GetParameters`, 10 per call — where
 //! ESO makes one call per parameter (ESO issue #1193).
+//!
+//! PushSecret, DeleteSecret and SecretExists: [`push`].
+
+pub mod push;
 
 use std::collections::BTreeMap;
 
@@ -16,7 +20,10 @@ use regex::Regex;
 
 use super::errors::{classify, classify_get, is_not_found};
 use super::{check_identity, endpoint_env, sts_client};
-use crate::provider::{Calls, FindQuery, GetRequest, Provider, ProviderError, Recorded};
+use crate::provider::{
+    Calls, Capabilities, FindQuery, GetRequest, Provider, ProviderError, PushOutcome,
+    PushSecretData, Recorded, SourceSecret,
+};
 use crate::secret::SecretBytes;
 
 /// Parameter Store provider.
@@ -209,5 +216,25 @@ impl Provider for ParameterStore {
 
     async fn validate(&self) -> Result<Option<String>, ProviderError> {
         check_identity(&self.sts, &self.calls).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ReadWrite
+    }
+
+    async fn push_secret(
+        &self,
+        secret: &SourceSecret,
+        data: &PushSecretData,
+    ) -> Result<PushOutcome, ProviderError> {
+        self.push(secret, data).await
+    }
+
+    async fn delete_secret(&self, data: &PushSecretData) -> Result<(), ProviderError> {
+        self.delete_pushed(data).await
+    }
+
+    async fn secret_exists(&self, data: &PushSecretData) -> Result<bool, ProviderError> {
+        self.exists(data).await
     }
 }

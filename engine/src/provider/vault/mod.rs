@@ -12,14 +12,16 @@
 //!   included.
 //! - Tokens are cached per identity, shared, renewed and replaced ([`token`]); a read refused
 //!   with 403 while the token itself is refused logs in again once and retries.
+//! - PushSecret, DeleteSecret and SecretExists on KV v1 and v2 ([`push`]).
 //!
 //! Every call is counted under ESO's names (`externalsecret_provider_api_calls_count`,
-//! provider `HashiCorp/Vault`: `ReadSecretData`, `ListSecrets`, `Login`, `LookupSelf`,
-//! `RevokeSelf`, and esox's `RenewSelf`).
+//! provider `HashiCorp/Vault`: `ReadSecretData`, `WriteSecretData`, `DeleteSecret`,
+//! `ListSecrets`, `Login`, `LookupSelf`, `RevokeSelf`, and esox's `RenewSelf`).
 
 pub mod http;
 pub mod leases;
 pub mod paths;
+pub mod push;
 mod refs;
 pub(crate) use refs::ca_bundle;
 pub mod token;
@@ -34,8 +36,8 @@ use regex::Regex;
 use self::http::{Http, Reply, describe};
 use self::token::{Lease, TokenSlot};
 use super::{
-    BuildContext, Calls, FindQuery, GetRequest, Provider, ProviderBuildError, ProviderError,
-    Recorded,
+    BuildContext, Calls, Capabilities, FindQuery, GetRequest, Provider, ProviderBuildError,
+    ProviderError, PushOutcome, PushSecretData, Recorded, SourceSecret,
 };
 use crate::api::{OpenBaoProvider, VaultAppRole, VaultAuth, VaultProvider};
 use crate::secret::SecretBytes;
@@ -972,6 +974,27 @@ impl Provider for VaultStore {
             })
             .unwrap_or_default();
         Ok(Some(format!("{name} (policies: {policies})")))
+    }
+
+    /// Vault stores, and (unlike ESO 2.9, whose `openBao` block is read-only) OpenBao stores.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ReadWrite
+    }
+
+    async fn push_secret(
+        &self,
+        secret: &SourceSecret,
+        data: &PushSecretData,
+    ) -> Result<PushOutcome, ProviderError> {
+        self.push(secret, data).await
+    }
+
+    async fn delete_secret(&self, data: &PushSecretData) -> Result<(), ProviderError> {
+        self.delete_pushed(data).await
+    }
+
+    async fn secret_exists(&self, data: &PushSecretData) -> Result<bool, ProviderError> {
+        self.exists(data).await
     }
 }
 
