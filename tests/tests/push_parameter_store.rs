@@ -178,7 +178,6 @@ spec:
       kind: PushSecretMetadata
       spec: {{encodeAsDecoded: true}}
   - match: {{secretKey: user, remoteRef: {{remoteKey: /{ns}/app, property: user}}}}
-  - match: {{secretKey: password, remoteRef: {{remoteKey: /{ns}/app, property: password}}}}
 "#
     ))
     .await
@@ -211,10 +210,10 @@ spec:
         param(&format!("/{ns}/whole-decoded")).await.unwrap().value,
         format!(r#"{{"password":"{canary}","user":"admin"}}"#)
     );
-    // Two properties, one parameter.
+    // `property` is ignored, as ESO ignores it on Parameter Store: the raw value is the
+    // whole parameter.
     let app = param(&format!("/{ns}/app")).await.unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&app.value).unwrap();
-    assert_eq!(doc, json!({"user": "admin", "password": canary}));
+    assert_eq!(app.value, "admin");
 
     // Nothing changed: no PutParameter, no new version.
     let versions = [password.version, whole.version, app.version];
@@ -249,13 +248,7 @@ spec:
     })
     .await
     .unwrap();
-    wait_for(Duration::from_secs(30), "rotated app property", || async {
-        let doc: serde_json::Value =
-            serde_json::from_str(&param(&format!("/{ns}/app")).await?.value).ok()?;
-        (doc == json!({"user": "admin", "password": "rotated"})).then_some(())
-    })
-    .await
-    .unwrap();
+    assert_eq!(param(&format!("/{ns}/app")).await.unwrap().value, "admin");
 
     // A parameter esox does not manage: refused with ESO's message and event, and kept.
     let ssm = ssm().await;
@@ -352,54 +345,4 @@ spec:
     let statuses =
         serde_json::to_string(&list.items.iter().map(|p| &p.status).collect::<Vec<_>>()).unwrap();
     assert!(!statuses.contains(&canary));
-}
-
-/// A property dropped from a PushSecret (deletionPolicy Delete) is removed from its
-/// parameter; the others stay.
-#[tokio::test]
-async fn a_dropped_property_leaves_the_others() {
-    let env = TestEnv::new("pps-prop").await;
-    let ns = env.ns.clone();
-    env.apply(&aws_static_store("ssm", "ParameterStore", KEY))
-        .await
-        .unwrap();
-    source(&env, "src", &[("a", "1"), ("b", "2")]).await;
-    let push = |entries: &str| {
-        format!(
-            r#"
-apiVersion: external-secrets.io/v1alpha1
-kind: PushSecret
-metadata: {{name: push}}
-spec:
-  deletionPolicy: Delete
-  secretStoreRefs: [{{name: ssm}}]
-  selector: {{secret: {{name: src}}}}
-  data:
-{entries}
-"#
-        )
-    };
-    let a =
-        format!("  - match: {{secretKey: a, remoteRef: {{remoteKey: /{ns}/doc, property: a}}}}");
-    let b =
-        format!("  - match: {{secretKey: b, remoteRef: {{remoteKey: /{ns}/doc, property: b}}}}");
-    env.apply(&push(&format!("{a}\n{b}"))).await.unwrap();
-    wait_push(&env, "push", "True", "Synced").await;
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(
-            &param(&format!("/{ns}/doc")).await.unwrap().value
-        )
-        .unwrap(),
-        json!({"a": "1", "b": "2"})
-    );
-    env.apply(&push(&a)).await.unwrap();
-    wait_for(Duration::from_secs(30), "b removed", || async {
-        let doc: serde_json::Value =
-            serde_json::from_str(&param(&format!("/{ns}/doc")).await?.value).ok()?;
-        (doc == json!({"a": "1"})).then_some(())
-    })
-    .await
-    .unwrap();
-    wait_gone(&env, "push").await;
-    assert!(param(&format!("/{ns}/doc")).await.is_none());
 }

@@ -13,11 +13,11 @@
 //!   `secret 'managed-by:external-secrets'`). Field names match case-insensitively and
 //!   unknown fields are refused, as Go's `encoding/json` with `DisallowUnknownFields`.
 //!
+//! - `property` is ignored, as ESO ignores it: the value is the whole parameter, and a delete
+//!   removes the whole (managed) parameter. A manifest written for ESO keeps its meaning: a
+//!   consumer of the parameter reads the raw value, never a JSON object esox made up.
+//!
 //! Where esox differs from ESO, on purpose:
-//! - `property` is honoured (ESO ignores it and writes the raw value over the whole
-//!   parameter): the value is set under that key of the parameter's JSON object, so several
-//!   entries can share one parameter, and deleting one removes its key only (the parameter
-//!   when no key is left).
 //! - Nothing is written when the parameter already holds the value with the type asked for;
 //!   tags are kept in step even when the value is unchanged (ESO updates them only with a new
 //!   value, and never when the type alone changes).
@@ -261,27 +261,13 @@ pub struct Plan {
 pub fn plan_existing(
     existing: &Existing,
     desired: &str,
-    property: Option<&str>,
     meta: &PushMetadata,
 ) -> Result<Plan, ProviderError> {
     if existing.tags.get(MANAGED_BY_KEY).map(String::as_str) != Some(MANAGED_BY_VALUE) {
         return Err(ProviderError::NotManaged { key: String::new() });
     }
-    let value = match property {
-        None => Some(desired.to_string()),
-        Some(p) => crate::provider::push::merge_property(
-            Some(existing.value.as_bytes()),
-            p,
-            &SecretBytes::from(desired),
-        )?
-        .map(|b| String::from_utf8_lossy(b.expose()).into_owned()),
-    };
     let same_type = existing.type_.as_ref() == Some(&meta.secret_type);
-    let put = match value {
-        Some(v) if v != existing.value || !same_type => Some(v),
-        None if !same_type => Some(existing.value.clone()),
-        _ => None,
-    };
+    let put = (desired != existing.value || !same_type).then(|| desired.to_string());
     let untag = existing
         .tags
         .keys()
@@ -298,21 +284,6 @@ pub fn plan_existing(
         BTreeMap::new()
     };
     Ok(Plan { put, untag, tag })
-}
-
-/// The value left when `property` is removed from `doc`: `None` when nothing changes (not
-/// JSON, or no such key), `Some(None)` when no key is left (delete the parameter).
-pub fn without_property(doc: &str, property: &str) -> Option<Option<String>> {
-    let serde_json::Value::Object(mut map) = serde_json::from_str(doc).ok()? else {
-        return None;
-    };
-    map.remove(property)?;
-    if map.is_empty() {
-        return Some(None);
-    }
-    Some(Some(
-        serde_json::to_string(&serde_json::Value::Object(map)).unwrap_or_default(),
-    ))
 }
 
 /// An error message with `value` taken out, should the service have echoed it.
@@ -424,17 +395,7 @@ impl ParameterStore {
         let key = data.remote_key();
         let name = self.id(key);
         let Some((current, type_)) = self.read_parameter(&name).await? else {
-            let body = match data.property() {
-                Some(p) => crate::provider::push::merge_property(
-                    None,
-                    p,
-                    &SecretBytes::from(desired.as_str()),
-                )?
-                .map(|b| String::from_utf8_lossy(b.expose()).into_owned())
-                .unwrap_or_default(),
-                None => desired,
-            };
-            self.put(&name, &body, &meta, true).await?;
+            self.put(&name, &desired, &meta, true).await?;
             return Ok(PushOutcome::Written);
         };
         let existing = Existing {
@@ -442,13 +403,12 @@ impl ParameterStore {
             type_,
             tags: self.tags(&name).await?,
         };
-        let plan =
-            plan_existing(&existing, &desired, data.property(), &meta).map_err(|e| match e {
-                ProviderError::NotManaged { .. } => ProviderError::NotManaged {
-                    key: key.to_string(),
-                },
-                other => other,
-            })?;
+        let plan = plan_existing(&existing, &desired, &meta).map_err(|e| match e {
+            ProviderError::NotManaged { .. } => ProviderError::NotManaged {
+                key: key.to_string(),
+            },
+            other => other,
+        })?;
         let mut outcome = PushOutcome::Unchanged;
         if let Some(v) = &plan.put {
             self.put(&name, v, &meta, false).await?;
@@ -490,24 +450,13 @@ impl ParameterStore {
 
     pub(super) async fn delete_pushed(&self, data: &PushSecretData) -> Result<(), ProviderError> {
         let name = self.id(data.remote_key());
-        let Some((current, _)) = self.read_parameter(&name).await? else {
+        if self.read_parameter(&name).await?.is_none() {
             return Ok(());
-        };
+        }
         let tags = self.tags(&name).await?;
         if tags.get(MANAGED_BY_KEY).map(String::as_str) != Some(MANAGED_BY_VALUE) {
             tracing::info!(remote = %data.remote_key(), "not deleting a parameter esox does not manage");
             return Ok(());
-        }
-        if let Some(p) = data.property() {
-            match without_property(&current, p) {
-                None => return Ok(()),
-                Some(Some(rest)) => {
-                    // The metadata as pushed (its type and key), recorded in the status.
-                    let meta = parse_metadata(data.metadata.as_ref()).unwrap_or_default();
-                    return self.put(&name, &rest, &meta, false).await;
-                }
-                Some(None) => {}
-            }
         }
         match self
             .client
@@ -524,16 +473,10 @@ impl ParameterStore {
     }
 
     pub(super) async fn exists(&self, data: &PushSecretData) -> Result<bool, ProviderError> {
-        let Some((current, _)) = self.read_parameter(&self.id(data.remote_key())).await? else {
-            return Ok(false);
-        };
-        Ok(match data.property() {
-            None => true,
-            Some(p) => serde_json::from_str::<serde_json::Value>(&current)
-                .ok()
-                .and_then(|d| d.get(p).cloned())
-                .is_some_and(|v| !v.is_null()),
-        })
+        Ok(self
+            .read_parameter(&self.id(data.remote_key()))
+            .await?
+            .is_some())
     }
 }
 
@@ -620,12 +563,12 @@ mod tests {
         };
         // Same value, same type, same tags: nothing.
         assert_eq!(
-            plan_existing(&managed, "v1", None, &meta).unwrap(),
+            plan_existing(&managed, "v1", &meta).unwrap(),
             Plan::default()
         );
         // A new value.
         assert_eq!(
-            plan_existing(&managed, "v2", None, &meta).unwrap().put,
+            plan_existing(&managed, "v2", &meta).unwrap().put,
             Some("v2".into())
         );
         // The type alone changes: written again.
@@ -634,7 +577,7 @@ mod tests {
             ..PushMetadata::default()
         };
         assert_eq!(
-            plan_existing(&managed, "v1", None, &secure).unwrap().put,
+            plan_existing(&managed, "v1", &secure).unwrap().put,
             Some("v1".into())
         );
         // Tags are kept in step with an unchanged value.
@@ -642,7 +585,7 @@ mod tests {
         tagged.tags.insert("team".into(), "a".into());
         let mut stale = managed.clone();
         stale.tags.insert("old".into(), "x".into());
-        let plan = plan_existing(&stale, "v1", None, &tagged).unwrap();
+        let plan = plan_existing(&stale, "v1", &tagged).unwrap();
         assert_eq!(plan.put, None);
         assert_eq!(plan.untag, ["old"]);
         assert_eq!(plan.tag, tagged.tags);
@@ -652,37 +595,21 @@ mod tests {
             ..managed.clone()
         };
         assert_eq!(
-            plan_existing(&unmanaged, "v1", None, &meta)
+            plan_existing(&unmanaged, "v1", &meta)
                 .unwrap_err()
                 .to_string(),
             "secret not managed by external-secrets"
         );
-        // Properties merge into the JSON object.
+        // The value is the whole parameter (ESO ignores `property`): a JSON document is
+        // replaced, never merged into.
         let doc = Existing {
             value: r#"{"a":"1"}"#.into(),
             ..managed.clone()
         };
         assert_eq!(
-            plan_existing(&doc, "2", Some("b"), &meta).unwrap().put,
-            Some(r#"{"a":"1","b":"2"}"#.into())
+            plan_existing(&doc, "2", &meta).unwrap().put,
+            Some("2".into())
         );
-        assert_eq!(
-            plan_existing(&doc, "1", Some("a"), &meta).unwrap().put,
-            None
-        );
-        let err = plan_existing(&managed, "2", Some("b"), &meta).unwrap_err();
-        assert!(!err.to_string().contains("v1"), "{err}");
-    }
-
-    #[test]
-    fn a_deleted_property_leaves_the_others() {
-        assert_eq!(
-            without_property(r#"{"a":"1","b":"2"}"#, "a"),
-            Some(Some(r#"{"b":"2"}"#.into()))
-        );
-        assert_eq!(without_property(r#"{"a":"1"}"#, "a"), Some(None));
-        assert_eq!(without_property(r#"{"a":"1"}"#, "z"), None);
-        assert_eq!(without_property("plain", "a"), None);
     }
 
     #[test]
