@@ -227,7 +227,7 @@ spec:
     .await
     .unwrap();
     wait_for(Duration::from_secs(30), "esox reading again", || async {
-        (calls(&env, "GetParameter") >= gets + 5.0).then_some(())
+        (calls(&env, "GetParameter") >= gets + 4.0).then_some(())
     })
     .await
     .unwrap();
