@@ -145,7 +145,7 @@ async fn members(env: &TestEnv) -> BTreeMap<String, (usize, String)> {
 
 /// Waits until there are `n` member Leases, each acknowledging `n` members.
 async fn settled(env: &TestEnv, n: usize) {
-    wait_for(
+    let result = wait_for(
         Duration::from_secs(60),
         &format!("{n} members, all acknowledged"),
         || async {
@@ -153,8 +153,10 @@ async fn settled(env: &TestEnv, n: usize) {
             (m.len() == n && m.values().all(|(acked, _)| *acked == n)).then_some(())
         },
     )
-    .await
-    .unwrap_or_else(|e| panic!("{e}: {:?}", futures::executor::block_on(members(env))));
+    .await;
+    if let Err(e) = result {
+        panic!("{e}: {:?}", members(env).await);
+    }
 }
 
 /// Who reports each ExternalSecret, once every one of them is reported by exactly one of
@@ -316,19 +318,15 @@ async fn three_replicas_spread_join_leave_and_kill_without_double_writes() {
         let mine = share(&spread, r.name).len();
         assert!(mine > 0, "{} owns nothing: {spread:?}", r.name);
         // The gauge follows at the next renewal.
-        wait_for(
+        let gauge = wait_for(
             Duration::from_secs(10),
             "the owned-objects gauge",
             || async { (owned(r).await == Some(mine)).then_some(()) },
         )
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}: {:?} != {mine}",
-                r.name,
-                futures::executor::block_on(owned(r))
-            )
-        });
+        .await;
+        if let Err(e) = gauge {
+            panic!("{}: {e}: {:?} != {mine}", r.name, owned(r).await);
+        }
     }
     eprintln!(
         "spread: a {} b {} c {}; Leases: {:?}",

@@ -221,25 +221,19 @@ impl Context {
         }
     }
 
-    /// Claims `namespace/name` of `kind` for a reconcile: `None` when another replica owns it
-    /// (`--shard-mode`); without sharding, always a claim.
+    /// Claims `namespace/name` of `kind` for a reconcile, or says why another replica has it
+    /// (`--shard-mode`; a `NotReady` refusal is asked again by the next hand-over). Without
+    /// sharding, always a claim.
     pub fn claim(
         &self,
         kind: &'static str,
         namespace: &str,
         name: &str,
-    ) -> Option<crate::shard::Claim> {
+    ) -> Result<crate::shard::Claim, crate::shard::Refusal> {
         match self.shard.get() {
-            None => Some(crate::shard::Claim::unsharded()),
-            Some(shard) => shard.claim(kind, namespace, name).ok(),
+            None => Ok(crate::shard::Claim::unsharded()),
+            Some(shard) => shard.claim(kind, namespace, name),
         }
-    }
-
-    /// Whether this replica may reconcile `namespace/name` now (always, without sharding).
-    pub fn may_reconcile(&self, namespace: &str, name: &str) -> bool {
-        self.shard
-            .get()
-            .is_none_or(|s| s.may_reconcile(namespace, name))
     }
 
     /// The objects of `reader` a hand-over gives this replica (never any without sharding):

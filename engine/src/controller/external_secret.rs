@@ -84,16 +84,17 @@ pub fn resource_version(es: &ExternalSecret) -> String {
 pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
     let (name, namespace) = (es.name_any(), es.namespace().unwrap_or_default());
     // `--shard-mode`: another replica's object waits for no turn.
-    if !ctx.may_reconcile(&namespace, &name) {
-        return Ok(not_owned(&es, &ctx));
+    if let Err(refused) = ctx.claim(KIND, &namespace, &name) {
+        return Ok(not_owned(&es, &ctx, refused));
     }
     let priority = priority(&es, &ctx);
     trace!(?priority, waiting = ?ctx.turns.waiting(), "queued for a turn");
     let mut seat = Seat::new(ctx.turns.clone(), priority);
     seat.take().await;
     // Held to the end: this replica hands the object over only once no reconcile of it runs.
-    let Some(_claim) = ctx.claim(KIND, &namespace, &name) else {
-        return Ok(not_owned(&es, &ctx));
+    let _claim = match ctx.claim(KIND, &namespace, &name) {
+        Ok(claim) => claim,
+        Err(refused) => return Ok(not_owned(&es, &ctx, refused)),
     };
     let start = Instant::now();
     let labels = ObjectLabels {
@@ -133,11 +134,14 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
 /// The kind, as sharding names it.
 pub const KIND: &str = "ExternalSecret";
 
-/// Another replica owns `es` (`--shard-mode`): nothing is written; what this replica kept
-/// about it goes (the owner reports it), and the hand-over that gives it back reconciles it.
-fn not_owned(es: &ExternalSecret, ctx: &Context) -> Action {
-    trace!("owned by another replica");
-    forget_local_state(es, ctx);
+/// Another replica owns `es`, or the membership is changing (`--shard-mode`): nothing is
+/// written; what this replica kept about another's object goes (the owner reports it), and
+/// the hand-over that gives it to this replica reconciles it.
+fn not_owned(es: &ExternalSecret, ctx: &Context, refused: crate::shard::Refusal) -> Action {
+    trace!(?refused, "not reconciled here now");
+    if refused == crate::shard::Refusal::NotOwned {
+        forget_local_state(es, ctx);
+    }
     Action::await_change()
 }
 

@@ -710,7 +710,7 @@ fn interval(ps: &PushSecret) -> Duration {
 pub async fn reconcile(ps: Arc<PushSecret>, pctx: Arc<PushContext>) -> Result<Action, Error> {
     let ctx = &pctx.ctx;
     let ns = ps.namespace().unwrap_or_default();
-    let Some(_claim) = ctx.claim("PushSecret", &ns, &ps.name_any()) else {
+    let Ok(_claim) = ctx.claim("PushSecret", &ns, &ps.name_any()) else {
         return Ok(Action::await_change()); // `--shard-mode`: another replica's
     };
     let api: Api<PushSecret> = Api::namespaced(ctx.client.clone(), &ns);

@@ -133,14 +133,6 @@ impl Shard {
         }
     }
 
-    /// Whether `namespace/name` may be reconciled now (a cheap check before queueing).
-    pub fn may_reconcile(&self, namespace: &str, name: &str) -> bool {
-        self.lock()
-            .snapshot
-            .may_reconcile(&ring::key(namespace, name))
-            .is_ok()
-    }
-
     /// Installs a new snapshot (the membership loop's). Returns it.
     fn publish_snapshot(&self, next: Snapshot) -> Arc<Snapshot> {
         let next = Arc::new(next);
