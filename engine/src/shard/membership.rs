@@ -65,8 +65,10 @@ pub enum ShardError {
     /// Another member deleted its Lease: it was not renewed within its duration.
     #[error("this replica's shard Lease {0} was removed by another member (not renewed in time)")]
     Removed(String),
-    /// It could not renew its Lease within the renew deadline.
-    #[error("could not renew this replica's shard Lease {0} within the renew deadline")]
+    /// It could not renew its Lease for its whole duration while reconciles were running.
+    #[error(
+        "could not renew this replica's shard Lease {0} for its duration while reconciles were running"
+    )]
     RenewDeadline(String),
     /// The watch of the members' Leases ended.
     #[error("the watch of the shard Leases ended")]
@@ -231,6 +233,7 @@ pub async fn run(
     let mut next_tick = Instant::now();
     let mut must_write = false;
     let mut waiting = false;
+    let mut overdue = false;
     loop {
         let mut tick = false;
         tokio::select! {
@@ -257,13 +260,29 @@ pub async fn run(
             }
         }
         seen.retain(|lease, _| cached.iter().any(|m| &m.lease == lease));
-        let alive = now.duration_since(last_renewed) <= settings.renew_deadline;
-        if !alive {
+        // Not renewed within the deadline (the apiserver unreachable, this process paused):
+        // nothing new starts, and the renewal is tried at once. Only a renewal that finds the
+        // Lease deleted means another member may have taken over (it must delete the Lease
+        // first); a reconcile still running once the Lease could have expired is cut short
+        // by exiting.
+        let since = now.duration_since(last_renewed);
+        let alive = since <= settings.renew_deadline;
+        if !alive && !overdue {
+            tracing::warn!(?since, lease = %name, "shard Lease not renewed within the renew deadline; starting nothing until it is");
+            tick = true;
+        }
+        overdue = !alive;
+        if since > settings.lease_duration && shard.claimed() > 0 {
             shard.publish_snapshot(Snapshot {
                 me: me.clone(),
                 ..Default::default()
             });
             return Err(ShardError::RenewDeadline(name));
+        }
+        if !alive {
+            let mut stopped = (*shard.snapshot()).clone();
+            stopped.ready = false;
+            shard.publish_snapshot(stopped);
         }
         let view = plan(&me, &cached, &published, synced, alive).view;
         if synced
