@@ -192,3 +192,41 @@ impl Elector {
         }
     }
 }
+
+/// Whether this replica does the leader-only work. Without `--shard-mode` the whole controller
+/// runs only while it leads (or there is no election), so it always does; in shard mode every
+/// replica reconciles its share and only the leader validates stores and runs the
+/// ClusterExternalSecret and ClusterPushSecret controllers.
+pub struct Leadership(tokio::sync::watch::Sender<bool>);
+
+impl Default for Leadership {
+    fn default() -> Self {
+        Leadership(tokio::sync::watch::channel(true).0)
+    }
+}
+
+impl Leadership {
+    /// Whether this replica leads now.
+    pub fn is_leader(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Says whether this replica leads.
+    pub fn set(&self, leading: bool) {
+        self.0.send_replace(leading);
+    }
+
+    /// Waits until this replica leads.
+    pub async fn wait(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|l| *l).await;
+    }
+
+    /// Yields once when this replica becomes the leader (at once if it leads already).
+    pub fn became(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let mut rx = self.0.subscribe();
+        futures::stream::once(async move {
+            let _ = rx.wait_for(|l| *l).await;
+        })
+    }
+}

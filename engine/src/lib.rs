@@ -20,6 +20,7 @@ pub mod plugin;
 pub mod provider;
 pub mod ratelimit;
 pub mod secret;
+pub mod shard;
 pub mod telemetry;
 pub mod template;
 pub mod webhook;

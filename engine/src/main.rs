@@ -213,6 +213,24 @@ struct ControllerArgs {
     webhook: WebhookArgs,
     #[command(flatten)]
     leader: LeaderArgs,
+    #[command(flatten)]
+    shard: ShardArgs,
+}
+
+/// Sharding: several replicas that share the ExternalSecrets and PushSecrets.
+#[derive(clap::Args)]
+struct ShardArgs {
+    /// Share ExternalSecrets and PushSecrets among every replica started with it: each holds a
+    /// coordination.k8s.io Lease (`esox-shard-<identity>`, renewed with the
+    /// --leader-election-* durations) and reconciles the objects it owns by a consistent hash
+    /// of namespace/name; store validation, ClusterExternalSecrets and ClusterPushSecrets stay
+    /// with the leader (--leader-election-id). See docs/sharding.md.
+    #[arg(long = "shard-mode", env = "ESOX_SHARD_MODE")]
+    enabled: bool,
+    /// The members' group (the `shard.esox.io/group` label of their Leases): replicas with the
+    /// same group share the objects. Default: --leader-election-id.
+    #[arg(long = "shard-group", env = "ESOX_SHARD_GROUP")]
+    group: Option<String>,
 }
 
 /// The Wasm plugin host.
@@ -610,6 +628,10 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     ctx.rollout
         .reloader_compat
         .store(args.reloader_compat, Ordering::Relaxed);
+    if args.shard.enabled {
+        let client = ctx.client.clone();
+        return run_sharded(&args.leader, &args.shard, client, ctx, health, stopping).await;
+    }
     let Some(elector) = elector else {
         tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?ctx.settings.namespace, "starting esox controller");
         esox::controller::run_until(ctx, health, stopping).await;
@@ -634,6 +656,99 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         }
         _ = elector.hold() => {
             // Stop writing at once: the process exits and restarts as a standby.
+            anyhow::bail!("lost the leader Lease; exiting so that only the new leader writes")
+        }
+    }
+}
+
+/// `--shard-mode`: every replica reconciles its share; the leader also does the leader-only
+/// work. Losing the membership (the Lease not renewed in time) or the leadership exits the
+/// process at once, before another replica may take over.
+async fn run_sharded(
+    leader_args: &LeaderArgs,
+    shard_args: &ShardArgs,
+    client: kube::Client,
+    ctx: Arc<Context>,
+    health: Arc<esox::http::Health>,
+    stopping: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
+) -> anyhow::Result<()> {
+    use esox::shard::membership;
+    let identity = leader_identity();
+    let namespace = own_namespace(leader_args.namespace.clone());
+    let shard = esox::shard::Shard::new(&identity, Some(ctx.metrics.clone()));
+    if ctx.shard.set(shard.clone()).is_err() {
+        anyhow::bail!("the shard state was set twice");
+    }
+    ctx.leader.set(false);
+    let settings = membership::ShardSettings {
+        namespace: namespace.clone(),
+        group: shard_args
+            .group
+            .clone()
+            .unwrap_or_else(|| leader_args.id.clone()),
+        identity: identity.clone(),
+        lease_duration: leader_args.lease_duration,
+        renew_deadline: leader_args.renew_deadline,
+        retry: leader_args.retry_period,
+    };
+    anyhow::ensure!(
+        settings.renew_deadline < settings.lease_duration,
+        "--leader-election-renew-deadline must be shorter than --leader-election-lease-duration"
+    );
+    let mut lease = esox::leader::LeaseSettings::new(&leader_args.id, &namespace, &identity);
+    lease.lease_duration = leader_args.lease_duration;
+    lease.renew_deadline = leader_args.renew_deadline;
+    lease.retry = leader_args.retry_period;
+    let elector = Arc::new(esox::leader::Elector::new(client.clone(), lease));
+    let (leave_tx, leave_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut members = tokio::spawn(membership::run(
+        client,
+        settings,
+        shard,
+        health.clone(),
+        async move {
+            let _ = leave_rx.await;
+        },
+    ));
+    let leading = {
+        let (elector, ctx, stopping) = (elector.clone(), ctx.clone(), stopping.clone());
+        async move {
+            tokio::select! {
+                _ = elector.acquire() => {}
+                _ = stopping => return futures::future::pending::<()>().await,
+            }
+            ctx.leader.set(true);
+            tracing::info!(
+                "leading: validating stores, running ClusterExternalSecrets and ClusterPushSecrets"
+            );
+            elector.hold().await;
+        }
+    };
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), %identity, namespace = ?ctx.settings.namespace, "starting esox controller in shard mode");
+    let leader = ctx.clone();
+    tokio::select! {
+        _ = esox::controller::run_until(ctx, health, stopping) => {
+            revoke_vault_tokens().await;
+            // Every reconcile has ended: leave the membership (the others take over at once).
+            let _ = leave_tx.send(());
+            match tokio::time::timeout(Duration::from_secs(3), members).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "shard membership"),
+                Ok(Err(_)) | Err(_) => tracing::warn!("could not leave the shard membership in time; this replica's Lease expires by itself"),
+            }
+            if leader.leader.is_leader()
+                && tokio::time::timeout(Duration::from_secs(2), elector.release()).await.is_err()
+            {
+                tracing::warn!("could not release the leader Lease in time; it expires by itself");
+            }
+            Ok(())
+        }
+        res = &mut members => match res {
+            Ok(Ok(())) => anyhow::bail!("the shard membership ended"),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("left the shard membership; exiting so that only the new owners write")),
+            Err(e) => anyhow::bail!("the shard membership task failed: {e}"),
+        },
+        _ = leading => {
             anyhow::bail!("lost the leader Lease; exiting so that only the new leader writes")
         }
     }

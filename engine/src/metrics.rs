@@ -70,6 +70,22 @@ pub struct PluginLabels {
     pub plugin: String,
 }
 
+/// Labels of a per-kind gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `ExternalSecret` or `PushSecret`.
+    pub kind: String,
+}
+
+/// Labels of the shard hand-over counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandoverLabels {
+    /// `ExternalSecret` or `PushSecret`.
+    pub kind: String,
+    /// `gained` (taken over from another replica) or `lost` (handed to one).
+    pub direction: String,
+}
+
 /// All metrics esox exports.
 pub struct Metrics {
     /// `externalsecret_sync_calls_total`.
@@ -98,6 +114,13 @@ pub struct Metrics {
     pub plugin_duration: Family<PluginLabels, Histogram>,
     /// `esox_rollout_restart_total{result}`: workload restarts by result.
     pub rollout_restarts: Family<crate::controller::rollout::RestartLabels, Counter>,
+    /// `esox_shard_owned_objects{kind}`: objects this replica owns (`--shard-mode`).
+    pub shard_owned: Family<KindLabels, Gauge>,
+    /// `esox_shard_members`: the membership this replica sees (`--shard-mode`).
+    pub shard_members: Gauge,
+    /// `esox_shard_handovers_total{kind,direction}`: objects gained from or lost to another
+    /// replica (`--shard-mode`).
+    pub shard_handovers: Family<HandoverLabels, Counter>,
 }
 
 fn histogram() -> Histogram {
@@ -123,6 +146,9 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
             rollout_restarts: Family::default(),
+            shard_owned: Family::default(),
+            shard_members: Gauge::default(),
+            shard_handovers: Family::default(),
         };
         // prometheus-client appends `_total` to counters itself.
         registry.register(
@@ -189,6 +215,21 @@ impl Metrics {
             "esox_rollout_restart",
             "Workload rollout restarts after a Secret's data changed, by result",
             m.rollout_restarts.clone(),
+        );
+        registry.register(
+            "esox_shard_owned_objects",
+            "Objects this replica owns in --shard-mode, by kind",
+            m.shard_owned.clone(),
+        );
+        registry.register(
+            "esox_shard_members",
+            "Members of the shard membership this replica sees",
+            m.shard_members.clone(),
+        );
+        registry.register(
+            "esox_shard_handovers",
+            "Objects this replica took over from (gained) or handed to (lost) another replica",
+            m.shard_handovers.clone(),
         );
         m
     }

@@ -74,6 +74,10 @@ CONFIGS = {
     "esox-tuned": ("esox", "esox tuned", ["--concurrent=50", "--kube-api-qps=100", "--kube-api-burst=200"]),
 }
 
+# Replicas per configuration (`--replicas K` adds esox configurations "<name>-xK" that run K
+# processes with --shard-mode); every other configuration runs one.
+REPLICAS: dict[str, int] = {}
+
 LOG_LOCK = threading.Lock()
 
 
@@ -601,6 +605,65 @@ class Controller:
             pass
 
 
+class ControllerGroup:
+    """K replicas of one controller (`--replicas K`, esox `--shard-mode`), seen as one: started
+    and stopped together, ready when every replica is, alive while every replica is. `pid` is
+    the first replica's; CPU is summed over `pids`, memory reported per replica."""
+
+    def __init__(self, kind: str, binary: str, extra: list[str], kubeconfig: str, log_path: str,
+                 pidfile: str, replicas: int):
+        self.members = [Controller(kind, binary, extra, kubeconfig,
+                                   log_path if i == 0 else log_path.replace(".log", f".{i}.log"),
+                                   pidfile if i == 0 else f"{pidfile}.{i}")
+                        for i in range(replicas)]
+        self.log_path = log_path
+
+    def start(self) -> float:
+        t = self.members[0].start()
+        for m in self.members[1:]:
+            m.start()
+        return t
+
+    @property
+    def proc(self):
+        return self.members[0].proc
+
+    @property
+    def args(self) -> list[str]:
+        return self.members[0].args
+
+    @property
+    def pid(self) -> int:
+        return self.members[0].pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [m.pid for m in self.members]
+
+    def alive(self) -> bool:
+        return all(m.alive() for m in self.members)
+
+    def exit_reason(self) -> str:
+        return "; ".join(f"replica {i}: {m.exit_reason()}" for i, m in enumerate(self.members)
+                         if not m.alive())
+
+    def wait_ready(self, timeout: float) -> float:
+        return max(m.wait_ready(timeout) for m in self.members)
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop()
+
+
+def cpu_ticks(ctrl) -> list[int]:
+    """CPU ticks of each replica of `ctrl`."""
+    return [proc_cpu_ticks(pid) for pid in ctrl.pids]
+
+
+def rss_per_replica(ctrl) -> list[float]:
+    return [round(proc_rss_mib(pid), 1) for pid in ctrl.pids]
+
+
 class Stack:
     def __init__(self, run_dir: str, name: str):
         self.dir = tempfile.mkdtemp(prefix=f"esox-bench-{name}-")
@@ -817,9 +880,10 @@ class Run:
             "metadata": {"name": "bench"},
             "spec": {"provider": {"fake": {"data": [{"key": f"k-{i}", "value": f"v-{i}"} for i in range(keys)]}}},
         })
-        self.ctrl = Controller(self.kind, o.eso_bin if self.kind == "eso" else o.esox_bin, self.flags,
-                               self.kubeconfig, os.path.join(self.run_dir, f"{self.cfg}.log"),
-                               os.path.join(self.run_dir, ".controller.pid"))
+        self.ctrl = ControllerGroup(self.kind, o.eso_bin if self.kind == "eso" else o.esox_bin, self.flags,
+                                    self.kubeconfig, os.path.join(self.run_dir, f"{self.cfg}.log"),
+                                    os.path.join(self.run_dir, ".controller.pid"), REPLICAS.get(self.cfg, 1))
+        self.r["replicas"] = REPLICAS.get(self.cfg, 1)
 
     def _discoverable(self) -> bool:
         try:
@@ -884,7 +948,7 @@ class Run:
         own0 = sum(os.times()[:2])
         t_wall = time.time()
         t0 = self.ctrl.start()
-        other = OtherCpu([self.ctrl.pid, api_pid, self.stack.pid("etcd")])
+        other = OtherCpu([*self.ctrl.pids, api_pid, self.stack.pid("etcd")])
         self.r["controller_cmd"] = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(self.ctrl.args))
         res: dict = {}
         self.r["cold"] = res
@@ -908,7 +972,9 @@ class Run:
             res["ready_at_timeout"] = w.ready_count
             raise
         res["apiserver_cpu_s"] = round((proc_cpu_ticks(api_pid) - api0) / CLK_TCK, 1) if api_pid else None
-        res["controller_cpu_s"] = round(proc_cpu_ticks(self.ctrl.pid) / CLK_TCK, 1)
+        ticks = cpu_ticks(self.ctrl)
+        res["controller_cpu_s"] = round(sum(ticks) / CLK_TCK, 1)
+        res["controller_cpu_s_per_replica"] = [round(t / CLK_TCK, 1) for t in ticks]
         res["driver_cpu_s"] = round(sum(os.times()[:2]) - own0, 1)
         res["other_cpu_cores"] = other.cores()
         t_all = max(w.get(k).first_ready for k in keys)
@@ -1028,13 +1094,15 @@ class Run:
         m0 = scrape(self.kube)
         rt0 = w.snapshot_rt()
         changes0 = w.rt_changes
-        cpu0 = proc_cpu_ticks(self.ctrl.pid)
+        cpu0s = cpu_ticks(self.ctrl)
+        cpu0 = sum(cpu0s)
         api0 = proc_cpu_ticks(api_pid) if api_pid else None
         t0_wall, t0 = time.time(), time.monotonic()
-        other = OtherCpu([self.ctrl.pid, api_pid, self.stack.pid("etcd")])
+        other = OtherCpu([*self.ctrl.pids, api_pid, self.stack.pid("etcd")])
         time.sleep(win)
         other_cores = other.cores()
-        cpu1 = proc_cpu_ticks(self.ctrl.pid)
+        cpu1s = cpu_ticks(self.ctrl)
+        cpu1 = sum(cpu1s)
         api1 = proc_cpu_ticks(api_pid) if api_pid else None
         secs = time.monotonic() - t0
         t1_wall = time.time()
@@ -1047,25 +1115,28 @@ class Run:
             "window_s": round(secs, 1), "total": len(rt1), "refreshed": refreshed, "refresh_events": changes,
             "per_min": round(changes / (secs / 60), 1),
             "cpu_cores": round((cpu1 - cpu0) / CLK_TCK / secs, 3),
+            "cpu_cores_per_replica": [round((b - a) / CLK_TCK / secs, 3) for a, b in zip(cpu0s, cpu1s)],
             "apiserver_cpu_cores": round((api1 - api0) / CLK_TCK / secs, 3) if api_pid else None,
             "other_cpu_cores": other_cores,
             "reads_per_min": round(req["reads"] / (secs / 60), 1),
             "writes_per_min": round(req["writes"] / (secs / 60), 1),
             "requests": req,
         }
-        self.rss_synced = proc_rss_mib(self.ctrl.pid)
+        self.rss_synced_per_replica = rss_per_replica(self.ctrl)
+        self.rss_synced = max(self.rss_synced_per_replica)
         log(f"{self.label}: steady state: {refreshed}/{len(rt1)} refreshed, "
             f"{self.r['steady']['cpu_cores']} cores")
 
     def rss(self) -> None:
         o = self.o
-        res = {"synced_mib": round(self.rss_synced, 1) if hasattr(self, "rss_synced") else
-               round(proc_rss_mib(self.ctrl.pid), 1)}
+        per = getattr(self, "rss_synced_per_replica", None) or rss_per_replica(self.ctrl)
+        # Per replica: the largest (with one replica, its RSS).
+        res = {"synced_mib": max(per), "synced_mib_per_replica": per}
         self.r["rss"] = res
         log(f"{self.label}: RSS {res['synced_mib']} MiB; creating {o.noise} unrelated 8 KiB Secrets")
         rnd = random.Random(7)
         blob = base64.b64encode(rnd.randbytes(8192)).decode()
-        cpu0 = proc_cpu_ticks(self.ctrl.pid)
+        cpu0 = sum(cpu_ticks(self.ctrl))
         m0, t0_wall, t0 = scrape(self.kube), time.time(), time.monotonic()
 
         def mk(i):
@@ -1078,8 +1149,10 @@ class Run:
             raise RuntimeError("the controller exited while the Secrets were created")
         res["noise"] = o.noise
         res["noise_create_per_s"] = round(o.noise / secs, 1)
-        res["after_noise_mib"] = round(proc_rss_mib(self.ctrl.pid), 1)
-        res["cpu_s_during"] = round((proc_cpu_ticks(self.ctrl.pid) - cpu0) / CLK_TCK, 2)
+        per = rss_per_replica(self.ctrl)
+        res["after_noise_mib"] = max(per)
+        res["after_noise_mib_per_replica"] = per
+        res["cpu_s_during"] = round((sum(cpu_ticks(self.ctrl)) - cpu0) / CLK_TCK, 2)
         req = self.requests(t0_wall, time.time(), m0, scrape(self.kube))
         res["requests"] = req
         log(f"{self.label}: RSS after {o.noise} Secrets: {res['after_noise_mib']} MiB")
@@ -1145,7 +1218,7 @@ class Run:
         if self.ctrl is not None:
             try:
                 if self.ctrl.alive():
-                    rss = proc_rss_mib(self.ctrl.pid)
+                    rss = max(rss_per_replica(self.ctrl))
                     self.r.setdefault("rss_end_mib", round(rss, 1))
             except Exception:  # noqa: BLE001
                 pass
@@ -1270,6 +1343,19 @@ def render(results: dict, opts, meta: dict) -> str:
             f"({r['cold']['writes'] / r['floor']['per_s']:.1f} s for {r['cold']['writes']})"),
         "",
     ]
+    if any((results.get(c) or {}).get("replicas", 1) > 1 for c in cols):
+        # --replicas: what each replica costs (the rows above sum CPU and take the largest RSS).
+        def each(xs, fmt):
+            return " + ".join(fmt(x) for x in xs)
+        lines[-1:-1] = [
+            row("replicas", lambda r: str(r.get("replicas", 1))),
+            row("cold sync: controller CPU seconds per replica",
+                lambda r: each(r["cold"]["controller_cpu_s_per_replica"], str)),
+            row("steady state: controller CPU per replica (cores)",
+                sc("steady", lambda v: each(v["cpu_cores_per_replica"], lambda x: f"{x:.3f}"))),
+            row("RSS synced per replica (MiB)",
+                sc("rss", lambda v: each(v["synced_mib_per_replica"], lambda x: f"{x:.0f}"))),
+        ]
 
     def cold(c):
         r = results.get(c) or {}
@@ -1384,7 +1470,12 @@ def main() -> int:
                    help="their refreshInterval (default 1m; 5m from N=5000; 30s with --quick)")
     p.add_argument("--steady-window", type=parse_duration, help="steady-state window (default: the interval)")
     p.add_argument("--only", choices=["eso", "esox"], help="run only this controller's two configurations")
-    p.add_argument("--configs", help="comma-separated subset of " + ",".join(CONFIGS))
+    p.add_argument("--configs", help="comma-separated subset of " + ",".join(CONFIGS)
+                   + " (and esox-defaults-xK, esox-tuned-xK with --replicas K)")
+    p.add_argument("--replicas", type=int, default=1,
+                   help="also run esox's configurations as K replicas with --shard-mode (configurations "
+                        "esox-defaults-xK, esox-tuned-xK): CPU is summed over the replicas and also "
+                        "reported per replica, RSS is the largest replica's (and each replica's)")
     p.add_argument("--quick", action="store_true", help="small and short: N=200, 30s interval, fewer samples")
     p.add_argument("--new", type=int, help="new ExternalSecrets timed (default 20)")
     p.add_argument("--force", type=int, help="force-synced ExternalSecrets timed (default 20)")
@@ -1421,6 +1512,14 @@ def main() -> int:
     o.restart_window = o.restart_window or (20 if q else 60)
     o.cold_timeout = o.cold_timeout or max(300.0, o.n * 0.2)
 
+    base = list(CONFIGS)
+    if o.replicas > 1:
+        for c in base:
+            kind, label, flags = CONFIGS[c]
+            if kind == "esox":
+                name = f"{c}-x{o.replicas}"
+                CONFIGS[name] = (kind, f"{label}, {o.replicas} replicas (--shard-mode)", flags + ["--shard-mode"])
+                REPLICAS[name] = o.replicas
     cfgs = list(CONFIGS)
     if o.only:
         cfgs = [c for c in cfgs if CONFIGS[c][0] == o.only]

@@ -465,6 +465,39 @@ fn scoped_values_render_a_role_in_that_namespace_only() {
     }
 }
 
+#[test]
+fn sharding_renders_shard_mode_and_its_lease_rights_cluster_wide_and_scoped() {
+    let bin = helm_or_skip!();
+    for scoped in [false, true] {
+        let mut values = json!({"sharding": {"enabled": true}, "replicaCount": 3});
+        if scoped {
+            values["scopedNamespace"] = json!("tenant-a");
+            values["scopedRBAC"] = json!(true);
+            values["installCRDs"] = json!(false);
+        }
+        let docs = render(&bin, "esox-system", &values);
+        let a = args(&docs);
+        assert!(a.contains(&"--shard-mode".to_string()), "{a:?}");
+        assert_eq!(one(&docs, "Deployment")["spec"]["replicas"], 3);
+        let roles = of_kind(&docs, "Role");
+        let lease = roles
+            .iter()
+            .find(|r| r["metadata"]["name"] == "esox-leader-election")
+            .expect("the Lease Role");
+        assert_eq!(lease["metadata"]["namespace"], "esox-system");
+        // The members' Leases: watched by every replica, deleted when one leaves or expires.
+        assert_eq!(
+            rules(lease),
+            vec![rule(
+                &["coordination.k8s.io"],
+                &["leases"],
+                &["get", "list", "watch", "create", "update", "delete"]
+            )],
+            "scoped: {scoped}"
+        );
+    }
+}
+
 /// A RoleBinding lives in the namespace of the Role it binds.
 fn rb_namespace(rb: &Value) -> &'static str {
     if rb["roleRef"]["name"] == "esox-controller" {

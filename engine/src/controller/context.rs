@@ -81,6 +81,11 @@ pub struct Context {
     pub stores_ready: tokio::sync::broadcast::Sender<String>,
     /// Rollout restarts: what is known restarted, the Reloader mode (see [`super::rollout`]).
     pub rollout: super::rollout::Rollouts,
+    /// `--shard-mode`: which ExternalSecrets and PushSecrets this replica owns (unset: all).
+    pub shard: std::sync::OnceLock<Arc<crate::shard::Shard>>,
+    /// Whether this replica does the leader-only work (store validation, ClusterExternalSecrets,
+    /// ClusterPushSecrets); without sharding, every running controller leads.
+    pub leader: crate::leader::Leadership,
 }
 
 /// Connected providers keyed by store (kind, namespace, name, generation) and the namespace
@@ -183,6 +188,8 @@ impl Context {
             known_targets: Default::default(),
             written_status: Default::default(),
             rollout: Default::default(),
+            shard: Default::default(),
+            leader: Default::default(),
         })
     }
 
@@ -211,6 +218,38 @@ impl Context {
         };
         if let Err(e) = self.recorder.publish(&ev, &object).await {
             tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+
+    /// Claims `namespace/name` of `kind` for a reconcile, or says why another replica has it
+    /// (`--shard-mode`; a `NotReady` refusal is asked again by the next hand-over). Without
+    /// sharding, always a claim.
+    pub fn claim(
+        &self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<crate::shard::Claim, crate::shard::Refusal> {
+        match self.shard.get() {
+            None => Ok(crate::shard::Claim::unsharded()),
+            Some(shard) => shard.claim(kind, namespace, name),
+        }
+    }
+
+    /// The objects of `reader` a hand-over gives this replica (never any without sharding):
+    /// a controller reconciles them as they come.
+    pub fn shard_gained<K>(
+        &self,
+        kind: &'static str,
+        reader: kube::runtime::reflector::Store<K>,
+    ) -> futures::stream::BoxStream<'static, ObjectRef<K>>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    {
+        use futures::StreamExt;
+        match self.shard.get() {
+            None => futures::stream::pending().boxed(),
+            Some(shard) => shard.gained(kind, reader).boxed(),
         }
     }
 

@@ -82,10 +82,20 @@ pub fn resource_version(es: &ExternalSecret) -> String {
 /// secrets) down with it.
 #[instrument(skip_all, fields(namespace = %es.namespace().unwrap_or_default(), name = %es.name_any()))]
 pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let (name, namespace) = (es.name_any(), es.namespace().unwrap_or_default());
+    // `--shard-mode`: another replica's object waits for no turn.
+    if let Err(refused) = ctx.claim(KIND, &namespace, &name) {
+        return Ok(not_owned(&es, &ctx, refused));
+    }
     let priority = priority(&es, &ctx);
     trace!(?priority, waiting = ?ctx.turns.waiting(), "queued for a turn");
     let mut seat = Seat::new(ctx.turns.clone(), priority);
     seat.take().await;
+    // Held to the end: this replica hands the object over only once no reconcile of it runs.
+    let _claim = match ctx.claim(KIND, &namespace, &name) {
+        Ok(claim) => claim,
+        Err(refused) => return Ok(not_owned(&es, &ctx, refused)),
+    };
     let start = Instant::now();
     let labels = ObjectLabels {
         name: es.name_any(),
@@ -119,6 +129,32 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         .get_or_create(&labels)
         .observe(start.elapsed().as_secs_f64());
     action
+}
+
+/// The kind, as sharding names it.
+pub const KIND: &str = "ExternalSecret";
+
+/// Another replica owns `es`, or the membership is changing (`--shard-mode`): nothing is
+/// written; what this replica kept about another's object goes (the owner reports it), and
+/// the hand-over that gives it to this replica reconciles it.
+fn not_owned(es: &ExternalSecret, ctx: &Context, refused: crate::shard::Refusal) -> Action {
+    trace!(?refused, "not reconciled here now");
+    if refused == crate::shard::Refusal::NotOwned {
+        forget_local_state(es, ctx);
+    }
+    Action::await_change()
+}
+
+/// Drops what this replica keeps about `es` (metric series, backoff, status memo).
+pub fn forget_local_state(es: &ExternalSecret, ctx: &Context) {
+    ctx.metrics.forget(
+        &es.name_any(),
+        &es.namespace().unwrap_or_default(),
+        Error::categories(),
+    );
+    let key = ObjectRef::from_obj(es);
+    ctx.record_success(&key);
+    ctx.written_status.forget(&key);
 }
 
 /// Backs off per object after a failure (status and events were written by [`report`]) and

@@ -78,6 +78,36 @@ pub(crate) fn worth_a_reconcile<K: kube::Resource>() -> impl Predicate<K> {
         .combine(being_deleted::<K>)
 }
 
+/// Passes a store's events on only while this replica leads (`--shard-mode`: store
+/// validation is leader-only work; the cache is filled on every replica all the same).
+fn leading<T>(ctx: &Arc<Context>) -> impl FnMut(&T) -> futures::future::Ready<bool> + use<T> {
+    let ctx = ctx.clone();
+    move |_| futures::future::ready(ctx.leader.is_leader())
+}
+
+/// Once, when this replica becomes the leader in `--shard-mode` (then every store is
+/// validated); never without sharding (the controller leads from its start).
+fn became_leader(ctx: &Arc<Context>) -> futures::stream::BoxStream<'static, ()> {
+    match ctx.shard.get() {
+        Some(_) => ctx.leader.became().boxed(),
+        None => futures::stream::pending().boxed(),
+    }
+}
+
+/// Runs `controller` once this replica leads (at once without sharding), or nothing if
+/// `shutdown` comes first.
+async fn when_leader(
+    ctx: &Arc<Context>,
+    shutdown: impl Future<Output = ()>,
+    controller: impl Future<Output = ()>,
+) {
+    tokio::select! {
+        _ = ctx.leader.wait() => {}
+        _ = shutdown => return,
+    }
+    controller.await
+}
+
 /// Counts a finished reconcile as progress (for `/healthz`) and logs the controller's own
 /// errors.
 fn reconciled<T, E, Q>(health: &Health, res: Result<T, kube::runtime::controller::Error<E, Q>>)
@@ -150,7 +180,8 @@ pub async fn run_until(
         move || watcher(store_api.clone(), watcher::Config::default().any_semantic()),
     )
     .reflect(store_writer)
-    .applied_objects();
+    .applied_objects()
+    .filter(leading(&ctx));
     let (cluster_store_reader, cluster_store_writer) = reflector::store();
     let (target_reader, target_writer) = reflector::store();
     let caches = cache::Caches {
@@ -191,6 +222,7 @@ pub async fn run_until(
     let es_api: Api<ExternalSecret> = api(&client, ns.as_deref());
     let (reader, writer) = reflector::store();
     let forget_ctx = ctx.clone();
+    let ces_leader = ctx.clone();
     // ClusterExternalSecrets (cluster-wide only) are told when an ExternalSecret they control
     // changes or goes, so an edited or deleted child is put back at once.
     let (ces_tx, ces_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -212,6 +244,7 @@ pub async fn run_until(
             forget_ctx.written_status.forget(&key);
         }
         if let Some(tx) = &ces_tx
+            && ces_leader.leader.is_leader()
             && let Some(change) = cluster_external_secret::EsChange::of(event)
         {
             let _ = tx.send(change);
@@ -283,8 +316,24 @@ pub async fn run_until(
             .collect();
         futures::stream::iter(refs)
     });
+    // `--shard-mode`: what a hand-over gives this replica is reconciled at once; what it
+    // takes away stops reporting here (its new owner reports it).
+    let lost_ctx = ctx.clone();
+    let gained = match ctx.shard.get() {
+        None => futures::stream::pending().boxed(),
+        Some(shard) => shard
+            .gained_with(
+                external_secret::KIND,
+                reader.clone(),
+                move |es: &ExternalSecret| {
+                    external_secret::forget_local_state(es, &lost_ctx);
+                },
+            )
+            .boxed(),
+    };
     let es_controller = Controller::for_stream(es_stream, reader.clone())
         .reconcile_on(stores_ready)
+        .reconcile_on(gained)
         .watches_stream(secrets, move |secret| {
             let ns = secret.namespace().unwrap_or_default();
             // A Secret an ExternalSecret controls names it; others (Orphan targets) are
@@ -319,6 +368,7 @@ pub async fn run_until(
 
     let store_controller = Controller::for_stream(store_stream, store_reader)
         .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
+        .reconcile_all_on(became_leader(&ctx))
         .graceful_shutdown_on(shutdown.clone())
         .run(
             secret_store::reconcile_store,
@@ -368,9 +418,11 @@ pub async fn run_until(
             move || watcher(css_api.clone(), watcher::Config::default().any_semantic()),
         )
         .reflect(cluster_store_writer)
-        .applied_objects();
+        .applied_objects()
+        .filter(leading(&ctx));
         let css_controller = Controller::for_stream(cluster_store_stream, cluster_store_reader)
             .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
+            .reconcile_all_on(became_leader(&ctx))
             .graceful_shutdown_on(shutdown.clone())
             .run(
                 secret_store::reconcile_cluster_store,
@@ -381,13 +433,21 @@ pub async fn run_until(
         let owned_changes = futures::stream::unfold(ces_rx, |mut rx| async move {
             rx.recv().await.map(|name| (name, rx))
         });
-        let cps_controller = cluster_push_secret::run(ctx.clone(), shutdown.clone());
-        let ces_controller = cluster_external_secret::run(
-            ctx.clone(),
-            health.clone(),
-            ces_reader,
-            owned_changes,
+        let cps_controller = when_leader(
+            &ctx,
             shutdown.clone(),
+            cluster_push_secret::run(ctx.clone(), shutdown.clone()),
+        );
+        let ces_controller = when_leader(
+            &ctx,
+            shutdown.clone(),
+            cluster_external_secret::run(
+                ctx.clone(),
+                health.clone(),
+                ces_reader,
+                owned_changes,
+                shutdown.clone(),
+            ),
         );
         tokio::join!(
             es_controller,

@@ -760,6 +760,9 @@ fn interval(ps: &PushSecret) -> Duration {
 pub async fn reconcile(ps: Arc<PushSecret>, pctx: Arc<PushContext>) -> Result<Action, Error> {
     let ctx = &pctx.ctx;
     let ns = ps.namespace().unwrap_or_default();
+    let Ok(_claim) = ctx.claim("PushSecret", &ns, &ps.name_any()) else {
+        return Ok(Action::await_change()); // `--shard-mode`: another replica's
+    };
     let api: Api<PushSecret> = Api::namespaced(ctx.client.clone(), &ns);
     let key = ObjectRef::from_obj(ps.as_ref());
     pctx.source_watches.update(&ps);
@@ -1154,8 +1157,10 @@ pub async fn run(
         source_watches,
     });
     let changed = source_changes(source_rx);
+    let gained = ctx.shard_gained("PushSecret", reader.clone());
     Controller::for_stream(stream, reader)
         .reconcile_on(changed)
+        .reconcile_on(gained)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, pctx)
         .for_each(|res| {

@@ -56,8 +56,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and .Values.webhook.create .Values.webhook.certManager.enabled (not .Values.webhook.certManager.issuerRef.name) }}
 {{- fail "webhook.certManager.enabled=true needs webhook.certManager.issuerRef.name" }}
 {{- end }}
-{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElect) }}
-{{- fail "replicaCount > 1 needs leaderElect=true: unelected replicas would all write the same Secrets" }}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElect) (not .Values.sharding.enabled) }}
+{{- fail "replicaCount > 1 needs leaderElect=true (one replica works, the others stand by) or sharding.enabled=true (the replicas share the work): unelected replicas would all write the same Secrets" }}
 {{- end }}
 
 {{- if not (has .Values.webhook.certProvider (list "esox" "helm" "cert-manager")) }}
