@@ -9,6 +9,7 @@
 
 pub mod manifests;
 pub mod proxy;
+pub mod push;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -9,10 +9,10 @@ use std::time::Duration;
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging};
 use base64::Engine as _;
 use esox_tests::manifests::aws_static_store;
+use esox_tests::push::{source, wait_gone, wait_push};
 use esox_tests::{TestEnv, aws_config, wait_for};
-use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 const KEY: &str = "AKIDESOXTEST:esox-test-secret";
@@ -59,69 +59,6 @@ async fn param(name: &str) -> Option<Param> {
         version: p.version(),
         tags,
     })
-}
-
-async fn source(env: &TestEnv, name: &str, data: &[(&str, &str)]) {
-    let mut s = Secret::default();
-    s.metadata.name = Some(name.into());
-    s.string_data = Some(
-        data.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    );
-    let api = env.secrets();
-    if api.get_opt(name).await.unwrap().is_some() {
-        api.replace(name, &PostParams::default(), &s).await.unwrap();
-    } else {
-        api.create(&PostParams::default(), &s).await.unwrap();
-    }
-}
-
-async fn ready(env: &TestEnv, name: &str) -> Option<(String, String, String)> {
-    let api: Api<esox::api::PushSecret> = Api::namespaced(env.client.clone(), &env.ns);
-    let c = api
-        .get(name)
-        .await
-        .ok()?
-        .status?
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")?;
-    Some((
-        c.status,
-        c.reason.unwrap_or_default(),
-        c.message.unwrap_or_default(),
-    ))
-}
-
-async fn wait_push(env: &TestEnv, name: &str, status: &str, reason: &str) -> String {
-    let r = wait_for(
-        Duration::from_secs(60),
-        &format!("PushSecret {name} {status}/{reason}"),
-        || async {
-            ready(env, name)
-                .await
-                .filter(|(s, r, _)| s == status && r == reason)
-                .map(|(_, _, m)| m)
-        },
-    )
-    .await;
-    match r {
-        Ok(m) => m,
-        Err(e) => panic!("{e}: last {:?}", ready(env, name).await),
-    }
-}
-
-async fn wait_gone(env: &TestEnv, name: &str) {
-    let api: Api<esox::api::PushSecret> = Api::namespaced(env.client.clone(), &env.ns);
-    api.delete(name, &DeleteParams::default()).await.unwrap();
-    wait_for(
-        Duration::from_secs(60),
-        &format!("PushSecret {name} gone"),
-        || async { api.get_opt(name).await.unwrap().is_none().then_some(()) },
-    )
-    .await
-    .unwrap();
 }
 
 /// esox's count of a Parameter Store call (`externalsecret_provider_api_calls_count`).

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use esox_tests::manifests::aws_static_store;
+use esox_tests::push::{source as source_secret, wait_push};
 use esox_tests::{TestEnv, aws_config, put_aws_secret, wait_for};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -90,37 +91,6 @@ async fn wait_remote(name: &str, what: &str, check: impl Fn(&[u8]) -> bool) -> V
     })
     .await
     .unwrap()
-}
-
-/// The PushSecret's Ready condition as `(status, reason, message)`.
-async fn ready(env: &TestEnv, name: &str) -> Option<(String, String, String)> {
-    let api: Api<esox::api::PushSecret> = Api::namespaced(env.client.clone(), &env.ns);
-    let ps = api.get(name).await.ok()?;
-    let c = ps
-        .status?
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")?;
-    Some((
-        c.status,
-        c.reason.unwrap_or_default(),
-        c.message.unwrap_or_default(),
-    ))
-}
-
-async fn wait_push(env: &TestEnv, name: &str, status: &str, reason: &str) -> String {
-    wait_for(
-        Duration::from_secs(60),
-        &format!("PushSecret {name} {status}/{reason}"),
-        || async {
-            ready(env, name)
-                .await
-                .filter(|(s, r, _)| s == status && r == reason)
-                .map(|(_, _, m)| m)
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}: {:?}", futures::executor::block_on(ready(env, name))))
 }
 
 /// The seeds' scenario: a TLS Secret minted in the cluster is pushed to AWS Secrets Manager,
@@ -597,21 +567,6 @@ spec:
     .await
     .unwrap();
     api.delete(&cps_name, &DeleteParams::default())
-        .await
-        .unwrap();
-}
-
-/// A source Secret `name` holding `data` (string values).
-async fn source_secret(env: &TestEnv, name: &str, data: &[(&str, &str)]) {
-    let mut s = Secret::default();
-    s.metadata.name = Some(name.into());
-    s.string_data = Some(
-        data.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    );
-    env.secrets()
-        .create(&PostParams::default(), &s)
         .await
         .unwrap();
 }

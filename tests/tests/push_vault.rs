@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use esox::provider::vault::http::{Http, TlsMaterial};
+use esox_tests::push::{ready, source, wait_gone, wait_push};
 use esox_tests::{TestEnv, secret_strings, stack_env, wait_for};
-use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -142,70 +142,6 @@ spec:
       auth: {{tokenSecretRef: {{name: bao-token, key: token}}}}
 "#
     )
-}
-
-async fn source(env: &TestEnv, name: &str, data: &[(&str, &str)]) {
-    let mut s = Secret::default();
-    s.metadata.name = Some(name.into());
-    s.string_data = Some(
-        data.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    );
-    let api = env.secrets();
-    if api.get_opt(name).await.unwrap().is_some() {
-        api.replace(name, &PostParams::default(), &s).await.unwrap();
-    } else {
-        api.create(&PostParams::default(), &s).await.unwrap();
-    }
-}
-
-/// The PushSecret's Ready condition as `(status, reason, message)`.
-async fn ready(env: &TestEnv, name: &str) -> Option<(String, String, String)> {
-    let api: Api<esox::api::PushSecret> = Api::namespaced(env.client.clone(), &env.ns);
-    let c = api
-        .get(name)
-        .await
-        .ok()?
-        .status?
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")?;
-    Some((
-        c.status,
-        c.reason.unwrap_or_default(),
-        c.message.unwrap_or_default(),
-    ))
-}
-
-async fn wait_push(env: &TestEnv, name: &str, status: &str, reason: &str) -> String {
-    let r = wait_for(
-        Duration::from_secs(60),
-        &format!("PushSecret {name} {status}/{reason}"),
-        || async {
-            ready(env, name)
-                .await
-                .filter(|(s, r, _)| s == status && r == reason)
-                .map(|(_, _, m)| m)
-        },
-    )
-    .await;
-    match r {
-        Ok(m) => m,
-        Err(e) => panic!("{e}: last {:?}", ready(env, name).await),
-    }
-}
-
-async fn wait_gone(env: &TestEnv, name: &str) {
-    let api: Api<esox::api::PushSecret> = Api::namespaced(env.client.clone(), &env.ns);
-    api.delete(name, &DeleteParams::default()).await.unwrap();
-    wait_for(
-        Duration::from_secs(60),
-        &format!("PushSecret {name} gone"),
-        || async { api.get_opt(name).await.unwrap().is_none().then_some(()) },
-    )
-    .await
-    .unwrap();
 }
 
 /// The PushSecrets' statuses, as text (for the canary check).
