@@ -94,20 +94,21 @@ pub struct Metrics {
     pub sync_errors: Family<ErrorLabels, Counter>,
     /// `externalsecret_status_condition`.
     pub status_condition: Family<ConditionLabels, Gauge>,
-    /// `externalsecret_reconcile_duration` (seconds).
-    pub reconcile_duration: Family<ObjectLabels, Histogram>,
+    /// `externalsecret_reconcile_duration`: the last reconcile's duration in nanoseconds, a
+    /// gauge per object as ESO's (a histogram per object cost about 500 bytes each).
+    pub reconcile_duration: Family<ObjectLabels, DurationGauge>,
     /// `externalsecret_provider_api_calls_count`.
     pub provider_calls: Family<ProviderCallLabels, Counter>,
     /// `secretstore_status_condition` / `clustersecretstore_status_condition`.
     pub store_condition: Family<ConditionLabels, Gauge>,
     /// `clustersecretstore_status_condition`.
     pub cluster_store_condition: Family<ConditionLabels, Gauge>,
-    /// `secretstore_reconcile_duration` (seconds).
-    pub store_reconcile_duration: Family<ObjectLabels, Histogram>,
+    /// `secretstore_reconcile_duration` (nanoseconds, as ESO).
+    pub store_reconcile_duration: Family<ObjectLabels, DurationGauge>,
     /// `clusterexternalsecret_status_condition`.
     pub ces_condition: Family<ConditionLabels, Gauge>,
-    /// `clusterexternalsecret_reconcile_duration` (seconds).
-    pub ces_reconcile_duration: Family<ObjectLabels, Histogram>,
+    /// `clusterexternalsecret_reconcile_duration` (nanoseconds, as ESO).
+    pub ces_reconcile_duration: Family<ObjectLabels, DurationGauge>,
     /// `esox_plugin_calls_total{plugin,outcome}`: invocations, traps, timeouts, ….
     pub plugin_calls: Family<PluginCallLabels, Counter>,
     /// `esox_plugin_call_duration_seconds{plugin}`.
@@ -123,9 +124,9 @@ pub struct Metrics {
     pub shard_handovers: Family<HandoverLabels, Counter>,
 }
 
-fn histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.005, 2.0, 14))
-}
+/// A reconcile's duration as ESO reports it: a gauge holding the last one, in nanoseconds
+/// (ESO sets `float64(time.Since(start))`, a Go duration).
+pub type DurationGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 impl Metrics {
     /// Creates the metrics and registers them in `registry`.
@@ -134,13 +135,13 @@ impl Metrics {
             sync_calls: Family::default(),
             sync_errors: Family::default(),
             status_condition: Family::default(),
-            reconcile_duration: Family::new_with_constructor(histogram),
+            reconcile_duration: Family::default(),
             provider_calls: Family::default(),
             store_condition: Family::default(),
             cluster_store_condition: Family::default(),
-            store_reconcile_duration: Family::new_with_constructor(histogram),
+            store_reconcile_duration: Family::default(),
             ces_condition: Family::default(),
-            ces_reconcile_duration: Family::new_with_constructor(histogram),
+            ces_reconcile_duration: Family::default(),
             plugin_calls: Family::default(),
             plugin_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -168,7 +169,7 @@ impl Metrics {
         );
         registry.register(
             "externalsecret_reconcile_duration",
-            "ExternalSecret reconcile duration in seconds",
+            "The duration of the last ExternalSecret reconcile, in nanoseconds (as ESO)",
             m.reconcile_duration.clone(),
         );
         registry.register(
@@ -188,7 +189,7 @@ impl Metrics {
         );
         registry.register(
             "secretstore_reconcile_duration",
-            "SecretStore reconcile duration in seconds",
+            "The duration of the last SecretStore reconcile, in nanoseconds (as ESO)",
             m.store_reconcile_duration.clone(),
         );
         registry.register(
@@ -198,7 +199,7 @@ impl Metrics {
         );
         registry.register(
             "clusterexternalsecret_reconcile_duration",
-            "ClusterExternalSecret reconcile duration in seconds",
+            "The duration of the last ClusterExternalSecret reconcile, in nanoseconds (as ESO)",
             m.ces_reconcile_duration.clone(),
         );
         registry.register(

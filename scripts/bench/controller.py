@@ -58,6 +58,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 STACK_SH = os.path.join(ROOT, "scripts", "stack.sh")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ES_API = "/apis/external-secrets.io/v1"
+FLOOR_FINALIZER = "externalsecrets.external-secrets.io/externalsecret-cleanup"
+SCENARIOS = ["floor", "cold", "new", "force", "steady", "rss", "restart"]
 SA_NAMESPACE = "esox-budget"  # the stack's audit policy records this namespace's ServiceAccounts
 SA_NAME = "bench-controller"
 ES_NAMESPACES = 10
@@ -768,17 +770,26 @@ class Run:
         t_begin = time.monotonic()
         try:
             self.setup()
-            self.cell("floor", self.floor)
+            want = o.scenarios
+            if "floor" in want:
+                self.cell("floor", self.floor)
+                self.cell("floor_writes", self.floor_writes)
             self.create_external_secrets()
             self.cell("cold", self.cold_sync)
             if not self.crashed and isinstance(self.r.get("cold"), dict) and (
                     "timeout" in self.r["cold"] or "error" in self.r["cold"]):
                 self.notes.append("cold sync did not finish: later scenarios are measured on a partial sync")
-            self.cell("new", self.new_latency)
-            self.cell("force", self.force_latency)
-            self.cell("steady", self.steady)
-            self.cell("rss", self.rss)
-            self.cell("restart", self.restart)
+            for key, fn in [("new", self.new_latency), ("force", self.force_latency),
+                            ("steady", self.steady), ("rss", self.rss), ("restart", self.restart)]:
+                if key in want:
+                    self.cell(key, fn)
+            if o.hold:
+                release = os.path.join(self.run_dir, "release")
+                log(f"{self.label}: holding the stack and the controller (pid {self.ctrl.pid}, "
+                    f"env {self.stack.dir}/env); `touch {release}` to go on")
+                while not os.path.exists(release):
+                    time.sleep(1)
+                os.remove(release)
         except Exception as e:  # noqa: BLE001
             log(f"{self.label}: aborted: {e}")
             self.r["aborted"] = str(e)[:500]
@@ -917,6 +928,65 @@ class Run:
         self.r["floor"] = {"n": n, "secs": round(secs, 2), "per_s": round(n / secs, 1)}
         self.kube.request("DELETE", path, verb="DELETECOLLECTION")
         log(f"{self.label}: floor: {n / secs:.0f} Secrets/s")
+
+    def floor_writes(self) -> None:
+        """The floor for the writes a controller makes per ExternalSecret in a cold sync (what
+        both ESO and esox make: the cleanup finalizer on the ExternalSecret, the Secret, the
+        status, one Event), 16 connections each doing one object's four writes in turn.
+        Throwaway ExternalSecrets in namespace bench-floor, created before and deleted after
+        (no controller runs yet)."""
+        m = max(1, self.o.floor // 2)
+        ns = "bench-floor"
+        log(f"{self.label}: floor of the same writes: {m} ExternalSecrets × (finalizer, Secret, "
+            f"status, Event), 16 connections")
+        interval = go_duration(self.o.interval)
+        bulk(lambda i: self.kube.create(es_path(ns), es_manifest(f"floor-{i}", ns, "k-0", interval)), range(m))
+        uids = {}
+        lst = self.kube.get(es_path(ns), verb="LIST")
+        for item in lst["items"]:
+            uids[item["metadata"]["name"]] = item["metadata"]["uid"]
+        blob = base64.b64encode(b"v-0").decode()
+
+        def sets(i):
+            name = f"floor-{i}"
+            uid = uids[name]
+            self.kube.merge_patch(es_path(ns, name), {"metadata": {"finalizers": [FLOOR_FINALIZER]}})
+            self.kube.create(f"/api/v1/namespaces/{ns}/secrets", {
+                "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {
+                    "name": name,
+                    "labels": {"reconcile.external-secrets.io/managed": "true",
+                               "reconcile.external-secrets.io/created-by": f"{i:056x}"[:63]},
+                    "annotations": {"reconcile.external-secrets.io/data-hash": f"{i:032x}"},
+                    "ownerReferences": [{"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                                         "name": name, "uid": uid, "controller": True,
+                                         "blockOwnerDeletion": True}]},
+                "data": {"v": blob}})
+            now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            self.kube.merge_patch(es_path(ns, name) + "/status", {"status": {
+                "binding": {"name": name},
+                "conditions": [{"type": "Ready", "status": "True", "reason": "SecretSynced",
+                                "message": "secret synced", "lastTransitionTime": now}],
+                "refreshTime": now, "syncedResourceVersion": f"1-{i:032x}"}})
+            self.kube.create(f"/api/v1/namespaces/{ns}/events", {
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": f"{name}.{i:016x}", "namespace": ns},
+                "involvedObject": {"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                                   "name": name, "namespace": ns, "uid": uid},
+                "reason": "Updated", "message": "Updated Secret", "type": "Normal",
+                "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+                "source": {"component": "esox-bench"}, "reportingComponent": "esox-bench"})
+        secs = bulk(sets, range(m), workers=16)
+        self.r["floor_writes"] = {"n": m, "writes": 4 * m, "secs": round(secs, 2),
+                                  "per_s": round(m / secs, 1), "writes_per_s": round(4 * m / secs, 1)}
+        log(f"{self.label}: floor of the same writes: {m / secs:.0f} ExternalSecrets/s "
+            f"({4 * m / secs:.0f} writes/s)")
+        bulk(lambda i: self.kube.merge_patch(es_path(ns, f"floor-{i}"), {"metadata": {"finalizers": None}}), range(m))
+        self.kube.request("DELETE", es_path(ns), verb="DELETECOLLECTION")
+        self.kube.request("DELETE", f"/api/v1/namespaces/{ns}/secrets", verb="DELETECOLLECTION")
+        self.kube.request("DELETE", f"/api/v1/namespaces/{ns}/events", verb="DELETECOLLECTION")
+        wait_until(lambda: not self.kube.get(es_path(ns), verb="LIST")["items"], 60,
+                   "the floor's ExternalSecrets deleted", step=0.5)
 
     def create_external_secrets(self) -> None:
         o = self.o
@@ -1337,6 +1407,13 @@ def render(results: dict, opts, meta: dict) -> str:
         # A controller that is ESO-compatible makes four per new ExternalSecret (the cleanup
         # finalizer, the Secret, the status, the event); this row divides by the floor time for
         # the writes the controller actually made in the cold sync.
+        row(f"floor: the same writes per ExternalSecret (finalizer, Secret, status, Event), "
+            f"ExternalSecrets/s, 16 connections ({max(1, opts.floor // 2)})",
+            sc("floor_writes", lambda v: f"{v['per_s']:.0f} ({v['writes_per_s']:.0f} writes/s)")),
+        row(f"cold sync ÷ that floor's time for {n} ExternalSecrets",
+            lambda r: failed(r.get("cold")) or failed(r.get("floor_writes")) or
+            f"{r['cold']['secs'] / (n / r['floor_writes']['per_s']):.2f}× "
+            f"({n / r['floor_writes']['per_s']:.1f} s)"),
         row("cold sync ÷ floor time for the writes it made (all counted writes)",
             lambda r: failed(r.get("cold")) or failed(r.get("floor")) or "writes" not in r["cold"] and "n/a" or
             f"{r['cold']['secs'] / (r['cold']['writes'] / r['floor']['per_s']):.2f}× "
@@ -1476,6 +1553,11 @@ def main() -> int:
                    help="also run esox's configurations as K replicas with --shard-mode (configurations "
                         "esox-defaults-xK, esox-tuned-xK): CPU is summed over the replicas and also "
                         "reported per replica, RSS is the largest replica's (and each replica's)")
+    p.add_argument("--scenarios", default=",".join(SCENARIOS),
+                   help="comma-separated subset of " + ",".join(SCENARIOS) + " (the cold sync always runs)")
+    p.add_argument("--hold", action="store_true",
+                   help="after the scenarios, keep the stack and the controller running until "
+                        "<run dir>/release exists (for profiling by hand)")
     p.add_argument("--quick", action="store_true", help="small and short: N=200, 30s interval, fewer samples")
     p.add_argument("--new", type=int, help="new ExternalSecrets timed (default 20)")
     p.add_argument("--force", type=int, help="force-synced ExternalSecrets timed (default 20)")
@@ -1500,6 +1582,9 @@ def main() -> int:
     p.add_argument("--print-needs", action="store_true", help=argparse.SUPPRESS)
     o = p.parse_args()
 
+    o.scenarios = {x.strip() for x in o.scenarios.split(",") if x.strip()} | {"cold"}
+    if o.scenarios - set(SCENARIOS):
+        p.error(f"unknown scenarios {sorted(o.scenarios - set(SCENARIOS))}")
     q = o.quick
     o.n = o.n or (200 if q else 1000)
     o.interval = o.interval or (30 if q else (300 if o.n >= 5000 else 60))

@@ -16,7 +16,7 @@
 //!   call the provider twice.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -38,18 +38,14 @@ pub struct Caches {
 
 impl Caches {
     /// A SecretStore from the cache.
-    pub fn secret_store(&self, namespace: &str, name: &str) -> Option<SecretStore> {
+    pub fn secret_store(&self, namespace: &str, name: &str) -> Option<Arc<SecretStore>> {
         self.secret_stores
             .get(&ObjectRef::new(name).within(namespace))
-            .map(|s| (*s).clone())
     }
 
     /// A ClusterSecretStore from the cache.
-    pub fn cluster_store(&self, name: &str) -> Option<ClusterSecretStore> {
-        self.cluster_stores
-            .as_ref()?
-            .get(&ObjectRef::new(name))
-            .map(|s| (*s).clone())
+    pub fn cluster_store(&self, name: &str) -> Option<Arc<ClusterSecretStore>> {
+        self.cluster_stores.as_ref()?.get(&ObjectRef::new(name))
     }
 
     /// A managed Secret's metadata from the cache.
@@ -72,6 +68,18 @@ pub struct KnownTarget {
     pub type_: Option<String>,
     /// Its `immutable`.
     pub immutable: Option<bool>,
+    /// The label and annotation keys esox's field manager owns at that version (from its
+    /// `managedFields`, which the metadata cache does not keep: see [`strip_managed_fields`]).
+    pub managed: super::target::ManagedMetaKeys,
+}
+
+/// Drops `metadata.managedFields` from a managed Secret's cached metadata. They are most of
+/// what the cache would hold (the apiserver's field sets are nested JSON maps: about 4 KiB
+/// per Secret, 20 MB at 5000), and the one thing a plan needs from them, the label and
+/// annotation keys esox owns, is kept in [`KnownTarget::managed`] for the version esox
+/// knows; any other version is read in full anyway.
+pub fn strip_managed_fields(meta: &mut PartialObjectMeta<Secret>) {
+    meta.metadata.managed_fields = None;
 }
 
 /// Managed Secrets whose data esox knows to match their data-hash annotation, by namespace and
@@ -99,6 +107,7 @@ impl KnownTargets {
                         resource_version: rv,
                         type_: secret.type_.clone(),
                         immutable: secret.immutable,
+                        managed: super::target::ManagedMetaKeys::of(secret),
                     },
                 );
             }
@@ -109,17 +118,21 @@ impl KnownTargets {
     }
 
     /// The Secret as a plan can use it, from its cached metadata, when esox knows that
-    /// version: `type` and `immutable` filled in, no data.
+    /// version: `type`, `immutable` and esox's managed fields filled in, no data.
     pub fn view(&self, meta: &PartialObjectMeta<Secret>) -> Option<Secret> {
         let key = (meta.namespace().unwrap_or_default(), meta.name_any());
         let map = self.lock();
         let known = map.get(&key)?;
         (meta.metadata.resource_version.as_deref() == Some(known.resource_version.as_str())).then(
-            || Secret {
-                metadata: meta.metadata.clone(),
-                type_: known.type_.clone(),
-                immutable: known.immutable,
-                ..Default::default()
+            || {
+                let mut metadata = meta.metadata.clone();
+                metadata.managed_fields = known.managed.entries();
+                Secret {
+                    metadata,
+                    type_: known.type_.clone(),
+                    immutable: known.immutable,
+                    ..Default::default()
+                }
             },
         )
     }
@@ -137,55 +150,88 @@ impl KnownTargets {
     }
 }
 
-/// A status esox wrote that the ExternalSecret cache may not show yet.
+/// A write esox made to an ExternalSecret that the cache may not show yet.
 #[derive(Debug, Clone)]
 struct Written {
-    /// The versions the cache may still hold from before the write.
+    /// The versions the cache may still hold from before the write (every version since the
+    /// one the reconcile started from: a finalizer patch and a status patch are two writes).
     before: Vec<String>,
-    /// The version the write made.
+    /// The version the last write made.
     after: String,
-    status: ExternalSecretStatus,
+    /// The status at `after`.
+    status: Option<ExternalSecretStatus>,
 }
 
-/// Statuses esox wrote, until the watch delivers them.
+/// How many versions before esox's last write [`WrittenStatus`] keeps as stale.
+const STALE_VERSIONS: usize = 4;
+
+/// ExternalSecrets esox wrote (an added finalizer, a status), until the watch delivers the
+/// write. The ExternalSecret watch is one stream for every object, so in a cold sync it can
+/// lag the writes by seconds; a reconcile in that window must plan from what esox wrote, not
+/// from the older cached object, or it refreshes again and writes the status a second time.
 #[derive(Debug, Default)]
 pub struct WrittenStatus(Mutex<HashMap<ObjectRef<ExternalSecret>, Written>>);
 
 impl WrittenStatus {
-    /// Remembers that the object was at one of `before` and esox's status write made
-    /// `written` (the apiserver's answer).
-    pub fn record(&self, before: Vec<String>, written: &ExternalSecret) {
-        let (Some(after), Some(status)) = (written.resource_version(), written.status.clone())
-        else {
+    /// Remembers that esox's write took the object from `before` (the version the write was
+    /// made against) to `written` (the apiserver's answer). When `before` is what esox's
+    /// previous write made, the versions from before that one stay stale too; otherwise
+    /// `before` came from the cache, which is then past them.
+    pub fn record(&self, before: Option<String>, written: &ExternalSecret) {
+        let Some(after) = written.resource_version() else {
             return;
         };
-        self.lock().insert(
-            ObjectRef::from_obj(written),
+        let key = ObjectRef::from_obj(written);
+        let mut map = self.lock();
+        let mut stale = match map.remove(&key) {
+            Some(w) if before.as_ref() == Some(&w.after) => w.before,
+            _ => Vec::new(),
+        };
+        stale.extend(before);
+        stale.retain(|v| *v != after);
+        // The watch lags by a few writes at most; an entry the watch delivered before the
+        // write's answer came back lingers, and must not grow with every refresh.
+        let excess = stale.len().saturating_sub(STALE_VERSIONS);
+        stale.drain(..excess);
+        map.insert(
+            key,
             Written {
-                before,
+                before: stale,
                 after,
-                status,
+                status: written.status.clone(),
             },
         );
     }
 
-    /// `es` as the apiserver has it after esox's last write: the cached object itself when
-    /// the cache has caught up (or moved past, by someone else's change), else the cached
-    /// object with the status esox wrote.
+    /// `es` as the apiserver has it after esox's last write, when `es` is a version from
+    /// before it (the cache has not caught up); `None` when `es` is the truth.
     pub fn overlay(&self, es: &ExternalSecret) -> Option<ExternalSecret> {
         let key = ObjectRef::from_obj(es);
-        let mut map = self.lock();
+        let map = self.lock();
         let written = map.get(&key)?;
         let rv = es.resource_version().unwrap_or_default();
         if !written.before.contains(&rv) {
-            // Caught up (rv == after) or newer than our write: the cache is the truth now.
-            map.remove(&key);
             return None;
         }
         let mut fresh = es.clone();
-        fresh.status = Some(written.status.clone());
+        fresh.status = written.status.clone();
         fresh.metadata.resource_version = Some(written.after.clone());
         Some(fresh)
+    }
+
+    /// The watch delivered `es`: once that is a version from after esox's write (the write
+    /// itself, or someone's change since), the cache is the truth and the memo goes. Only the
+    /// watch may say so: a reconcile can hold an object older than the cache (a queued event's).
+    pub fn observed(&self, es: &ExternalSecret) {
+        let key = ObjectRef::from_obj(es);
+        let mut map = self.lock();
+        if let Some(written) = map.get(&key)
+            && !written
+                .before
+                .contains(&es.resource_version().unwrap_or_default())
+        {
+            map.remove(&key);
+        }
     }
 
     /// Forgets an ExternalSecret (it was deleted).
@@ -269,7 +315,9 @@ mod tests {
             es
         };
         let memo = WrittenStatus::default();
-        memo.record(vec!["1".into(), "2".into()], &es("3", Some("1-x")));
+        // A finalizer patch (1 → 2), then a status patch (2 → 3).
+        memo.record(Some("1".into()), &es("2", None));
+        memo.record(Some("2".into()), &es("3", Some("1-x")));
         for stale in ["1", "2"] {
             let seen = memo.overlay(&es(stale, None)).expect("stale cache");
             assert_eq!(seen.resource_version().as_deref(), Some("3"));
@@ -279,14 +327,30 @@ mod tests {
             );
         }
         assert!(memo.overlay(&es("3", Some("1-x"))).is_none(), "caught up");
+        // The watch delivering the finalizer's version is not catching up with the status.
+        memo.observed(&es("2", None));
+        assert!(memo.overlay(&es("1", None)).is_some(), "still stale");
+        memo.observed(&es("3", Some("1-x")));
         assert!(
             memo.overlay(&es("1", None)).is_none(),
-            "forgotten once caught up"
+            "forgotten once the watch delivered the write"
         );
-        memo.record(vec!["4".into()], &es("5", Some("2-x")));
+        // The watch was quicker than the writes' answers: the memo lingers, bounded.
+        for v in 3..20 {
+            memo.record(Some(v.to_string()), &es(&(v + 1).to_string(), Some("1-y")));
+        }
+        assert!(memo.overlay(&es("19", None)).is_some());
+        assert!(memo.overlay(&es("16", None)).is_some());
+        assert!(
+            memo.overlay(&es("15", None)).is_none(),
+            "at most four stale versions"
+        );
+        memo.record(Some("4".into()), &es("5", Some("2-x")));
         assert!(
             memo.overlay(&es("6", None)).is_none(),
             "a newer change wins"
         );
+        memo.observed(&es("6", None));
+        assert!(memo.overlay(&es("4", None)).is_none());
     }
 }

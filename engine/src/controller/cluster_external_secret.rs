@@ -674,7 +674,7 @@ pub async fn reconcile(
             name: name.clone(),
             namespace: String::new(),
         })
-        .observe(start.elapsed().as_secs_f64());
+        .set(start.elapsed().as_nanos() as f64);
     debug!(elapsed = ?start.elapsed(), provisioned = new.provisioned_namespaces.len(), failed = new.failed_namespaces.len(), "reconciled");
     if conflict {
         return Ok(Action::requeue(CONFLICT_RETRY));

@@ -18,6 +18,7 @@ pub mod cluster_external_secret;
 pub mod cluster_push_secret;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod external_secret;
 pub mod generators;
 pub mod plugins;
@@ -234,6 +235,9 @@ pub async fn run_until(
     .inspect(move |event| {
         // Deleted ExternalSecrets are never reconciled again: drop their metric series,
         // backoff state and status memo here, or they grow for the life of the process.
+        if let Ok(watcher::Event::Apply(es) | watcher::Event::InitApply(es)) = event {
+            forget_ctx.written_status.observed(es);
+        }
         if let Ok(watcher::Event::Delete(es)) = event {
             let (name, ns) = (es.name_any(), es.namespace().unwrap_or_default());
             forget_ctx
@@ -270,6 +274,7 @@ pub async fn run_until(
         target_reader.clone(),
         move || watcher(secret_api.clone(), secret_config.clone()),
     )
+    .modify(cache::strip_managed_fields)
     .reflect(target_writer)
     .inspect(move |event| {
         if let Ok(watcher::Event::Delete(s)) = event {

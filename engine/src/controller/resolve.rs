@@ -24,6 +24,12 @@ use crate::provider::fetch::StoreIdentity;
 use crate::provider::{self, BuildContext, FindQuery, GetRequest, Provider};
 use crate::secret::{SecretBytes, SecretMap};
 
+/// A resolved store, as the cache shares it.
+enum Spec {
+    Namespaced(Arc<SecretStore>),
+    Cluster(Arc<ClusterSecretStore>),
+}
+
 /// A store resolved for one ExternalSecret.
 #[derive(Clone)]
 pub struct ResolvedStore {
@@ -111,6 +117,7 @@ impl<'a> StoreResolver<'a> {
         resolved
     }
 
+    /// A store from the cache (shared, not copied: a store's spec can be large) or read live.
     async fn resolve_uncached(
         &self,
         store_ref: &SecretStoreRef,
@@ -127,7 +134,7 @@ impl<'a> StoreResolver<'a> {
                 // The watch cache; a miss (a store created a moment ago) is read live.
                 let store = match cached {
                     Some(store) => Ok(Some(store)),
-                    None => api.get_opt(&store_ref.name).await,
+                    None => api.get_opt(&store_ref.name).await.map(|s| s.map(Arc::new)),
                 };
                 let store = store
                     .map_err(|e| {
@@ -148,7 +155,7 @@ impl<'a> StoreResolver<'a> {
                     store_ref.name,
                     store.metadata.generation.unwrap_or_default()
                 );
-                (store.spec, id)
+                (Spec::Namespaced(store), id)
             }
             StoreKind::ClusterSecretStore => {
                 let cached = self
@@ -159,7 +166,7 @@ impl<'a> StoreResolver<'a> {
                 let api: Api<ClusterSecretStore> = Api::all(self.ctx.client.clone());
                 let store = match cached {
                     Some(store) => Ok(Some(store)),
-                    None => api.get_opt(&store_ref.name).await,
+                    None => api.get_opt(&store_ref.name).await.map(|s| s.map(Arc::new)),
                 };
                 let store = store
                     .map_err(|e| {
@@ -181,10 +188,14 @@ impl<'a> StoreResolver<'a> {
                     store_ref.name,
                     store.metadata.generation.unwrap_or_default()
                 );
-                (store.spec.0, id)
+                (Spec::Cluster(store), id)
             }
         };
-        self.connect(&spec, store_ref.kind(), identity).await
+        let spec = match &spec {
+            Spec::Namespaced(s) => &s.spec,
+            Spec::Cluster(s) => &s.spec.0,
+        };
+        self.connect(spec, store_ref.kind(), identity).await
     }
 
     async fn connect(

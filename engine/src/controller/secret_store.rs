@@ -292,7 +292,7 @@ pub async fn reconcile_store(store: Arc<SecretStore>, ctx: Arc<Context>) -> Resu
             name: store.name_any(),
             namespace: ns,
         })
-        .observe(start.elapsed().as_secs_f64());
+        .set(start.elapsed().as_nanos() as f64);
     Ok(requeue(&store.spec, &ctx, ready))
 }
 

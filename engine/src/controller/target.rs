@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    FieldsV1, ManagedFieldsEntry, ObjectMeta, OwnerReference,
+};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -469,6 +471,52 @@ fn same_secret(current: Current<'_>, desired: &Secret) -> bool {
         && current.metadata.finalizers == desired.metadata.finalizers
         && current.type_ == desired.type_
         && current.immutable == desired.immutable
+}
+
+/// The label and annotation keys esox's field manager owns on a Secret, kept instead of its
+/// `managedFields` (see [`super::cache::strip_managed_fields`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManagedMetaKeys {
+    labels: Box<[String]>,
+    annotations: Box<[String]>,
+}
+
+impl ManagedMetaKeys {
+    /// The keys esox owns on `secret` (read with its `managedFields`).
+    pub fn of(secret: &Secret) -> Self {
+        ManagedMetaKeys {
+            labels: managed_meta_keys(secret, "f:labels").into(),
+            annotations: managed_meta_keys(secret, "f:annotations").into(),
+        }
+    }
+
+    /// A `managedFields` list that says the same to [`managed_meta_keys`] (one entry of
+    /// esox's), or `None` when esox owns no label or annotation.
+    pub fn entries(&self) -> Option<Vec<ManagedFieldsEntry>> {
+        if self.labels.is_empty() && self.annotations.is_empty() {
+            return None;
+        }
+        let set = |keys: &[String]| {
+            serde_json::Value::Object(
+                keys.iter()
+                    .map(|k| (format!("f:{k}"), serde_json::json!({})))
+                    .collect(),
+            )
+        };
+        Some(vec![ManagedFieldsEntry {
+            manager: Some(FIELD_MANAGER.into()),
+            operation: Some("Update".into()),
+            api_version: Some("v1".into()),
+            fields_type: Some("FieldsV1".into()),
+            fields_v1: Some(FieldsV1(serde_json::json!({
+                "f:metadata": {
+                    "f:labels": set(&self.labels),
+                    "f:annotations": set(&self.annotations),
+                }
+            }))),
+            ..Default::default()
+        }])
+    }
 }
 
 /// Label or annotation keys (`section` is `f:labels` or `f:annotations`) owned by esox's
