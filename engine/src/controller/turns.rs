@@ -19,6 +19,10 @@ use tokio::sync::oneshot;
 /// How a reconcile queues for its turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
+    /// A reconcile that already began, gave its turn back while a store answered, and now
+    /// finishes: ahead of everything, or a cold sync of N objects would start all N (each
+    /// holding what it fetched) before it finished the first.
+    Resume,
     /// Something changed: a user is waiting for the result.
     Urgent,
     /// A refresh because the interval elapsed.
@@ -35,6 +39,7 @@ pub struct Turns {
 #[derive(Debug)]
 struct State {
     free: usize,
+    resume: VecDeque<oneshot::Sender<Turn>>,
     urgent: VecDeque<oneshot::Sender<Turn>>,
     periodic: VecDeque<oneshot::Sender<Turn>>,
     /// Urgent turns handed out in a row while periodic ones waited.
@@ -56,6 +61,7 @@ impl Turns {
         Arc::new(Turns {
             state: Mutex::new(State {
                 free: n.max(1),
+                resume: VecDeque::new(),
                 urgent: VecDeque::new(),
                 periodic: VecDeque::new(),
                 urgent_streak: 0,
@@ -69,7 +75,11 @@ impl Turns {
     pub async fn acquire(self: &Arc<Self>, priority: Priority) -> Turn {
         let rx = {
             let mut state = self.lock();
-            if state.free > 0 && state.urgent.is_empty() && state.periodic.is_empty() {
+            if state.free > 0
+                && state.resume.is_empty()
+                && state.urgent.is_empty()
+                && state.periodic.is_empty()
+            {
                 state.free -= 1;
                 return Turn {
                     gate: Some(self.clone()),
@@ -77,6 +87,7 @@ impl Turns {
             }
             let (tx, rx) = oneshot::channel();
             match priority {
+                Priority::Resume => state.resume.push_back(tx),
                 Priority::Urgent => state.urgent.push_back(tx),
                 Priority::Periodic => state.periodic.push_back(tx),
             }
@@ -87,10 +98,14 @@ impl Turns {
         rx.await.expect("the gate hands every queued waiter a turn")
     }
 
-    /// How many reconciles wait, urgent and periodic (for tests and metrics).
+    /// How many reconciles wait, urgent (resuming ones included) and periodic (for tests and
+    /// metrics).
     pub fn waiting(&self) -> (usize, usize) {
         let state = self.lock();
-        (state.urgent.len(), state.periodic.len())
+        (
+            state.resume.len() + state.urgent.len(),
+            state.periodic.len(),
+        )
     }
 
     /// How many turns are out: reconciles running (for liveness and the shutdown log).
@@ -105,6 +120,17 @@ impl Turns {
         loop {
             let next = {
                 let mut state = self.lock();
+                if let Some(tx) = state.resume.pop_front() {
+                    // Finishing what began comes first (bounded: each began once).
+                    drop(state);
+                    match tx.send(turn) {
+                        Ok(()) => return,
+                        Err(back) => {
+                            turn = back;
+                            continue;
+                        }
+                    }
+                }
                 let periodic_due = !state.periodic.is_empty()
                     && (state.urgent.is_empty() || state.urgent_streak >= Self::PERIODIC_SHARE);
                 let next = if periodic_due {
@@ -168,10 +194,11 @@ impl Seat {
     }
 
     /// Gives the turn back until [`Seat::take`]; a reconcile that already started is finished
-    /// with priority, so what it fetched does not wait behind refreshes not yet begun.
+    /// first ([`Priority::Resume`]), so what it fetched does not wait behind work not yet
+    /// begun.
     pub fn give_back(&mut self) {
         self.turn = None;
-        self.priority = Priority::Urgent;
+        self.priority = Priority::Resume;
     }
 
     /// Whether a turn is held.
@@ -233,6 +260,20 @@ mod tests {
         ])
         .await;
         assert_eq!(order, ["u1", "u2", "p1", "p2", "p3"]);
+    }
+
+    #[tokio::test]
+    async fn a_reconcile_that_began_finishes_before_new_work_begins() {
+        use Priority::*;
+        let order = served(&[
+            ("u1", Urgent),
+            ("p1", Periodic),
+            ("r1", Resume),
+            ("u2", Urgent),
+            ("r2", Resume),
+        ])
+        .await;
+        assert_eq!(order, ["r1", "r2", "u1", "u2", "p1"]);
     }
 
     #[tokio::test]
