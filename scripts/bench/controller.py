@@ -536,6 +536,8 @@ class Controller:
         # A clean environment: no ESOX_* / controller settings leak in from the caller's.
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
                "KUBECONFIG": self.kubeconfig}
+        if os.environ.get("RUST_LOG") and self.kind == "esox":  # for a look inside a run
+            env["RUST_LOG"] = os.environ["RUST_LOG"]
         if self.kind == "esox" and os.environ.get("ESOX_PLUGIN_CACHE_DIR"):
             env["ESOX_PLUGIN_CACHE_DIR"] = os.environ["ESOX_PLUGIN_CACHE_DIR"]
         logf = open(self.log_path, "ab")
