@@ -964,6 +964,8 @@ pub fn error_policy(ps: Arc<PushSecret>, err: &Error, pctx: Arc<PushContext>) ->
 pub struct SourceWatches {
     inner: Arc<Mutex<SourceWatchState>>,
     client: kube::Client,
+    /// How many Secrets are watched (`esox_pushsecret_source_watches`).
+    gauge: prometheus_client::metrics::gauge::Gauge,
     tx: tokio::sync::mpsc::UnboundedSender<ObjectRef<PushSecret>>,
 }
 
@@ -992,6 +994,7 @@ impl Drop for SourceWatchState {
 impl SourceWatches {
     fn new(
         client: kube::Client,
+        gauge: prometheus_client::metrics::gauge::Gauge,
     ) -> (
         Self,
         tokio::sync::mpsc::UnboundedReceiver<ObjectRef<PushSecret>>,
@@ -1001,6 +1004,7 @@ impl SourceWatches {
             SourceWatches {
                 inner: Arc::default(),
                 client,
+                gauge,
                 tx,
             },
             rx,
@@ -1137,6 +1141,7 @@ impl SourceWatches {
         });
         st.watches
             .insert(target, (task, BTreeSet::from([ps.name.clone()])));
+        self.gauge.set(st.watches.len() as i64);
     }
 
     /// Whether the source of `ps` changed since it was last asked (and forgets it).
@@ -1162,6 +1167,7 @@ impl SourceWatches {
         if empty && let Some((task, _)) = st.watches.remove(&target) {
             task.abort();
             st.written.remove(&target);
+            self.gauge.set(st.watches.len() as i64);
         }
     }
 }
@@ -1212,7 +1218,8 @@ pub async fn run(
         _ => {}
     }
     let (reader, writer) = kube::runtime::reflector::store();
-    let (source_watches, source_rx) = SourceWatches::new(client.clone());
+    let (source_watches, source_rx) =
+        SourceWatches::new(client.clone(), ctx.metrics.push_source_watches.clone());
     let forget = source_watches.clone();
     let stream = super::watch::watch(health.watch("PushSecret"), reader.clone(), move || {
         watcher(api.clone(), watcher::Config::default().any_semantic())
