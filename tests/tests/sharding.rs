@@ -89,7 +89,8 @@ fn spawn_in(
     name: &'static str,
     kubeconfig: &std::path::Path,
 ) -> Replica {
-    let (log, file) = Log::new(&format!("sharding-{name}"));
+    // The tests of this file run at once: each names its logs after its Lease namespace.
+    let (log, file) = Log::new(&format!("sharding-{leases}-{name}"));
     let lease = format!("{}s", LEASE.as_secs());
     let process = env.spawn_controller_on(
         kubeconfig,
@@ -103,6 +104,20 @@ fn spawn_in(
         file,
     );
     Replica { name, process, log }
+}
+
+/// Stops a replica with SIGTERM; it exits cleanly (its Lease deleted) within 20 s.
+fn stop(r: &mut Replica) {
+    let (status, _) = r
+        .process
+        .terminate(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("{} exits on SIGTERM", r.name));
+    assert!(
+        status.success(),
+        "{} exits cleanly: {status:?}\n{}",
+        r.name,
+        r.log.tail()
+    );
 }
 
 /// The ExternalSecrets a replica reports (its `externalsecret_sync_calls_total` series: a
@@ -120,15 +135,20 @@ async fn reported(r: &Replica) -> BTreeSet<String> {
         .collect()
 }
 
-/// `esox_shard_owned_objects{kind="ExternalSecret"}` of a replica.
-async fn owned(r: &Replica) -> Option<usize> {
+/// The value of a replica's metric sample `series` (name and labels as exposed).
+async fn sample(r: &Replica, series: &str) -> Option<usize> {
     r.process
         .metrics()
         .await
         .lines()
-        .find(|l| l.starts_with("esox_shard_owned_objects{kind=\"ExternalSecret\"}"))
+        .find(|l| l.strip_prefix(series).is_some_and(|v| v.starts_with(' ')))
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|v| v as usize)
+}
+
+/// `esox_shard_owned_objects{kind="ExternalSecret"}` of a replica.
+async fn owned(r: &Replica) -> Option<usize> {
+    sample(r, "esox_shard_owned_objects{kind=\"ExternalSecret\"}").await
 }
 
 /// The member Leases: holder identity -> (acknowledged members, owned annotation).
@@ -218,6 +238,30 @@ async fn owners(env: &TestEnv, replicas: &[&Replica]) -> BTreeMap<String, &'stat
             }
             panic!("{e}");
         }
+    }
+}
+
+/// A Fake SecretStore `fake` with N keys, `k-i` = `v-i`.
+async fn fake_store_of_n(env: &TestEnv) {
+    let keys: Vec<(String, String)> = (0..N)
+        .map(|i| (format!("k-{i}"), format!("v-{i}")))
+        .collect();
+    let entries: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.apply(&fake_store("fake", &entries)).await.unwrap();
+}
+
+/// N ExternalSecrets `es-i`, each reading `k-i` from `fake` every `interval`.
+async fn external_secrets(env: &TestEnv, interval: &str) {
+    for i in 0..N {
+        let key = format!("k-{i}");
+        env.apply(&external_secret(
+            &format!("es-{i}"),
+            "fake",
+            interval,
+            &[("v", &key)],
+        ))
+        .await
+        .unwrap();
     }
 }
 
@@ -329,8 +373,22 @@ fn audited_writes(ns: &str) -> Vec<Write> {
         .collect()
 }
 
+/// Asserts that no object changed writers more than `changes` times (the membership changes
+/// that could move it): two writers at once alternate at every write.
+fn no_double_writers(writes: &[Write], changes: usize) {
+    let worst = most_switches(writes);
+    eprintln!(
+        "audited writes: {}; most writer switches on one object: {worst:?}",
+        writes.len()
+    );
+    assert!(
+        worst.0 <= changes,
+        "an object written by two replicas at once: {worst:?}"
+    );
+}
+
 /// The most writer switches on one object (its writers in time order, a switch each time
-/// the writer changes), and that object with its runs. Two writers at once alternate.
+/// the writer changes), and that object with its runs.
 fn most_switches(writes: &[Write]) -> (usize, String, String) {
     let mut by_object: BTreeMap<&str, Vec<&Write>> = BTreeMap::new();
     for w in writes {
@@ -373,11 +431,7 @@ async fn three_replicas_spread_join_leave_and_kill_without_double_writes() {
         &["shard-a", "shard-b", "shard-c", "shard-d"],
     )
     .await;
-    let keys: Vec<(String, String)> = (0..N)
-        .map(|i| (format!("k-{i}"), format!("v-{i}")))
-        .collect();
-    let entries: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    env.apply(&fake_store("fake", &entries)).await.unwrap();
+    fake_store_of_n(&env).await;
 
     // Spread: three replicas, then the ExternalSecrets (refreshed every 3 s, so that every
     // replica writes all along and a second writer would show in the audit log).
@@ -385,16 +439,7 @@ async fn three_replicas_spread_join_leave_and_kill_without_double_writes() {
     let b = spawn(&env, "b", &ids["shard-b"]);
     let mut c = spawn(&env, "c", &ids["shard-c"]);
     settled(&env, 3).await;
-    for (i, (key, _)) in keys.iter().enumerate() {
-        env.apply(&external_secret(
-            &format!("es-{i}"),
-            "fake",
-            "3s",
-            &[("v", key)],
-        ))
-        .await
-        .unwrap();
-    }
+    external_secrets(&env, "3s").await;
     let spread = owners(&env, &[&a, &b, &c]).await;
     let share = |o: &BTreeMap<String, &'static str>, who: &str| {
         o.iter()
@@ -448,15 +493,7 @@ async fn three_replicas_spread_join_leave_and_kill_without_double_writes() {
     assert!(moved.len() < N / 2, "d took more than its share: {moved:?}");
 
     // Leave: SIGTERM; d's share is back with its previous owners within one lease duration.
-    let (status, _) = d
-        .process
-        .terminate(Duration::from_secs(20))
-        .expect("d exits on SIGTERM");
-    assert!(
-        status.success(),
-        "d exits cleanly: {status:?}\n{}",
-        d.log.tail()
-    );
+    stop(&mut d);
     let left_at = Instant::now();
     let back = owners(&env, &[&a, &b, &c]).await;
     let took = left_at.elapsed();
@@ -503,15 +540,7 @@ async fn three_replicas_spread_join_leave_and_kill_without_double_writes() {
     // Each membership change (join, leave, kill) moves an object at most once: three writer
     // switches at most. Two writers at once alternate every refresh (3 s) for the minutes
     // this test runs.
-    let worst = most_switches(&writes);
-    eprintln!(
-        "audited writes: {}; most writer switches on one object: {worst:?}",
-        writes.len()
-    );
-    assert!(
-        worst.0 <= 3,
-        "an object written by two replicas at once: {worst:?}"
-    );
+    no_double_writers(&writes, 3);
     drop((a, b, c));
 }
 
@@ -522,18 +551,13 @@ const M: usize = 24;
 
 /// `esox_pushsecret_source_watches` of a replica.
 async fn source_watches(r: &Replica) -> usize {
-    r.process
-        .metrics()
+    sample(r, "esox_pushsecret_source_watches")
         .await
-        .lines()
-        .find(|l| l.starts_with("esox_pushsecret_source_watches "))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map_or(0, |v| v as usize)
+        .unwrap_or(0)
 }
 
-/// The remote Secrets' `v` values, by name, once every one of `names` has `want`.
-async fn remotes_are(env: &TestEnv, names: &[String], want: &str) -> std::time::Duration {
-    let start = Instant::now();
+/// Waits until every remote Secret of `names` has `v` = `want`.
+async fn remotes_are(env: &TestEnv, names: &[String], want: &str) {
     let api = env.secrets();
     let result = wait_for(
         Duration::from_secs(90),
@@ -555,7 +579,14 @@ async fn remotes_are(env: &TestEnv, names: &[String], want: &str) -> std::time::
     if let Err(e) = result {
         panic!("{e}");
     }
-    start.elapsed()
+}
+
+/// The replica (`a`, `b`, …) that requested each ServiceAccount token (by token ID).
+fn token_owners(log: &[Audited]) -> HashMap<String, String> {
+    log.iter()
+        .filter(|r| r.what == "serviceaccounts/token")
+        .filter_map(|r| Some((r.issued.clone()?, replica_of(&r.user, "push-")?)))
+        .collect()
 }
 
 /// Who wrote each remote Secret (`remote namespace`) and each PushSecret status (`home`)
@@ -569,11 +600,7 @@ fn push_writers(
     tag: &str,
     since: jiff::Timestamp,
 ) -> BTreeMap<String, BTreeSet<String>> {
-    let tokens: HashMap<String, String> = log
-        .iter()
-        .filter(|r| r.what == "serviceaccounts/token")
-        .filter_map(|r| Some((r.issued.clone()?, replica_of(&r.user, "push-")?)))
-        .collect();
+    let tokens = token_owners(log);
     let pusher = format!("system:serviceaccount:{SA_NAMESPACE}:{tag}-pusher");
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in log.iter().filter(|r| r.at >= since && r.is_write()) {
@@ -825,11 +852,7 @@ spec:
     // No double writers over the whole test: the writers of each remote Secret and status,
     // in time order, change at most twice (the join and the kill).
     let log = audit_log_now().await;
-    let tokens: HashMap<String, String> = log
-        .iter()
-        .filter(|r| r.what == "serviceaccounts/token")
-        .filter_map(|r| Some((r.issued.clone()?, replica_of(&r.user, "push-")?)))
-        .collect();
+    let tokens = token_owners(&log);
     let pusher = format!("system:serviceaccount:{SA_NAMESPACE}:{tag}-pusher");
     let writes: Vec<Write> = log
         .iter()
@@ -853,20 +876,12 @@ spec:
             }
         })
         .collect();
-    let worst = most_switches(&writes);
-    eprintln!(
-        "audited push writes: {}; most writer switches on one object: {worst:?}",
-        writes.len()
-    );
-    assert!(
-        worst.0 <= 2,
-        "an object written by two replicas at once: {worst:?}"
-    );
+    no_double_writers(&writes, 2);
 
     // A restart of all three with everything pushed writes nothing but Leases.
     let (mut a, mut b) = (a, b);
     for r in [&mut a, &mut b, &mut c] {
-        r.process.terminate(Duration::from_secs(20));
+        stop(r);
     }
     drop((a, b, c, d));
     let restarted = jiff::Timestamp::now();
@@ -923,38 +938,19 @@ async fn a_restart_of_three_replicas_writes_only_leases() {
     let env = TestEnv::without_controller("sharding-restart").await;
     let dir = tempfile::tempdir().unwrap();
     let ids = identities(&env, dir.path(), &["restart-a", "restart-b", "restart-c"]).await;
-    let keys: Vec<(String, String)> = (0..N)
-        .map(|i| (format!("k-{i}"), format!("v-{i}")))
-        .collect();
-    let entries: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    env.apply(&fake_store("fake", &entries)).await.unwrap();
+    fake_store_of_n(&env).await;
     let start = |name: &'static str| spawn(&env, name, &ids[&format!("restart-{name}")]);
     let mut first = [start("a"), start("b"), start("c")];
     settled(&env, 3).await;
-    for (i, (key, _)) in keys.iter().enumerate() {
-        env.apply(&external_secret(
-            &format!("es-{i}"),
-            "fake",
-            "1h",
-            &[("v", key)],
-        ))
-        .await
-        .unwrap();
-    }
+    // Not 1h: a first periodic refresh comes on the object's grid, anywhere within one
+    // interval after the sync (controller/refresh.rs), and would fall in the window now and
+    // then; once a year it does not.
+    external_secrets(&env, "8760h").await;
     owners(&env, &first.iter().collect::<Vec<_>>()).await;
     // The last status writes land.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for r in &mut first {
-        let (status, _) = r
-            .process
-            .terminate(Duration::from_secs(20))
-            .expect("exits on SIGTERM");
-        assert!(
-            status.success(),
-            "{} exits cleanly\n{}",
-            r.name,
-            r.log.tail()
-        );
+        stop(r);
     }
     drop(first);
 
