@@ -1,10 +1,16 @@
-//! `--shard-mode` with real controller processes on the real apiserver: three replicas share
-//! the ExternalSecrets (spread), a fourth joins and takes only its share (join), leaves with
-//! SIGTERM and its share is back with the others within one lease duration (leave), one is
-//! killed with SIGKILL and its share is taken over once its Lease expires (kill -9). The
-//! processes run as distinct ServiceAccounts of namespace `esox-budget`, whose every request
-//! the stack's audit log records: at the end, no Secret or status of any ExternalSecret was
-//! written by two replicas in overlapping time (no double writes).
+//! `--shard-mode` with real controller processes on the real apiserver.
+//!
+//! - ExternalSecrets: three replicas share them (spread), a fourth joins and takes only its
+//!   share (join), leaves with SIGTERM and its share is back with the others within one lease
+//!   duration (leave), one is killed with SIGKILL and its share is taken over once its Lease
+//!   expires (kill -9); no Secret or status was written by two replicas in overlapping time.
+//! - PushSecrets to a Kubernetes store: a source change is pushed by the owner only, the
+//!   source watches follow a join, a SIGKILLed owner's share is pushed by the others, no
+//!   remote Secret or status has two writers at once, and a restart writes only Leases.
+//! - A restart of three replicas with every ExternalSecret fresh writes only Leases.
+//!
+//! The processes run as distinct ServiceAccounts of namespace `esox-budget`, whose every
+//! request the stack's audit log records: who wrote what, and when, is read from it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -828,6 +834,10 @@ spec:
     assert!(
         took <= 3 * LEASE,
         "d's share pushed by its new owners in {took:?} (lease {LEASE:?})"
+    );
+    assert!(
+        took >= LEASE / 2,
+        "d's share pushed in {took:?}, before its Lease could expire"
     );
     eprintln!("push kill -9: d's share pushed again in {took:?}");
     let writers = push_writers(
