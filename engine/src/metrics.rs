@@ -122,6 +122,9 @@ pub struct Metrics {
     /// `esox_shard_handovers_total{kind,direction}`: objects gained from or lost to another
     /// replica (`--shard-mode`).
     pub shard_handovers: Family<HandoverLabels, Counter>,
+    /// `esox_pushsecret_source_watches`: source Secrets this replica watches for PushSecrets
+    /// that push on a source change (with `--shard-mode`, only for the PushSecrets it owns).
+    pub push_source_watches: Gauge,
 }
 
 /// A reconcile's duration as ESO reports it: a gauge holding the last one, in nanoseconds
@@ -150,6 +153,7 @@ impl Metrics {
             shard_owned: Family::default(),
             shard_members: Gauge::default(),
             shard_handovers: Family::default(),
+            push_source_watches: Gauge::default(),
         };
         // prometheus-client appends `_total` to counters itself.
         registry.register(
@@ -231,6 +235,11 @@ impl Metrics {
             "esox_shard_handovers",
             "Objects this replica took over from (gained) or handed to (lost) another replica",
             m.shard_handovers.clone(),
+        );
+        registry.register(
+            "esox_pushsecret_source_watches",
+            "Source Secrets watched for PushSecrets that push on a source change",
+            m.push_source_watches.clone(),
         );
         m
     }

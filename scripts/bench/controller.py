@@ -274,6 +274,11 @@ def metrics_delta(a: dict, b: dict) -> dict:
     return {"reads": reads, "writes": writes, "writes_events": events, "by": by, "own": own}
 
 
+def lease_writes(by: dict) -> int:
+    """The writes to coordination.k8s.io Leases in a {"VERB resource": n} breakdown."""
+    return sum(n for k, n in by.items() if k.split()[0] in WRITE_VERBS and k.split()[1] == "leases")
+
+
 class Audit:
     """The stack's audit log, filtered to the benchmark's ServiceAccount: every request the
     controller made, with the time the apiserver received it."""
@@ -1398,6 +1403,11 @@ def render(results: dict, opts, meta: dict) -> str:
             sc("restart", lambda v: f"{v['baseline']['writes'] - v['baseline']['writes_events']} / "
                                     f"{v['baseline']['writes']}")),
         row("restart: GET/LIST in its window", sc("restart", lambda v: f"{v['reads']}")),
+        # With --replicas, the member Leases (renewed every retry period, created anew by a
+        # restart) and the leader Lease are most of the writes: counted apart, restart / same
+        # window without one.
+        row("restart: of those writes, to Leases (restart / without)",
+            sc("restart", lambda v: f"{lease_writes(v['by'])} / {lease_writes(v['baseline']['by'])}")),
         row("noise: CPU cores used outside the benchmark, cold sync / steady state",
             lambda r: f"{r['cold'].get('other_cpu_cores', '?')} / {r['steady'].get('other_cpu_cores', '?')}"),
         row(f"floor: Secret creates/s, 16 connections ({opts.floor} Secrets)",

@@ -236,23 +236,6 @@ impl Context {
         }
     }
 
-    /// The objects of `reader` a hand-over gives this replica (never any without sharding):
-    /// a controller reconciles them as they come.
-    pub fn shard_gained<K>(
-        &self,
-        kind: &'static str,
-        reader: kube::runtime::reflector::Store<K>,
-    ) -> futures::stream::BoxStream<'static, ObjectRef<K>>
-    where
-        K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
-    {
-        use futures::StreamExt;
-        match self.shard.get() {
-            None => futures::stream::pending().boxed(),
-            Some(shard) => shard.gained(kind, reader).boxed(),
-        }
-    }
-
     /// Says that the store with bulkhead key `key` became Ready.
     pub fn store_ready(&self, key: String) {
         // No receiver: the ExternalSecret controller is not running (a test, a store-only run).

@@ -680,8 +680,21 @@ fn idle(
     let version = resource_version(es);
     let state = refresh_state(es, interval, existing, &version);
     let due = refresh::should_refresh(&state, now)
-        || !target::secret_is_valid(existing, es.spec.target.creation_policy);
+        || !target::secret_is_valid(existing, es.spec.target.creation_policy)
+        || last_pass_failed(es);
     (!due).then(|| refresh::next_refresh(&state, now))
+}
+
+/// Whether the status reports a failed pass (`SecretSyncedError`): the retry syncs again
+/// instead of skipping. A failure on a pass that had nothing due (a write conflicting with a
+/// cache that had not yet seen esox's own previous write) would otherwise stay on the status
+/// until the next refresh, with the Secret in sync.
+fn last_pass_failed(es: &ExternalSecret) -> bool {
+    es.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.reason.as_deref() == Some(reason::SYNC_ERROR))
+    })
 }
 
 /// Whether the rollout-restart step runs for `es` (see [`rollout`]): it names targets or the
@@ -1068,6 +1081,30 @@ mod tests {
             ..Default::default()
         });
         es
+    }
+
+    #[test]
+    fn a_failed_pass_is_synced_again() {
+        let mut e = es(Some("2026-12-06T09:59:30Z"), "Periodic");
+        assert!(!last_pass_failed(&e), "no condition");
+        let status = e.status.as_mut().unwrap();
+        set_condition(
+            &mut status.conditions,
+            Condition::new("Ready", true, reason::SYNCED, "secret synced"),
+        );
+        assert!(!last_pass_failed(&e), "synced");
+        let status = e.status.as_mut().unwrap();
+        set_condition(
+            &mut status.conditions,
+            Condition::new("Ready", false, reason::SYNC_ERROR, "conflict"),
+        );
+        assert!(last_pass_failed(&e), "failed");
+        let status = e.status.as_mut().unwrap();
+        set_condition(
+            &mut status.conditions,
+            Condition::new("Ready", false, reason::MISSING, "merge target"),
+        );
+        assert!(!last_pass_failed(&e), "a state, not a failure");
     }
 
     #[test]

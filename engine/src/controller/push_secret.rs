@@ -760,11 +760,18 @@ fn interval(ps: &PushSecret) -> Duration {
 pub async fn reconcile(ps: Arc<PushSecret>, pctx: Arc<PushContext>) -> Result<Action, Error> {
     let ctx = &pctx.ctx;
     let ns = ps.namespace().unwrap_or_default();
-    let Ok(_claim) = ctx.claim("PushSecret", &ns, &ps.name_any()) else {
-        return Ok(Action::await_change()); // `--shard-mode`: another replica's
+    let key = ObjectRef::from_obj(ps.as_ref());
+    // `--shard-mode`: another replica's object (or the membership is changing).
+    let _claim = match ctx.claim(KIND, &ns, &ps.name_any()) {
+        Ok(claim) => claim,
+        Err(refused) => {
+            if refused == crate::shard::Refusal::NotOwned {
+                forget_local_state(&key, &pctx);
+            }
+            return Ok(Action::await_change());
+        }
     };
     let api: Api<PushSecret> = Api::namespaced(ctx.client.clone(), &ns);
-    let key = ObjectRef::from_obj(ps.as_ref());
     pctx.source_watches.update(&ps);
     let has_finalizer = ps.finalizers().iter().any(|f| f == PUSH_SECRET_FINALIZER);
 
@@ -824,6 +831,19 @@ pub async fn reconcile(ps: Arc<PushSecret>, pctx: Arc<PushContext>) -> Result<Ac
         None if every.is_zero() => Action::await_change(),
         None => Action::requeue(every),
     })
+}
+
+/// The kind, as sharding names it.
+pub const KIND: &str = "PushSecret";
+
+/// Drops what this replica keeps about a PushSecret another replica owns now (or that is
+/// gone): its source-Secret watch and its backoff.
+fn forget_local_state(key: &ObjectRef<PushSecret>, pctx: &PushContext) {
+    pctx.source_watches.forget(key);
+    pctx.failures
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(key);
 }
 
 fn backoff(pctx: &PushContext, key: &ObjectRef<PushSecret>) -> Duration {
@@ -944,6 +964,8 @@ pub fn error_policy(ps: Arc<PushSecret>, err: &Error, pctx: Arc<PushContext>) ->
 pub struct SourceWatches {
     inner: Arc<Mutex<SourceWatchState>>,
     client: kube::Client,
+    /// How many Secrets are watched (`esox_pushsecret_source_watches`).
+    gauge: prometheus_client::metrics::gauge::Gauge,
     tx: tokio::sync::mpsc::UnboundedSender<ObjectRef<PushSecret>>,
 }
 
@@ -953,6 +975,10 @@ struct SourceWatchState {
     watches: HashMap<(String, String), (tokio::task::JoinHandle<()>, BTreeSet<String>)>,
     /// PushSecret → the Secret it watches.
     by_push: HashMap<ObjectRef<PushSecret>, (String, String)>,
+    /// PushSecret → when it last pushed (its status' `refreshTime`), if it has.
+    pushed_at: HashMap<ObjectRef<PushSecret>, jiff::Timestamp>,
+    /// (namespace, Secret name) → when its watch last saw it written.
+    written: HashMap<(String, String), jiff::Timestamp>,
     /// PushSecrets whose source changed since their last push.
     changed: BTreeSet<(String, String)>,
 }
@@ -968,6 +994,7 @@ impl Drop for SourceWatchState {
 impl SourceWatches {
     fn new(
         client: kube::Client,
+        gauge: prometheus_client::metrics::gauge::Gauge,
     ) -> (
         Self,
         tokio::sync::mpsc::UnboundedReceiver<ObjectRef<PushSecret>>,
@@ -977,6 +1004,7 @@ impl SourceWatches {
             SourceWatches {
                 inner: Arc::default(),
                 client,
+                gauge,
                 tx,
             },
             rx,
@@ -999,7 +1027,14 @@ impl SourceWatches {
             .and_then(|s| s.name.clone())
             .filter(|n| !n.is_empty());
         match (wanted, source) {
-            (true, Some(name)) => self.watch(key, ps.namespace().unwrap_or_default(), name),
+            (true, Some(name)) => {
+                let pushed_at = ps
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.refresh_time.as_ref())
+                    .map(|t| t.0);
+                self.watch(key, ps.namespace().unwrap_or_default(), name, pushed_at)
+            }
             _ => self.forget(&key),
         }
     }
@@ -1020,18 +1055,36 @@ impl SourceWatches {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn watch(&self, ps: ObjectRef<PushSecret>, ns: String, secret: String) {
-        let st = self.lock();
+    fn watch(
+        &self,
+        ps: ObjectRef<PushSecret>,
+        ns: String,
+        secret: String,
+        pushed_at: Option<jiff::Timestamp>,
+    ) {
+        let mut st = self.lock();
         let target = (ns.clone(), secret.clone());
         if st.by_push.get(&ps) == Some(&target) {
+            match pushed_at {
+                Some(at) => st.pushed_at.insert(ps, at),
+                None => st.pushed_at.remove(&ps),
+            };
             return;
         }
         drop(st);
         self.forget(&ps);
         let mut st = self.lock();
+        if let Some(at) = pushed_at {
+            st.pushed_at.insert(ps.clone(), at);
+        }
         st.by_push.insert(ps.clone(), target.clone());
         if let Some((_, users)) = st.watches.get_mut(&target) {
             users.insert(ps.name.clone());
+            // Joining a watch that already had its first sight: the same check as that one.
+            if changed_since(st.written.get(&target).copied(), pushed_at) {
+                st.changed.insert((ns, ps.name.clone()));
+                let _ = self.tx.send(ps);
+            }
             return;
         }
         let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(self.client.clone(), &ns);
@@ -1043,42 +1096,52 @@ impl SourceWatches {
             let mut last: Option<String> = None;
             let mut stream = watcher(api, config).default_backoff().boxed();
             while let Some(ev) = stream.next().await {
-                let rv = match ev {
+                let (rv, written) = match ev {
                     Ok(watcher::Event::Apply(s)) | Ok(watcher::Event::InitApply(s)) => {
-                        s.resource_version()
+                        (s.resource_version(), last_written(&s.metadata))
                     }
-                    Ok(watcher::Event::Delete(_)) => Some("deleted".into()),
+                    Ok(watcher::Event::Delete(_)) => (Some("deleted".into()), None),
                     _ => continue,
                 };
-                // The first sight is the state the PushSecret already pushed.
                 let first = last.is_none();
                 if last == rv {
                     continue;
                 }
                 last = rv;
-                if first {
-                    continue;
-                }
-                let users: Vec<String> = inner
+                let mut st = inner
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match written {
+                    Some(w) => st.written.insert(target2.clone(), w),
+                    None => st.written.remove(&target2),
+                };
+                let users: Vec<String> = st
                     .watches
                     .get(&target2)
                     .map(|(_, u)| u.iter().cloned().collect())
                     .unwrap_or_default();
+                // The first sight is the state the PushSecret already pushed, unless the
+                // Secret was written after its last push: a change while nobody watched (this
+                // replica starting, or taking the PushSecret over from another one).
+                let users: Vec<String> = users
+                    .into_iter()
+                    .filter(|name| {
+                        !first || {
+                            let ps = ObjectRef::new(name).within(&target2.0);
+                            changed_since(written, st.pushed_at.get(&ps).copied())
+                        }
+                    })
+                    .collect();
                 for name in users {
-                    inner
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .changed
-                        .insert((target2.0.clone(), name.clone()));
-                    debug!(namespace = %target2.0, secret = %target2.1, push_secret = %name, "source Secret changed");
+                    st.changed.insert((target2.0.clone(), name.clone()));
+                    debug!(namespace = %target2.0, secret = %target2.1, push_secret = %name, first, "source Secret changed");
                     let _ = tx.send(ObjectRef::new(&name).within(&target2.0));
                 }
             }
         });
         st.watches
             .insert(target, (task, BTreeSet::from([ps.name.clone()])));
+        self.gauge.set(st.watches.len() as i64);
     }
 
     /// Whether the source of `ps` changed since it was last asked (and forgets it).
@@ -1087,9 +1150,13 @@ impl SourceWatches {
         self.lock().changed.remove(&(ns, ps.name.clone()))
     }
 
-    /// Stops watching for `ps` (the watch ends when no PushSecret needs it).
+    /// Stops watching for `ps` (the watch ends when no PushSecret needs it): it is deleted, no
+    /// longer asks for it, or another replica owns it now (`--shard-mode`).
     pub fn forget(&self, ps: &ObjectRef<PushSecret>) {
         let mut st = self.lock();
+        st.pushed_at.remove(ps);
+        st.changed
+            .remove(&(ps.namespace.clone().unwrap_or_default(), ps.name.clone()));
         let Some(target) = st.by_push.remove(ps) else {
             return;
         };
@@ -1099,8 +1166,28 @@ impl SourceWatches {
         });
         if empty && let Some((task, _)) = st.watches.remove(&target) {
             task.abort();
+            st.written.remove(&target);
+            self.gauge.set(st.watches.len() as i64);
         }
     }
+}
+
+/// When the Secret was last written, by any manager (its latest `managedFields` time).
+fn last_written(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<jiff::Timestamp> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|f| f.time.as_ref().map(|t| t.0))
+        .max()
+}
+
+/// Whether a source Secret written at `written` changed after a push at `pushed_at`. Both
+/// have whole seconds: a write in the second of the push counts as pushed (so that a restart
+/// pushes nothing), and an unknown time as unchanged.
+fn changed_since(written: Option<jiff::Timestamp>, pushed_at: Option<jiff::Timestamp>) -> bool {
+    matches!((written, pushed_at), (Some(w), Some(p)) if w.as_second() > p.as_second())
 }
 
 /// Runs the PushSecret controller (cluster-wide, or in `namespace`).
@@ -1131,7 +1218,8 @@ pub async fn run(
         _ => {}
     }
     let (reader, writer) = kube::runtime::reflector::store();
-    let (source_watches, source_rx) = SourceWatches::new(client.clone());
+    let (source_watches, source_rx) =
+        SourceWatches::new(client.clone(), ctx.metrics.push_source_watches.clone());
     let forget = source_watches.clone();
     let stream = super::watch::watch(health.watch("PushSecret"), reader.clone(), move || {
         watcher(api.clone(), watcher::Config::default().any_semantic())
@@ -1157,7 +1245,17 @@ pub async fn run(
         source_watches,
     });
     let changed = source_changes(source_rx);
-    let gained = ctx.shard_gained("PushSecret", reader.clone());
+    // `--shard-mode`: what a hand-over gives this replica is reconciled at once (which starts
+    // its source watch); what it takes away loses its source watch here.
+    let lost_ctx = pctx.clone();
+    let gained = match ctx.shard.get() {
+        None => futures::stream::pending().boxed(),
+        Some(shard) => shard
+            .gained_with(KIND, reader.clone(), move |ps: &PushSecret| {
+                forget_local_state(&ObjectRef::from_obj(ps), &lost_ctx)
+            })
+            .boxed(),
+    };
     Controller::for_stream(stream, reader)
         .reconcile_on(changed)
         .reconcile_on(gained)
@@ -1314,5 +1412,41 @@ mod tests {
             ("aws", StoreKind::ClusterSecretStore)
         );
         assert!(parse_store_key("Nope/x").is_none());
+    }
+
+    #[test]
+    fn a_source_first_seen_is_pushed_only_if_written_after_the_last_push() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+            ManagedFieldsEntry, ObjectMeta, Time,
+        };
+        let at = |s: i64| jiff::Timestamp::from_second(1_700_000_000 + s).unwrap();
+        let meta = ObjectMeta {
+            managed_fields: Some(vec![
+                ManagedFieldsEntry {
+                    manager: Some("kubectl".into()),
+                    time: Some(Time(at(10))),
+                    ..Default::default()
+                },
+                ManagedFieldsEntry {
+                    manager: Some("cert-manager".into()),
+                    time: Some(Time(at(20))),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        };
+        let written = last_written(&meta);
+        assert_eq!(written, Some(at(20)));
+        let cases = [
+            ("written after the push", Some(at(19)), true),
+            ("written in the push's second", Some(at(20)), false),
+            ("pushed after", Some(at(30)), false),
+            ("never pushed (the reconcile pushes anyway)", None, false),
+        ];
+        for (what, pushed, want) in cases {
+            assert_eq!(changed_since(written, pushed), want, "{what}");
+        }
+        assert!(!changed_since(None, Some(at(0))), "no managed fields");
+        assert_eq!(last_written(&ObjectMeta::default()), None);
     }
 }
