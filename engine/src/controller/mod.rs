@@ -436,17 +436,17 @@ pub async fn run_until(
             ctx.plugins.clone(),
             shutdown.clone(),
         );
-        let css_api = Api::<ClusterSecretStore>::all(client.clone());
-        let cluster_store_stream = watch::watch(
-            health.watch("ClusterSecretStore"),
-            cluster_store_reader.clone(),
-            move || watcher(css_api.clone(), watcher::Config::default().any_semantic()),
-        )
-        .reflect(cluster_store_writer)
-        .applied_objects()
-        .filter(leading(&ctx));
-        let css_controller = optional(
-            cluster_stores,
+        // Built only when switched on: a watch registered with `health` counts for /readyz.
+        let css_controller = if cluster_stores {
+            let css_api = Api::<ClusterSecretStore>::all(client.clone());
+            let cluster_store_stream = watch::watch(
+                health.watch("ClusterSecretStore"),
+                cluster_store_reader.clone(),
+                move || watcher(css_api.clone(), watcher::Config::default().any_semantic()),
+            )
+            .reflect(cluster_store_writer)
+            .applied_objects()
+            .filter(leading(&ctx));
             Controller::for_stream(cluster_store_stream, cluster_store_reader)
                 .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
                 .reconcile_all_on(became_leader(&ctx))
@@ -456,8 +456,11 @@ pub async fn run_until(
                     secret_store::error_policy,
                     ctx.clone(),
                 )
-                .for_each(|_| async {}),
-        );
+                .for_each(|_| async {})
+                .boxed()
+        } else {
+            futures::future::ready(()).boxed()
+        };
         let owned_changes = futures::stream::unfold(ces_rx, |mut rx| async move {
             rx.recv().await.map(|name| (name, rx))
         });
