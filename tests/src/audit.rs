@@ -27,33 +27,37 @@ pub struct Request {
     pub at: jiff::Timestamp,
 }
 
-/// The requests the audited ServiceAccount made in namespace `ns` (or cluster-wide, with no
-/// namespace) received at or after `since`, one per audit ID.
-pub fn audited(ns: &str, since: jiff::Timestamp) -> Vec<Request> {
+/// The stack's audit log: each request once (by audit ID) with when the apiserver received
+/// it, for those received at or after `since`.
+pub fn entries(since: jiff::Timestamp) -> Vec<(jiff::Timestamp, Value)> {
     let env = stack_env().unwrap();
-    let user = format!("system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}");
     let file = std::fs::File::open(&env["ESOX_AUDIT_LOG"]).expect("the stack's audit log");
     let mut seen = std::collections::HashSet::new();
+    BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+        .filter_map(|ev| {
+            let at = ev["requestReceivedTimestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())?;
+            (at >= since && seen.insert(ev["auditID"].as_str().unwrap_or_default().to_string()))
+                .then_some((at, ev))
+        })
+        .collect()
+}
+
+/// The requests the audited ServiceAccount made in namespace `ns` (or cluster-wide, with no
+/// namespace) received at or after `since`.
+pub fn audited(ns: &str, since: jiff::Timestamp) -> Vec<Request> {
+    let user = format!("system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}");
     let mut out = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let Ok(line) = line else { continue };
-        let Ok(ev) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
+    for (at, ev) in entries(since) {
         if ev["user"]["username"] != user.as_str() {
             continue;
         }
         let obj = &ev["objectRef"];
         if obj["namespace"].as_str().is_some_and(|n| n != ns) {
-            continue;
-        }
-        let Some(at) = ev["requestReceivedTimestamp"]
-            .as_str()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        else {
-            continue;
-        };
-        if at < since || !seen.insert(ev["auditID"].as_str().unwrap_or_default().to_string()) {
             continue;
         }
         let uri = ev["requestURI"].as_str().unwrap_or_default();
@@ -90,9 +94,19 @@ pub fn assert_audited_stack() {
     );
 }
 
-/// The audited ServiceAccount, bound to cluster-admin (what it may do is not under test, only
-/// which requests it makes), and a kubeconfig for it in `dir`.
+/// The audited ServiceAccount [`SA_NAME`], bound to cluster-admin, and a kubeconfig for it
+/// in `dir`.
 pub async fn identity(env: &TestEnv, dir: &std::path::Path) -> std::path::PathBuf {
+    identity_named(env, SA_NAME, dir).await
+}
+
+/// An audited ServiceAccount `name` in [`SA_NAMESPACE`], bound to cluster-admin (what it may
+/// do is not under test, only which requests it makes), and a kubeconfig for it in `dir`.
+pub async fn identity_named(
+    env: &TestEnv,
+    name: &str,
+    dir: &std::path::Path,
+) -> std::path::PathBuf {
     env.apply(&format!(
         r#"apiVersion: v1
 kind: Namespace
@@ -102,24 +116,24 @@ metadata:
 apiVersion: v1
 kind: ServiceAccount
 metadata:
-  name: {SA_NAME}
+  name: {name}
   namespace: {SA_NAMESPACE}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
-  name: esox-budget
+  name: esox-audited-{name}
 roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: ClusterRole
   name: cluster-admin
 subjects:
 - kind: ServiceAccount
-  name: {SA_NAME}
+  name: {name}
   namespace: {SA_NAMESPACE}
 "#
     ))
     .await
     .expect("the audited ServiceAccount and its binding");
-    service_account_kubeconfig(&env.client, SA_NAMESPACE, SA_NAME, dir).await
+    service_account_kubeconfig(&env.client, SA_NAMESPACE, name, dir).await
 }

@@ -7,19 +7,15 @@
 //! written by two replicas in overlapping time (no double writes).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use esox_tests::manifests::{external_secret, fake_store};
-use esox_tests::{
-    ControllerProcess, Log, TestEnv, service_account_kubeconfig, stack_env, wait_for,
-};
+use esox_tests::{ControllerProcess, Log, TestEnv, wait_for};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::ListParams;
-use serde_json::Value;
 
-const SA_NAMESPACE: &str = "esox-budget";
+use esox_tests::audit::SA_NAMESPACE;
 const N: usize = 30;
 /// Short leases (the defaults are 15 s / 10 s / 2 s).
 const LEASE: Duration = Duration::from_secs(6);
@@ -39,40 +35,12 @@ async fn identities(
     names: &[&str],
 ) -> HashMap<String, std::path::PathBuf> {
     let mut out = HashMap::new();
-    env.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {SA_NAMESPACE}\n"
-    ))
-    .await
-    .unwrap();
     for name in names {
-        env.apply(&format!(
-            r#"apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: {name}
-  namespace: {SA_NAMESPACE}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: esox-{name}
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: cluster-admin
-subjects:
-- kind: ServiceAccount
-  name: {name}
-  namespace: {SA_NAMESPACE}
-"#
-        ))
-        .await
-        .unwrap();
         let sub = dir.join(name);
         std::fs::create_dir_all(&sub).unwrap();
         out.insert(
             name.to_string(),
-            service_account_kubeconfig(&env.client, SA_NAMESPACE, name, &sub).await,
+            esox_tests::audit::identity_named(env, name, &sub).await,
         );
     }
     out
@@ -220,16 +188,9 @@ struct Write {
 
 /// The writes of the `shard-*` ServiceAccounts to Secrets and ExternalSecret statuses in `ns`.
 fn audited_writes(ns: &str) -> Vec<Write> {
-    let env = stack_env().unwrap();
-    let file = std::fs::File::open(&env["ESOX_AUDIT_LOG"]).expect("the stack's audit log");
     let prefix = format!("system:serviceaccount:{SA_NAMESPACE}:shard-");
-    let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let Ok(line) = line else { continue };
-        let Ok(ev) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
+    for (at, ev) in esox_tests::audit::entries(jiff::Timestamp::MIN) {
         let Some(user) = ev["user"]["username"].as_str() else {
             continue;
         };
@@ -249,15 +210,6 @@ fn audited_writes(ns: &str) -> Vec<Write> {
             }
             _ => continue,
         };
-        let Some(at) = ev["requestReceivedTimestamp"]
-            .as_str()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        else {
-            continue;
-        };
-        if !seen.insert(ev["auditID"].as_str().unwrap_or_default().to_string()) {
-            continue;
-        }
         out.push(Write {
             who: user.trim_start_matches(&prefix).to_string(),
             object,
@@ -270,14 +222,7 @@ fn audited_writes(ns: &str) -> Vec<Write> {
 #[tokio::test]
 async fn three_replicas_spread_join_leave_and_kill_without_double_writes() {
     let env = TestEnv::without_controller("sharding").await;
-    let stack = stack_env().unwrap();
-    let policy = std::path::Path::new(&stack["ESOX_STACK_DIR"]).join("audit-policy.yaml");
-    assert!(
-        std::fs::read_to_string(&policy)
-            .unwrap_or_default()
-            .contains(SA_NAMESPACE),
-        "the running stack's audit policy predates the esox-budget rule: restart the stack"
-    );
+    esox_tests::audit::assert_audited_stack();
     let dir = tempfile::tempdir().unwrap();
     let ids = identities(
         &env,

@@ -28,6 +28,14 @@ fn untouched<K: Resource + serde::Serialize>(obj: &K) -> Result<(), String> {
     }
 }
 
+/// [`untouched`] on object `name` of `api`.
+async fn untouched_at<K>(api: Api<K>, name: &str) -> Result<(), String>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    untouched(&api.get(name).await.unwrap())
+}
+
 #[tokio::test]
 async fn switched_off_controllers_watch_nothing_and_leave_their_objects_alone() {
     // The controller runs cluster-wide.
@@ -118,46 +126,43 @@ spec:
     tokio::time::sleep(Duration::from_secs(5)).await;
     let requests = audited(ns, since);
 
-    let checks: Vec<(&str, Result<(), String>)> = vec![
+    let client = env.client.clone();
+    let checks = [
         (
             "PushSecret",
-            untouched(
-                &Api::<esox::api::PushSecret>::namespaced(env.client.clone(), ns)
-                    .get("push")
-                    .await
-                    .unwrap(),
-            ),
+            untouched_at(
+                Api::<esox::api::PushSecret>::namespaced(client.clone(), ns),
+                "push",
+            )
+            .await,
         ),
         (
             "ClusterExternalSecret",
-            untouched(
-                &Api::<esox::api::ClusterExternalSecret>::all(env.client.clone())
-                    .get(&ces)
-                    .await
-                    .unwrap(),
-            ),
+            untouched_at(
+                Api::<esox::api::ClusterExternalSecret>::all(client.clone()),
+                &ces,
+            )
+            .await,
         ),
         (
             "ClusterPushSecret",
-            untouched(
-                &Api::<esox::api::ClusterPushSecret>::all(env.client.clone())
-                    .get(&cps)
-                    .await
-                    .unwrap(),
-            ),
+            untouched_at(
+                Api::<esox::api::ClusterPushSecret>::all(client.clone()),
+                &cps,
+            )
+            .await,
         ),
         (
             "ClusterSecretStore",
-            untouched(
-                &Api::<esox::api::ClusterSecretStore>::all(env.client.clone())
-                    .get(&css)
-                    .await
-                    .unwrap(),
-            ),
+            untouched_at(
+                Api::<esox::api::ClusterSecretStore>::all(client.clone()),
+                &css,
+            )
+            .await,
         ),
         (
             "ExternalSecret reading the ClusterSecretStore",
-            untouched(&env.external_secrets().get("via-css").await.unwrap()),
+            untouched_at(env.external_secrets(), "via-css").await,
         ),
     ];
     let external_secrets = env.external_secrets();
@@ -184,14 +189,13 @@ spec:
         events.extend(env.events_for(name).await);
     }
     drop(controller);
-    let client = env.client.clone();
     let _ = Api::<esox::api::ClusterExternalSecret>::all(client.clone())
         .delete(&ces, &DeleteParams::default())
         .await;
     let _ = Api::<esox::api::ClusterPushSecret>::all(client.clone())
         .delete(&cps, &DeleteParams::default())
         .await;
-    let _ = Api::<esox::api::ClusterSecretStore>::all(client)
+    let _ = Api::<esox::api::ClusterSecretStore>::all(client.clone())
         .delete(&css, &DeleteParams::default())
         .await;
 

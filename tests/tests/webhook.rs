@@ -88,6 +88,14 @@ spec:
     }
 }
 
+/// Applies `yaml`, which the webhook must refuse with every message of `said`.
+async fn refused_saying(env: &TestEnv, yaml: &str, said: &[&str]) {
+    let err = format!("{:#}", env.apply(yaml).await.expect_err("refused"));
+    for s in said {
+        assert!(err.contains(s), "{s}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn webhook_refuses_invalid_manifests_with_esos_messages() {
     let env = TestEnv::without_controller("webhook").await;
@@ -208,9 +216,9 @@ spec:
         "{err}"
     );
     // PushSecrets (ESO has no webhook for them): what would fail at every reconcile.
-    let err = env
-        .apply(
-            r#"
+    refused_saying(
+        &env,
+        r#"
 apiVersion: external-secrets.io/v1alpha1
 kind: PushSecret
 metadata: {name: bad-push}
@@ -224,18 +232,14 @@ spec:
   template:
     engineVersion: v9
 "#,
-        )
-        .await
-        .unwrap_err();
-    let err = format!("{err:#}");
-    for said in [
-        "spec.refreshInterval: time: unknown unit \"d\" in duration \"1d\"",
-        "dataTo[0]: storeRef \"elsewhere\" not found in secretStoreRefs",
-        "dataTo[0]: match failed: failed to compile regexp pattern \"(\"",
-        "spec.template: could not apply template: unsupported template engine version: v9",
-    ] {
-        assert!(err.contains(said), "{said}: {err}");
-    }
+        &[
+            "spec.refreshInterval: time: unknown unit \"d\" in duration \"1d\"",
+            "dataTo[0]: storeRef \"elsewhere\" not found in secretStoreRefs",
+            "dataTo[0]: match failed: failed to compile regexp pattern \"(\"",
+            "spec.template: could not apply template: unsupported template engine version: v9",
+        ],
+    )
+    .await;
     // Valid manifests are admitted.
     env.apply(
         r#"
@@ -268,8 +272,9 @@ spec:
     // ClusterPushSecrets (v1alpha1, cluster-scoped): the PushSecret rules on
     // spec.pushSecretSpec, and their own fields, with the messages ESO's reconcilers give.
     let ns = &env.ns;
-    let err = env
-        .apply(&format!(
+    refused_saying(
+        &env,
+        &format!(
             r#"
 apiVersion: external-secrets.io/v1alpha1
 kind: ClusterPushSecret
@@ -282,18 +287,15 @@ spec:
     selector: {{secret: {{name: src}}}}
     dataTo: [{{storeRef: {{name: elsewhere}}, match: {{regexp: "^db-"}}}}]
 "#
-        ))
-        .await
-        .unwrap_err();
-    let err = format!("{err:#}");
-    for said in [
-        "spec.refreshTime: time: unknown unit \"d\" in duration \"1d\"",
-        "spec.namespaceSelectors[0].matchExpressions[0]: for 'in', 'notin' operators, values set can't be empty",
-        "refStore Name must be provided",
-        "dataTo[0]: storeRef \"elsewhere\" not found in secretStoreRefs",
-    ] {
-        assert!(err.contains(said), "{said}: {err}");
-    }
+        ),
+        &[
+            "spec.refreshTime: time: unknown unit \"d\" in duration \"1d\"",
+            "spec.namespaceSelectors[0].matchExpressions[0]: for 'in', 'notin' operators, values set can't be empty",
+            "refStore Name must be provided",
+            "dataTo[0]: storeRef \"elsewhere\" not found in secretStoreRefs",
+        ],
+    )
+    .await;
     let cps: kube::Api<esox::api::ClusterPushSecret> = kube::Api::all(env.client.clone());
     assert!(
         cps.get_opt(&format!("{ns}-bad")).await.unwrap().is_none(),
