@@ -28,6 +28,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller against the current kubeconfig (or in-cluster config).
+    // A flag given twice takes its last value, as Go's flags do (ESO's chart renders some
+    // flags that `extraArgs` may repeat).
+    #[command(args_override_self = true)]
     Controller(Box<ControllerArgs>),
     /// Print the CustomResourceDefinitions (v1 stored, v1beta1 served) as YAML.
     Crds,
@@ -160,10 +163,21 @@ struct ControllerArgs {
     /// to the apiserver's API Priority and Fairness (a first sync costs 4 writes per
     /// ExternalSecret; at 50/s, 1000 of them took 80 s where the apiserver takes about 8, see
     /// BENCHMARKS.md); lower it to be gentle with a shared apiserver.
-    #[arg(long, default_value_t = 500.0, env = "ESOX_KUBE_QPS")]
+    /// (`--client-qps` is ESO's name.)
+    #[arg(
+        long,
+        alias = "client-qps",
+        default_value_t = 500.0,
+        env = "ESOX_KUBE_QPS"
+    )]
     kube_api_qps: f64,
-    /// Kubernetes API request burst.
-    #[arg(long, default_value_t = 1000, env = "ESOX_KUBE_BURST")]
+    /// Kubernetes API request burst (`--client-burst` is ESO's name).
+    #[arg(
+        long,
+        alias = "client-burst",
+        default_value_t = 1000,
+        env = "ESOX_KUBE_BURST"
+    )]
     kube_api_burst: u32,
     /// Default interval between store validations.
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "ESOX_STORE_REQUEUE_INTERVAL")]
@@ -177,8 +191,9 @@ struct ControllerArgs {
     /// only its own share.
     #[arg(long, default_value_t = 0, env = "ESOX_STORE_CONCURRENCY")]
     store_concurrency: u16,
-    /// Address for /metrics, /healthz and /readyz.
-    #[arg(long, default_value = "127.0.0.1:8080", env = "ESOX_METRICS_ADDR")]
+    /// Address for /metrics, /healthz and /readyz (`:8080`, as ESO writes it, is every
+    /// interface).
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = esox::cli::eso::listen_addr, env = "ESOX_METRICS_ADDR")]
     metrics_addr: SocketAddr,
     /// Log line format. The level comes from `RUST_LOG`: a bare level (`trace`) is esox's
     /// own; dependencies log only at `info` unless named, and wire-logging ones never above
@@ -215,6 +230,10 @@ struct ControllerArgs {
     leader: LeaderArgs,
     #[command(flatten)]
     shard: ShardArgs,
+    #[command(flatten)]
+    reconcilers: esox::cli::eso::ReconcilerArgs,
+    #[command(flatten)]
+    eso: esox::cli::eso::EsoArgs,
 }
 
 /// Sharding: several replicas that share the ExternalSecrets and PushSecrets.
@@ -308,7 +327,19 @@ struct WebhookArgs {
 #[derive(clap::Args)]
 struct LeaderArgs {
     /// Run the controllers only while holding a coordination.k8s.io Lease (for replicas > 1).
-    #[arg(long = "leader-elect", env = "ESOX_LEADER_ELECT")]
+    /// `--enable-leader-election` is ESO's name.
+    #[arg(
+        long = "leader-elect",
+        alias = "enable-leader-election",
+        env = "ESOX_LEADER_ELECT",
+        action = clap::ArgAction::Set,
+        value_parser = esox::cli::eso::go_bool,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
     elect: bool,
     /// The Lease's name (ESO's default).
     #[arg(
@@ -357,7 +388,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    // An ESO Deployment's args name no subcommand: they run the controller.
+    match Cli::parse_from(esox::cli::eso::with_default_command(std::env::args_os())).command {
         Command::Crds => {
             print!("{}", esox::api::crd::to_yaml());
             Ok(())
@@ -527,7 +559,21 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<()> {
 }
 
 async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
-    esox::telemetry::init(args.log_format);
+    esox::telemetry::init(args.log_format, args.eso.loglevel.as_deref());
+    for warning in args.eso.no_effect.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let no_effect = args.eso.no_effect.given();
+    if !no_effect.is_empty() {
+        tracing::info!(
+            flags = ?no_effect,
+            "ESO flags accepted with no effect in esox (see docs/flags.md)"
+        );
+    }
+    let switches = args.reconcilers.switches();
+    if !switches.disabled().is_empty() {
+        tracing::info!(disabled = ?switches.disabled(), "controllers switched off");
+    }
     let config = kube::Config::infer()
         .await
         .context("could not load a kubeconfig or in-cluster configuration")?;
@@ -548,6 +594,17 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         registry.clone(),
         health.clone(),
     ));
+    if let Some(addr) = args.eso.live_addr {
+        // ESO's health endpoint (its chart points the probes at it): the same server.
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("could not listen on {addr} (--live-addr)"))?;
+        tokio::spawn(esox::http::serve(
+            listener,
+            registry.clone(),
+            health.clone(),
+        ));
+    }
     let stopping = shutdown_on_signal(args.shutdown_grace, health.clone());
     if args.webhook.port != 0 {
         // Every replica serves the webhook (it reads nothing but the object under review).
@@ -623,6 +680,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             },
             provider_timeout: args.provider_timeout,
             store_concurrency: args.store_concurrency,
+            switches,
         },
     );
     ctx.rollout
@@ -877,5 +935,108 @@ mod tests {
         assert_eq!(args.plugin.timeout, Duration::from_secs(3));
         assert!(args.plugin.cache().is_none());
         assert_eq!(args.log_format, esox::telemetry::LogFormat::Json);
+    }
+
+    /// Every flag ESO's chart (`deploy/charts/external-secrets/templates/deployment.yaml`)
+    /// renders, with every value set, plus ESO flags a user passes through `extraArgs`, with
+    /// no subcommand as in an ESO Deployment: accepted, and the ones esox has honoured.
+    #[test]
+    fn an_eso_deployments_args_are_accepted() {
+        let argv = [
+            "esox",
+            "--enable-leader-election=true",
+            "--leader-election-id=eso",
+            "--leader-election-lease-duration=30s",
+            "--leader-election-renew-deadline=20s",
+            "--leader-election-retry-period=4s",
+            "--namespace=team-a",
+            "--enable-cluster-store-reconciler=false",
+            "--enable-cluster-external-secret-reconciler=false",
+            "--enable-cluster-push-secret-reconciler=false",
+            "--enable-push-secret-reconciler=false",
+            "--enable-secret-store-reconciler=false",
+            "--store-requeue-interval=1m30s",
+            "--controller-class=default",
+            "--enable-extended-metric-labels=true",
+            "--enable-http2=true",
+            "--enable-vault-token-cache=true",
+            "--vault-token-cache-size=262144",
+            "--concurrent=1",
+            "--unsafe-allow-generic-targets=true",
+            // extraArgs
+            "--client-qps=50",
+            "--client-burst=100",
+            "--enable-flood-gate=false",
+            "--enable-secrets-caching",
+            "--enable-configmaps-caching=false",
+            "--enable-managed-secrets-caching=true",
+            "--enable-secret-api-read-on-cache-mismatch=false",
+            "--enable-generator-state=false",
+            "--generator-gc-grace-period=2m",
+            "--enable-v2-providers=false",
+            "--experimental-enable-vault-token-cache=true",
+            "--experimental-vault-token-cache-size=100",
+            "--experimental-enable-doppler-oidc-cache=false",
+            "--experimental-doppler-oidc-cache-size=10",
+            "--doppler-etag-cache-size=10",
+            "--mysterybox-tokens-cache-size=10",
+            "--mysterybox-connections-cache-size=10",
+            "--experimental-enable-aws-session-cache=true",
+            // A repeat takes the last value, as with Go's flags.
+            "--concurrent=3",
+            "--concurrent=1",
+            "--template-left-delimiter=[[",
+            "--template-right-delimiter=]]",
+            // always rendered
+            "--metrics-addr=:8080",
+            "--loglevel=debug",
+            "--zap-time-encoding=epoch",
+            "--live-addr=:8082",
+            "--metrics-secure=true",
+            "--metrics-cert-dir=/etc/tls",
+            "--metrics-cert-name=tls.crt",
+            "--metrics-key-name=tls.key",
+            "--metrics-auth=true",
+        ];
+        let cli = Cli::try_parse_from(esox::cli::eso::with_default_command(
+            argv.iter().map(std::ffi::OsString::from),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Controller(args) = cli.command else {
+            panic!("an ESO Deployment's args run the controller")
+        };
+        assert!(args.leader.elect);
+        assert_eq!(args.leader.id, "eso");
+        assert_eq!(args.leader.lease_duration, Duration::from_secs(30));
+        assert_eq!(args.namespace.as_deref(), Some("team-a"));
+        assert_eq!(args.store_requeue_interval, Duration::from_secs(90));
+        assert_eq!(args.concurrent, 1);
+        assert_eq!(args.kube_api_qps, 50.0);
+        assert_eq!(args.kube_api_burst, 100);
+        assert_eq!(args.metrics_addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(args.eso.live_addr, Some("0.0.0.0:8082".parse().unwrap()));
+        assert_eq!(args.eso.loglevel.as_deref(), Some("debug"));
+        assert_eq!(args.template_left_delimiter, "[[");
+        let switches = args.reconcilers.switches();
+        assert!(!switches.cluster_store && !switches.cluster_external_secret);
+        assert!(!switches.push_secret && !switches.cluster_push_secret);
+        assert!(!switches.secret_store && !switches.flood_gate);
+        assert_eq!(args.eso.no_effect.given().len(), 25);
+    }
+
+    #[test]
+    fn leader_election_takes_eso_booleans() {
+        for (flag, want) in [
+            ("--leader-elect", true),
+            ("--leader-elect=false", false),
+            ("--enable-leader-election", true),
+            ("--enable-leader-election=false", false),
+        ] {
+            let cli = Cli::try_parse_from(["esox", "controller", flag]).unwrap();
+            let Command::Controller(args) = cli.command else {
+                panic!("controller")
+            };
+            assert_eq!(args.leader.elect, want, "{flag}");
+        }
     }
 }

@@ -62,11 +62,16 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the process's subscriber: `RUST_LOG` through [`filter`], written to stderr.
-/// Call once, first thing in `main`.
-pub fn init(format: LogFormat) {
+/// Installs the process's subscriber: `RUST_LOG` (or `fallback` when it is unset or empty,
+/// e.g. ESO's `--loglevel`) through [`filter`], written to stderr. Call once, first thing in
+/// `main`.
+pub fn init(format: LogFormat, fallback: Option<&str>) {
     use std::io::IsTerminal as _;
-    let spec = std::env::var("RUST_LOG").unwrap_or_default();
+    let spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| fallback.map(str::to_string))
+        .unwrap_or_default();
     // At trace, each esox span (a reconcile, a plugin call) also logs when it closes, with
     // how long it was busy and idle: where the time of a slow sync went.
     let spans = if own_level(&spec) == LevelFilter::TRACE {

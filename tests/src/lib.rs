@@ -7,6 +7,7 @@
 //! ClusterSecretStore status) take [`cluster_lock`] so only one runs at a time.
 #![allow(missing_docs)]
 
+pub mod audit;
 pub mod manifests;
 pub mod proxy;
 pub mod push;
@@ -294,6 +295,7 @@ impl TestEnv {
                     delimiters: Default::default(),
                     provider_timeout: opts.provider_timeout.unwrap_or(Settings::PROVIDER_TIMEOUT),
                     store_concurrency: opts.store_concurrency.unwrap_or(0),
+                    switches: Default::default(),
                 },
             );
             tokio::spawn(esox::controller::run(ctx, Arc::new(AtomicBool::new(false))))
@@ -727,17 +729,20 @@ impl TestEnv {
     ) -> ControllerProcess {
         let env = stack_env().unwrap();
         let kubeconfig = std::path::Path::new(&env["KUBECONFIG"]);
-        self.spawn_process(kubeconfig, "warn", extra_env, log)
+        self.spawn_process(kubeconfig, "warn", extra_env, log, Some(&self.ns), &[])
     }
 
-    /// `esox controller` on this namespace through `kubeconfig`, at `RUST_LOG=log_level`
-    /// unless `ESOX_TEST_CONTROLLER_LOG` says otherwise.
+    /// `esox controller` on `namespace` (or the whole cluster) through `kubeconfig`, at
+    /// `RUST_LOG=log_level` unless `ESOX_TEST_CONTROLLER_LOG` says otherwise, with extra
+    /// command-line `args`.
     fn spawn_process(
         &self,
         kubeconfig: &std::path::Path,
         log_level: &str,
         extra_env: &[(&str, &str)],
         log: impl Into<std::process::Stdio>,
+        namespace: Option<&str>,
+        args: &[&str],
     ) -> ControllerProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -745,20 +750,18 @@ impl TestEnv {
             .unwrap()
             .port();
         let mut cmd = std::process::Command::new(esox_bin());
-        cmd.args([
-            "controller",
-            "--namespace",
-            &self.ns,
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("KUBECONFIG", kubeconfig)
-        .env(
-            "RUST_LOG",
-            std::env::var("ESOX_TEST_CONTROLLER_LOG").unwrap_or_else(|_| log_level.into()),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(log);
+        cmd.args(["controller", "--metrics-addr", &format!("127.0.0.1:{port}")]);
+        if let Some(ns) = namespace {
+            cmd.args(["--namespace", ns]);
+        }
+        cmd.args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env(
+                "RUST_LOG",
+                std::env::var("ESOX_TEST_CONTROLLER_LOG").unwrap_or_else(|_| log_level.into()),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -984,7 +987,18 @@ impl TestEnv {
         extra_env: &[(&str, &str)],
         log: impl Into<std::process::Stdio>,
     ) -> ControllerProcess {
-        self.spawn_process(kubeconfig, "info", extra_env, log)
+        self.spawn_process(kubeconfig, "info", extra_env, log, Some(&self.ns), &[])
+    }
+
+    /// `esox controller` on the whole cluster (no `--namespace`) through `kubeconfig`, with
+    /// extra command-line `args`, its log (stderr, at `info`) to `log`.
+    pub fn spawn_cluster_controller(
+        &self,
+        kubeconfig: &std::path::Path,
+        args: &[&str],
+        log: impl Into<std::process::Stdio>,
+    ) -> ControllerProcess {
+        self.spawn_process(kubeconfig, "info", &[], log, None, args)
     }
 }
 

@@ -13,76 +13,15 @@
 //! A change that adds a request per reconcile fails here with the counts that grew.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
+use esox_tests::audit::{Request, assert_audited_stack, audited, identity};
 use esox_tests::manifests::{external_secret, fake_store};
-use esox_tests::{TestEnv, service_account_kubeconfig, stack_env, wait_for};
+use esox_tests::{TestEnv, wait_for};
 use kube::api::{Patch, PatchParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
-/// The ServiceAccount the controller runs as; the stack audits every request of
-/// `system:serviceaccounts:esox-budget`.
-const SA_NAMESPACE: &str = "esox-budget";
-const SA_NAME: &str = "esox";
 const N: usize = 20;
-
-/// One audited request: what it did, to what, when the apiserver received it.
-#[derive(Debug)]
-struct Request {
-    verb: String,
-    /// `resource` or `resource/subresource`; the request URI for non-resource requests.
-    what: String,
-    at: jiff::Timestamp,
-}
-
-/// The requests the budget ServiceAccount made in namespace `ns` (or cluster-wide, with no
-/// namespace) received at or after `since`, one per audit ID.
-fn audited(ns: &str, since: jiff::Timestamp) -> Vec<Request> {
-    let env = stack_env().unwrap();
-    let user = format!("system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}");
-    let file = std::fs::File::open(&env["ESOX_AUDIT_LOG"]).expect("the stack's audit log");
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let Ok(line) = line else { continue };
-        let Ok(ev) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if ev["user"]["username"] != user.as_str() {
-            continue;
-        }
-        let obj = &ev["objectRef"];
-        if obj["namespace"].as_str().is_some_and(|n| n != ns) {
-            continue;
-        }
-        let Some(at) = ev["requestReceivedTimestamp"]
-            .as_str()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        else {
-            continue;
-        };
-        if at < since || !seen.insert(ev["auditID"].as_str().unwrap_or_default().to_string()) {
-            continue;
-        }
-        let uri = ev["requestURI"].as_str().unwrap_or_default();
-        let what = match (obj["resource"].as_str(), obj["subresource"].as_str()) {
-            (Some(r), Some(sub)) => format!("{r}/{sub}"),
-            // A one-item list at start is a probe: is the kind installed and allowed?
-            (Some(r), None) if uri.contains("limit=1&") || uri.ends_with("limit=1") => {
-                format!("{r} (probe)")
-            }
-            (Some(r), None) => r.to_string(),
-            _ => uri.to_string(),
-        };
-        out.push(Request {
-            verb: ev["verb"].as_str().unwrap_or_default().to_string(),
-            what,
-            at,
-        });
-    }
-    out
-}
 
 /// Requests received in `[from, to)`, counted by "verb what".
 fn counts(
@@ -117,40 +56,6 @@ fn writes(c: &BTreeMap<String, usize>) -> usize {
         })
         .map(|(_, n)| n)
         .sum()
-}
-
-/// The ServiceAccount, bound to cluster-admin (what it may do is not under test here, only
-/// how many requests it makes), and a kubeconfig for it.
-async fn budget_identity(env: &TestEnv, dir: &std::path::Path) -> std::path::PathBuf {
-    env.apply(&format!(
-        r#"apiVersion: v1
-kind: Namespace
-metadata:
-  name: {SA_NAMESPACE}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: {SA_NAME}
-  namespace: {SA_NAMESPACE}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: esox-budget
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: cluster-admin
-subjects:
-- kind: ServiceAccount
-  name: {SA_NAME}
-  namespace: {SA_NAMESPACE}
-"#
-    ))
-    .await
-    .expect("the budget ServiceAccount and its binding");
-    service_account_kubeconfig(&env.client, SA_NAMESPACE, SA_NAME, dir).await
 }
 
 /// Waits until every ExternalSecret `es-0..N` is Ready with a status written for its current
@@ -188,18 +93,9 @@ async fn all_synced(env: &TestEnv) {
 #[tokio::test]
 async fn reconciles_stay_within_the_request_budget() {
     let env = TestEnv::without_controller("budget").await;
-    let stack = stack_env().unwrap();
-    let policy = std::path::Path::new(&stack["ESOX_STACK_DIR"]).join("audit-policy.yaml");
-    assert!(
-        std::fs::read_to_string(&policy)
-            .unwrap_or_default()
-            .contains(SA_NAMESPACE),
-        "the running stack's audit policy ({}) predates the request-budget rule: restart it \
-         (scripts/stack.sh down && scripts/stack.sh up)",
-        policy.display()
-    );
+    assert_audited_stack();
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = budget_identity(&env, dir.path()).await;
+    let kubeconfig = identity(&env, dir.path()).await;
     let keys: Vec<(String, String)> = (0..N)
         .map(|i| (format!("k-{i}"), format!("v-{i}")))
         .collect();

@@ -498,6 +498,165 @@ fn sharding_renders_shard_mode_and_its_lease_rights_cluster_wide_and_scoped() {
     }
 }
 
+/// ESO's `process*` values: each one set false renders ESO's flag for it and drops the rules
+/// only that controller uses; the rest of the ClusterRole is the default one.
+#[test]
+fn process_values_switch_controllers_off_and_drop_their_rules() {
+    let bin = helm_or_skip!();
+    let all = controller_rules(true);
+    let without = |drop: &[(Vec<String>, Vec<String>, Vec<String>)]| {
+        all.iter()
+            .filter(|r| !drop.contains(r))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let ext = ["external-secrets.io"];
+    let cases: Vec<(&str, &str, Vec<_>, Vec<_>)> = vec![
+        (
+            "processSecretStore",
+            "--enable-secret-store-reconciler=false",
+            vec![rule(
+                &ext,
+                &[
+                    "externalsecrets/status",
+                    "secretstores/status",
+                    "clustersecretstores/status",
+                ],
+                &["patch"],
+            )],
+            vec![rule(
+                &ext,
+                &["externalsecrets/status", "clustersecretstores/status"],
+                &["patch"],
+            )],
+        ),
+        (
+            "processClusterStore",
+            "--enable-cluster-store-reconciler=false",
+            vec![
+                rule(
+                    &ext,
+                    &["externalsecrets", "secretstores", "clustersecretstores"],
+                    &["get", "list", "watch"],
+                ),
+                rule(
+                    &ext,
+                    &[
+                        "externalsecrets/status",
+                        "secretstores/status",
+                        "clustersecretstores/status",
+                    ],
+                    &["patch"],
+                ),
+                rule(&[""], &["namespaces"], &["get"]),
+            ],
+            vec![
+                rule(
+                    &ext,
+                    &["externalsecrets", "secretstores"],
+                    &["get", "list", "watch"],
+                ),
+                rule(
+                    &ext,
+                    &["externalsecrets/status", "secretstores/status"],
+                    &["patch"],
+                ),
+            ],
+        ),
+        (
+            "processClusterExternalSecret",
+            "--enable-cluster-external-secret-reconciler=false",
+            vec![
+                rule(
+                    &ext,
+                    &["clusterexternalsecrets"],
+                    &["get", "list", "watch", "patch"],
+                ),
+                rule(&ext, &["clusterexternalsecrets/status"], &["patch"]),
+                rule(&ext, &["clusterexternalsecrets/finalizers"], &["update"]),
+                rule(&ext, &["externalsecrets"], &["create", "update", "delete"]),
+            ],
+            vec![],
+        ),
+        (
+            "processPushSecret",
+            "--enable-push-secret-reconciler=false",
+            vec![
+                rule(&ext, &["pushsecrets"], &["get", "list", "watch", "patch"]),
+                rule(&ext, &["pushsecrets/status"], &["patch"]),
+                rule(&ext, &["pushsecrets"], &["create", "update", "delete"]),
+            ],
+            // ClusterPushSecrets still watch the PushSecrets they stamp.
+            vec![rule(
+                &ext,
+                &["pushsecrets"],
+                &["list", "watch", "create", "update", "delete"],
+            )],
+        ),
+        (
+            "processClusterPushSecret",
+            "--enable-cluster-push-secret-reconciler=false",
+            vec![
+                rule(&ext, &["clusterpushsecrets"], &["get", "list", "watch"]),
+                rule(&ext, &["clusterpushsecrets/status"], &["patch"]),
+                rule(&ext, &["clusterpushsecrets/finalizers"], &["update"]),
+                rule(&ext, &["pushsecrets"], &["create", "update", "delete"]),
+            ],
+            vec![],
+        ),
+    ];
+    for (value, flag, dropped, added) in cases {
+        let docs = render(&bin, "esox-system", &json!({ value: false }));
+        let a = args(&docs);
+        assert!(a.contains(&flag.to_string()), "{value}: {a:?}");
+        assert_eq!(
+            a.iter().filter(|a| a.starts_with("--enable-")).count(),
+            1,
+            "{value}: only its own switch: {a:?}"
+        );
+        let mut want = without(&dropped);
+        want.extend(added);
+        want.sort();
+        assert_eq!(rules(one(&docs, "ClusterRole")), want, "{value}");
+    }
+    // Both kinds that watch namespaces off: no namespace rule at all; every switch off leaves
+    // ExternalSecrets and the stores they read.
+    let docs = render(
+        &bin,
+        "esox-system",
+        &json!({
+            "processSecretStore": false,
+            "processClusterStore": false,
+            "processClusterExternalSecret": false,
+            "processPushSecret": false,
+            "processClusterPushSecret": false,
+        }),
+    );
+    let got = rules(one(&docs, "ClusterRole"));
+    assert!(
+        got.iter().all(|(_, resources, _)| {
+            resources.iter().all(|r| {
+                !r.contains("push") && !r.starts_with("cluster") && r != "namespaces"
+                    || r == "clustergenerators"
+                    || r == "clusterwasmplugins"
+            })
+        }),
+        "{got:#?}"
+    );
+    assert!(got.contains(&rule(
+        &ext,
+        &["externalsecrets", "secretstores"],
+        &["get", "list", "watch"]
+    )));
+    // Default values: no switch rendered (esox's defaults are ESO's: all on).
+    let docs = render(&bin, "esox-system", &json!({}));
+    assert!(
+        args(&docs).iter().all(|a| !a.starts_with("--enable-")),
+        "{:?}",
+        args(&docs)
+    );
+}
+
 /// A RoleBinding lives in the namespace of the Role it binds.
 fn rb_namespace(rb: &Value) -> &'static str {
     if rb["roleRef"]["name"] == "esox-controller" {

@@ -13,19 +13,16 @@
 //! request the stack's audit log records: who wrote what, and when, is read from it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use esox_tests::manifests::{external_secret, fake_store};
-use esox_tests::{
-    ControllerProcess, Log, TestEnv, service_account_kubeconfig, stack_env, wait_for,
-};
+use esox_tests::{ControllerProcess, Log, TestEnv, stack_env, wait_for};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::Value;
 
-const SA_NAMESPACE: &str = "esox-budget";
+use esox_tests::audit::SA_NAMESPACE;
 const N: usize = 30;
 /// Short leases (the defaults are 15 s / 10 s / 2 s).
 const LEASE: Duration = Duration::from_secs(6);
@@ -45,40 +42,12 @@ async fn identities(
     names: &[&str],
 ) -> HashMap<String, std::path::PathBuf> {
     let mut out = HashMap::new();
-    env.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {SA_NAMESPACE}\n"
-    ))
-    .await
-    .unwrap();
     for name in names {
-        env.apply(&format!(
-            r#"apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: {name}
-  namespace: {SA_NAMESPACE}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: esox-{name}
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: cluster-admin
-subjects:
-- kind: ServiceAccount
-  name: {name}
-  namespace: {SA_NAMESPACE}
-"#
-        ))
-        .await
-        .unwrap();
         let sub = dir.join(name);
         std::fs::create_dir_all(&sub).unwrap();
         out.insert(
             name.to_string(),
-            service_account_kubeconfig(&env.client, SA_NAMESPACE, name, &sub).await,
+            esox_tests::audit::identity_named(env, name, &sub).await,
         );
     }
     out
@@ -295,24 +264,8 @@ impl Audited {
 
 /// Every request in the stack's audit log, one per audit ID.
 fn audit_log() -> Vec<Audited> {
-    let env = stack_env().unwrap();
-    let file = std::fs::File::open(&env["ESOX_AUDIT_LOG"]).expect("the stack's audit log");
-    let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let Ok(line) = line else { continue };
-        let Ok(ev) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        let Some(at) = ev["requestReceivedTimestamp"]
-            .as_str()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        else {
-            continue;
-        };
-        if !seen.insert(ev["auditID"].as_str().unwrap_or_default().to_string()) {
-            continue;
-        }
+    for (at, ev) in esox_tests::audit::entries(jiff::Timestamp::MIN) {
         let obj = &ev["objectRef"];
         let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
         let what = match obj["subresource"].as_str() {
@@ -422,14 +375,7 @@ fn most_switches(writes: &[Write]) -> (usize, String, String) {
 #[tokio::test]
 async fn three_replicas_spread_join_leave_and_kill_without_double_writes() {
     let env = TestEnv::without_controller("sharding").await;
-    let stack = stack_env().unwrap();
-    let policy = std::path::Path::new(&stack["ESOX_STACK_DIR"]).join("audit-policy.yaml");
-    assert!(
-        std::fs::read_to_string(&policy)
-            .unwrap_or_default()
-            .contains(SA_NAMESPACE),
-        "the running stack's audit policy predates the esox-budget rule: restart the stack"
-    );
+    esox_tests::audit::assert_audited_stack();
     let dir = tempfile::tempdir().unwrap();
     let ids = identities(
         &env,

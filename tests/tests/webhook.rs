@@ -13,8 +13,10 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
     esox_tests::run_ok(dir, "openssl", args);
 }
 
-/// A ValidatingWebhookConfiguration `name` for the ExternalSecrets, SecretStores and PushSecrets of
-/// namespace `ns`, calling esox on loopback `port`, trusting `ca` (base64 PEM) if given.
+/// A ValidatingWebhookConfiguration `name` for the ExternalSecrets, SecretStores and
+/// PushSecrets of namespace `ns` and the ClusterPushSecrets labelled [`TEST_LABEL`]`: ns` (a
+/// namespace selector does not apply to cluster-scoped objects), calling esox on loopback
+/// `port`, trusting `ca` (base64 PEM) if given.
 fn webhook_config(name: &str, ns: &str, port: u16, ca: Option<&str>) -> String {
     let ca = ca
         .map(|c| format!("    caBundle: {c}\n"))
@@ -25,8 +27,15 @@ fn webhook_config(name: &str, ns: &str, port: u16, ca: Option<&str>) -> String {
         } else {
             "v1"
         };
+        let selector = if kind.starts_with("cluster") {
+            format!("  objectSelector:\n    matchLabels: {{{TEST_LABEL}: {ns}}}\n")
+        } else {
+            format!(
+                "  namespaceSelector:\n    matchLabels: {{kubernetes.io/metadata.name: {ns}}}\n"
+            )
+        };
         format!(
-            "- name: validate.{kind}.{ns}.esox.dev\n  admissionReviewVersions: [v1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 5\n  clientConfig:\n    url: https://127.0.0.1:{port}/validate-external-secrets-io-{version}-{kind}\n{ca}  namespaceSelector:\n    matchLabels: {{kubernetes.io/metadata.name: {ns}}}\n  rules:\n  - apiGroups: [external-secrets.io]\n    apiVersions: ['*']\n    operations: [CREATE, UPDATE]\n    resources: [{resource}]\n"
+            "- name: validate.{kind}.{ns}.esox.dev\n  admissionReviewVersions: [v1]\n  sideEffects: None\n  failurePolicy: Fail\n  timeoutSeconds: 5\n  clientConfig:\n    url: https://127.0.0.1:{port}/validate-external-secrets-io-{version}-{kind}\n{ca}{selector}  rules:\n  - apiGroups: [external-secrets.io]\n    apiVersions: ['*']\n    operations: [CREATE, UPDATE]\n    resources: [{resource}]\n"
         )
     };
     format!(
@@ -35,12 +44,16 @@ apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration
 metadata: {{name: {name}}}
 webhooks:
-{}{}{}"#,
+{}{}{}{}"#,
         hook("externalsecret", "externalsecrets"),
         hook("secretstore", "secretstores"),
-        hook("pushsecret", "pushsecrets")
+        hook("pushsecret", "pushsecrets"),
+        hook("clusterpushsecret", "clusterpushsecrets")
     )
 }
+
+/// The label that puts a ClusterPushSecret under a test's webhook.
+const TEST_LABEL: &str = "esox-test-webhook";
 
 /// Applies an ExternalSecret the webhook must refuse until it does (the process starts, the
 /// apiserver picks the configuration up); returns the refusal.
@@ -72,6 +85,14 @@ spec:
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+/// Applies `yaml`, which the webhook must refuse with every message of `said`.
+async fn refused_saying(env: &TestEnv, yaml: &str, said: &[&str]) {
+    let err = format!("{:#}", env.apply(yaml).await.expect_err("refused"));
+    for s in said {
+        assert!(err.contains(s), "{s}: {err}");
     }
 }
 
@@ -195,9 +216,9 @@ spec:
         "{err}"
     );
     // PushSecrets (ESO has no webhook for them): what would fail at every reconcile.
-    let err = env
-        .apply(
-            r#"
+    refused_saying(
+        &env,
+        r#"
 apiVersion: external-secrets.io/v1alpha1
 kind: PushSecret
 metadata: {name: bad-push}
@@ -211,18 +232,14 @@ spec:
   template:
     engineVersion: v9
 "#,
-        )
-        .await
-        .unwrap_err();
-    let err = format!("{err:#}");
-    for said in [
-        "spec.refreshInterval: time: unknown unit \"d\" in duration \"1d\"",
-        "dataTo[0]: storeRef \"elsewhere\" not found in secretStoreRefs",
-        "dataTo[0]: match failed: failed to compile regexp pattern \"(\"",
-        "spec.template: could not apply template: unsupported template engine version: v9",
-    ] {
-        assert!(err.contains(said), "{said}: {err}");
-    }
+        &[
+            "spec.refreshInterval: time: unknown unit \"d\" in duration \"1d\"",
+            "dataTo[0]: storeRef \"elsewhere\" not found in secretStoreRefs",
+            "dataTo[0]: match failed: failed to compile regexp pattern \"(\"",
+            "spec.template: could not apply template: unsupported template engine version: v9",
+        ],
+    )
+    .await;
     // Valid manifests are admitted.
     env.apply(
         r#"
@@ -252,6 +269,57 @@ spec:
     ))
     .await
     .unwrap();
+    // ClusterPushSecrets (v1alpha1, cluster-scoped): the PushSecret rules on
+    // spec.pushSecretSpec, and their own fields, with the messages ESO's reconcilers give.
+    let ns = &env.ns;
+    refused_saying(
+        &env,
+        &format!(
+            r#"
+apiVersion: external-secrets.io/v1alpha1
+kind: ClusterPushSecret
+metadata: {{name: {ns}-bad, labels: {{{TEST_LABEL}: {ns}}}}}
+spec:
+  refreshTime: 1d
+  namespaceSelectors: [{{matchExpressions: [{{key: team, operator: In}}]}}]
+  pushSecretSpec:
+    secretStoreRefs: [{{kind: SecretStore}}]
+    selector: {{secret: {{name: src}}}}
+    dataTo: [{{storeRef: {{name: elsewhere}}, match: {{regexp: "^db-"}}}}]
+"#
+        ),
+        &[
+            "spec.refreshTime: time: unknown unit \"d\" in duration \"1d\"",
+            "spec.namespaceSelectors[0].matchExpressions[0]: for 'in', 'notin' operators, values set can't be empty",
+            "refStore Name must be provided",
+            "dataTo[0]: storeRef \"elsewhere\" not found in secretStoreRefs",
+        ],
+    )
+    .await;
+    let cps: kube::Api<esox::api::ClusterPushSecret> = kube::Api::all(env.client.clone());
+    assert!(
+        cps.get_opt(&format!("{ns}-bad")).await.unwrap().is_none(),
+        "the refused ClusterPushSecret is not stored"
+    );
+    env.apply(&format!(
+        r#"
+apiVersion: external-secrets.io/v1alpha1
+kind: ClusterPushSecret
+metadata: {{name: {ns}-good, labels: {{{TEST_LABEL}: {ns}}}}}
+spec:
+  refreshTime: 1h
+  namespaceSelectors: [{{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}]
+  pushSecretSpec:
+    secretStoreRefs: [{{name: store}}]
+    selector: {{secret: {{name: src}}}}
+    data: [{{match: {{secretKey: v, remoteRef: {{remoteKey: r}}}}}}]
+"#
+    ))
+    .await
+    .unwrap();
+    cps.delete(&format!("{ns}-good"), &Default::default())
+        .await
+        .unwrap();
     let api: kube::Api<ValidatingWebhookConfiguration> = kube::Api::all(env.client.clone());
     api.delete(&name, &Default::default()).await.unwrap();
 }

@@ -160,6 +160,8 @@ struct Written {
     after: String,
     /// The status at `after`.
     status: Option<ExternalSecretStatus>,
+    /// The finalizers at `after` (the cleanup finalizer esox added).
+    finalizers: Option<Vec<String>>,
 }
 
 /// How many versions before esox's last write [`WrittenStatus`] keeps as stale.
@@ -199,6 +201,7 @@ impl WrittenStatus {
                 before: stale,
                 after,
                 status: written.status.clone(),
+                finalizers: written.metadata.finalizers.clone(),
             },
         );
     }
@@ -215,6 +218,7 @@ impl WrittenStatus {
         }
         let mut fresh = es.clone();
         fresh.status = written.status.clone();
+        fresh.metadata.finalizers = written.finalizers.clone();
         fresh.metadata.resource_version = Some(written.after.clone());
         Some(fresh)
     }
@@ -352,5 +356,11 @@ mod tests {
         );
         memo.observed(&es("6", None));
         assert!(memo.overlay(&es("4", None)).is_none());
+        // The finalizer esox added shows through a cache from before it.
+        let mut with_finalizer = es("8", None);
+        with_finalizer.metadata.finalizers = Some(vec!["f".into()]);
+        memo.record(Some("7".into()), &with_finalizer);
+        let seen = memo.overlay(&es("7", None)).expect("stale");
+        assert_eq!(seen.metadata.finalizers, Some(vec!["f".to_string()]));
     }
 }

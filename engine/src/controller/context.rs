@@ -34,6 +34,8 @@ pub struct Settings {
     /// How many reconciles may fetch from one store at once (0: as many as `concurrency`);
     /// see [`super::bulkhead`].
     pub store_concurrency: u16,
+    /// Which controllers run (ESO's `--enable-*-reconciler` flags and flood gate).
+    pub switches: super::switches::Switches,
 }
 
 impl Settings {

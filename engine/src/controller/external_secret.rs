@@ -87,6 +87,12 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     if let Err(refused) = ctx.claim(KIND, &namespace, &name) {
         return Ok(not_owned(&es, &ctx, refused));
     }
+    // `--enable-cluster-store-reconciler=false`: one that reads a ClusterSecretStore is another
+    // controller's (its deletion still runs, and removes esox's finalizer if it has one).
+    if es.meta().deletion_timestamp.is_none() && ctx.settings.switches.leaves_alone(&es) {
+        debug!("reads a ClusterSecretStore, which this controller does not process; left alone");
+        return Ok(Action::await_change());
+    }
     let priority = priority(&es, &ctx);
     trace!(?priority, waiting = ?ctx.turns.waiting(), "queued for a turn");
     let mut seat = Seat::new(ctx.turns.clone(), priority);
@@ -327,11 +333,13 @@ async fn sync(
     } else {
         (interval / 10).min(Duration::from_secs(5))
     };
-    super::resolve::flood_gate(ctx, &ns, &es.spec).map_err(|n| Error::StoreNotReady {
-        kind: n.kind,
-        name: n.name,
-        why: n.why,
-    })?;
+    if ctx.settings.switches.flood_gate {
+        super::resolve::flood_gate(ctx, &ns, &es.spec).map_err(|n| Error::StoreNotReady {
+            kind: n.kind,
+            name: n.name,
+            why: n.why,
+        })?;
+    }
     let resolver = StoreResolver::new(ctx, &ns, es.spec.secret_store_ref.as_ref(), max_age);
     let policy = es.spec.target.creation_policy;
     let renamer = crate::template::GoKeyRenamer {

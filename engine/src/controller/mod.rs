@@ -28,6 +28,7 @@ pub mod refresh;
 pub mod resolve;
 pub mod rollout;
 pub mod secret_store;
+pub mod switches;
 pub mod target;
 pub mod turns;
 pub mod vault_leases;
@@ -109,6 +110,14 @@ async fn when_leader(
     controller.await
 }
 
+/// Runs `controller` if its switch is on (a controller future is lazy: one switched off never
+/// starts its watches).
+async fn optional(on: bool, controller: impl Future<Output = ()>) {
+    if on {
+        controller.await
+    }
+}
+
 /// Counts a finished reconcile as progress (for `/healthz`) and logs the controller's own
 /// errors.
 fn reconciled<T, E, Q>(health: &Health, res: Result<T, kube::runtime::controller::Error<E, Q>>)
@@ -169,6 +178,9 @@ pub async fn run_until(
     let client = ctx.client.clone();
     let ns = ctx.settings.namespace.clone();
     let concurrency = ctx.settings.concurrency;
+    let switches = ctx.settings.switches;
+    // Cluster-scoped kinds are watched cluster-wide only, and each only when its switch is on.
+    let cluster_stores = ns.is_none() && switches.cluster_store;
 
     // The stores and the managed Secrets' metadata are reflected once and shared: their own
     // controllers run from these streams, and every ExternalSecret reconcile reads them
@@ -187,7 +199,7 @@ pub async fn run_until(
     let (target_reader, target_writer) = reflector::store();
     let caches = cache::Caches {
         secret_stores: store_reader.clone(),
-        cluster_stores: ns.is_none().then(|| cluster_store_reader.clone()),
+        cluster_stores: cluster_stores.then(|| cluster_store_reader.clone()),
         targets: target_reader.clone(),
     };
     // The caches are published to reconciles once their first lists are in. The
@@ -227,7 +239,7 @@ pub async fn run_until(
     // ClusterExternalSecrets (cluster-wide only) are told when an ExternalSecret they control
     // changes or goes, so an edited or deleted child is put back at once.
     let (ces_tx, ces_rx) = tokio::sync::mpsc::unbounded_channel();
-    let ces_tx = ns.is_none().then_some(ces_tx);
+    let ces_tx = (ns.is_none() && switches.cluster_external_secret).then_some(ces_tx);
     let es_stream = watch::watch(health.watch("ExternalSecret"), reader.clone(), move || {
         watcher(es_api.clone(), watcher::Config::default().any_semantic())
     })
@@ -371,16 +383,26 @@ pub async fn run_until(
             futures::future::ready(())
         });
 
-    let store_controller = Controller::for_stream(store_stream, store_reader)
-        .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
-        .reconcile_all_on(became_leader(&ctx))
-        .graceful_shutdown_on(shutdown.clone())
-        .run(
-            secret_store::reconcile_store,
-            secret_store::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+    // `--enable-secret-store-reconciler=false`: the watch still fills the cache that
+    // ExternalSecrets and PushSecrets read; nothing validates the stores.
+    let store_controller = if switches.secret_store {
+        Controller::for_stream(store_stream, store_reader)
+            .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
+            .reconcile_all_on(became_leader(&ctx))
+            .graceful_shutdown_on(shutdown.clone())
+            .run(
+                secret_store::reconcile_store,
+                secret_store::error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| async {})
+            .boxed()
+    } else {
+        store_stream
+            .take_until(shutdown.clone())
+            .for_each(|_| async {})
+            .boxed()
+    };
 
     let ready_flag = async move {
         if reader.wait_until_ready().await.is_ok() {
@@ -398,7 +420,10 @@ pub async fn run_until(
         }
     };
 
-    let push_controller = push_secret::run(ctx.clone(), health.clone(), shutdown.clone());
+    let push_controller = optional(
+        switches.push_secret,
+        push_secret::run(ctx.clone(), health.clone(), shutdown.clone()),
+    );
 
     // Compiled user plugins whose objects are deleted or repinned are dropped from the host.
     let plugins = plugins::forget_stale_plugins(
@@ -416,42 +441,54 @@ pub async fn run_until(
             ctx.plugins.clone(),
             shutdown.clone(),
         );
-        let css_api = Api::<ClusterSecretStore>::all(client.clone());
-        let cluster_store_stream = watch::watch(
-            health.watch("ClusterSecretStore"),
-            cluster_store_reader.clone(),
-            move || watcher(css_api.clone(), watcher::Config::default().any_semantic()),
-        )
-        .reflect(cluster_store_writer)
-        .applied_objects()
-        .filter(leading(&ctx));
-        let css_controller = Controller::for_stream(cluster_store_stream, cluster_store_reader)
-            .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
-            .reconcile_all_on(became_leader(&ctx))
-            .graceful_shutdown_on(shutdown.clone())
-            .run(
-                secret_store::reconcile_cluster_store,
-                secret_store::error_policy,
-                ctx.clone(),
+        // Built only when switched on: a watch registered with `health` counts for /readyz.
+        let css_controller = if cluster_stores {
+            let css_api = Api::<ClusterSecretStore>::all(client.clone());
+            let cluster_store_stream = watch::watch(
+                health.watch("ClusterSecretStore"),
+                cluster_store_reader.clone(),
+                move || watcher(css_api.clone(), watcher::Config::default().any_semantic()),
             )
-            .for_each(|_| async {});
+            .reflect(cluster_store_writer)
+            .applied_objects()
+            .filter(leading(&ctx));
+            Controller::for_stream(cluster_store_stream, cluster_store_reader)
+                .with_config(ControllerConfig::default().concurrency(concurrency.min(4)))
+                .reconcile_all_on(became_leader(&ctx))
+                .graceful_shutdown_on(shutdown.clone())
+                .run(
+                    secret_store::reconcile_cluster_store,
+                    secret_store::error_policy,
+                    ctx.clone(),
+                )
+                .for_each(|_| async {})
+                .boxed()
+        } else {
+            futures::future::ready(()).boxed()
+        };
         let owned_changes = futures::stream::unfold(ces_rx, |mut rx| async move {
             rx.recv().await.map(|name| (name, rx))
         });
-        let cps_controller = when_leader(
-            &ctx,
-            shutdown.clone(),
-            cluster_push_secret::run(ctx.clone(), shutdown.clone()),
-        );
-        let ces_controller = when_leader(
-            &ctx,
-            shutdown.clone(),
-            cluster_external_secret::run(
-                ctx.clone(),
-                health.clone(),
-                ces_reader,
-                owned_changes,
+        let cps_controller = optional(
+            switches.cluster_push_secret,
+            when_leader(
+                &ctx,
                 shutdown.clone(),
+                cluster_push_secret::run(ctx.clone(), shutdown.clone()),
+            ),
+        );
+        let ces_controller = optional(
+            switches.cluster_external_secret,
+            when_leader(
+                &ctx,
+                shutdown.clone(),
+                cluster_external_secret::run(
+                    ctx.clone(),
+                    health.clone(),
+                    ces_reader,
+                    owned_changes,
+                    shutdown.clone(),
+                ),
             ),
         );
         tokio::join!(

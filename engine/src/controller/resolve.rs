@@ -158,6 +158,13 @@ impl<'a> StoreResolver<'a> {
                 (Spec::Namespaced(store), id)
             }
             StoreKind::ClusterSecretStore => {
+                if !self.ctx.settings.switches.cluster_store {
+                    return Err(SourceError::Store(format!(
+                        "ClusterSecretStore {:?} is not processed by this controller \
+                         (--enable-cluster-store-reconciler=false)",
+                        store_ref.name
+                    )));
+                }
                 let cached = self
                     .ctx
                     .caches

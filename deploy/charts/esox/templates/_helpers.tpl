@@ -87,14 +87,19 @@ cert-manager. webhook.certManager.enabled=true is the older spelling of cert-man
 {{/*
 The controller's permissions: exactly the API calls esox makes (engine/src/controller/,
 engine/src/provider/aws/auth.rs, the kube-runtime event recorder). Called with
-(dict "scoped" <bool>): the scoped variant drops the cluster-scoped resources, which a Role
-cannot grant and a namespaced controller does not use.
+(dict "scoped" <bool> "Values" .Values): the scoped variant drops the cluster-scoped
+resources, which a Role cannot grant and a namespaced controller does not use; a kind whose
+process* value is false (its controller switched off) loses the rules only its controller
+uses.
 */}}
 {{- define "esox.controllerRules" -}}
-# Watch ExternalSecrets and SecretStores{{ if not .scoped }} and ClusterSecretStores{{ end }} (the controllers' informers) and
+{{- $css := and (not .scoped) .Values.processClusterStore }}
+{{- $ces := and (not .scoped) .Values.processClusterExternalSecret }}
+{{- $cps := and (not .scoped) .Values.processClusterPushSecret }}
+# Watch ExternalSecrets and SecretStores{{ if $css }} and ClusterSecretStores{{ end }} (the controllers' informers) and
 # read the store an ExternalSecret references.
 - apiGroups: ["external-secrets.io"]
-  resources: ["externalsecrets", "secretstores"{{ if not .scoped }}, "clustersecretstores"{{ end }}]
+  resources: ["externalsecrets", "secretstores"{{ if $css }}, "clustersecretstores"{{ end }}]
   verbs: ["get", "list", "watch"]
 # ESO's cleanup finalizer on ExternalSecrets (externalsecrets.external-secrets.io/
 # externalsecret-cleanup): added and removed with a merge patch of metadata.finalizers, guarded
@@ -104,7 +109,7 @@ cannot grant and a namespaced controller does not use.
   verbs: ["patch"]
 # Record the Ready condition, refresh time and binding: a merge patch of /status.
 - apiGroups: ["external-secrets.io"]
-  resources: ["externalsecrets/status", "secretstores/status"{{ if not .scoped }}, "clustersecretstores/status"{{ end }}]
+  resources: ["externalsecrets/status"{{ if .Values.processSecretStore }}, "secretstores/status"{{ end }}{{ if $css }}, "clustersecretstores/status"{{ end }}]
   verbs: ["patch"]
 # Read the generator an ExternalSecret's dataFrom[].sourceRef.generatorRef names.
 - apiGroups: ["generators.external-secrets.io"]
@@ -115,6 +120,7 @@ cannot grant and a namespaced controller does not use.
 - apiGroups: ["plugins.esox.dev"]
   resources: ["wasmplugins"{{ if not .scoped }}, "clusterwasmplugins"{{ end }}]
   verbs: ["get", "list", "watch"]
+{{- if .Values.processPushSecret }}
 # PushSecrets: watch them; patch ESO's finalizer (pushsecret.externalsecrets.io/finalizer,
 # only with deletionPolicy Delete; a merge patch guarded by the resource version) and status
 # (syncedPushSecrets, conditions). esox never writes their spec.
@@ -124,6 +130,7 @@ cannot grant and a namespaced controller does not use.
 - apiGroups: ["external-secrets.io"]
   resources: ["pushsecrets/status"]
   verbs: ["patch"]
+{{- end }}
 # Secrets. list/watch: the metadata-only watch of managed Secrets that heals edits and
 # deletions at once (label-selected, but RBAC cannot restrict by label), a PushSecret's
 # selector.secret.selector and its opt-in source watch (by name). get: the target
@@ -147,12 +154,14 @@ cannot grant and a namespaced controller does not use.
 - apiGroups: [""]
   resources: ["serviceaccounts/token"]
   verbs: ["create"]
-{{- if not .scoped }}
+{{- if $css }}
 # ClusterSecretStore spec.conditions[].namespaceSelector: the labels of the namespace an
 # ExternalSecret is in.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get"]
+{{- end }}
+{{- if $ces }}
 # ClusterExternalSecrets (cluster-wide mode only): watch them; patch their finalizer (ESO's
 # clusterexternalsecret-cleanup, a merge patch guarded by the resource version) and status.
 - apiGroups: ["external-secrets.io"]
@@ -173,6 +182,8 @@ cannot grant and a namespaced controller does not use.
 - apiGroups: ["external-secrets.io"]
   resources: ["externalsecrets"]
   verbs: ["create", "update", "delete"]
+{{- end }}
+{{- if $cps }}
 # ClusterPushSecrets (cluster-wide mode only): watch them and write their status; create,
 # replace and delete the PushSecrets they stamp into the selected namespaces (owner reference
 # with blockOwnerDeletion: update on clusterpushsecrets/finalizers).
@@ -187,7 +198,9 @@ cannot grant and a namespaced controller does not use.
   verbs: ["update"]
 - apiGroups: ["external-secrets.io"]
   resources: ["pushsecrets"]
-  verbs: ["create", "update", "delete"]
+  verbs: [{{ if not .Values.processPushSecret }}"list", "watch", {{ end }}"create", "update", "delete"]
+{{- end }}
+{{- if or $ces $cps }}
 # ... and the namespaces' labels (a metadata-only watch; esox puts no finalizer on namespaces).
 - apiGroups: [""]
   resources: ["namespaces"]
