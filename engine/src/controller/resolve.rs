@@ -263,7 +263,11 @@ impl DataSource for StoreResolver<'_> {
             .map_err(|e| SourceError::Generator(std::sync::Arc::new(e)))
     }
 
-    async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
+    async fn get(
+        &self,
+        source: Source<'_>,
+        req: &GetRequest,
+    ) -> Result<crate::provider::Fetched, SourceError> {
         let store = self.resolve(source).await?;
         Ok(self
             .ctx

@@ -1,7 +1,8 @@
 use super::*;
 use crate::api::{
-    DecodingStrategy, ExternalSecretData, ExternalSecretDataFromRemoteRef, ExternalSecretFind,
-    ExternalSecretRewrite, FakeProvider as FakeSpec, FakeProviderData, FindName, RewriteRegexp,
+    DecodingStrategy, ExternalSecretData, ExternalSecretDataFromRemoteRef,
+    ExternalSecretDataRemoteRef, ExternalSecretFind, ExternalSecretRewrite,
+    FakeProvider as FakeSpec, FakeProviderData, FindName, RewriteRegexp,
 };
 use crate::provider::Provider;
 use crate::provider::fake::FakeProvider;
@@ -10,7 +11,11 @@ struct Fake(FakeProvider);
 
 #[async_trait]
 impl DataSource for Fake {
-    async fn get(&self, _: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
+    async fn get(
+        &self,
+        _: Source<'_>,
+        req: &GetRequest,
+    ) -> Result<crate::provider::Fetched, SourceError> {
         Ok(self.0.get(req).await?)
     }
     async fn find(

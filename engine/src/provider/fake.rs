@@ -18,8 +18,8 @@ use regex::Regex;
 
 use super::push::merge_property;
 use super::{
-    Capabilities, FindQuery, GetRequest, Provider, ProviderError, PushOutcome, PushSecretData,
-    SourceSecret,
+    Capabilities, Fetched, FindQuery, GetRequest, Provider, ProviderError, PushOutcome,
+    PushSecretData, SourceSecret,
 };
 use crate::api::FakeProvider as FakeSpec;
 use crate::secret::SecretBytes;
@@ -75,7 +75,7 @@ impl FakeProvider {
 
 #[async_trait]
 impl Provider for FakeProvider {
-    async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError> {
+    async fn get(&self, req: &GetRequest) -> Result<Fetched, ProviderError> {
         if req.metadata {
             return Err(ProviderError::Unsupported(
                 "metadataPolicy Fetch is not supported by the fake provider".to_string(),
@@ -84,12 +84,12 @@ impl Provider for FakeProvider {
         if req.version.is_none()
             && let Some(v) = self.pushed().get(&req.key)
         {
-            return Ok(v.clone());
+            return Ok(Fetched::json(v.clone()));
         }
         self.entries
             .iter()
             .find(|(k, v, _)| *k == req.key && *v == req.version)
-            .map(|(_, _, value)| value.clone())
+            .map(|(_, _, value)| Fetched::json(value.clone()))
             .ok_or_else(|| ProviderError::NoSecret {
                 key: req.key.clone(),
                 version: req.version.clone(),
@@ -238,8 +238,14 @@ mod tests {
     async fn versions_and_missing_keys() {
         let p = provider();
         let get = |k: &str, v: Option<&str>| GetRequest::new(k, v, Default::default());
-        assert_eq!(p.get(&get("/a", None)).await.unwrap().expose(), b"v0");
-        assert_eq!(p.get(&get("/a", Some("1"))).await.unwrap().expose(), b"v1");
+        assert_eq!(
+            p.get(&get("/a", None)).await.unwrap().whole().expose(),
+            b"v0"
+        );
+        assert_eq!(
+            p.get(&get("/a", Some("1"))).await.unwrap().whole().expose(),
+            b"v1"
+        );
         assert!(
             p.get(&get("/a", Some("2")))
                 .await
@@ -284,7 +290,7 @@ mod tests {
         // Another provider built from the same spec sees the push.
         let again = FakeProvider::new(&spec);
         let get = GetRequest::new("r", None, Default::default());
-        assert_eq!(again.get(&get).await.unwrap().expose(), b"v");
+        assert_eq!(again.get(&get).await.unwrap().whole().expose(), b"v");
         assert!(again.secret_exists(&entry("r", None)).await.unwrap());
         assert!(matches!(
             p.push_secret(&secret, &entry("declared", None)).await,
@@ -297,7 +303,10 @@ mod tests {
             .await
             .unwrap();
         let j = GetRequest::new("j", None, Default::default());
-        assert_eq!(p.get(&j).await.unwrap().expose(), br#"{"a":"v","b":"v"}"#);
+        assert_eq!(
+            p.get(&j).await.unwrap().whole().expose(),
+            br#"{"a":"v","b":"v"}"#
+        );
         p.delete_secret(&entry("j", Some("a"))).await.unwrap();
         assert!(!p.secret_exists(&entry("j", Some("a"))).await.unwrap());
         assert!(p.secret_exists(&entry("j", Some("b"))).await.unwrap());
