@@ -243,9 +243,18 @@ pub async fn collect(
                 Err(e) => return Err(PipelineError::from_source(name, e)),
             };
             let property = extract.property.as_deref().filter(|p| !p.is_empty());
-            let map = property::extract_map(&raw, &extract.key, property).map_err(|e| {
-                property_error(&name, &extract.key, property.unwrap_or_default(), e)
-            })?;
+            let map = match property::extract_map(&raw, &extract.key, property) {
+                Ok(map) => map,
+                Err(property::PropertyError::NoSecret(_)) if skip_missing => continue,
+                Err(e) => {
+                    return Err(property_error(
+                        &name,
+                        &extract.key,
+                        property.unwrap_or_default(),
+                        e,
+                    ));
+                }
+            };
             (map, extract.conversion_strategy, extract.decoding_strategy)
         } else if let Some(find) = &entry.find {
             // Checked here, once, with a short message: a provider would compile it too, and
@@ -319,8 +328,11 @@ pub async fn collect(
         };
         let value = match r.property.as_deref().filter(|p| !p.is_empty()) {
             None => raw.whole().expose().to_vec(),
-            Some(prop) => property::lookup(&raw, &r.key, prop)
-                .map_err(|e| property_error(&name, &r.key, prop, e))?,
+            Some(prop) => match property::lookup(&raw, &r.key, prop) {
+                Ok(value) => value,
+                Err(property::PropertyError::NoSecret(_)) if skip_missing => continue,
+                Err(e) => return Err(property_error(&name, &r.key, prop, e)),
+            },
         };
         let decoded = decode::decode(r.decoding_strategy, &value).map_err(|source| {
             PipelineError::Decode {
@@ -397,6 +409,7 @@ fn property_error(
         property::PropertyError::NotObject(reason) => {
             PipelineError::NotJsonObject { entry, reason }
         }
+        property::PropertyError::NoSecret(inner) => property_error(&entry, key, property, *inner),
         property::PropertyError::NotJson(reason) => PipelineError::NotJson {
             entry,
             key: shown(key),

@@ -15,7 +15,7 @@
 
 use serde_json::Value;
 
-use crate::provider::{Fetched, MapOf};
+use crate::provider::{Fetched, Lookup, MapOf};
 use crate::secret::{SecretBytes, SecretMap};
 
 /// Why a `property` could not be read. Messages name the property and the remote key (both
@@ -28,6 +28,9 @@ pub enum PropertyError {
     NotJson(String),
     /// A property of `dataFrom.extract` does not hold a JSON object.
     NotObject(String),
+    /// ESO's `NoSecretErr` (the Fake provider's missing property), which deletion policies
+    /// act on; reported, when nothing skips it, as the more specific error it wraps.
+    NoSecret(Box<PropertyError>),
 }
 
 /// A key, property or path from a manifest or a provider as an error message repeats it.
@@ -39,17 +42,7 @@ fn shown(text: &str) -> String {
 /// the provider that fetched it.
 pub fn lookup(fetched: &Fetched, key: &str, property: &str) -> Result<Vec<u8>, PropertyError> {
     match fetched {
-        Fetched::Value { bytes, .. } => {
-            let doc: Value = serde_json::from_slice(bytes.expose())
-                .map_err(|e| PropertyError::NotJson(e.to_string()))?;
-            extract(&doc, property).ok_or_else(|| {
-                PropertyError::Missing(format!(
-                    "key {:?} does not exist in secret {:?}",
-                    shown(property),
-                    shown(key)
-                ))
-            })
-        }
+        Fetched::Value { bytes, lookup } => value_property(bytes, *lookup, key, property),
         Fetched::Map {
             entries,
             of: MapOf::SecretData,
@@ -70,6 +63,59 @@ pub fn lookup(fetched: &Fetched, key: &str, property: &str) -> Result<Vec<u8>, P
                 shown(key)
             ))
         }),
+    }
+}
+
+/// A property of a single value, by the rule of the provider that fetched it ([`Lookup`]).
+fn value_property(
+    bytes: &SecretBytes,
+    rule: Lookup,
+    key: &str,
+    property: &str,
+) -> Result<Vec<u8>, PropertyError> {
+    let parsed = serde_json::from_slice::<Value>(bytes.expose());
+    match rule {
+        Lookup::Json => {
+            let doc = parsed.map_err(|e| PropertyError::NotJson(e.to_string()))?;
+            extract(&doc, property).ok_or_else(|| {
+                PropertyError::Missing(format!(
+                    "key {:?} does not exist in secret {:?}",
+                    shown(property),
+                    shown(key)
+                ))
+            })
+        }
+        Lookup::Vault | Lookup::OpenBao => {
+            let missing = || {
+                PropertyError::Missing(format!(
+                    "cannot find secret data for key: {:?}",
+                    shown(property)
+                ))
+            };
+            let doc = parsed.map_err(|_| missing())?;
+            if rule == Lookup::OpenBao {
+                let v = doc
+                    .as_object()
+                    .and_then(|m| m.get(property))
+                    .ok_or_else(missing)?;
+                return Ok(value_bytes(v));
+            }
+            extract(&doc, property).ok_or_else(missing)
+        }
+        Lookup::Fake => {
+            let no_secret = |e| PropertyError::NoSecret(Box::new(e));
+            let doc = parsed.map_err(|e| no_secret(PropertyError::NotJson(e.to_string())))?;
+            lookup_path(&doc, &split_path(property))
+                .or_else(|| find(&doc, property))
+                .map(|v| value_bytes(&v))
+                .ok_or_else(|| {
+                    no_secret(PropertyError::Missing(format!(
+                        "key {:?} does not exist in secret {:?}",
+                        shown(property),
+                        shown(key)
+                    )))
+                })
+        }
     }
 }
 
@@ -130,18 +176,11 @@ pub fn extract_map(
             None => Ok(entries.clone()),
             Some(prop) => map_property(entries, key, prop),
         },
-        Fetched::Value { bytes, .. } => {
-            let doc: Value = serde_json::from_slice(bytes.expose()).map_err(|_| not_object())?;
-            let doc = match property {
-                None => doc,
+        Fetched::Value { bytes, lookup } => {
+            let doc: Value = match property {
+                None => serde_json::from_slice(bytes.expose()).map_err(|_| not_object())?,
                 Some(prop) => {
-                    let found = extract(&doc, prop).ok_or_else(|| {
-                        PropertyError::Missing(format!(
-                            "key {:?} does not exist in secret {:?}",
-                            shown(prop),
-                            shown(key)
-                        ))
-                    })?;
+                    let found = value_property(bytes, *lookup, key, prop)?;
                     serde_json::from_slice(&found).map_err(|_| not_object())?
                 }
             };
@@ -191,20 +230,24 @@ fn go_marshal(v: &Value) -> Vec<u8> {
 }
 
 /// Looks up `path` in a JSON document. Returns the value as Secret bytes: strings unquoted,
-/// everything else as compact JSON (gjson's `Raw`).
+/// `null` empty, everything else as JSON text (gjson's `String()`).
 pub fn extract(document: &Value, path: &str) -> Option<Vec<u8>> {
+    find(document, path).map(|v| value_bytes(&v))
+}
+
+/// The value at `path` in a JSON document: a literal top-level key first, then the gjson
+/// path, then the path inside a top-level string that holds JSON.
+pub fn find(document: &Value, path: &str) -> Option<Value> {
     if let Value::Object(map) = document
         && let Some(v) = map.get(path)
     {
-        return Some(value_bytes(v));
+        return Some(v.clone());
     }
-    lookup_path(document, &split_path(path))
-        .map(|v| value_bytes(&v))
-        .or_else(|| inside_string(document, path))
+    lookup_path(document, &split_path(path)).or_else(|| inside_string(document, path))
 }
 
 /// `first.rest` where `first` is a top-level string holding JSON: `rest` inside it.
-fn inside_string(document: &Value, path: &str) -> Option<Vec<u8>> {
+fn inside_string(document: &Value, path: &str) -> Option<Value> {
     let (first, rest) = path.split_once('.')?;
     if first.is_empty() || rest.is_empty() {
         return None;
@@ -216,13 +259,21 @@ fn inside_string(document: &Value, path: &str) -> Option<Vec<u8>> {
     if !matches!(inner, Value::Object(_) | Value::Array(_)) {
         return None;
     }
-    extract(&inner, rest)
+    find(&inner, rest)
 }
 
-/// Bytes of a JSON value as ESO stores them: strings raw, other values as JSON text.
+/// Bytes of a JSON value as ESO stores them (gjson's `String()`): strings raw, `null`
+/// empty, a number that is not an integer in Go's shortest form (`1000`, not `1000.0`),
+/// other values as JSON text.
 pub fn value_bytes(v: &Value) -> Vec<u8> {
     match v {
         Value::String(s) => s.clone().into_bytes(),
+        Value::Null => Vec::new(),
+        Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .map(|f| f.to_string())
+            .unwrap_or_default()
+            .into_bytes(),
         other => serde_json::to_vec(other).unwrap_or_default(),
     }
 }
@@ -438,5 +489,108 @@ mod tests {
                 PropertyError::NotObject("failed to unmarshal secret: invalid JSON format".into())
             );
         }
+    }
+
+    #[test]
+    fn each_provider_looks_a_property_up_as_its_eso_provider_does() {
+        let doc = br#"{"a":{"b":"nested"},"a.b":"literal","n":null,"f":1e3,"g":1.50,"i":5432,"t":true,"o":{"x":[1,2]},"s":"{\"in\":\"side\"}"}"#;
+        let value = |lookup| Fetched::Value {
+            bytes: SecretBytes::new(doc.to_vec()),
+            lookup,
+        };
+        let missing_json = |p: &str| {
+            Err(PropertyError::Missing(format!(
+                "key {p:?} does not exist in secret \"k\""
+            )))
+        };
+        let missing_vault = |p: &str| {
+            Err(PropertyError::Missing(format!(
+                "cannot find secret data for key: {p:?}"
+            )))
+        };
+        let ok = |v: &str| Ok(v.as_bytes().to_vec());
+        // (rule, property, expected)
+        type Case<'a> = (Lookup, &'a str, Result<Vec<u8>, PropertyError>);
+        let cases: Vec<Case> = vec![
+            // AWS (SecretString/SecretBinary, parameters): the dotted key first, then the path.
+            (Lookup::Json, "a.b", ok("literal")),
+            (Lookup::Json, r"a\.b", ok("literal")),
+            (Lookup::Json, "a", ok(r#"{"b":"nested"}"#)),
+            (Lookup::Json, "n", ok("")),
+            (Lookup::Json, "f", ok("1000")),
+            (Lookup::Json, "g", ok("1.5")),
+            (Lookup::Json, "i", ok("5432")),
+            (Lookup::Json, "t", ok("true")),
+            (Lookup::Json, "o.x.1", ok("2")),
+            (Lookup::Json, "o.x.#", ok("2")),
+            (Lookup::Json, "s.in", ok("side")),
+            (Lookup::Json, "nope", missing_json("nope")),
+            (Lookup::Json, "a.c", missing_json("a.c")),
+            // Vault: the data map's key first, then gjson; its own message.
+            (Lookup::Vault, "a.b", ok("literal")),
+            (Lookup::Vault, "o.x.0", ok("1")),
+            (Lookup::Vault, "n", ok("")),
+            (Lookup::Vault, "nope", missing_vault("nope")),
+            // OpenBao: the key only.
+            (Lookup::OpenBao, "a.b", ok("literal")),
+            (Lookup::OpenBao, "i", ok("5432")),
+            (Lookup::OpenBao, "o.x", missing_vault("o.x")),
+            // Fake: gjson's path first (ESO calls gjson.Get alone), missing is NoSecretErr.
+            (Lookup::Fake, "a.b", ok("nested")),
+            (Lookup::Fake, "i", ok("5432")),
+            (
+                Lookup::Fake,
+                "nope",
+                Err(PropertyError::NoSecret(Box::new(
+                    missing_json("nope").unwrap_err(),
+                ))),
+            ),
+        ];
+        for (rule, property, expected) in cases {
+            assert_eq!(
+                lookup(&value(rule), "k", property),
+                expected,
+                "{rule:?} {property}"
+            );
+        }
+        // A value that is not JSON: an error for AWS, NoSecretErr for the Fake provider.
+        let text = |lookup| Fetched::Value {
+            bytes: SecretBytes::from("plain"),
+            lookup,
+        };
+        assert!(matches!(
+            lookup(&text(Lookup::Json), "k", "a"),
+            Err(PropertyError::NotJson(_))
+        ));
+        assert!(matches!(
+            lookup(&text(Lookup::Fake), "k", "a"),
+            Err(PropertyError::NoSecret(e)) if matches!(*e, PropertyError::NotJson(_))
+        ));
+        assert_eq!(lookup(&text(Lookup::Vault), "k", "a"), missing_vault("a"));
+    }
+
+    #[test]
+    fn extract_with_a_property_follows_the_providers_rule() {
+        let doc = br#"{"db":{"user":"u","port":5432,"none":null},"db.x":{"k":"v"}}"#;
+        let value = |lookup| Fetched::Value {
+            bytes: SecretBytes::new(doc.to_vec()),
+            lookup,
+        };
+        let map = extract_map(&value(Lookup::Json), "k", Some("db")).unwrap();
+        assert_eq!(map["user"].expose(), b"u");
+        assert_eq!(map["port"].expose(), b"5432");
+        assert_eq!(map["none"].expose(), b"");
+        let map = extract_map(&value(Lookup::Vault), "k", Some("db.x")).unwrap();
+        assert_eq!(map["k"].expose(), b"v");
+        assert!(matches!(
+            extract_map(&value(Lookup::Fake), "k", Some("zz")),
+            Err(PropertyError::NoSecret(_))
+        ));
+        assert_eq!(
+            extract_map(&value(Lookup::Vault), "k", Some("zz")),
+            Err(PropertyError::Missing(
+                "cannot find secret data for key: \"zz\"".into()
+            ))
+        );
     }
 }

@@ -195,6 +195,18 @@ async fn missing_property_and_missing_secret_errors() {
             .unwrap()
             .is_empty()
     );
+    // The Fake provider's missing property is ESO's NoSecretErr: under Delete the entry is
+    // skipped, the others are kept.
+    let spec = ExternalSecretSpec {
+        data: vec![data("x", "k", Some("nope")), data("y", "k", Some("a"))],
+        target: crate::api::ExternalSecretTarget {
+            deletion_policy: DeletionPolicy::Delete,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let got = collect(&spec, &src, &NoKeyRenamer).await.unwrap();
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["y"]);
 }
 
 #[tokio::test]

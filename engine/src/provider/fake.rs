@@ -84,12 +84,12 @@ impl Provider for FakeProvider {
         if req.version.is_none()
             && let Some(v) = self.pushed().get(&req.key)
         {
-            return Ok(Fetched::json(v.clone()));
+            return Ok(Fetched::fake(v.clone()));
         }
         self.entries
             .iter()
             .find(|(k, v, _)| *k == req.key && *v == req.version)
-            .map(|(_, _, value)| Fetched::json(value.clone()))
+            .map(|(_, _, value)| Fetched::fake(value.clone()))
             .ok_or_else(|| ProviderError::NoSecret {
                 key: req.key.clone(),
                 version: req.version.clone(),

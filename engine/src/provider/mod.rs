@@ -158,9 +158,19 @@ pub enum Fetched {
 /// that kind of secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Lookup {
-    /// AWS Secrets Manager and Parameter Store: a top-level key with dots first, then a
-    /// gjson path; missing: `key P does not exist in secret K`.
+    /// AWS Secrets Manager and Parameter Store (`gjson.Get` on the SecretString, the
+    /// SecretBinary or the parameter): a top-level key with dots first, then the gjson path;
+    /// missing: `key "P" does not exist in secret "K"`, an error.
     Json,
+    /// Vault KV (`getSecretValue`): the data map's key first (dots included), then the gjson
+    /// path; missing: `cannot find secret data for key: "P"`, an error.
+    Vault,
+    /// OpenBao (`spec.provider.openBao`): the data map's key only; missing: `cannot find
+    /// secret data for key: "P"`.
+    OpenBao,
+    /// The Fake provider (`gjson.Get` on the value): the gjson path; missing (or a value that
+    /// is not JSON) is ESO's `NoSecretErr`, so deletion policies act on it.
+    Fake,
 }
 
 /// What a [`Fetched::Map`] holds.
@@ -179,6 +189,14 @@ impl Fetched {
         Fetched::Value {
             bytes: bytes.into(),
             lookup: Lookup::Json,
+        }
+    }
+
+    /// A Fake provider's value ([`Lookup::Fake`]).
+    pub fn fake(bytes: impl Into<SecretBytes>) -> Self {
+        Fetched::Value {
+            bytes: bytes.into(),
+            lookup: Lookup::Fake,
         }
     }
 

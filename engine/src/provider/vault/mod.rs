@@ -36,7 +36,7 @@ use regex::Regex;
 use self::http::{Http, Reply, describe};
 use self::token::{Lease, TokenSlot};
 use super::{
-    BuildContext, Calls, Capabilities, Fetched, FindQuery, GetRequest, Provider,
+    BuildContext, Calls, Capabilities, Fetched, FindQuery, GetRequest, Lookup, Provider,
     ProviderBuildError, ProviderError, PushOutcome, PushSecretData, Recorded, SourceSecret,
 };
 use crate::api::{OpenBaoProvider, VaultAppRole, VaultAuth, VaultProvider};
@@ -895,7 +895,12 @@ impl VaultStore {
 #[async_trait]
 impl Provider for VaultStore {
     async fn get(&self, req: &GetRequest) -> Result<Fetched, ProviderError> {
-        self.value(req).await.map(Fetched::json)
+        let lookup = match self.flavor {
+            Flavor::OpenBao => Lookup::OpenBao,
+            _ => Lookup::Vault,
+        };
+        let bytes = self.value(req).await?;
+        Ok(Fetched::Value { bytes, lookup })
     }
 
     async fn find(
