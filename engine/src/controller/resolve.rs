@@ -184,17 +184,20 @@ impl<'a> StoreResolver<'a> {
                 (store.spec.0, id)
             }
         };
-        self.connect(&spec, store_ref.kind(), identity).await
+        self.connect(&spec, store_ref.kind(), &store_ref.name, identity)
+            .await
     }
 
     async fn connect(
         &self,
         spec: &SecretStoreSpec,
         kind: StoreKind,
+        name: &str,
         store_id: String,
     ) -> Result<ResolvedStore, SourceError> {
         let bctx =
-            BuildContext::in_cluster(&self.ctx.metrics, &self.ctx.client, kind, self.namespace);
+            BuildContext::in_cluster(&self.ctx.metrics, &self.ctx.client, kind, self.namespace)
+                .for_store(kind, self.namespace, name);
         // A store's references resolve in this namespace (a ClusterSecretStore's, unless
         // they name one), so the same store is a different connection per namespace.
         let key = format!("{store_id} in {}", self.namespace);

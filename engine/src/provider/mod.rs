@@ -382,6 +382,10 @@ pub struct BuildContext<'a> {
     /// Where the store's references to Secrets and ServiceAccounts resolve; `None` offline,
     /// where a store with such references cannot be built.
     pub cluster: Option<ClusterRefs<'a>>,
+    /// The store object being built (`SecretStore/<namespace>/<name>` or
+    /// `ClusterSecretStore/<name>`), for providers that keep state per store (what was
+    /// pushed to a Fake store); `None` when building without one.
+    pub store: Option<String>,
 }
 
 impl<'a> BuildContext<'a> {
@@ -390,7 +394,18 @@ impl<'a> BuildContext<'a> {
         BuildContext {
             metrics,
             cluster: None,
+            store: None,
         }
+    }
+
+    /// The same context, building the store object `kind` `name` (in `namespace` for a
+    /// SecretStore).
+    pub fn for_store(mut self, kind: StoreKind, namespace: &str, name: &str) -> Self {
+        self.store = Some(match kind {
+            StoreKind::SecretStore => format!("SecretStore/{namespace}/{name}"),
+            StoreKind::ClusterSecretStore => format!("ClusterSecretStore/{name}"),
+        });
+        self
     }
 
     /// Building in the cluster: references resolve as a `store_kind` in `namespace` does.
@@ -407,6 +422,7 @@ impl<'a> BuildContext<'a> {
                 store_kind,
                 namespace,
             }),
+            store: None,
         }
     }
 }
@@ -447,7 +463,10 @@ pub async fn build(
         _ => return Err(ProviderBuildError::MultipleProviders(names.join(", "))),
     }
     if let Some(fake) = &spec.provider.fake {
-        let inner = Arc::new(fake::FakeProvider::new(fake));
+        let inner = Arc::new(match &ctx.store {
+            Some(store) => fake::FakeProvider::for_store(fake, store),
+            None => fake::FakeProvider::new(fake),
+        });
         let metered = Metered::wrap(inner, Calls::new(ctx.metrics, "fake"));
         return Ok((metered, "static".to_string()));
     }
