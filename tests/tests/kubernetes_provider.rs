@@ -164,6 +164,45 @@ fn sample(metrics: &str, line_start: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// SecretStore `remote` in the test's namespace reading namespace `remote` of the suite's
+/// apiserver with the token of ServiceAccount `reader`, allowed to get and list there.
+async fn token_store(env: &TestEnv, remote: &str) {
+    service_account(&env.client, &env.ns, "reader").await;
+    grant(
+        &env.client,
+        remote,
+        "reader",
+        &["get", "list"],
+        sa_subject(&env.ns, "reader"),
+    )
+    .await;
+    let token = token_for(&env.client, &env.ns, "reader").await;
+    put_secret(
+        &env.client,
+        &env.ns,
+        "remote-token",
+        &[("token", &token)],
+        &[],
+    )
+    .await;
+    env.apply(&format!(
+        r#"apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: remote}}
+spec:
+  provider:
+    kubernetes:
+      remoteNamespace: {remote}
+      server: {{url: {url}, caBundle: {ca}}}
+      auth: {{token: {{bearerToken: {{name: remote-token, key: token}}}}}}
+"#,
+        url = local_url(),
+        ca = b64(local_ca().as_bytes()),
+    ))
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn token_auth_reads_another_namespace_in_every_form() {
     let env = TestEnv::new("kprov-token").await;
@@ -191,40 +230,9 @@ async fn token_auth_reads_another_namespace_in_every_form() {
     )
     .await;
     put_secret(&env.client, &remote, "unrelated", &[("x", "y")], &[]).await;
-    service_account(&env.client, &env.ns, "reader").await;
-    grant(
-        &env.client,
-        &remote,
-        "reader",
-        &["get", "list"],
-        sa_subject(&env.ns, "reader"),
-    )
-    .await;
-    let token = token_for(&env.client, &env.ns, "reader").await;
-    put_secret(
-        &env.client,
-        &env.ns,
-        "remote-token",
-        &[("token", &token)],
-        &[],
-    )
-    .await;
+    token_store(&env, &remote).await;
     env.apply(&format!(
         r#"apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {{name: remote}}
-spec:
-  provider:
-    kubernetes:
-      remoteNamespace: {remote}
-      server:
-        url: {url}
-        caBundle: {ca}
-      auth:
-        token:
-          bearerToken: {{name: remote-token, key: token}}
----
-apiVersion: external-secrets.io/v1
 kind: ExternalSecret
 metadata: {{name: every-form}}
 spec:
@@ -243,8 +251,6 @@ spec:
   - {{secretKey: whole, remoteRef: {{key: db}}}}
   - {{secretKey: team, remoteRef: {{key: db, metadataPolicy: Fetch, property: labels.team}}}}
 "#,
-        url = local_url(),
-        ca = b64(local_ca().as_bytes()),
         ns = env.ns,
     ))
     .await
@@ -416,60 +422,31 @@ async fn binary_values_arrive_byte_for_byte() {
         ("tls.der".to_string(), ByteString(der.clone())),
     ]));
     api.create(&PostParams::default(), &s).await.unwrap();
-    service_account(&env.client, &env.ns, "reader").await;
-    grant(
-        &env.client,
-        &remote,
-        "reader",
-        &["get", "list"],
-        sa_subject(&env.ns, "reader"),
-    )
-    .await;
-    let token = token_for(&env.client, &env.ns, "reader").await;
-    put_secret(
-        &env.client,
-        &env.ns,
-        "remote-token",
-        &[("token", &token)],
-        &[],
-    )
-    .await;
-    env.apply(&format!(
+    token_store(&env, &remote).await;
+    env.apply(
         r#"apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {{name: remote}}
-spec:
-  provider:
-    kubernetes:
-      remoteNamespace: {remote}
-      server: {{url: {url}, caBundle: {ca}}}
-      auth: {{token: {{bearerToken: {{name: remote-token, key: token}}}}}}
----
-apiVersion: external-secrets.io/v1
 kind: ExternalSecret
-metadata: {{name: by-property}}
+metadata: {name: by-property}
 spec:
   refreshInterval: 1h
-  secretStoreRef: {{name: remote, kind: SecretStore}}
-  target: {{name: by-property}}
+  secretStoreRef: {name: remote, kind: SecretStore}
+  target: {name: by-property}
   data:
-  - {{secretKey: random, remoteRef: {{key: binary, property: random.bin}}}}
-  - {{secretKey: cert, remoteRef: {{key: binary, property: tls.der}}}}
-  - {{secretKey: whole, remoteRef: {{key: binary}}}}
+  - {secretKey: random, remoteRef: {key: binary, property: random.bin}}
+  - {secretKey: cert, remoteRef: {key: binary, property: tls.der}}
+  - {secretKey: whole, remoteRef: {key: binary}}
 ---
 apiVersion: external-secrets.io/v1
 kind: ExternalSecret
-metadata: {{name: by-extract}}
+metadata: {name: by-extract}
 spec:
   refreshInterval: 1h
-  secretStoreRef: {{name: remote, kind: SecretStore}}
-  target: {{name: by-extract}}
+  secretStoreRef: {name: remote, kind: SecretStore}
+  target: {name: by-extract}
   dataFrom:
-  - extract: {{key: binary}}
+  - extract: {key: binary}
 "#,
-        url = local_url(),
-        ca = b64(local_ca().as_bytes()),
-    ))
+    )
     .await
     .unwrap();
     let bytes = |s: &Secret, k: &str| s.data.as_ref().and_then(|d| d.get(k)).map(|v| v.0.clone());
