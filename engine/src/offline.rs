@@ -295,7 +295,11 @@ struct Offline {
 
 #[async_trait]
 impl DataSource for Offline {
-    async fn get(&self, _source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
+    async fn get(
+        &self,
+        _source: Source<'_>,
+        req: &GetRequest,
+    ) -> Result<crate::provider::Fetched, SourceError> {
         Ok(self.provider.get(req).await?)
     }
 

@@ -164,6 +164,45 @@ fn sample(metrics: &str, line_start: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// SecretStore `remote` in the test's namespace reading namespace `remote` of the suite's
+/// apiserver with the token of ServiceAccount `reader`, allowed to get and list there.
+async fn token_store(env: &TestEnv, remote: &str) {
+    service_account(&env.client, &env.ns, "reader").await;
+    grant(
+        &env.client,
+        remote,
+        "reader",
+        &["get", "list"],
+        sa_subject(&env.ns, "reader"),
+    )
+    .await;
+    let token = token_for(&env.client, &env.ns, "reader").await;
+    put_secret(
+        &env.client,
+        &env.ns,
+        "remote-token",
+        &[("token", &token)],
+        &[],
+    )
+    .await;
+    env.apply(&format!(
+        r#"apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: remote}}
+spec:
+  provider:
+    kubernetes:
+      remoteNamespace: {remote}
+      server: {{url: {url}, caBundle: {ca}}}
+      auth: {{token: {{bearerToken: {{name: remote-token, key: token}}}}}}
+"#,
+        url = local_url(),
+        ca = b64(local_ca().as_bytes()),
+    ))
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn token_auth_reads_another_namespace_in_every_form() {
     let env = TestEnv::new("kprov-token").await;
@@ -191,40 +230,9 @@ async fn token_auth_reads_another_namespace_in_every_form() {
     )
     .await;
     put_secret(&env.client, &remote, "unrelated", &[("x", "y")], &[]).await;
-    service_account(&env.client, &env.ns, "reader").await;
-    grant(
-        &env.client,
-        &remote,
-        "reader",
-        &["get", "list"],
-        sa_subject(&env.ns, "reader"),
-    )
-    .await;
-    let token = token_for(&env.client, &env.ns, "reader").await;
-    put_secret(
-        &env.client,
-        &env.ns,
-        "remote-token",
-        &[("token", &token)],
-        &[],
-    )
-    .await;
+    token_store(&env, &remote).await;
     env.apply(&format!(
         r#"apiVersion: external-secrets.io/v1
-kind: SecretStore
-metadata: {{name: remote}}
-spec:
-  provider:
-    kubernetes:
-      remoteNamespace: {remote}
-      server:
-        url: {url}
-        caBundle: {ca}
-      auth:
-        token:
-          bearerToken: {{name: remote-token, key: token}}
----
-apiVersion: external-secrets.io/v1
 kind: ExternalSecret
 metadata: {{name: every-form}}
 spec:
@@ -243,8 +251,6 @@ spec:
   - {{secretKey: whole, remoteRef: {{key: db}}}}
   - {{secretKey: team, remoteRef: {{key: db, metadataPolicy: Fetch, property: labels.team}}}}
 "#,
-        url = local_url(),
-        ca = b64(local_ca().as_bytes()),
         ns = env.ns,
     ))
     .await
@@ -362,6 +368,125 @@ spec:
     // share the one token minted for the ServiceAccount.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(token_requests(&env.ns, "sa-reader"), 1);
+}
+
+/// A DER certificate made by openssl, as a keystore or a cert-manager Secret holds it.
+fn der_certificate() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.der"));
+    esox_tests::run_ok(
+        dir.path(),
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=kprov-binary",
+            "-days",
+            "1",
+            "-outform",
+            "DER",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    std::fs::read(cert).unwrap()
+}
+
+#[tokio::test]
+async fn binary_values_arrive_byte_for_byte() {
+    let env = TestEnv::new("kprov-binary").await;
+    let remote = format!("{}-remote", env.ns);
+    namespace(&env.client, &remote).await;
+    // Random bytes that are not UTF-8 (0xff, a NUL, a truncated sequence) and a DER
+    // certificate: ESO's GetSecret with a property and GetSecretMap return them verbatim.
+    let mut random = vec![0xff, 0x00, 0xfe, 0xe2, 0x82, 0x80, 0xc3, b'A'];
+    random.extend((0..256).map(|_| rand::random::<u8>()));
+    let der = der_certificate();
+    assert!(
+        std::str::from_utf8(&der).is_err(),
+        "a DER certificate is binary"
+    );
+    let api: Api<Secret> = Api::namespaced(env.client.clone(), &remote);
+    let mut s = Secret::default();
+    s.metadata.name = Some("binary".into());
+    s.data = Some(BTreeMap::from([
+        ("random.bin".to_string(), ByteString(random.clone())),
+        ("tls.der".to_string(), ByteString(der.clone())),
+    ]));
+    api.create(&PostParams::default(), &s).await.unwrap();
+    token_store(&env, &remote).await;
+    env.apply(
+        r#"apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: by-property}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: remote, kind: SecretStore}
+  target: {name: by-property}
+  data:
+  - {secretKey: random, remoteRef: {key: binary, property: random.bin}}
+  - {secretKey: cert, remoteRef: {key: binary, property: tls.der}}
+  - {secretKey: whole, remoteRef: {key: binary}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {name: by-extract}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {name: remote, kind: SecretStore}
+  target: {name: by-extract}
+  dataFrom:
+  - extract: {key: binary}
+"#,
+    )
+    .await
+    .unwrap();
+    let bytes = |s: &Secret, k: &str| s.data.as_ref().and_then(|d| d.get(k)).map(|v| v.0.clone());
+    let by_property = env
+        .wait_secret("by-property", "the Secret synced", |s| {
+            bytes(s, "cert").is_some()
+        })
+        .await;
+    assert!(
+        bytes(&by_property, "random") == Some(random.clone()),
+        "random bytes changed"
+    );
+    assert!(
+        bytes(&by_property, "cert") == Some(der.clone()),
+        "the certificate changed"
+    );
+    // Without a property ESO returns the Secret's data as JSON, each value Go's string(v):
+    // a byte that is not UTF-8 is written as the escape \ufffd.
+    let whole = String::from_utf8(bytes(&by_property, "whole").unwrap()).unwrap();
+    assert!(
+        whole.starts_with(r#"{"random.bin":"\ufffd\u0000\ufffd₀\ufffdA"#),
+        "{}",
+        whole.chars().take(40).collect::<String>()
+    );
+    let doc: BTreeMap<String, String> = serde_json::from_str(&whole).unwrap();
+    assert_eq!(doc.keys().collect::<Vec<_>>(), ["random.bin", "tls.der"]);
+    let by_extract = env
+        .wait_secret("by-extract", "the Secret synced", |s| {
+            bytes(s, "tls.der").is_some()
+        })
+        .await;
+    assert!(
+        bytes(&by_extract, "random.bin") == Some(random),
+        "random bytes changed"
+    );
+    assert!(
+        bytes(&by_extract, "tls.der") == Some(der),
+        "the certificate changed"
+    );
+    assert_eq!(by_extract.data.as_ref().unwrap().len(), 2);
 }
 
 #[tokio::test]

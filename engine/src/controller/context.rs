@@ -290,7 +290,7 @@ mod tests {
         async fn get(
             &self,
             _: &crate::provider::GetRequest,
-        ) -> Result<crate::secret::SecretBytes, crate::provider::ProviderError> {
+        ) -> Result<crate::provider::Fetched, crate::provider::ProviderError> {
             Err(crate::provider::ProviderError::Unsupported("test".into()))
         }
         async fn find(

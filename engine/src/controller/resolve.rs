@@ -202,17 +202,20 @@ impl<'a> StoreResolver<'a> {
             Spec::Namespaced(s) => &s.spec,
             Spec::Cluster(s) => &s.spec.0,
         };
-        self.connect(spec, store_ref.kind(), identity).await
+        self.connect(spec, store_ref.kind(), &store_ref.name, identity)
+            .await
     }
 
     async fn connect(
         &self,
         spec: &SecretStoreSpec,
         kind: StoreKind,
+        name: &str,
         store_id: String,
     ) -> Result<ResolvedStore, SourceError> {
         let bctx =
-            BuildContext::in_cluster(&self.ctx.metrics, &self.ctx.client, kind, self.namespace);
+            BuildContext::in_cluster(&self.ctx.metrics, &self.ctx.client, kind, self.namespace)
+                .for_store(kind, self.namespace, name);
         // A store's references resolve in this namespace (a ClusterSecretStore's, unless
         // they name one), so the same store is a different connection per namespace.
         let key = format!("{store_id} in {}", self.namespace);
@@ -281,7 +284,11 @@ impl DataSource for StoreResolver<'_> {
             .map_err(|e| SourceError::Generator(std::sync::Arc::new(e)))
     }
 
-    async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
+    async fn get(
+        &self,
+        source: Source<'_>,
+        req: &GetRequest,
+    ) -> Result<crate::provider::Fetched, SourceError> {
         let store = self.resolve(source).await?;
         Ok(self
             .ctx

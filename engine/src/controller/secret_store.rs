@@ -64,7 +64,8 @@ async fn validate(
             "store validated (referent authentication: credentials are resolved in each ExternalSecret's namespace)".into(),
         );
     }
-    let bctx = provider::BuildContext::in_cluster(&ctx.metrics, &ctx.client, kind, namespace);
+    let bctx = provider::BuildContext::in_cluster(&ctx.metrics, &ctx.client, kind, namespace)
+        .for_store(kind, namespace, name);
     let deadline = ctx.settings.provider_timeout;
     let built = async { Ok(provider::build(spec, &bctx).await) };
     let built = match provider::with_deadline(deadline, || "connecting".into(), built).await {

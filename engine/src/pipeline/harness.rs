@@ -357,7 +357,11 @@ struct Fake(FakeProvider);
 
 #[async_trait]
 impl DataSource for Fake {
-    async fn get(&self, _: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
+    async fn get(
+        &self,
+        _: Source<'_>,
+        req: &GetRequest,
+    ) -> Result<crate::provider::Fetched, SourceError> {
         Ok(self.0.get(req).await?)
     }
 

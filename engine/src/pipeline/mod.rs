@@ -18,13 +18,11 @@ pub mod rewrite;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use serde_json::Value;
 
 use crate::api::{
-    DeletionPolicy, ExternalSecretDataRemoteRef, ExternalSecretSpec, GeneratorRef, NullBytePolicy,
-    StoreSourceRef,
+    DeletionPolicy, ExternalSecretSpec, GeneratorRef, NullBytePolicy, StoreSourceRef,
 };
-use crate::provider::{FindQuery, GetRequest, ProviderError};
+use crate::provider::{Fetched, FindQuery, GetRequest, ProviderError};
 use crate::secret::{SecretBytes, SecretMap};
 
 pub use keys::{InvalidKeys, KeyProblem};
@@ -37,7 +35,7 @@ pub type Source<'a> = Option<&'a StoreSourceRef>;
 #[async_trait]
 pub trait DataSource: Send + Sync {
     /// Fetches one remote secret.
-    async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError>;
+    async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<Fetched, SourceError>;
     /// Finds remote secrets.
     async fn find(
         &self,
@@ -87,16 +85,12 @@ pub enum PipelineError {
         source: ProviderError,
     },
     /// A property was not found.
-    #[error(
-        "error processing spec.{entry}, err: key {property:?} does not exist in secret {key:?}"
-    )]
+    #[error("error processing spec.{entry}, err: {reason}")]
     MissingProperty {
         /// Which entry.
         entry: String,
-        /// The remote key.
-        key: String,
-        /// The property.
-        property: String,
+        /// The provider's message, naming the property and the remote key.
+        reason: String,
     },
     /// A `property` was asked of a secret that is not JSON at all (binary, plain text, a
     /// document nested deeper than esox parses). `reason` is the parser's, which names a
@@ -115,14 +109,12 @@ pub enum PipelineError {
         reason: String,
     },
     /// A value that must be a JSON object is not one.
-    #[error(
-        "error processing spec.{entry}, err: unable to unmarshal secret {key:?}: not a JSON object"
-    )]
+    #[error("error processing spec.{entry}, err: {reason}")]
     NotJsonObject {
         /// Which entry.
         entry: String,
-        /// The remote key.
-        key: String,
+        /// Why, naming the remote key (the provider's words).
+        reason: String,
     },
     /// Decoding failed.
     #[error("error processing spec.{entry}, err: {source}")]
@@ -250,7 +242,19 @@ pub async fn collect(
                 Err(SourceError::Provider(e)) if skip_missing && e.is_no_secret() => continue,
                 Err(e) => return Err(PipelineError::from_source(name, e)),
             };
-            let map = json_map(&name, extract, &raw)?;
+            let property = extract.property.as_deref().filter(|p| !p.is_empty());
+            let map = match property::extract_map(&raw, &extract.key, property) {
+                Ok(map) => map,
+                Err(property::PropertyError::NoSecret(_)) if skip_missing => continue,
+                Err(e) => {
+                    return Err(property_error(
+                        &name,
+                        &extract.key,
+                        property.unwrap_or_default(),
+                        e,
+                    ));
+                }
+            };
             (map, extract.conversion_strategy, extract.decoding_strategy)
         } else if let Some(find) = &entry.find {
             // Checked here, once, with a short message: a provider would compile it too, and
@@ -323,21 +327,12 @@ pub async fn collect(
             Err(e) => return Err(PipelineError::from_source(name, e)),
         };
         let value = match r.property.as_deref().filter(|p| !p.is_empty()) {
-            None => raw.expose().to_vec(),
-            Some(prop) => {
-                let doc: Value =
-                    serde_json::from_slice(raw.expose()).map_err(|e| PipelineError::NotJson {
-                        entry: name.clone(),
-                        key: shown(&r.key),
-                        property: shown(prop),
-                        reason: json_reason(&e),
-                    })?;
-                property::extract(&doc, prop).ok_or_else(|| PipelineError::MissingProperty {
-                    entry: name.clone(),
-                    key: shown(&r.key),
-                    property: shown(prop),
-                })?
-            }
+            None => raw.whole().expose().to_vec(),
+            Some(prop) => match property::lookup(&raw, &r.key, prop) {
+                Ok(value) => value,
+                Err(property::PropertyError::NoSecret(_)) if skip_missing => continue,
+                Err(e) => return Err(property_error(&name, &r.key, prop, e)),
+            },
         };
         let decoded = decode::decode(r.decoding_strategy, &value).map_err(|source| {
             PipelineError::Decode {
@@ -363,12 +358,12 @@ pub async fn collect(
 /// cost one provider call.
 struct Memo<'a> {
     inner: &'a dyn DataSource,
-    seen: std::sync::Mutex<BTreeMap<(String, GetRequest), Result<SecretBytes, SourceError>>>,
+    seen: std::sync::Mutex<BTreeMap<(String, GetRequest), Result<Fetched, SourceError>>>,
 }
 
 #[async_trait]
 impl DataSource for Memo<'_> {
-    async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
+    async fn get(&self, source: Source<'_>, req: &GetRequest) -> Result<Fetched, SourceError> {
         let key = (format!("{source:?}"), req.clone());
         // A poisoned lock (a panic elsewhere while it was held) still holds a usable map:
         // results are inserted whole.
@@ -399,44 +394,29 @@ fn shown(text: &str) -> String {
     crate::api::abbreviate(text, 256)
 }
 
-/// serde_json's message for a document that does not parse: its category and position
-/// ("expected value at line 1 column 1", "recursion limit exceeded at line 1 column 129"),
-/// which never quote the document.
-fn json_reason(e: &serde_json::Error) -> String {
-    e.to_string()
-}
-
-/// Parses a fetched secret (optionally one property of it) as a JSON object, ESO-style:
-/// string values unquoted, others as compact JSON.
-fn json_map(
+/// A property lookup's failure as the pipeline reports it for `entry`.
+fn property_error(
     entry: &str,
-    r: &ExternalSecretDataRemoteRef,
-    raw: &SecretBytes,
-) -> Result<SecretMap, PipelineError> {
-    let not_object = || PipelineError::NotJsonObject {
-        entry: entry.to_string(),
-        key: shown(&r.key),
-    };
-    let doc: Value = serde_json::from_slice(raw.expose()).map_err(|_| not_object())?;
-    let doc = match r.property.as_deref().filter(|p| !p.is_empty()) {
-        None => doc,
-        Some(prop) => {
-            let bytes =
-                property::extract(&doc, prop).ok_or_else(|| PipelineError::MissingProperty {
-                    entry: entry.to_string(),
-                    key: shown(&r.key),
-                    property: shown(prop),
-                })?;
-            serde_json::from_slice(&bytes).map_err(|_| not_object())?
+    key: &str,
+    property: &str,
+    e: property::PropertyError,
+) -> PipelineError {
+    let entry = entry.to_string();
+    match e {
+        property::PropertyError::Missing(reason) => {
+            PipelineError::MissingProperty { entry, reason }
         }
-    };
-    let Value::Object(obj) = doc else {
-        return Err(not_object());
-    };
-    Ok(obj
-        .iter()
-        .map(|(k, v)| (k.clone(), SecretBytes::new(property::value_bytes(v))))
-        .collect())
+        property::PropertyError::NotObject(reason) => {
+            PipelineError::NotJsonObject { entry, reason }
+        }
+        property::PropertyError::NoSecret(inner) => property_error(&entry, key, property, *inner),
+        property::PropertyError::NotJson(reason) => PipelineError::NotJson {
+            entry,
+            key: shown(key),
+            property: shown(property),
+            reason,
+        },
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 use super::*;
 use crate::api::{
-    DecodingStrategy, ExternalSecretData, ExternalSecretDataFromRemoteRef, ExternalSecretFind,
-    ExternalSecretRewrite, FakeProvider as FakeSpec, FakeProviderData, FindName, RewriteRegexp,
+    DecodingStrategy, ExternalSecretData, ExternalSecretDataFromRemoteRef,
+    ExternalSecretDataRemoteRef, ExternalSecretFind, ExternalSecretRewrite,
+    FakeProvider as FakeSpec, FakeProviderData, FindName, RewriteRegexp,
 };
 use crate::provider::Provider;
 use crate::provider::fake::FakeProvider;
@@ -10,7 +11,11 @@ struct Fake(FakeProvider);
 
 #[async_trait]
 impl DataSource for Fake {
-    async fn get(&self, _: Source<'_>, req: &GetRequest) -> Result<SecretBytes, SourceError> {
+    async fn get(
+        &self,
+        _: Source<'_>,
+        req: &GetRequest,
+    ) -> Result<crate::provider::Fetched, SourceError> {
         Ok(self.0.get(req).await?)
     }
     async fn find(
@@ -190,6 +195,18 @@ async fn missing_property_and_missing_secret_errors() {
             .unwrap()
             .is_empty()
     );
+    // The Fake provider's missing property is ESO's NoSecretErr: under Delete the entry is
+    // skipped, the others are kept.
+    let spec = ExternalSecretSpec {
+        data: vec![data("x", "k", Some("nope")), data("y", "k", Some("a"))],
+        target: crate::api::ExternalSecretTarget {
+            deletion_policy: DeletionPolicy::Delete,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let got = collect(&spec, &src, &NoKeyRenamer).await.unwrap();
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["y"]);
 }
 
 #[tokio::test]

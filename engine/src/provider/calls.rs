@@ -18,8 +18,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    Capabilities, FindQuery, GetRequest, Provider, ProviderError, PushOutcome, PushSecretData,
-    SourceSecret,
+    Capabilities, Fetched, FindQuery, GetRequest, Provider, ProviderError, PushOutcome,
+    PushSecretData, SourceSecret,
 };
 use crate::metrics::{Metrics, ProviderCallLabels};
 use crate::secret::SecretBytes;
@@ -106,7 +106,7 @@ impl Metered {
 
 #[async_trait]
 impl Provider for Metered {
-    async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError> {
+    async fn get(&self, req: &GetRequest) -> Result<Fetched, ProviderError> {
         let call = if req.metadata {
             "GetSecretMetadata"
         } else {

@@ -4,9 +4,11 @@
 //! to the version it declares (no version answers to none), a missing key is ESO's
 //! `NoSecretErr`, and `find` matches names by regular expression and path prefix.
 //!
-//! PushSecret: a push stores the value in memory, shared by every Fake provider built from the
-//! same store spec in this process (ESO keeps it in the provider too), so an ExternalSecret on
-//! the same store reads back what was pushed. A key declared in the store's `data` was not
+//! PushSecret: a push stores the value in memory, shared by every Fake provider built for the
+//! same store object (kind, namespace and name) in this process, so an ExternalSecret on the
+//! same store reads back what was pushed and two stores with equal specs do not share it (ESO
+//! keeps it per store name in the provider; esox adds the kind and namespace, so SecretStores
+//! of one name in two namespaces stay apart). A key declared in the store's `data` was not
 //! pushed: overwriting it is refused as not managed. A `property` push merges into a JSON
 //! object; an unchanged value is not rewritten.
 
@@ -18,15 +20,16 @@ use regex::Regex;
 
 use super::push::merge_property;
 use super::{
-    Capabilities, FindQuery, GetRequest, Provider, ProviderError, PushOutcome, PushSecretData,
-    SourceSecret,
+    Capabilities, Fetched, FindQuery, GetRequest, Provider, ProviderError, PushOutcome,
+    PushSecretData, SourceSecret,
 };
 use crate::api::FakeProvider as FakeSpec;
 use crate::secret::SecretBytes;
 
 type Pushed = Arc<Mutex<BTreeMap<String, SecretBytes>>>;
 
-/// Pushed values per store spec (the spec's JSON), shared by every provider built from it.
+/// Pushed values per store object (`SecretStore/<ns>/<name>`, `ClusterSecretStore/<name>`),
+/// shared by every provider built for it (a changed spec keeps what was pushed, as in ESO).
 static PUSHED: LazyLock<Mutex<HashMap<String, Pushed>>> = LazyLock::new(Default::default);
 
 /// Serves a store's declared data and what was pushed to it.
@@ -36,7 +39,22 @@ pub struct FakeProvider {
 }
 
 impl FakeProvider {
-    /// Builds the provider from the store spec.
+    /// Builds the provider for the store object `store` (see [`crate::provider::BuildContext::for_store`]):
+    /// what is pushed is shared with every provider built for that store.
+    pub fn for_store(spec: &FakeSpec, store: &str) -> Self {
+        let pushed = PUSHED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(store.to_string())
+            .or_default()
+            .clone();
+        FakeProvider {
+            pushed,
+            ..Self::new(spec)
+        }
+    }
+
+    /// Builds the provider from the store spec alone: what is pushed stays in this provider.
     pub fn new(spec: &FakeSpec) -> Self {
         let entries = spec
             .data
@@ -54,14 +72,10 @@ impl FakeProvider {
                 )
             })
             .collect();
-        let id = serde_json::to_string(spec).unwrap_or_default();
-        let pushed = PUSHED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(id)
-            .or_default()
-            .clone();
-        FakeProvider { entries, pushed }
+        FakeProvider {
+            entries,
+            pushed: Pushed::default(),
+        }
     }
 
     fn pushed(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SecretBytes>> {
@@ -75,7 +89,7 @@ impl FakeProvider {
 
 #[async_trait]
 impl Provider for FakeProvider {
-    async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError> {
+    async fn get(&self, req: &GetRequest) -> Result<Fetched, ProviderError> {
         if req.metadata {
             return Err(ProviderError::Unsupported(
                 "metadataPolicy Fetch is not supported by the fake provider".to_string(),
@@ -84,12 +98,12 @@ impl Provider for FakeProvider {
         if req.version.is_none()
             && let Some(v) = self.pushed().get(&req.key)
         {
-            return Ok(v.clone());
+            return Ok(Fetched::fake(v.clone()));
         }
         self.entries
             .iter()
             .find(|(k, v, _)| *k == req.key && *v == req.version)
-            .map(|(_, _, value)| value.clone())
+            .map(|(_, _, value)| Fetched::fake(value.clone()))
             .ok_or_else(|| ProviderError::NoSecret {
                 key: req.key.clone(),
                 version: req.version.clone(),
@@ -238,8 +252,14 @@ mod tests {
     async fn versions_and_missing_keys() {
         let p = provider();
         let get = |k: &str, v: Option<&str>| GetRequest::new(k, v, Default::default());
-        assert_eq!(p.get(&get("/a", None)).await.unwrap().expose(), b"v0");
-        assert_eq!(p.get(&get("/a", Some("1"))).await.unwrap().expose(), b"v1");
+        assert_eq!(
+            p.get(&get("/a", None)).await.unwrap().whole().expose(),
+            b"v0"
+        );
+        assert_eq!(
+            p.get(&get("/a", Some("1"))).await.unwrap().whole().expose(),
+            b"v1"
+        );
         assert!(
             p.get(&get("/a", Some("2")))
                 .await
@@ -259,7 +279,8 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let p = FakeProvider::new(&spec);
+        let store = "SecretStore/ns-push-test/fake";
+        let p = FakeProvider::for_store(&spec, store);
         let secret = SourceSecret {
             data: [("k".to_string(), SecretBytes::from("v"))].into(),
             ..Default::default()
@@ -281,11 +302,29 @@ mod tests {
             p.push_secret(&secret, &entry("r", None)).await.unwrap(),
             PushOutcome::Unchanged
         );
-        // Another provider built from the same spec sees the push.
-        let again = FakeProvider::new(&spec);
+        // Another provider built for the same store object sees the push, even from a
+        // changed spec; another store with an equal spec (another name, namespace or kind)
+        // does not.
+        let again = FakeProvider::for_store(&FakeSpec::default(), store);
         let get = GetRequest::new("r", None, Default::default());
-        assert_eq!(again.get(&get).await.unwrap().expose(), b"v");
+        assert_eq!(again.get(&get).await.unwrap().whole().expose(), b"v");
         assert!(again.secret_exists(&entry("r", None)).await.unwrap());
+        for other in [
+            "SecretStore/ns-push-test/other",
+            "SecretStore/ns-push-other/fake",
+            "ClusterSecretStore/fake",
+        ] {
+            let p = FakeProvider::for_store(&spec, other);
+            assert!(p.get(&get).await.unwrap_err().is_no_secret(), "{other}");
+            assert!(
+                !p.secret_exists(&entry("r", None)).await.unwrap(),
+                "{other}"
+            );
+        }
+        assert!(
+            FakeProvider::new(&spec).get(&get).await.is_err(),
+            "a provider built without a store shares nothing"
+        );
         assert!(matches!(
             p.push_secret(&secret, &entry("declared", None)).await,
             Err(ProviderError::NotManaged { .. })
@@ -297,7 +336,10 @@ mod tests {
             .await
             .unwrap();
         let j = GetRequest::new("j", None, Default::default());
-        assert_eq!(p.get(&j).await.unwrap().expose(), br#"{"a":"v","b":"v"}"#);
+        assert_eq!(
+            p.get(&j).await.unwrap().whole().expose(),
+            br#"{"a":"v","b":"v"}"#
+        );
         p.delete_secret(&entry("j", Some("a"))).await.unwrap();
         assert!(!p.secret_exists(&entry("j", Some("a"))).await.unwrap());
         assert!(p.secret_exists(&entry("j", Some("b"))).await.unwrap());

@@ -10,7 +10,7 @@
 //!   to periodic requeues — so N ExternalSecrets on one key cost one call per refresh cycle,
 //!   and no value is older than the refresh timing already allows. Force-syncs pass zero.
 //!
-//! Cached values are [`SecretBytes`] (zeroized on drop) and expire with their window.
+//! Cached values are [`Fetched`] (their bytes zeroized on drop) and expire with their window.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
-use super::{GetRequest, Provider, ProviderError};
-use crate::secret::SecretBytes;
+use super::{Fetched, GetRequest, Provider, ProviderError};
 
-type SharedGet = Shared<BoxFuture<'static, Result<SecretBytes, ProviderError>>>;
+type SharedGet = Shared<BoxFuture<'static, Result<Fetched, ProviderError>>>;
 
 /// Identifies a store and the identity it authenticates as (the unit calls may be shared in).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,7 +33,7 @@ type Key = (StoreIdentity, GetRequest);
 #[derive(Default, Clone)]
 pub struct FetchLayer {
     in_flight: Arc<Mutex<HashMap<Key, SharedGet>>>,
-    recent: Arc<Mutex<HashMap<Key, (Instant, SecretBytes)>>>,
+    recent: Arc<Mutex<HashMap<Key, (Instant, Fetched)>>>,
     /// Each call's deadline (`Duration::ZERO`: none); see [`super::with_deadline`].
     deadline: Duration,
 }
@@ -51,7 +50,7 @@ struct Leader<'a> {
 }
 
 impl Leader<'_> {
-    fn finish(mut self, result: &Result<SecretBytes, ProviderError>) {
+    fn finish(mut self, result: &Result<Fetched, ProviderError>) {
         let Some(key) = self.key.take() else { return };
         self.layer.lock_in_flight().remove(&key);
         let mut recent = self
@@ -101,7 +100,7 @@ impl FetchLayer {
         provider: Arc<dyn Provider>,
         req: &GetRequest,
         max_age: Duration,
-    ) -> Result<SecretBytes, ProviderError> {
+    ) -> Result<Fetched, ProviderError> {
         let key = (store.clone(), req.clone());
         if !max_age.is_zero() {
             let recent = self
@@ -171,6 +170,7 @@ impl FetchLayer {
 mod tests {
     use super::*;
     use crate::provider::FindQuery;
+    use crate::secret::SecretBytes;
     use async_trait::async_trait;
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -179,10 +179,10 @@ mod tests {
 
     #[async_trait]
     impl Provider for Slow {
-        async fn get(&self, _: &GetRequest) -> Result<SecretBytes, ProviderError> {
+        async fn get(&self, _: &GetRequest) -> Result<Fetched, ProviderError> {
             self.0.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            Ok("v".into())
+            Ok(Fetched::json("v"))
         }
         async fn find(
             &self,
@@ -203,7 +203,11 @@ mod tests {
         let req = GetRequest::new("k", None, Default::default());
         let calls = (0..10).map(|_| layer.get(&store, p.clone(), &req, Duration::ZERO));
         let results = futures::future::join_all(calls).await;
-        assert!(results.iter().all(|r| r.as_ref().unwrap().expose() == b"v"));
+        assert!(
+            results
+                .iter()
+                .all(|r| r.as_ref().unwrap().whole().expose() == b"v")
+        );
         assert_eq!(p.0.load(Ordering::SeqCst), 1);
         assert_eq!(layer.in_flight(), 0);
     }
@@ -254,7 +258,7 @@ mod tests {
 
     #[async_trait]
     impl Provider for Hung {
-        async fn get(&self, _: &GetRequest) -> Result<SecretBytes, ProviderError> {
+        async fn get(&self, _: &GetRequest) -> Result<Fetched, ProviderError> {
             futures::future::pending().await
         }
         async fn find(
@@ -307,7 +311,7 @@ mod tests {
         // A later request starts its own call instead of joining an orphaned one.
         let slow = Arc::new(Slow(AtomicUsize::new(0)));
         let got = layer.get(&store, slow.clone(), &req, Duration::ZERO).await;
-        assert_eq!(got.unwrap().expose(), b"v");
+        assert_eq!(got.unwrap().whole().expose(), b"v");
         assert_eq!(slow.0.load(Ordering::SeqCst), 1);
     }
 }

@@ -130,6 +130,157 @@ impl GetRequest {
     }
 }
 
+/// One remote secret as its provider holds it: what [`Provider::get`] returns.
+///
+/// The shape decides what a `property` means and what `dataFrom.extract` returns, as in ESO:
+/// a provider whose secret is one value (a secret string or binary, a Vault KV map sent as
+/// JSON) is looked up as a JSON document; a Kubernetes Secret is a map of byte values, read
+/// verbatim, and its `property` is a data key ([`crate::pipeline::property`]).
+#[derive(Clone)]
+pub enum Fetched {
+    /// One value; a `property` is a path into it as a JSON document, by the provider's rule.
+    Value {
+        /// The value, byte for byte.
+        bytes: SecretBytes,
+        /// How a `property` is looked up in it (it differs per provider in ESO).
+        lookup: Lookup,
+    },
+    /// Named byte values (a Kubernetes Secret's `data`, or its labels and annotations).
+    Map {
+        /// The values, byte for byte.
+        entries: crate::secret::SecretMap,
+        /// What the map holds (the property rules of the two differ in ESO).
+        of: MapOf,
+    },
+}
+
+/// How a `property` is looked up in a [`Fetched::Value`], after the ESO provider that reads
+/// that kind of secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lookup {
+    /// AWS Secrets Manager and Parameter Store (`gjson.Get` on the SecretString, the
+    /// SecretBinary or the parameter): a top-level key with dots first, then the gjson path;
+    /// missing: `key "P" does not exist in secret "K"`, an error.
+    Json,
+    /// Vault KV (`getSecretValue`): the data map's key first (dots included), then the gjson
+    /// path; missing: `cannot find secret data for key: "P"`, an error.
+    Vault,
+    /// OpenBao (`spec.provider.openBao`): the data map's key only; missing: `cannot find
+    /// secret data for key: "P"`.
+    OpenBao,
+    /// The Fake provider (`gjson.Get` on the value): the gjson path; missing (or a value that
+    /// is not JSON) is ESO's `NoSecretErr`, so deletion policies act on it.
+    Fake,
+}
+
+/// What a [`Fetched::Map`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MapOf {
+    /// A Kubernetes Secret's `data`.
+    SecretData,
+    /// A Kubernetes Secret's `labels` and `annotations` (`metadataPolicy: Fetch`), each a
+    /// JSON object (`null` when the Secret has none).
+    SecretMetadata,
+}
+
+impl Fetched {
+    /// A value looked up as JSON ([`Lookup::Json`]).
+    pub fn json(bytes: impl Into<SecretBytes>) -> Self {
+        Fetched::Value {
+            bytes: bytes.into(),
+            lookup: Lookup::Json,
+        }
+    }
+
+    /// A Fake provider's value ([`Lookup::Fake`]).
+    pub fn fake(bytes: impl Into<SecretBytes>) -> Self {
+        Fetched::Value {
+            bytes: bytes.into(),
+            lookup: Lookup::Fake,
+        }
+    }
+
+    /// The whole secret as one value (`data[]` without a `property`). A map is ESO's JSON
+    /// document of it (`esutils.JSONMarshal`): a Secret's data as `{"key":"value",…}`, keys
+    /// sorted, each value Go's `string(v)` (bytes that are not UTF-8 become U+FFFD, as Go's
+    /// encoder writes them); metadata as `{"annotations":{…},"labels":{…}}`.
+    pub fn whole(&self) -> SecretBytes {
+        match self {
+            Fetched::Value { bytes, .. } => bytes.clone(),
+            Fetched::Map { entries, of } => {
+                let mut doc = String::from("{");
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        doc.push(',');
+                    }
+                    go_json_string(k.as_bytes(), &mut doc);
+                    doc.push(':');
+                    match of {
+                        MapOf::SecretData => go_json_string(v.expose(), &mut doc),
+                        // Written by the provider as compact JSON (or `null`).
+                        MapOf::SecretMetadata => {
+                            doc.push_str(std::str::from_utf8(v.expose()).unwrap_or("null"))
+                        }
+                    }
+                }
+                doc.push('}');
+                SecretBytes::new(doc.into_bytes())
+            }
+        }
+    }
+}
+
+/// Go's JSON encoding of `string(bytes)` as ESO's `esutils.JSONMarshal` writes it (HTML
+/// not escaped): each byte that is not part of valid UTF-8 becomes the escape `\ufffd`,
+/// U+2028 and U+2029 are escaped, control characters as Go escapes them.
+fn go_json_string(bytes: &[u8], out: &mut String) {
+    out.push('"');
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                '\u{2028}' => out.push_str("\\u2028"),
+                '\u{2029}' => out.push_str("\\u2029"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for _ in chunk.invalid() {
+            out.push_str("\\ufffd");
+        }
+    }
+    out.push('"');
+}
+
+impl From<SecretBytes> for Fetched {
+    fn from(bytes: SecretBytes) -> Self {
+        Fetched::json(bytes)
+    }
+}
+
+impl std::fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fetched::Value { bytes, lookup } => f
+                .debug_struct("Value")
+                .field("bytes", bytes)
+                .field("lookup", lookup)
+                .finish(),
+            Fetched::Map { entries, of } => f
+                .debug_struct("Map")
+                .field("keys", &entries.keys().collect::<Vec<_>>())
+                .field("of", of)
+                .finish(),
+        }
+    }
+}
+
 /// A search for remote secrets (`dataFrom.find`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FindQuery {
@@ -145,7 +296,7 @@ pub struct FindQuery {
 #[async_trait]
 pub trait Provider: Send + Sync {
     /// Fetches one remote secret.
-    async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError>;
+    async fn get(&self, req: &GetRequest) -> Result<Fetched, ProviderError>;
     /// Finds remote secrets; keys are the remote names.
     async fn find(&self, query: &FindQuery)
     -> Result<BTreeMap<String, SecretBytes>, ProviderError>;
@@ -231,6 +382,10 @@ pub struct BuildContext<'a> {
     /// Where the store's references to Secrets and ServiceAccounts resolve; `None` offline,
     /// where a store with such references cannot be built.
     pub cluster: Option<ClusterRefs<'a>>,
+    /// The store object being built (`SecretStore/<namespace>/<name>` or
+    /// `ClusterSecretStore/<name>`), for providers that keep state per store (what was
+    /// pushed to a Fake store); `None` when building without one.
+    pub store: Option<String>,
 }
 
 impl<'a> BuildContext<'a> {
@@ -239,7 +394,18 @@ impl<'a> BuildContext<'a> {
         BuildContext {
             metrics,
             cluster: None,
+            store: None,
         }
+    }
+
+    /// The same context, building the store object `kind` `name` (in `namespace` for a
+    /// SecretStore).
+    pub fn for_store(mut self, kind: StoreKind, namespace: &str, name: &str) -> Self {
+        self.store = Some(match kind {
+            StoreKind::SecretStore => format!("SecretStore/{namespace}/{name}"),
+            StoreKind::ClusterSecretStore => format!("ClusterSecretStore/{name}"),
+        });
+        self
     }
 
     /// Building in the cluster: references resolve as a `store_kind` in `namespace` does.
@@ -256,6 +422,7 @@ impl<'a> BuildContext<'a> {
                 store_kind,
                 namespace,
             }),
+            store: None,
         }
     }
 }
@@ -296,7 +463,10 @@ pub async fn build(
         _ => return Err(ProviderBuildError::MultipleProviders(names.join(", "))),
     }
     if let Some(fake) = &spec.provider.fake {
-        let inner = Arc::new(fake::FakeProvider::new(fake));
+        let inner = Arc::new(match &ctx.store {
+            Some(store) => fake::FakeProvider::for_store(fake, store),
+            None => fake::FakeProvider::new(fake),
+        });
         let metered = Metered::wrap(inner, Calls::new(ctx.metrics, "fake"));
         return Ok((metered, "static".to_string()));
     }
@@ -378,7 +548,7 @@ mod tests {
             .get(&GetRequest::new("k", None, MetadataPolicy::None))
             .await
             .unwrap();
-        assert_eq!(got.expose(), b"v");
+        assert_eq!(got.whole().expose(), b"v");
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ use regex::Regex;
 use super::errors::{classify, classify_get, is_not_found};
 use super::{check_identity, endpoint_env, sts_client};
 use crate::provider::{
-    Calls, Capabilities, FindQuery, GetRequest, Provider, ProviderError, PushOutcome,
+    Calls, Capabilities, Fetched, FindQuery, GetRequest, Provider, ProviderError, PushOutcome,
     PushSecretData, Recorded, SourceSecret,
 };
 use crate::secret::SecretBytes;
@@ -58,9 +58,9 @@ impl ParameterStore {
     }
 }
 
-#[async_trait]
-impl Provider for ParameterStore {
-    async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError> {
+impl ParameterStore {
+    /// One parameter's value (or, `metadataPolicy: Fetch`, its tags as JSON).
+    async fn value(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError> {
         if req.metadata {
             let out = self
                 .client
@@ -105,6 +105,13 @@ impl Provider for ParameterStore {
         Ok(SecretBytes::from(
             out.parameter().and_then(|p| p.value()).unwrap_or_default(),
         ))
+    }
+}
+
+#[async_trait]
+impl Provider for ParameterStore {
+    async fn get(&self, req: &GetRequest) -> Result<Fetched, ProviderError> {
+        self.value(req).await.map(Fetched::json)
     }
 
     async fn find(

@@ -32,7 +32,7 @@ use tracing::warn;
 use super::errors::{classify, classify_get};
 use super::{check_identity, endpoint_env, sts_client};
 use crate::provider::{
-    Calls, Capabilities, FindQuery, GetRequest, Provider, ProviderError, PushOutcome,
+    Calls, Capabilities, Fetched, FindQuery, GetRequest, Provider, ProviderError, PushOutcome,
     PushSecretData, Recorded, SourceSecret,
 };
 use crate::secret::SecretBytes;
@@ -323,9 +323,9 @@ fn tags_match(
 
 #[async_trait]
 impl Provider for SecretsManager {
-    async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError> {
+    async fn get(&self, req: &GetRequest) -> Result<Fetched, ProviderError> {
         if req.metadata {
-            return self.tags_json(&req.key).await;
+            return self.tags_json(&req.key).await.map(Fetched::json);
         }
         match &req.version {
             None => self.get_current(&req.key).await,
@@ -335,6 +335,7 @@ impl Provider for SecretsManager {
                     .await
             }
         }
+        .map(Fetched::json)
     }
 
     async fn find(

@@ -1,9 +1,10 @@
 //! The Kubernetes provider (`spec.provider.kubernetes`): Secrets of a namespace of this
 //! cluster or another one, as ESO reads them (`providers/v1/kubernetes/`).
 //!
-//! - `get` returns the remote Secret's data as ESO's JSON document ([`read`]); the pipeline
-//!   extracts `property` (a literal data key first, then `key.path` inside its JSON) and
-//!   `dataFrom.extract`. A missing remote Secret is [`ProviderError::NoSecret`] for `data[]`
+//! - `get` returns the remote Secret's data as a map of its bytes ([`read`]); the pipeline
+//!   looks `property` up as a data key (a literal key first, then `key.path` inside its
+//!   JSON), takes the map as it is for `dataFrom.extract`, and writes ESO's JSON document of
+//!   it for a `data[]` entry without a property. A missing remote Secret is [`ProviderError::NoSecret`] for `data[]`
 //!   too (ESO returns the raw API error there, so `deletionPolicy: Delete` never fires for
 //!   `data[]`).
 //! - `find` lists the remote namespace by labels (`find.tags`) or by name (`find.name.regexp`,
@@ -38,8 +39,8 @@ use regex::Regex;
 
 use self::auth::Connection;
 use super::{
-    BuildContext, Calls, Capabilities, FindQuery, GetRequest, Provider, ProviderBuildError,
-    ProviderError, PushOutcome, PushSecretData, SourceSecret,
+    BuildContext, Calls, Capabilities, Fetched, FindQuery, GetRequest, Provider,
+    ProviderBuildError, ProviderError, PushOutcome, PushSecretData, SourceSecret,
 };
 use crate::api::{KubernetesProvider, StoreKind};
 use crate::secret::SecretBytes;
@@ -176,7 +177,7 @@ impl KubernetesStore {
 
 #[async_trait]
 impl Provider for KubernetesStore {
-    async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError> {
+    async fn get(&self, req: &GetRequest) -> Result<Fetched, ProviderError> {
         let secret =
             self.read(&self.namespace, &req.key)
                 .await?
@@ -185,9 +186,9 @@ impl Provider for KubernetesStore {
                     version: None,
                 })?;
         Ok(if req.metadata {
-            read::metadata_document(&secret)
+            read::metadata(&secret)
         } else {
-            read::data_document(&secret)
+            read::data(&secret)
         })
     }
 

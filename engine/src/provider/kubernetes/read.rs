@@ -1,41 +1,56 @@
-//! What a remote Secret reads as, without IO: ESO's documents for `get` and `find`, and the
-//! label selector of `find.tags`.
+//! What a remote Secret reads as, without IO: the maps `get` returns, ESO's documents for
+//! `find`, and the label selector of `find.tags`.
 //!
-//! - data: `{"key": "value", …}`, keys sorted, each value the Secret's bytes as a string
-//!   (Go's `string(v)`: bytes that are not UTF-8 become U+FFFD, as in ESO), so `property`
-//!   (a literal key first, then `key.path` inside a JSON value) and `dataFrom.extract` work
-//!   on it in the pipeline;
-//! - `metadataPolicy: Fetch`: `{"annotations": {…}, "labels": {…}}`.
+//! - data: the Secret's `data`, byte for byte ([`Fetched::Map`]); the pipeline looks a
+//!   `property` up as a data key and `dataFrom.extract` takes the map as it is, so binary
+//!   values (a keystore, a DER certificate) arrive unchanged. Without a property, and for
+//!   `find`, it is ESO's JSON document `{"key": "value", …}`, keys sorted, each value the
+//!   Secret's bytes as Go's `string(v)` (bytes that are not UTF-8 become U+FFFD, as in ESO);
+//! - `metadataPolicy: Fetch`: `labels` and `annotations`, each as a JSON object (`null` when
+//!   the Secret has none, as Go marshals a nil map).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
-use serde_json::{Map, Value};
 
-use crate::secret::SecretBytes;
+use crate::provider::{Fetched, MapOf};
+use crate::secret::{SecretBytes, SecretMap};
 
-/// The data document of a Secret.
-pub fn data_document(secret: &Secret) -> SecretBytes {
-    let map: Map<String, Value> = secret
+/// A Secret's data, verbatim.
+pub fn data(secret: &Secret) -> Fetched {
+    let entries: SecretMap = secret
         .data
         .iter()
         .flatten()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                Value::String(String::from_utf8_lossy(&v.0).into_owned()),
-            )
-        })
+        .map(|(k, v)| (k.clone(), SecretBytes::new(v.0.clone())))
         .collect();
-    SecretBytes::new(serde_json::to_vec(&Value::Object(map)).unwrap_or_default())
+    Fetched::Map {
+        entries,
+        of: MapOf::SecretData,
+    }
 }
 
-/// The metadata document of a Secret (`metadataPolicy: Fetch`).
-pub fn metadata_document(secret: &Secret) -> SecretBytes {
-    let labels = secret.metadata.labels.clone().unwrap_or_default();
-    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
-    let doc = serde_json::json!({ "labels": labels, "annotations": annotations });
-    SecretBytes::new(serde_json::to_vec(&doc).unwrap_or_default())
+/// ESO's JSON document of a Secret's data (what `find` returns per Secret).
+pub fn data_document(secret: &Secret) -> SecretBytes {
+    data(secret).whole()
+}
+
+/// A Secret's labels and annotations (`metadataPolicy: Fetch`).
+pub fn metadata(secret: &Secret) -> Fetched {
+    let json = |m: &Option<BTreeMap<String, String>>| {
+        SecretBytes::new(serde_json::to_vec(m).unwrap_or_default())
+    };
+    Fetched::Map {
+        entries: [
+            (
+                "annotations".to_string(),
+                json(&secret.metadata.annotations),
+            ),
+            ("labels".to_string(), json(&secret.metadata.labels)),
+        ]
+        .into(),
+        of: MapOf::SecretMetadata,
+    }
 }
 
 /// The label selector for `find.tags` (every tag must match), refusing what is not a label
@@ -112,35 +127,28 @@ mod tests {
     }
 
     #[test]
-    fn data_reads_as_esos_json_and_properties_find_literal_then_nested_keys() {
+    fn data_is_the_secrets_bytes_and_reads_whole_as_esos_json() {
         let s = secret(&[
             ("file.png", b"png"),
             ("config", br#"{"db":{"user":"admin"},"port":5432}"#),
             ("plain", b"a<b>&c"),
+            ("bin", &[0xff, 0x00, b'a']),
         ]);
-        let doc = data_document(&s);
-        assert_eq!(
-            std::str::from_utf8(doc.expose()).unwrap(),
-            r#"{"config":"{\"db\":{\"user\":\"admin\"},\"port\":5432}","file.png":"png","plain":"a<b>&c"}"#
-        );
-        let v: Value = serde_json::from_slice(doc.expose()).unwrap();
-        let get = |p: &str| {
-            crate::pipeline::property::extract(&v, p).map(|b| String::from_utf8(b).unwrap())
+        let Fetched::Map { entries, of } = data(&s) else {
+            panic!("a Secret reads as a map");
         };
-        assert_eq!(get("file.png").as_deref(), Some("png"));
-        assert_eq!(get("config.db.user").as_deref(), Some("admin"));
-        assert_eq!(get("config.port").as_deref(), Some("5432"));
-        assert_eq!(get("config.db").as_deref(), Some(r#"{"user":"admin"}"#));
-        assert_eq!(get("config.nope"), None);
-        assert_eq!(get("nope"), None);
-    }
-
-    #[test]
-    fn bytes_that_are_not_utf8_read_as_in_eso() {
-        let doc = data_document(&secret(&[("bin", &[0xff, b'a'])]));
+        assert_eq!(of, MapOf::SecretData);
+        assert_eq!(entries["bin"].expose(), &[0xff, 0x00, b'a']);
+        assert_eq!(entries["plain"].expose(), b"a<b>&c");
+        // Go writes each byte that is not UTF-8 as the escape \ufffd, and NUL as \u0000.
         assert_eq!(
-            std::str::from_utf8(doc.expose()).unwrap(),
-            "{\"bin\":\"\u{fffd}a\"}"
+            std::str::from_utf8(data_document(&s).expose()).unwrap(),
+            r#"{"bin":"\ufffd\u0000a","config":"{\"db\":{\"user\":\"admin\"},\"port\":5432}","file.png":"png","plain":"a<b>&c"}"#
+        );
+        let odd = secret(&[("k", b"\xe2\x82 \x08\x0c\x1f\xe2\x80\xa8\"\\")]);
+        assert_eq!(
+            std::str::from_utf8(data_document(&odd).expose()).unwrap(),
+            r#"{"k":"\ufffd\ufffd \b\f\u001f\u2028\"\\"}"#
         );
     }
 
@@ -148,10 +156,10 @@ mod tests {
     fn metadata_reads_as_labels_and_annotations() {
         let mut s = secret(&[]);
         s.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
-        let doc = metadata_document(&s);
+        let doc = metadata(&s).whole();
         assert_eq!(
             std::str::from_utf8(doc.expose()).unwrap(),
-            r#"{"annotations":{},"labels":{"app":"web"}}"#
+            r#"{"annotations":null,"labels":{"app":"web"}}"#
         );
     }
 

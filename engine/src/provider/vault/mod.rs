@@ -36,8 +36,8 @@ use regex::Regex;
 use self::http::{Http, Reply, describe};
 use self::token::{Lease, TokenSlot};
 use super::{
-    BuildContext, Calls, Capabilities, FindQuery, GetRequest, Provider, ProviderBuildError,
-    ProviderError, PushOutcome, PushSecretData, Recorded, SourceSecret,
+    BuildContext, Calls, Capabilities, Fetched, FindQuery, GetRequest, Lookup, Provider,
+    ProviderBuildError, ProviderError, PushOutcome, PushSecretData, Recorded, SourceSecret,
 };
 use crate::api::{OpenBaoProvider, VaultAppRole, VaultAuth, VaultProvider};
 use crate::secret::SecretBytes;
@@ -853,9 +853,9 @@ impl VaultStore {
     }
 }
 
-#[async_trait]
-impl Provider for VaultStore {
-    async fn get(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError> {
+impl VaultStore {
+    /// One secret's data as JSON (or, `metadataPolicy: Fetch`, its metadata).
+    async fn value(&self, req: &GetRequest) -> Result<SecretBytes, ProviderError> {
         if self.flavor == Flavor::OpenBao {
             // ESO's OpenBao provider ignores metadataPolicy.
             if let Some(v) = &req.version {
@@ -889,6 +889,18 @@ impl Provider for VaultStore {
         }
         let data = self.read_secret(&req.key, req.version.as_deref()).await?;
         Ok(SecretBytes::new(go_json(&serde_json::Value::Object(data))))
+    }
+}
+
+#[async_trait]
+impl Provider for VaultStore {
+    async fn get(&self, req: &GetRequest) -> Result<Fetched, ProviderError> {
+        let lookup = match self.flavor {
+            Flavor::OpenBao => Lookup::OpenBao,
+            _ => Lookup::Vault,
+        };
+        let bytes = self.value(req).await?;
+        Ok(Fetched::Value { bytes, lookup })
     }
 
     async fn find(

@@ -162,8 +162,8 @@ pub fn exists_in(existing: &Existing, property: Option<&str>) -> bool {
     match data.get(p) {
         Some(Value::Null) => false,
         Some(_) => true,
-        None => crate::pipeline::property::extract(&Value::Object(data.clone()), p)
-            .is_some_and(|v| v != b"null"),
+        None => crate::pipeline::property::find(&Value::Object(data.clone()), p)
+            .is_some_and(|v| !v.is_null()),
     }
 }
 
