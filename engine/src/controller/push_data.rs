@@ -298,25 +298,9 @@ mod tests {
     use super::*;
     use crate::api::push_secret::{PushSecretDataToMatch, PushSecretRewrite, PushSecretStoreRef};
     use crate::api::{RewriteRegexp, RewriteTransform};
-    use crate::pipeline::RenameError;
+    use crate::pipeline::rewrite::tests::Upper;
     use crate::secret::SecretBytes;
-    use async_trait::async_trait;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-
-    /// Renames keys as `{{ .value | upper }}` would (the real one runs in Wasm).
-    struct Upper;
-
-    #[async_trait]
-    impl KeyRenamer for Upper {
-        async fn rename_keys(
-            &self,
-            template: &str,
-            keys: Vec<String>,
-        ) -> Result<Vec<String>, RenameError> {
-            assert_eq!(template, "{{ .value | upper }}");
-            Ok(keys.iter().map(|k| k.to_uppercase()).collect())
-        }
-    }
 
     fn source() -> SourceSecret {
         SourceSecret {

@@ -120,20 +120,12 @@ impl Turns {
         loop {
             let next = {
                 let mut state = self.lock();
-                if let Some(tx) = state.resume.pop_front() {
-                    // Finishing what began comes first (bounded: each began once).
-                    drop(state);
-                    match tx.send(turn) {
-                        Ok(()) => return,
-                        Err(back) => {
-                            turn = back;
-                            continue;
-                        }
-                    }
-                }
                 let periodic_due = !state.periodic.is_empty()
                     && (state.urgent.is_empty() || state.urgent_streak >= Self::PERIODIC_SHARE);
-                let next = if periodic_due {
+                // Finishing what began comes first (bounded: each began once).
+                let next = if !state.resume.is_empty() {
+                    state.resume.pop_front()
+                } else if periodic_due {
                     state.urgent_streak = 0;
                     state.periodic.pop_front()
                 } else {

@@ -149,12 +149,13 @@ pub async fn rename(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::{RewriteRegexp, RewriteTransform};
 
-    /// Renames keys the way a transform `{{ .value | upper }}` would.
-    struct Upper;
+    /// Renames keys the way a transform `{{ .value | upper }}` would (the real one runs in
+    /// Wasm); PushSecret's `dataTo` tests use it too.
+    pub(crate) struct Upper;
 
     #[async_trait]
     impl KeyRenamer for Upper {
