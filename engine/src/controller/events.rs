@@ -179,11 +179,6 @@ impl Recorder {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-
-    /// Events remembered for their series (for tests and metrics).
-    pub fn remembered(&self) -> usize {
-        self.lock().published.len()
-    }
 }
 
 impl Memory {
