@@ -4,7 +4,9 @@
 //! (`$ESOX_STACK_ENV`, else `<repo>/.stack/env`). Each test gets its own namespace and its own
 //! esox controller scoped to that namespace, running in the test's runtime, so tests are
 //! hermetic and run in parallel. Tests that need the cluster-wide controller (for
-//! ClusterSecretStore status) take [`cluster_lock`] so only one runs at a time.
+//! ClusterSecretStore status) take [`cluster_lock`], which waits until no other test of the
+//! binary holds a [`TestEnv`] and keeps new ones out: a cluster-wide controller reconciles
+//! every namespace, and would otherwise be a second writer of the other tests' objects.
 #![allow(missing_docs)]
 
 pub mod audit;
@@ -179,6 +181,8 @@ pub struct TestEnv {
     pub ns: String,
     pub registry: Arc<Registry>,
     controller: Option<tokio::task::JoinHandle<()>>,
+    /// Keeps cluster-wide controllers of other tests out while this env lives.
+    _share: Option<Arc<Share>>,
 }
 
 /// The process's plugin host: one Wasm engine per process, as in the controller.
@@ -216,10 +220,52 @@ pub struct Options {
     pub store_concurrency: Option<u16>,
 }
 
-/// Serialises tests that run a cluster-wide controller.
-pub async fn cluster_lock() -> tokio::sync::MutexGuard<'static, ()> {
-    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    LOCK.lock().await
+/// Tests of one binary share the cluster: namespaced [`TestEnv`]s share it, a test that runs
+/// a cluster-wide controller ([`cluster_lock`]) has it alone. Fair: a waiting cluster-wide
+/// test keeps new namespaced ones out, so it is not starved.
+static CLUSTER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+thread_local! {
+    /// Whether this thread (a test: each runs on its own thread and runtime) holds
+    /// [`cluster_lock`], so its own [`TestEnv`]s need no share.
+    static HOLDS_CLUSTER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The share this thread's [`TestEnv`]s hold, if any: a second env of the same test
+    /// reuses it (taking a second share behind a waiting writer would deadlock).
+    static SHARE: std::cell::RefCell<std::sync::Weak<Share>> =
+        const { std::cell::RefCell::new(std::sync::Weak::new()) };
+}
+
+/// A namespaced test's share of the cluster.
+struct Share(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'static, ()>);
+
+/// The cluster to this test alone, for as long as it is held: see [`CLUSTER`].
+pub struct ClusterGuard(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'static, ()>);
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        HOLDS_CLUSTER.with(|h| h.set(false));
+    }
+}
+
+/// Serialises tests that run a cluster-wide controller, and keeps every other test of the
+/// binary out while one runs.
+pub async fn cluster_lock() -> ClusterGuard {
+    let guard = CLUSTER.write().await;
+    HOLDS_CLUSTER.with(|h| h.set(true));
+    ClusterGuard(guard)
+}
+
+/// This test's share of the cluster (none while it holds [`cluster_lock`]).
+async fn cluster_share() -> Option<Arc<Share>> {
+    if HOLDS_CLUSTER.with(std::cell::Cell::get) {
+        return None;
+    }
+    if let Some(held) = SHARE.with(|s| s.borrow().upgrade()) {
+        return Some(held);
+    }
+    let share = Arc::new(Share(CLUSTER.read().await));
+    SHARE.with(|s| *s.borrow_mut() = Arc::downgrade(&share));
+    Some(share)
 }
 
 impl TestEnv {
@@ -242,7 +288,7 @@ impl TestEnv {
 
     /// A test environment whose controller runs cluster-wide (it also reconciles
     /// ClusterSecretStores and the cluster-scoped kinds), holding [`cluster_lock`] for the test.
-    pub async fn cluster_wide(test: &str) -> (tokio::sync::MutexGuard<'static, ()>, TestEnv) {
+    pub async fn cluster_wide(test: &str) -> (ClusterGuard, TestEnv) {
         let guard = cluster_lock().await;
         let env = Self::with(
             test,
@@ -258,6 +304,7 @@ impl TestEnv {
     /// A test environment with options.
     pub async fn with(test: &str, opts: Options) -> TestEnv {
         init_tracing();
+        let share = cluster_share().await;
         let client = admin_client()
             .await
             .expect("connect to the local apiserver");
@@ -305,6 +352,7 @@ impl TestEnv {
             ns,
             registry,
             controller,
+            _share: share,
         }
     }
 
@@ -976,6 +1024,7 @@ impl TestEnv {
             ns,
             registry: Arc::new(Registry::default()),
             controller: None,
+            _share: None,
         }
     }
 

@@ -890,6 +890,55 @@ spec:
     }
 }
 
+/// Fault: the pushed secret is deleted by hand in AWS (marked for deletion, its name held for
+/// the recovery window), then the PushSecret is deleted. ESO's delete reads the value first,
+/// which AWS refuses for a secret marked for deletion, so ESO's PushSecret stays stuck behind
+/// its finalizer for the whole window; esox counts a marked secret as deleted.
+#[tokio::test]
+async fn a_secret_deleted_by_hand_in_aws_does_not_hold_the_push_secret() {
+    let env = TestEnv::new("push-byhand").await;
+    let ns = env.ns.clone();
+    source_secret(&env, "app", &[("token", "by-hand-canary")]).await;
+    env.apply(&aws_static_store("aws", "SecretsManager", KEY))
+        .await
+        .unwrap();
+    env.apply(&format!(
+        r#"
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {{name: byhand}}
+spec:
+  refreshInterval: 1h
+  deletionPolicy: Delete
+  secretStoreRefs: [{{name: aws}}]
+  selector: {{secret: {{name: app}}}}
+  data:
+  - match: {{secretKey: token, remoteRef: {{remoteKey: {ns}/token}}}}
+"#
+    ))
+    .await
+    .unwrap();
+    wait_push(&env, "byhand", "True", "Synced").await;
+    let sm = sm().await;
+    sm.delete_secret()
+        .secret_id(format!("{ns}/token"))
+        .send()
+        .await
+        .unwrap();
+    let api: Api<esox::api::PushSecret> = Api::namespaced(env.client.clone(), &env.ns);
+    api.delete("byhand", &DeleteParams::default())
+        .await
+        .unwrap();
+    let gone = wait_for(Duration::from_secs(30), "PushSecret gone", || async {
+        api.get_opt("byhand").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    if let Err(e) = gone {
+        let status = api.get("byhand").await.ok().and_then(|p| p.status);
+        panic!("{e}; status: {status:?}");
+    }
+}
+
 /// ESO's CEL rules on `dataTo` refuse at the apiserver, webhook or not.
 #[tokio::test]
 async fn data_to_cel_rules_refuse_at_the_apiserver() {

@@ -47,6 +47,11 @@ pub enum ProviderError {
     /// The provider could not be reached or failed.
     #[error("provider unavailable: {0}")]
     Unavailable(String),
+    /// The provider answered and refused the request as invalid in the remote secret's
+    /// current state (AWS `InvalidRequestException`: a secret marked for deletion, for one).
+    /// Retrying the same request will not help until something changes remotely.
+    #[error("request rejected by the provider: {0}")]
+    Rejected(String),
     /// The request cannot be served by this provider (e.g. find by tags on Fake).
     #[error("{0}")]
     Unsupported(String),

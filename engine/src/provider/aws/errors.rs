@@ -64,6 +64,17 @@ where
             _,
         )
         | (_, Some(429)) => ProviderError::Throttled(detail),
+        // The service answered and refused this request (a secret marked for deletion, a bad
+        // parameter): not an outage, and not worth reporting as one.
+        (
+            "InvalidRequestException"
+            | "InvalidParameterException"
+            | "InvalidParameterValueException"
+            | "ValidationException"
+            | "ResourceExistsException"
+            | "ParameterAlreadyExists",
+            _,
+        ) => ProviderError::Rejected(detail),
         _ => ProviderError::Unavailable(detail),
     }
 }

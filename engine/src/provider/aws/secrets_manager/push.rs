@@ -449,29 +449,27 @@ impl SecretsManager {
         Ok(())
     }
 
+    /// ESO's DeleteSecret, made idempotent: a secret that is gone, or already marked for
+    /// deletion (by another writer, by hand, or by an earlier attempt whose answer was lost),
+    /// is deleted. ESO reads the value first and fails on such a secret for ever, which leaves
+    /// a PushSecret stuck behind its finalizer; DescribeSecret answers the same questions
+    /// (exists, managed, replicated, deleted) without reading the value.
     pub(super) async fn delete_pushed(&self, remote: &RemoteRef) -> Result<(), ProviderError> {
         let name = self.id(&remote.remote_key);
         let client = &self.api.client;
         let calls = &self.api.calls;
-        match client
-            .get_secret_value()
-            .secret_id(&name)
-            .send()
-            .await
-            .recorded(calls, "GetSecretValue")
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) => return Err(classify(e, "secretsmanager:GetSecretValue")),
-        }
-        let desc = client
+        let desc = match client
             .describe_secret()
             .secret_id(&name)
             .send()
             .await
             .recorded(calls, "DescribeSecret")
-            .map_err(|e| classify(e, "secretsmanager:DescribeSecret"))?;
-        if !managed(desc.tags()) {
+        {
+            Ok(desc) => desc,
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(classify(e, "secretsmanager:DescribeSecret")),
+        };
+        if desc.deleted_date().is_some() || !managed(desc.tags()) {
             return Ok(());
         }
         let arn = desc.arn().unwrap_or(&name).to_string();
@@ -497,11 +495,35 @@ impl SecretsManager {
         } else if opts.recovery_window_days != 0 {
             call = call.recovery_window_in_days(opts.recovery_window_days);
         }
-        call.send()
+        match call.send().await.recorded(calls, "DeleteSecret") {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => {
+                let err = classify(e, "secretsmanager:DeleteSecret");
+                // Another writer deleted it between our two calls.
+                if matches!(err, ProviderError::Rejected(_)) && self.marked_for_deletion(&arn).await
+                {
+                    return Ok(());
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Whether the secret is gone or scheduled for deletion (a failed look says no).
+    async fn marked_for_deletion(&self, id: &str) -> bool {
+        match self
+            .api
+            .client
+            .describe_secret()
+            .secret_id(id)
+            .send()
             .await
-            .recorded(calls, "DeleteSecret")
-            .map_err(|e| classify(e, "secretsmanager:DeleteSecret"))?;
-        Ok(())
+            .recorded(&self.api.calls, "DescribeSecret")
+        {
+            Ok(d) => d.deleted_date().is_some(),
+            Err(e) => is_not_found(&e),
+        }
     }
 
     pub(super) async fn exists(&self, remote: &RemoteRef) -> Result<bool, ProviderError> {
