@@ -681,6 +681,7 @@ async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             provider_timeout: args.provider_timeout,
             store_concurrency: args.store_concurrency,
             switches,
+            class: esox::controller::class::ControllerClass::new(&args.eso.controller_class),
         },
     );
     ctx.rollout
@@ -1021,7 +1022,8 @@ mod tests {
         assert!(!switches.cluster_store && !switches.cluster_external_secret);
         assert!(!switches.push_secret && !switches.cluster_push_secret);
         assert!(!switches.secret_store && !switches.flood_gate);
-        assert_eq!(args.eso.no_effect.given().len(), 25);
+        assert_eq!(args.eso.controller_class, "default");
+        assert_eq!(args.eso.no_effect.given().len(), 24);
     }
 
     #[test]

@@ -343,6 +343,7 @@ impl TestEnv {
                     provider_timeout: opts.provider_timeout.unwrap_or(Settings::PROVIDER_TIMEOUT),
                     store_concurrency: opts.store_concurrency.unwrap_or(0),
                     switches: Default::default(),
+                    class: Default::default(),
                 },
             );
             tokio::spawn(esox::controller::run(ctx, Arc::new(AtomicBool::new(false))))

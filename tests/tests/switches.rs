@@ -2,7 +2,8 @@
 //! syntax (`--enable-push-secret-reconciler=false`, …), leaves the kinds switched off to
 //! another controller — no status, no finalizer, no child object — and never lists or watches
 //! them, by the apiserver's own audit log (the process runs as the audited ServiceAccount, see
-//! `esox_tests::audit`), while ExternalSecrets on a SecretStore still sync.
+//! `esox_tests::audit`), while ExternalSecrets on a SecretStore still sync. And
+//! `--controller-class`: stores of another class, and what reads them, are left alone.
 
 use std::time::Duration;
 
@@ -238,4 +239,103 @@ spec:
             "{off}: no request at all with its controller switched off: {got:?}"
         );
     }
+}
+
+/// `--controller-class` as ESO's: esox run as class `esox` serves the stores of its class (and
+/// those without one), and leaves a store of another class to its controller: the store is
+/// not validated, an ExternalSecret reading it gets no finalizer, status, event or Secret, a
+/// PushSecret pushing to it is not pushed. Moving the store to esox's class (`spec.controller`
+/// alone) hands its ExternalSecret over at once, well before its 1 h refresh.
+#[tokio::test]
+async fn controller_class_splits_stores_between_two_controllers() {
+    let env = TestEnv::without_controller("class").await;
+    let class = |store: String, controller: &str| {
+        store.replace("spec:\n", &format!("spec:\n  controller: {controller}\n"))
+    };
+    esox_tests::push::source(&env, "src", &[("v", "pushed-value")]).await;
+    env.apply(&format!(
+        r#"{mine}---
+{theirs}---
+{open}---
+{a}---
+{b}---
+{c}---
+apiVersion: external-secrets.io/v1alpha1
+kind: PushSecret
+metadata: {{name: push}}
+spec:
+  refreshInterval: 2s
+  secretStoreRefs: [{{name: theirs}}]
+  selector: {{secret: {{name: src}}}}
+  data:
+  - match: {{secretKey: v, remoteRef: {{remoteKey: pushed}}}}
+"#,
+        mine = class(fake_store_v1("mine", &[("k", "from-mine")]), "esox"),
+        theirs = class(fake_store_v1("theirs", &[("k", "from-theirs")]), "default"),
+        open = fake_store_v1("open", &[("k", "from-open")]),
+        a = external_secret("a", "mine", "1h", &[("key", "k")]),
+        b = external_secret("b", "theirs", "1h", &[("key", "k")]),
+        c = external_secret("c", "open", "1h", &[("key", "k")]),
+    ))
+    .await
+    .unwrap();
+
+    let (log, file) = Log::new("class");
+    let controller = env.spawn_controller_logging(&[("ESOX_CONTROLLER_CLASS", "esox")], file);
+    controller.wait_ready().await;
+    // Its own store and a store without a class are served ...
+    env.wait_value("a", "key", "from-mine").await;
+    env.wait_value("c", "key", "from-open").await;
+    env.wait_store("mine", |status, _, _| status == "True")
+        .await;
+    env.wait_store("open", |status, _, _| status == "True")
+        .await;
+    // ... another class's is left alone (time for a controller that would touch it to do so).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let stores: Api<esox::api::SecretStore> = Api::namespaced(env.client.clone(), &env.ns);
+    let pushes: Api<esox::api::PushSecret> = Api::namespaced(env.client.clone(), &env.ns);
+    for (what, result) in [
+        (
+            "the store of another class",
+            untouched_at(stores.clone(), "theirs").await,
+        ),
+        (
+            "the ExternalSecret reading it",
+            untouched_at(env.external_secrets(), "b").await,
+        ),
+        (
+            "the PushSecret pushing to it",
+            untouched_at(pushes.clone(), "push").await,
+        ),
+    ] {
+        if let Err(e) = result {
+            panic!("{what} was touched: {e}\n{}", log.tail());
+        }
+    }
+    assert!(
+        env.secrets().get_opt("b").await.unwrap().is_none(),
+        "no Secret for b\n{}",
+        log.tail()
+    );
+    let mut events = env.events_for("b").await;
+    events.extend(env.events_for("theirs").await);
+    events.extend(env.events_for("push").await);
+    assert!(events.is_empty(), "no event on them: {events:?}");
+
+    // The store moves to esox's class: its ExternalSecret is synced at once (within
+    // `wait_value`'s 30 s; its refresh is 1 h away, so only the store watch can wake it), the
+    // store validated, the PushSecret pushed (at its next look, 2 s).
+    stores
+        .patch(
+            "theirs",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"controller": "esox"}})),
+        )
+        .await
+        .unwrap();
+    env.wait_value("b", "key", "from-theirs").await;
+    env.wait_store("theirs", |status, _, _| status == "True")
+        .await;
+    esox_tests::push::wait_push(&env, "push", "True", "Synced").await;
+    drop(controller);
 }

@@ -134,6 +134,12 @@ pub struct EsoArgs {
     /// --metrics-addr too). `:8082` is every interface.
     #[arg(long, env = "ESOX_LIVE_ADDR", value_parser = listen_addr, value_name = "ADDR")]
     pub live_addr: Option<SocketAddr>,
+    /// ESO's controller class: stores whose `spec.controller` names another class are left to
+    /// that controller (not validated, not read, not pushed to), and so are the
+    /// ExternalSecrets that read them. A store without `spec.controller` is every
+    /// controller's.
+    #[arg(long, env = "ESOX_CONTROLLER_CLASS", default_value = crate::controller::class::DEFAULT, value_name = "CLASS")]
+    pub controller_class: String,
     /// ESO's log level (debug, info, warn, error; dpanic, panic and fatal log errors only),
     /// used when `RUST_LOG` is not set.
     #[arg(long, env = "ESOX_LOGLEVEL", value_parser = log_level, value_name = "LEVEL")]
@@ -148,10 +154,6 @@ pub struct EsoArgs {
 #[derive(clap::Args, Debug, Clone, Default)]
 #[command(next_help_heading = "ESO's flags accepted with no effect")]
 pub struct NoEffectArgs {
-    /// ESO's controller class. esox has none: it reconciles every store whatever its
-    /// spec.controller says (do not run it beside another controller of the same kinds).
-    #[arg(long, env = "ESOX_CONTROLLER_CLASS", value_name = "CLASS")]
-    pub controller_class: Option<String>,
     /// ESO: serve metrics over HTTPS. esox serves them over HTTP.
     #[arg(long, env = "ESOX_METRICS_SECURE", action = clap::ArgAction::Set, value_parser = go_bool, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub metrics_secure: Option<bool>,
@@ -240,7 +242,6 @@ impl NoEffectArgs {
     /// The flags given (on the command line or in the environment), as `--name`.
     pub fn given(&self) -> Vec<&'static str> {
         [
-            ("--controller-class", self.controller_class.is_some()),
             ("--metrics-secure", self.metrics_secure.is_some()),
             ("--metrics-auth", self.metrics_auth.is_some()),
             ("--metrics-cert-dir", self.metrics_cert_dir.is_some()),
@@ -324,16 +325,6 @@ impl NoEffectArgs {
     /// does not honour.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(class) = self
-            .controller_class
-            .as_deref()
-            .filter(|c| !c.is_empty() && *c != "default")
-        {
-            out.push(format!(
-                "--controller-class={class}: esox has no controller classes and reconciles every \
-                 store, whatever its spec.controller says"
-            ));
-        }
         if self.metrics_secure == Some(true) || self.metrics_auth == Some(true) {
             out.push(
                 "--metrics-secure/--metrics-auth: esox serves /metrics over plain HTTP without \
@@ -472,32 +463,26 @@ mod tests {
             "--enable-configmaps-caching",
             "--generator-gc-grace-period=2m",
             "--experimental-vault-token-cache-size=100",
-            "--controller-class=default",
         ])
         .unwrap();
         let no_effect = &flags.eso.no_effect;
         assert_eq!(
             no_effect.given(),
             [
-                "--controller-class",
                 "--enable-secrets-caching",
                 "--enable-configmaps-caching",
                 "--generator-gc-grace-period",
                 "--vault-token-cache-size"
             ]
         );
-        assert!(
-            no_effect.warnings().is_empty(),
-            "the default class warns of nothing"
-        );
+        assert!(no_effect.warnings().is_empty());
+        assert_eq!(parse(&[]).unwrap().eso.controller_class, "default");
         assert_eq!(
-            parse(&["--controller-class=other"])
+            parse(&["--controller-class=esox"])
                 .unwrap()
                 .eso
-                .no_effect
-                .warnings()
-                .len(),
-            1
+                .controller_class,
+            "esox"
         );
         assert!(parse(&["--generator-gc-grace-period=2 minutes"]).is_err());
         assert!(parse(&["--vault-token-cache-size=-1"]).is_err());

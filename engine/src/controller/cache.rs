@@ -34,6 +34,8 @@ pub struct Caches {
     pub cluster_stores: Option<Store<ClusterSecretStore>>,
     /// The metadata of Secrets labelled as managed.
     pub targets: Store<PartialObjectMeta<Secret>>,
+    /// ExternalSecrets: the controller's own reflector.
+    pub external_secrets: Store<ExternalSecret>,
 }
 
 impl Caches {
@@ -46,6 +48,12 @@ impl Caches {
     /// A ClusterSecretStore from the cache.
     pub fn cluster_store(&self, name: &str) -> Option<Arc<ClusterSecretStore>> {
         self.cluster_stores.as_ref()?.get(&ObjectRef::new(name))
+    }
+
+    /// An ExternalSecret as the cache has it now: a reconcile is handed the object as it was
+    /// when it was queued, and may wait a while for its turn (see [`WrittenStatus::observed`]).
+    pub fn external_secret(&self, key: &ObjectRef<ExternalSecret>) -> Option<Arc<ExternalSecret>> {
+        self.external_secrets.get(key)
     }
 
     /// A managed Secret's metadata from the cache.
@@ -225,7 +233,8 @@ impl WrittenStatus {
 
     /// The watch delivered `es`: once that is a version from after esox's write (the write
     /// itself, or someone's change since), the cache is the truth and the memo goes. Only the
-    /// watch may say so: a reconcile can hold an object older than the cache (a queued event's).
+    /// watch may say so, and a reconcile plans from the cache's object once it has its turn
+    /// ([`Caches::external_secret`]), never from the older copy it was queued with.
     pub fn observed(&self, es: &ExternalSecret) {
         let key = ObjectRef::from_obj(es);
         let mut map = self.lock();

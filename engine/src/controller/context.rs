@@ -36,6 +36,8 @@ pub struct Settings {
     pub store_concurrency: u16,
     /// Which controllers run (ESO's `--enable-*-reconciler` flags and flood gate).
     pub switches: super::switches::Switches,
+    /// ESO's `--controller-class`: which stores are this controller's (see [`super::class`]).
+    pub class: super::class::ControllerClass,
 }
 
 impl Settings {
@@ -81,6 +83,8 @@ pub struct Context {
     /// Stores that just became Ready, by bulkhead key ([`super::bulkhead::keys`]): the
     /// ExternalSecrets reading them are reconciled at once (see [`super::run`]).
     pub stores_ready: tokio::sync::broadcast::Sender<String>,
+    /// Stores of another controller class that ExternalSecrets were left alone for.
+    pub foreign_stores: super::class::ForeignStores,
     /// Rollout restarts: what is known restarted, the Reloader mode (see [`super::rollout`]).
     pub rollout: super::rollout::Rollouts,
     /// `--shard-mode`: which ExternalSecrets and PushSecrets this replica owns (unset: all).
@@ -182,6 +186,7 @@ impl Context {
             turns,
             bulkheads: super::bulkhead::Bulkheads::new(usize::from(per_store)),
             stores_ready: tokio::sync::broadcast::channel(256).0,
+            foreign_stores: Default::default(),
             failures: Mutex::default(),
             providers: ProviderCache::default(),
             plugins,

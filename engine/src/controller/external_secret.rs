@@ -93,6 +93,23 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         debug!("reads a ClusterSecretStore, which this controller does not process; left alone");
         return Ok(Action::await_change());
     }
+    // `--controller-class`: one that reads a store of another class is that controller's.
+    if es.meta().deletion_timestamp.is_none()
+        && let Some(caches) = ctx.caches.get()
+        && let Some(store) = ctx.settings.class.foreign_store(&es, caches)
+    {
+        // Remembered before looking again: a store the watch turns to this class in between
+        // is seen either here or by the watch (see `class::ForeignStores`).
+        ctx.foreign_stores.left_alone_for(store);
+        if let Some(store) = ctx.settings.class.foreign_store(&es, caches) {
+            debug!(
+                store,
+                class = ctx.settings.class.as_str(),
+                "reads a store of another controller class; left alone"
+            );
+            return Ok(Action::await_change());
+        }
+    }
     let priority = priority(&es, &ctx);
     trace!(?priority, waiting = ?ctx.turns.waiting(), "queued for a turn");
     let mut seat = Seat::new(ctx.turns.clone(), priority);
@@ -245,6 +262,17 @@ async fn sync(
     ctx: &Context,
     seat: &mut Seat,
 ) -> Result<Synced, Error> {
+    // The object as the cache has it now, not as it was when this reconcile was queued: it
+    // may have waited for its turn while the watch delivered esox's own last write, which
+    // also dropped the memo that `overlay` serves older versions from. Planning from the
+    // queued copy then refreshed a just-synced object a second time.
+    if let Some(latest) = ctx
+        .caches
+        .get()
+        .and_then(|c| c.external_secret(&ObjectRef::from_obj(es.as_ref())))
+    {
+        *es = latest;
+    }
     let ns = es.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     if es.meta().deletion_timestamp.is_some() {

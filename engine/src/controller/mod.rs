@@ -14,6 +14,7 @@
 
 pub mod bulkhead;
 pub mod cache;
+pub mod class;
 pub mod cluster_external_secret;
 pub mod cluster_push_secret;
 pub mod context;
@@ -193,14 +194,33 @@ pub async fn run_until(
         move || watcher(store_api.clone(), watcher::Config::default().any_semantic()),
     )
     .reflect(store_writer)
+    .inspect({
+        let ctx = ctx.clone();
+        move |event| {
+            class::on_store_event(
+                &ctx,
+                event,
+                |s: &SecretStore| {
+                    format!(
+                        "SecretStore/{}/{}",
+                        s.namespace().unwrap_or_default(),
+                        s.name_any()
+                    )
+                },
+                |s| &s.spec,
+            )
+        }
+    })
     .applied_objects()
     .filter(leading(&ctx));
     let (cluster_store_reader, cluster_store_writer) = reflector::store();
     let (target_reader, target_writer) = reflector::store();
+    let (reader, writer) = reflector::store();
     let caches = cache::Caches {
         secret_stores: store_reader.clone(),
         cluster_stores: cluster_stores.then(|| cluster_store_reader.clone()),
         targets: target_reader.clone(),
+        external_secrets: reader.clone(),
     };
     // The caches are published to reconciles once their first lists are in. The
     // ExternalSecret watch starts then (below), so a cold start plans from the caches instead
@@ -233,7 +253,6 @@ pub async fn run_until(
     };
 
     let es_api: Api<ExternalSecret> = api(&client, ns.as_deref());
-    let (reader, writer) = reflector::store();
     let forget_ctx = ctx.clone();
     let ces_leader = ctx.clone();
     // ClusterExternalSecrets (cluster-wide only) are told when an ExternalSecret they control
@@ -450,6 +469,17 @@ pub async fn run_until(
                 move || watcher(css_api.clone(), watcher::Config::default().any_semantic()),
             )
             .reflect(cluster_store_writer)
+            .inspect({
+                let ctx = ctx.clone();
+                move |event| {
+                    class::on_store_event(
+                        &ctx,
+                        event,
+                        |s: &ClusterSecretStore| format!("ClusterSecretStore/{}", s.name_any()),
+                        |s| &s.spec,
+                    )
+                }
+            })
             .applied_objects()
             .filter(leading(&ctx));
             Controller::for_stream(cluster_store_stream, cluster_store_reader)

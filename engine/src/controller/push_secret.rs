@@ -447,6 +447,37 @@ fn store_refs(ps: &PushSecret, ctx: &Context) -> Result<Vec<(String, StoreInfo)>
     Ok(out.into_iter().collect())
 }
 
+/// The `spec.controller` of a store a PushSecret names, from the watch cache (`None` for a
+/// store not in it: resolving it reports what is wrong).
+fn store_class(ctx: &Context, ns: &str, store: &StoreInfo) -> Option<String> {
+    let caches = ctx.caches.get()?;
+    match store.kind {
+        StoreKind::SecretStore => caches
+            .secret_store(ns, &store.name)?
+            .spec
+            .controller
+            .clone(),
+        StoreKind::ClusterSecretStore => caches.cluster_store(&store.name)?.spec.controller.clone(),
+    }
+}
+
+/// Whether every store `ps` names is of another controller class: the PushSecret is another
+/// controller's, and is left alone (ESO: no store left, no condition, no requeue).
+fn all_stores_foreign(ps: &PushSecret, ctx: &Context) -> bool {
+    let ns = ps.namespace().unwrap_or_default();
+    match store_refs(ps, ctx) {
+        Ok(stores) => {
+            !stores.is_empty()
+                && stores.iter().all(|(_, s)| {
+                    !ctx.settings
+                        .class
+                        .serves(store_class(ctx, &ns, s).as_deref())
+                })
+        }
+        Err(_) => false,
+    }
+}
+
 /// The template step (ESO's `applyTemplate`, run by esox's template code in Wasm): each
 /// source with `spec.template` applied. As in ESO, the rendered keys are added to the
 /// source's (replacing those of the same name; `mergePolicy` has no effect), the template's
@@ -606,6 +637,13 @@ async fn push(ps: &PushSecret, pctx: &PushContext) -> Outcome {
         Ok(s) => s,
         Err(e) => return fail(e, old),
     };
+    // Stores of another controller class are not pushed to (ESO drops them); what was pushed
+    // to them before is kept in the status, never deleted as stale.
+    let (stores, foreign): (Vec<_>, Vec<_>) = stores.into_iter().partition(|(_, s)| {
+        ctx.settings
+            .class
+            .serves(store_class(ctx, &ns, s).as_deref())
+    });
     let infos: Vec<StoreInfo> = stores.iter().map(|(_, s)| s.clone()).collect();
     if let Err(e) = push_data::check_selectors_match(&ps.spec.data_to, &infos) {
         return fail(e, old);
@@ -634,6 +672,11 @@ async fn push(ps: &PushSecret, pctx: &PushContext) -> Outcome {
     let deadline = ctx.settings.provider_timeout;
     let if_not_exists = ps.spec.update_policy() == PushSecretUpdatePolicy::IfNotExists;
     let mut synced = SyncedPushSecretsMap::new();
+    for (key, _) in &foreign {
+        if let Some(entries) = old.get(key) {
+            synced.insert(key.clone(), entries.clone());
+        }
+    }
     let mut written = false;
     let mut error: Option<String> = None;
 
@@ -802,6 +845,19 @@ pub async fn reconcile(ps: Arc<PushSecret>, pctx: Arc<PushContext>) -> Result<Ac
         return Ok(Action::await_change());
     }
 
+    if all_stores_foreign(&ps, ctx) {
+        debug!(
+            class = ctx.settings.class.as_str(),
+            "pushes only to stores of another controller class; left alone"
+        );
+        // Looked at again each refresh interval, in case a store turned to this class.
+        let every = interval(&ps);
+        return Ok(if every.is_zero() {
+            Action::await_change()
+        } else {
+            Action::requeue(every)
+        });
+    }
     let wants_finalizer = ps.spec.deletion_policy() == PushSecretDeletionPolicy::Delete;
     if wants_finalizer != has_finalizer {
         set_finalizer(&api, &ps, wants_finalizer).await?;

@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{instrument, warn};
+use tracing::{debug, instrument, warn};
 
 use super::context::Context;
 use crate::api::condition::set_condition;
@@ -258,6 +258,13 @@ where
 /// Reconciles a SecretStore.
 #[instrument(skip_all, fields(namespace = %store.namespace().unwrap_or_default(), name = %store.name_any()))]
 pub async fn reconcile_store(store: Arc<SecretStore>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.settings.class.serves_store(&store.spec) {
+        debug!(
+            class = ctx.settings.class.as_str(),
+            "a store of another controller class; not validated here"
+        );
+        return Ok(Action::await_change());
+    }
     let start = Instant::now();
     let ns = store.namespace().unwrap_or_default();
     let result = validate(
@@ -303,6 +310,13 @@ pub async fn reconcile_cluster_store(
     store: Arc<ClusterSecretStore>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    if !ctx.settings.class.serves_store(&store.spec) {
+        debug!(
+            class = ctx.settings.class.as_str(),
+            "a store of another controller class; not validated here"
+        );
+        return Ok(Action::await_change());
+    }
     // References without a namespace resolve in the ExternalSecret's namespace, which a
     // cluster-wide validation does not have; they resolve in `default` here.
     let result = validate(
