@@ -1101,6 +1101,15 @@ fn denials(log: &str, namespace: &str, sa: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether a denial (a JSON log line) is about an object in a namespace other than `ours`. A
+/// cluster-wide controller also reconciles what the namespaces of earlier tests hold (kept for
+/// inspection): an Argo Rollout another test's ExternalSecret restarts is no business of this
+/// release's RBAC.
+fn in_another_namespace(denial: &str, ours: &str) -> bool {
+    denial.contains("in the namespace \\\"")
+        && !denial.contains(&format!("in the namespace \\\"{ours}\\\""))
+}
+
 fn status_code(e: kube::Error) -> u16 {
     match e {
         kube::Error::Api(s) => s.code,
@@ -1313,7 +1322,8 @@ spec:
 
     let log = esox.logs();
     drop(esox);
-    let denied = denials(&log, &ns, "external-secrets-sa");
+    let mut denied = denials(&log, &ns, "external-secrets-sa");
+    denied.retain(|d| !in_another_namespace(d, &ns));
     assert!(denied.is_empty(), "RBAC denials:\n{}", denied.join("\n"));
     for value in ["superSecretPassword123", "tok-123", &generated] {
         assert!(
