@@ -283,6 +283,8 @@ struct Outcome {
     synced: SyncedPushSecretsMap,
     written: bool,
     requeue: Option<Duration>,
+    /// Every store is another controller class's: nothing was pushed, nothing is reported.
+    left_alone: bool,
 }
 
 fn secret_to_source(s: &Secret) -> SourceSecret {
@@ -602,6 +604,7 @@ async fn push(ps: &PushSecret, pctx: &PushContext) -> Outcome {
         synced,
         written: false,
         requeue: None,
+        left_alone: false,
     };
 
     // The webhook's rules (ESO's reconcile-time failures, caught before anything is read).
@@ -624,6 +627,7 @@ async fn push(ps: &PushSecret, pctx: &PushContext) -> Outcome {
                     synced: SyncedPushSecretsMap::new(),
                     written: true,
                     requeue: None,
+                    left_alone: false,
                 },
                 Some(e) => fail(format!("Failed to Delete Secrets from Provider: {e}"), left),
             };
@@ -644,6 +648,12 @@ async fn push(ps: &PushSecret, pctx: &PushContext) -> Outcome {
             .class
             .serves(store_class(ctx, &ns, s).as_deref())
     });
+    if stores.is_empty() && !foreign.is_empty() {
+        return Outcome {
+            left_alone: true,
+            ..fail(String::new(), old)
+        };
+    }
     let infos: Vec<StoreInfo> = stores.iter().map(|(_, s)| s.clone()).collect();
     if let Err(e) = push_data::check_selectors_match(&ps.spec.data_to, &infos) {
         return fail(e, old);
@@ -791,6 +801,7 @@ async fn push(ps: &PushSecret, pctx: &PushContext) -> Outcome {
         synced,
         written,
         requeue: None,
+        left_alone: false,
     }
 }
 
@@ -837,6 +848,7 @@ pub async fn reconcile(ps: Arc<PushSecret>, pctx: Arc<PushContext>) -> Result<Ac
                 synced: left,
                 written: false,
                 requeue: None,
+                left_alone: false,
             };
             report(&ps, &api, &pctx, outcome).await?;
             return Ok(Action::requeue(backoff(&pctx, &key)));
@@ -845,18 +857,13 @@ pub async fn reconcile(ps: Arc<PushSecret>, pctx: Arc<PushContext>) -> Result<Ac
         return Ok(Action::await_change());
     }
 
+    // The store caches say which stores are this controller's (and their labels, for
+    // `labelSelector`s): nothing is decided before their first lists are in.
+    if ctx.caches.get().is_none() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     if all_stores_foreign(&ps, ctx) {
-        debug!(
-            class = ctx.settings.class.as_str(),
-            "pushes only to stores of another controller class; left alone"
-        );
-        // Looked at again each refresh interval, in case a store turned to this class.
-        let every = interval(&ps);
-        return Ok(if every.is_zero() {
-            Action::await_change()
-        } else {
-            Action::requeue(every)
-        });
+        return Ok(left_alone(&ps, ctx));
     }
     let wants_finalizer = ps.spec.deletion_policy() == PushSecretDeletionPolicy::Delete;
     if wants_finalizer != has_finalizer {
@@ -872,6 +879,9 @@ pub async fn reconcile(ps: Arc<PushSecret>, pctx: Arc<PushContext>) -> Result<Ac
         return Ok(Action::requeue(wait + Duration::from_secs(5)));
     }
     let outcome = push(&ps, &pctx).await;
+    if outcome.left_alone {
+        return Ok(left_alone(&ps, ctx));
+    }
     let ready = outcome.ready;
     let requeue = outcome.requeue;
     report(&ps, &api, &pctx, outcome).await?;
@@ -887,6 +897,21 @@ pub async fn reconcile(ps: Arc<PushSecret>, pctx: Arc<PushContext>) -> Result<Ac
         None if every.is_zero() => Action::await_change(),
         None => Action::requeue(every),
     })
+}
+
+/// A PushSecret that pushes only to stores of another controller class: nothing is written;
+/// it is looked at again each refresh interval, in case a store turned to this class.
+fn left_alone(ps: &PushSecret, ctx: &Context) -> Action {
+    debug!(
+        class = ctx.settings.class.as_str(),
+        "pushes only to stores of another controller class; left alone"
+    );
+    let every = interval(ps);
+    if every.is_zero() {
+        Action::await_change()
+    } else {
+        Action::requeue(every)
+    }
 }
 
 /// The kind, as sharding names it.
