@@ -24,7 +24,7 @@ use kube::runtime::watcher;
 
 use super::cache::Caches;
 use super::context::Context;
-use crate::api::{ExternalSecret, SecretStoreSpec};
+use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore, SecretStoreSpec};
 
 /// ESO's default `--controller-class`.
 pub const DEFAULT: &str = "default";
@@ -120,23 +120,54 @@ impl ForeignStores {
     }
 }
 
-/// The store watch's side of [`ForeignStores`]: a store ExternalSecrets were left alone for,
-/// seen with this controller's class (or deleted), wakes them.
-pub fn on_store_event<K: kube::Resource>(
-    ctx: &Context,
-    event: &Result<watcher::Event<K>, watcher::Error>,
-    key: impl Fn(&K) -> String,
-    spec: impl Fn(&K) -> &SecretStoreSpec,
-) {
-    let (store, gone) = match event {
-        Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => (s, false),
-        Ok(watcher::Event::Delete(s)) => (s, true),
-        _ => return,
-    };
-    if (gone || ctx.settings.class.serves_store(spec(store)))
-        && ctx.foreign_stores.served_now(&key(store))
-    {
-        ctx.store_ready(key(store));
+/// A store kind, as the watch hook sees it.
+pub trait StoreObject: kube::Resource {
+    /// Its bulkhead key (`SecretStore/<ns>/<name>`, `ClusterSecretStore/<name>`).
+    fn key(&self) -> String;
+    /// Its spec.
+    fn store_spec(&self) -> &SecretStoreSpec;
+}
+
+impl StoreObject for SecretStore {
+    fn key(&self) -> String {
+        format!(
+            "SecretStore/{}/{}",
+            self.namespace().unwrap_or_default(),
+            self.name_any()
+        )
+    }
+    fn store_spec(&self) -> &SecretStoreSpec {
+        &self.spec
+    }
+}
+
+impl StoreObject for ClusterSecretStore {
+    fn key(&self) -> String {
+        format!("ClusterSecretStore/{}", self.name_any())
+    }
+    fn store_spec(&self) -> &SecretStoreSpec {
+        &self.spec
+    }
+}
+
+/// The store watch's side of [`ForeignStores`], for `.inspect` after the store reflector: a
+/// store ExternalSecrets were left alone for, seen with this controller's class (or deleted),
+/// wakes them.
+pub fn watch_hook<K: StoreObject>(
+    ctx: Arc<Context>,
+) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) {
+    move |event| {
+        let (store, gone) = match event {
+            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => (s, false),
+            Ok(watcher::Event::Delete(s)) => (s, true),
+            _ => return,
+        };
+        let key = store.key();
+        if (gone || ctx.settings.class.serves_store(store.store_spec()))
+            && ctx.foreign_stores.served_now(&key)
+        {
+            ctx.store_ready(key);
+        }
     }
 }
 

@@ -194,23 +194,7 @@ pub async fn run_until(
         move || watcher(store_api.clone(), watcher::Config::default().any_semantic()),
     )
     .reflect(store_writer)
-    .inspect({
-        let ctx = ctx.clone();
-        move |event| {
-            class::on_store_event(
-                &ctx,
-                event,
-                |s: &SecretStore| {
-                    format!(
-                        "SecretStore/{}/{}",
-                        s.namespace().unwrap_or_default(),
-                        s.name_any()
-                    )
-                },
-                |s| &s.spec,
-            )
-        }
-    })
+    .inspect(class::watch_hook::<SecretStore>(ctx.clone()))
     .applied_objects()
     .filter(leading(&ctx));
     let (cluster_store_reader, cluster_store_writer) = reflector::store();
@@ -469,17 +453,7 @@ pub async fn run_until(
                 move || watcher(css_api.clone(), watcher::Config::default().any_semantic()),
             )
             .reflect(cluster_store_writer)
-            .inspect({
-                let ctx = ctx.clone();
-                move |event| {
-                    class::on_store_event(
-                        &ctx,
-                        event,
-                        |s: &ClusterSecretStore| format!("ClusterSecretStore/{}", s.name_any()),
-                        |s| &s.spec,
-                    )
-                }
-            })
+            .inspect(class::watch_hook::<ClusterSecretStore>(ctx.clone()))
             .applied_objects()
             .filter(leading(&ctx));
             Controller::for_stream(cluster_store_stream, cluster_store_reader)
